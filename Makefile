@@ -1,0 +1,43 @@
+# Two commands set everything up on a fresh machine:  make demo   and   make test
+PYTHON ?= python3
+VENV ?= .venv
+OLDEST_VENV ?= .venv-oldest
+# The oldest google-genai we support; CI runs the instrumentation tests against it too.
+OLDEST_GENAI ?= 1.20.0
+BIN = $(VENV)/bin
+
+.PHONY: demo test test-oldest lint bench install clean
+
+$(BIN)/otel-gemini: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(BIN)/otel-gemini
+
+## The product's main job on its embedded default: no keys, no network.
+demo: install
+	$(BIN)/otel-gemini demo
+
+## The whole test suite (newest google-genai), then the compatibility run on the oldest.
+test: install
+	$(BIN)/python -m pytest -q -n 2 tests
+	$(MAKE) test-oldest
+
+test-oldest:
+	$(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/pip install -q --upgrade pip
+	$(OLDEST_VENV)/bin/pip install -q -e '.[dev]' 'google-genai==$(OLDEST_GENAI)'
+	$(OLDEST_VENV)/bin/python -m pytest -q -n 2 -m genai tests
+
+lint: install
+	$(BIN)/ruff check otel_gemini tests benchmarks
+	$(BIN)/ruff format --check otel_gemini tests benchmarks
+	$(BIN)/mypy --strict otel_gemini
+
+bench: install
+	$(BIN)/python benchmarks/overhead.py
+
+clean:
+	rm -rf $(VENV) $(OLDEST_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,126 @@
+"""Attribute names this package writes and reads: the one home for span-shape strings.
+
+GenAI semantic-convention names come first, then the Langfuse mapping keys
+(see Langfuse's OTel ingestion contract), then our own ``otel_gemini.*`` names.
+Instrumentation writes these; the cost processor, the cost store and the gateway
+read them. Keeping them in one module means a rename is one edit.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- GenAI semantic conventions ------------------------------------------------------------
+GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
+GEN_AI_SYSTEM: Final = "gen_ai.system"  # older conventions; read, never written
+GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
+GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
+GEN_AI_RESPONSE_ID: Final = "gen_ai.response.id"
+GEN_AI_RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
+GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"
+GEN_AI_REQUEST_TEMPERATURE: Final = "gen_ai.request.temperature"
+GEN_AI_REQUEST_TOP_P: Final = "gen_ai.request.top_p"
+GEN_AI_REQUEST_TOP_K: Final = "gen_ai.request.top_k"
+GEN_AI_REQUEST_MAX_TOKENS: Final = "gen_ai.request.max_tokens"
+GEN_AI_REQUEST_STOP_SEQUENCES: Final = "gen_ai.request.stop_sequences"
+GEN_AI_REQUEST_SEED: Final = "gen_ai.request.seed"
+GEN_AI_REQUEST_PRESENCE_PENALTY: Final = "gen_ai.request.presence_penalty"
+GEN_AI_REQUEST_FREQUENCY_PENALTY: Final = "gen_ai.request.frequency_penalty"
+GEN_AI_REQUEST_CHOICE_COUNT: Final = "gen_ai.request.choice.count"
+GEN_AI_REQUEST_ENCODING_FORMATS: Final = "gen_ai.request.encoding_formats"
+GEN_AI_OUTPUT_TYPE: Final = "gen_ai.output.type"
+GEN_AI_EMBEDDINGS_DIMENSION_COUNT: Final = "gen_ai.embeddings.dimension.count"
+GEN_AI_CONVERSATION_ID: Final = "gen_ai.conversation.id"
+GEN_AI_TOOL_NAME: Final = "gen_ai.tool.name"
+GEN_AI_TOOL_CALL_ID: Final = "gen_ai.tool.call.id"
+GEN_AI_TOOL_TYPE: Final = "gen_ai.tool.type"
+GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
+
+GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
+GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
+GEN_AI_SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"
+
+# Usage. input_tokens counts ALL input (cached and tool-use prompt tokens included);
+# output_tokens counts ALL output (thinking included). The detail counts are subsets.
+GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
+GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
+GEN_AI_USAGE_COST: Final = "gen_ai.usage.cost"
+
+MODALITIES_IN: Final = ("text", "image", "audio", "video")
+MODALITIES_OUT: Final = ("text", "image", "audio")
+
+
+def usage_input_tokens_by_modality(modality: str) -> str:
+    """``gen_ai.usage.{modality}.input_tokens`` (modality lower case)."""
+    return f"gen_ai.usage.{modality}.input_tokens"
+
+
+def usage_output_tokens_by_modality(modality: str) -> str:
+    """``gen_ai.usage.{modality}.output_tokens`` (modality lower case)."""
+    return f"gen_ai.usage.{modality}.output_tokens"
+
+
+# Values
+PROVIDER_GEMINI: Final = "gcp.gemini"
+PROVIDER_VERTEX_AI: Final = "gcp.vertex_ai"
+OP_GENERATE_CONTENT: Final = "generate_content"
+OP_EMBEDDINGS: Final = "embeddings"
+OP_EXECUTE_TOOL: Final = "execute_tool"
+OP_INVOKE_AGENT: Final = "invoke_agent"
+
+# Official OTel google-genai instrumentation (older semconv) and OpenInference: read-only.
+GEN_AI_USAGE_PROMPT_TOKENS: Final = "gen_ai.usage.prompt_tokens"
+GEN_AI_USAGE_COMPLETION_TOKENS: Final = "gen_ai.usage.completion_tokens"
+LLM_MODEL_NAME: Final = "llm.model_name"
+LLM_PROVIDER: Final = "llm.provider"
+LLM_TOKEN_COUNT_PROMPT: Final = "llm.token_count.prompt"
+LLM_TOKEN_COUNT_COMPLETION: Final = "llm.token_count.completion"
+LLM_TOKEN_COUNT_TOTAL: Final = "llm.token_count.total"
+LLM_TOKEN_COUNT_PROMPT_CACHE_READ: Final = "llm.token_count.prompt_details.cache_read"
+LLM_TOKEN_COUNT_PROMPT_AUDIO: Final = "llm.token_count.prompt_details.audio"
+LLM_TOKEN_COUNT_COMPLETION_REASONING: Final = "llm.token_count.completion_details.reasoning"
+LLM_TOKEN_COUNT_COMPLETION_AUDIO: Final = "llm.token_count.completion_details.audio"
+
+# --- general conventions --------------------------------------------------------------------
+SERVER_ADDRESS: Final = "server.address"
+SERVER_PORT: Final = "server.port"
+ERROR_TYPE: Final = "error.type"
+USER_ID: Final = "user.id"
+SESSION_ID: Final = "session.id"
+
+# --- Langfuse mapping -----------------------------------------------------------------------
+LANGFUSE_OBSERVATION_TYPE: Final = "langfuse.observation.type"
+LANGFUSE_COST_DETAILS: Final = "langfuse.observation.cost_details"
+LANGFUSE_USAGE_DETAILS: Final = "langfuse.observation.usage_details"
+LANGFUSE_COMPLETION_START_TIME: Final = "langfuse.observation.completion_start_time"
+LANGFUSE_TRACE_TAGS: Final = "langfuse.trace.tags"
+LANGFUSE_TRACE_METADATA_PREFIX: Final = "langfuse.trace.metadata."
+LANGFUSE_USER_ID: Final = "langfuse.user.id"
+LANGFUSE_SESSION_ID: Final = "langfuse.session.id"
+
+# --- otel_gemini.* (project-specific) -------------------------------------------------------
+COST_STATUS: Final = "otel_gemini.cost.status"  # priced | unknown_model | no_usage
+PRICES_VERSION: Final = "otel_gemini.prices.version"
+COST_STATUS_PRICED: Final = "priced"
+COST_STATUS_UNKNOWN_MODEL: Final = "unknown_model"
+COST_STATUS_NO_USAGE: Final = "no_usage"
+
+# Tool-use prompt tokens are part of input_tokens; kept separately so pricing can show them.
+USAGE_TOOL_USE_PROMPT_TOKENS: Final = "otel_gemini.usage.tool_use_prompt.input_tokens"
+# Per-modality cache reads (Gemini reports cache_tokens_details by modality).
+USAGE_CACHE_READ_AUDIO_TOKENS: Final = "otel_gemini.usage.cache_read.audio.input_tokens"
+# Audio seconds measured from streamed PCM bytes (Live API); used for per-minute prices.
+USAGE_AUDIO_INPUT_SECONDS: Final = "otel_gemini.usage.audio.input_seconds"
+USAGE_AUDIO_OUTPUT_SECONDS: Final = "otel_gemini.usage.audio.output_seconds"
+# Billing context read by pricing: "standard" | "flex" | "priority" | "batch".
+REQUEST_SERVICE_TIER: Final = "otel_gemini.request.service_tier"
+# Which SDK entry point made the call (generate_content, generate_content_stream, chat...).
+SDK_METHOD: Final = "otel_gemini.sdk.method"
+# Live API
+LIVE_TURN_COUNT: Final = "otel_gemini.live.turns"
+LIVE_INTERRUPTED: Final = "otel_gemini.live.interrupted"
+LIVE_INTERRUPTION_COUNT: Final = "otel_gemini.live.interruptions"
+LIVE_TIME_TO_FIRST_AUDIO: Final = "otel_gemini.live.time_to_first_audio"

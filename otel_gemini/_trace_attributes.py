@@ -1,0 +1,86 @@
+"""``trace_attributes()``: user, session, tags and metadata for every span started inside.
+
+The values live in a :class:`contextvars.ContextVar`, so they follow ``asyncio`` tasks and
+``asyncio.to_thread`` the same way OpenTelemetry's own context does. Spans pick them up in two
+places: our instrumentation stamps them onto the spans it starts, and
+:class:`TraceAttributesSpanProcessor` (installed by ``configure()``) stamps them onto every
+other span, so a user's own spans carry them too.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.util.types import AttributeValue
+
+from otel_gemini import _attributes as attrs
+
+_current: ContextVar[Mapping[str, AttributeValue]] = ContextVar(
+    "otel_gemini_trace_attributes", default={}
+)
+
+
+def _metadata_value(value: Any) -> AttributeValue:
+    if isinstance(value, (str, bool, int, float)):
+        return value
+    return json.dumps(value, default=str, sort_keys=True)
+
+
+@contextmanager
+def trace_attributes(
+    user_id: str | None = None,
+    session_id: str | None = None,
+    tags: Sequence[str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Iterator[None]:
+    """Stamp ``user.id``, ``session.id``, tags and metadata onto every span started inside.
+
+    Nested blocks inherit and override the enclosing values; tags accumulate. Works in sync
+    and async code (the values are carried by a context variable)::
+
+        with otel_gemini.trace_attributes(user_id="u-42", session_id="call-7", tags=["voice"]):
+            client.models.generate_content(model="gemini-2.5-flash", contents="hi")
+
+    Metadata values that are not strings, numbers or booleans are stored as JSON strings under
+    ``langfuse.trace.metadata.<key>``.
+    """
+    merged: dict[str, AttributeValue] = dict(_current.get())
+    if user_id is not None:
+        merged[attrs.USER_ID] = str(user_id)
+    if session_id is not None:
+        merged[attrs.SESSION_ID] = str(session_id)
+    if tags:
+        previous = merged.get(attrs.LANGFUSE_TRACE_TAGS, ())
+        combined = list(previous) if isinstance(previous, (list, tuple)) else []
+        combined.extend(str(t) for t in tags if str(t) not in combined)
+        merged[attrs.LANGFUSE_TRACE_TAGS] = tuple(combined)
+    for key, value in (metadata or {}).items():
+        merged[attrs.LANGFUSE_TRACE_METADATA_PREFIX + str(key)] = _metadata_value(value)
+    token = _current.set(merged)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def current_trace_attributes() -> Mapping[str, AttributeValue]:
+    """The attributes ``trace_attributes()`` has set in the current context (maybe empty)."""
+    return _current.get()
+
+
+class TraceAttributesSpanProcessor(SpanProcessor):
+    """Copies the current ``trace_attributes()`` onto each span as it starts."""
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        values = _current.get()
+        if values:
+            span.set_attributes(values)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        return None

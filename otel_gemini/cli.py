@@ -1,0 +1,57 @@
+"""The ``otel-gemini`` command line.
+
+Each sub-command lives next to the code it drives, in a module exposing ``HELP``,
+``add_arguments(parser)`` and ``run(args) -> int``; this module only dispatches. Command
+modules import their heavy dependencies inside ``run`` so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import Protocol, cast
+
+from otel_gemini._version import __version__
+
+# name -> module implementing it
+_COMMANDS: dict[str, str] = {
+    "demo": "otel_gemini._demo",
+}
+
+
+class _Command(Protocol):
+    HELP: str
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="otel-gemini",
+        description="Trace, price and export Google Gemini calls; answer cost questions.",
+    )
+    parser.add_argument("--version", action="version", version=f"otel-gemini {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name in _COMMANDS.items():
+        module = cast(_Command, importlib.import_module(module_name))
+        command_parser = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(command_parser)
+        command_parser.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``otel-gemini`` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        return int(args._run(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

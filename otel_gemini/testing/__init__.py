@@ -1,0 +1,1 @@
+"""Fakes of Gemini and Langfuse servers for tests, ours and users'."""
