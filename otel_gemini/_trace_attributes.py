@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from types import MappingProxyType
 from typing import Any
 
 from opentelemetry.context import Context
@@ -21,9 +22,8 @@ from opentelemetry.util.types import AttributeValue
 
 from otel_gemini import _attributes as attrs
 
-_current: ContextVar[Mapping[str, AttributeValue]] = ContextVar(
-    "otel_gemini_trace_attributes", default={}
-)
+_EMPTY: Mapping[str, AttributeValue] = MappingProxyType({})
+_current: ContextVar[Mapping[str, AttributeValue]] = ContextVar("otel_gemini_trace_attributes")
 
 
 def _metadata_value(value: Any) -> AttributeValue:
@@ -50,7 +50,7 @@ def trace_attributes(
     Metadata values that are not strings, numbers or booleans are stored as JSON strings under
     ``langfuse.trace.metadata.<key>``.
     """
-    merged: dict[str, AttributeValue] = dict(_current.get())
+    merged: dict[str, AttributeValue] = dict(_current.get(_EMPTY))
     if user_id is not None:
         merged[attrs.USER_ID] = str(user_id)
     if session_id is not None:
@@ -71,14 +71,14 @@ def trace_attributes(
 
 def current_trace_attributes() -> Mapping[str, AttributeValue]:
     """The attributes ``trace_attributes()`` has set in the current context (maybe empty)."""
-    return _current.get()
+    return _current.get(_EMPTY)
 
 
 class TraceAttributesSpanProcessor(SpanProcessor):
     """Copies the current ``trace_attributes()`` onto each span as it starts."""
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        values = _current.get()
+        values = _current.get(_EMPTY)
         if values:
             span.set_attributes(values)
 
