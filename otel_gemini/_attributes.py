@@ -124,3 +124,13 @@ LIVE_TURN_COUNT: Final = "otel_gemini.live.turns"
 LIVE_INTERRUPTED: Final = "otel_gemini.live.interrupted"
 LIVE_INTERRUPTION_COUNT: Final = "otel_gemini.live.interruptions"
 LIVE_TIME_TO_FIRST_AUDIO: Final = "otel_gemini.live.time_to_first_audio"
+# Per-unit usage (Imagen, Veo, Vertex embeddings billed by character).
+USAGE_OUTPUT_IMAGE_COUNT: Final = "otel_gemini.usage.image.output_count"
+USAGE_OUTPUT_VIDEO_SECONDS: Final = "otel_gemini.usage.video.output_seconds"
+USAGE_BILLABLE_CHARACTERS: Final = "otel_gemini.usage.billable_characters"
+# Count/compute tokens: not billed usage, reported for information only.
+COUNT_TOKENS_TOTAL: Final = "otel_gemini.count_tokens.total_tokens"
+# Streams: whether the caller consumed the stream to its end (False: broke out or abandoned).
+STREAM_COMPLETED: Final = "otel_gemini.stream.completed"
+GEN_AI_TOOL_CALL_ARGUMENTS: Final = "gen_ai.tool.call.arguments"
+GEN_AI_TOOL_CALL_RESULT: Final = "gen_ai.tool.call.result"
