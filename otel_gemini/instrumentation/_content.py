@@ -1,0 +1,156 @@
+"""Prompt and response content as GenAI semantic-convention JSON (only when capture is on).
+
+Messages follow the GenAI conventions' shape (``[{"role", "parts": [{"type", ...}]}]``).
+Binary parts are never inlined: they become ``{"type": "blob", "mime_type", "size"}``.
+Each attribute is limited to ``max_length`` characters by shortening text parts first and
+then dropping trailing messages, so the value always stays valid JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from google.genai import types
+
+_TRUNCATION_MARK = "…[truncated]"
+
+
+def _field(obj: Any, name: str) -> Any:
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _part_to_json(part: Any) -> dict[str, Any]:
+    if isinstance(part, str):
+        return {"type": "text", "content": part}
+    text = _field(part, "text")
+    if text is not None:
+        kind = "reasoning" if _field(part, "thought") else "text"
+        return {"type": kind, "content": text}
+    inline = _field(part, "inline_data")
+    if inline is not None:
+        data = _field(inline, "data") or b""
+        return {"type": "blob", "mime_type": _field(inline, "mime_type"), "size": len(data)}
+    file_data = _field(part, "file_data")
+    if file_data is not None:
+        return {
+            "type": "uri",
+            "mime_type": _field(file_data, "mime_type"),
+            "uri": _field(file_data, "file_uri"),
+        }
+    call = _field(part, "function_call")
+    if call is not None:
+        return {
+            "type": "tool_call",
+            "id": _field(call, "id"),
+            "name": _field(call, "name"),
+            "arguments": _field(call, "args"),
+        }
+    response = _field(part, "function_response")
+    if response is not None:
+        return {
+            "type": "tool_call_response",
+            "id": _field(response, "id"),
+            "response": _field(response, "response"),
+        }
+    return {"type": "unknown"}
+
+
+def _content_parts(content: Any) -> list[Any]:
+    parts = _field(content, "parts")
+    return list(parts) if parts else []
+
+
+def input_messages(contents: Any) -> list[dict[str, Any]]:
+    """The request's contents as GenAI input messages."""
+    from google.genai import _transformers
+
+    normalised: Sequence[types.Content] = _transformers.t_contents(contents)
+    return [
+        {
+            "role": content.role or "user",
+            "parts": [_part_to_json(part) for part in _content_parts(content)],
+        }
+        for content in normalised
+    ]
+
+
+def system_instructions(instruction: Any) -> list[dict[str, Any]] | None:
+    """``config.system_instruction`` as a list of GenAI parts, or None if unset."""
+    if instruction is None:
+        return None
+    if isinstance(instruction, str):
+        return [_part_to_json(instruction)]
+    parts = _field(instruction, "parts")
+    if parts is not None:
+        return [_part_to_json(part) for part in parts]
+    if isinstance(instruction, list):
+        return [_part_to_json(part) for part in instruction]
+    return [_part_to_json(instruction)]
+
+
+def output_message(parts: Iterable[Any], finish_reason: str | None) -> dict[str, Any]:
+    """One assistant message from the model's parts."""
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "parts": [_part_to_json(part) for part in parts],
+    }
+    if finish_reason:
+        message["finish_reason"] = finish_reason
+    return message
+
+
+def candidate_parts(response: Any) -> list[Any]:
+    """The parts of a response's first candidate (empty if there is none)."""
+    candidates = _field(response, "candidates")
+    if not candidates:
+        return []
+    return _content_parts(_field(candidates[0], "content"))
+
+
+def to_limited_json(value: list[dict[str, Any]], max_length: int) -> str:
+    """JSON of ``value`` no longer than ``max_length`` characters, still valid JSON."""
+    encoded = json.dumps(value, default=str, ensure_ascii=False)
+    if len(encoded) <= max_length:
+        return encoded
+    budget = max(16, max_length // 4)
+    shortened = [_shorten_message(message, budget) for message in value]
+    encoded = json.dumps(shortened, default=str, ensure_ascii=False)
+    while len(encoded) > max_length and len(shortened) > 1:
+        shortened.pop()
+        encoded = json.dumps(
+            [
+                *shortened,
+                {"role": "system", "parts": [{"type": "text", "content": _TRUNCATION_MARK}]},
+            ],
+            default=str,
+            ensure_ascii=False,
+        )
+    if len(encoded) > max_length:
+        return json.dumps([{"type": "text", "content": _TRUNCATION_MARK}])
+    return encoded
+
+
+def _shorten_message(message: dict[str, Any], budget: int) -> Any:
+    parts = message.get("parts")
+    if not isinstance(parts, list):
+        return _shorten_part(message, budget)
+    return {**message, "parts": [_shorten_part(part, budget) for part in parts]}
+
+
+def _shorten_part(part: Any, budget: int) -> Any:
+    if not isinstance(part, dict):
+        return part
+    content = part.get("content")
+    if isinstance(content, str) and len(content) > budget:
+        return {**part, "content": content[:budget] + _TRUNCATION_MARK}
+    for key in ("arguments", "response"):
+        value = part.get(key)
+        if value is not None:
+            encoded = json.dumps(value, default=str, ensure_ascii=False)
+            if len(encoded) > budget:
+                return {**part, key: encoded[:budget] + _TRUNCATION_MARK}
+    return part

@@ -1,0 +1,176 @@
+"""One instrumented request: a span that is started once and finalised exactly once."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from otel_gemini import _attributes as attrs
+from otel_gemini._trace_attributes import current_trace_attributes
+from otel_gemini.instrumentation._instruments import Instruments
+from otel_gemini.instrumentation._internal_errors import report_internal_error
+
+
+class ResponseRecorder(Protocol):
+    """Turns what a request returned (one response, or each chunk of a stream) into attributes."""
+
+    def add(self, response: Any) -> None: ...
+
+    def attributes(self) -> Mapping[str, AttributeValue]: ...
+
+
+class NoResponse:
+    """Recorder for spans whose response carries nothing to record (e.g. the AFC parent)."""
+
+    def add(self, response: Any) -> None:
+        return None
+
+    def attributes(self) -> Mapping[str, AttributeValue]:
+        return {}
+
+
+def error_type(error: BaseException) -> str:
+    """HTTP status code for API errors, else the exception's qualified class name."""
+    code = getattr(error, "code", None)
+    if isinstance(code, int) and 100 <= code <= 599:
+        return str(code)
+    cls = type(error)
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
+
+
+# Attributes copied onto metric points (low cardinality only).
+_METRIC_KEYS = (
+    attrs.GEN_AI_OPERATION_NAME,
+    attrs.GEN_AI_PROVIDER_NAME,
+    attrs.GEN_AI_REQUEST_MODEL,
+    attrs.GEN_AI_RESPONSE_MODEL,
+    attrs.SERVER_ADDRESS,
+    attrs.SERVER_PORT,
+    attrs.ERROR_TYPE,
+)
+
+
+class Invocation:
+    """A started span plus the bookkeeping to end it once, with metrics.
+
+    Not made current on creation: callers run the SDK's code inside :meth:`activate`
+    so that nested spans (HTTP client, tools) become children, while code the caller
+    runs between stream chunks keeps its own context.
+    """
+
+    __slots__ = (
+        "_attributes",
+        "_ended",
+        "_first_chunk_at",
+        "_instruments",
+        "_recorder",
+        "_started_at",
+        "span",
+    )
+
+    def __init__(
+        self,
+        instruments: Instruments,
+        name: str,
+        attributes: dict[str, AttributeValue],
+        recorder: ResponseRecorder,
+        kind: SpanKind = SpanKind.CLIENT,
+    ) -> None:
+        extra = current_trace_attributes()
+        if extra:
+            attributes.update(extra)
+        self._instruments = instruments
+        self._attributes = attributes
+        self._recorder = recorder
+        self._ended = False
+        self._first_chunk_at: float | None = None
+        self._started_at = time.perf_counter()
+        self.span = instruments.tracer.start_span(name, kind=kind, attributes=attributes)
+
+    @contextmanager
+    def activate(self) -> Iterator[None]:
+        """Make the span current for the duration of the block (the SDK's work)."""
+        token = otel_context.attach(trace.set_span_in_context(self.span))
+        try:
+            yield
+        finally:
+            otel_context.detach(token)
+
+    def observe(self, response: Any) -> None:
+        """Record one response, or one chunk of a streamed response."""
+        if self._first_chunk_at is None:
+            self._first_chunk_at = time.perf_counter()
+        try:
+            self._recorder.add(response)
+        except Exception as error:  # never let a malformed response reach the caller
+            report_internal_error("record response", error)
+
+    def finish(self, stream_completed: bool | None = None) -> None:
+        """End the span successfully (idempotent)."""
+        if self._ended:
+            return
+        self._ended = True
+        try:
+            result = dict(self._recorder.attributes())
+            if stream_completed is not None:
+                result[attrs.STREAM_COMPLETED] = stream_completed
+                if self._first_chunk_at is not None:
+                    ttfc = self._first_chunk_at - self._started_at
+                    result[attrs.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = ttfc
+                    first_chunk_wall = time.time() - (time.perf_counter() - self._first_chunk_at)
+                    result[attrs.LANGFUSE_COMPLETION_START_TIME] = datetime.fromtimestamp(
+                        first_chunk_wall, tz=timezone.utc
+                    ).isoformat()
+            self.span.set_attributes(result)
+            self._record_metrics(result, error=None)
+        except Exception as error:
+            report_internal_error("finish span", error)
+        self.span.end()
+
+    def fail(self, error: BaseException) -> None:
+        """End the span as failed with ``error`` (idempotent). The caller re-raises it."""
+        if self._ended:
+            return
+        self._ended = True
+        try:
+            kind = error_type(error)
+            result = dict(self._recorder.attributes())
+            result[attrs.ERROR_TYPE] = kind
+            self.span.set_attributes(result)
+            self.span.record_exception(error)
+            self.span.set_status(
+                Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"[:1024])
+            )
+            self._record_metrics(result, error=kind)
+        except Exception as internal:
+            report_internal_error("fail span", internal)
+        self.span.end()
+
+    def _record_metrics(self, result: Mapping[str, AttributeValue], error: str | None) -> None:
+        instruments = self._instruments
+        merged = {**self._attributes, **result}
+        point = {key: merged[key] for key in _METRIC_KEYS if key in merged}
+        elapsed = time.perf_counter() - self._started_at
+        instruments.operation_duration.record(elapsed, point)
+        if self._first_chunk_at is not None and attrs.STREAM_COMPLETED in result:
+            instruments.time_to_first_chunk.record(self._first_chunk_at - self._started_at, point)
+        if error is None:
+            for key, token_type in (
+                (attrs.GEN_AI_USAGE_INPUT_TOKENS, "input"),
+                (attrs.GEN_AI_USAGE_OUTPUT_TOKENS, "output"),
+            ):
+                value = result.get(key)
+                if isinstance(value, int):
+                    instruments.token_usage.record(
+                        value, {**point, attrs.GEN_AI_TOKEN_TYPE: token_type}
+                    )

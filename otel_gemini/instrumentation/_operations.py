@@ -1,0 +1,280 @@
+"""What we wrap in google-genai, and how each call becomes a span.
+
+Spans are made at the per-request layer (``Models._generate_content`` and
+``_generate_content_stream``): automatic function calling (AFC) and automatic continuation
+send several billed requests inside one public call, and each must carry its own usage. The
+public ``generate_content``/``generate_content_stream`` get a parent span only when AFC is
+active, so a plain call is one span. Chats call ``models.generate_content`` and need no
+wrapper of their own (no double spans).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urlsplit
+
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.trace import SpanKind
+from opentelemetry.util.types import AttributeValue
+
+from otel_gemini import _attributes as attrs
+from otel_gemini._model_names import bare_model_name
+from otel_gemini.instrumentation._generate_content import (
+    GenerateContentRecorder,
+    config_field,
+    input_content_attributes,
+    json_attribute,
+    request_attributes,
+)
+from otel_gemini.instrumentation._instruments import Instruments
+from otel_gemini.instrumentation._internal_errors import report_internal_error
+from otel_gemini.instrumentation._invocation import Invocation, NoResponse, ResponseRecorder
+from otel_gemini.instrumentation._recorders import (
+    CountTokensRecorder,
+    EmbeddingsRecorder,
+    ImagesRecorder,
+    ToolRecorder,
+)
+from otel_gemini.instrumentation._settings import InstrumentationSettings
+from otel_gemini.instrumentation._stream import InstrumentedStream
+
+RequestAttributes = Callable[
+    [Mapping[str, Any], InstrumentationSettings], dict[str, AttributeValue]
+]
+
+
+@dataclass(frozen=True)
+class Operation:
+    """How one SDK method becomes a span."""
+
+    method: str
+    operation: str
+    recorder: Callable[[InstrumentationSettings], ResponseRecorder]
+    request: RequestAttributes | None = None
+    streaming: bool = False
+    observation_type: str | None = None
+    # A parent-only span: made only when this says so (AFC active).
+    only_if: Callable[[Mapping[str, Any]], bool] | None = None
+
+
+def _generate_request(
+    kwargs: Mapping[str, Any], settings: InstrumentationSettings
+) -> dict[str, AttributeValue]:
+    config = kwargs.get("config")
+    result = request_attributes(config)
+    if settings.capture_content:
+        try:
+            result.update(input_content_attributes(kwargs.get("contents"), config, settings))
+        except Exception as error:
+            report_internal_error("capture input content", error)
+    return result
+
+
+def _images_request(
+    kwargs: Mapping[str, Any], settings: InstrumentationSettings
+) -> dict[str, AttributeValue]:
+    count = config_field(kwargs.get("config"), "number_of_images")
+    return {"otel_gemini.request.image_count": count} if isinstance(count, int) else {}
+
+
+def _videos_request(
+    kwargs: Mapping[str, Any], settings: InstrumentationSettings
+) -> dict[str, AttributeValue]:
+    # Veo bills per second of generated video; the request states how much it asks for.
+    config = kwargs.get("config")
+    seconds = config_field(config, "duration_seconds")
+    count = config_field(config, "number_of_videos") or 1
+    if isinstance(seconds, (int, float)) and isinstance(count, int):
+        return {attrs.USAGE_OUTPUT_VIDEO_SECONDS: float(seconds) * count}
+    return {}
+
+
+def afc_active(kwargs: Mapping[str, Any]) -> bool:
+    """Whether the SDK will run automatic function calling for this call."""
+    config = kwargs.get("config")
+    tools = config_field(config, "tools")
+    if not tools or not any(callable(tool) for tool in tools):
+        return False
+    afc = config_field(config, "automatic_function_calling")
+    if afc is not None:
+        if config_field(afc, "disable"):
+            return False
+        maximum = config_field(afc, "maximum_remote_calls")
+        if isinstance(maximum, int) and maximum <= 0:
+            return False
+    return True
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "_generate_content", attrs.OP_GENERATE_CONTENT, GenerateContentRecorder, _generate_request
+    ),
+    Operation(
+        "_generate_content_stream",
+        attrs.OP_GENERATE_CONTENT,
+        GenerateContentRecorder,
+        _generate_request,
+        streaming=True,
+    ),
+    Operation(
+        "generate_content",
+        attrs.OP_INVOKE_AGENT,
+        lambda settings: NoResponse(),
+        observation_type="agent",
+        only_if=afc_active,
+    ),
+    Operation(
+        "generate_content_stream",
+        attrs.OP_INVOKE_AGENT,
+        lambda settings: NoResponse(),
+        streaming=True,
+        observation_type="agent",
+        only_if=afc_active,
+    ),
+    Operation("embed_content", attrs.OP_EMBEDDINGS, EmbeddingsRecorder),
+    Operation("count_tokens", "count_tokens", CountTokensRecorder, observation_type="span"),
+    Operation("compute_tokens", "compute_tokens", CountTokensRecorder, observation_type="span"),
+    Operation("generate_images", "generate_images", ImagesRecorder, _images_request),
+    Operation("generate_videos", "generate_videos", lambda settings: NoResponse(), _videos_request),
+)
+
+
+@lru_cache(maxsize=64)
+def _server(base_url: str) -> tuple[str, int]:
+    parts = urlsplit(base_url)
+    port = parts.port or (80 if parts.scheme == "http" else 443)
+    return parts.hostname or "", port
+
+
+def _client_attributes(instance: Any) -> dict[str, AttributeValue]:
+    client = instance._api_client
+    vertex = bool(getattr(client, "vertexai", False))
+    result: dict[str, AttributeValue] = {
+        attrs.GEN_AI_PROVIDER_NAME: attrs.PROVIDER_VERTEX_AI if vertex else attrs.PROVIDER_GEMINI
+    }
+    base_url = getattr(getattr(client, "_http_options", None), "base_url", None)
+    if base_url:
+        host, port = _server(str(base_url))
+        result[attrs.SERVER_ADDRESS] = host
+        result[attrs.SERVER_PORT] = port
+    return result
+
+
+class _Wrappers:
+    """wrapt wrappers around one SDK function; sync and async differ only in the call."""
+
+    def _start(self, instance: Any, args: Any, kwargs: Any) -> Invocation | None:
+        raise NotImplementedError
+
+    def _complete(self, invocation: Invocation, result: Any) -> Any:
+        invocation.observe(result)
+        invocation.finish()
+        return result
+
+    def sync(self, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        invocation = self._start(instance, args, kwargs)
+        if invocation is None:
+            return wrapped(*args, **kwargs)
+        try:
+            with invocation.activate():
+                result = wrapped(*args, **kwargs)
+        except BaseException as error:
+            invocation.fail(error)
+            raise
+        return self._complete(invocation, result)
+
+    async def async_(
+        self, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any
+    ) -> Any:
+        invocation = self._start(instance, args, kwargs)
+        if invocation is None:
+            return await wrapped(*args, **kwargs)
+        try:
+            with invocation.activate():
+                result = await wrapped(*args, **kwargs)
+        except BaseException as error:
+            invocation.fail(error)
+            raise
+        return self._complete(invocation, result)
+
+
+class CallWrappers(_Wrappers):
+    """Wrappers for one :class:`Operation` on ``Models`` / ``AsyncModels``."""
+
+    def __init__(self, operation: Operation, instruments: Instruments) -> None:
+        self._operation = operation
+        self._instruments = instruments
+
+    def _start(self, instance: Any, args: Any, kwargs: Any) -> Invocation | None:
+        if not is_instrumentation_enabled():
+            return None
+        operation = self._operation
+        try:
+            if operation.only_if is not None and not operation.only_if(kwargs):
+                return None
+            model = bare_model_name(str(kwargs.get("model") or ""))
+            attributes = _client_attributes(instance)
+            attributes[attrs.GEN_AI_OPERATION_NAME] = operation.operation
+            attributes[attrs.GEN_AI_REQUEST_MODEL] = model
+            if operation.observation_type:
+                attributes[attrs.LANGFUSE_OBSERVATION_TYPE] = operation.observation_type
+            if operation.request is not None:
+                attributes.update(operation.request(kwargs, self._instruments.settings))
+            return Invocation(
+                self._instruments,
+                f"{operation.operation} {model}",
+                attributes,
+                operation.recorder(self._instruments.settings),
+            )
+        except Exception as error:
+            report_internal_error(f"start {operation.method}", error)
+            return None
+
+    def _complete(self, invocation: Invocation, result: Any) -> Any:
+        if self._operation.streaming:
+            return InstrumentedStream(result, invocation)
+        return super()._complete(invocation, result)
+
+
+class ToolWrappers(_Wrappers):
+    """``execute_tool {name}`` spans around AFC's function invocations."""
+
+    def __init__(self, instruments: Instruments) -> None:
+        self._instruments = instruments
+
+    def _start(self, instance: Any, args: Any, kwargs: Any) -> Invocation | None:
+        if not is_instrumentation_enabled():
+            return None
+        try:
+            call_args = args[0] if args else kwargs.get("args")
+            function = args[1] if len(args) > 1 else kwargs.get("function_to_invoke")
+            name = getattr(function, "__name__", None) or "tool"
+            attributes: dict[str, AttributeValue] = {
+                attrs.GEN_AI_OPERATION_NAME: attrs.OP_EXECUTE_TOOL,
+                attrs.GEN_AI_TOOL_NAME: name,
+                attrs.GEN_AI_TOOL_TYPE: "function",
+            }
+            settings = self._instruments.settings
+            if settings.capture_content:
+                attributes[attrs.GEN_AI_TOOL_CALL_ARGUMENTS] = json_attribute(
+                    call_args, settings.content_max_length
+                )
+            return Invocation(
+                self._instruments,
+                f"{attrs.OP_EXECUTE_TOOL} {name}",
+                attributes,
+                ToolRecorder(settings),
+                kind=SpanKind.INTERNAL,
+            )
+        except Exception as error:
+            report_internal_error("start execute_tool", error)
+            return None
+
+
+def is_async(function: Any) -> bool:
+    """Whether the SDK method is a coroutine function (AsyncModels) rather than sync."""
+    return inspect.iscoroutinefunction(function)
