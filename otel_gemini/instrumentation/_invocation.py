@@ -48,15 +48,14 @@ def error_type(error: BaseException) -> str:
     )
 
 
-# Attributes copied onto metric points (low cardinality only).
+# Request attributes copied onto metric points (low cardinality only); the response
+# model and error type are added when known.
 _METRIC_KEYS = (
     attrs.GEN_AI_OPERATION_NAME,
     attrs.GEN_AI_PROVIDER_NAME,
     attrs.GEN_AI_REQUEST_MODEL,
-    attrs.GEN_AI_RESPONSE_MODEL,
     attrs.SERVER_ADDRESS,
     attrs.SERVER_PORT,
-    attrs.ERROR_TYPE,
 )
 
 
@@ -158,19 +157,24 @@ class Invocation:
 
     def _record_metrics(self, result: Mapping[str, AttributeValue], error: str | None) -> None:
         instruments = self._instruments
-        merged = {**self._attributes, **result}
-        point = {key: merged[key] for key in _METRIC_KEYS if key in merged}
-        elapsed = time.perf_counter() - self._started_at
-        instruments.operation_duration.record(elapsed, point)
+        started = self._attributes
+        point = {key: started[key] for key in _METRIC_KEYS if key in started}
+        response_model = result.get(attrs.GEN_AI_RESPONSE_MODEL)
+        if response_model is not None:
+            point[attrs.GEN_AI_RESPONSE_MODEL] = response_model
+        if error is not None:
+            point[attrs.ERROR_TYPE] = error
+        instruments.operation_duration.record(time.perf_counter() - self._started_at, point)
         if self._first_chunk_at is not None and attrs.STREAM_COMPLETED in result:
             instruments.time_to_first_chunk.record(self._first_chunk_at - self._started_at, point)
         if error is None:
-            for key, token_type in (
-                (attrs.GEN_AI_USAGE_INPUT_TOKENS, "input"),
-                (attrs.GEN_AI_USAGE_OUTPUT_TOKENS, "output"),
-            ):
-                value = result.get(key)
-                if isinstance(value, int):
-                    instruments.token_usage.record(
-                        value, {**point, attrs.GEN_AI_TOKEN_TYPE: token_type}
-                    )
+            input_tokens = result.get(attrs.GEN_AI_USAGE_INPUT_TOKENS)
+            if isinstance(input_tokens, int):
+                point[attrs.GEN_AI_TOKEN_TYPE] = "input"
+                instruments.token_usage.record(input_tokens, point)
+            output_tokens = result.get(attrs.GEN_AI_USAGE_OUTPUT_TOKENS)
+            if isinstance(output_tokens, int):
+                # A fresh dict: the SDK may keep a reference to the attributes it was given.
+                instruments.token_usage.record(
+                    output_tokens, {**point, attrs.GEN_AI_TOKEN_TYPE: "output"}
+                )

@@ -210,11 +210,11 @@ class CallWrappers(_Wrappers):
         self._instruments = instruments
 
     def _start(self, instance: Any, args: Any, kwargs: Any) -> Invocation | None:
-        if not is_instrumentation_enabled():
-            return None
         operation = self._operation
         try:
             if operation.only_if is not None and not operation.only_if(kwargs):
+                return None
+            if not is_instrumentation_enabled():
                 return None
             model = bare_model_name(str(kwargs.get("model") or ""))
             attributes = _client_attributes(instance)
