@@ -83,6 +83,14 @@ LLM_TOKEN_COUNT_PROMPT_CACHE_READ: Final = "llm.token_count.prompt_details.cache
 LLM_TOKEN_COUNT_PROMPT_AUDIO: Final = "llm.token_count.prompt_details.audio"
 LLM_TOKEN_COUNT_COMPLETION_REASONING: Final = "llm.token_count.completion_details.reasoning"
 LLM_TOKEN_COUNT_COMPLETION_AUDIO: Final = "llm.token_count.completion_details.audio"
+LLM_SYSTEM: Final = "llm.system"
+
+
+def usage_cache_read_input_tokens_by_modality(modality: str) -> str:
+    """``gen_ai.usage.{modality}.cache_read.input_tokens``: the official OTel instrumentation's
+    per-modality cache reads (read-only)."""
+    return f"gen_ai.usage.{modality}.cache_read.input_tokens"
+
 
 # --- general conventions --------------------------------------------------------------------
 SERVER_ADDRESS: Final = "server.address"
@@ -107,11 +115,15 @@ PRICES_VERSION: Final = "otel_gemini.prices.version"
 COST_STATUS_PRICED: Final = "priced"
 COST_STATUS_UNKNOWN_MODEL: Final = "unknown_model"
 COST_STATUS_NO_USAGE: Final = "no_usage"
+# The price-table entry (model family id) that priced the span, e.g. "gemini-2.5-flash".
+PRICES_MODEL: Final = "otel_gemini.prices.model"
 
 # Tool-use prompt tokens are part of input_tokens; kept separately so pricing can show them.
 USAGE_TOOL_USE_PROMPT_TOKENS: Final = "otel_gemini.usage.tool_use_prompt.input_tokens"
 # Per-modality cache reads (Gemini reports cache_tokens_details by modality).
 USAGE_CACHE_READ_AUDIO_TOKENS: Final = "otel_gemini.usage.cache_read.audio.input_tokens"
+USAGE_CACHE_READ_IMAGE_TOKENS: Final = "otel_gemini.usage.cache_read.image.input_tokens"
+USAGE_CACHE_READ_VIDEO_TOKENS: Final = "otel_gemini.usage.cache_read.video.input_tokens"
 # Audio seconds measured from streamed PCM bytes (Live API); used for per-minute prices.
 USAGE_AUDIO_INPUT_SECONDS: Final = "otel_gemini.usage.audio.input_seconds"
 USAGE_AUDIO_OUTPUT_SECONDS: Final = "otel_gemini.usage.audio.output_seconds"
