@@ -1,1 +1,41 @@
 """Fakes of Gemini and Langfuse servers for tests, ours and users'."""
+
+from otel_gemini.testing.fake_gemini import (
+    EmbedReply,
+    ErrorReply,
+    FakeGemini,
+    GenerateReply,
+    JsonReply,
+    RawReply,
+    RecordedRequest,
+    ScriptedReply,
+    ScriptedUsage,
+    StreamReply,
+    error_reply,
+    estimate_tokens,
+    fake_credentials,
+    function_call_reply,
+    malformed_reply,
+    stream_reply,
+    text_reply,
+)
+
+__all__ = [
+    "EmbedReply",
+    "ErrorReply",
+    "FakeGemini",
+    "GenerateReply",
+    "JsonReply",
+    "RawReply",
+    "RecordedRequest",
+    "ScriptedReply",
+    "ScriptedUsage",
+    "StreamReply",
+    "error_reply",
+    "estimate_tokens",
+    "fake_credentials",
+    "function_call_reply",
+    "malformed_reply",
+    "stream_reply",
+    "text_reply",
+]

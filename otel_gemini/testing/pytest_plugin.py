@@ -7,5 +7,39 @@ project that has ``otel-gemini`` installed.
 from __future__ import annotations
 
 # --- fake Gemini fixtures ---
+from collections.abc import Iterator
+
+import pytest
+from google import genai
+
+from otel_gemini.testing.fake_gemini import FakeGemini
+
+
+@pytest.fixture(scope="session")
+def fake_gemini_server() -> Iterator[FakeGemini]:
+    """One fake Gemini server for the whole session (prefer ``fake_gemini``, reset per test)."""
+    with FakeGemini() as server:
+        yield server
+
+
+@pytest.fixture
+def fake_gemini(fake_gemini_server: FakeGemini) -> Iterator[FakeGemini]:
+    """The session's fake Gemini server with an empty script queue and no recorded requests."""
+    fake_gemini_server.reset()
+    yield fake_gemini_server
+    fake_gemini_server.reset()
+
+
+@pytest.fixture
+def gemini_client(fake_gemini: FakeGemini) -> genai.Client:
+    """A real Gemini Developer API client pointed at ``fake_gemini``."""
+    return fake_gemini.client()
+
+
+@pytest.fixture
+def gemini_vertex_client(fake_gemini: FakeGemini) -> genai.Client:
+    """A real Vertex AI client (fake project and credentials) pointed at ``fake_gemini``."""
+    return fake_gemini.client(vertexai=True)
+
 
 # --- fake Langfuse fixtures ---
