@@ -3,7 +3,17 @@
 # No `from __future__ import annotations` here: google-genai 1.20 cannot call an automatic
 # function calling tool whose annotations are strings (it answers the model with an error).
 
+import datetime
+import ipaddress
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from google import genai
 from google.genai import errors, types
 
@@ -12,8 +22,9 @@ from otel_gemini.testing import FakeGemini, ScriptedUsage
 pytestmark = pytest.mark.genai
 
 MODEL = "gemini-2.5-flash"
+SDK_MAJOR = int(genai.__version__.split(".")[0])
 # google-genai 1.20 drops `responseId` of Gemini Developer API responses (Vertex AI keeps it).
-SDK_READS_MLDEV_RESPONSE_ID = int(genai.__version__.split(".")[0]) >= 2
+SDK_READS_MLDEV_RESPONSE_ID = SDK_MAJOR >= 2
 
 FULL_USAGE = ScriptedUsage(
     prompt=120,
@@ -401,3 +412,154 @@ def test_start_stop_and_base_url() -> None:
 
     with pytest.raises(RuntimeError):
         _ = fake.base_url
+
+
+def test_scripted_usage_renders_gemini_json() -> None:
+    usage = ScriptedUsage(
+        prompt=10, candidates=0, cached=4, prompt_by_modality={"audio": 6, "text": 4}
+    )
+
+    assert usage.to_json() == {
+        "promptTokenCount": 10,
+        "cachedContentTokenCount": 4,
+        "totalTokenCount": 10,
+        "promptTokensDetails": [
+            {"modality": "AUDIO", "tokenCount": 6},
+            {"modality": "TEXT", "tokenCount": 4},
+        ],
+    }
+
+
+def test_request_with_invalid_json_gets_a_400(fake_gemini: FakeGemini) -> None:
+    response = httpx.post(
+        f"{fake_gemini.base_url}/v1beta/models/{MODEL}:generateContent", content=b"{not json"
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["status"] == "INVALID_ARGUMENT"
+    (request,) = fake_gemini.requests
+    assert (request.body, request.json, request.rpc) == (b"{not json", None, "generateContent")
+
+
+def test_vertex_ai_express_mode_uses_the_publisher_path(fake_gemini: FakeGemini) -> None:
+    client = fake_gemini.client(vertexai=True, api_key="express-key")
+
+    client.models.generate_content(model=MODEL, contents="x")
+
+    (request,) = fake_gemini.requests
+    assert request.path == f"/v1beta1/publishers/google/models/{MODEL}:generateContent"
+    assert (request.vertex, request.project, request.headers["x-goog-api-key"]) == (
+        True,
+        None,
+        "express-key",
+    )
+
+
+@pytest.mark.filterwarnings("ignore:The generate_images method is deprecated")
+def test_vertex_ai_generate_images(
+    fake_gemini: FakeGemini, gemini_vertex_client: genai.Client
+) -> None:
+    response = gemini_vertex_client.models.generate_images(
+        model="imagen-4.0-generate-001",
+        prompt="a cat",
+        config=types.GenerateImagesConfig(number_of_images=2),
+    )
+
+    images = response.generated_images or []
+    assert [image.image.mime_type if image.image else None for image in images] == [
+        "image/png",
+        "image/png",
+    ]
+    assert fake_gemini.requests[0].rpc == "predict"
+
+
+@pytest.mark.parametrize(
+    "vertexai",
+    [
+        pytest.param(
+            False,
+            marks=pytest.mark.skipif(
+                SDK_MAJOR >= 3, reason="google-genai 3.x generates videos on Vertex AI only"
+            ),
+        ),
+        True,
+    ],
+)
+@pytest.mark.filterwarnings("ignore:The generate_videos method with prompt")
+def test_generate_videos_operation_finishes_on_first_poll(
+    fake_gemini: FakeGemini, vertexai: bool
+) -> None:
+    client = fake_gemini.client(vertexai=vertexai)
+
+    operation = client.models.generate_videos(model="veo-3.0-generate-001", prompt="a cat")
+    assert not operation.done
+    operation = client.operations.get(operation)
+
+    assert operation.done
+    assert operation.response is not None
+    assert len(operation.response.generated_videos or []) == 1
+    poll = "fetchPredictOperation" if vertexai else "getOperation"
+    assert [request.rpc for request in fake_gemini.requests] == ["predictLongRunning", poll]
+    assert {request.model for request in fake_gemini.requests} == {"veo-3.0-generate-001"}
+
+
+def test_wait_for_requests_from_other_threads(
+    fake_gemini: FakeGemini, gemini_client: genai.Client
+) -> None:
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [
+            pool.submit(gemini_client.models.generate_content, model=MODEL, contents=f"n{i}")
+            for i in range(8)
+        ]
+        requests = fake_gemini.wait_for_requests(8, timeout=10)
+        texts = sorted(future.result().text or "" for future in futures)
+
+    assert texts == sorted(f"echo: n{i}" for i in range(8))
+    assert sorted(request.sequence for request in requests) == list(range(1, 9))
+    with pytest.raises(TimeoutError):
+        fake_gemini.wait_for_requests(9, timeout=0.01)
+
+
+def _self_signed_cert(directory: Path) -> tuple[str, str]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    certfile, keyfile = directory / "cert.pem", directory / "key.pem"
+    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(certfile), str(keyfile)
+
+
+async def test_https_with_a_self_signed_certificate(tmp_path: Path) -> None:
+    certfile, keyfile = _self_signed_cert(tmp_path)
+
+    with FakeGemini(ssl_certfile=certfile, ssl_keyfile=keyfile) as fake:
+        client = fake.client()
+        sync_response = client.models.generate_content(model=MODEL, contents="tls")
+        stream = await client.aio.models.generate_content_stream(model=MODEL, contents="a b")
+        streamed = "".join([chunk.text or "" async for chunk in stream])
+        base_url = fake.base_url
+
+    assert base_url == f"https://127.0.0.1:{fake.port}"
+    assert (sync_response.text, streamed) == ("echo: tls", "echo: a b")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Sequence
 
 from starlette.applications import Starlette
@@ -19,9 +20,21 @@ class ConnectionAborted(Exception):
     """Raised inside a response to make the server drop the connection mid-body."""
 
 
+def _is_not_a_scripted_abort(record: logging.LogRecord) -> bool:
+    """uvicorn logs an app exception with a traceback; a scripted abort is not an error."""
+    return not (record.exc_info and isinstance(record.exc_info[1], ConnectionAborted))
+
+
+def _quiet_scripted_aborts() -> None:
+    uvicorn_errors = logging.getLogger("uvicorn.error")
+    if _is_not_a_scripted_abort not in uvicorn_errors.filters:
+        uvicorn_errors.addFilter(_is_not_a_scripted_abort)
+
+
 def build_app(handler: GeminiHandler, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
     """A Starlette app serving the Gemini REST API; ``extra_routes`` (e.g. a WebSocket route
     for the Live API) take precedence over the REST catch-all."""
+    _quiet_scripted_aborts()
 
     async def rest(request: Request) -> Response:
         body = await request.body()

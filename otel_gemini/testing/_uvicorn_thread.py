@@ -38,6 +38,16 @@ class _SignallingServer(uvicorn.Server):
         assert self._exit_requested is not None
         await self._exit_requested.wait()
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # A fake server going away drops its connections at once. uvicorn's graceful close
+        # waits for them, and an idle TLS keep-alive connection in a client's pool never
+        # answers the TLS close, which would make every stop take the whole grace period.
+        for connection in list(self.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()
+        await super().shutdown(sockets)
+
     def request_exit(self) -> None:
         """Thread-safe: makes ``serve()`` shut down and return."""
         self.should_exit = True

@@ -324,7 +324,8 @@ class FakeGemini:
         """A real ``google.genai.Client`` pointed at this server over loopback.
 
         The Gemini Developer API client uses a dummy API key. With ``vertexai=True`` it is a
-        Vertex AI client for ``project`` / ``location`` with :func:`fake_credentials`.
+        Vertex AI client for ``project`` / ``location`` with :func:`fake_credentials`; with
+        ``vertexai=True, api_key=...`` a Vertex AI express-mode client (no project).
         ``http_options`` (a ``types.HttpOptions`` or dict) and other keyword arguments go to
         the client; ``base_url`` is always this server.
 
@@ -381,6 +382,8 @@ def _make_client(
     options: dict[str, Any], vertexai: bool, project: str, location: str, kwargs: dict[str, Any]
 ) -> genai.Client:
     http_options = types.HttpOptions(**options)
+    if vertexai and "api_key" in kwargs:  # Vertex AI express mode: no project, no credentials
+        return genai.Client(vertexai=True, http_options=http_options, **kwargs)
     if vertexai:
         kwargs.setdefault("credentials", fake_credentials())
         return genai.Client(
