@@ -5,6 +5,7 @@
 
 import datetime
 import ipaddress
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -563,3 +564,41 @@ async def test_https_with_a_self_signed_certificate(tmp_path: Path) -> None:
 
     assert base_url == f"https://127.0.0.1:{fake.port}"
     assert (sync_response.text, streamed) == ("echo: tls", "echo: a b")
+
+
+def test_keep_alive_requests_are_not_held_by_delayed_acks(
+    fake_gemini: FakeGemini, gemini_client: genai.Client
+) -> None:
+    # With Nagle on, each request after the first on a connection waits ~40 ms for an ACK.
+    gemini_client.models.generate_content(model=MODEL, contents="warm up")
+    durations = []
+    for _ in range(10):
+        started = time.perf_counter()
+        gemini_client.models.generate_content(model=MODEL, contents="x")
+        durations.append(time.perf_counter() - started)
+
+    assert min(durations) < 0.03
+
+
+async def test_inprocess_async_stream() -> None:
+    fake = FakeGemini()
+    client = fake.inprocess_client()
+    fake.add_stream(["p", "q"], usage=ScriptedUsage(prompt=2, candidates=2), usage_on="last")
+
+    stream = await client.aio.models.generate_content_stream(model=MODEL, contents="hi")
+    chunks = [chunk async for chunk in stream]
+
+    assert [chunk.text for chunk in chunks] == ["p", "q"]
+    assert chunks[-1].usage_metadata is not None
+    assert chunks[-1].usage_metadata.total_token_count == 4
+
+
+def test_restart_serves_on_a_new_port() -> None:
+    fake = FakeGemini()
+    with fake:
+        first_port = fake.port
+    with fake:
+        client = fake.client()
+        assert client.models.generate_content(model=MODEL, contents="b").text == "echo: b"
+        assert fake.port != 0
+    assert first_port != 0

@@ -89,7 +89,9 @@ class UvicornThread:
         """Binds the port, starts the server thread and returns once it accepts connections."""
         if self._thread is not None:
             raise RuntimeError(f"{self._name} is already started")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto must be IPPROTO_TCP: asyncio turns Nagle off (TCP_NODELAY) only on sockets
+        # that say so; with proto 0 every keep-alive request waits ~40 ms for a delayed ACK.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self._host, 0))
         sock.listen(128)
