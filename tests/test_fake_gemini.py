@@ -602,3 +602,19 @@ def test_restart_serves_on_a_new_port() -> None:
         assert client.models.generate_content(model=MODEL, contents="b").text == "echo: b"
         assert fake.port != 0
     assert first_port != 0
+
+
+def test_in_band_stream_error(fake_gemini: FakeGemini, gemini_client: genai.Client) -> None:
+    fake_gemini.add_stream(["a", "b"], error_after=1, error_code=503)
+
+    received = []
+    if SDK_MAJOR >= 3:
+        with pytest.raises(errors.ServerError) as caught:
+            for chunk in gemini_client.models.generate_content_stream(model=MODEL, contents="x"):
+                received.append(chunk.text)
+        assert caught.value.code == 503
+        assert received == ["a"]
+    else:  # google-genai 1.20 yields the error event as an empty chunk
+        for chunk in gemini_client.models.generate_content_stream(model=MODEL, contents="x"):
+            received.append(chunk.text)
+        assert received == ["a", None]

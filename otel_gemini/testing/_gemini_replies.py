@@ -122,18 +122,25 @@ class StreamReply(ScriptedReply):
     """A ``streamGenerateContent`` answer: one SSE event per chunk body.
 
     ``abort_after`` drops the connection after that many chunks, as a broken network would.
+    ``error_after`` ends the stream after that many chunks with an in-band error event
+    ``{"error": {...}}`` (status ``error_code``), as Gemini reports a failure mid-stream.
     Missing ``modelVersion`` / ``responseId`` are filled in as for :class:`GenerateReply`.
     """
 
     chunks: Sequence[Mapping[str, Any]]
     abort_after: int | None = None
+    error_after: int | None = None
+    error_code: int = 500
     rpcs: frozenset[str] | None = frozenset({"streamGenerateContent"})
 
     def render(self, request: RecordedRequest) -> HttpReply:
-        chunks = [with_response_defaults(chunk, request) for chunk in self.chunks]
+        events: list[Any] = [with_response_defaults(chunk, request) for chunk in self.chunks]
+        if self.error_after is not None:
+            error = google_error_body(self.error_code, "fake error in the middle of the stream")
+            events = [*events[: self.error_after], error]
         if self.abort_after is not None:
-            return sse_reply(chunks[: self.abort_after], abort=True)
-        return sse_reply(chunks)
+            return sse_reply(events[: self.abort_after], abort=True)
+        return sse_reply(events)
 
 
 @dataclass(frozen=True)
@@ -319,6 +326,8 @@ def stream_reply(
     response_id: str | None = None,
     model_version: str | None = None,
     abort_after: int | None = None,
+    error_after: int | None = None,
+    error_code: int = 500,
 ) -> StreamReply:
     """A stream of one chunk per text.
 
@@ -326,7 +335,8 @@ def stream_reply(
     running total as Gemini sends it (prompt-side counts from the first chunk, candidates
     growing in proportion to the chunks so far, the exact ``usage`` on the last); with
     ``usage_on="last"`` only the last chunk has usage. ``chunk_usages`` sets each chunk's usage
-    explicitly instead. ``finishReason`` is on the last chunk only.
+    explicitly instead. ``finishReason`` is on the last chunk only. ``abort_after`` and
+    ``error_after`` break the stream (see :class:`StreamReply`).
     """
     if usage_on not in ("every", "last"):
         raise ValueError(f"usage_on must be 'every' or 'last', not {usage_on!r}")
@@ -354,7 +364,9 @@ def stream_reply(
                 model_version=model_version,
             )
         )
-    return StreamReply(chunks, abort_after=abort_after)
+    return StreamReply(
+        chunks, abort_after=abort_after, error_after=error_after, error_code=error_code
+    )
 
 
 def error_reply(

@@ -244,10 +244,15 @@ class FakeGemini:
         response_id: str | None = None,
         model_version: str | None = None,
         abort_after: int | None = None,
+        error_after: int | None = None,
+        error_code: int = 500,
         model: str | None = None,
     ) -> None:
         """Queues a ``streamGenerateContent`` answer, one chunk per text (see
-        :func:`stream_reply` for how usage is spread over the chunks)."""
+        :func:`stream_reply` for how usage is spread over the chunks).
+
+        ``abort_after=n`` drops the connection after n chunks; ``error_after=n`` sends an
+        in-band ``{"error": ...}`` event with ``error_code`` after n chunks."""
         self.add(
             stream_reply(
                 texts,
@@ -258,6 +263,8 @@ class FakeGemini:
                 response_id=response_id,
                 model_version=model_version,
                 abort_after=abort_after,
+                error_after=error_after,
+                error_code=error_code,
             ),
             model=model,
         )
@@ -334,10 +341,11 @@ class FakeGemini:
         ``fake.client().models.generate_content(...)`` can fail on a closed client.
         """
         options = self._http_options(http_options, self.base_url)
-        if self._ssl_certfile and not options.get("client_args"):
+        if self._ssl_certfile:
+            # Trust this server's certificate unless the caller configured verification.
             context = ssl.create_default_context(cafile=self._ssl_certfile)
-            options["client_args"] = {"verify": context}
-            options["async_client_args"] = {"verify": context}
+            for key in ("client_args", "async_client_args"):
+                options[key] = {"verify": context, **(options.get(key) or {})}
         return _make_client(options, vertexai, project, location, kwargs)
 
     def inprocess_client(
