@@ -8,6 +8,7 @@ import ipaddress
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Literal
 
 import httpx
 import pytest
@@ -225,7 +226,9 @@ async def test_scripted_error_in_async_stream(
 
 @pytest.mark.parametrize("kind", ["invalid_json", "wrong_shape"])
 def test_malformed_body_makes_the_client_fail(
-    fake_gemini: FakeGemini, gemini_client: genai.Client, kind: str
+    fake_gemini: FakeGemini,
+    gemini_client: genai.Client,
+    kind: Literal["invalid_json", "wrong_shape"],
 ) -> None:
     fake_gemini.add_malformed(kind)
 

@@ -9,10 +9,15 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from otel_gemini.testing._gemini_requests import RecordedRequest
 from otel_gemini.testing._gemini_usage import ScriptedUsage
+
+UsageOn = Literal["every", "last"]
+"""Which stream chunks carry ``usageMetadata``."""
+MalformedKind = Literal["invalid_json", "wrong_shape", "empty"]
+"""The broken bodies :func:`malformed_reply` can send."""
 
 GENERATE_RPCS = frozenset({"generateContent", "streamGenerateContent"})
 EMBED_RPCS = frozenset({"embedContent", "batchEmbedContents", "predict"})
@@ -320,7 +325,7 @@ def stream_reply(
     texts: Sequence[str],
     *,
     usage: ScriptedUsage | None = None,
-    usage_on: str = "every",
+    usage_on: UsageOn = "every",
     chunk_usages: Sequence[ScriptedUsage | None] | None = None,
     finish_reason: str = "STOP",
     response_id: str | None = None,
@@ -392,7 +397,7 @@ MALFORMED_BODIES: Mapping[str, bytes] = {
 }
 
 
-def malformed_reply(kind: str = "invalid_json", *, status: int = 200) -> RawReply:
+def malformed_reply(kind: MalformedKind = "invalid_json", *, status: int = 200) -> RawReply:
     """A broken body: ``invalid_json``, ``wrong_shape`` (valid JSON, wrong types) or ``empty``."""
     try:
         body = MALFORMED_BODIES[kind]

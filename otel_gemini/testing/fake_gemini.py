@@ -47,9 +47,11 @@ from otel_gemini.testing._gemini_replies import (
     ErrorReply,
     GenerateReply,
     JsonReply,
+    MalformedKind,
     RawReply,
     ScriptedReply,
     StreamReply,
+    UsageOn,
     error_reply,
     function_call_reply,
     malformed_reply,
@@ -238,7 +240,7 @@ class FakeGemini:
         texts: Sequence[str],
         *,
         usage: ScriptedUsage | None = None,
-        usage_on: str = "every",
+        usage_on: UsageOn = "every",
         chunk_usages: Sequence[ScriptedUsage | None] | None = None,
         finish_reason: str = "STOP",
         response_id: str | None = None,
@@ -282,7 +284,7 @@ class FakeGemini:
         self.add(error_reply(code, message, status=status, retry_after=retry_after), model=model)
 
     def add_malformed(
-        self, kind: str = "invalid_json", *, status: int = 200, model: str | None = None
+        self, kind: MalformedKind = "invalid_json", *, status: int = 200, model: str | None = None
     ) -> None:
         """Queues a broken body for any rpc: ``invalid_json``, ``wrong_shape`` or ``empty``."""
         self.add(malformed_reply(kind, status=status), model=model)
