@@ -8,8 +8,10 @@ then dropping trailing messages, so the value always stays valid JSON.
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import Any
 
 from google.genai import types
@@ -64,11 +66,23 @@ def _content_parts(content: Any) -> list[Any]:
     return list(parts) if parts else []
 
 
-def input_messages(contents: Any) -> list[dict[str, Any]]:
+@lru_cache(maxsize=1)
+def _t_contents_takes_client() -> bool:
+    from google.genai import _transformers
+
+    return "client" in inspect.signature(_transformers.t_contents).parameters
+
+
+def input_messages(contents: Any, api_client: Any = None) -> list[dict[str, Any]]:
     """The request's contents as GenAI input messages."""
     from google.genai import _transformers
 
-    normalised: Sequence[types.Content] = _transformers.t_contents(contents)
+    # google-genai 1.x's t_contents takes the API client first; 2.x and later do not.
+    normalised: Sequence[types.Content] = (
+        _transformers.t_contents(api_client, contents)  # type: ignore[call-arg]
+        if _t_contents_takes_client()
+        else _transformers.t_contents(contents)
+    )
     return [
         {
             "role": content.role or "user",

@@ -145,12 +145,12 @@ class _TextPart:
 
 
 def input_content_attributes(
-    contents: Any, config: Any, settings: InstrumentationSettings
+    contents: Any, config: Any, settings: InstrumentationSettings, api_client: Any = None
 ) -> dict[str, AttributeValue]:
     """``gen_ai.input.messages`` and ``gen_ai.system_instructions`` (content capture only)."""
     result: dict[str, AttributeValue] = {}
     result[attrs.GEN_AI_INPUT_MESSAGES] = _content.to_limited_json(
-        _content.input_messages(contents), settings.content_max_length
+        _content.input_messages(contents, api_client), settings.content_max_length
     )
     system = _content.system_instructions(config_field(config, "system_instruction"))
     if system:

@@ -29,7 +29,6 @@ _logger = logging.getLogger("otel_gemini.instrumentation")
 SUPPORTED_MIN = "1.20.0"
 TESTED_MAX = (3, 4)
 
-_MODELS_MODULE = "google.genai.models"
 _TOOLS_MODULE = "google.genai._extra_utils"
 _TOOL_FUNCTIONS = ("invoke_function_from_dict_args", "invoke_function_from_dict_args_async")
 
@@ -75,18 +74,25 @@ class GeminiInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         )
         self._warn_if_untested()
 
-        from google.genai import _extra_utils, models
+        from google.genai import _extra_utils, chats, models
 
+        owners = {
+            "models": (models, (models.Models, models.AsyncModels)),
+            "chats": (chats, (chats.Chat, chats.AsyncChat)),
+        }
         # A stale list would make uninstrument() skip what this call patches.
         self._patched = []
-        for cls in (models.Models, models.AsyncModels):
-            for operation in OPERATIONS:
-                method = getattr(cls, operation.method, None)
+        for operation in OPERATIONS:
+            module, classes = owners[operation.owner]
+            for cls in classes:
+                method = cls.__dict__.get(operation.method)
                 if method is None:  # not in this SDK version
                     continue
                 wrappers = CallWrappers(operation, instruments)
                 wrapper = wrappers.async_ if is_async(method) else wrappers.sync
-                wrap_function_wrapper(_MODELS_MODULE, f"{cls.__name__}.{operation.method}", wrapper)
+                wrap_function_wrapper(
+                    module.__name__, f"{cls.__name__}.{operation.method}", wrapper
+                )
                 self._patched.append((cls, operation.method))
         tools = ToolWrappers(instruments)
         for name in _TOOL_FUNCTIONS:

@@ -69,6 +69,7 @@ class Invocation:
 
     __slots__ = (
         "_attributes",
+        "_context_key",
         "_ended",
         "_first_chunk_at",
         "_instruments",
@@ -84,6 +85,7 @@ class Invocation:
         attributes: dict[str, AttributeValue],
         recorder: ResponseRecorder,
         kind: SpanKind = SpanKind.CLIENT,
+        context_key: str | None = None,
     ) -> None:
         extra = current_trace_attributes()
         if extra:
@@ -94,12 +96,16 @@ class Invocation:
         self._ended = False
         self._first_chunk_at: float | None = None
         self._started_at = time.perf_counter()
+        self._context_key = context_key
         self.span = instruments.tracer.start_span(name, kind=kind, attributes=attributes)
 
     @contextmanager
     def activate(self) -> Iterator[None]:
         """Make the span current for the duration of the block (the SDK's work)."""
-        token = otel_context.attach(trace.set_span_in_context(self.span))
+        ctx = trace.set_span_in_context(self.span)
+        if self._context_key is not None:
+            ctx = otel_context.set_value(self._context_key, True, ctx)
+        token = otel_context.attach(ctx)
         try:
             yield
         finally:

@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
+from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.trace import SpanKind
 from opentelemetry.util.types import AttributeValue
@@ -42,9 +43,29 @@ from otel_gemini.instrumentation._recorders import (
 from otel_gemini.instrumentation._settings import InstrumentationSettings
 from otel_gemini.instrumentation._stream import InstrumentedStream
 
-RequestAttributes = Callable[
-    [Mapping[str, Any], InstrumentationSettings], dict[str, AttributeValue]
-]
+
+@dataclass(frozen=True)
+class Call:
+    """What a wrapped SDK method was asked to do, whatever the method's own signature."""
+
+    api_client: Any
+    model: str
+    config: Any
+    kwargs: Mapping[str, Any]
+
+
+def models_call(instance: Any, args: Any, kwargs: Mapping[str, Any]) -> Call:
+    """``Models`` / ``AsyncModels`` methods take keyword arguments only."""
+    return Call(instance._api_client, str(kwargs.get("model") or ""), kwargs.get("config"), kwargs)
+
+
+def chat_call(instance: Any, args: Any, kwargs: Mapping[str, Any]) -> Call:
+    """``Chat.send_message(message, config=None)``: the chat's own config unless overridden."""
+    config = kwargs.get("config", args[1] if len(args) > 1 else None) or instance._config
+    return Call(instance._modules._api_client, str(instance._model), config, kwargs)
+
+
+RequestAttributes = Callable[[Call, InstrumentationSettings], dict[str, AttributeValue]]
 
 
 @dataclass(frozen=True)
@@ -53,39 +74,36 @@ class Operation:
 
     method: str
     operation: str
+    owner: str  # "models" (Models, AsyncModels) or "chats" (Chat, AsyncChat)
     recorder: Callable[[InstrumentationSettings], ResponseRecorder]
     request: RequestAttributes | None = None
     streaming: bool = False
     observation_type: str | None = None
-    # A parent-only span: made only when this says so (AFC active).
-    only_if: Callable[[Mapping[str, Any]], bool] | None = None
+    # The AFC parent: made only when AFC is active and no AFC parent is already open.
+    afc_parent: bool = False
 
 
-def _generate_request(
-    kwargs: Mapping[str, Any], settings: InstrumentationSettings
-) -> dict[str, AttributeValue]:
-    config = kwargs.get("config")
-    result = request_attributes(config)
+def _generate_request(call: Call, settings: InstrumentationSettings) -> dict[str, AttributeValue]:
+    result = request_attributes(call.config)
     if settings.capture_content:
         try:
-            result.update(input_content_attributes(kwargs.get("contents"), config, settings))
+            contents = call.kwargs.get("contents")
+            result.update(
+                input_content_attributes(contents, call.config, settings, call.api_client)
+            )
         except Exception as error:
             report_internal_error("capture input content", error)
     return result
 
 
-def _images_request(
-    kwargs: Mapping[str, Any], settings: InstrumentationSettings
-) -> dict[str, AttributeValue]:
-    count = config_field(kwargs.get("config"), "number_of_images")
+def _images_request(call: Call, settings: InstrumentationSettings) -> dict[str, AttributeValue]:
+    count = config_field(call.config, "number_of_images")
     return {"otel_gemini.request.image_count": count} if isinstance(count, int) else {}
 
 
-def _videos_request(
-    kwargs: Mapping[str, Any], settings: InstrumentationSettings
-) -> dict[str, AttributeValue]:
+def _videos_request(call: Call, settings: InstrumentationSettings) -> dict[str, AttributeValue]:
     # Veo bills per second of generated video; the request states how much it asks for.
-    config = kwargs.get("config")
+    config = call.config
     seconds = config_field(config, "duration_seconds")
     count = config_field(config, "number_of_videos") or 1
     if isinstance(seconds, (int, float)) and isinstance(count, int):
@@ -93,9 +111,8 @@ def _videos_request(
     return {}
 
 
-def afc_active(kwargs: Mapping[str, Any]) -> bool:
-    """Whether the SDK will run automatic function calling for this call."""
-    config = kwargs.get("config")
+def afc_active(config: Any) -> bool:
+    """Whether the SDK will run automatic function calling for a call with ``config``."""
     tools = config_field(config, "tools")
     if not tools or not any(callable(tool) for tool in tools):
         return False
@@ -109,38 +126,57 @@ def afc_active(kwargs: Mapping[str, Any]) -> bool:
     return True
 
 
+def _no_response(settings: InstrumentationSettings) -> ResponseRecorder:
+    return NoResponse()
+
+
+GENERATE = attrs.OP_GENERATE_CONTENT
 OPERATIONS: tuple[Operation, ...] = (
-    Operation(
-        "_generate_content", attrs.OP_GENERATE_CONTENT, GenerateContentRecorder, _generate_request
-    ),
+    Operation("_generate_content", GENERATE, "models", GenerateContentRecorder, _generate_request),
     Operation(
         "_generate_content_stream",
-        attrs.OP_GENERATE_CONTENT,
+        GENERATE,
+        "models",
         GenerateContentRecorder,
         _generate_request,
         streaming=True,
     ),
+    Operation("embed_content", attrs.OP_EMBEDDINGS, "models", EmbeddingsRecorder),
     Operation(
-        "generate_content",
-        attrs.OP_INVOKE_AGENT,
-        lambda settings: NoResponse(),
-        observation_type="agent",
-        only_if=afc_active,
+        "count_tokens", "count_tokens", "models", CountTokensRecorder, observation_type="span"
     ),
     Operation(
-        "generate_content_stream",
-        attrs.OP_INVOKE_AGENT,
-        lambda settings: NoResponse(),
-        streaming=True,
-        observation_type="agent",
-        only_if=afc_active,
+        "compute_tokens", "compute_tokens", "models", CountTokensRecorder, observation_type="span"
     ),
-    Operation("embed_content", attrs.OP_EMBEDDINGS, EmbeddingsRecorder),
-    Operation("count_tokens", "count_tokens", CountTokensRecorder, observation_type="span"),
-    Operation("compute_tokens", "compute_tokens", CountTokensRecorder, observation_type="span"),
-    Operation("generate_images", "generate_images", ImagesRecorder, _images_request),
-    Operation("generate_videos", "generate_videos", lambda settings: NoResponse(), _videos_request),
+    Operation("generate_images", "generate_images", "models", ImagesRecorder, _images_request),
+    Operation("generate_videos", "generate_videos", "models", _no_response, _videos_request),
+    # AFC parents: google-genai 3.x chats run their own AFC loop, 1.x/2.x delegate to models.
+    *(
+        Operation(
+            method,
+            attrs.OP_INVOKE_AGENT,
+            owner,
+            _no_response,
+            streaming=method.endswith("_stream"),
+            observation_type="agent",
+            afc_parent=True,
+        )
+        for owner, methods in (
+            ("models", ("generate_content", "generate_content_stream")),
+            ("chats", ("send_message", "send_message_stream")),
+        )
+        for method in methods
+    ),
 )
+
+CALL_INFO: dict[str, Callable[[Any, Any, Mapping[str, Any]], Call]] = {
+    "models": models_call,
+    "chats": chat_call,
+}
+
+# In the context while an AFC parent span is current, so a chat's parent and the models
+# call inside it (google-genai 1.x/2.x) do not both make one.
+_AFC_PARENT_OPEN = otel_context.create_key("otel_gemini.afc_parent_open")
 
 
 @lru_cache(maxsize=64)
@@ -150,8 +186,7 @@ def _server(base_url: str) -> tuple[str, int]:
     return parts.hostname or "", port
 
 
-def _client_attributes(instance: Any) -> dict[str, AttributeValue]:
-    client = instance._api_client
+def _client_attributes(client: Any) -> dict[str, AttributeValue]:
     vertex = bool(getattr(client, "vertexai", False))
     result: dict[str, AttributeValue] = {
         attrs.GEN_AI_PROVIDER_NAME: attrs.PROVIDER_VERTEX_AI if vertex else attrs.PROVIDER_GEMINI
@@ -208,27 +243,32 @@ class CallWrappers(_Wrappers):
     def __init__(self, operation: Operation, instruments: Instruments) -> None:
         self._operation = operation
         self._instruments = instruments
+        self._call_info = CALL_INFO[operation.owner]
 
     def _start(self, instance: Any, args: Any, kwargs: Any) -> Invocation | None:
         operation = self._operation
         try:
-            if operation.only_if is not None and not operation.only_if(kwargs):
+            call = self._call_info(instance, args, kwargs)
+            if operation.afc_parent and (
+                otel_context.get_value(_AFC_PARENT_OPEN) or not afc_active(call.config)
+            ):
                 return None
             if not is_instrumentation_enabled():
                 return None
-            model = bare_model_name(str(kwargs.get("model") or ""))
-            attributes = _client_attributes(instance)
+            model = bare_model_name(call.model)
+            attributes = _client_attributes(call.api_client)
             attributes[attrs.GEN_AI_OPERATION_NAME] = operation.operation
             attributes[attrs.GEN_AI_REQUEST_MODEL] = model
             if operation.observation_type:
                 attributes[attrs.LANGFUSE_OBSERVATION_TYPE] = operation.observation_type
             if operation.request is not None:
-                attributes.update(operation.request(kwargs, self._instruments.settings))
+                attributes.update(operation.request(call, self._instruments.settings))
             return Invocation(
                 self._instruments,
                 f"{operation.operation} {model}",
                 attributes,
                 operation.recorder(self._instruments.settings),
+                context_key=_AFC_PARENT_OPEN if operation.afc_parent else None,
             )
         except Exception as error:
             report_internal_error(f"start {operation.method}", error)
