@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
@@ -99,17 +98,15 @@ class Invocation:
         self._context_key = context_key
         self.span = instruments.tracer.start_span(name, kind=kind, attributes=attributes)
 
-    @contextmanager
-    def activate(self) -> Iterator[None]:
-        """Make the span current for the duration of the block (the SDK's work)."""
+    def activate(self) -> _Activation:
+        """Make the span current for the duration of a ``with`` block (the SDK's work)."""
+        return _Activation(self)
+
+    def _context(self) -> otel_context.Context:
         ctx = trace.set_span_in_context(self.span)
         if self._context_key is not None:
             ctx = otel_context.set_value(self._context_key, True, ctx)
-        token = otel_context.attach(ctx)
-        try:
-            yield
-        finally:
-            otel_context.detach(token)
+        return ctx
 
     def observe(self, response: Any) -> None:
         """Record one response, or one chunk of a streamed response."""
@@ -184,3 +181,18 @@ class Invocation:
                 instruments.token_usage.record(
                     output_tokens, {**point, attrs.GEN_AI_TOKEN_TYPE: "output"}
                 )
+
+
+class _Activation:
+    """``with invocation.activate():`` — a class, not a generator, as it runs on every call."""
+
+    __slots__ = ("_invocation", "_token")
+
+    def __init__(self, invocation: Invocation) -> None:
+        self._invocation = invocation
+
+    def __enter__(self) -> None:
+        self._token = otel_context.attach(self._invocation._context())
+
+    def __exit__(self, *exc_info: object) -> None:
+        otel_context.detach(self._token)

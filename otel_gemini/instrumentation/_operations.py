@@ -14,7 +14,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from opentelemetry import context as otel_context
@@ -44,8 +44,7 @@ from otel_gemini.instrumentation._settings import InstrumentationSettings
 from otel_gemini.instrumentation._stream import InstrumentedStream
 
 
-@dataclass(frozen=True)
-class Call:
+class Call(NamedTuple):
     """What a wrapped SDK method was asked to do, whatever the method's own signature."""
 
     api_client: Any

@@ -1,0 +1,120 @@
+"""Time added per Gemini call by our instrumentation vs the official one, in the same run.
+
+The real google-genai client talks to the fake Gemini through an in-process transport (no
+sockets), so the measured differences are instrumentation, not network. Each round measures
+uninstrumented, otel-gemini and the official ``opentelemetry-instrumentation-google-genai``
+(dependency check skipped: it declares google-genai<3) back to back, with the same SDK
+TracerProvider (a no-op exporter) and MeterProvider; the reported figure is the median over
+rounds of each round's median per-call CPU time of the calling thread (thread CPU time, so
+other processes on a shared machine disturb the figures less than wall-clock time would).
+
+    python benchmarks/overhead.py [rounds] [calls-per-round]
+
+Target (issue 2): ours adds at most half of what the official adds, with our full attribute set.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from google import genai
+from opentelemetry.instrumentation.google_genai import GoogleGenAiSdkInstrumentor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+from otel_gemini import GeminiInstrumentor
+from otel_gemini.testing import FakeGemini, ScriptedUsage, stream_reply, text_reply
+
+MODEL = "gemini-2.5-flash"
+USAGE = ScriptedUsage(
+    prompt=1200, cached=1000, candidates=300, thoughts=150, prompt_by_modality={"TEXT": 1200}
+)
+PLAIN_REPLY = text_reply("Hello there, this is a reply.", usage=USAGE)
+STREAM_REPLY = stream_reply([f"chunk {i} " for i in range(20)], usage=USAGE)
+
+
+class _Discard(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def _median_call_seconds(
+    fake: FakeGemini, reply: object, call: Callable[[], object], calls: int
+) -> float:
+    samples = []
+    for _ in range(calls):
+        fake.add(reply)  # type: ignore[arg-type]
+        started = time.thread_time()
+        call()
+        samples.append(time.thread_time() - started)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 7
+    calls = int(sys.argv[2]) if len(sys.argv) > 2 else 300
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(_Discard()))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    fake = FakeGemini()
+    client = fake.inprocess_client()
+    workloads: dict[str, tuple[object, Callable[[], object]]] = {
+        "generate_content": (
+            PLAIN_REPLY,
+            lambda: client.models.generate_content(model=MODEL, contents="hello"),
+        ),
+        "stream, 20 chunks": (
+            STREAM_REPLY,
+            lambda: sum(
+                1 for _ in client.models.generate_content_stream(model=MODEL, contents="hi")
+            ),
+        ),
+    }
+    variants: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {
+        "uninstrumented": (lambda: None, lambda: None),
+        "otel-gemini": (
+            lambda: GeminiInstrumentor().instrument(
+                tracer_provider=tracer_provider, meter_provider=meter_provider
+            ),
+            lambda: GeminiInstrumentor().uninstrument(),
+        ),
+        "official": (
+            lambda: GoogleGenAiSdkInstrumentor().instrument(
+                tracer_provider=tracer_provider,
+                meter_provider=meter_provider,
+                skip_dep_check=True,
+            ),
+            lambda: GoogleGenAiSdkInstrumentor().uninstrument(),
+        ),
+    }
+    print(
+        f"google-genai {genai.__version__}; {rounds} rounds x {calls} calls, in-process transport"
+    )
+    for workload, (reply, call) in workloads.items():
+        for _ in range(50):  # warm-up
+            fake.add(reply)  # type: ignore[arg-type]
+            call()
+        results: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(rounds):
+            for name, (instrument, uninstrument) in variants.items():
+                instrument()
+                try:
+                    results[name].append(_median_call_seconds(fake, reply, call, calls))
+                finally:
+                    uninstrument()
+        median = {name: statistics.median(values) * 1e6 for name, values in results.items()}
+        ours = median["otel-gemini"] - median["uninstrumented"]
+        official = median["official"] - median["uninstrumented"]
+        print(f"\n{workload}: uninstrumented {median['uninstrumented']:.0f} µs/call")
+        print(f"  otel-gemini adds {ours:7.1f} µs/call")
+        print(f"  official    adds {official:7.1f} µs/call")
+        print(f"  ratio ours/official: {ours / official:.2f}  (target <= 0.50)")
+
+
+if __name__ == "__main__":
+    main()
