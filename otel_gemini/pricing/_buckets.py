@@ -1,0 +1,170 @@
+"""Usage → mutually exclusive buckets, the keys of Langfuse's usage and cost details.
+
+Spans report totals and overlapping subsets (cached ⊂ input, audio ⊂ input, thinking ⊂
+output…). Billing needs each token counted once, at one price, so we split them into buckets
+that add up to the totals. Every key contains ``input`` or ``output`` because Langfuse sums
+usage types by those substrings.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from otel_gemini.pricing._usage import Usage
+
+INPUT: Final = "input"  # text (and document) input, not cached, not tool-use
+INPUT_IMAGE: Final = "input_image"
+INPUT_VIDEO: Final = "input_video"
+INPUT_AUDIO: Final = "input_audio"
+INPUT_TOOL_USE: Final = "input_tool_use"  # tool results fed back; billed as input
+INPUT_CACHED: Final = "input_cached"  # cache reads of every modality but audio
+INPUT_CACHED_AUDIO: Final = "input_cached_audio"
+OUTPUT: Final = "output"  # text output, thinking excluded
+OUTPUT_REASONING: Final = "output_reasoning"
+OUTPUT_IMAGE: Final = "output_image"  # image output tokens (Gemini image models)
+OUTPUT_AUDIO: Final = "output_audio"
+OUTPUT_IMAGE_COUNT: Final = "output_image_count"  # generated images (Imagen)
+OUTPUT_VIDEO_SECONDS: Final = "output_video_seconds"  # generated video (Veo)
+TOTAL: Final = "total"
+
+TOKEN_BUCKETS: Final = (
+    INPUT,
+    INPUT_IMAGE,
+    INPUT_VIDEO,
+    INPUT_AUDIO,
+    INPUT_TOOL_USE,
+    INPUT_CACHED,
+    INPUT_CACHED_AUDIO,
+    OUTPUT,
+    OUTPUT_REASONING,
+    OUTPUT_IMAGE,
+    OUTPUT_AUDIO,
+)
+UNIT_BUCKETS: Final = (OUTPUT_IMAGE_COUNT, OUTPUT_VIDEO_SECONDS)
+ALL_BUCKETS: Final = TOKEN_BUCKETS + UNIT_BUCKETS
+
+
+_COUNT_FIELDS: Final = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "reasoning_output_tokens",
+    "tool_use_prompt_tokens",
+    "text_input_tokens",
+    "image_input_tokens",
+    "audio_input_tokens",
+    "video_input_tokens",
+    "text_output_tokens",
+    "image_output_tokens",
+    "audio_output_tokens",
+    "audio_cache_read_input_tokens",
+    "image_cache_read_input_tokens",
+    "video_cache_read_input_tokens",
+)
+# split_tokens unpacks the token counts by position (fast); keep Usage's field order in step.
+assert Usage._fields[: len(_COUNT_FIELDS)] == _COUNT_FIELDS
+
+
+def split_tokens(usage: Usage) -> tuple[list[tuple[str, int]], int, bool]:
+    """The non-zero token buckets of ``usage``, in :data:`TOKEN_BUCKETS` order.
+
+    Returns the buckets, the prompt size (all input tokens, which picks the price tier) and
+    whether the usage was inconsistent (a subset larger than its total, or a negative count)
+    and had to be clamped. A missing total (0) is taken as the sum of its parts rather than
+    clamping the parts to nothing.
+    """
+    (
+        total_in,
+        total_out,
+        cached,
+        reasoning,
+        tool,
+        text_in,
+        image_in,
+        audio_in,
+        video_in,
+        text_out,
+        image_out,
+        audio_out,
+        cached_audio,
+        cached_image,
+        cached_video,
+    ) = usage[:15]
+    clamped = min(usage[:15]) < 0
+    if clamped:
+        (
+            total_in,
+            total_out,
+            cached,
+            reasoning,
+            tool,
+            text_in,
+            image_in,
+            audio_in,
+            video_in,
+            text_out,
+            image_out,
+            audio_out,
+            cached_audio,
+            cached_image,
+            cached_video,
+        ) = (max(count, 0) for count in usage[:15])
+
+    if not total_in:
+        total_in = max(text_in + image_in + audio_in + video_in, cached + tool)
+    if cached > total_in:
+        cached, clamped = total_in, True
+    if cached_audio > cached:
+        cached_audio, clamped = cached, True
+    cached_image = min(cached_image, cached - cached_audio)
+    cached_video = min(cached_video, cached - cached_audio - cached_image)
+    if tool > total_in - cached:
+        tool, clamped = total_in - cached, True
+    fresh = total_in - cached - tool
+    # Modality counts include the cached part; what is left after the cache is billed fresh.
+    audio = audio_in - cached_audio if audio_in > cached_audio else 0
+    if audio > fresh:
+        audio, clamped = fresh, True
+    image = image_in - cached_image if image_in > cached_image else 0
+    if image > fresh - audio:
+        image, clamped = fresh - audio, True
+    video = video_in - cached_video if video_in > cached_video else 0
+    if video > fresh - audio - image:
+        video, clamped = fresh - audio - image, True
+    text = fresh - audio - image - video
+
+    if not total_out:
+        # Thinking is counted in the text modality by our instrumentation, on its own by others.
+        total_out = max(text_out, reasoning) + image_out + audio_out
+    if reasoning > total_out:
+        reasoning, clamped = total_out, True
+    if audio_out > total_out - reasoning:
+        audio_out, clamped = total_out - reasoning, True
+    if image_out > total_out - reasoning - audio_out:
+        image_out, clamped = total_out - reasoning - audio_out, True
+    text_out = total_out - reasoning - audio_out - image_out
+
+    result = []
+    if text:
+        result.append((INPUT, text))
+    if image:
+        result.append((INPUT_IMAGE, image))
+    if video:
+        result.append((INPUT_VIDEO, video))
+    if audio:
+        result.append((INPUT_AUDIO, audio))
+    if tool:
+        result.append((INPUT_TOOL_USE, tool))
+    if cached > cached_audio:
+        result.append((INPUT_CACHED, cached - cached_audio))
+    if cached_audio:
+        result.append((INPUT_CACHED_AUDIO, cached_audio))
+    if text_out:
+        result.append((OUTPUT, text_out))
+    if reasoning:
+        result.append((OUTPUT_REASONING, reasoning))
+    if image_out:
+        result.append((OUTPUT_IMAGE, image_out))
+    if audio_out:
+        result.append((OUTPUT_AUDIO, audio_out))
+    return result, total_in, clamped

@@ -1,0 +1,300 @@
+"""``PriceTable``: dated Gemini prices, looked up by model name, and ``PriceTable.cost``."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from bisect import bisect_right
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Final
+
+from otel_gemini._model_names import bare_model_name
+from otel_gemini.pricing import _cost
+from otel_gemini.pricing._buckets import split_tokens
+from otel_gemini.pricing._cost import Cost
+from otel_gemini.pricing._rates import Rates, price_usage, resolve_rates
+from otel_gemini.pricing._table_file import (
+    ModelSpec,
+    PeriodSpec,
+    ServiceTierRule,
+    TableSpec,
+    read_table,
+    read_table_file,
+)
+from otel_gemini.pricing._usage import Usage
+
+ENV_PRICES: Final = "OTEL_GEMINI_PRICES"
+STANDARD: Final = "standard"
+_DEFAULT_DATA: Final = "gemini.toml"
+_EARLIEST_NS: Final = -(1 << 63)
+_NS_PER_DAY: Final = 86_400 * 10**9
+_EPOCH: Final = date(1970, 1, 1)
+_EPOCH_UTC: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# "-001" style stable-version suffixes price like the family (gemini-2.0-flash-001).
+_VERSION_SUFFIX: Final = re.compile(r"-\d{3}$")
+_LOOKUP_CACHE_SIZE: Final = 4096
+
+
+def _day_ns(day: date) -> int:
+    return (day - _EPOCH).days * _NS_PER_DAY
+
+
+def _at_ns(at: datetime | date | None) -> int:
+    if at is None:
+        return time.time_ns()
+    if isinstance(at, datetime):
+        aware = at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
+        return (aware - _EPOCH_UTC) // timedelta(microseconds=1) * 1000
+    return _day_ns(at)
+
+
+@lru_cache(maxsize=1024)
+def normalize_model_name(name: str) -> str:
+    """The table's form of a model name: no resource prefix, no ``@version``, lower case.
+
+    ``models/gemini-2.5-flash``, ``publishers/google/models/gemini-2.5-flash@001`` and
+    ``google/gemini-2.5-flash`` all become ``gemini-2.5-flash``.
+    """
+    bare = bare_model_name(name).strip().lower()
+    at = bare.find("@")
+    if at != -1:
+        bare = bare[:at]
+    slash = bare.rfind("/")
+    return bare[slash + 1 :] if slash != -1 else bare
+
+
+@dataclass(frozen=True)
+class PricePeriod:
+    """One dated set of prices of a model, resolved for every service tier and prompt size."""
+
+    spec: PeriodSpec
+    starts_ns: int
+    thresholds: tuple[int, ...]
+    rates: Mapping[str, tuple[Rates, ...]]
+    """Service tier → rates per prompt-size tier (index 0: at or below the first threshold)."""
+
+    @classmethod
+    def build(cls, spec: PeriodSpec, rules: Mapping[str, ServiceTierRule]) -> PricePeriod:
+        tiers = spec.tiers or ()
+        all_rules: dict[str, ServiceTierRule | None] = {STANDARD: None, **rules}
+        all_rules.update(spec.service_tiers)
+        rates = {
+            name: (
+                resolve_rates(spec.prices, None, rule),
+                *(resolve_rates(spec.prices, tier.prices, rule) for tier in tiers),
+            )
+            for name, rule in all_rules.items()
+        }
+        starts_ns = _day_ns(spec.starts) if spec.starts else _EARLIEST_NS
+        return cls(spec, starts_ns, tuple(tier.above for tier in tiers), rates)
+
+    def rates_for(self, service_tier: str, prompt_tokens: int) -> Rates:
+        by_tier = self.rates.get(service_tier) or self.rates[STANDARD]
+        index = 0
+        for above in self.thresholds:
+            if prompt_tokens > above:
+                index += 1
+        return by_tier[index]
+
+
+class PricedModel:
+    """A price-table entry with its periods in date order."""
+
+    __slots__ = ("_starts", "id", "live", "periods", "spec")
+
+    def __init__(self, spec: ModelSpec, rules: Mapping[str, ServiceTierRule]) -> None:
+        self.spec = spec
+        self.id = spec.id
+        self.live = bool(spec.live)
+        ordered = sorted(spec.periods, key=lambda period: period.starts or date.min)
+        self.periods = tuple(PricePeriod.build(period, rules) for period in ordered)
+        self._starts = [period.starts_ns for period in self.periods]
+
+    def period_at(self, at_ns: int) -> PricePeriod:
+        """The period in effect at ``at_ns``; before the first period, the first one."""
+        index = bisect_right(self._starts, at_ns) - 1
+        return self.periods[index if index >= 0 else 0]
+
+
+class PriceTable:
+    """Dated Gemini prices (a TOML table shipped in the package, plus optional overrides).
+
+    >>> table = PriceTable.default()
+    >>> table.cost("models/gemini-2.5-flash", Usage(input_tokens=1000, output_tokens=200)).total
+    Decimal('0.0008')
+    """
+
+    def __init__(self, spec: TableSpec) -> None:
+        self._spec = spec
+        self.version: str = spec.version
+        """Identifies the prices used: the shipped table's version, ``+`` each override's."""
+        self.files: tuple[str, ...] = spec.files
+        """The files this table was read from (the shipped one first)."""
+        self._models = tuple(PricedModel(model, spec.service_tiers) for model in spec.models)
+        self._exact: dict[str, PricedModel] = {}
+        prefixes: list[tuple[str, PricedModel]] = []
+        self._patterns: list[tuple[re.Pattern[str], PricedModel]] = []
+        for model in self._models:
+            for name in model.spec.names:
+                self._exact[name] = model
+            prefixes.extend((prefix, model) for prefix in model.spec.prefixes)
+            self._patterns.extend((re.compile(p), model) for p in model.spec.patterns)
+        self._prefixes = sorted(prefixes, key=lambda item: len(item[0]), reverse=True)
+        self._lookups: dict[str, PricedModel | None] = {}
+
+    # --- construction ------------------------------------------------------------------------
+
+    @classmethod
+    def default(cls) -> PriceTable:
+        """The table shipped with this version of otel-gemini."""
+        return _default_table()
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, base: PriceTable | None = None) -> PriceTable:
+        """``base`` (default: the shipped table) with the override file at ``path`` merged in.
+
+        Raises :class:`PriceTableError` naming the file, the entry and the key of every
+        problem (bad TOML, unknown key, negative price, overlapping dates, name conflicts).
+        """
+        base_spec = (base or cls.default())._spec
+        return cls(read_table_file(Path(path), base=base_spec))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> PriceTable:
+        """The shipped table, with ``OTEL_GEMINI_PRICES`` (an override file) merged in if set."""
+        path = (os.environ if environ is None else environ).get(ENV_PRICES, "").strip()
+        return cls.load(path) if path else cls.default()
+
+    # --- lookup ------------------------------------------------------------------------------
+
+    def match(self, model: str) -> str | None:
+        """The id of the entry that prices ``model`` (e.g. ``gemini-2.5-flash``), or ``None``."""
+        found = self._resolve(model)
+        return found.id if found else None
+
+    def _find(self, name: str) -> PricedModel | None:
+        exact = self._exact.get(name)
+        if exact is not None:
+            return exact
+        for prefix, model in self._prefixes:
+            if name.startswith(prefix):
+                return model
+        for pattern, model in self._patterns:
+            if pattern.search(name):
+                return model
+        return None
+
+    def _resolve(self, model: str) -> PricedModel | None:
+        try:
+            return self._lookups[model]
+        except KeyError:
+            pass
+        name = normalize_model_name(model)
+        found = self._find(name)
+        if found is None and _VERSION_SUFFIX.search(name):
+            found = self._find(_VERSION_SUFFIX.sub("", name))
+        if len(self._lookups) >= _LOOKUP_CACHE_SIZE:
+            self._lookups.clear()
+        self._lookups[model] = found
+        return found
+
+    # --- pricing -----------------------------------------------------------------------------
+
+    def cost(
+        self,
+        model: str,
+        usage: Usage,
+        at: datetime | date | None = None,
+        *,
+        service_tier: str | None = None,
+        live: bool | None = None,
+    ) -> Cost:
+        """What ``usage`` of ``model`` cost at ``at`` (default: now; naive datetimes are UTC).
+
+        ``service_tier`` is ``standard`` (default), ``batch``, ``flex`` or ``priority``;
+        ``live`` says the usage comes from a Live API session (default: whether the model is a
+        Live model), which sets the audio-tokens-per-second rate used for per-minute prices.
+        The prompt size (``input_tokens``, cached included) picks the tier for every kind of
+        token of the request.
+        """
+        return self.cost_at_ns(model, usage, _at_ns(at), service_tier=service_tier, live=live)
+
+    def cost_at_ns(
+        self,
+        model: str,
+        usage: Usage,
+        at_ns: int,
+        *,
+        service_tier: str | None = None,
+        live: bool | None = None,
+    ) -> Cost:
+        """:meth:`cost` with the time as nanoseconds since the epoch (a span's start time)."""
+        found = self._resolve(model)
+        if usage.is_empty:
+            return Cost(
+                status=_cost.NO_USAGE,
+                model=model,
+                prices_version=self.version,
+                femto={},
+                price_model=found.id if found else None,
+            )
+        if found is None:
+            return Cost(
+                status=_cost.UNKNOWN_MODEL,
+                model=model,
+                prices_version=self.version,
+                reason=f"no price for model {model!r}",
+            )
+        tier = (service_tier or STANDARD).strip().lower() or STANDARD
+        period = found.period_at(at_ns)
+        if tier not in period.rates:
+            tier = STANDARD
+        tokens, prompt_tokens, clamped = split_tokens(usage)
+        rates = period.rates_for(tier, prompt_tokens)
+        is_live = found.live if live is None else live
+        spec = self._spec
+        per_second = spec.live_audio_tokens_per_second if is_live else spec.audio_tokens_per_second
+        priced = price_usage(rates, tokens, usage, per_second)
+        if priced.missing:
+            return Cost(
+                status=_cost.UNKNOWN_MODEL,
+                model=model,
+                prices_version=self.version,
+                price_model=found.id,
+                effective_from=period.spec.starts,
+                source=period.spec.source,
+                service_tier=tier,
+                details=priced.details,
+                reason=f"{found.id} has no price for {', '.join(priced.missing)}",
+                clamped=clamped,
+            )
+        spec_period = period.spec
+        return Cost(
+            _cost.PRICED,
+            model,
+            self.version,
+            priced.femto,
+            priced.details,
+            found.id,
+            spec_period.starts,
+            spec_period.source,
+            tier,
+            None,
+            clamped,
+        )
+
+    def __repr__(self) -> str:
+        return f"PriceTable(version={self.version!r}, models={len(self._models)})"
+
+
+@lru_cache(maxsize=1)
+def _default_table() -> PriceTable:
+    data = resources.files("otel_gemini.pricing").joinpath("data").joinpath(_DEFAULT_DATA)
+    text = data.read_text(encoding="utf-8")
+    return PriceTable(read_table(text, f"otel_gemini/pricing/data/{_DEFAULT_DATA}"))

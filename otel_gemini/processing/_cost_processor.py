@@ -1,0 +1,115 @@
+"""``CostSpanProcessor``: prices GenAI spans and hands an enriched copy downstream."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry import metrics
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from otel_gemini.pricing import PriceTable
+from otel_gemini.processing._cost_metrics import CostMetrics
+from otel_gemini.processing._priced_span import CostAttributes, PricedSpan
+from otel_gemini.processing._span_pricer import SpanPricer
+from otel_gemini.processing._span_usage import USAGE_KEYS, is_billed
+
+
+def _plain_attributes(span: ReadableSpan) -> dict[str, Any]:
+    raw = span.attributes
+    if not raw:
+        return {}
+    copy = getattr(raw, "copy", None)  # BoundedAttributes / MappingProxyType: a dict copy
+    plain = copy() if copy is not None else None
+    return plain if isinstance(plain, dict) else dict(raw)
+
+
+class CostSpanProcessor(SpanProcessor):
+    """Prices spans that report GenAI usage and passes an enriched copy to ``downstream``.
+
+    Chain it in front of the processor that exports (or stores) spans::
+
+        provider.add_span_processor(CostSpanProcessor(BatchSpanProcessor(exporter)))
+
+    A span with usage attributes (ours, the official OTel google-genai instrumentation's or
+    OpenInference's) is priced with ``prices`` (default: :meth:`PriceTable.from_env`) at the
+    price of its start day; ``downstream`` gets a copy with ``gen_ai.usage.cost``,
+    ``langfuse.observation.cost_details``, ``langfuse.observation.usage_details``,
+    ``otel_gemini.cost.status``, ``otel_gemini.prices.version`` and
+    ``otel_gemini.prices.model``. A model without a price gets status ``unknown_model`` and
+    no cost (never a false $0); it is counted and logged once per model. Spans without usage,
+    and grouping spans (Langfuse type ``agent``, ``span``, ``tool``…), pass through untouched.
+
+    ``on_end`` runs on the application thread, so it only copies the span: the price is
+    worked out when the copy's attributes are first read (on the export thread behind a
+    ``BatchSpanProcessor``), once. Nothing here raises into the application: an internal
+    error is logged once, counted, and the span goes on unpriced.
+
+    ``meter_provider`` receives the cost metric (``otel_gemini.client.cost``, see
+    ``docs/costs.md``); ``metric_user_id`` adds ``user.id`` to it (off by default: one series
+    per user can be very many series).
+    """
+
+    def __init__(
+        self,
+        downstream: SpanProcessor,
+        prices: PriceTable | None = None,
+        *,
+        meter_provider: metrics.MeterProvider | None = None,
+        metric_user_id: bool = False,
+    ) -> None:
+        self._downstream = downstream
+        table = prices if prices is not None else PriceTable.from_env()
+        self._pricer = SpanPricer(table, CostMetrics(meter_provider, user_id=metric_user_id))
+
+    @property
+    def prices(self) -> PriceTable:
+        """The price table in use."""
+        return self._pricer.prices
+
+    def stats(self) -> dict[str, Any]:
+        """For health reports: spans by pricing status (``priced``, ``unknown_model``,
+        ``no_usage``, ``error``), errors by place, clamped usages, unknown model names."""
+        return self._pricer.stats()
+
+    # --- SpanProcessor -----------------------------------------------------------------------
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        try:
+            self._downstream.on_start(span, parent_context=parent_context)
+        except Exception as error:
+            self._pricer.report_error("downstream on_start", error)
+
+    def _on_ending(self, span: Span) -> None:
+        hook = getattr(self._downstream, "_on_ending", None)
+        if hook is None:
+            return
+        try:
+            hook(span)
+        except Exception as error:
+            self._pricer.report_error("downstream _on_ending", error)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        try:
+            forwarded = self._priced_copy(span)
+        except Exception as error:
+            self._pricer.report_error("pricing", error)
+            forwarded = span
+        try:
+            self._downstream.on_end(forwarded)
+        except Exception as error:
+            self._pricer.report_error("downstream on_end", error)
+
+    def shutdown(self) -> None:
+        self._downstream.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._downstream.force_flush(timeout_millis)
+
+    def _priced_copy(self, span: ReadableSpan) -> ReadableSpan:
+        raw = span.attributes
+        if not raw or USAGE_KEYS.isdisjoint(raw) or not is_billed(raw):
+            return span
+        attributes = _plain_attributes(span)
+        lazy = CostAttributes(attributes, self._pricer, span.start_time or 0)
+        return PricedSpan(span, lazy)

@@ -1,0 +1,98 @@
+"""The enriched copy of a span that ``CostSpanProcessor`` hands downstream.
+
+Pricing is deferred to the first read of the copy's attributes. With a batching downstream
+that read happens on the export thread, so the application thread pays only for the copy
+(the architecture's "an in-memory hand-off only"); with a synchronous one it happens at once.
+Either way a span is priced exactly once, and every reader sees the same attributes.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
+from typing import Any, Protocol
+
+from opentelemetry.sdk.trace import ReadableSpan
+
+
+class AttributePricer(Protocol):
+    """Adds the cost attributes to a span's attribute dict (in place; never raises)."""
+
+    lock: threading.Lock
+
+    def price_attributes(self, attributes: dict[str, Any], start_ns: int) -> None: ...
+
+
+class CostAttributes(Mapping[str, Any]):
+    """A span's attributes with its cost attributes, priced on first access."""
+
+    __slots__ = ("_attributes", "_pending")
+
+    def __init__(self, attributes: dict[str, Any], pricer: AttributePricer, start_ns: int) -> None:
+        self._attributes = attributes  # our own copy: pricing adds to it in place
+        self._pending: tuple[AttributePricer, int] | None = (pricer, start_ns)
+
+    def resolved(self) -> dict[str, Any]:
+        """The priced attributes (pricing them now if nobody has yet)."""
+        pending = self._pending
+        if pending is not None:
+            pricer, start_ns = pending
+            with pricer.lock:  # two exporters reading at once must not price (and count) twice
+                if self._pending is not None:
+                    pricer.price_attributes(self._attributes, start_ns)
+                    self._pending = None
+        return self._attributes
+
+    def __getitem__(self, key: str) -> Any:
+        return self.resolved()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.resolved())
+
+    def __len__(self) -> int:
+        return len(self.resolved())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.resolved()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.resolved().get(key, default)
+
+    def keys(self) -> KeysView[str]:
+        return self.resolved().keys()
+
+    def items(self) -> ItemsView[str, Any]:
+        return self.resolved().items()
+
+    def values(self) -> ValuesView[Any]:
+        return self.resolved().values()
+
+    def copy(self) -> dict[str, Any]:
+        """A plain dict of the priced attributes (as ``BoundedAttributes.copy`` returns)."""
+        return dict(self.resolved())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickle and copy as the plain priced dict, never the pricer (it holds locks).
+        return (dict, (self.resolved(),))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        return copy.deepcopy(self.resolved(), memo)
+
+    def __repr__(self) -> str:
+        return repr(self.resolved())
+
+
+class PricedSpan(ReadableSpan):
+    """A copy of a finished span whose attributes gain the cost ones; the rest is shared."""
+
+    def __init__(self, source: ReadableSpan, attributes: Mapping[str, Any]) -> None:
+        # A shallow copy of the SDK's fields keeps events, links, status, resource, scope, ids
+        # and times (and whatever later SDK versions add) without re-validating anything.
+        self.__dict__.update(source.__dict__)
+        self._attributes = attributes
+        self._dropped_attribute_count = source.dropped_attributes
+
+    @property
+    def dropped_attributes(self) -> int:
+        return self._dropped_attribute_count

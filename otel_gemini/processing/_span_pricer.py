@@ -1,0 +1,134 @@
+"""Pricing one span's attributes, and what the processor tells about it (logs, counts, metric)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Final
+
+from otel_gemini import _attributes as attrs
+from otel_gemini.pricing import Cost, PriceTable
+from otel_gemini.pricing._cost import FEMTO_PER_USD
+from otel_gemini.pricing._price_table import normalize_model_name
+from otel_gemini.processing._cost_metrics import STATUS_ERROR, CostMetrics
+from otel_gemini.processing._span_usage import read_span_usage
+
+_logger = logging.getLogger("otel_gemini.processing")
+# Bounds the "logged once" memory when a flood of distinct unknown model names arrives.
+_MAX_REMEMBERED: Final = 1000
+
+
+class SpanPricer:
+    """Adds cost attributes to span attributes; logs once, counts, never raises."""
+
+    def __init__(self, prices: PriceTable, metrics: CostMetrics) -> None:
+        self.prices = prices
+        self.metrics = metrics
+        self.lock = threading.Lock()
+        """Held while pricing a span (see ``CostAttributes.resolved``)."""
+        self._incidents_lock = threading.Lock()
+        self._logged: set[str] = set()
+        self._unknown_models: set[str] = set()
+        self._errors: dict[str, int] = {}
+        self._inconsistent = 0
+
+    def price_attributes(self, attributes: dict[str, Any], start_ns: int) -> None:
+        """Add ``gen_ai.usage.cost``, the Langfuse details and our status to ``attributes``."""
+        try:
+            self._price(attributes, start_ns)
+        except Exception as error:
+            self.report_error("pricing", error)
+
+    def _price(self, attributes: dict[str, Any], start_ns: int) -> None:
+        found = read_span_usage(attributes)
+        prices = self.prices
+        cost: Cost | None = None
+        model = ""
+        for model in found.models:
+            cost = prices.cost_at_ns(
+                model, found.usage, start_ns, service_tier=found.service_tier, live=found.live
+            )
+            if cost.price_model is not None:
+                break
+        if cost is None:  # usage but no model name at all
+            cost = prices.cost_at_ns("", found.usage, start_ns)
+        status = cost.status
+        if status == attrs.COST_STATUS_PRICED:
+            femto = cost.total_femto or 0
+            attributes[attrs.GEN_AI_USAGE_COST] = femto / FEMTO_PER_USD
+            attributes[attrs.LANGFUSE_COST_DETAILS] = cost.cost_details_json()
+            attributes[attrs.LANGFUSE_USAGE_DETAILS] = cost.usage_details_json()
+            self.metrics.record(
+                status, femto, normalize_model_name(model), found.provider, found.user_id
+            )
+        else:
+            self.metrics.record(status)
+            if status == attrs.COST_STATUS_UNKNOWN_MODEL:
+                self._report_unknown(found.models, cost.reason)
+        attributes[attrs.COST_STATUS] = status
+        attributes[attrs.PRICES_VERSION] = prices.version
+        if cost.price_model is not None:
+            attributes[attrs.PRICES_MODEL] = cost.price_model
+        if cost.clamped:
+            self._report_inconsistent(cost.price_model or model, attributes)
+
+    # --- incidents ---------------------------------------------------------------------------
+
+    def _first_time(self, key: str) -> bool:
+        with self._incidents_lock:
+            if key in self._logged or len(self._logged) >= _MAX_REMEMBERED:
+                return False
+            self._logged.add(key)
+            return True
+
+    def _report_unknown(self, models: tuple[str, ...], reason: str | None) -> None:
+        name = models[0] if models else "(no model name)"
+        with self._incidents_lock:
+            if len(self._unknown_models) < _MAX_REMEMBERED:
+                self._unknown_models.add(name)
+        if self._first_time(f"unknown:{name}"):
+            _logger.warning(
+                "otel-gemini: cannot price model %r (%s); its spans carry "
+                "otel_gemini.cost.status=unknown_model and no cost. Add a price with an "
+                "override file (OTEL_GEMINI_PRICES, see docs/costs.md). Logged once per model.",
+                name,
+                reason or "no price",
+            )
+
+    def _report_inconsistent(self, model: str, attributes: dict[str, Any]) -> None:
+        with self._incidents_lock:
+            self._inconsistent += 1
+        if self._first_time(f"inconsistent:{model}"):
+            usage = {key: value for key, value in attributes.items() if "usage" in key}
+            _logger.warning(
+                "otel-gemini: inconsistent usage on a %r span (a part exceeds its total); "
+                "priced after clamping the parts. Logged once per model. Usage: %s",
+                model,
+                usage,
+            )
+
+    def report_error(self, where: str, error: BaseException) -> None:
+        """Count an internal error and log it the first time it happens at ``where``."""
+        with self._incidents_lock:
+            self._errors[where] = self._errors.get(where, 0) + 1
+        if where == "pricing":
+            self.metrics.record(STATUS_ERROR)
+        if self._first_time(f"error:{where}"):
+            _logger.warning(
+                "otel-gemini cost processor error in %s (logged once; the span goes on "
+                "unpriced): %r",
+                where,
+                error,
+                exc_info=error,
+            )
+
+    def stats(self) -> dict[str, Any]:
+        """Spans by pricing status, errors by place, inconsistent usages, unknown models."""
+        spans = self.metrics.span_counts()
+        with self._incidents_lock:
+            return {
+                "spans": spans,
+                "errors": dict(self._errors),
+                "inconsistent_usage": self._inconsistent,
+                "unknown_models": sorted(self._unknown_models),
+            }

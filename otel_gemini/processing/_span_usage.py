@@ -1,0 +1,198 @@
+"""Span attributes → ``Usage`` and the context pricing needs (model, tier, Live, provider).
+
+One reader for every instrumentation that reports GenAI usage:
+
+- ours: ``gen_ai.usage.*`` totals, per-modality counts, ``otel_gemini.usage.*`` details;
+- the official OTel google-genai instrumentation: the same totals (``input_tokens`` without
+  tool-use prompt tokens, which it does not report), ``gen_ai.usage.{m}.cache_read.input_tokens``,
+  and in older releases ``gen_ai.usage.prompt_tokens`` / ``completion_tokens``;
+- OpenInference: ``llm.token_count.*`` and ``llm.model_name``.
+
+The first name present wins, in that order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from otel_gemini import _attributes as attrs
+from otel_gemini.pricing import Usage
+
+_INPUT: Final = (
+    attrs.GEN_AI_USAGE_INPUT_TOKENS,
+    attrs.GEN_AI_USAGE_PROMPT_TOKENS,
+    attrs.LLM_TOKEN_COUNT_PROMPT,
+)
+_OUTPUT: Final = (
+    attrs.GEN_AI_USAGE_OUTPUT_TOKENS,
+    attrs.GEN_AI_USAGE_COMPLETION_TOKENS,
+    attrs.LLM_TOKEN_COUNT_COMPLETION,
+)
+_CACHE_READ: Final = (
+    attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+    attrs.LLM_TOKEN_COUNT_PROMPT_CACHE_READ,
+)
+_REASONING: Final = (
+    attrs.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
+    attrs.LLM_TOKEN_COUNT_COMPLETION_REASONING,
+)
+_AUDIO_INPUT: Final = (
+    attrs.usage_input_tokens_by_modality("audio"),
+    attrs.LLM_TOKEN_COUNT_PROMPT_AUDIO,
+)
+_AUDIO_OUTPUT: Final = (
+    attrs.usage_output_tokens_by_modality("audio"),
+    attrs.LLM_TOKEN_COUNT_COMPLETION_AUDIO,
+)
+_TEXT_INPUT: Final = attrs.usage_input_tokens_by_modality("text")
+_IMAGE_INPUT: Final = attrs.usage_input_tokens_by_modality("image")
+_VIDEO_INPUT: Final = attrs.usage_input_tokens_by_modality("video")
+_TEXT_OUTPUT: Final = attrs.usage_output_tokens_by_modality("text")
+_IMAGE_OUTPUT: Final = attrs.usage_output_tokens_by_modality("image")
+_AUDIO_CACHE: Final = (
+    attrs.USAGE_CACHE_READ_AUDIO_TOKENS,
+    attrs.usage_cache_read_input_tokens_by_modality("audio"),
+)
+_IMAGE_CACHE: Final = (
+    attrs.USAGE_CACHE_READ_IMAGE_TOKENS,
+    attrs.usage_cache_read_input_tokens_by_modality("image"),
+)
+_VIDEO_CACHE: Final = (
+    attrs.USAGE_CACHE_READ_VIDEO_TOKENS,
+    attrs.usage_cache_read_input_tokens_by_modality("video"),
+)
+_MODEL_KEYS: Final = (
+    attrs.GEN_AI_RESPONSE_MODEL,
+    attrs.GEN_AI_REQUEST_MODEL,
+    attrs.LLM_MODEL_NAME,
+)
+_PROVIDER_KEYS: Final = (
+    attrs.GEN_AI_PROVIDER_NAME,
+    attrs.GEN_AI_SYSTEM,
+    attrs.LLM_PROVIDER,
+    attrs.LLM_SYSTEM,
+)
+_LIVE_MARKERS: Final = frozenset(
+    (
+        attrs.LIVE_TURN_COUNT,
+        attrs.LIVE_INTERRUPTED,
+        attrs.LIVE_INTERRUPTION_COUNT,
+        attrs.LIVE_TIME_TO_FIRST_AUDIO,
+    )
+)
+# Langfuse observation types that bill usage; other typed spans (agent, span, tool…) only
+# group work whose generations carry the cost, so pricing them would count it twice.
+_BILLED_TYPES: Final = frozenset(("generation", "embedding"))
+
+
+def _text(attributes: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
+    for key in keys:
+        value = attributes.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _slots() -> dict[str, tuple[int, int, bool]]:
+    """Attribute name → (``Usage`` field index, rank, is seconds); rank 0 is preferred."""
+    sources: dict[str, tuple[str, ...]] = {
+        "input_tokens": _INPUT,
+        "output_tokens": _OUTPUT,
+        "cache_read_input_tokens": _CACHE_READ,
+        "reasoning_output_tokens": _REASONING,
+        "tool_use_prompt_tokens": (attrs.USAGE_TOOL_USE_PROMPT_TOKENS,),
+        "text_input_tokens": (_TEXT_INPUT,),
+        "image_input_tokens": (_IMAGE_INPUT,),
+        "audio_input_tokens": _AUDIO_INPUT,
+        "video_input_tokens": (_VIDEO_INPUT,),
+        "text_output_tokens": (_TEXT_OUTPUT,),
+        "image_output_tokens": (_IMAGE_OUTPUT,),
+        "audio_output_tokens": _AUDIO_OUTPUT,
+        "audio_cache_read_input_tokens": _AUDIO_CACHE,
+        "image_cache_read_input_tokens": _IMAGE_CACHE,
+        "video_cache_read_input_tokens": _VIDEO_CACHE,
+        "audio_input_seconds": (attrs.USAGE_AUDIO_INPUT_SECONDS,),
+        "audio_output_seconds": (attrs.USAGE_AUDIO_OUTPUT_SECONDS,),
+        "output_images": (attrs.USAGE_OUTPUT_IMAGE_COUNT,),
+        "output_video_seconds": (attrs.USAGE_OUTPUT_VIDEO_SECONDS,),
+    }
+    assert set(sources) == set(Usage._fields)
+    seconds = ("audio_input_seconds", "audio_output_seconds", "output_video_seconds")
+    return {
+        key: (Usage._fields.index(field_name), rank, field_name in seconds)
+        for field_name, keys in sources.items()
+        for rank, key in enumerate(keys)
+    }
+
+
+_SLOTS: Final = _slots()
+USAGE_KEYS: Final = frozenset(_SLOTS)
+"""Any of these on a span means it reports usage."""
+_DEFAULTS: Final = tuple(Usage())
+_FIELD_COUNT: Final = len(_DEFAULTS)
+
+
+def _usage(attributes: Mapping[str, Any]) -> Usage:
+    values: list[Any] = list(_DEFAULTS)
+    ranks = [len(_SLOTS)] * _FIELD_COUNT
+    # Only the usage names the span has (a C-level set intersection), then no lookup misses.
+    for key in attributes.keys() & USAGE_KEYS:
+        index, rank, is_seconds = _SLOTS[key]
+        value = attributes[key]
+        kind = type(value)  # exact types: a bool is not a count
+        if (kind is int or kind is float) and rank < ranks[index]:
+            ranks[index] = rank
+            if is_seconds:
+                values[index] = float(value) if value >= 0 else _DEFAULTS[index]
+            else:
+                values[index] = value if kind is int else int(value)
+    return Usage(*values)
+
+
+@dataclass(frozen=True)
+class SpanUsage:
+    """What pricing needs from one span."""
+
+    usage: Usage
+    models: tuple[str, ...]
+    """Model names to try, best first (response model, request model, OpenInference)."""
+    provider: str | None
+    service_tier: str | None
+    live: bool | None
+    """True when the span says it is a Live API turn; ``None``: let the model decide."""
+    user_id: str | None
+
+
+def is_billed(attributes: Mapping[str, Any]) -> bool:
+    """Whether a span carrying usage should be priced (see ``_BILLED_TYPES``)."""
+    observation_type = attributes.get(attrs.LANGFUSE_OBSERVATION_TYPE)
+    return observation_type is None or observation_type in _BILLED_TYPES
+
+
+def has_usage(attributes: Mapping[str, Any]) -> bool:
+    """Whether any usage attribute is present (cheaper than reading them all)."""
+    return not USAGE_KEYS.isdisjoint(attributes)
+
+
+def read_span_usage(attributes: Mapping[str, Any]) -> SpanUsage:
+    """The usage and pricing context of a span's attributes (a plain mapping)."""
+    models: list[str] = []
+    for key in _MODEL_KEYS:
+        value = attributes.get(key)
+        if isinstance(value, str) and value and value not in models:
+            models.append(value)
+    method = attributes.get(attrs.SDK_METHOD)
+    live = (isinstance(method, str) and "live" in method) or not _LIVE_MARKERS.isdisjoint(
+        attributes
+    )
+    tier = attributes.get(attrs.REQUEST_SERVICE_TIER)
+    return SpanUsage(
+        usage=_usage(attributes),
+        models=tuple(models),
+        provider=_text(attributes, _PROVIDER_KEYS),
+        service_tier=tier if isinstance(tier, str) else None,
+        live=True if live else None,
+        user_id=_text(attributes, (attrs.USER_ID, attrs.LANGFUSE_USER_ID)),
+    )
