@@ -165,8 +165,8 @@ def test_stream_takes_usage_from_the_last_chunk_and_times_the_first(
     assert attributes["gen_ai.usage.output_tokens"] == 25  # last chunk: 20 + 5, never summed
     assert attributes["gen_ai.response.finish_reasons"] == ("stop",)
     assert attributes["otel_gemini.stream.completed"] is True
-    ttfc = attributes["gen_ai.response.time_to_first_chunk"]
-    assert 0 < ttfc < (span.end_time - span.start_time) / 1e9
+    # A monotonic-clock interval; the span's times are wall-clock, so only a sanity bound here.
+    assert 0 < attributes["gen_ai.response.time_to_first_chunk"] < 5
     assert attributes["langfuse.observation.completion_start_time"].endswith("+00:00")
     assert span.status.status_code is StatusCode.UNSET
     [ttfc_point] = instrumented.metric_points("gen_ai.client.operation.time_to_first_chunk")
