@@ -114,24 +114,23 @@ def split_tokens(usage: Usage) -> tuple[list[tuple[str, int]], int, bool]:
         total_in = max(text_in + image_in + audio_in + video_in, cached + tool)
     if cached > total_in:
         cached, clamped = total_in, True
-    if cached_audio > cached:
-        cached_audio, clamped = cached, True
-    cached_image = min(cached_image, cached - cached_audio)
-    cached_video = min(cached_video, cached - cached_audio - cached_image)
+    if cached_audio + cached_image + cached_video > cached:
+        clamped = True
+        cached_audio = min(cached_audio, cached)
+        cached_image = min(cached_image, cached - cached_audio)
+        cached_video = min(cached_video, cached - cached_audio - cached_image)
     if tool > total_in - cached:
         tool, clamped = total_in - cached, True
+    if text_in + image_in + audio_in + video_in > total_in:
+        clamped = True
     fresh = total_in - cached - tool
-    # Modality counts include the cached part; what is left after the cache is billed fresh.
-    audio = audio_in - cached_audio if audio_in > cached_audio else 0
-    if audio > fresh:
-        audio, clamped = fresh, True
-    image = image_in - cached_image if image_in > cached_image else 0
-    if image > fresh - audio:
-        image, clamped = fresh - audio, True
-    video = video_in - cached_video if video_in > cached_video else 0
-    if video > fresh - audio - image:
-        video, clamped = fresh - audio - image, True
-    text = fresh - audio - image - video
+    # Modality counts include their cached part. Cache reads reported without a modality may
+    # be of any of them, so what a modality has beyond its known cache is capped by what is
+    # left: the dearer modalities (audio, then video, then image) are billed fresh first.
+    audio = min(audio_in - cached_audio, fresh) if audio_in > cached_audio else 0
+    video = min(video_in - cached_video, fresh - audio) if video_in > cached_video else 0
+    image = min(image_in - cached_image, fresh - audio - video) if image_in > cached_image else 0
+    text = fresh - audio - video - image
 
     if not total_out:
         # Thinking is counted in the text modality by our instrumentation, on its own by others.
