@@ -1,9 +1,10 @@
 """A price period's rates, resolved once at load time, and the pricing of one usage with them.
 
-Resolution fills in the defaults (image/video/audio input at the input price, thinking and
+Resolution applies a prompt-size tier and a service-tier rule to the prices the table gives,
+then fills in the defaults (image/video/audio input at the input price, thinking and
 audio/image output at the output price, cache reads at the input price when the table gives
-no cache price…), applies a prompt-size tier and a service-tier rule, and turns token prices
-into whole femto-dollars (1e-15 USD) per token so pricing a span is integer arithmetic.
+no cache price…), and turns token prices into whole femto-dollars (1e-15 USD) per token so
+pricing a span is integer arithmetic.
 """
 
 from __future__ import annotations
@@ -108,7 +109,9 @@ def resolve_rates(
     explicit = {kind: price for kind, price in base.items() if kind in PRICE_KINDS}
     if tier_prices:
         explicit.update({k: v for k, v in tier_prices.items() if k in TOKEN_PRICE_KINDS})
-    return Rates.resolve(apply_rule(effective_prices(explicit), rule))
+    # The rule changes the prices the table gives; defaults are derived afterwards, so a
+    # price the table leaves to its default (TTS cache reads = input) follows its source.
+    return Rates.resolve(effective_prices(apply_rule(explicit, rule)))
 
 
 def _seconds(value: float) -> Decimal:
