@@ -69,9 +69,11 @@ class UvicornThread:
         ssl_certfile: str | None = None,
         ssl_keyfile: str | None = None,
         name: str = "fake-server",
+        port: int = 0,
     ) -> None:
         self._app = app
         self._host = host
+        self._requested_port = port  # 0: any free port; else that one (a restart)
         self._ssl_certfile = ssl_certfile
         self._ssl_keyfile = ssl_keyfile
         self._name = name
@@ -93,7 +95,7 @@ class UvicornThread:
         # that say so; with proto 0 every keep-alive request waits ~40 ms for a delayed ACK.
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self._host, 0))
+        sock.bind((self._host, self._requested_port))
         sock.listen(128)
         sock.setblocking(False)
         self._socket = sock
