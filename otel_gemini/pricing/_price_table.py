@@ -251,10 +251,12 @@ class PriceTable:
                 prices_version=self.version,
                 reason=f"no price for model {model!r}",
             )
-        tier = (service_tier or STANDARD).strip().lower() or STANDARD
         period = found.period_at(at_ns)
-        if tier not in period.rates:
-            tier = STANDARD
+        tier = STANDARD
+        if service_tier:
+            tier = service_tier.strip().lower()
+            if tier not in period.rates:
+                tier = STANDARD
         tokens, prompt_tokens, clamped = split_tokens(usage)
         rates = period.rates_for(tier, prompt_tokens)
         is_live = found.live if live is None else live

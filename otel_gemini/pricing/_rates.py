@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, InvalidOperation, Overflow
-from typing import Final
+from typing import Final, NamedTuple
 
 from otel_gemini.pricing import _buckets as buckets
 from otel_gemini.pricing._cost import FEMTO_PER_USD
@@ -125,8 +125,7 @@ def _per_minute(price: Decimal, seconds: Decimal) -> int:
     )
 
 
-@dataclass(frozen=True)
-class Priced:
+class Priced(NamedTuple):
     """The outcome of pricing one usage with one set of rates."""
 
     femto: dict[str, int]

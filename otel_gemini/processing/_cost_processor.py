@@ -15,15 +15,6 @@ from otel_gemini.processing._span_pricer import SpanPricer
 from otel_gemini.processing._span_usage import USAGE_KEYS, is_billed
 
 
-def _plain_attributes(span: ReadableSpan) -> dict[str, Any]:
-    raw = span.attributes
-    if not raw:
-        return {}
-    copy = getattr(raw, "copy", None)  # BoundedAttributes / MappingProxyType: a dict copy
-    plain = copy() if copy is not None else None
-    return plain if isinstance(plain, dict) else dict(raw)
-
-
 class CostSpanProcessor(SpanProcessor):
     """Prices spans that report GenAI usage and passes an enriched copy to ``downstream``.
 
@@ -107,9 +98,7 @@ class CostSpanProcessor(SpanProcessor):
         return self._downstream.force_flush(timeout_millis)
 
     def _priced_copy(self, span: ReadableSpan) -> ReadableSpan:
-        raw = span.attributes
-        if not raw or USAGE_KEYS.isdisjoint(raw) or not is_billed(raw):
+        attributes = span.attributes
+        if not attributes or USAGE_KEYS.isdisjoint(attributes) or not is_billed(attributes):
             return span
-        attributes = _plain_attributes(span)
-        lazy = CostAttributes(attributes, self._pricer, span.start_time or 0)
-        return PricedSpan(span, lazy)
+        return PricedSpan(span, CostAttributes(attributes, self._pricer, span.start_time or 0))

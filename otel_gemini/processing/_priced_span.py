@@ -24,23 +24,34 @@ class AttributePricer(Protocol):
     def price_attributes(self, attributes: dict[str, Any], start_ns: int) -> None: ...
 
 
+def _plain(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    copy = getattr(attributes, "copy", None)  # BoundedAttributes and mappingproxy: a dict copy
+    plain = copy() if copy is not None else None
+    return plain if isinstance(plain, dict) else dict(attributes)
+
+
 class CostAttributes(Mapping[str, Any]):
     """A span's attributes with its cost attributes, priced on first access."""
 
     __slots__ = ("_attributes", "_pending")
 
-    def __init__(self, attributes: dict[str, Any], pricer: AttributePricer, start_ns: int) -> None:
-        self._attributes = attributes  # our own copy: pricing adds to it in place
+    def __init__(
+        self, attributes: Mapping[str, Any], pricer: AttributePricer, start_ns: int
+    ) -> None:
+        # The finished span's own attributes (no longer changing): copied when priced.
+        self._attributes: Mapping[str, Any] = attributes
         self._pending: tuple[AttributePricer, int] | None = (pricer, start_ns)
 
-    def resolved(self) -> dict[str, Any]:
+    def resolved(self) -> Mapping[str, Any]:
         """The priced attributes (pricing them now if nobody has yet)."""
         pending = self._pending
         if pending is not None:
             pricer, start_ns = pending
             with pricer.lock:  # two exporters reading at once must not price (and count) twice
                 if self._pending is not None:
-                    pricer.price_attributes(self._attributes, start_ns)
+                    priced = _plain(self._attributes)
+                    pricer.price_attributes(priced, start_ns)
+                    self._attributes = priced
                     self._pending = None
         return self._attributes
 
@@ -77,7 +88,7 @@ class CostAttributes(Mapping[str, Any]):
         return (dict, (self.resolved(),))
 
     def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
-        return copy.deepcopy(self.resolved(), memo)
+        return copy.deepcopy(dict(self.resolved()), memo)
 
     def __repr__(self) -> str:
         return repr(self.resolved())

@@ -14,8 +14,7 @@ The first name present wins, in that order.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from otel_gemini import _attributes as attrs
 from otel_gemini.pricing import Usage
@@ -151,9 +150,8 @@ def _usage(attributes: Mapping[str, Any]) -> Usage:
     return Usage(*values)
 
 
-@dataclass(frozen=True)
-class SpanUsage:
-    """What pricing needs from one span."""
+class SpanUsage(NamedTuple):
+    """What pricing needs from one span (a tuple: built for every priced span)."""
 
     usage: Usage
     models: tuple[str, ...]
