@@ -227,8 +227,12 @@ def test_from_env_reads_otel_gemini_prices(tmp_path: Path) -> None:
     assert PriceTable.from_env({"OTEL_GEMINI_PRICES": str(path)}).version == (
         "2026-11-24+contract-2026"
     )
-    with pytest.raises(PriceTableError, match="cannot read the file"):
+    with pytest.raises(PriceTableError) as raised:
         PriceTable.from_env({"OTEL_GEMINI_PRICES": str(tmp_path / "missing.toml")})
+    assert raised.value.problems[0] == (
+        f"OTEL_GEMINI_PRICES={tmp_path / 'missing.toml'}: the price override file is unusable"
+    )
+    assert "missing.toml: cannot read the file" in raised.value.problems[1]
 
 
 # --- malformed files -------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from otel_gemini.pricing._rates import Rates, price_usage, resolve_rates
 from otel_gemini.pricing._table_file import (
     ModelSpec,
     PeriodSpec,
+    PriceTableError,
     ServiceTierRule,
     TableSpec,
     read_table,
@@ -169,7 +170,14 @@ class PriceTable:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PriceTable:
         """The shipped table, with ``OTEL_GEMINI_PRICES`` (an override file) merged in if set."""
         path = (os.environ if environ is None else environ).get(ENV_PRICES, "").strip()
-        return cls.load(path) if path else cls.default()
+        if not path:
+            return cls.default()
+        try:
+            return cls.load(path)
+        except PriceTableError as error:
+            raise PriceTableError(
+                [f"{ENV_PRICES}={path}: the price override file is unusable", *error.problems]
+            ) from None
 
     # --- lookup ------------------------------------------------------------------------------
 
