@@ -1,18 +1,23 @@
-"""Durable OTLP export to Langfuse. (Placeholder: issue 4 fills this in.)"""
+"""Durable OTLP export to Langfuse.
 
-from __future__ import annotations
+``LangfuseExporter`` hands spans off in memory, keeps them in a crash-safe on-disk spool
+and sends them with retries; ``SpoolingSpanProcessor`` is the processor to register.
+See docs/export.md.
+"""
 
-from collections.abc import Sequence
+from otel_gemini.export._accounting import DROP_REASONS, ExportStats
+from otel_gemini.export._exporter import LangfuseExporter
+from otel_gemini.export._processor import SpoolingSpanProcessor
+from otel_gemini.export._retry import RetryPolicy
+from otel_gemini.export._settings import LangfuseConfigError
+from otel_gemini.export._slots import SpoolBusyError
 
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-
-
-class LangfuseExporter(SpanExporter):
-    """Exports spans to Langfuse through a durable spool (placeholder)."""
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return SpanExportResult.FAILURE
-
-
-__all__ = ["LangfuseExporter"]
+__all__ = [
+    "DROP_REASONS",
+    "ExportStats",
+    "LangfuseConfigError",
+    "LangfuseExporter",
+    "RetryPolicy",
+    "SpoolBusyError",
+    "SpoolingSpanProcessor",
+]

@@ -1,0 +1,208 @@
+"""The exporter's settings: keyword arguments over environment variables, checked once.
+
+Every error names the setting (keyword and variable) and never shows a key's value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from otel_gemini.export._retry import RetryPolicy
+
+ENV_BASE_URL = "LANGFUSE_BASE_URL"
+ENV_HOST = "LANGFUSE_HOST"
+ENV_PUBLIC_KEY = "LANGFUSE_PUBLIC_KEY"
+ENV_SECRET_KEY = "LANGFUSE_SECRET_KEY"
+ENV_SPOOL_DIR = "OTEL_GEMINI_SPOOL_DIR"
+ENV_SPOOL_MAX_BYTES = "OTEL_GEMINI_SPOOL_MAX_BYTES"
+
+DEFAULT_BASE_URL = "https://cloud.langfuse.com"
+DEFAULT_SPOOL_MAX_BYTES = 128 * 1024 * 1024
+DEFAULT_MEMORY_MAX_BYTES = 16 * 1024 * 1024
+MIN_SPOOL_MAX_BYTES = 64 * 1024
+MAX_SEGMENT_BYTES = 4 * 1024 * 1024
+
+_SIZE = re.compile(r"^\s*(\d+)\s*(|b|k|kb|kib|m|mb|mib|g|gb|gib)\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+class LangfuseConfigError(ValueError):
+    """A missing or malformed exporter setting (the message names it, never its secret)."""
+
+
+def default_spool_dir(environ: Mapping[str, str]) -> Path:
+    """``$XDG_STATE_HOME/otel-gemini/spool``, else ``~/.local/state/otel-gemini/spool``."""
+    state_home = environ.get("XDG_STATE_HOME")
+    base = Path(state_home) if state_home else Path.home() / ".local" / "state"
+    return base / "otel-gemini" / "spool"
+
+
+def parse_size(text: str) -> int | None:
+    """``"134217728"``, ``"128MiB"``, ``"64k"`` ... as bytes (binary units); None if not a size."""
+    match = _SIZE.match(text)
+    if match is None:
+        return None
+    return int(match.group(1)) * _UNITS[match.group(2)[:1].lower()]
+
+
+@dataclass(frozen=True)
+class ExporterSettings:
+    base_url: str
+    public_key: str
+    secret_key: str = field(repr=False)
+    spool_dir: Path
+    spool_max_bytes: int
+    memory_max_bytes: int = DEFAULT_MEMORY_MAX_BYTES
+    request_timeout: float = 10.0
+    batch_max_spans: int = 1000
+    batch_max_bytes: int = 2 * 1024 * 1024
+    spool_slots: int = 16
+    persist_interval: float = 0.1
+    fsync: bool = False
+    gzip_level: int = 1
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    @property
+    def segment_bytes(self) -> int:
+        # Small enough that dropping the oldest segment at the cap loses about 1/8 of it.
+        return max(16 * 1024, min(MAX_SEGMENT_BYTES, self.spool_max_bytes // 8))
+
+    @property
+    def dead_letter_max_bytes(self) -> int:
+        return max(1024 * 1024, self.spool_max_bytes // 8)
+
+
+def _text_setting(
+    value: str | None, keyword: str, variables: tuple[str, ...], environ: Mapping[str, str]
+) -> tuple[str | None, str]:
+    """The value and a name for messages: ``keyword=`` when given, else the variable used."""
+    if value is not None:
+        return value, f"{keyword}="
+    for variable in variables:
+        found = environ.get(variable)
+        if found:
+            return found, variable
+    return None, " / ".join(variables)
+
+
+def _check_key(value: str | None, name: str, keyword: str, variable: str) -> str:
+    if not value:
+        raise LangfuseConfigError(
+            f"Langfuse credentials missing: set {variable} (or pass {keyword}=)"
+        )
+    if any(character.isspace() or not character.isprintable() for character in value):
+        raise LangfuseConfigError(
+            f"{name} contains whitespace or control characters (value not shown); "
+            "copy the key again without quotes or line breaks"
+        )
+    return value
+
+
+def _check_base_url(value: str, name: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise LangfuseConfigError(
+            f"{name} must be an http(s) URL such as {DEFAULT_BASE_URL} (got {value!r})"
+        )
+    if parts.username or parts.password:
+        raise LangfuseConfigError(
+            f"{name} must not contain a user name or password (value not shown); "
+            f"use {ENV_PUBLIC_KEY} and {ENV_SECRET_KEY}"
+        )
+    if parts.query or parts.fragment:
+        raise LangfuseConfigError(f"{name} must not have a query or fragment (got {value!r})")
+    return value.rstrip("/")
+
+
+def _check_positive(value: float, keyword: str) -> None:
+    if not value > 0:
+        raise LangfuseConfigError(f"{keyword}= must be positive (got {value!r})")
+
+
+def resolve_settings(
+    *,
+    base_url: str | None = None,
+    public_key: str | None = None,
+    secret_key: str | None = None,
+    spool_dir: str | os.PathLike[str] | None = None,
+    spool_max_bytes: int | str | None = None,
+    memory_max_bytes: int = DEFAULT_MEMORY_MAX_BYTES,
+    request_timeout: float = 10.0,
+    batch_max_spans: int = 1000,
+    batch_max_bytes: int = 2 * 1024 * 1024,
+    spool_slots: int = 16,
+    persist_interval: float = 0.1,
+    fsync: bool = False,
+    gzip_level: int = 1,
+    retry: RetryPolicy | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> ExporterSettings:
+    """Merges keyword arguments over ``environ`` (default ``os.environ``) and validates."""
+    env = os.environ if environ is None else environ
+    url, url_name = _text_setting(base_url, "base_url", (ENV_BASE_URL, ENV_HOST), env)
+    url = _check_base_url(url or DEFAULT_BASE_URL, url_name)
+    public, public_name = _text_setting(public_key, "public_key", (ENV_PUBLIC_KEY,), env)
+    secret, secret_name = _text_setting(secret_key, "secret_key", (ENV_SECRET_KEY,), env)
+    public = _check_key(public, public_name, "public_key", ENV_PUBLIC_KEY)
+    secret = _check_key(secret, secret_name, "secret_key", ENV_SECRET_KEY)
+    if public.startswith("sk-lf-") or secret.startswith("pk-lf-"):
+        raise LangfuseConfigError(
+            f"{public_name} and {secret_name} look swapped (the public key starts with "
+            "'pk-lf-', the secret key with 'sk-lf-'; values not shown)"
+        )
+
+    directory: Path
+    if spool_dir is not None:
+        directory = Path(spool_dir)
+    elif env.get(ENV_SPOOL_DIR):
+        directory = Path(env[ENV_SPOOL_DIR])
+    else:
+        directory = default_spool_dir(env)
+
+    cap_name = "spool_max_bytes=" if spool_max_bytes is not None else ENV_SPOOL_MAX_BYTES
+    raw_cap = spool_max_bytes if spool_max_bytes is not None else env.get(ENV_SPOOL_MAX_BYTES)
+    if raw_cap is None or raw_cap == "":
+        cap = DEFAULT_SPOOL_MAX_BYTES
+    else:
+        parsed = raw_cap if isinstance(raw_cap, int) else parse_size(str(raw_cap))
+        if parsed is None or parsed < MIN_SPOOL_MAX_BYTES:
+            raise LangfuseConfigError(
+                f"{cap_name} must be a size in bytes of at least {MIN_SPOOL_MAX_BYTES} "
+                f"such as 134217728 or 128MiB (got {raw_cap!r})"
+            )
+        cap = parsed
+
+    _check_positive(memory_max_bytes, "memory_max_bytes")
+    _check_positive(request_timeout, "request_timeout")
+    _check_positive(batch_max_spans, "batch_max_spans")
+    _check_positive(batch_max_bytes, "batch_max_bytes")
+    _check_positive(spool_slots, "spool_slots")
+    _check_positive(persist_interval, "persist_interval")
+    if persist_interval > 0.5:
+        # Spans that ended a second before a crash must be on disk.
+        raise LangfuseConfigError(
+            f"persist_interval= must be at most 0.5 s (got {persist_interval!r})"
+        )
+    if not 0 <= gzip_level <= 9:
+        raise LangfuseConfigError(f"gzip_level= must be 0..9 (got {gzip_level!r})")
+    return ExporterSettings(
+        base_url=url,
+        public_key=public,
+        secret_key=secret,
+        spool_dir=directory,
+        spool_max_bytes=cap,
+        memory_max_bytes=memory_max_bytes,
+        request_timeout=request_timeout,
+        batch_max_spans=batch_max_spans,
+        batch_max_bytes=min(batch_max_bytes, max(16 * 1024, cap // 8)),
+        spool_slots=spool_slots,
+        persist_interval=persist_interval,
+        fsync=fsync,
+        gzip_level=gzip_level,
+        retry=retry or RetryPolicy(),
+    )

@@ -1,0 +1,154 @@
+"""The spool writer thread: encodes what the app handed off and appends it to the spool."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+from otel_gemini.export._accounting import DROP_ENCODE_ERROR, Accounting
+from otel_gemini.export._handoff import SpanHandoff
+from otel_gemini.export._otlp_wire import SpanOrigin, encode_span, framed_span
+from otel_gemini.export._spool import Spool
+
+_logger = logging.getLogger(__name__)
+
+
+class _OriginCache:
+    """Encoded resource + scope by object identity (a process has a handful of each).
+
+    Entries hold the objects, so an id cannot be reused by another object while cached.
+    """
+
+    _MAX = 256
+
+    def __init__(self) -> None:
+        self._entries: dict[
+            tuple[int, int], tuple[Resource, InstrumentationScope | None, SpanOrigin]
+        ] = {}
+
+    def get(self, resource: Resource, scope: InstrumentationScope | None) -> SpanOrigin:
+        entry = self._entries.get((id(resource), id(scope)))
+        if entry is not None and entry[0] is resource and entry[1] is scope:
+            return entry[2]
+        origin = SpanOrigin.of(resource, scope)
+        if len(self._entries) >= self._MAX:
+            self._entries.clear()
+        self._entries[(id(resource), id(scope))] = (resource, scope, origin)
+        return origin
+
+
+class SpoolWriter:
+    """Owns the spool's opening (recovery can take a moment) and every write to it."""
+
+    def __init__(
+        self,
+        handoff: SpanHandoff,
+        spool: Spool,
+        accounting: Accounting,
+        *,
+        persist_interval: float,
+        ready: threading.Event,
+        on_persisted: Callable[[], None],
+        on_exit: Callable[[], None],
+    ) -> None:
+        self._handoff = handoff
+        self._spool = spool
+        self._accounting = accounting
+        self._interval = persist_interval
+        self._on_persisted = on_persisted
+        self._on_exit = on_exit
+        self._origins = _OriginCache()
+        self._stopping = False
+        self._encode_error_logged = False
+        self._write_failing = False
+        self._persisted = threading.Condition()
+        self._persisted_through = 0
+        self.ready = ready
+        """Set once the spool is open (or failed to open: then spans are counted dropped)."""
+        self.open_error: OSError | None = None
+        self.thread = threading.Thread(
+            target=self._run, name="otel-gemini-spool-writer", daemon=True
+        )
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Asks the thread to write what is left and exit."""
+        self._stopping = True
+        self._handoff.hurry()
+
+    def wait_persisted(self, offered: int, timeout: float) -> bool:
+        """Waits until the first ``offered`` hand-offs are resolved (on disk or dropped)."""
+        with self._persisted:
+            return self._persisted.wait_for(lambda: self._persisted_through >= offered, timeout)
+
+    def _run(self) -> None:
+        try:
+            self._open()
+            while True:
+                self._handoff.has_data.wait()
+                if not self._stopping:
+                    self._handoff.urgent.wait(self._interval)
+                spans, size, offered = self._handoff.drain()
+                if spans:
+                    self._persist(spans, size)
+                with self._persisted:
+                    self._persisted_through = offered
+                    self._persisted.notify_all()
+                if spans:
+                    self._on_persisted()
+                if self._stopping and not self._handoff.has_data.is_set():
+                    break
+        except Exception:  # a bug: log it, never take the app down
+            _logger.exception("otel-gemini spool writer failed; spans will no longer be spooled")
+        finally:
+            self._on_exit()
+
+    def _open(self) -> None:
+        try:
+            self._spool.open()
+            self._accounting.spool_state(str(self._spool.directory), None)
+        except OSError as error:
+            self.open_error = error
+            message = f"cannot open spool {self._spool.directory}: {error}"
+            self._accounting.spool_state(str(self._spool.directory), message)
+            _logger.error("otel-gemini: %s; spans will be dropped", message)
+        finally:
+            self.ready.set()
+
+    def _persist(self, spans: list[ReadableSpan], size: int) -> None:
+        encoded: list[tuple[SpanOrigin, bytes]] = []
+        failed = 0
+        for span in spans:
+            try:
+                origin = self._origins.get(span.resource, span.instrumentation_scope)
+                encoded.append((origin, framed_span(encode_span(span))))
+            except Exception as error:
+                failed += 1
+                if not self._encode_error_logged:
+                    self._encode_error_logged = True
+                    _logger.error("otel-gemini could not encode a span (%r); dropping it", error)
+        failure = self._spool.append(
+            encoded,
+            memory_spans=len(spans),
+            memory_bytes=size,
+            dropped={DROP_ENCODE_ERROR: failed} if failed else {},
+        )
+        if self.open_error is not None:
+            return
+        if failure is not None:
+            message = f"writing spool {self._spool.directory} failed: {failure}"
+            self._accounting.spool_state(str(self._spool.directory), message)
+            if not self._write_failing:
+                _logger.error("otel-gemini: %s; spans are being dropped", message)
+            self._write_failing = True
+        elif self._write_failing:
+            self._write_failing = False
+            self._accounting.spool_state(str(self._spool.directory), None)
+            _logger.warning("otel-gemini: writing spool %s works again", self._spool.directory)

@@ -1,0 +1,271 @@
+"""The spool on its own: order, acknowledgement, the byte cap, restarts and damage."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from otel_gemini.export._accounting import DROP_CORRUPT, DROP_SPOOL_FULL, Accounting
+from otel_gemini.export._otlp_wire import SpanOrigin, framed_span
+from otel_gemini.export._records import MAGIC
+from otel_gemini.export._slots import SpoolBusyError, acquire_slot, slot_owner
+from otel_gemini.export._spool import Batch, Spool
+
+ORIGIN = SpanOrigin(b"\x0a\x05hello", b"", b"\x0a\x04test", b"")
+OTHER_ORIGIN = SpanOrigin(b"", b"", b"\x0a\x05other", b"")
+
+
+def span_bytes(number: int) -> bytes:
+    """A stand-in for an encoded span: its number, padded (the spool never decodes spans)."""
+    return framed_span(number.to_bytes(8, "big") + b"x" * 112)
+
+
+def number_of(framed: bytes) -> int:
+    return int.from_bytes(framed[2:10], "big")  # after the tag and a one-byte length
+
+
+def open_spool(
+    directory: Path, *, max_bytes: int = 10 * 1024 * 1024, segment_bytes: int = 64 * 1024
+) -> tuple[Spool, Accounting]:
+    accounting = Accounting(1 << 20, max_bytes)
+    spool = Spool(
+        directory,
+        accounting,
+        max_bytes=max_bytes,
+        segment_bytes=segment_bytes,
+        dead_letter_max_bytes=1 << 20,
+    )
+    spool.open()
+    return spool, accounting
+
+
+def write(
+    spool: Spool, accounting: Accounting, numbers: range, origin: SpanOrigin = ORIGIN
+) -> None:
+    """Hands spans over as the writer does: accepted into memory, then appended."""
+    with accounting.lock:
+        for _ in numbers:
+            accounting.accept_locked(1)
+    failure = spool.append(
+        [(origin, span_bytes(number)) for number in numbers],
+        memory_spans=len(numbers),
+        memory_bytes=len(numbers),
+        dropped={},
+    )
+    assert failure is None
+
+
+def ack_first(spool: Spool, count: int) -> None:
+    """Reads and acks ``count`` spans (batches never span two segments)."""
+    while count:
+        batch = spool.read_batch(count, 1 << 20)
+        assert batch is not None and spool.ack(batch, sent=len(batch.spans), dead_lettered=0)
+        count -= len(batch.spans)
+
+
+def drain(spool: Spool, max_spans: int = 100) -> list[int]:
+    """Reads and acks everything, as a sender that always succeeds; the span numbers."""
+    numbers: list[int] = []
+    while (batch := spool.read_batch(max_spans, 1 << 20)) is not None:
+        numbers.extend(number_of(span.framed) for span in batch.spans)
+        assert spool.ack(batch, sent=len(batch.spans), dead_lettered=0)
+    return numbers
+
+
+def segment_files(directory: Path) -> list[Path]:
+    return sorted(directory.glob("seg-*.spool"))
+
+
+def test_spans_come_back_in_order_in_batches_and_acked_segments_are_deleted(
+    tmp_path: Path,
+) -> None:
+    spool, accounting = open_spool(tmp_path, segment_bytes=16 * 1024)
+    write(spool, accounting, range(1000))
+    assert len(segment_files(tmp_path)) > 5
+    first = spool.read_batch(30, 1 << 20)
+    assert first is not None and len(first.spans) == 30
+    assert spool.ack(first, sent=30, dead_lettered=0)
+    assert drain(spool, 300) == list(range(30, 1000))
+    stats = accounting.snapshot()
+    assert (stats.accepted, stats.sent, stats.queued, stats.balanced) == (1000, 1000, 0, True)
+    assert len(segment_files(tmp_path)) == 1  # only the segment being written remains
+    assert spool.resolved_through == spool.last_written_seq == 1000
+
+
+def test_spans_of_several_origins_keep_their_origin(tmp_path: Path) -> None:
+    spool, accounting = open_spool(tmp_path)
+    write(spool, accounting, range(3))
+    write(spool, accounting, range(3, 5), OTHER_ORIGIN)
+    batch = spool.read_batch(10, 1 << 20)
+    assert batch is not None
+    assert [span.origin for span in batch.spans] == [ORIGIN] * 3 + [OTHER_ORIGIN] * 2
+
+
+def test_a_restart_replays_what_was_not_acked_and_continues_the_sequence(
+    tmp_path: Path,
+) -> None:
+    spool, accounting = open_spool(tmp_path, segment_bytes=16 * 1024)
+    write(spool, accounting, range(500))
+    ack_first(spool, 120)
+    # No close(): the process "dies" here.
+    restarted, accounting2 = open_spool(tmp_path, segment_bytes=16 * 1024)
+    stats = accounting2.snapshot()
+    assert (stats.recovered, stats.queued_disk_spans, stats.dropped_total) == (380, 380, 0)
+    write(restarted, accounting2, range(500, 510))
+    assert drain(restarted) == list(range(120, 510))
+    assert restarted.last_written_seq == 510
+    assert accounting2.snapshot().balanced
+
+
+def test_an_unacked_batch_is_read_again(tmp_path: Path) -> None:
+    spool, accounting = open_spool(tmp_path)
+    write(spool, accounting, range(10))
+    first = spool.read_batch(4, 1 << 20)
+    again = spool.read_batch(4, 1 << 20)
+    assert first is not None and again is not None
+    assert [span.seq for span in first.spans] == [span.seq for span in again.spans] == [1, 2, 3, 4]
+
+
+def test_at_the_byte_cap_the_oldest_segments_are_dropped_and_counted(tmp_path: Path) -> None:
+    spool, accounting = open_spool(tmp_path, max_bytes=100 * 1024, segment_bytes=16 * 1024)
+    for start in range(0, 3000, 100):
+        write(spool, accounting, range(start, start + 100))
+    stats = accounting.snapshot()
+    dropped = stats.dropped[DROP_SPOOL_FULL]
+    assert sum(path.stat().st_size for path in segment_files(tmp_path)) <= 100 * 1024
+    assert stats.balanced and stats.queued_disk_spans == 3000 - dropped
+    received = drain(spool)
+    assert received == list(range(dropped, 3000))  # oldest went first, the rest in order
+    assert accounting.snapshot().balanced
+
+
+def test_a_batch_in_flight_when_its_segment_is_dropped_is_not_counted_twice(
+    tmp_path: Path,
+) -> None:
+    spool, accounting = open_spool(tmp_path, max_bytes=64 * 1024, segment_bytes=16 * 1024)
+    write(spool, accounting, range(50))
+    in_flight = spool.read_batch(50, 1 << 20)
+    assert in_flight is not None
+    for start in range(50, 1000, 50):
+        write(spool, accounting, range(start, start + 50))
+    assert not spool.ack(in_flight, sent=50, dead_lettered=0)
+    stats = accounting.snapshot()
+    assert stats.sent == 0 and stats.balanced
+
+
+def _frame_offsets(data: bytes) -> list[int]:
+    offsets, position = [], data.find(MAGIC)
+    while position >= 0:
+        offsets.append(position)
+        position = data.find(MAGIC, position + 1)
+    return offsets
+
+
+def _restart_counts(directory: Path) -> tuple[Spool, int, int]:
+    spool, accounting = open_spool(directory, segment_bytes=16 * 1024)
+    stats = accounting.snapshot()
+    return spool, stats.queued_disk_spans, stats.dropped.get(DROP_CORRUPT, 0)
+
+
+def test_flipped_bytes_lose_exactly_the_damaged_spans(tmp_path: Path) -> None:
+    spool, accounting = open_spool(tmp_path, segment_bytes=16 * 1024)
+    write(spool, accounting, range(1000))
+    target = segment_files(tmp_path)[2]
+    data = bytearray(target.read_bytes())
+    offsets = _frame_offsets(bytes(data))
+    for index in (3, 10, 11):  # payload bytes of three span frames (frame 0 is the origin)
+        data[offsets[index] + 40] ^= 0xFF
+    data[offsets[20] + 1] ^= 0xFF  # and one frame's magic
+    target.write_bytes(bytes(data))
+    restarted, intact, corrupt = _restart_counts(tmp_path)
+    assert (intact, corrupt) == (996, 4)
+    received = drain(restarted)
+    assert len(received) == len(set(received)) == 996
+
+
+def test_a_truncated_segment_loses_exactly_the_cut_spans(tmp_path: Path) -> None:
+    spool, accounting = open_spool(tmp_path, segment_bytes=16 * 1024)
+    write(spool, accounting, range(1000))
+    last = segment_files(tmp_path)[-1]
+    with last.open("r+b") as file:
+        file.truncate(last.stat().st_size // 3)
+    middle = segment_files(tmp_path)[3]
+    with middle.open("r+b") as file:
+        file.truncate(middle.stat().st_size - 50)  # a torn final frame
+    restarted, intact, corrupt = _restart_counts(tmp_path)
+    assert intact + corrupt == 1000 and corrupt > 1
+    assert len(drain(restarted)) == intact
+
+
+def test_a_garbage_segment_is_quarantined_and_other_files_are_left_alone(
+    tmp_path: Path,
+) -> None:
+    spool, accounting = open_spool(tmp_path, segment_bytes=16 * 1024)
+    write(spool, accounting, range(300))
+    segments = segment_files(tmp_path)
+    segments[1].write_bytes(os.urandom(segments[1].stat().st_size))
+    (tmp_path / "notes.txt").write_text("not ours")
+    (tmp_path / "seg-9999999999999999.spool").write_bytes(os.urandom(5000))
+    restarted, intact, corrupt = _restart_counts(tmp_path)
+    lost_in_segment = 300 - intact
+    assert corrupt == lost_in_segment > 0
+    assert (tmp_path / "notes.txt").read_text() == "not ours"
+    quarantined = sorted(path.name for path in (tmp_path / "quarantine").iterdir())
+    assert [name.split(".spool")[0] for name in quarantined] == [
+        segments[1].name.removesuffix(".spool"),
+        "seg-9999999999999999",
+    ]
+    assert len(drain(restarted)) == intact
+
+
+def test_a_lost_cursor_replays_rather_than_loses(tmp_path: Path) -> None:
+    spool, accounting = open_spool(tmp_path, segment_bytes=16 * 1024)
+    write(spool, accounting, range(200))
+    ack_first(spool, 50)
+    (tmp_path / "cursor").write_bytes(b"torn")
+    restarted, intact, corrupt = _restart_counts(tmp_path)
+    assert (intact, corrupt) == (200, 0)  # at-least-once: the acked 50 come again
+    assert drain(restarted) == list(range(200))
+
+
+def test_a_failed_write_is_counted_and_the_spool_keeps_working(tmp_path: Path) -> None:
+    spool, accounting = open_spool(tmp_path)
+    write(spool, accounting, range(10))
+    os.close(spool._active_fd)  # type: ignore[arg-type]  # the disk "fails"
+    with accounting.lock:
+        accounting.accept_locked(5)
+    failure = spool.append(
+        [(ORIGIN, span_bytes(n)) for n in range(10, 15)], memory_spans=5, memory_bytes=5, dropped={}
+    )
+    assert isinstance(failure, OSError)
+    write(spool, accounting, range(15, 20))
+    assert drain(spool) == [*range(10), *range(15, 20)]
+    stats = accounting.snapshot()
+    assert stats.dropped == {"spool_error": 5} and stats.balanced
+
+
+def test_dead_letters_are_kept_as_otlp_requests(tmp_path: Path) -> None:
+    spool, accounting = open_spool(tmp_path)
+    write(spool, accounting, range(3))
+    batch = spool.read_batch(10, 1 << 20)
+    assert isinstance(batch, Batch)
+    spool.dead_letter(batch.spans[1:2], 400)
+    (kept,) = (tmp_path / "dead-letter").iterdir()
+    assert kept.name.endswith("-http400-1.otlp")
+    assert span_bytes(1)[2:] in kept.read_bytes()
+
+
+def test_each_process_gets_its_own_slot_and_a_full_root_is_a_clear_error(
+    tmp_path: Path,
+) -> None:
+    first = acquire_slot(tmp_path, 2)
+    second = acquire_slot(tmp_path, 2)
+    assert (first.directory.name, second.directory.name) == ("slot-0", "slot-1")
+    assert slot_owner(first.directory) == os.getpid()
+    with pytest.raises(SpoolBusyError, match=str(tmp_path)):
+        acquire_slot(tmp_path, 2)
+    first.release()
+    assert slot_owner(first.directory) is None
+    assert acquire_slot(tmp_path, 2).directory.name == "slot-0"
