@@ -53,22 +53,25 @@ class SpanPricer:
         if cost is None:  # usage but no model name at all
             cost = prices.cost_at_ns("", found.usage, start_ns)
         status = cost.status
+        added: dict[str, Any] = {attrs.COST_STATUS: status, attrs.PRICES_VERSION: prices.version}
+        if cost.price_model is not None:
+            added[attrs.PRICES_MODEL] = cost.price_model
+        femto = 0
         if status == attrs.COST_STATUS_PRICED:
             femto = cost.total_femto or 0
-            attributes[attrs.GEN_AI_USAGE_COST] = femto / FEMTO_PER_USD
-            attributes[attrs.LANGFUSE_COST_DETAILS] = cost.cost_details_json()
-            attributes[attrs.LANGFUSE_USAGE_DETAILS] = cost.usage_details_json()
+            added[attrs.GEN_AI_USAGE_COST] = femto / FEMTO_PER_USD
+            added[attrs.LANGFUSE_COST_DETAILS] = cost.cost_details_json()
+            added[attrs.LANGFUSE_USAGE_DETAILS] = cost.usage_details_json()
+        # All or nothing: a failure above leaves the span unpriced, never half priced.
+        attributes.update(added)
+        if femto:
             self.metrics.record(
                 status, femto, normalize_model_name(model), found.provider, found.user_id
             )
         else:
             self.metrics.record(status)
-            if status == attrs.COST_STATUS_UNKNOWN_MODEL:
-                self._report_unknown(found.models, cost.reason)
-        attributes[attrs.COST_STATUS] = status
-        attributes[attrs.PRICES_VERSION] = prices.version
-        if cost.price_model is not None:
-            attributes[attrs.PRICES_MODEL] = cost.price_model
+        if status == attrs.COST_STATUS_UNKNOWN_MODEL:
+            self._report_unknown(found.models, cost.reason)
         if cost.clamped:
             self._report_inconsistent(cost.price_model or model, attributes)
 
