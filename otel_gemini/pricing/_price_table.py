@@ -126,6 +126,9 @@ class PricedModel:
 class PriceTable:
     """Dated Gemini prices (a TOML table shipped in the package, plus optional overrides).
 
+    Get one with :meth:`default`, :meth:`load` or :meth:`from_env`; it is immutable and safe to
+    share between threads.
+
     >>> table = PriceTable.default()
     >>> table.cost("models/gemini-2.5-flash", Usage(input_tokens=1000, output_tokens=200)).total
     Decimal('0.0008')
