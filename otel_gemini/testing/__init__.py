@@ -19,14 +19,18 @@ from otel_gemini.testing.fake_gemini import (
     stream_reply,
     text_reply,
 )
+from otel_gemini.testing.fake_langfuse import FakeLangfuse, ReceivedRequest, ReceivedSpan
 
 __all__ = [
     "EmbedReply",
     "ErrorReply",
     "FakeGemini",
+    "FakeLangfuse",
     "GenerateReply",
     "JsonReply",
     "RawReply",
+    "ReceivedRequest",
+    "ReceivedSpan",
     "RecordedRequest",
     "ScriptedReply",
     "ScriptedUsage",

@@ -13,6 +13,7 @@ import pytest
 from google import genai
 
 from otel_gemini.testing.fake_gemini import FakeGemini
+from otel_gemini.testing.fake_langfuse import FakeLangfuse
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +44,25 @@ def gemini_vertex_client(fake_gemini: FakeGemini) -> genai.Client:
 
 
 # --- fake Langfuse fixtures ---
+
+
+@pytest.fixture
+def fake_langfuse() -> Iterator[FakeLangfuse]:
+    """A fake Langfuse for one test (its own port, behaviour and recordings)."""
+    with FakeLangfuse() as server:
+        yield server
+
+
+@pytest.fixture
+def fake_langfuse_env(
+    fake_langfuse: FakeLangfuse,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> FakeLangfuse:
+    """``fake_langfuse`` with ``LANGFUSE_*`` and a fresh ``OTEL_GEMINI_SPOOL_DIR`` in the
+    environment, for code that reads its settings there (``configure()``)."""
+    monkeypatch.delenv("LANGFUSE_HOST", raising=False)
+    for name, value in fake_langfuse.environment().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("OTEL_GEMINI_SPOOL_DIR", str(tmp_path_factory.mktemp("spool")))
+    return fake_langfuse
