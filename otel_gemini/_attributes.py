@@ -136,6 +136,35 @@ LIVE_TURN_COUNT: Final = "otel_gemini.live.turns"
 LIVE_INTERRUPTED: Final = "otel_gemini.live.interrupted"
 LIVE_INTERRUPTION_COUNT: Final = "otel_gemini.live.interruptions"
 LIVE_TIME_TO_FIRST_AUDIO: Final = "otel_gemini.live.time_to_first_audio"
+OP_LIVE_SESSION: Final = "live_session"  # gen_ai.operation.name of a Live session span
+SDK_METHOD_LIVE_CONNECT: Final = "live.connect"
+LIVE_TURN_INDEX: Final = "otel_gemini.live.turn.index"  # 1-based; marks a Live turn span
+LIVE_SESSION_ID: Final = "otel_gemini.live.session_id"  # the API's session id, when sent
+LIVE_RESPONSE_MODALITIES: Final = "otel_gemini.live.response_modalities"
+LIVE_TOOL_CALL_COUNT: Final = "otel_gemini.live.tool_calls"
+LIVE_TOOL_CANCELLED: Final = "otel_gemini.live.tool.cancelled"
+LIVE_MESSAGES_RECEIVED: Final = "otel_gemini.live.messages_received"
+# closed | server_closed | connection_lost | cancelled | error | connect_failed
+LIVE_END_REASON: Final = "otel_gemini.live.end_reason"
+LIVE_CLOSE_CODE: Final = "otel_gemini.live.close_code"  # WebSocket close code, when known
+# A session's cost: the sum of its turns' costs, added by the cost processor. Not
+# gen_ai.usage.cost / langfuse.observation.cost_details, which Langfuse would count again.
+LIVE_SESSION_COST: Final = "otel_gemini.live.cost"
+LIVE_SESSION_COST_DETAILS: Final = "otel_gemini.live.cost_details"
+LIVE_SESSION_COST_STATUS: Final = "otel_gemini.live.cost.status"
+
+
+def live_usage_total(turn_usage_key: str) -> str:
+    """The session-span name for the sum of a turn usage attribute over the session's turns:
+    ``gen_ai.usage.audio.input_tokens`` → ``otel_gemini.live.usage.audio.input_tokens``,
+    ``otel_gemini.usage.audio.input_seconds`` → ``otel_gemini.live.usage.audio.input_seconds``.
+    Outside ``gen_ai.usage.*`` so that nothing prices (or Langfuse counts) the session again."""
+    for prefix in ("gen_ai.usage.", "otel_gemini.usage."):
+        if turn_usage_key.startswith(prefix):
+            return "otel_gemini.live.usage." + turn_usage_key[len(prefix) :]
+    return "otel_gemini.live.usage." + turn_usage_key
+
+
 # Per-unit usage (Imagen, Veo, Vertex embeddings billed by character).
 USAGE_OUTPUT_IMAGE_COUNT: Final = "otel_gemini.usage.image.output_count"
 USAGE_OUTPUT_VIDEO_SECONDS: Final = "otel_gemini.usage.video.output_seconds"
