@@ -154,6 +154,15 @@ class LangfuseExporter(SpanExporter):
         """
         return self._pipeline.force_flush(max(0.0, timeout_millis / 1000))
 
+    def wait_persisted(self, timeout_millis: float = DEFAULT_TIMEOUT_MILLIS) -> bool:
+        """Writes every span handed off so far to the spool (without sending) and waits.
+
+        True once all of them are on disk within ``timeout_millis``; a span the spool could
+        not take is dropped and counted (see :meth:`stats`). For receivers that acknowledge
+        only what is durable, such as ``otel-gemini gateway``.
+        """
+        return self._pipeline.persist(max(0.0, timeout_millis / 1000))
+
     def shutdown(self, timeout_millis: float = DEFAULT_TIMEOUT_MILLIS) -> None:
         """Stops taking spans, writes what is in memory, sends what it can, and returns
         within ``timeout_millis``; whatever was not sent stays in the spool for the next

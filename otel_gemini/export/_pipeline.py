@@ -143,6 +143,15 @@ class Pipeline:
             return False
         return sender.flush(spool.last_written_seq, deadline)
 
+    def persist(self, timeout: float) -> bool:
+        """Waits until every span handed off so far is on disk (or dropped and counted)."""
+        writer = self._writer
+        if writer is None:
+            return False
+        target = self.handoff.offered
+        self.handoff.hurry()
+        return writer.wait_persisted(target, timeout) and writer.open_error is None
+
     def shutdown(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         with self._lock:
