@@ -27,6 +27,7 @@ deterministically: ``echo: <last text of the request>`` with token counts of
 from __future__ import annotations
 
 import ssl
+import weakref
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -42,6 +43,27 @@ from otel_gemini.testing._gemini_app import build_app
 from otel_gemini.testing._gemini_defaults import estimate_tokens
 from otel_gemini.testing._gemini_handler import GeminiHandler
 from otel_gemini.testing._gemini_inprocess import transports
+from otel_gemini.testing._gemini_live_script import (
+    ClientEvent,
+    CloseConnection,
+    DropConnection,
+    GenerationComplete,
+    InputTranscription,
+    Interrupted,
+    LiveRawMessage,
+    LiveScript,
+    LiveStep,
+    LiveUsage,
+    ModelAudio,
+    ModelText,
+    OutputTranscription,
+    ToolCall,
+    ToolCallCancellation,
+    TurnComplete,
+    WaitFor,
+)
+from otel_gemini.testing._gemini_live_server import LiveHandler, RecordedLiveSession
+from otel_gemini.testing._gemini_live_tls import SelfSignedCertificate
 from otel_gemini.testing._gemini_replies import (
     EmbedReply,
     ErrorReply,
@@ -63,20 +85,39 @@ from otel_gemini.testing._gemini_usage import ScriptedUsage
 from otel_gemini.testing._uvicorn_thread import UvicornThread
 
 __all__ = [
+    "ClientEvent",
+    "CloseConnection",
+    "DropConnection",
     "EmbedReply",
     "ErrorReply",
     "FakeGemini",
     "GenerateReply",
+    "GenerationComplete",
+    "InputTranscription",
+    "Interrupted",
     "JsonReply",
+    "LiveRawMessage",
+    "LiveScript",
+    "LiveStep",
+    "LiveUsage",
+    "ModelAudio",
+    "ModelText",
+    "OutputTranscription",
     "RawReply",
+    "RecordedLiveSession",
     "RecordedRequest",
     "ScriptedReply",
     "ScriptedUsage",
     "StreamReply",
+    "ToolCall",
+    "ToolCallCancellation",
+    "TurnComplete",
+    "WaitFor",
     "error_reply",
     "estimate_tokens",
     "fake_credentials",
     "function_call_reply",
+    "live_client_takes_ssl_context",
     "malformed_reply",
     "stream_reply",
     "text_reply",
@@ -99,7 +140,9 @@ class FakeGemini:
     Use it as a context manager or call :meth:`start` / :meth:`stop`. Script replies with the
     ``add_*`` methods, read what arrived in :attr:`requests`, and get real google-genai clients
     pointed at it with :meth:`client` (over loopback) or :meth:`inprocess_client` (no sockets,
-    for benchmarks). Pass ``ssl_certfile`` / ``ssl_keyfile`` to serve HTTPS.
+    for benchmarks). Pass ``ssl_certfile`` / ``ssl_keyfile`` to serve HTTPS, or ``tls=True``
+    for HTTPS with a self-signed certificate made at runtime — which the Live API needs, as
+    google-genai opens its WebSocket with ``wss://`` only (see :meth:`add_live_session`).
     """
 
     def __init__(
@@ -108,8 +151,15 @@ class FakeGemini:
         host: str = "127.0.0.1",
         ssl_certfile: str | None = None,
         ssl_keyfile: str | None = None,
+        tls: bool = False,
     ) -> None:
         self._handler = GeminiHandler()
+        self._live = LiveHandler()
+        self._certificate: SelfSignedCertificate | None = None
+        if tls and ssl_certfile is None:
+            self._certificate = SelfSignedCertificate()
+            weakref.finalize(self, self._certificate.remove)
+            ssl_certfile, ssl_keyfile = self._certificate.certfile, self._certificate.keyfile
         self._ssl_certfile = ssl_certfile
         self.host = host
         self.app: Starlette = build_app(self._handler, self._extra_routes())
@@ -123,8 +173,8 @@ class FakeGemini:
         )
 
     def _extra_routes(self) -> list[BaseRoute]:
-        """Routes served before the REST catch-all (the place for the Live API WebSocket)."""
-        return []
+        """Routes served before the REST catch-all: the Live API WebSocket."""
+        return self._live.routes()
 
     # --- lifecycle ---
 
@@ -181,8 +231,9 @@ class FakeGemini:
         return self._handler.pending
 
     def reset(self) -> None:
-        """Forgets scripted replies and recorded requests."""
+        """Forgets scripted replies and live sessions, and recorded requests and sessions."""
         self._handler.reset()
+        self._live.reset()
 
     # --- scripting ---
 
@@ -319,6 +370,37 @@ class FakeGemini:
         self.add_function_call(function_name, args, usage=call_usage, model=model)
         self.add_text(final_text, usage=final_usage, model=model)
 
+    # --- Live API ---
+
+    def add_live_session(self, script: LiveScript) -> None:
+        """Queues a scripted Live API session; the next connection (for ``script.model``, if
+        set) plays it. Unscripted connections answer each client turn with 0.2 s of audio.
+        Needs a TLS server (``FakeGemini(tls=True)``)."""
+        self._live.enqueue(script)
+
+    @property
+    def live_sessions(self) -> list[RecordedLiveSession]:
+        """Live API connections since the last :meth:`reset`, oldest first (a copy)."""
+        return self._live.sessions
+
+    @property
+    def pending_live_sessions(self) -> list[LiveScript]:
+        """Live session scripts not yet played."""
+        return self._live.pending
+
+    def wait_for_live_sessions(self, count: int, timeout: float = 5.0) -> list[RecordedLiveSession]:
+        """Blocks until at least ``count`` Live connections arrived; ``TimeoutError`` if not."""
+        return self._live.wait_for_sessions(count, timeout)
+
+    def ca_bundle(self) -> str:
+        """A CA bundle file trusting this server's generated certificate (plus the usual roots),
+        for ``SSL_CERT_FILE``: google-genai 1.x's Live client takes no SSL context, so that is
+        how it is told to trust the fake (google-genai 3.x clients from :meth:`client` trust it
+        already)."""
+        if self._certificate is None:
+            raise RuntimeError("ca_bundle() needs FakeGemini(tls=True)")
+        return self._certificate.ca_bundle()
+
     # --- clients ---
 
     def client(
@@ -348,6 +430,9 @@ class FakeGemini:
             context = ssl.create_default_context(cafile=self._ssl_certfile)
             for key in ("client_args", "async_client_args"):
                 options[key] = {"verify": context, **(options.get(key) or {})}
+            if live_client_takes_ssl_context():
+                # The Live API's WebSocket reads async_client_args["ssl"] (google-genai 3.x).
+                options["async_client_args"] = {"ssl": context, **options["async_client_args"]}
         return _make_client(options, vertexai, project, location, kwargs)
 
     def inprocess_client(
@@ -386,6 +471,15 @@ class FakeGemini:
             options = http_options.model_dump(exclude_none=True)
         options["base_url"] = base_url
         return options
+
+
+def live_client_takes_ssl_context() -> bool:
+    """Whether this google-genai passes ``async_client_args["ssl"]`` to the Live API's
+    WebSocket (3.x). 1.x does not (it would pass it to httpx, which fails): its Live client
+    trusts what ``SSL_CERT_FILE`` names (see :meth:`FakeGemini.ca_bundle`)."""
+    from google.genai import _api_client
+
+    return hasattr(_api_client.BaseApiClient, "_ensure_websocket_ssl_ctx")
 
 
 def _make_client(

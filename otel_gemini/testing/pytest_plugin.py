@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from google import genai
 
-from otel_gemini.testing.fake_gemini import FakeGemini
+from otel_gemini.testing.fake_gemini import FakeGemini, live_client_takes_ssl_context
 from otel_gemini.testing.fake_langfuse import FakeLangfuse
 
 
@@ -41,6 +41,34 @@ def gemini_client(fake_gemini: FakeGemini) -> genai.Client:
 def gemini_vertex_client(fake_gemini: FakeGemini) -> genai.Client:
     """A real Vertex AI client (fake project and credentials) pointed at ``fake_gemini``."""
     return fake_gemini.client(vertexai=True)
+
+
+@pytest.fixture(scope="session")
+def fake_gemini_live_server() -> Iterator[FakeGemini]:
+    """One fake Gemini over HTTPS (a self-signed certificate) for the session: the Live API
+    needs ``wss://`` (prefer ``fake_gemini_live``)."""
+    with FakeGemini(tls=True) as server:
+        yield server
+
+
+@pytest.fixture
+def fake_gemini_live(
+    fake_gemini_live_server: FakeGemini, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FakeGemini]:
+    """The session's TLS fake Gemini, reset, whose certificate clients trust: google-genai 3.x
+    clients from ``client()`` are given an SSL context; for 1.x, whose Live client takes none,
+    ``SSL_CERT_FILE`` points at a bundle with the certificate for the test."""
+    if not live_client_takes_ssl_context():
+        monkeypatch.setenv("SSL_CERT_FILE", fake_gemini_live_server.ca_bundle())
+    fake_gemini_live_server.reset()
+    yield fake_gemini_live_server
+    fake_gemini_live_server.reset()
+
+
+@pytest.fixture
+def gemini_live_client(fake_gemini_live: FakeGemini) -> genai.Client:
+    """A real Gemini Developer API client for ``fake_gemini_live`` (REST and Live API)."""
+    return fake_gemini_live.client()
 
 
 # --- fake Langfuse fixtures ---
