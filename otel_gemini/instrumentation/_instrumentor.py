@@ -14,6 +14,7 @@ from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
 from otel_gemini.instrumentation._instruments import Instruments
+from otel_gemini.instrumentation._live import instrument_live
 from otel_gemini.instrumentation._operations import (
     OPERATIONS,
     CallWrappers,
@@ -102,6 +103,8 @@ class GeminiInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             wrapper = tools.async_ if is_async(function) else tools.sync
             wrap_function_wrapper(_TOOLS_MODULE, name, wrapper)
             self._patched.append((_extra_utils, name))
+        # Live API (client.aio.live.connect): a session span, a generation span per turn.
+        self._patched.extend(instrument_live(instruments))
 
     def _uninstrument(self, **kwargs: Any) -> None:
         for owner, name in getattr(self, "_patched", []):

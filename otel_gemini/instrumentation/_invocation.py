@@ -38,7 +38,8 @@ class NoResponse:
 
 def error_type(error: BaseException) -> str:
     """HTTP status code for API errors, else the exception's qualified class name."""
-    code = getattr(error, "code", None)
+    # websockets' ConnectionClosed (Live API) warns on .code, a close code, not an HTTP status.
+    code = None if hasattr(error, "rcvd") else getattr(error, "code", None)
     if isinstance(code, int) and 100 <= code <= 599:
         return str(code)
     cls = type(error)
@@ -117,8 +118,14 @@ class Invocation:
         except Exception as error:  # never let a malformed response reach the caller
             report_internal_error("record response", error)
 
-    def finish(self, stream_completed: bool | None = None) -> None:
-        """End the span successfully (idempotent)."""
+    def finish(
+        self, stream_completed: bool | None = None, *, ended_at: float | None = None
+    ) -> None:
+        """End the span successfully (idempotent).
+
+        ``ended_at`` (a ``time.perf_counter()`` reading) ends it at that earlier moment: a Live
+        turn is over at ``turn_complete`` but is finalised once its late usage can no longer
+        arrive."""
         if self._ended:
             return
         self._ended = True
@@ -134,12 +141,12 @@ class Invocation:
                         first_chunk_wall, tz=timezone.utc
                     ).isoformat()
             self.span.set_attributes(result)
-            self._record_metrics(result, error=None)
+            self._record_metrics(result, error=None, ended_at=ended_at)
         except Exception as error:
             report_internal_error("finish span", error)
-        self.span.end()
+        self.span.end(end_time=_end_time_ns(ended_at))
 
-    def fail(self, error: BaseException) -> None:
+    def fail(self, error: BaseException, *, ended_at: float | None = None) -> None:
         """End the span as failed with ``error`` (idempotent). The caller re-raises it."""
         if self._ended:
             return
@@ -153,12 +160,17 @@ class Invocation:
             self.span.set_status(
                 Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"[:1024])
             )
-            self._record_metrics(result, error=kind)
+            self._record_metrics(result, error=kind, ended_at=ended_at)
         except Exception as internal:
             report_internal_error("fail span", internal)
-        self.span.end()
+        self.span.end(end_time=_end_time_ns(ended_at))
 
-    def _record_metrics(self, result: Mapping[str, AttributeValue], error: str | None) -> None:
+    def _record_metrics(
+        self,
+        result: Mapping[str, AttributeValue],
+        error: str | None,
+        ended_at: float | None = None,
+    ) -> None:
         instruments = self._instruments
         started = self._attributes
         point = {key: started[key] for key in _METRIC_KEYS if key in started}
@@ -167,7 +179,8 @@ class Invocation:
             point[attrs.GEN_AI_RESPONSE_MODEL] = response_model
         if error is not None:
             point[attrs.ERROR_TYPE] = error
-        instruments.operation_duration.record(time.perf_counter() - self._started_at, point)
+        ended = time.perf_counter() if ended_at is None else ended_at
+        instruments.operation_duration.record(ended - self._started_at, point)
         if self._first_chunk_at is not None and attrs.STREAM_COMPLETED in result:
             instruments.time_to_first_chunk.record(self._first_chunk_at - self._started_at, point)
         if error is None:
@@ -181,6 +194,13 @@ class Invocation:
                 instruments.token_usage.record(
                     output_tokens, {**point, attrs.GEN_AI_TOKEN_TYPE: "output"}
                 )
+
+
+def _end_time_ns(ended_at: float | None) -> int | None:
+    """The wall-clock time (ns) of a ``perf_counter()`` reading; None: now (the SDK's default)."""
+    if ended_at is None:
+        return None
+    return time.time_ns() - int((time.perf_counter() - ended_at) * 1e9)
 
 
 class _Activation:

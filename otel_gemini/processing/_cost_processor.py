@@ -8,8 +8,10 @@ from opentelemetry import metrics
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
+from otel_gemini import _attributes as attrs
 from otel_gemini.pricing import PriceTable
 from otel_gemini.processing._cost_metrics import CostMetrics
+from otel_gemini.processing._live_session_cost import LiveSessionCosts, is_live_session
 from otel_gemini.processing._priced_span import CostAttributes, PricedSpan
 from otel_gemini.processing._span_pricer import SpanPricer
 from otel_gemini.processing._span_usage import USAGE_KEYS, is_billed
@@ -39,6 +41,9 @@ class CostSpanProcessor(SpanProcessor):
     ``meter_provider`` receives the cost metric (``otel_gemini.client.cost``, see
     ``docs/costs.md``); ``metric_user_id`` adds ``user.id`` to it (off by default: one series
     per user can be very many series).
+
+    A Live API session span (a grouping span, never priced itself) gets the sum of its turns'
+    costs as ``otel_gemini.live.cost`` and ``otel_gemini.live.cost_details`` (docs/live.md).
     """
 
     def __init__(
@@ -52,6 +57,7 @@ class CostSpanProcessor(SpanProcessor):
         self._downstream = downstream
         table = prices if prices is not None else PriceTable.from_env()
         self._pricer = SpanPricer(table, CostMetrics(meter_provider, user_id=metric_user_id))
+        self._live_sessions = LiveSessionCosts(self._pricer.report_error)
 
     @property
     def prices(self) -> PriceTable:
@@ -99,6 +105,13 @@ class CostSpanProcessor(SpanProcessor):
 
     def _priced_copy(self, span: ReadableSpan) -> ReadableSpan:
         attributes = span.attributes
-        if not attributes or USAGE_KEYS.isdisjoint(attributes) or not is_billed(attributes):
+        if not attributes:
             return span
-        return PricedSpan(span, CostAttributes(attributes, self._pricer, span.start_time or 0))
+        if USAGE_KEYS.isdisjoint(attributes) or not is_billed(attributes):
+            if is_live_session(attributes):
+                return self._live_sessions.session_copy(span)
+            return span
+        priced = CostAttributes(attributes, self._pricer, span.start_time or 0)
+        if attrs.LIVE_TURN_INDEX in attributes and span.parent is not None:
+            self._live_sessions.add_turn(span.parent, priced)
+        return PricedSpan(span, priced)
