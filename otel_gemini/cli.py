@@ -18,6 +18,7 @@ from otel_gemini._version import __version__
 # name -> module implementing it
 _COMMANDS: dict[str, str] = {
     "demo": "otel_gemini._demo",
+    "gateway": "otel_gemini.gateway._command",
     "prices": "otel_gemini.pricing._command",
 }
 

@@ -1,0 +1,137 @@
+"""``otel-gemini gateway``: run the OTLP gateway until SIGTERM / Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = (
+    "Receive OTLP traces (gRPC and HTTP), price Gemini spans and export them to Langfuse "
+    "through the durable spool."
+)
+
+_MiB = 1024 * 1024
+
+
+def _port(text: str) -> int | None:
+    if text.lower() == "off":
+        return None
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0..65535 or 'off' (got {text})")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        HELP + " Langfuse and the spool are configured by LANGFUSE_BASE_URL, "
+        "LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY, OTEL_GEMINI_SPOOL_DIR, "
+        "OTEL_GEMINI_SPOOL_MAX_BYTES; prices by OTEL_GEMINI_PRICES."
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)",
+    )
+    parser.add_argument(
+        "--grpc-port",
+        type=_port,
+        default=4317,
+        help="OTLP/gRPC port (default 4317; 0: any free port; 'off')",
+    )
+    parser.add_argument(
+        "--http-port",
+        type=_port,
+        default=4318,
+        help="OTLP/HTTP port, also serving /api/observability/health (default 4318; 0; 'off')",
+    )
+    parser.add_argument(
+        "--max-request-bytes",
+        type=int,
+        default=16 * _MiB,
+        help="largest request body after decompression (default 16 MiB)",
+    )
+    parser.add_argument(
+        "--max-inflight-bytes",
+        type=int,
+        default=64 * _MiB,
+        help="request bytes processed at once; beyond it senders are told to retry "
+        "(default 64 MiB)",
+    )
+    parser.add_argument(
+        "--spool-high-water",
+        type=float,
+        default=0.9,
+        help="refuse requests (429 / RESOURCE_EXHAUSTED) once the spool is this full "
+        "(fraction of OTEL_GEMINI_SPOOL_MAX_BYTES, default 0.9)",
+    )
+    parser.add_argument(
+        "--retry-after",
+        type=float,
+        default=1.0,
+        help="seconds suggested to refused senders (default 1)",
+    )
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=10.0,
+        help="seconds to finish requests and send the spool on SIGTERM (default 10)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    import threading
+
+    from otel_gemini.export import LangfuseConfigError, LangfuseExporter, SpoolBusyError
+    from otel_gemini.gateway._gateway import Gateway, GatewaySettings
+    from otel_gemini.pricing import PriceTable, PriceTableError
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        settings = GatewaySettings(
+            host=args.host,
+            grpc_port=args.grpc_port,
+            http_port=args.http_port,
+            max_request_bytes=args.max_request_bytes,
+            max_inflight_bytes=args.max_inflight_bytes,
+            spool_high_water=args.spool_high_water,
+            retry_after=args.retry_after,
+        )
+        prices = PriceTable.from_env()
+        # Room for every request in progress at once, so a hand-off is never refused.
+        exporter = LangfuseExporter(memory_max_bytes=4 * settings.max_inflight_bytes)
+    except (ValueError, LangfuseConfigError, PriceTableError, SpoolBusyError) as error:
+        print(f"otel-gemini gateway: {error}", file=sys.stderr)
+        return 2
+    gateway = Gateway(exporter, prices, settings)
+    try:
+        gateway.start()
+    except OSError as error:
+        print(f"otel-gemini gateway: cannot listen: {error}", file=sys.stderr)
+        return 2
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    # One machine-readable line: scripts and tests read the ports from it (0 = any free port).
+    print(
+        f"otel-gemini gateway listening grpc={gateway.grpc_endpoint or 'off'} "
+        f"http={gateway.http_endpoint or 'off'} spool={exporter.spool_directory}",
+        flush=True,
+    )
+    stop.wait()
+    gateway.shutdown(timeout=args.shutdown_timeout)
+    stats = exporter.stats()
+    print(
+        f"otel-gemini gateway stopped: {stats.sent} spans sent, {stats.queued} left in the spool",
+        flush=True,
+    )
+    return 0

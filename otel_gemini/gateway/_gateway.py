@@ -1,0 +1,212 @@
+"""``Gateway``: OTLP in (gRPC and HTTP), priced, spooled and exported to Langfuse."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import grpc  # type: ignore[import-untyped]
+
+from otel_gemini.export import LangfuseExporter
+from otel_gemini.gateway._grpc import build_grpc_server
+from otel_gemini.gateway._http import build_http_app
+from otel_gemini.gateway._http_server import HttpListener
+from otel_gemini.gateway._intake import SpanIntake
+from otel_gemini.pricing import PriceTable
+from otel_gemini.processing import CostSpanProcessor
+
+_logger = logging.getLogger("otel_gemini.gateway")
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """Where the gateway listens and how much it takes at once.
+
+    Ports: 0 picks a free one; ``None`` turns that protocol off.
+    """
+
+    host: str = "127.0.0.1"
+    grpc_port: int | None = 4317
+    http_port: int | None = 4318
+    max_request_bytes: int = 16 * MiB
+    """Largest request body, after decompression (the Collector's batches are far smaller)."""
+    max_inflight_bytes: int = 64 * MiB
+    """Request bytes being decoded and priced at once; more waits (429 / RESOURCE_EXHAUSTED)."""
+    spool_high_water: float = 0.9
+    """Refuse requests once the spool holds this fraction of its byte cap."""
+    persist_timeout: float = 10.0
+    """Seconds a request may wait for its spans to reach the spool before it is refused."""
+    retry_after: float = 1.0
+    """Seconds suggested to senders that are refused for lack of room."""
+    grpc_workers: int = 8
+    max_concurrent_rpcs: int = 64
+    http_limit_concurrency: int = 256
+    shutdown_grace: float = 5.0
+    """Seconds requests in progress get to finish when the gateway stops."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_request_bytes", "max_inflight_bytes", "grpc_workers"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"gateway setting {name} must be positive")
+        if not 0 < self.spool_high_water <= 1:
+            raise ValueError("gateway setting spool_high_water must be in (0, 1]")
+        if self.grpc_port is None and self.http_port is None:
+            raise ValueError("the gateway needs at least one of grpc_port and http_port")
+
+
+class Gateway:
+    """An OTLP trace receiver that prices spans like ``CostSpanProcessor`` in-process and
+    sends them through ``exporter`` (its durable spool and retries) to Langfuse.
+
+    A request is acknowledged once its spans are in the spool, so a sender that retries
+    unacknowledged requests (the OpenTelemetry Collector does) loses nothing if the gateway
+    is killed; a full spool or memory budget answers "retry later" instead of growing memory.
+    The gateway owns ``exporter`` and shuts it down in :meth:`shutdown`.
+
+        exporter = LangfuseExporter(memory_max_bytes=4 * settings.max_inflight_bytes)
+        with Gateway(exporter, settings=settings).start() as gateway:
+            gateway.wait()  # until shutdown() from another thread or a signal handler
+    """
+
+    def __init__(
+        self,
+        exporter: LangfuseExporter,
+        prices: PriceTable | None = None,
+        settings: GatewaySettings | None = None,
+    ) -> None:
+        self.settings = settings or GatewaySettings()
+        self.exporter = exporter
+        self.processor = CostSpanProcessor(exporter.span_processor(), prices)
+        self.intake = SpanIntake(
+            exporter,
+            self.processor,
+            max_request_bytes=self.settings.max_request_bytes,
+            max_inflight_bytes=self.settings.max_inflight_bytes,
+            spool_high_water=self.settings.spool_high_water,
+            persist_timeout=self.settings.persist_timeout,
+            retry_after=self.settings.retry_after,
+        )
+        self.app = build_http_app(self.intake, self.health)
+        """The HTTP side as an ASGI app (OTLP ``/v1/traces`` and the health endpoint)."""
+        self._grpc: grpc.Server | None = None
+        self._http: HttpListener | None = None
+        self.grpc_port: int | None = None
+        self.http_port: int | None = None
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._shut_down = False
+        self._started_at: float | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> Gateway:
+        """Binds the listeners and starts serving; raises ``OSError`` if a port is taken."""
+        settings = self.settings
+        try:
+            if settings.grpc_port is not None:
+                self._grpc, self.grpc_port = build_grpc_server(
+                    self.intake,
+                    f"{_grpc_host(settings.host)}:{settings.grpc_port}",
+                    workers=settings.grpc_workers,
+                    max_concurrent_rpcs=settings.max_concurrent_rpcs,
+                )
+                self._grpc.start()
+            if settings.http_port is not None:
+                self._http = HttpListener(
+                    self.app,
+                    settings.host,
+                    settings.http_port,
+                    limit_concurrency=settings.http_limit_concurrency,
+                    grace=settings.shutdown_grace,
+                )
+                self.http_port = self._http.port
+                self._http.start()
+        except BaseException:
+            self.shutdown(timeout=1.0)
+            raise
+        self._started_at = time.time()
+        _logger.info(
+            "otel-gemini gateway listening: OTLP/gRPC %s, OTLP/HTTP %s",
+            self.grpc_endpoint or "off",
+            self.http_endpoint or "off",
+        )
+        return self
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Stops taking requests, lets those in progress finish, writes every accepted span
+        to the spool and sends what it can within ``timeout``; the rest stays in the spool
+        for the next start. Idempotent."""
+        with self._lock:
+            if self._shut_down:
+                return
+            self._shut_down = True
+        deadline = time.monotonic() + timeout
+        self.intake.close()
+        grace = min(self.settings.shutdown_grace, timeout / 2)
+        if self._grpc is not None:
+            self._grpc.stop(grace).wait(grace + 1)
+        if self._http is not None:
+            self._http.stop(grace + 1)
+        remaining = max(0.5, deadline - time.monotonic())
+        self.exporter.shutdown(timeout_millis=remaining * 1000)
+        self._stopped.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Blocks until :meth:`shutdown` completed (True) or ``timeout`` passed (False)."""
+        return self._stopped.wait(timeout)
+
+    def __enter__(self) -> Gateway:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.shutdown()
+
+    # --- state ---------------------------------------------------------------------------------
+
+    @property
+    def grpc_endpoint(self) -> str | None:
+        """``host:port`` of the OTLP/gRPC listener (for an OTLP exporter's endpoint)."""
+        return None if self.grpc_port is None else f"{self.settings.host}:{self.grpc_port}"
+
+    @property
+    def http_endpoint(self) -> str | None:
+        """``http://host:port`` of the OTLP/HTTP listener (traces at ``/v1/traces``)."""
+        return None if self.http_port is None else f"http://{self.settings.host}:{self.http_port}"
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, document): 200 while spans can be taken and sent, else 503."""
+        exporter = self.exporter.stats()
+        problems: list[str] = []
+        if self._shut_down or exporter.shut_down:
+            problems.append("shutting down")
+        if exporter.spool_error:
+            problems.append("spool unwritable")
+        if exporter.paused:
+            problems.append(f"sending paused ({exporter.paused})")
+        capacity = exporter.spool_capacity_bytes
+        if capacity and exporter.queued_disk_bytes >= capacity * self.settings.spool_high_water:
+            problems.append("spool full")
+        document: dict[str, Any] = {
+            "status": "ok" if not problems else "degraded",
+            "problems": problems,
+            "started_at": self._started_at,
+            "gateway": self.intake.stats(),
+            "exporter": exporter.to_dict(),
+            "pricing": self.processor.stats(),
+        }
+        return (200 if not problems else 503), document
+
+
+def _grpc_host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host

@@ -1,0 +1,100 @@
+"""OTLP/gRPC trace receiver (``opentelemetry.proto.collector.trace.v1.TraceService/Export``).
+
+Refusals carry a ``google.rpc.Status`` with a ``RetryInfo`` detail: the Collector's OTLP
+exporter retries RESOURCE_EXHAUSTED only when the server says when (and waits that long),
+and always retries UNAVAILABLE. Malformed requests get INVALID_ARGUMENT (not retried).
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent import futures
+from typing import Any, Final
+
+import grpc  # type: ignore[import-untyped]
+from google.protobuf import any_pb2, duration_pb2  # type: ignore[import-untyped]
+from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from otel_gemini.gateway._intake import Outcome, SpanIntake, Verdict
+
+_CODES: Final = {
+    Verdict.MALFORMED: grpc.StatusCode.INVALID_ARGUMENT,
+    Verdict.TOO_LARGE: grpc.StatusCode.INVALID_ARGUMENT,
+    Verdict.BUSY: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Verdict.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+}
+_STATUS_DETAILS_KEY: Final = "grpc-status-details-bin"
+
+
+class _RichStatus(grpc.Status):  # type: ignore[misc]
+    """What ``ServicerContext.abort_with_status`` sends: code, message, details trailer."""
+
+    def __init__(self, code: grpc.StatusCode, details: str, trailing: tuple[Any, ...]) -> None:
+        self.code = code
+        self.details = details
+        self.trailing_metadata = trailing
+
+
+def _status_for(outcome: Outcome) -> _RichStatus:
+    code = _CODES[outcome.verdict]
+    status = status_pb2.Status(code=code.value[0], message=outcome.message)
+    if outcome.retry_after:
+        seconds = max(0.0, outcome.retry_after)
+        whole = math.floor(seconds)
+        retry = error_details_pb2.RetryInfo(
+            retry_delay=duration_pb2.Duration(seconds=whole, nanos=round((seconds - whole) * 1e9))
+        )
+        detail = any_pb2.Any()
+        detail.Pack(retry)
+        status.details.append(detail)
+    trailing = ((_STATUS_DETAILS_KEY, status.SerializeToString()),)
+    return _RichStatus(code, outcome.message, trailing)
+
+
+class TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
+    """``TraceService.Export`` backed by a :class:`SpanIntake`."""
+
+    def __init__(self, intake: SpanIntake) -> None:
+        self._intake = intake
+
+    def Export(  # the gRPC method name
+        self, request: ExportTraceServiceRequest, context: grpc.ServicerContext
+    ) -> ExportTraceServiceResponse:
+        size = request.ByteSize()
+        refused = self._intake.admit(size)
+        if refused is not None:
+            context.abort_with_status(_status_for(refused))
+        try:
+            outcome = self._intake.process(request)
+        finally:
+            self._intake.release(size)
+        if outcome.verdict is not Verdict.ACCEPTED:
+            context.abort_with_status(_status_for(outcome))
+        return ExportTraceServiceResponse()
+
+
+def build_grpc_server(
+    intake: SpanIntake, address: str, *, workers: int, max_concurrent_rpcs: int
+) -> tuple[grpc.Server, int]:
+    """A started-ready (not started) gRPC server bound to ``address``, and its port."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="otel-gemini-grpc"),
+        # Beyond this many calls at once gRPC itself answers RESOURCE_EXHAUSTED.
+        maximum_concurrent_rpcs=max_concurrent_rpcs,
+        options=[
+            ("grpc.max_receive_message_length", intake.max_request_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        TraceServicer(intake), server
+    )
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot listen for OTLP/gRPC on {address}")
+    return server, port

@@ -1,0 +1,156 @@
+"""OTLP/HTTP trace receiver (``POST /v1/traces``): protobuf or JSON, plain or gzip.
+
+Answers as the OTLP/HTTP specification asks: 200 with an ``ExportTraceServiceResponse`` in
+the request's encoding; 400 with a ``google.rpc.Status`` message for a malformed body; 415
+for another content type; 413 for a body over the limit; 429 (spool or memory budget full)
+and 503 (spool unwritable, shutting down) with ``Retry-After``, which OTLP exporters and the
+Collector's ``otlp_http`` exporter honour.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Callable
+from typing import Any, Final
+
+from google.rpc import status_pb2  # type: ignore[import-untyped]
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from otel_gemini.gateway._intake import Outcome, SpanIntake, Verdict
+from otel_gemini.gateway._otlp_decode import MalformedPayload, parse_json, parse_protobuf
+
+TRACES_PATH: Final = "/v1/traces"
+HEALTH_PATH: Final = "/api/observability/health"
+PROTOBUF: Final = "application/x-protobuf"
+JSON: Final = "application/json"
+
+_STATUS_BY_VERDICT: Final = {
+    Verdict.ACCEPTED: 200,
+    Verdict.MALFORMED: 400,
+    Verdict.TOO_LARGE: 413,
+    Verdict.BUSY: 429,
+    Verdict.UNAVAILABLE: 503,
+}
+_EMPTY_RESPONSE: Final = ExportTraceServiceResponse().SerializeToString()
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def build_http_app(
+    intake: SpanIntake,
+    health: Callable[[], tuple[int, dict[str, Any]]],
+    extra_routes: list[BaseRoute] | None = None,
+) -> Starlette:
+    """The gateway's ASGI app: the OTLP trace receiver and the health endpoint.
+
+    ``health`` returns (HTTP status, JSON body) for ``GET /api/observability/health``.
+    """
+
+    async def traces(request: Request) -> Response:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type not in (PROTOBUF, JSON):
+            outcome = intake.malformed(
+                f"unsupported content type {content_type or '(none)'!r}; send {PROTOBUF} or {JSON}"
+            )
+            return _answer(outcome, JSON, status=415)
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("gzip", "identity", ""):
+            outcome = intake.malformed(f"unsupported content encoding {encoding!r}; use gzip")
+            return _answer(outcome, content_type, status=415)
+        try:
+            body = await _read_body(request, intake.max_request_bytes)
+            if encoding == "gzip":
+                body = _gunzip(body, intake.max_request_bytes)
+        except _TooLarge:
+            return _answer(intake.too_large(), content_type)
+        except zlib.error as error:
+            return _answer(intake.malformed(f"body is not valid gzip: {error}"), content_type)
+
+        refused = intake.admit(len(body))
+        if refused is not None:
+            return _answer(refused, content_type)
+        try:
+            outcome = await run_in_threadpool(_decode_and_process, intake, body, content_type)
+        finally:
+            intake.release(len(body))
+        return _answer(outcome, content_type)
+
+    async def health_endpoint(request: Request) -> Response:
+        status, document = health()
+        return JSONResponse(document, status_code=status)
+
+    routes: list[BaseRoute] = [
+        Route(TRACES_PATH, traces, methods=["POST"]),
+        Route(HEALTH_PATH, health_endpoint, methods=["GET"]),
+        *(extra_routes or []),
+    ]
+    return Starlette(routes=routes)
+
+
+def _decode_and_process(intake: SpanIntake, body: bytes, content_type: str) -> Outcome:
+    try:
+        request: ExportTraceServiceRequest = (
+            parse_protobuf(body) if content_type == PROTOBUF else parse_json(body)
+        )
+    except MalformedPayload as error:
+        return intake.malformed(str(error))
+    return intake.process(request)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _gunzip(body: bytes, limit: int) -> bytes:
+    # Bounded: a small gzip bomb must not become gigabytes in memory.
+    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    data = decompressor.decompress(body, limit + 1)
+    if len(data) > limit or decompressor.unconsumed_tail:
+        raise _TooLarge
+    data += decompressor.flush()
+    if len(data) > limit:
+        raise _TooLarge
+    if not decompressor.eof:
+        raise zlib.error("truncated gzip stream")
+    return data
+
+
+def _answer(outcome: Outcome, content_type: str, status: int | None = None) -> Response:
+    code = status if status is not None else _STATUS_BY_VERDICT[outcome.verdict]
+    headers: dict[str, str] = {}
+    if outcome.retry_after:
+        headers["Retry-After"] = str(max(1, math.ceil(outcome.retry_after)))
+    if code == 200:
+        if content_type == JSON:
+            return Response(b"{}", 200, media_type=JSON)
+        return Response(_EMPTY_RESPONSE, 200, media_type=PROTOBUF)
+    if content_type == JSON:
+        return JSONResponse({"code": code, "message": outcome.message}, code, headers=headers)
+    status_message = status_pb2.Status(code=_grpc_code(code), message=outcome.message)
+    return Response(status_message.SerializeToString(), code, headers=headers, media_type=PROTOBUF)
+
+
+def _grpc_code(http_status: int) -> int:
+    # google.rpc.Code values matching the HTTP answer.
+    return {400: 3, 413: 3, 415: 3, 429: 8, 503: 14}.get(http_status, 2)
