@@ -21,10 +21,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from otel_gemini import CostSpanProcessor, GeminiInstrumentor, PriceTable, trace_attributes
+from otel_gemini.export import LangfuseExporter
 from otel_gemini.testing import (
     CloseConnection,
     DropConnection,
     FakeGemini,
+    FakeLangfuse,
     InputTranscription,
     Interrupted,
     LiveScript,
@@ -421,6 +423,70 @@ async def test_per_minute_audio_prices_bill_the_measured_seconds(
     session_cost = json.loads(attr(session, "otel_gemini.live.cost_details"), parse_float=Decimal)
     assert session_cost["total"] == Decimal("0.055321")
     assert session_cost["input_audio"] + session_cost["output_audio"] == Decimal("0.055")
+
+
+async def test_the_session_reaches_langfuse_as_one_trace_whose_generations_add_up(
+    fake_gemini_live: FakeGemini,
+    gemini_live_client: genai.Client,
+    fake_langfuse: FakeLangfuse,
+    tmp_path: Path,
+) -> None:
+    exporter = LangfuseExporter(
+        spool_dir=tmp_path / "spool", environ={}, **fake_langfuse.exporter_settings()
+    )
+    provider = TracerProvider()
+    provider.add_span_processor(CostSpanProcessor(exporter.span_processor(), PriceTable.default()))
+    instrumentor = GeminiInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        fake_gemini_live.add_live_session(voice_session_script())
+        with trace_attributes(user_id="caller-7", session_id="call-2024"):
+            await run_voice_session(gemini_live_client)
+        assert await asyncio.to_thread(exporter.force_flush)
+    finally:
+        instrumentor.uninstrument()
+        exporter.shutdown(timeout_millis=1000)
+
+    spans = fake_langfuse.spans
+    assert len({span.trace_id for span in spans}) == 1
+    (session,) = [s for s in spans if s.attributes.get("langfuse.observation.type") == "span"]
+    generations = [
+        s for s in spans if s.attributes.get("langfuse.observation.type") == "generation"
+    ]
+    (tool,) = [s for s in spans if s.attributes.get("gen_ai.operation.name") == "execute_tool"]
+    assert len(spans) == 5
+    assert [g.attributes["otel_gemini.live.turn.index"] for g in generations] == [1, 2, 3]
+    assert {g.parent_span_id for g in generations} == {session.span_id}
+    assert tool.parent_span_id == generations[1].span_id
+    costs = [
+        json.loads(str(g.attributes["langfuse.observation.cost_details"]), parse_float=Decimal)
+        for g in generations
+    ]
+    assert [cost["total"] for cost in costs] == [
+        Decimal("0.001094"),
+        Decimal("0.000751"),
+        Decimal("0.000603"),
+    ]
+    usage = [
+        json.loads(str(g.attributes["langfuse.observation.usage_details"])) for g in generations
+    ]
+    assert usage[0] == {
+        "input": 112,
+        "input_audio": 38,
+        "output_reasoning": 12,
+        "output_audio": 75,
+        "total": 237,
+    }
+    session_cost = json.loads(
+        str(session.attributes["otel_gemini.live.cost_details"]), parse_float=Decimal
+    )
+    assert session_cost["total"] == sum(cost["total"] for cost in costs) == Decimal("0.002448")
+    # Langfuse adds up the trace's cost from its observations: the session adds nothing.
+    assert not [key for key in session.attributes if key.startswith("gen_ai.usage.")]
+    assert "langfuse.observation.cost_details" not in session.attributes
+    for span in spans:
+        assert span.attributes["user.id"] == "caller-7"
+        assert span.attributes["session.id"] == "call-2024"
 
 
 # --- which turn a message belongs to ------------------------------------------------------------
