@@ -302,6 +302,11 @@ class PriceTable:
             clamped,
         )
 
+    def entries(self) -> tuple[PricedModel, ...]:
+        """Every model entry with its dated, resolved rates, in table order (for exporting the
+        prices to other engines, e.g. ``otel-gemini collector-config ottl``)."""
+        return self._models
+
     def __repr__(self) -> str:
         return f"PriceTable(version={self.version!r}, models={len(self._models)})"
 

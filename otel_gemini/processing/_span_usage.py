@@ -94,29 +94,37 @@ def _text(attributes: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
     return None
 
 
+USAGE_SOURCES: Final[dict[str, tuple[str, ...]]] = {
+    "input_tokens": _INPUT,
+    "output_tokens": _OUTPUT,
+    "cache_read_input_tokens": _CACHE_READ,
+    "reasoning_output_tokens": _REASONING,
+    "tool_use_prompt_tokens": (attrs.USAGE_TOOL_USE_PROMPT_TOKENS,),
+    "text_input_tokens": (_TEXT_INPUT,),
+    "image_input_tokens": (_IMAGE_INPUT,),
+    "audio_input_tokens": _AUDIO_INPUT,
+    "video_input_tokens": (_VIDEO_INPUT,),
+    "text_output_tokens": (_TEXT_OUTPUT,),
+    "image_output_tokens": (_IMAGE_OUTPUT,),
+    "audio_output_tokens": _AUDIO_OUTPUT,
+    "audio_cache_read_input_tokens": _AUDIO_CACHE,
+    "image_cache_read_input_tokens": _IMAGE_CACHE,
+    "video_cache_read_input_tokens": _VIDEO_CACHE,
+    "audio_input_seconds": (attrs.USAGE_AUDIO_INPUT_SECONDS,),
+    "audio_output_seconds": (attrs.USAGE_AUDIO_OUTPUT_SECONDS,),
+    "output_images": (attrs.USAGE_OUTPUT_IMAGE_COUNT,),
+    "output_video_seconds": (attrs.USAGE_OUTPUT_VIDEO_SECONDS,),
+}
+"""``Usage`` field → the span attributes it is read from, preferred first (the first present
+with a numeric value wins)."""
+MODEL_KEYS: Final = _MODEL_KEYS
+"""Span attributes naming the model, tried in this order until one has a price."""
+BILLED_TYPES: Final = _BILLED_TYPES
+
+
 def _slots() -> dict[str, tuple[int, int, bool]]:
     """Attribute name → (``Usage`` field index, rank, is seconds); rank 0 is preferred."""
-    sources: dict[str, tuple[str, ...]] = {
-        "input_tokens": _INPUT,
-        "output_tokens": _OUTPUT,
-        "cache_read_input_tokens": _CACHE_READ,
-        "reasoning_output_tokens": _REASONING,
-        "tool_use_prompt_tokens": (attrs.USAGE_TOOL_USE_PROMPT_TOKENS,),
-        "text_input_tokens": (_TEXT_INPUT,),
-        "image_input_tokens": (_IMAGE_INPUT,),
-        "audio_input_tokens": _AUDIO_INPUT,
-        "video_input_tokens": (_VIDEO_INPUT,),
-        "text_output_tokens": (_TEXT_OUTPUT,),
-        "image_output_tokens": (_IMAGE_OUTPUT,),
-        "audio_output_tokens": _AUDIO_OUTPUT,
-        "audio_cache_read_input_tokens": _AUDIO_CACHE,
-        "image_cache_read_input_tokens": _IMAGE_CACHE,
-        "video_cache_read_input_tokens": _VIDEO_CACHE,
-        "audio_input_seconds": (attrs.USAGE_AUDIO_INPUT_SECONDS,),
-        "audio_output_seconds": (attrs.USAGE_AUDIO_OUTPUT_SECONDS,),
-        "output_images": (attrs.USAGE_OUTPUT_IMAGE_COUNT,),
-        "output_video_seconds": (attrs.USAGE_OUTPUT_VIDEO_SECONDS,),
-    }
+    sources = USAGE_SOURCES
     assert set(sources) == set(Usage._fields)
     seconds = ("audio_input_seconds", "audio_output_seconds", "output_video_seconds")
     return {
