@@ -17,6 +17,7 @@ from otel_gemini._version import __version__
 
 # name -> module implementing it
 _COMMANDS: dict[str, str] = {
+    "collector-config": "otel_gemini.collector._command",
     "demo": "otel_gemini._demo",
     "gateway": "otel_gemini.gateway._command",
     "prices": "otel_gemini.pricing._command",

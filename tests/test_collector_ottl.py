@@ -1,0 +1,454 @@
+"""The OTTL cost statements (`otel-gemini collector-config ottl`) in a real Collector price
+spans exactly as CostSpanProcessor does, and direct.yaml's persistent queue survives a
+Collector crash.
+
+A table of spans goes through the Collector built from collector-config/builder-config.yaml
+(direct.yaml + gemini-cost.yaml) to the fake Langfuse; the same spans go through
+CostSpanProcessor in memory; the cost attributes must be identical.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from collector_harness import CONFIG_DIR, Collector, build_collector
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import format_span_id
+
+from otel_gemini import _attributes as attrs
+from otel_gemini.collector import cost_statements
+from otel_gemini.processing import CostSpanProcessor
+from otel_gemini.testing import FakeLangfuse
+
+pytestmark = [pytest.mark.collector, pytest.mark.timeout(180)]
+
+COST_KEYS = (
+    attrs.COST_STATUS,
+    attrs.PRICES_VERSION,
+    attrs.PRICES_MODEL,
+    attrs.GEN_AI_USAGE_COST,
+    attrs.LANGFUSE_COST_DETAILS,
+    attrs.LANGFUSE_USAGE_DETAILS,
+)
+
+
+@functools.cache
+def _collector() -> tuple[Path | None, str]:
+    return build_collector()
+
+
+@pytest.fixture(scope="module")
+def collector_binary() -> Path:
+    binary, why = _collector()
+    if binary is None:
+        pytest.skip(f"no OpenTelemetry Collector: {why}")
+    return binary
+
+
+def _ns(year: int, month: int, day: int) -> int:
+    return int(datetime(year, month, day, 12, tzinfo=timezone.utc).timestamp()) * 10**9
+
+
+FLASH = {"gen_ai.request.model": "gemini-2.5-flash"}
+# (case id, attributes, start time in ns or None for now, expected gen_ai.usage.cost or None)
+CASES: list[tuple[str, dict[str, Any], int | None, float | None]] = [
+    (
+        "text",
+        {**FLASH, "gen_ai.usage.input_tokens": 1000, "gen_ai.usage.output_tokens": 200},
+        None,
+        0.0008,
+    ),
+    (
+        "resource name and version suffix",
+        {
+            "gen_ai.request.model": "models/gemini-2.0-flash-001",
+            "gen_ai.usage.input_tokens": 1000,
+            "gen_ai.usage.output_tokens": 1000,
+        },
+        None,
+        0.0005,
+    ),
+    (
+        "vertex name, upper case, @version",
+        {
+            "gen_ai.response.model": "publishers/google/models/Gemini-2.5-Flash@001",
+            "gen_ai.usage.input_tokens": 10,
+            "gen_ai.usage.output_tokens": 10,
+        },
+        None,
+        None,
+    ),
+    (
+        "long prompt tier",
+        {
+            "gen_ai.request.model": "gemini-2.5-pro",
+            "gen_ai.usage.input_tokens": 250_000,
+            "gen_ai.usage.output_tokens": 1000,
+        },
+        None,
+        0.64,
+    ),
+    (
+        "more than a dollar",
+        {
+            "gen_ai.request.model": "gemini-2.5-pro",
+            "gen_ai.usage.input_tokens": 500_000,
+            "gen_ai.usage.output_tokens": 100_000,
+        },
+        None,
+        2.75,
+    ),
+    (
+        "cache and thinking",
+        {
+            **FLASH,
+            "gen_ai.usage.input_tokens": 10_000,
+            "gen_ai.usage.cache_read.input_tokens": 4000,
+            "gen_ai.usage.output_tokens": 3000,
+            "gen_ai.usage.reasoning.output_tokens": 1000,
+        },
+        None,
+        None,
+    ),
+    (
+        "audio input, cached audio",
+        {
+            **FLASH,
+            "gen_ai.usage.input_tokens": 5000,
+            "gen_ai.usage.audio.input_tokens": 3000,
+            "gen_ai.usage.text.input_tokens": 2000,
+            "gen_ai.usage.cache_read.input_tokens": 1500,
+            "otel_gemini.usage.cache_read.audio.input_tokens": 1000,
+            "gen_ai.usage.output_tokens": 100,
+        },
+        None,
+        None,
+    ),
+    (
+        "image and video input",
+        {
+            **FLASH,
+            "gen_ai.usage.input_tokens": 4000,
+            "gen_ai.usage.image.input_tokens": 1000,
+            "gen_ai.usage.video.input_tokens": 2000,
+            "gen_ai.usage.output_tokens": 50,
+        },
+        None,
+        None,
+    ),
+    (
+        "tool-use prompt tokens",
+        {
+            **FLASH,
+            "gen_ai.usage.input_tokens": 3000,
+            "otel_gemini.usage.tool_use_prompt.input_tokens": 1200,
+            "gen_ai.usage.output_tokens": 10,
+        },
+        None,
+        None,
+    ),
+    (
+        "batch tier",
+        {
+            **FLASH,
+            "otel_gemini.request.service_tier": "batch",
+            "gen_ai.usage.input_tokens": 1000,
+            "gen_ai.usage.output_tokens": 200,
+        },
+        None,
+        0.0004,
+    ),
+    (
+        "priority tier, odd spelling",
+        {
+            **FLASH,
+            "otel_gemini.request.service_tier": " Priority ",
+            "gen_ai.usage.input_tokens": 1000,
+            "gen_ai.usage.output_tokens": 200,
+        },
+        None,
+        None,
+    ),
+    (
+        "unknown tier is standard",
+        {
+            **FLASH,
+            "otel_gemini.request.service_tier": "gold",
+            "gen_ai.usage.input_tokens": 1000,
+            "gen_ai.usage.output_tokens": 200,
+        },
+        None,
+        0.0008,
+    ),
+    (
+        "OpenInference",
+        {
+            "llm.model_name": "gemini-2.0-flash",
+            "llm.token_count.prompt": 2000,
+            "llm.token_count.completion": 500,
+        },
+        None,
+        0.0004,
+    ),
+    (
+        "old semconv names",
+        {**FLASH, "gen_ai.usage.prompt_tokens": 1000, "gen_ai.usage.completion_tokens": 200},
+        None,
+        0.0008,
+    ),
+    (
+        "preferred name wins",
+        {
+            **FLASH,
+            "gen_ai.usage.input_tokens": 1000,
+            "gen_ai.usage.prompt_tokens": 99,
+            "gen_ai.usage.output_tokens": 200,
+        },
+        None,
+        0.0008,
+    ),
+    (
+        "float counts",
+        {**FLASH, "gen_ai.usage.input_tokens": 1000.9, "gen_ai.usage.output_tokens": 200.2},
+        None,
+        0.0008,
+    ),
+    (
+        "unknown model",
+        {"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 10},
+        None,
+        None,
+    ),
+    (
+        "unknown response model, known request model",
+        {
+            "gen_ai.response.model": "gemini-9-ultra",
+            **FLASH,
+            "gen_ai.usage.input_tokens": 1000,
+            "gen_ai.usage.output_tokens": 200,
+        },
+        None,
+        0.0008,
+    ),
+    (
+        "no usage",
+        {**FLASH, "gen_ai.usage.input_tokens": 0, "gen_ai.usage.output_tokens": 0},
+        None,
+        None,
+    ),
+    ("usage not a number", {**FLASH, "gen_ai.usage.input_tokens": "100"}, None, None),
+    ("usage without model", {"gen_ai.usage.input_tokens": 100}, None, None),
+    (
+        "price before a dated change",
+        {
+            "gen_ai.request.model": "gemini-2.5-pro",
+            "gen_ai.usage.input_tokens": 100_000,
+            "gen_ai.usage.cache_read.input_tokens": 80_000,
+            "gen_ai.usage.output_tokens": 0,
+        },
+        _ns(2025, 6, 1),
+        None,
+    ),
+    (
+        "price after a dated change",
+        {
+            "gen_ai.request.model": "gemini-2.5-pro",
+            "gen_ai.usage.input_tokens": 100_000,
+            "gen_ai.usage.cache_read.input_tokens": 80_000,
+            "gen_ai.usage.output_tokens": 0,
+        },
+        _ns(2025, 12, 1),
+        None,
+    ),
+    (
+        "inconsistent usage is clamped",
+        {
+            **FLASH,
+            "gen_ai.usage.input_tokens": 100,
+            "gen_ai.usage.cache_read.input_tokens": 500,
+            "gen_ai.usage.output_tokens": 10,
+            "gen_ai.usage.reasoning.output_tokens": 50,
+        },
+        None,
+        None,
+    ),
+    (
+        "negative count",
+        {**FLASH, "gen_ai.usage.input_tokens": -5, "gen_ai.usage.output_tokens": 20},
+        None,
+        None,
+    ),
+    (
+        "totals missing",
+        {
+            **FLASH,
+            "gen_ai.usage.text.input_tokens": 700,
+            "gen_ai.usage.audio.input_tokens": 300,
+            "gen_ai.usage.text.output_tokens": 40,
+        },
+        None,
+        None,
+    ),
+    (
+        "Live model, audio both ways",
+        {
+            "gen_ai.request.model": "gemini-live-2.5-flash-preview",
+            "gen_ai.usage.input_tokens": 2000,
+            "gen_ai.usage.audio.input_tokens": 1500,
+            "gen_ai.usage.output_tokens": 900,
+            "gen_ai.usage.audio.output_tokens": 800,
+        },
+        None,
+        None,
+    ),
+    (
+        "Imagen images",
+        {
+            "gen_ai.request.model": "imagen-4.0-generate-001",
+            "otel_gemini.usage.image.output_count": 3,
+        },
+        None,
+        0.12,
+    ),
+    (
+        "Veo seconds",
+        {
+            "gen_ai.request.model": "veo-3.0-generate-001",
+            "otel_gemini.usage.video.output_seconds": 8.0,
+        },
+        None,
+        None,
+    ),
+    (
+        "grouping span is not priced",
+        {**FLASH, "langfuse.observation.type": "agent", "gen_ai.usage.input_tokens": 1000},
+        None,
+        None,
+    ),
+    ("no usage attributes at all", {**FLASH}, None, None),
+]
+
+
+def _make_spans(provider: TracerProvider) -> list[str]:
+    """Starts one span per case; returns the span ids (hex) in case order."""
+    tracer = provider.get_tracer("ottl-cases")
+    ids = []
+    for name, attributes, start, _ in CASES:
+        span = tracer.start_span(f"case {name}", attributes=attributes, start_time=start)
+        span.end(end_time=None if start is None else start + 1_000_000)
+        ids.append(format_span_id(span.get_span_context().span_id))
+    return ids
+
+
+def _expected() -> dict[str, dict[str, Any]]:
+    """What CostSpanProcessor gives the same spans, by case name."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(CostSpanProcessor(SimpleSpanProcessor(memory)))
+    _make_spans(provider)
+    spans: list[ReadableSpan] = list(memory.get_finished_spans())
+    return {
+        (span.name or "")[len("case ") :]: {
+            key: (span.attributes or {}).get(key) for key in COST_KEYS
+        }
+        for span in spans
+    }
+
+
+@pytest.fixture
+def langfuse() -> Iterator[FakeLangfuse]:
+    with FakeLangfuse() as fake:
+        yield fake
+
+
+def _direct_env(langfuse: FakeLangfuse, storage: Path) -> dict[str, str]:
+    token = base64.b64encode(f"{langfuse.public_key}:{langfuse.secret_key}".encode()).decode()
+    return {
+        "LANGFUSE_BASE_URL": langfuse.base_url,
+        "LANGFUSE_BASIC_AUTH": token,
+        "OTELCOL_STORAGE_DIR": str(storage),
+    }
+
+
+def test_committed_gemini_cost_yaml_is_up_to_date() -> None:
+    committed = (CONFIG_DIR / "gemini-cost.yaml").read_text(encoding="utf-8")
+    assert committed == cost_statements().to_yaml(), (
+        "collector-config/gemini-cost.yaml is stale: run "
+        "`otel-gemini collector-config ottl -o collector-config/gemini-cost.yaml`"
+    )
+
+
+def test_ottl_costs_equal_price_table(
+    collector_binary: Path, langfuse: FakeLangfuse, tmp_path: Path
+) -> None:
+    expected = _expected()
+    collector = Collector(
+        collector_binary, ["direct.yaml", "gemini-cost.yaml"], _direct_env(langfuse, tmp_path)
+    )
+    try:
+        provider = TracerProvider()
+        provider.add_span_processor(
+            SimpleSpanProcessor(OTLPSpanExporter(endpoint=collector.otlp_http_traces))
+        )
+        ids = _make_spans(provider)
+        received = {span.span_id: span for span in langfuse.wait_for_spans(len(CASES), 30)}
+    finally:
+        collector.stop()
+
+    assert len(received) == len(CASES)
+    for (name, _, _, cost), span_id in zip(CASES, ids, strict=True):
+        got = {key: received[span_id].attributes.get(key) for key in COST_KEYS}
+        assert got == expected[name], name
+        if cost is not None:
+            assert got[attrs.GEN_AI_USAGE_COST] == cost, name
+    statuses = [expected[name][attrs.COST_STATUS] for name, *_ in CASES]
+    # The table covers every outcome.
+    assert {"priced", "unknown_model", "no_usage", None} <= set(statuses)
+
+
+def test_direct_collector_restart_with_persistent_queue_loses_nothing(
+    collector_binary: Path, langfuse: FakeLangfuse, tmp_path: Path
+) -> None:
+    """Langfuse is down; the Collector accepts spans into its file_storage queue and is
+    killed (SIGKILL) mid-stream; a new Collector on the same storage sends all of them."""
+    env = _direct_env(langfuse, tmp_path / "queue")
+    langfuse.refuse_connections()
+    first = Collector(collector_binary, ["direct.yaml", "gemini-cost.yaml"], env)
+    provider = TracerProvider()
+    provider.add_span_processor(
+        SimpleSpanProcessor(OTLPSpanExporter(endpoint=first.otlp_http_traces))
+    )
+    tracer = provider.get_tracer("restart")
+    sent = set()
+    for index in range(40):
+        span = tracer.start_span(
+            f"generation {index}",
+            attributes={
+                **FLASH,
+                "gen_ai.usage.input_tokens": 1000,
+                "gen_ai.usage.output_tokens": 200,
+            },
+        )
+        span.end()
+        sent.add(format_span_id(span.get_span_context().span_id))
+    # SimpleSpanProcessor exported each span synchronously: the Collector acknowledged all 40.
+    first.kill()
+
+    second = Collector(collector_binary, ["direct.yaml", "gemini-cost.yaml"], env)
+    try:
+        langfuse.up()
+        langfuse.wait_for_spans(40, timeout=60)
+        received = {span.span_id for span in langfuse.spans}
+        assert received == sent
+        assert {span.attributes.get(attrs.GEN_AI_USAGE_COST) for span in langfuse.spans} == {0.0008}
+    finally:
+        second.stop()
