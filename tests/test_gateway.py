@@ -1,0 +1,368 @@
+"""The OTLP gateway in-process: real HTTP and gRPC over loopback, the real exporter and spool,
+the fake Langfuse."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+from google.rpc import error_details_pb2, status_pb2
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
+
+from otel_gemini import _attributes as attrs
+from otel_gemini.export import LangfuseExporter
+from otel_gemini.gateway import Gateway, GatewaySettings
+from otel_gemini.testing import FakeLangfuse
+
+pytestmark = pytest.mark.timeout(60)
+
+PROTOBUF = {"content-type": "application/x-protobuf"}
+FLASH = {
+    attrs.GEN_AI_OPERATION_NAME: "generate_content",
+    attrs.GEN_AI_REQUEST_MODEL: "gemini-2.5-flash",
+    attrs.GEN_AI_USAGE_INPUT_TOKENS: 1000,
+    attrs.GEN_AI_USAGE_OUTPUT_TOKENS: 200,
+}
+
+
+def _spans(count: int, attributes: dict[str, Any] | None = None) -> list[ReadableSpan]:
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("gateway-test", "1.2.3")
+    for index in range(count):
+        with tracer.start_as_current_span(
+            f"generate_content {index}", kind=SpanKind.CLIENT, attributes=attributes or FLASH
+        ) as span:
+            span.add_event("first chunk", {"index": index})
+    return list(memory.get_finished_spans())
+
+
+def _request(spans: list[ReadableSpan]) -> ExportTraceServiceRequest:
+    request: ExportTraceServiceRequest = encode_spans(spans)
+    return request
+
+
+@pytest.fixture
+def langfuse() -> Iterator[FakeLangfuse]:
+    with FakeLangfuse() as fake:
+        yield fake
+
+
+def _gateway(langfuse: FakeLangfuse, spool: Path, **settings: Any) -> Gateway:
+    exporter = LangfuseExporter(
+        spool_dir=spool,
+        spool_max_bytes=settings.pop("spool_max_bytes", None),
+        **langfuse.exporter_settings(),
+    )
+    return Gateway(exporter, settings=GatewaySettings(grpc_port=0, http_port=0, **settings))
+
+
+@pytest.fixture
+def gateway(langfuse: FakeLangfuse, tmp_path: Path) -> Iterator[Gateway]:
+    with _gateway(langfuse, tmp_path).start() as running:
+        yield running
+
+
+def _post(gateway: Gateway, body: bytes, headers: dict[str, str]) -> httpx.Response:
+    return httpx.post(f"{gateway.http_endpoint}/v1/traces", content=body, headers=headers)
+
+
+def _health(gateway: Gateway) -> dict[str, Any]:
+    document: dict[str, Any] = httpx.get(f"{gateway.http_endpoint}/api/observability/health").json()
+    return document
+
+
+# --- OTLP/HTTP ---------------------------------------------------------------------------------
+
+
+def test_http_protobuf_spans_arrive_priced_with_everything_kept(
+    gateway: Gateway, langfuse: FakeLangfuse
+) -> None:
+    spans = _spans(3)
+    response = _post(gateway, _request(spans).SerializeToString(), PROTOBUF)
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/x-protobuf"
+    ExportTraceServiceResponse().ParseFromString(response.content)
+    received = {span.span_id: span for span in langfuse.wait_for_spans(3)}
+    for span in spans:
+        got = received[format_span_id(span.context.span_id)]
+        assert got.trace_id == format_trace_id(span.context.trace_id)
+        assert got.name == span.name
+        assert got.kind == "CLIENT"
+        assert got.start_time_unix_nano == span.start_time
+        assert got.end_time_unix_nano == span.end_time
+        assert got.scope_name == "gateway-test"
+        assert got.scope_version == "1.2.3"
+        assert got.events == ("first chunk",)
+        assert got.resource["telemetry.sdk.language"] == "python"
+        assert got.attributes[attrs.GEN_AI_USAGE_COST] == 0.0008
+        assert got.attributes[attrs.LANGFUSE_COST_DETAILS] == (
+            '{"input":0.0003,"output":0.0005,"total":0.0008}'
+        )
+        assert got.attributes[attrs.COST_STATUS] == "priced"
+
+
+def test_http_json_with_gzip(gateway: Gateway, langfuse: FakeLangfuse) -> None:
+    document = {
+        "resourceSpans": [
+            {
+                "resource": {
+                    "attributes": [{"key": "service.name", "value": {"stringValue": "ts-app"}}]
+                },
+                "scopeSpans": [
+                    {
+                        "scope": {"name": "ts-sdk"},
+                        "spans": [
+                            {
+                                "traceId": "5b8efff798038103d269b633813fc60c",
+                                "spanId": "eee19b7ec3c1b174",
+                                "parentSpanId": "eee19b7ec3c1b173",
+                                "name": "generate_content gemini-2.5-pro",
+                                "kind": 3,
+                                "startTimeUnixNano": "1764000000000000000",
+                                "endTimeUnixNano": "1764000001000000000",
+                                "attributes": [
+                                    {
+                                        "key": "gen_ai.request.model",
+                                        "value": {"stringValue": "gemini-2.5-pro"},
+                                    },
+                                    {
+                                        "key": "gen_ai.usage.input_tokens",
+                                        "value": {"intValue": "1000"},
+                                    },
+                                    {
+                                        "key": "gen_ai.usage.output_tokens",
+                                        "value": {"intValue": 100},
+                                    },
+                                ],
+                                "status": {"code": 2, "message": "boom"},
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
+    body = gzip.compress(json.dumps(document).encode())
+    response = _post(
+        gateway, body, {"content-type": "application/json", "content-encoding": "gzip"}
+    )
+
+    assert response.status_code == 200
+    assert response.json() == {}
+    (span,) = langfuse.wait_for_spans(1)
+    assert span.key == ("5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174")
+    assert span.parent_span_id == "eee19b7ec3c1b173"
+    assert span.resource["service.name"] == "ts-app"
+    assert span.status_code == "ERROR"
+    assert span.status_message == "boom"
+    # 1000 x 1.25 + 100 x 10 per 1M tokens
+    assert span.attributes[attrs.GEN_AI_USAGE_COST] == 0.00225
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "message"),
+    [
+        (b"\xff\xff\xff", PROTOBUF, 400, "not an OTLP protobuf"),
+        (b"{not json", {"content-type": "application/json"}, 400, "not JSON"),
+        (
+            json.dumps(
+                {"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "xyz"}]}]}]}
+            ).encode(),
+            {"content-type": "application/json"},
+            400,
+            "is not hex",
+        ),
+        (b"abc", {"content-type": "text/plain"}, 415, "unsupported content type"),
+        (b"abc", {**PROTOBUF, "content-encoding": "br"}, 415, "unsupported content encoding"),
+        (b"not gzip", {**PROTOBUF, "content-encoding": "gzip"}, 400, "not valid gzip"),
+    ],
+)
+def test_http_malformed_payloads_get_a_message_and_are_counted(
+    gateway: Gateway, body: bytes, headers: dict[str, str], status: int, message: str
+) -> None:
+    response = _post(gateway, body, headers)
+
+    assert response.status_code == status
+    if response.headers["content-type"] == "application/x-protobuf":
+        text = status_pb2.Status.FromString(response.content).message
+    else:
+        text = response.json()["message"]
+    assert message in text
+    stats = _health(gateway)["gateway"]
+    assert stats["requests_malformed"] == 1
+    assert message in stats["last_malformed"]
+    assert stats["spans_accepted"] == 0
+
+
+def test_span_with_invalid_id_rejects_the_request(gateway: Gateway, langfuse: FakeLangfuse) -> None:
+    request = _request(_spans(2))
+    request.resource_spans[0].scope_spans[0].spans[1].span_id = b"\x00" * 8
+    response = _post(gateway, request.SerializeToString(), PROTOBUF)
+
+    assert response.status_code == 400
+    assert (
+        "invalid span_id 0000000000000000" in status_pb2.Status.FromString(response.content).message
+    )
+    assert _health(gateway)["exporter"]["accepted"] == 0
+
+
+def test_request_over_the_size_limit_is_413(langfuse: FakeLangfuse, tmp_path: Path) -> None:
+    with _gateway(langfuse, tmp_path, max_request_bytes=2048).start() as gateway:
+        big = _request(_spans(1, {**FLASH, "blob": "x" * 4096})).SerializeToString()
+        assert _post(gateway, big, PROTOBUF).status_code == 413
+        # A gzip body that inflates past the limit too.
+        bomb = gzip.compress(big)
+        response = _post(gateway, bomb, {**PROTOBUF, "content-encoding": "gzip"})
+        assert response.status_code == 413
+        assert _health(gateway)["gateway"]["requests_too_large"] == 2
+
+
+# --- OTLP/gRPC ---------------------------------------------------------------------------------
+
+
+def test_grpc_export_and_invalid_argument(gateway: Gateway, langfuse: FakeLangfuse) -> None:
+    assert gateway.grpc_endpoint is not None
+    with grpc.insecure_channel(gateway.grpc_endpoint) as channel:
+        stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+        stub.Export(_request(_spans(4)), timeout=10)
+        assert len(langfuse.wait_for_spans(4)) == 4
+
+        bad = _request(_spans(1))
+        bad.resource_spans[0].scope_spans[0].spans[0].trace_id = b"\x01"
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.Export(bad, timeout=10)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "invalid trace_id 01" in raised.value.details()
+
+
+# --- backpressure ------------------------------------------------------------------------------
+
+
+def _retry_delay(error: grpc.RpcError) -> float:
+    for key, value in error.trailing_metadata() or ():
+        if key == "grpc-status-details-bin":
+            status = status_pb2.Status.FromString(value)
+            for detail in status.details:
+                info = error_details_pb2.RetryInfo()
+                if detail.Unpack(info):
+                    return float(info.retry_delay.seconds + info.retry_delay.nanos / 1e9)
+    raise AssertionError("no RetryInfo in the status details")
+
+
+def test_full_spool_answers_429_and_resource_exhausted_then_recovers(
+    langfuse: FakeLangfuse, tmp_path: Path
+) -> None:
+    langfuse.refuse_connections()
+    gateway = _gateway(langfuse, tmp_path, spool_max_bytes=64 * 1024, retry_after=2.5)
+    with gateway.start():
+        body = _request(_spans(40)).SerializeToString()
+        accepted = 0
+        for _ in range(100):
+            response = _post(gateway, body, PROTOBUF)
+            if response.status_code != 200:
+                break
+            accepted += 40
+        assert response.status_code == 429
+        assert response.headers["retry-after"] == "3"
+        assert "spool full" in status_pb2.Status.FromString(response.content).message
+
+        assert gateway.grpc_endpoint is not None
+        with grpc.insecure_channel(gateway.grpc_endpoint) as channel:
+            stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as raised:
+                stub.Export(_request(_spans(40)), timeout=10)
+        assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert _retry_delay(raised.value) == 2.5
+
+        health = _health(gateway)
+        assert health["exporter"]["dropped"] == {}  # refused, never dropped
+        assert health["exporter"]["accepted"] == accepted
+        assert health["gateway"]["requests_busy"] == 2
+
+        langfuse.up()
+        assert len(langfuse.wait_for_spans(accepted, timeout=30)) >= accepted
+        # Room again once the spool drained.
+        assert _post(gateway, body, PROTOBUF).status_code == 200
+
+
+# --- lifecycle ---------------------------------------------------------------------------------
+
+
+def test_shutdown_finishes_and_refuses_after(langfuse: FakeLangfuse, tmp_path: Path) -> None:
+    gateway = _gateway(langfuse, tmp_path).start()
+    assert _post(gateway, _request(_spans(5)).SerializeToString(), PROTOBUF).status_code == 200
+    gateway.shutdown(timeout=10)
+
+    assert gateway.wait(0)
+    assert langfuse.span_count == 5  # sent during shutdown
+    with pytest.raises(httpx.TransportError):
+        _post(gateway, _request(_spans(1)).SerializeToString(), PROTOBUF)
+
+
+def test_cli_gateway_runs_until_sigterm(langfuse: FakeLangfuse, tmp_path: Path) -> None:
+    env = {**os.environ, **langfuse.environment(), "OTEL_GEMINI_SPOOL_DIR": str(tmp_path)}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "otel_gemini.cli",
+            "gateway",
+            "--grpc-port",
+            "0",
+            "--http-port",
+            "0",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("otel-gemini gateway listening grpc=127.0.0.1:")
+        http = line.split("http=")[1].split()[0]
+        body = _request(_spans(2)).SerializeToString()
+        response = httpx.post(f"{http}/v1/traces", content=body, headers=PROTOBUF)
+        assert response.status_code == 200
+        process.terminate()
+        out, _ = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0
+    assert "2 spans sent, 0 left in the spool" in out
+
+
+def test_cli_gateway_bad_configuration_names_the_setting(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LANGFUSE_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "otel_gemini.cli", "gateway", "--grpc-port", "0"],
+        env={**env, "OTEL_GEMINI_SPOOL_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "LANGFUSE_PUBLIC_KEY" in result.stderr
