@@ -6,7 +6,7 @@ OLDEST_VENV ?= .venv-oldest
 OLDEST_GENAI ?= 1.20.0
 BIN = $(VENV)/bin
 
-.PHONY: demo test test-oldest lint bench install clean
+.PHONY: demo test test-oldest lint bench install clean collector
 
 $(BIN)/otel-gemini: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +21,15 @@ demo: install
 	$(BIN)/otel-gemini demo
 
 ## The whole test suite (newest google-genai), then the compatibility run on the oldest.
-test: install
+test: install collector
 	$(BIN)/python -m pytest -q -n 2 tests
 	$(MAKE) test-oldest
+
+## The OpenTelemetry Collector the collector tests run (built once, then cached) and the
+## Node.js test app's packages.
+collector:
+	bash collector-config/build-collector.sh
+	cd tests/node_app && npm ci --no-audit --no-fund
 
 test-oldest:
 	$(PYTHON) -m venv $(OLDEST_VENV)
