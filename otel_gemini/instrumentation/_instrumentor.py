@@ -14,7 +14,7 @@ from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
 from otel_gemini.instrumentation._instruments import Instruments
-from otel_gemini.instrumentation._live import instrument_live
+from otel_gemini.instrumentation._live import instrument_live, uninstrument_live
 from otel_gemini.instrumentation._operations import (
     OPERATIONS,
     CallWrappers,
@@ -110,6 +110,7 @@ class GeminiInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         for owner, name in getattr(self, "_patched", []):
             unwrap(owner, name)
         self._patched = []
+        uninstrument_live()
 
     @staticmethod
     def _warn_if_untested() -> None:

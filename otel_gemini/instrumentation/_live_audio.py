@@ -79,6 +79,11 @@ def content_blobs(turns: Any) -> Iterator[Any]:
                 yield inline
 
 
+# (mime type, default rate) -> rate, 0 for audio that is not PCM: a plain dict lookup per
+# received chunk (the hot path), filled by pcm_rate().
+_RATES: dict[tuple[str, int], int] = {}
+
+
 class AudioMeter:
     """Bytes of PCM by sample rate; :attr:`seconds` is their total duration."""
 
@@ -89,6 +94,24 @@ class AudioMeter:
 
     def add(self, rate: int, size: int) -> None:
         self._bytes_by_rate[rate] = self._bytes_by_rate.get(rate, 0) + size
+
+    def add_blob(self, blob: Any, default_rate: int) -> bool:
+        """Counts a received ``types.Blob`` if it is PCM audio; whether it was."""
+        mime_type = blob.mime_type
+        data = blob.data
+        if not mime_type or not data:
+            return False
+        key = (mime_type, default_rate)
+        rate = _RATES.get(key)
+        if rate is None:
+            rate = pcm_rate(mime_type, default_rate) or 0
+            if len(_RATES) < 256:
+                _RATES[key] = rate
+        if not rate:
+            return False
+        size = len(data) if type(data) is bytes else data_length(data)
+        self._bytes_by_rate[rate] = self._bytes_by_rate.get(rate, 0) + size
+        return True
 
     def add_meter(self, other: AudioMeter) -> None:
         for rate, size in other._bytes_by_rate.items():

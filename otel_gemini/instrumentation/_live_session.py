@@ -386,7 +386,9 @@ class LiveSessionTracker:
 
 def _turn_complete(content: Any) -> bool:
     # google-genai 3.x also ends a turn on interaction_status IDLE (its receive() stops there).
-    status = getattr(content, "interaction_status", None)
+    # Read from __dict__: google-genai 1.x has no such field, and a missing attribute costs a
+    # raised AttributeError inside pydantic on every message.
+    status = getattr(content, "__dict__", {}).get("interaction_status")
     if status is not None:
         name = getattr(status, "name", str(status))
         if name != "INTERACTION_STATUS_UNSPECIFIED":

@@ -19,7 +19,7 @@ from otel_gemini import _attributes as attrs
 from otel_gemini.instrumentation import _content
 from otel_gemini.instrumentation._instruments import Instruments
 from otel_gemini.instrumentation._invocation import Invocation
-from otel_gemini.instrumentation._live_audio import OUTPUT_RATE, AudioMeter, blob_pcm
+from otel_gemini.instrumentation._live_audio import OUTPUT_RATE, AudioMeter
 from otel_gemini.instrumentation._usage import usage_attributes
 
 FINISH_STOP = "stop"
@@ -135,11 +135,8 @@ class LiveTurn:
     def add_model_part(self, part: Any) -> None:
         inline = part.inline_data
         if inline is not None:
-            pcm = blob_pcm(inline, OUTPUT_RATE)
-            if pcm is not None:
-                self.output_audio.add(*pcm)
-                if self._first_audio_at is None:
-                    self._first_audio_at = time.perf_counter()
+            if self.output_audio.add_blob(inline, OUTPUT_RATE) and self._first_audio_at is None:
+                self._first_audio_at = time.perf_counter()
             return
         text = part.text
         if text and self._output_text is not None and not part.thought:
