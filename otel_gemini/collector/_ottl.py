@@ -176,7 +176,7 @@ def _read_usage() -> list[str]:
 
 def _resolve_model(table: PriceTable) -> list[str]:
     model, found = _c("m"), _c("pm")
-    out: list[str] = []
+    out: list[str] = [_name_map(table)]
     tried: list[str] = []
     for key in MODEL_KEYS:
         source = _attr(key)
@@ -203,16 +203,23 @@ def _resolve_model(table: PriceTable) -> list[str]:
     return out
 
 
+def _name_map(table: PriceTable) -> str:
+    pairs = [
+        f"{_quote(name)}: {_quote(entry.id)}"
+        for entry in table.entries()
+        for name in entry.spec.names
+    ]
+    return f"set({_c('names')}, {{{', '.join(pairs)}}})"
+
+
 def _match(table: PriceTable, model: str, found: str) -> list[str]:
     out: list[str] = []
     pending = f"{found} == nil and {model} != nil"
     prefixes: list[tuple[str, str]] = []
+    # Exact names: one lookup in the map _name_map() put in the cache.
+    out.append(f"set({found}, {_c('names')}[{model}]) where {pending}")
     for entry in table.entries():
-        spec = entry.spec
-        if spec.names:
-            names = " or ".join(f"{model} == {_quote(name)}" for name in spec.names)
-            out.append(f"set({found}, {_quote(entry.id)}) where {pending} and ({names})")
-        prefixes.extend((prefix, entry.id) for prefix in spec.prefixes)
+        prefixes.extend((prefix, entry.id) for prefix in entry.spec.prefixes)
     # Longest prefix first, as PriceTable does (stable for equal lengths).
     for prefix, entry_id in sorted(prefixes, key=lambda item: len(item[0]), reverse=True):
         out.append(
@@ -321,7 +328,8 @@ def _rates(table: PriceTable) -> list[str]:
     out: list[str] = []
     found, tier, prompt = _c("pm"), _c("tier"), _u("input_tokens")
     start = "start_time_unix_nano"
-    ready = f"{found} != nil and {_c('empty')} == false"
+    # Cheapest test first: most statements stop at the entry id.
+    ready = f"{_c('empty')} == false"
     for entry in table.entries():
         periods = entry.periods
         for index, period in enumerate(periods):
@@ -345,7 +353,7 @@ def _rates(table: PriceTable) -> list[str]:
                         size_when.append(f"{prompt} > {thresholds[size - 1]}")
                     if size < len(thresholds):
                         size_when.append(f"{prompt} <= {thresholds[size]}")
-                    condition = " and ".join([ready, *when, *tier_when, *size_when])
+                    condition = " and ".join([when[0], ready, *when[1:], *tier_when, *size_when])
                     out.append(
                         f"set({_c('r')}, {_rate_map(rates.per_token, rates.prices)})"
                         f" where {condition}"
@@ -449,9 +457,10 @@ def _write_attributes(version: str) -> list[str]:
         f"set({units}, 0) where {priced}",
     ]
     for bucket in (*TOKEN_BUCKETS, "output_image_count", "output_video_seconds"):
-        has = f"{priced} and {_n(bucket)} != nil and {_n(bucket)} > 0"
+        # Most buckets are empty: test that first.
+        has = f"{_n(bucket)} != nil and {_n(bucket)} > 0 and {priced}"
         if bucket in ("output_image_count", "output_video_seconds"):
-            has = f"{priced} and {_f(bucket)} != nil"
+            has = f"{_f(bucket)} != nil and {priced}"
         key = _quote(f'"{bucket}":')
         out += _femto_text(_f(bucket), has)
         out.append(
