@@ -630,6 +630,40 @@ async def test_a_cancelled_tool_call_ends_its_span(
     assert tool.parent.span_id == tracing.turns()[0].context.span_id
 
 
+async def test_vertex_ai_sessions_are_traced_the_same(
+    tracing: Traced, fake_gemini_live: FakeGemini
+) -> None:
+    client = fake_gemini_live.client(vertexai=True)
+    fake_gemini_live.add_live_session(
+        LiveScript(
+            [
+                WaitFor("audio_stream_end"),
+                ModelAudio(0.5, chunks=2),
+                TurnComplete(usage=TURN_3),
+            ]
+        )
+    )
+    async with client.aio.live.connect(model=MODEL) as session:
+        # google-genai 1.x's Vertex AI client takes audio as media only.
+        await session.send_realtime_input(media=pcm(0.75))
+        await session.send_realtime_input(audio_stream_end=True)
+        async for _ in session.receive():
+            pass
+    (turn,) = tracing.turns()
+    assert attr(turn, "gen_ai.provider.name") == "gcp.vertex_ai"
+    assert attr(turn, "gen_ai.request.model") == MODEL
+    assert turn_figures(turn) == {
+        **EXPECTED_TURNS[2],
+        **{
+            "otel_gemini.usage.audio.output_seconds": 0.5,
+            "otel_gemini.live.interrupted": False,
+            "gen_ai.response.finish_reasons": ["stop"],
+        },
+    }
+    assert cost_details(turn)["total"] == Decimal("0.000603")
+    assert "LlmBidiService" in fake_gemini_live.live_sessions[0].path
+
+
 # --- abnormal endings ---------------------------------------------------------------------------
 
 

@@ -241,11 +241,12 @@ class InstrumentedConnection:
         except BaseException as error:
             tracker.connect_failed(error)
             raise
+        # Set first: whatever happens next, the session span ends at exit.
+        self._tracker = tracker
+        self._session = session
         try:
             tracker.connected(session)
             _trackers[session] = tracker
-            self._tracker = tracker
-            self._session = session
         except Exception as error:
             report_internal_error("start live session", error)
         return session

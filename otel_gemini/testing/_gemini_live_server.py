@@ -13,7 +13,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +63,8 @@ class RecordedLiveSession:
     messages: list[dict[str, Any]] = field(default_factory=list)
     """Every later client message, parsed, in arrival order."""
     scripted: bool = False
+    vertex: bool = False
+    """A Vertex AI connection (``LlmBidiService``): usage is rendered the Vertex way."""
     ended: threading.Event = field(default_factory=threading.Event, repr=False)
     """Set when the connection is over (either side closed it, or the fake dropped it)."""
 
@@ -146,7 +148,9 @@ class LiveHandler:
             path=websocket.url.path,
             query=dict(websocket.query_params),
             headers={key.lower(): value for key, value in websocket.headers.items()},
+            vertex="LlmBidiService" in websocket.url.path,
         )
+        send = _vertex_sender(websocket) if recorded.vertex else _sender(websocket)
         try:
             await websocket.accept()
             recorded.setup = await _receive_json(websocket)
@@ -156,9 +160,9 @@ class LiveHandler:
             setup_complete: dict[str, Any] = {}
             if script is not None and script.session_id is not None:
                 setup_complete["sessionId"] = script.session_id
-            await _send_json(websocket, {"setupComplete": setup_complete})
+            await send({"setupComplete": setup_complete})
             if script is None:
-                await _play_default(websocket, recorded)
+                await _play_default(websocket, recorded, send)
                 return
             for step in script.steps:
                 if isinstance(step, WaitFor):
@@ -171,7 +175,7 @@ class LiveHandler:
                     return
                 else:
                     for message in step.messages():
-                        await _send_json(websocket, message)
+                        await send(message)
             while True:  # the script is over: record until the client closes
                 recorded.messages.append(await _receive_json(websocket))
         except WebSocketDisconnect:
@@ -196,9 +200,35 @@ async def _receive_json(websocket: WebSocket) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {"_": parsed}
 
 
-async def _send_json(websocket: WebSocket, message: Mapping[str, Any]) -> None:
-    # The real service sends binary frames of JSON; google-genai accepts either.
-    await websocket.send_bytes(json.dumps(message).encode("utf-8"))
+Sender = Callable[[Mapping[str, Any]], Awaitable[None]]
+
+
+def _sender(websocket: WebSocket) -> Sender:
+    async def send(message: Mapping[str, Any]) -> None:
+        # The real service sends binary frames of JSON; google-genai accepts either.
+        await websocket.send_bytes(json.dumps(message).encode("utf-8"))
+
+    return send
+
+
+# Vertex AI's Live API names the output counts as generateContent does.
+_VERTEX_USAGE_NAMES = {
+    "responseTokenCount": "candidatesTokenCount",
+    "responseTokensDetails": "candidatesTokensDetails",
+}
+
+
+def _vertex_sender(websocket: WebSocket) -> Sender:
+    send = _sender(websocket)
+
+    async def send_vertex(message: Mapping[str, Any]) -> None:
+        usage = message.get("usageMetadata")
+        if isinstance(usage, Mapping):
+            renamed = {_VERTEX_USAGE_NAMES.get(key, key): value for key, value in usage.items()}
+            message = {**message, "usageMetadata": renamed}
+        await send(message)
+
+    return send_vertex
 
 
 async def _wait_for(websocket: WebSocket, recorded: RecordedLiveSession, step: WaitFor) -> None:
@@ -210,7 +240,7 @@ async def _wait_for(websocket: WebSocket, recorded: RecordedLiveSession, step: W
             seen += 1
 
 
-async def _play_default(websocket: WebSocket, recorded: RecordedLiveSession) -> None:
+async def _play_default(websocket: WebSocket, recorded: RecordedLiveSession, send: Sender) -> None:
     """Unscripted: answer each end of a client turn with a little audio and usage."""
     ends = {"turn_complete", "audio_stream_end", "activity_end"}
     reply = (
@@ -223,7 +253,7 @@ async def _play_default(websocket: WebSocket, recorded: RecordedLiveSession) -> 
         if ends & client_events(message):
             for step in reply:
                 for server_message in step.messages():
-                    await _send_json(websocket, server_message)
+                    await send(server_message)
 
 
 def _abort(websocket: WebSocket) -> None:
