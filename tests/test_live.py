@@ -542,6 +542,8 @@ async def test_a_text_session_with_content_capture_records_size_limited_transcri
         LiveScript(
             [
                 WaitFor("turn_complete"),
+                ToolCall("get_weather", {"city": "Paris"}, call_id="w1"),
+                WaitFor("tool_response"),
                 ModelText("It is "),
                 ModelText("sunny."),
                 TurnComplete(usage=ScriptedUsage(prompt=12, candidates=3)),
@@ -561,13 +563,21 @@ async def test_a_text_session_with_content_capture_records_size_limited_transcri
             await session.send_client_content(
                 turns=types.Content(role="user", parts=[types.Part(text="Weather?")])
             )
-            async for _ in session.receive():
-                pass
+            async for message in session.receive():
+                if message.tool_call:
+                    await session.send_tool_response(
+                        function_responses={
+                            "id": "w1",
+                            "name": "get_weather",
+                            "response": {"sky": "clear"},
+                        }
+                    )
             await speak(session, 0.25)
             async for _ in session.receive():
                 pass
         first, second = spans.turns()
         session_span = spans.session()
+        (tool,) = spans.tools()
 
     assert json.loads(attr(first, "gen_ai.input.messages")) == [
         {"role": "user", "parts": [{"type": "text", "content": "Weather?"}]}
@@ -575,10 +585,20 @@ async def test_a_text_session_with_content_capture_records_size_limited_transcri
     assert json.loads(attr(first, "gen_ai.output.messages")) == [
         {
             "role": "assistant",
-            "parts": [{"type": "text", "content": "It is sunny."}],
+            "parts": [
+                {"type": "text", "content": "It is sunny."},
+                {
+                    "type": "tool_call",
+                    "id": "w1",
+                    "name": "get_weather",
+                    "arguments": {"city": "Paris"},
+                },
+            ],
             "finish_reason": "stop",
         }
     ]
+    assert json.loads(attr(tool, "gen_ai.tool.call.arguments")) == {"city": "Paris"}
+    assert json.loads(attr(tool, "gen_ai.tool.call.result")) == {"sky": "clear"}
     assert [attr(first, key) for key in ("otel_gemini.usage.audio.input_seconds",)] == [0.0]
     assert json.loads(attr(second, "gen_ai.input.messages")) == [
         {"role": "user", "parts": [{"type": "text", "content": "and tomorrow?"}]}
