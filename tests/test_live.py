@@ -29,6 +29,7 @@ from otel_gemini.testing import (
     FakeLangfuse,
     InputTranscription,
     Interrupted,
+    LiveRawMessage,
     LiveScript,
     LiveUsage,
     ModelAudio,
@@ -682,6 +683,81 @@ async def test_vertex_ai_sessions_are_traced_the_same(
     }
     assert cost_details(turn)["total"] == Decimal("0.000603")
     assert "LlmBidiService" in fake_gemini_live.live_sessions[0].path
+
+
+async def test_concurrent_send_and_receive_tasks_and_odd_messages_are_handled(
+    tracing: Traced, fake_gemini_live: FakeGemini, gemini_live_client: genai.Client
+) -> None:
+    from otel_gemini.instrumentation._internal_errors import internal_error_counts
+
+    before = internal_error_counts()
+    odd = {
+        "serverContent": {
+            "modelTurn": {
+                "parts": [
+                    {"inlineData": {"data": "AAAA"}},  # no mime type: not measured
+                    {"inlineData": {"mimeType": "audio/mp3", "data": "AAAA"}},  # not PCM
+                    {"text": "thinking...", "thought": True},
+                ]
+            }
+        },
+        "usageMetadata": {
+            "promptTokenCount": 7,
+            "responseTokensDetails": [{"modality": "MODALITY_UNSPECIFIED", "tokenCount": 2}],
+        },
+    }
+    fake_gemini_live.add_live_session(
+        LiveScript(
+            [
+                WaitFor("audio", count=10),
+                LiveRawMessage(odd),
+                WaitFor("audio_stream_end"),
+                ModelAudio(0.5, chunks=5),
+                TurnComplete(usage=ScriptedUsage(prompt=30, candidates=12)),
+            ]
+        )
+    )
+    async with gemini_live_client.aio.live.connect(model=MODEL) as session:
+
+        async def microphone() -> None:
+            for _ in range(10):
+                await session.send_realtime_input(
+                    audio={"data": b"\x00\x01" * 1600, "mime_type": "audio/pcm"}  # 0.1 s
+                )
+            await session.send_realtime_input(audio_stream_end=True)
+
+        sender = asyncio.create_task(microphone())
+        received = [message async for message in session.receive()]
+        await sender
+    assert len(received) == 7
+    (turn,) = tracing.turns()
+    assert attr(turn, "otel_gemini.usage.audio.input_seconds") == pytest.approx(1.0)
+    assert attr(turn, "otel_gemini.usage.audio.output_seconds") == 0.5
+    assert attr(turn, "gen_ai.usage.input_tokens") == 30
+    assert internal_error_counts() == before
+
+
+async def test_the_deprecated_send_is_measured_too(
+    tracing: Traced, fake_gemini_live: FakeGemini, gemini_live_client: genai.Client
+) -> None:
+    fake_gemini_live.add_live_session(
+        LiveScript(
+            [
+                WaitFor("turn_complete"),
+                ModelAudio(0.25),
+                TurnComplete(usage=ScriptedUsage(prompt=4, candidates=1)),
+            ]
+        )
+    )
+    async with gemini_live_client.aio.live.connect(model=MODEL) as session:
+        with pytest.warns(DeprecationWarning):
+            await session.send(input=pcm(0.5))
+            await session.send(input="What did I say?", end_of_turn=True)
+        async for _ in session.receive():
+            pass
+    (turn,) = tracing.turns()
+    assert attr(turn, "otel_gemini.usage.audio.input_seconds") == 0.5
+    assert attr(turn, "gen_ai.usage.input_tokens") == 4
 
 
 # --- abnormal endings ---------------------------------------------------------------------------
