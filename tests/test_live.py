@@ -41,6 +41,7 @@ from otel_gemini.testing import (
     TurnComplete,
     WaitFor,
 )
+from tests.conftest import Recorded
 
 pytestmark = pytest.mark.genai
 
@@ -488,6 +489,28 @@ async def test_the_session_reaches_langfuse_as_one_trace_whose_generations_add_u
     for span in spans:
         assert span.attributes["user.id"] == "caller-7"
         assert span.attributes["session.id"] == "call-2024"
+
+
+async def test_turns_record_the_genai_client_metrics(
+    instrumented: Recorded, fake_gemini_live: FakeGemini, gemini_live_client: genai.Client
+) -> None:
+    fake_gemini_live.add_live_session(voice_session_script())
+    await run_voice_session(gemini_live_client)
+
+    tokens = instrumented.metric_points("gen_ai.client.token.usage")
+    by_type = {
+        point.attributes["gen_ai.token.type"]: point  # type: ignore[attr-defined]
+        for point in tokens
+        if point.attributes["gen_ai.operation.name"] == "generate_content"  # type: ignore[attr-defined]
+    }
+    assert (by_type["input"].count, by_type["input"].sum) == (3, 775)  # type: ignore[attr-defined]
+    assert (by_type["output"].count, by_type["output"].sum) == (3, 144)  # type: ignore[attr-defined]
+    durations = instrumented.metric_points("gen_ai.client.operation.duration")
+    operations = sorted(
+        (point.attributes["gen_ai.operation.name"], point.count)  # type: ignore[attr-defined]
+        for point in durations
+    )
+    assert operations == [("execute_tool", 1), ("generate_content", 3), ("live_session", 1)]
 
 
 # --- which turn a message belongs to ------------------------------------------------------------

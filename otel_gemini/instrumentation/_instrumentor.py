@@ -47,7 +47,9 @@ class GeminiInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     Every billed HTTP request (``generateContent``, each hop of automatic function calling
     and of automatic continuation, streams, embeddings, images, videos) becomes a CLIENT
-    span with GenAI semantic-convention attributes, plus the GenAI client metrics::
+    span with GenAI semantic-convention attributes, plus the GenAI client metrics. A Live API
+    session (``client.aio.live.connect``) becomes a session span with a generation span per
+    model turn (see ``docs/live.md``)::
 
         GeminiInstrumentor().instrument(tracer_provider=provider, capture_content=False)
 
