@@ -133,7 +133,9 @@ def cost_statements(table: PriceTable | None = None) -> CostStatements:
     usage_keys = sorted({key for keys in USAGE_SOURCES.values() for key in keys})
     has_usage = " or ".join(f"{_attr(key)} != nil" for key in usage_keys)
     kind = _attr(attrs.LANGFUSE_OBSERVATION_TYPE)
-    billed = " or ".join([f"{kind} == nil", *(f"{kind} == {_quote(t)}" for t in BILLED_TYPES)])
+    billed = " or ".join(
+        [f"{kind} == nil", *(f"{kind} == {_quote(t)}" for t in sorted(BILLED_TYPES))]
+    )
     return CostStatements((f"({has_usage}) and ({billed})",), tuple(out), table.version)
 
 
