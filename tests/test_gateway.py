@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
 
 from otel_gemini import _attributes as attrs
-from otel_gemini.export import LangfuseExporter
+from otel_gemini.export import LangfuseExporter, RetryPolicy
 from otel_gemini.gateway import Gateway, GatewaySettings
 from otel_gemini.testing import FakeLangfuse
 
@@ -71,6 +71,7 @@ def _gateway(langfuse: FakeLangfuse, spool: Path, **settings: Any) -> Gateway:
     exporter = LangfuseExporter(
         spool_dir=spool,
         spool_max_bytes=settings.pop("spool_max_bytes", None),
+        retry=RetryPolicy(initial_backoff=0.05, max_backoff=0.5),
         **langfuse.exporter_settings(),
     )
     return Gateway(exporter, settings=GatewaySettings(grpc_port=0, http_port=0, **settings))
