@@ -14,7 +14,7 @@ from typing import Protocol
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation, get_meter_provider
 
 from otel_gemini._version import __version__
-from otel_gemini.export._accounting import ExportStats
+from otel_gemini.export._accounting import DROP_REASONS, ExportStats
 
 SENT_SPANS = "otelcol_exporter_sent_spans"
 SEND_FAILED_SPANS = "otelcol_exporter_send_failed_spans"
@@ -62,7 +62,13 @@ def register_self_metrics(owner: _HasStats, meter_provider: MeterProvider | None
     )
     meter.create_observable_counter(
         ENQUEUE_FAILED_SPANS,
-        [observe(lambda s: [(count, {"reason": reason}) for reason, count in s.dropped.items()])],
+        [
+            observe(
+                lambda s: [
+                    (s.dropped.get(reason, 0), {"reason": reason}) for reason in DROP_REASONS
+                ]
+            )
+        ],
         unit="{span}",
         description="Spans dropped before delivery, by reason.",
     )
