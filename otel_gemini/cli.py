@@ -20,6 +20,7 @@ _COMMANDS: dict[str, str] = {
     "collector-config": "otel_gemini.collector._command",
     "demo": "otel_gemini._demo",
     "gateway": "otel_gemini.gateway._command",
+    "health": "otel_gemini.health._command",
     "prices": "otel_gemini.pricing._command",
 }
 
