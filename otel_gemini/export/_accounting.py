@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
 # Why a span was dropped (the ``reason`` attribute of otelcol_exporter_enqueue_failed_spans).
 DROP_QUEUE_FULL: Final = "queue_full"
@@ -38,6 +38,10 @@ DROP_REASONS: Final = (
     DROP_SPOOL_ERROR,
     DROP_SHUTDOWN,
 )
+
+# Drops that mean spans are being lost now (health turns unhealthy); damage found in an
+# earlier run's spool and spans offered after shutdown are reported but are not "now".
+LIVE_LOSS_REASONS: Final = (DROP_QUEUE_FULL, DROP_SPOOL_FULL, DROP_ENCODE_ERROR, DROP_SPOOL_ERROR)
 
 # Why sending is paused (waiting for an operator rather than for Langfuse to recover).
 PAUSE_AUTH: Final = "auth"
@@ -74,6 +78,7 @@ class ExportStats:
     last_error: str | None = None
     last_dead_letter_at: float | None = None
     last_drop_at: float | None = None
+    """When a span was last lost to a full queue or spool or a write error."""
     paused: str | None = None
     """``"auth"`` (401/403) or ``"rejected"`` (404/405...): sending waits for the operator."""
     in_flight_since: float | None = None
@@ -94,6 +99,26 @@ class ExportStats:
     def balanced(self) -> bool:
         """Whether the accounting invariant holds (it always should)."""
         return self.accepted == (self.sent + self.dropped_total + self.dead_lettered + self.queued)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ExportStats:
+        """Inverse of :meth:`to_dict` (reads a status file; unknown keys ignored)."""
+        queue = data.get("queue") or {}
+        simple = {
+            name: data[name]
+            for name in cls.__dataclass_fields__
+            if name in data and name not in ("dropped",)
+        }
+        return cls(
+            **simple,
+            dropped=MappingProxyType(dict(data.get("dropped") or {})),
+            queued_memory_spans=queue.get("memory_spans", 0),
+            queued_memory_bytes=queue.get("memory_bytes", 0),
+            memory_capacity_bytes=queue.get("memory_capacity_bytes", 0),
+            queued_disk_spans=queue.get("disk_spans", 0),
+            queued_disk_bytes=queue.get("disk_bytes", 0),
+            spool_capacity_bytes=queue.get("disk_capacity_bytes", 0),
+        )
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form (health endpoint, status file)."""
@@ -173,7 +198,8 @@ class Accounting:
     def _drop_locked(self, reason: str, count: int) -> None:
         if count:
             self._dropped[reason] = self._dropped.get(reason, 0) + count
-            self._last_drop_at = time.time()
+            if reason in LIVE_LOSS_REASONS:
+                self._last_drop_at = time.time()
 
     # --- spool writer ---
 

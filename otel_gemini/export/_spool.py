@@ -598,3 +598,55 @@ class Spool:
                     os.close(fd)
         self._active_fd = self._head_fd = self._cursor_fd = None
         self._opened = False
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """What a slot directory holds, read without changing anything (for the health CLI)."""
+
+    spans: int
+    bytes: int
+    segments: int
+    dead_letter_files: int
+    quarantined_files: int
+    status: dict[str, object] | None
+    """The owner's last ``status.json``, if readable."""
+
+
+def read_backlog(directory: Path) -> Backlog:
+    """Counts unsent spans in a slot directory (read-only; damaged records are skipped)."""
+    cursor_fields = _read_struct(directory / CURSOR_FILE, _CURSOR, _CURSOR_MAGIC)
+    cursor = Cursor(*cursor_fields) if cursor_fields else None
+    spans = size = segments = 0
+    for entry in sorted(directory.glob("seg-*.spool")):
+        match = SEGMENT_PATTERN.match(entry.name)
+        if match is None:
+            continue
+        seq = int(match.group(1))
+        if cursor is not None and seq < cursor.segment:
+            continue
+        start = cursor.offset if cursor is not None and seq == cursor.segment else 0
+        try:
+            data = entry.read_bytes()
+        except OSError:
+            continue
+        segments += 1
+        size += max(0, len(data) - start)
+        spans += sum(
+            1
+            for frame in parse_frames(data).frames
+            if frame.kind == KIND_SPAN and frame.offset >= start
+        )
+    status: dict[str, object] | None = None
+    try:
+        loaded = json.loads((directory / STATUS_FILE).read_text())
+        status = loaded if isinstance(loaded, dict) else None
+    except (OSError, ValueError):
+        pass
+
+    def count(name: str) -> int:
+        with contextlib.suppress(OSError):
+            return sum(1 for path in (directory / name).iterdir() if path.is_file())
+        return 0
+
+    return Backlog(spans, size, segments, count(DEAD_LETTER_DIR), count(QUARANTINE_DIR), status)

@@ -1,0 +1,32 @@
+"""The HTTP health endpoint: ``GET /api/observability/health`` as a Starlette route or app."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from otel_gemini.health._reporter import HealthReporter
+
+HEALTH_ENDPOINT = "/api/observability/health"
+
+
+def health_route(reporter: HealthReporter, path: str = HEALTH_ENDPOINT) -> Route:
+    """A route serving ``reporter``'s JSON report: HTTP 200 healthy or degraded, 503
+    unhealthy. Add it to an existing Starlette/FastAPI app's routes."""
+
+    async def health(request: Request) -> JSONResponse:
+        report = reporter.report()  # in-memory only: fine on the event loop
+        return JSONResponse(
+            report.to_dict(),
+            status_code=report.http_status,
+            headers={"Cache-Control": "no-store"},
+        )
+
+    return Route(path, health, methods=["GET"], name="otel_gemini_health")
+
+
+def health_app(reporter: HealthReporter) -> Starlette:
+    """An ASGI app serving only the health endpoint (mount it, or serve it with uvicorn)."""
+    return Starlette(routes=[health_route(reporter)])

@@ -1,0 +1,178 @@
+"""``otel-gemini health``: the export pipeline's health, from a running server or a spool.
+
+Exit status: 0 healthy, 1 degraded, 2 unhealthy, 3 unknown (nothing to ask).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HELP = "Show the export pipeline's health (from a running server's URL or the spool directory)."
+
+_UNKNOWN = 3
+_STALE_STATUS_SECONDS = 300.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--url",
+        help="a running server (e.g. http://localhost:8000); "
+        "/api/observability/health is added when the URL has no path",
+    )
+    parser.add_argument(
+        "--spool-dir",
+        help="the spool root to inspect (default: OTEL_GEMINI_SPOOL_DIR or its default)",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--timeout", type=float, default=5.0, help="HTTP timeout in seconds")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.url:
+        return _from_server(args.url, args.timeout, args.json)
+    return _from_spool(args.spool_dir, args.json)
+
+
+def _from_server(url: str, timeout: float, as_json: bool) -> int:
+    import httpx
+
+    from otel_gemini.health._app import HEALTH_ENDPOINT
+
+    if httpx.URL(url).path in ("", "/"):
+        url = url.rstrip("/") + HEALTH_ENDPOINT
+    try:
+        response = httpx.get(url, timeout=timeout)
+        report = response.json()
+    except (httpx.HTTPError, ValueError) as error:
+        print(f"otel-gemini health: cannot read {url}: {error}", file=sys.stderr)
+        return _UNKNOWN
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_report(report)
+    return _exit_code(str(report.get("status")))
+
+
+def _exit_code(status: str) -> int:
+    return {"healthy": 0, "degraded": 1, "unhealthy": 2}.get(status, _UNKNOWN)
+
+
+def _print_report(report: dict[str, Any], indent: str = "") -> None:
+    print(f"{indent}status: {report.get('status')}")
+    for reason in report.get("reasons") or []:
+        print(f"{indent}  - {reason}")
+    queue = report.get("queue") or {}
+    counts = report.get("counts") or {}
+    capacity = queue.get("capacity_bytes") or 0
+    print(
+        f"{indent}queue: {queue.get('spans', 0)} spans, {_size(queue.get('bytes', 0))}"
+        + (f" of {_size(capacity)}" if capacity else "")
+    )
+    print(
+        f"{indent}sent {counts.get('sent', 0)}, failed attempts {counts.get('send_failed', 0)}, "
+        f"dropped {counts.get('dropped', 0)}, dead-lettered {counts.get('dead_lettered', 0)}"
+    )
+    print(f"{indent}last success: {report.get('last_success') or 'never'}")
+    last_error = report.get("last_error") or {}
+    if last_error.get("message"):
+        print(f"{indent}last error: {last_error.get('time')} {last_error.get('message')}")
+    print(f"{indent}consecutive failures: {report.get('consecutive_failures', 0)}")
+    langfuse = report.get("langfuse") or {}
+    if langfuse.get("checked_at"):
+        print(
+            f"{indent}langfuse: {langfuse.get('base_url')} reachable={langfuse.get('reachable')} "
+            f"credentials={langfuse.get('credentials')}"
+        )
+
+
+def _size(count: object) -> str:
+    value = float(count) if isinstance(count, (int, float)) else 0.0
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+def _from_spool(spool_dir: str | None, as_json: bool) -> int:
+    from otel_gemini.export import ExportStats
+    from otel_gemini.export._settings import ENV_SPOOL_DIR, default_spool_dir
+    from otel_gemini.export._slots import slot_directories, slot_owner
+    from otel_gemini.export._spool import read_backlog
+    from otel_gemini.health._assess import assess
+    from otel_gemini.health._report import HealthReport, HealthStatus
+
+    root = Path(spool_dir or os.environ.get(ENV_SPOOL_DIR) or default_spool_dir(os.environ))
+    slots = slot_directories(root)
+    if not slots:
+        print(f"otel-gemini health: no spool under {root}", file=sys.stderr)
+        return _UNKNOWN
+    now = time.time()
+    worst = HealthStatus.HEALTHY
+    documents: list[dict[str, Any]] = []
+    for slot in slots:
+        owner = slot_owner(slot)
+        backlog = read_backlog(slot)
+        document: dict[str, Any] = {
+            "slot": str(slot),
+            "owner_pid": owner,
+            "on_disk": {
+                "spans": backlog.spans,
+                "bytes": backlog.bytes,
+                "segments": backlog.segments,
+                "dead_letter_files": backlog.dead_letter_files,
+                "quarantined_files": backlog.quarantined_files,
+            },
+        }
+        status_file = backlog.status
+        written_at = status_file.get("written_at") if status_file else None
+        if owner is not None and status_file and isinstance(written_at, (int, float)):
+            stats = ExportStats.from_dict(status_file)
+            status, reasons = assess(stats, None, now)
+            if now - written_at > _STALE_STATUS_SECONDS:
+                reasons.append(
+                    f"the owner's status is {now - written_at:.0f} s old (idle, or stuck)"
+                )
+            report = HealthReport(status, tuple(reasons), now, stats).to_dict()
+            report["status_file_age_seconds"] = round(now - written_at, 1)
+            document["report"] = report
+        elif owner is None and backlog.spans:
+            status = HealthStatus.DEGRADED
+            document["report"] = {
+                "status": status.value,
+                "reasons": [
+                    f"{backlog.spans} span(s) wait in {slot} with no running exporter; "
+                    "the next exporter to take this slot sends them"
+                ],
+            }
+        else:
+            status = HealthStatus.HEALTHY
+            document["report"] = {
+                "status": status.value,
+                "reasons": [] if owner is not None else ["no running exporter; nothing waiting"],
+            }
+        if _exit_code(status.value) > _exit_code(worst.value):
+            worst = status
+        documents.append(document)
+    if as_json:
+        print(json.dumps({"status": worst.value, "slots": documents}, indent=2))
+    else:
+        print(f"status: {worst.value} ({root})")
+        for document in documents:
+            owner = document["owner_pid"]
+            on_disk = document["on_disk"]
+            print(
+                f"\n{document['slot']}: "
+                + (f"owned by pid {owner}" if owner is not None else "no owner")
+                + f"; on disk {on_disk['spans']} spans in {on_disk['segments']} segment(s), "
+                f"{on_disk['dead_letter_files']} dead-letter file(s), "
+                f"{on_disk['quarantined_files']} quarantined"
+            )
+            _print_report(document["report"], indent="  ")
+    return worst.exit_code
