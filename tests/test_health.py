@@ -1,0 +1,199 @@
+"""Health: the rules, the reporter over a real exporter and fake Langfuse, the endpoint, the CLI."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from types import MappingProxyType
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from starlette.testclient import TestClient
+
+from otel_gemini.cli import main as cli_main
+from otel_gemini.export import ExportStats, LangfuseExporter, RetryPolicy
+from otel_gemini.health import (
+    HealthReporter,
+    HealthStatus,
+    LangfuseProbe,
+    ProbeResult,
+    health_app,
+)
+from otel_gemini.health._assess import assess
+from otel_gemini.testing import FakeLangfuse
+from otel_gemini.testing._uvicorn_thread import UvicornThread
+
+NOW = 1_800_000_000.0
+FLOWING = ExportStats(
+    accepted=10, sent=10, last_success_at=NOW - 1, spool_capacity_bytes=1000, attempts=3
+)
+
+
+def status_of(stats: ExportStats, probe: ProbeResult | None = None) -> HealthStatus:
+    return assess(stats, probe, NOW)[0]
+
+
+def test_rules_degraded_within_two_failures_or_30_s_and_healthy_after_one_success() -> None:
+    one_failure = replace(FLOWING, consecutive_failures=1, failing_since=NOW - 5)
+    assert status_of(FLOWING) is HealthStatus.HEALTHY
+    assert status_of(one_failure) is HealthStatus.HEALTHY
+    assert status_of(replace(one_failure, consecutive_failures=2)) is HealthStatus.DEGRADED
+    assert status_of(replace(one_failure, failing_since=NOW - 30)) is HealthStatus.DEGRADED
+    assert status_of(replace(FLOWING, in_flight_since=NOW - 31)) is HealthStatus.DEGRADED
+    _, reasons = assess(
+        replace(one_failure, consecutive_failures=3, last_error="HTTP 503"), None, NOW
+    )
+    assert reasons == ["3 consecutive failed send attempts (last: HTTP 503)"]
+
+
+def test_rules_for_lost_spans_credentials_and_the_spool() -> None:
+    auth = replace(FLOWING, paused="auth", last_error="HTTP 401 Unauthorized")
+    assert status_of(auth) is HealthStatus.UNHEALTHY
+    dropping = replace(FLOWING, dropped=MappingProxyType({"spool_full": 4}), last_drop_at=NOW - 10)
+    status, reasons = assess(dropping, None, NOW)
+    assert (status, reasons) == (
+        HealthStatus.UNHEALTHY,
+        ["spans are being dropped (spool_full 4)"],
+    )
+    assert status_of(replace(dropping, last_drop_at=NOW - 61)) is HealthStatus.HEALTHY
+    damaged_at_start = replace(FLOWING, dropped=MappingProxyType({"corrupt": 3}))
+    assert status_of(damaged_at_start) is HealthStatus.HEALTHY
+    assert status_of(replace(FLOWING, spool_error="disk full")) is HealthStatus.UNHEALTHY
+    assert status_of(replace(FLOWING, queued_disk_bytes=800)) is HealthStatus.DEGRADED
+    assert status_of(replace(FLOWING, last_dead_letter_at=NOW - 60)) is HealthStatus.DEGRADED
+    assert status_of(replace(FLOWING, shut_down=True)) is HealthStatus.UNHEALTHY
+
+
+def test_a_probe_counts_only_when_newer_than_the_last_delivery() -> None:
+    down = ProbeResult(NOW - 0.5, reachable=False, error="ConnectError")
+    assert status_of(FLOWING, down) is HealthStatus.DEGRADED
+    assert status_of(FLOWING, replace(down, checked_at=NOW - 2)) is HealthStatus.HEALTHY
+    bad_keys = ProbeResult(NOW - 0.5, reachable=True, credentials_valid=False)
+    assert status_of(FLOWING, bad_keys) is HealthStatus.UNHEALTHY
+
+
+@pytest.fixture
+def exporter(tmp_path: Path, fake_langfuse: FakeLangfuse) -> Iterator[LangfuseExporter]:
+    exporter = LangfuseExporter(
+        **fake_langfuse.exporter_settings(),
+        spool_dir=tmp_path / "spool",
+        retry=RetryPolicy(initial_backoff=0.01, max_backoff=0.05, pause_interval=60),
+        environ={},
+    )
+    yield exporter
+    exporter.shutdown(timeout_millis=500)
+
+
+def produce(exporter: LangfuseExporter, count: int) -> None:
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(exporter.span_processor())
+    for _ in range(count):
+        with provider.get_tracer("health-test").start_as_current_span("s"):
+            pass
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def test_the_reporter_follows_an_outage_and_the_recovery(
+    fake_langfuse: FakeLangfuse, exporter: LangfuseExporter
+) -> None:
+    reporter = HealthReporter(exporter)
+    report = reporter.refresh()
+    assert report.status is HealthStatus.HEALTHY
+    assert report.langfuse is not None
+    assert (report.langfuse.reachable, report.langfuse.credentials_valid) == (True, True)
+    fake_langfuse.respond_with(503)
+    produce(exporter, 5)
+    wait_until(lambda: exporter.stats().consecutive_failures >= 2)
+    report = reporter.refresh()
+    assert report.status is HealthStatus.DEGRADED
+    assert report.reasons[0].endswith("(last: HTTP 503 Service Unavailable)")
+    body = report.to_dict()
+    assert body["queue"] == {
+        "spans": 5,
+        "bytes": body["queue"]["bytes"],
+        "capacity_bytes": 128 * 1024 * 1024,
+    }  # type: ignore[index]
+    assert body["last_error"]["message"] == "HTTP 503 Service Unavailable"  # type: ignore[index]
+    fake_langfuse.up()
+    assert exporter.force_flush()
+    report = reporter.refresh()
+    assert (report.status, report.reasons) == (HealthStatus.HEALTHY, ())
+    assert report.to_dict()["counts"] == {
+        "accepted": 5,
+        "sent": 5,
+        "send_failed": report.stats.send_failed,
+        "dropped": 0,
+        "dead_lettered": 0,
+    }
+
+
+def test_the_endpoint_answers_503_when_credentials_are_refused(
+    fake_langfuse: FakeLangfuse, exporter: LangfuseExporter
+) -> None:
+    fake_langfuse.suspend_ingestion()
+    produce(exporter, 3)
+    assert not exporter.force_flush()
+    reporter = HealthReporter(exporter, probe=False)
+    with TestClient(health_app(reporter)) as client:
+        response = client.get("/api/observability/health")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unhealthy"
+    assert body["reasons"][0].startswith("Langfuse refused the credentials (HTTP 403 Forbidden)")
+    assert fake_langfuse.secret_key not in response.text
+
+
+def test_the_probe_reports_unreachable_and_rejected_keys(fake_langfuse: FakeLangfuse) -> None:
+    wrong = LangfuseProbe(fake_langfuse.base_url, fake_langfuse.public_key, "sk-lf-wrong").check()
+    assert (wrong.reachable, wrong.credentials_valid) == (True, False)
+    fake_langfuse.refuse_connections()
+    gone = LangfuseProbe(fake_langfuse.base_url, "pk-lf-a", "sk-lf-b", timeout=1).check()
+    assert gone.reachable is False and gone.error is not None and "ConnectError" in gone.error
+
+
+def test_the_cli_reads_a_running_server(
+    fake_langfuse: FakeLangfuse, exporter: LangfuseExporter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = UvicornThread(health_app(HealthReporter(exporter, probe=False)), name="health")
+    server.start()
+    try:
+        assert cli_main(["health", "--url", f"http://127.0.0.1:{server.port}"]) == 0
+        assert "status: healthy" in capsys.readouterr().out
+        fake_langfuse.suspend_ingestion()
+        produce(exporter, 2)
+        assert not exporter.force_flush()
+        assert cli_main(["health", "--url", f"http://127.0.0.1:{server.port}"]) == 2
+        assert "status: unhealthy" in capsys.readouterr().out
+    finally:
+        server.stop()
+
+
+def test_the_cli_reads_a_spool_directory(
+    fake_langfuse: FakeLangfuse, exporter: LangfuseExporter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = exporter.spool_root
+    fake_langfuse.respond_with(500)
+    produce(exporter, 4)
+    wait_until(lambda: exporter.stats().consecutive_failures >= 2)
+    status_file = root / "slot-0" / "status.json"
+
+    def failures_on_file() -> int:
+        return int(json.loads(status_file.read_text())["consecutive_failures"])
+
+    wait_until(lambda: status_file.exists() and failures_on_file() >= 2)  # written <= 1/s
+    assert cli_main(["health", "--spool-dir", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert "status: degraded" in out and "on disk 4 spans" in out
+    exporter.shutdown(timeout_millis=200)  # gone, with its backlog left behind
+    assert cli_main(["health", "--spool-dir", str(root)]) == 1
+    assert "4 span(s) wait in" in capsys.readouterr().out
+    assert cli_main(["health", "--spool-dir", str(root / "nothing-here")]) == 3
