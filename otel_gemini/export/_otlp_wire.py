@@ -148,19 +148,50 @@ def _key_value(key: str, value: Any) -> bytes:
     return _key_field(key) + b"\x12" + varint(len(encoded)) + encoded
 
 
+# Encoded KeyValue fields by tag, then (key, type, value): most attributes of GenAI spans
+# repeat exactly from span to span (operation, provider, model, server, user...). Unique
+# values (response ids) fill the cache too, so it is simply emptied when full; the
+# repeating pairs are back after one span. Floats are not cached (-0.0 == 0.0).
+_FIELD_CACHES: dict[bytes, dict[tuple[str, type, Any], bytes]] = {}
+_FIELD_CACHE_MAX = 8192
+_FIELD_CACHE_MAX_STRING = 256
+
+
+def _field(tag: bytes, key: str, value: Any) -> bytes | None:
+    try:
+        pair = _key_value(key, value)
+    except _UnencodableValue as error:
+        _logger.warning("Skipping span attribute %r: %s", key, error)
+        return None
+    return tag + varint(len(pair)) + pair
+
+
 def attributes(tag: bytes, values: Mapping[str, Any] | None) -> bytes:
     """Repeated ``KeyValue`` fields under ``tag``; a value that cannot be encoded is skipped
     (as the stock encoder does) and logged."""
     if not values:
         return b""
+    cache = _FIELD_CACHES.get(tag)
+    if cache is None:
+        cache = _FIELD_CACHES.setdefault(tag, {})
     parts: list[bytes] = []
     for key, value in values.items():
-        try:
-            pair = _key_value(key, value)
-        except _UnencodableValue as error:
-            _logger.warning("Skipping span attribute %r: %s", key, error)
-            continue
-        parts.append(tag + varint(len(pair)) + pair)
+        kind = type(value)
+        if kind is bool or kind is int or (kind is str and len(value) <= _FIELD_CACHE_MAX_STRING):
+            cache_key = (key, kind, value)
+            field = cache.get(cache_key)
+            if field is None:
+                field = _field(tag, key, value)
+                if field is None:
+                    continue
+                if len(cache) >= _FIELD_CACHE_MAX:
+                    cache.clear()
+                cache[cache_key] = field
+        else:
+            field = _field(tag, key, value)
+            if field is None:
+                continue
+        parts.append(field)
     return b"".join(parts)
 
 
@@ -225,14 +256,17 @@ def encode_span(span: ReadableSpan) -> bytes:
     parts.append(b"\x30" + _SMALL_VARINTS[_SPAN_KIND[span.kind]])
     parts.append(b"\x39" + _pack_fixed64(span.start_time or 0))
     parts.append(b"\x41" + _pack_fixed64(span.end_time or 0))
-    parts.append(attributes(b"\x4a", span.attributes))
+    inner = getattr(getattr(span, "_attributes", None), "_dict", None)
+    parts.append(attributes(b"\x4a", inner if isinstance(inner, dict) else span.attributes))
     if span.dropped_attributes:
         parts.append(b"\x50" + varint(span.dropped_attributes))
-    for event in span.events:
+    events = getattr(span, "_events", None)  # the public property copies the list
+    for event in span.events if events is None else events:
         parts.append(_event(event))
     if span.dropped_events:
         parts.append(b"\x60" + varint(span.dropped_events))
-    for link in span.links:
+    links = getattr(span, "_links", None)
+    for link in span.links if links is None else links:
         parts.append(_link(link))
     if span.dropped_links:
         parts.append(b"\x70" + varint(span.dropped_links))
@@ -322,17 +356,30 @@ def export_request(groups: Iterable[tuple[SpanOrigin, Sequence[bytes]]]) -> byte
     return b"".join(origin.resource_spans(spans) for origin, spans in groups if spans)
 
 
-def estimate_span_bytes(span: ReadableSpan) -> int:
-    """A cheap upper-ish estimate of a span's encoded size, for the app thread's hand-off.
+def _attribute_values(holder: Any) -> Any:
+    # The SDK keeps attributes in a BoundedAttributes whose Mapping methods take a lock per
+    # item; its inner dict gives the same values at C speed (public API as the fallback).
+    inner = getattr(getattr(holder, "_attributes", None), "_dict", None)
+    if isinstance(inner, dict):
+        return inner.values()
+    attributes = holder.attributes
+    return attributes.values() if attributes else ()
 
-    Only string lengths matter at scale (message content can be megabytes); everything
-    else is a constant per attribute.
+
+def estimate_span_bytes(span: ReadableSpan) -> int:
+    """A cheap estimate of a span's encoded size, for the app thread's hand-off.
+
+    Only string lengths matter at scale (message content can be megabytes); keys and other
+    values count as a constant each.
     """
-    size = 160 + len(span.name or "")
-    for key, value in (span.attributes or {}).items():
-        size += len(key) + (len(value) if type(value) is str else 24)
-    for event in span.events:
-        size += 64
-        for key, value in (event.attributes or {}).items():
-            size += len(key) + (len(value) if type(value) is str else 24)
-    return size + 64 * len(span.links)
+    values = _attribute_values(span)
+    size = 160 + len(span.name or "") + 48 * len(values)
+    size += sum([len(value) for value in values if type(value) is str])
+    # (The public events/links properties copy their lists; the estimate only reads them.)
+    events = getattr(span, "_events", None)
+    for event in span.events if events is None else events:
+        event_values = _attribute_values(event)
+        size += 64 + 48 * len(event_values)
+        size += sum([len(value) for value in event_values if type(value) is str])
+    links = getattr(span, "_links", None)
+    return size + 64 * len(span.links if links is None else links)

@@ -16,6 +16,7 @@ import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 MAGIC = b"OGSP"
 KIND_ORIGIN = 1
@@ -50,13 +51,13 @@ def split_payload(payload: bytes) -> tuple[int, bytes]:
     return _ID.unpack_from(payload)[0], payload[_ID.size :]
 
 
-@dataclass(frozen=True)
-class Frame:
+class Frame(NamedTuple):
+    # A tuple, not a dataclass: the reader makes one per span, thousands per second.
     kind: int
     seq: int
     payload: bytes
     offset: int
-    """Where the frame starts, relative to the start of the parsed buffer's file."""
+    """Where the frame starts in its file."""
     end: int
 
 
@@ -69,18 +70,22 @@ class ParseResult:
     """How many stretches of bytes failed to parse (each skipped up to the next good frame)."""
 
 
-def parse_frames(data: bytes, base: int = 0, *, at_eof: bool = True) -> ParseResult:
+def parse_frames(
+    data: bytes, base: int = 0, *, at_eof: bool = True, max_spans: int | None = None
+) -> ParseResult:
     """Parses every good frame in ``data`` (which starts at file offset ``base``).
 
     A frame that fails its checks is skipped by searching for the next magic. When
     ``at_eof`` is false, ``data`` is a window on a longer file: a frame running past the
     window stops the parse (read again from ``end``); at the end of the file it is damage.
+    With ``max_spans``, parsing stops after that many span frames.
     """
     frames: list[Frame] = []
     damaged = 0
     in_damage = False
     pos = 0
     size = len(data)
+    unpack, crc32, append = _HEADER.unpack_from, zlib.crc32, frames.append
     while pos < size:
         if pos + HEADER_SIZE > size:
             if not at_eof:
@@ -88,17 +93,21 @@ def parse_frames(data: bytes, base: int = 0, *, at_eof: bool = True) -> ParseRes
             damaged += 0 if in_damage else 1  # a torn header at the end of the file
             pos = size
             break
-        magic, kind, length, seq, crc = _HEADER.unpack_from(data, pos)
+        magic, kind, length, seq, crc = unpack(data, pos)
         if magic == MAGIC and kind in (KIND_ORIGIN, KIND_SPAN) and length <= MAX_PAYLOAD:
             start = pos + HEADER_SIZE
             if start + length > size and not at_eof:
                 break  # the rest of this frame is beyond the window
             if start + length <= size:
                 payload = data[start : start + length]
-                if zlib.crc32(payload, zlib.crc32(data[pos + 4 : pos + 20])) == crc:
-                    frames.append(Frame(kind, seq, payload, base + pos, base + start + length))
+                if crc32(payload, crc32(data[pos + 4 : pos + 20])) == crc:
+                    append(Frame(kind, seq, payload, base + pos, base + start + length))
                     pos = start + length
                     in_damage = False
+                    if kind == KIND_SPAN and max_spans is not None:
+                        max_spans -= 1
+                        if max_spans <= 0:
+                            break
                     continue
         if not in_damage:
             damaged += 1

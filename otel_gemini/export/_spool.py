@@ -35,6 +35,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from otel_gemini.export._accounting import DROP_SPOOL_ERROR, DROP_SPOOL_FULL, Accounting
 from otel_gemini.export._otlp_wire import SpanOrigin, export_request
@@ -63,6 +64,7 @@ _HEAD = struct.Struct("<4sQI")
 _HEAD_MAGIC = b"OGHD"
 _CURSOR = struct.Struct("<4sQQQI")
 _CURSOR_MAGIC = b"OGCU"
+_ORIGIN_ID = struct.Struct("<I")
 
 
 def segment_name(seq: int) -> str:
@@ -95,8 +97,7 @@ class Cursor:
     """The highest span seq resolved so far (0: none yet)."""
 
 
-@dataclass
-class SpoolSpan:
+class SpoolSpan(NamedTuple):
     seq: int
     origin: SpanOrigin
     framed: bytes
@@ -437,28 +438,30 @@ class Spool:
                 if window < whole <= segment.size - start:
                     data += file.read(whole - window)
         at_eof = start + len(data) >= segment.size
-        parsed = parse_frames(data, start, at_eof=at_eof)
+        parsed = parse_frames(data, start, at_eof=at_eof, max_spans=max_spans)
         spans: list[SpoolSpan] = []
         corrupt = 0
         expected = self._cursor.last_seq + 1
         last_seq = self._cursor.last_seq
         end = start
         complete = True
-        for frame in parsed.frames:
-            if frame.kind == KIND_SPAN:
+        origins, live, unpack_id = segment.origins, segment.live, _ORIGIN_ID.unpack_from
+        for kind, seq, payload, _, frame_end in parsed.frames:
+            if kind == KIND_SPAN:
                 if len(spans) + corrupt >= max_spans:
                     complete = False
                     break
-                if segment.live and frame.seq > expected:
-                    corrupt += frame.seq - expected  # frames lost between two good ones
-                expected = max(expected, frame.seq + 1)
-                last_seq = max(last_seq, frame.seq)
-                try:
-                    origin_id, framed = split_payload(frame.payload)
-                    spans.append(SpoolSpan(frame.seq, segment.origins[origin_id], framed))
-                except (ValueError, KeyError):
-                    corrupt += 1 if segment.live else 0
-            end = frame.end
+                if live and seq > expected:
+                    corrupt += seq - expected  # frames lost between two good ones
+                if seq >= expected:
+                    expected = seq + 1
+                    last_seq = seq
+                origin = origins.get(unpack_id(payload)[0]) if len(payload) >= 4 else None
+                if origin is None:
+                    corrupt += 1 if live else 0
+                else:
+                    spans.append(SpoolSpan(seq, origin, payload[4:]))
+            end = frame_end
         if complete:
             end = max(end, parsed.end)
         if end <= start:  # nothing parsable in the window: step over it
