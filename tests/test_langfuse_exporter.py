@@ -428,3 +428,30 @@ def test_a_forked_child_never_sends_its_parents_spans(
     fake_langfuse.wait_for_spans(110)
     received = [span.span_id for span in fake_langfuse.spans]
     assert sorted(received) == sorted(parent_ids + child_list.split(","))
+
+
+def test_behind_the_cost_processor_spans_are_priced_off_the_app_thread(
+    fake_langfuse: FakeLangfuse, make_exporter: Callable[..., LangfuseExporter]
+) -> None:
+    from otel_gemini import CostSpanProcessor
+
+    exporter = make_exporter(persist_interval=0.5)
+    provider = TracerProvider()
+    provider.add_span_processor(CostSpanProcessor(exporter.span_processor()))
+    with provider.get_tracer("t").start_as_current_span(
+        "generate_content gemini-2.5-flash",
+        attributes={
+            attrs.GEN_AI_OPERATION_NAME: attrs.OP_GENERATE_CONTENT,
+            attrs.GEN_AI_PROVIDER_NAME: attrs.PROVIDER_GEMINI,
+            attrs.GEN_AI_REQUEST_MODEL: "gemini-2.5-flash",
+            attrs.GEN_AI_USAGE_INPUT_TOKENS: 1_000_000,
+            attrs.GEN_AI_USAGE_OUTPUT_TOKENS: 0,
+        },
+    ):
+        pass
+    (handed_off,) = exporter._pipeline.handoff._spans
+    assert handed_off._attributes._pending is not None  # type: ignore[attr-defined]  # not priced yet
+    assert exporter.force_flush()
+    (received,) = fake_langfuse.spans
+    assert received.attributes[attrs.COST_STATUS] == attrs.COST_STATUS_PRICED
+    assert received.attributes[attrs.GEN_AI_USAGE_COST] == pytest.approx(0.30)

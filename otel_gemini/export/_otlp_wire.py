@@ -357,11 +357,26 @@ def export_request(groups: Iterable[tuple[SpanOrigin, Sequence[bytes]]]) -> byte
 
 
 def _attribute_values(holder: Any) -> Any:
-    # The SDK keeps attributes in a BoundedAttributes whose Mapping methods take a lock per
-    # item; its inner dict gives the same values at C speed (public API as the fallback).
-    inner = getattr(getattr(holder, "_attributes", None), "_dict", None)
-    if isinstance(inner, dict):
-        return inner.values()
+    """The attribute values of a span or event, read without side effects.
+
+    The SDK keeps attributes in a BoundedAttributes whose Mapping methods take a lock per
+    item; its inner dict gives the same values at C speed. A lazily computed wrapper (the
+    cost processor's priced copy computes its attributes on first read, which must happen
+    off the app thread) is looked through to the mapping it wraps. The public API is the
+    last resort.
+    """
+    mapping = getattr(holder, "_attributes", None)
+    for _ in range(4):
+        if isinstance(mapping, dict):
+            return mapping.values()
+        inner = getattr(mapping, "_dict", None)
+        if inner is None:
+            inner = getattr(mapping, "_attributes", None)
+        if inner is None:
+            break
+        mapping = inner
+    if isinstance(mapping, Mapping):
+        return mapping.values()  # a plain (e.g. read-only proxy) mapping: reading is harmless
     attributes = holder.attributes
     return attributes.values() if attributes else ()
 
