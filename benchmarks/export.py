@@ -10,7 +10,8 @@ parses and counts OTLP spans, so it does not compete for this process's GIL):
 1. Throughput: N pre-built GenAI spans handed to the processor's on_end as fast as
    possible, then force_flush(); time until the sink has counted all N. The batch
    processors get a queue of N so they drop nothing (with their default of 2048 they would
-   drop most of them).
+   drop most of them). Also the CPU time of this process per span (all threads), which
+   depends less on what else the machine is doing.
 2. App thread: span.end() latency (p50/p99) for spans ended at a steady 2000/s, with the
    sink healthy and with the sink answering 503 (an outage).
 
@@ -209,9 +210,11 @@ def build_spans(count: int) -> list[Any]:
     return list(exporter.get_finished_spans())
 
 
-def throughput(name: str, sink: Sink, spans: list[Any], spool_dir: str) -> float:
+def throughput(name: str, sink: Sink, spans: list[Any], spool_dir: str) -> tuple[float, float]:
+    """(spans per second, CPU µs per span in this process, all threads)."""
     processor = PIPELINES[name](sink, len(spans), spool_dir)
     before = sink.count()
+    cpu_started = time.process_time()
     started = time.perf_counter()
     for span in spans:
         processor.on_end(span)
@@ -220,8 +223,9 @@ def throughput(name: str, sink: Sink, spans: list[Any], spool_dir: str) -> float
     processor.force_flush(60_000)
     sink.wait_for(before + len(spans))
     elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
     processor.shutdown()
-    return len(spans) / elapsed
+    return len(spans) / elapsed, cpu / len(spans) * 1e6
 
 
 def end_latencies(
@@ -272,18 +276,26 @@ def main() -> None:
     try:
         spans = build_spans(args.spans)
         results: dict[str, list[float]] = {name: [] for name in PIPELINES}
+        cpu: dict[str, list[float]] = {name: [] for name in PIPELINES}
         with tempfile.TemporaryDirectory() as spool_root:
+            for name in PIPELINES:  # warm-up, not measured: imports, caches, connections
+                throughput(name, sink, spans[:2000], os.path.join(spool_root, f"{name}-w"))
             for round_number in range(args.rounds):
                 for name in PIPELINES:
                     spool_dir = os.path.join(spool_root, f"{name}-{round_number}")
-                    results[name].append(throughput(name, sink, spans, spool_dir))
+                    rate, cpu_per_span = throughput(name, sink, spans, spool_dir)
+                    results[name].append(rate)
+                    cpu[name].append(cpu_per_span)
             print(f"Throughput, {args.spans} GenAI spans end to end into a loopback sink")
             print(f"(median of {args.rounds} rounds, interleaved):")
             baseline = statistics.median(results["stock"])
+            cpu_baseline = statistics.median(cpu["stock"])
             for name, values in results.items():
                 median = statistics.median(values)
+                cpu_median = statistics.median(cpu[name])
                 print(
                     f"  {name:9s} {median:9.0f} spans/s   {median / baseline:5.2f}x stock"
+                    f"   CPU {cpu_median:5.1f} µs/span ({cpu_baseline / cpu_median:4.2f}x less)"
                     f"   (rounds: {', '.join(f'{value:.0f}' for value in values)})"
                 )
             print("\nspan.end() on the app thread, 5000 spans at 2000/s (µs):")
