@@ -455,3 +455,14 @@ def test_behind_the_cost_processor_spans_are_priced_off_the_app_thread(
     (received,) = fake_langfuse.spans
     assert received.attributes[attrs.COST_STATUS] == attrs.COST_STATUS_PRICED
     assert received.attributes[attrs.GEN_AI_USAGE_COST] == pytest.approx(0.30)
+
+
+def test_wait_persisted_returns_once_handed_off_spans_are_on_disk(
+    fake_langfuse: FakeLangfuse, make_exporter: Callable[..., LangfuseExporter]
+) -> None:
+    fake_langfuse.refuse_connections()
+    producer = Producer(make_exporter(persist_interval=0.5))
+    producer.spans(30)
+    assert producer.exporter.wait_persisted(timeout_millis=2000)
+    stats = producer.exporter.stats()
+    assert (stats.queued_memory_spans, stats.queued_disk_spans, stats.sent) == (0, 30, 0)
