@@ -1,1 +1,49 @@
-"""(Placeholder.)"""
+"""Cost and latency answers: the local ``CostStore`` and queries over it or Langfuse.
+
+``CostStore`` is a span processor keeping one SQLite row per GenAI generation;
+``LocalCostSource`` and ``LangfuseMetricsSource`` answer "what did we spend, per user, per
+day, per model?" and "how slow is it at p50 / p95 / p99?"; ``CostAnswers`` picks the source
+and falls back to the local store when Langfuse cannot answer. See docs/api.md.
+"""
+
+from otel_gemini.aggregate._local import LocalCostSource
+from otel_gemini.aggregate._query import (
+    CostQuery,
+    Filters,
+    LatencyQuery,
+    QueryError,
+    TimeWindow,
+    parse_cost_query,
+    parse_latency_query,
+)
+from otel_gemini.aggregate._reports import (
+    CostGroup,
+    CostReport,
+    LatencyGroup,
+    LatencyReport,
+    Origin,
+    Percentiles,
+)
+from otel_gemini.aggregate._schema import CostStoreError, default_cost_db
+from otel_gemini.aggregate._store import DROP_REASONS, CostStore
+
+__all__ = [
+    "DROP_REASONS",
+    "CostGroup",
+    "CostQuery",
+    "CostReport",
+    "CostStore",
+    "CostStoreError",
+    "Filters",
+    "LatencyGroup",
+    "LatencyQuery",
+    "LatencyReport",
+    "LocalCostSource",
+    "Origin",
+    "Percentiles",
+    "QueryError",
+    "TimeWindow",
+    "default_cost_db",
+    "parse_cost_query",
+    "parse_latency_query",
+]

@@ -1,0 +1,224 @@
+"""Answers from the local cost store (SQL over the ``generations`` table)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+from otel_gemini.aggregate._money import femto_decimal, joined, split_sum_sql
+from otel_gemini.aggregate._percentiles import PERCENTILES, interpolate
+from otel_gemini.aggregate._query import CostQuery, Filters, LatencyQuery, TimeWindow
+from otel_gemini.aggregate._reports import (
+    CostGroup,
+    CostReport,
+    LatencyGroup,
+    LatencyReport,
+    Origin,
+    Percentiles,
+)
+from otel_gemini.aggregate._schema import CostStoreError, open_for_reading, path_from
+
+LOCAL: Final = "local"
+_KEY_COLUMNS: Final = {
+    "user": "g.user_id",
+    "session": "g.session_id",
+    "model": "g.model",
+    "provider": "g.provider",
+    "day": "d.day",
+}
+_FILTER_COLUMNS: Final = {
+    "user": "g.user_id",
+    "session": "g.session_id",
+    "model": "g.model",
+    "provider": "g.provider",
+}
+
+
+class _Sql:
+    """The FROM/WHERE part shared by the queries of one request, and its parameters."""
+
+    def __init__(self, window: TimeWindow, group_by: Sequence[str], filters: Filters) -> None:
+        self.keys = [_KEY_COLUMNS[key] for key in group_by]
+        parameters: list[Any] = []
+        if "day" in group_by:
+            days = window.days()
+            values = ", ".join("(?, ?, ?)" for _ in days)
+            self.prefix = f"WITH d(day, lo, hi) AS (VALUES {values}) "
+            for day in days:
+                parameters.extend(day)
+            source = "d JOIN generations g ON g.start_ns >= d.lo AND g.start_ns < d.hi"
+            conditions: list[str] = []
+        else:
+            self.prefix = ""
+            source = "generations g"
+            conditions = ["g.start_ns >= ?", "g.start_ns < ?"]
+            parameters.extend((window.start_ns, window.end_ns))
+        for key, value in filters.items():
+            conditions.append(f"{_FILTER_COLUMNS[key]} = ?")
+            parameters.append(value)
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        self.source = f"{source}{where}"
+        self.parameters = parameters
+
+    def select(self, columns: str, extra_where: str = "") -> str:
+        keys = ", ".join(self.keys)
+        group = f" GROUP BY {keys} ORDER BY {keys}" if keys else ""
+        where = self.source
+        if extra_where:
+            where += (" AND " if " WHERE " in where else " WHERE ") + extra_where
+        selected = f"{keys}, {columns}" if keys else columns
+        return f"{self.prefix}SELECT {selected} FROM {where}{group}"
+
+
+class LocalCostSource:
+    """Cost and latency answers from a :class:`CostStore` database (any process's).
+
+    Each query opens its own short-lived connection, so one instance serves many threads.
+    A store that does not exist yet answers with no groups.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path: Path = path_from(path, os.environ)
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection | None]:
+        connection = open_for_reading(self.path)
+        try:
+            yield connection
+        finally:
+            if connection is not None:
+                connection.close()
+
+    def costs(self, query: CostQuery, origin: Origin | None = None) -> CostReport:
+        """Cost and tokens by ``query.group_by`` from the store."""
+        sql = _Sql(query.window, query.group_by, query.filters)
+        statement = sql.select(
+            "count(*), "
+            + ", ".join(
+                split_sum_sql(f"g.{column}")
+                for column in ("cost_femto", "input_cost_femto", "output_cost_femto")
+            )
+            + ", sum(g.input_tokens), sum(g.output_tokens), sum(g.total_tokens), "
+            "sum(g.cost_status = 'unknown_model'), sum(g.is_error)"
+        )
+        width = len(sql.keys)
+        groups: list[CostGroup] = []
+        with self._connection() as connection:
+            rows = [] if connection is None else self._run(connection, statement, sql.parameters)
+        for row in rows:
+            key = dict(zip(query.group_by, row[:width], strict=True))
+            values = row[width:]
+            requests = int(values[0])
+            cost, input_cost, output_cost = (
+                joined(values[1 + 3 * i], values[2 + 3 * i], values[3 + 3 * i]) for i in range(3)
+            )
+            groups.append(
+                CostGroup(
+                    key=key,
+                    requests=requests,
+                    cost=None if cost is None else femto_decimal(cost),
+                    input_cost=None if input_cost is None else femto_decimal(input_cost),
+                    output_cost=None if output_cost is None else femto_decimal(output_cost),
+                    input_tokens=int(values[10] or 0),
+                    output_tokens=int(values[11] or 0),
+                    total_tokens=int(values[12] or 0),
+                    unpriced_requests=int(values[13] or 0),
+                    errors=int(values[14] or 0),
+                )
+            )
+        return CostReport(query, origin or Origin(LOCAL, LOCAL), tuple(groups))
+
+    def latency(self, query: LatencyQuery, origin: Origin | None = None) -> LatencyReport:
+        """Latency and time-to-first-token percentiles and error rates by group."""
+        sql = _Sql(query.window, query.group_by, query.filters)
+        width = len(sql.keys)
+        summary = sql.select(
+            "count(*), sum(g.is_error), avg(g.latency_ms), max(g.latency_ms), "
+            "count(g.ttft_ms), avg(g.ttft_ms), max(g.ttft_ms)"
+        )
+        with self._connection() as connection:
+            if connection is None:
+                return LatencyReport(query, origin or Origin(LOCAL, LOCAL), ())
+            connection.execute("BEGIN")  # one snapshot for the three statements (WAL)
+            try:
+                rows = self._run(connection, summary, sql.parameters)
+                latency = self._ranked(connection, sql, "latency_ms")
+                ttft = self._ranked(connection, sql, "ttft_ms")
+            finally:
+                connection.execute("COMMIT")
+        groups: list[LatencyGroup] = []
+        for row in rows:
+            key_values = tuple(row[:width])
+            values = row[width:]
+            groups.append(
+                LatencyGroup(
+                    key=dict(zip(query.group_by, key_values, strict=True)),
+                    requests=int(values[0]),
+                    errors=int(values[1] or 0),
+                    latency_ms=_percentiles(latency.get(key_values), values[2], values[3]),
+                    time_to_first_token_ms=_percentiles(ttft.get(key_values), values[5], values[6]),
+                )
+            )
+        return LatencyReport(query, origin or Origin(LOCAL, LOCAL), tuple(groups))
+
+    def _ranked(
+        self, connection: sqlite3.Connection, sql: _Sql, column: str
+    ) -> dict[tuple[Any, ...], tuple[int, dict[int, float]]]:
+        """The values at the ranks the percentiles need, by group: key tuple → (count,
+        rank → value).
+
+        Only those few rows leave SQLite: the ranks are numbered by a window function and
+        filtered with the same integer arithmetic as :func:`rank_bounds`."""
+        keys = ", ".join(sql.keys)
+        partition = f"PARTITION BY {keys} " if keys else ""
+        width = len(sql.keys)
+        aliases = ", ".join(f"k{i}" for i in range(width))
+        rank_tests = " OR ".join(
+            f"r = (n - 1) * {p} / 100 OR r = (n - 1) * {p} / 100 + 1" for p in PERCENTILES
+        )
+        where = sql.source + (" AND " if " WHERE " in sql.source else " WHERE ")
+        where += f"g.{column} IS NOT NULL"
+        inner_keys = ", ".join(f"{column_sql} AS k{i}" for i, column_sql in enumerate(sql.keys))
+        statement = (
+            f"{sql.prefix}SELECT {aliases + ', ' if width else ''}n, r, v FROM ("
+            f"SELECT {inner_keys + ', ' if width else ''}g.{column} AS v, "
+            f"row_number() OVER ({partition}ORDER BY g.{column}) - 1 AS r, "
+            f"count(*) OVER ({partition.strip()}) AS n "
+            f"FROM {where}) WHERE {rank_tests}"
+        )
+        ranked: dict[tuple[Any, ...], tuple[int, dict[int, float]]] = {}
+        for row in self._run(connection, statement, sql.parameters):
+            _, values = ranked.setdefault(tuple(row[:width]), (int(row[width]), {}))
+            values[int(row[width + 1])] = float(row[width + 2])
+        return ranked
+
+    def _run(
+        self, connection: sqlite3.Connection, statement: str, parameters: Sequence[Any]
+    ) -> list[tuple[Any, ...]]:
+        try:
+            return connection.execute(statement, parameters).fetchall()
+        except sqlite3.Error as error:
+            raise CostStoreError(
+                f"cannot query the cost store {str(self.path)!r}: {error}"
+            ) from error
+
+
+def _percentiles(
+    ranked: tuple[int, dict[int, float]] | None, mean: float | None, maximum: float | None
+) -> Percentiles:
+    if ranked is None:
+        return Percentiles(0)
+    count, values_at = ranked
+    p50, p95, p99 = (interpolate(count, p, values_at) for p in PERCENTILES)
+    return Percentiles(
+        count,
+        p50,
+        p95,
+        p99,
+        None if mean is None else float(mean),
+        None if maximum is None else float(maximum),
+    )

@@ -1,0 +1,260 @@
+"""A finished span → one cost-store row, or nothing if it is not a GenAI generation.
+
+Runs on the store's writer thread, never the application's: reading a priced span's
+attributes is what makes ``CostSpanProcessor`` work out its price.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final, NamedTuple
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import StatusCode
+
+from otel_gemini import _attributes as attrs
+from otel_gemini.aggregate._money import to_femto, usd_text
+
+# Operations that bill (Langfuse makes them generations or embeddings). A span carrying one
+# is stored even without usage, so that failed requests count in error rates.
+GENERATION_OPERATIONS: Final = frozenset(
+    (
+        attrs.OP_GENERATE_CONTENT,
+        attrs.OP_EMBEDDINGS,
+        "generate_images",
+        "generate_videos",
+        "chat",
+        "completion",
+        "text_completion",
+        "generate",
+    )
+)
+# Langfuse observation types that bill; grouping types (agent, span, tool...) never do.
+_BILLED_TYPES: Final = frozenset(("generation", "embedding"))
+_MODEL_KEYS: Final = (attrs.GEN_AI_RESPONSE_MODEL, attrs.GEN_AI_REQUEST_MODEL, attrs.LLM_MODEL_NAME)
+_PROVIDER_KEYS: Final = (
+    attrs.GEN_AI_PROVIDER_NAME,
+    attrs.GEN_AI_SYSTEM,
+    attrs.LLM_PROVIDER,
+    attrs.LLM_SYSTEM,
+)
+_USER_KEYS: Final = (attrs.LANGFUSE_USER_ID, attrs.USER_ID)
+_SESSION_KEYS: Final = (attrs.LANGFUSE_SESSION_ID, attrs.SESSION_ID, attrs.GEN_AI_CONVERSATION_ID)
+
+COLUMNS: Final = (
+    "trace_id",
+    "span_id",
+    "start_ns",
+    "end_ns",
+    "user_id",
+    "session_id",
+    "model",
+    "provider",
+    "operation",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "usage_details",
+    "cost_femto",
+    "input_cost_femto",
+    "output_cost_femto",
+    "cost_details",
+    "cost_status",
+    "prices_version",
+    "latency_ms",
+    "ttft_ms",
+    "is_error",
+    "error_type",
+)
+
+
+class GenerationRow(NamedTuple):
+    """One stored generation (the columns of the ``generations`` table, in order)."""
+
+    trace_id: str
+    span_id: str
+    start_ns: int
+    end_ns: int
+    user_id: str | None
+    session_id: str | None
+    model: str | None
+    provider: str | None
+    operation: str | None
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    usage_details: str | None
+    """JSON: units by bucket, as on ``langfuse.observation.usage_details``."""
+    cost_femto: int | None
+    """Total cost in 1e-15 USD; ``None`` when unknown (never a false 0)."""
+    input_cost_femto: int | None
+    output_cost_femto: int | None
+    cost_details: str | None
+    """JSON: USD by bucket as exact decimal strings, with ``total``."""
+    cost_status: str | None
+    """``priced``, ``unknown_model``, ``no_usage``, or ``None`` (no usage reported)."""
+    prices_version: str | None
+    latency_ms: float
+    ttft_ms: float | None
+    is_error: int
+    error_type: str | None
+
+
+def _text(attributes: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
+    for key in keys:
+        value = attributes.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _count(value: Any) -> int:
+    kind = type(value)
+    if kind is int:
+        return int(value)
+    if kind is float:
+        return int(value)
+    return 0
+
+
+def is_generation(attributes: Mapping[str, Any]) -> bool:
+    """Whether a span bills: priced by the cost processor, or a billing operation that
+    reported no usage (a failed request). Grouping spans never are."""
+    observation_type = attributes.get(attrs.LANGFUSE_OBSERVATION_TYPE)
+    if observation_type is not None and observation_type not in _BILLED_TYPES:
+        return False
+    if attrs.COST_STATUS in attributes:
+        return True
+    return attributes.get(attrs.GEN_AI_OPERATION_NAME) in GENERATION_OPERATIONS
+
+
+def _details(text: Any) -> dict[str, Decimal] | None:
+    """A Langfuse details JSON object with exact decimal values (``None`` if malformed)."""
+    if not isinstance(text, str):
+        return None
+    try:
+        document = json.loads(text, parse_float=Decimal, parse_int=Decimal)
+    except (ValueError, InvalidOperation):
+        return None
+    if not isinstance(document, dict):
+        return None
+    values: dict[str, Decimal] = {}
+    for key, value in document.items():
+        if not isinstance(value, Decimal) or not value.is_finite():
+            return None
+        values[str(key)] = value
+    return values
+
+
+def _side_sum(details: Mapping[str, Decimal], side: str) -> Decimal:
+    # Langfuse's inputCost/outputCost and inputTokens/outputTokens: keys containing the word.
+    return sum((value for key, value in details.items() if side in key), Decimal(0))
+
+
+def _costs(
+    attributes: Mapping[str, Any],
+) -> tuple[int | None, int | None, int | None, str | None]:
+    details = _details(attributes.get(attrs.LANGFUSE_COST_DETAILS))
+    if details is not None and "total" in details:
+        text = json.dumps({key: usd_text(value) for key, value in details.items()})
+        return (
+            to_femto(details["total"]),
+            to_femto(_side_sum(details, "input")),
+            to_femto(_side_sum(details, "output")),
+            text,
+        )
+    cost = attributes.get(attrs.GEN_AI_USAGE_COST)
+    if isinstance(cost, (int, float)) and not isinstance(cost, bool) and math.isfinite(cost):
+        total = Decimal(repr(float(cost)))
+        return to_femto(total), None, None, json.dumps({"total": usd_text(total)})
+    return None, None, None, None
+
+
+def _tokens(attributes: Mapping[str, Any]) -> tuple[int, int, int, str | None]:
+    usage = _details(attributes.get(attrs.LANGFUSE_USAGE_DETAILS))
+    if usage is not None:
+        input_tokens = int(_side_sum(usage, "input"))
+        output_tokens = int(_side_sum(usage, "output"))
+        total = usage.get("total")
+        total_tokens = int(total) if total is not None else input_tokens + output_tokens
+        text = json.dumps({key: int(value) for key, value in usage.items()})
+        return input_tokens, output_tokens, total_tokens, text
+    input_tokens = _count(
+        attributes.get(
+            attrs.GEN_AI_USAGE_INPUT_TOKENS, attributes.get(attrs.LLM_TOKEN_COUNT_PROMPT)
+        )
+    )
+    output_tokens = _count(
+        attributes.get(
+            attrs.GEN_AI_USAGE_OUTPUT_TOKENS, attributes.get(attrs.LLM_TOKEN_COUNT_COMPLETION)
+        )
+    )
+    return input_tokens, output_tokens, input_tokens + output_tokens, None
+
+
+def _ttft_ms(attributes: Mapping[str, Any], start_ns: int) -> float | None:
+    """Time to first token: the stream's measured first chunk, else Langfuse's own
+    definition (``completion_start_time`` minus the span's start)."""
+    seconds = attributes.get(attrs.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)
+    if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds >= 0:
+        return float(seconds) * 1000.0
+    started = attributes.get(attrs.LANGFUSE_COMPLETION_START_TIME)
+    if isinstance(started, str) and started:
+        try:
+            moment = datetime.fromisoformat(started.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if moment.tzinfo is None:
+            return None
+        delta_ms = (moment.timestamp() * 1e9 - start_ns) / 1e6
+        return delta_ms if delta_ms >= 0 else None
+    return None
+
+
+def generation_row(span: ReadableSpan) -> GenerationRow | None:
+    """The row for ``span``, or ``None`` when it is not a generation (or not finished)."""
+    context = span.context
+    start_ns, end_ns = span.start_time, span.end_time
+    if context is None or start_ns is None or end_ns is None:
+        return None
+    attributes = span.attributes or {}
+    if not is_generation(attributes):
+        return None
+    cost_femto, input_cost, output_cost, cost_details = _costs(attributes)
+    status = attributes.get(attrs.COST_STATUS)
+    if cost_femto is None and status == attrs.COST_STATUS_NO_USAGE:
+        cost_femto = input_cost = output_cost = 0  # nothing billable: a true $0
+    input_tokens, output_tokens, total_tokens, usage_details = _tokens(attributes)
+    prices_version = attributes.get(attrs.PRICES_VERSION)
+    is_error = span.status.status_code is StatusCode.ERROR
+    error_type = attributes.get(attrs.ERROR_TYPE)
+    operation = attributes.get(attrs.GEN_AI_OPERATION_NAME)
+    return GenerationRow(
+        trace_id=format(context.trace_id, "032x"),
+        span_id=format(context.span_id, "016x"),
+        start_ns=start_ns,
+        end_ns=end_ns,
+        user_id=_text(attributes, _USER_KEYS),
+        session_id=_text(attributes, _SESSION_KEYS),
+        model=_text(attributes, _MODEL_KEYS),
+        provider=_text(attributes, _PROVIDER_KEYS),
+        operation=operation if isinstance(operation, str) else None,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        total_tokens=total_tokens,
+        usage_details=usage_details,
+        cost_femto=cost_femto,
+        input_cost_femto=input_cost,
+        output_cost_femto=output_cost,
+        cost_details=cost_details,
+        cost_status=status if isinstance(status, str) else None,
+        prices_version=prices_version if isinstance(prices_version, str) else None,
+        latency_ms=max(0, end_ns - start_ns) / 1e6,
+        ttft_ms=_ttft_ms(attributes, start_ns),
+        is_error=1 if is_error else 0,
+        error_type=(str(error_type) if error_type is not None else ("error" if is_error else None)),
+    )

@@ -1,0 +1,135 @@
+"""The cost store's SQLite file: where it lives, its table, and how it is opened."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Final
+
+from otel_gemini.aggregate._rows import COLUMNS
+
+ENV_COST_DB: Final = "OTEL_GEMINI_COST_DB"
+ENV_COST_RETENTION_DAYS: Final = "OTEL_GEMINI_COST_RETENTION_DAYS"
+DEFAULT_RETENTION_DAYS: Final = 90.0
+SCHEMA_VERSION: Final = 1
+BUSY_TIMEOUT_MS: Final = 5000
+
+_CREATE: Final = """
+CREATE TABLE IF NOT EXISTS generations (
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    end_ns INTEGER NOT NULL,
+    user_id TEXT,
+    session_id TEXT,
+    model TEXT,
+    provider TEXT,
+    operation TEXT,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    total_tokens INTEGER NOT NULL,
+    usage_details TEXT,
+    cost_femto INTEGER,
+    input_cost_femto INTEGER,
+    output_cost_femto INTEGER,
+    cost_details TEXT,
+    cost_status TEXT,
+    prices_version TEXT,
+    latency_ms REAL NOT NULL,
+    ttft_ms REAL,
+    is_error INTEGER NOT NULL,
+    error_type TEXT,
+    PRIMARY KEY (trace_id, span_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS generations_by_start ON generations (start_ns);
+"""
+
+UPSERT: Final = (
+    f"INSERT OR REPLACE INTO generations ({', '.join(COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in COLUMNS)})"
+)
+
+
+class CostStoreError(RuntimeError):
+    """The cost store's database cannot be opened or created (the message names the path)."""
+
+
+def default_cost_db(environ: Mapping[str, str]) -> Path:
+    """``$OTEL_GEMINI_COST_DB``, else ``$XDG_STATE_HOME/otel-gemini/costs.sqlite3``, else
+    ``~/.local/state/otel-gemini/costs.sqlite3``."""
+    configured = environ.get(ENV_COST_DB)
+    if configured:
+        return Path(configured).expanduser()
+    state_home = environ.get("XDG_STATE_HOME")
+    base = Path(state_home) if state_home else Path.home() / ".local" / "state"
+    return base / "otel-gemini" / "costs.sqlite3"
+
+
+def retention_from_env(environ: Mapping[str, str]) -> float | None:
+    """Days to keep rows: ``OTEL_GEMINI_COST_RETENTION_DAYS`` (``0``: forever), default 90."""
+    text = environ.get(ENV_COST_RETENTION_DAYS)
+    if text is None or not text.strip():
+        return DEFAULT_RETENTION_DAYS
+    try:
+        days = float(text)
+    except ValueError:
+        raise CostStoreError(
+            f"{ENV_COST_RETENTION_DAYS} must be a number of days (got {text!r})"
+        ) from None
+    if days < 0 or days != days:
+        raise CostStoreError(f"{ENV_COST_RETENTION_DAYS} must be 0 or more (got {text!r})")
+    return days or None
+
+
+def open_for_writing(path: Path) -> sqlite3.Connection:
+    """Opens (creating if needed) the store in WAL mode, for the writer thread."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(
+            str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
+        )
+    except (OSError, sqlite3.Error) as error:
+        raise CostStoreError(f"cannot open the cost store {str(path)!r}: {error}") from error
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL: a commit never waits for fsync (only checkpoints do); a power cut
+        # can lose the last commits, never corrupt the file. These are answers, not money.
+        connection.execute("PRAGMA synchronous=NORMAL")
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise CostStoreError(
+                f"the cost store {str(path)!r} was written by a newer otel-gemini "
+                f"(schema {version}, this one knows {SCHEMA_VERSION})"
+            )
+        connection.executescript(_CREATE)
+        connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        connection.commit()
+    except sqlite3.Error as error:
+        connection.close()
+        raise CostStoreError(f"cannot use the cost store {str(path)!r}: {error}") from error
+    return connection
+
+
+def open_for_reading(path: Path) -> sqlite3.Connection | None:
+    """A connection for queries (``None`` when the store was never created)."""
+    if not path.exists():
+        return None
+    try:
+        connection = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000)
+        connection.execute("PRAGMA query_only=1")
+        has_table = connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='generations'"
+        ).fetchone()
+    except sqlite3.Error as error:
+        raise CostStoreError(f"cannot read the cost store {str(path)!r}: {error}") from error
+    if has_table is None:
+        connection.close()
+        return None
+    return connection
+
+
+def path_from(value: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path:
+    """The store's path: ``value`` when given, else :func:`default_cost_db`."""
+    return Path(value).expanduser() if value is not None else default_cost_db(environ)

@@ -1,0 +1,304 @@
+"""``CostStore``: a span processor keeping one SQLite row per GenAI generation."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from otel_gemini.aggregate._rows import GenerationRow, generation_row
+from otel_gemini.aggregate._schema import (
+    UPSERT,
+    open_for_writing,
+    path_from,
+    retention_from_env,
+)
+
+_logger = logging.getLogger("otel_gemini.aggregate")
+
+DROP_QUEUE_FULL: Final = "queue_full"
+"""The in-memory queue was full: the writer could not keep up."""
+DROP_SHUTDOWN: Final = "shutdown"
+"""Handed to the store after ``shutdown()``."""
+DROP_WRITE_ERROR: Final = "write_error"
+"""SQLite refused the write (disk full, file locked for too long, I/O error)."""
+DROP_READ_ERROR: Final = "read_error"
+"""The span's attributes could not be turned into a row (a bug: logged with the error)."""
+DROP_REASONS: Final = (DROP_QUEUE_FULL, DROP_SHUTDOWN, DROP_WRITE_ERROR, DROP_READ_ERROR)
+
+DEFAULT_MAX_QUEUE: Final = 20_000
+DEFAULT_BATCH_DELAY: Final = 0.2
+_DROP_LOG_INTERVAL: Final = 60.0
+_RETENTION_INTERVAL: Final = 3600.0
+_URGENT_SPANS: Final = 1024
+_NS_PER_DAY: Final = 86_400 * 10**9
+
+
+class CostStore(SpanProcessor):
+    """Keeps one row per GenAI generation in an embedded SQLite database.
+
+    Register it downstream of :class:`~otel_gemini.CostSpanProcessor` (``configure()`` does)
+    so that rows carry the cost::
+
+        store = CostStore("costs.sqlite3")
+        provider.add_span_processor(CostSpanProcessor(store))
+
+    A row holds the trace and span ids, start time, user, session, model, provider,
+    tokens (input, output, total and by bucket), the cost (total, input, output and by
+    bucket, exact), the pricing status, latency, time to first token and the error type.
+    Spans that are not generations (agent, tool, HTTP spans…) are skipped. Writing the
+    same span twice keeps one row (the key is the trace and span id).
+
+    ``on_end`` only appends the span to a bounded in-memory queue: the background writer
+    thread reads its attributes (so a deferred price is worked out there, not on the
+    application thread) and writes batches in one transaction. The database is in WAL
+    mode, so queries from other threads and processes never block the writer. A full
+    queue drops the span, counts it by reason (:meth:`stats`) and logs (at most once a
+    minute). Rows older than ``retention_days`` are deleted hourly (``0``: keep
+    everything).
+
+    ``path`` defaults to ``OTEL_GEMINI_COST_DB`` or
+    ``~/.local/state/otel-gemini/costs.sqlite3``; ``retention_days`` (``None``) to
+    ``OTEL_GEMINI_COST_RETENTION_DAYS`` or 90. A path that cannot be opened raises
+    :class:`CostStoreError` here, naming it.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        retention_days: float | None = None,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        batch_delay: float = DEFAULT_BATCH_DELAY,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path: Path = path_from(path, os.environ)
+        if retention_days is None:
+            retention = retention_from_env(os.environ)
+        elif retention_days < 0:
+            raise ValueError(f"retention_days must be 0 or more (got {retention_days!r})")
+        else:
+            retention = float(retention_days) or None
+        if max_queue < 1:
+            raise ValueError(f"max_queue must be at least 1 (got {max_queue!r})")
+        self.retention_days: float | None = retention
+        self._max_queue = max_queue
+        self._batch_delay = batch_delay
+        self._clock = clock
+        self._connection = open_for_writing(self.path)
+
+        self._lock = threading.Lock()  # the queue and counters; never held during I/O
+        self._db_lock = threading.Lock()  # the connection (writer thread, apply_retention)
+        self._queue: list[ReadableSpan] = []
+        self._offered = 0  # spans queued since start (the flush sequence)
+        self._processed = 0  # spans the writer has finished with (written or not)
+        self._closed = False
+        self._dropped = dict.fromkeys(DROP_REASONS, 0)
+        self._written = 0
+        self._skipped = 0
+        self._deleted = 0
+        self._has_data = threading.Event()
+        self._urgent = threading.Event()
+        self._stopping = threading.Event()
+        self._progress = threading.Condition(self._lock)
+        self._logged_drops = 0
+        self._last_drop_log = 0.0
+        self._logged_errors: set[str] = set()
+        self._next_retention = 0.0
+        self._writer = threading.Thread(
+            target=self._run, name="otel-gemini-cost-store", daemon=True
+        )
+        self._writer.start()
+
+    # --- SpanProcessor (application thread) ------------------------------------------------
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        return None
+
+    def on_end(self, span: ReadableSpan) -> None:
+        context = span.context
+        if context is None or not context.trace_flags.sampled:
+            return
+        with self._lock:
+            if self._closed:
+                self._dropped[DROP_SHUTDOWN] += 1
+                return
+            queue = self._queue
+            if len(queue) >= self._max_queue:
+                self._dropped[DROP_QUEUE_FULL] += 1
+                return
+            queue.append(span)
+            self._offered += 1
+            size = len(queue)
+        if size == 1:
+            self._has_data.set()
+        elif size == _URGENT_SPANS:
+            self._urgent.set()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Writes every span handed over so far; False if ``timeout_millis`` passed first."""
+        deadline = time.monotonic() + max(0.0, timeout_millis / 1000)
+        with self._lock:
+            target = self._offered
+        self._urgent.set()
+        self._has_data.set()
+        with self._progress:
+            while self._processed < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._writer.is_alive():
+                    return self._processed >= target
+                self._progress.wait(remaining)
+        return True
+
+    def shutdown(self, timeout_millis: float = 30000) -> None:
+        """Stops taking spans, writes those queued (within ``timeout_millis``) and closes
+        the database. Idempotent."""
+        with self._lock:
+            if self._closed:
+                already = True
+            else:
+                already = False
+                self._closed = True
+        if already:
+            self._writer.join(max(0.0, timeout_millis / 1000))
+            return
+        deadline = time.monotonic() + max(0.0, timeout_millis / 1000)
+        self.force_flush(int(max(0.0, deadline - time.monotonic()) * 1000))
+        self._stopping.set()
+        self._has_data.set()
+        self._urgent.set()
+        self._writer.join(max(0.0, deadline - time.monotonic()))
+
+    # --- state --------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: ``written`` rows, ``skipped`` spans (not generations), ``queued``,
+        ``dropped`` by reason, rows ``deleted`` by retention, and the ``path``."""
+        with self._lock:
+            return {
+                "path": str(self.path),
+                "written": self._written,
+                "skipped": self._skipped,
+                "queued": len(self._queue),
+                "queue_capacity": self._max_queue,
+                "dropped": dict(self._dropped),
+                "deleted_by_retention": self._deleted,
+                "retention_days": self.retention_days,
+            }
+
+    def apply_retention(self, now: float | None = None) -> int:
+        """Deletes rows that started more than ``retention_days`` before ``now`` (Unix
+        seconds; default: the clock) and returns how many. The writer does this hourly."""
+        if self.retention_days is None:
+            return 0
+        moment = self._clock() if now is None else now
+        cutoff_ns = int(moment * 1e9) - int(self.retention_days * _NS_PER_DAY)
+        with self._db_lock, self._connection:
+            deleted = self._connection.execute(
+                "DELETE FROM generations WHERE start_ns < ?", (cutoff_ns,)
+            ).rowcount
+        with self._lock:
+            self._deleted += deleted
+        return deleted
+
+    # --- writer thread ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                self._maybe_apply_retention()
+                self._has_data.wait(timeout=_RETENTION_INTERVAL)
+                if not self._stopping.is_set():
+                    # Gather a batch: one transaction for many spans is much cheaper.
+                    self._urgent.wait(timeout=self._batch_delay)
+                with self._lock:
+                    batch, self._queue = self._queue, []
+                    self._has_data.clear()
+                    self._urgent.clear()
+                if batch:
+                    self._write(batch)
+                self._log_drops()
+                if self._stopping.is_set():
+                    with self._lock:
+                        if not self._queue:
+                            break
+        except Exception as error:  # a bug: never let the thread die silently
+            _logger.exception("otel-gemini cost store writer stopped: %r", error)
+        finally:
+            with self._db_lock, contextlib.suppress(sqlite3.Error):
+                self._connection.close()
+            with self._progress:
+                self._progress.notify_all()
+
+    def _write(self, batch: list[ReadableSpan]) -> None:
+        rows: list[GenerationRow] = []
+        skipped = read_errors = 0
+        for span in batch:
+            try:
+                row = generation_row(span)
+            except Exception as error:
+                read_errors += 1
+                self._log_once("read", "cannot read a span for the cost store", error)
+                continue
+            if row is None:
+                skipped += 1
+            else:
+                rows.append(row)
+        written = 0
+        if rows:
+            try:
+                with self._db_lock, self._connection:
+                    self._connection.executemany(UPSERT, rows)
+                written = len(rows)
+            except sqlite3.Error as error:
+                self._log_once("write", f"cannot write to the cost store {self.path}", error)
+        with self._progress:
+            self._written += written
+            self._skipped += skipped
+            self._dropped[DROP_READ_ERROR] += read_errors
+            self._dropped[DROP_WRITE_ERROR] += len(rows) - written
+            self._processed += len(batch)
+            self._progress.notify_all()
+
+    def _maybe_apply_retention(self) -> None:
+        now = time.monotonic()
+        if self.retention_days is None or now < self._next_retention:
+            return
+        self._next_retention = now + _RETENTION_INTERVAL
+        try:
+            self.apply_retention()
+        except sqlite3.Error as error:
+            self._log_once("retention", "cannot apply the cost store's retention", error)
+
+    def _log_once(self, where: str, message: str, error: BaseException) -> None:
+        if where in self._logged_errors:
+            return
+        self._logged_errors.add(where)
+        _logger.warning("otel-gemini: %s (logged once): %r", message, error, exc_info=error)
+
+    def _log_drops(self) -> None:
+        with self._lock:
+            dropped = dict(self._dropped)
+        total = sum(dropped.values())
+        now = time.monotonic()
+        if total == self._logged_drops or (
+            self._logged_drops and now - self._last_drop_log < _DROP_LOG_INTERVAL
+        ):
+            return
+        self._logged_drops = total
+        self._last_drop_log = now
+        _logger.warning(
+            "otel-gemini cost store dropped %d span(s) so far (by reason: %s); "
+            "their costs are missing from local answers (Langfuse still has them)",
+            total,
+            ", ".join(f"{reason}={count}" for reason, count in dropped.items() if count),
+        )
