@@ -18,10 +18,12 @@ from otel_gemini._version import __version__
 # name -> module implementing it
 _COMMANDS: dict[str, str] = {
     "collector-config": "otel_gemini.collector._command",
+    "costs": "otel_gemini.aggregate._command",
     "demo": "otel_gemini._demo",
     "gateway": "otel_gemini.gateway._command",
     "health": "otel_gemini.health._command",
     "prices": "otel_gemini.pricing._command",
+    "serve": "otel_gemini.server._command",
 }
 
 
