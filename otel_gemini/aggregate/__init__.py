@@ -6,6 +6,8 @@ day, per model?" and "how slow is it at p50 / p95 / p99?"; ``CostAnswers`` picks
 and falls back to the local store when Langfuse cannot answer. See docs/api.md.
 """
 
+from otel_gemini.aggregate._answers import CostAnswers, SourceUnavailable
+from otel_gemini.aggregate._langfuse import LangfuseMetricsSource, LangfuseUnavailable
 from otel_gemini.aggregate._local import LocalCostSource
 from otel_gemini.aggregate._query import (
     CostQuery,
@@ -29,12 +31,15 @@ from otel_gemini.aggregate._store import DROP_REASONS, CostStore
 
 __all__ = [
     "DROP_REASONS",
+    "CostAnswers",
     "CostGroup",
     "CostQuery",
     "CostReport",
     "CostStore",
     "CostStoreError",
     "Filters",
+    "LangfuseMetricsSource",
+    "LangfuseUnavailable",
     "LatencyGroup",
     "LatencyQuery",
     "LatencyReport",
@@ -42,6 +47,7 @@ __all__ = [
     "Origin",
     "Percentiles",
     "QueryError",
+    "SourceUnavailable",
     "TimeWindow",
     "default_cost_db",
     "parse_cost_query",

@@ -6,6 +6,7 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
@@ -113,20 +114,26 @@ class LocalCostSource:
             key = dict(zip(query.group_by, row[:width], strict=True))
             values = row[width:]
             requests = int(values[0])
+            unpriced = int(values[13] or 0)
+            # Unknown only when every generation is of a model without a price; a failed
+            # request that reported no usage costs nothing.
             cost, input_cost, output_cost = (
-                joined(values[1 + 3 * i], values[2 + 3 * i], values[3 + 3 * i]) for i in range(3)
+                _amount(
+                    values[1 + 3 * i], values[2 + 3 * i], values[3 + 3 * i], unpriced < requests
+                )
+                for i in range(3)
             )
             groups.append(
                 CostGroup(
                     key=key,
                     requests=requests,
-                    cost=None if cost is None else femto_decimal(cost),
-                    input_cost=None if input_cost is None else femto_decimal(input_cost),
-                    output_cost=None if output_cost is None else femto_decimal(output_cost),
+                    cost=cost,
+                    input_cost=input_cost,
+                    output_cost=output_cost,
                     input_tokens=int(values[10] or 0),
                     output_tokens=int(values[11] or 0),
                     total_tokens=int(values[12] or 0),
-                    unpriced_requests=int(values[13] or 0),
+                    unpriced_requests=unpriced,
                     errors=int(values[14] or 0),
                 )
             )
@@ -205,6 +212,13 @@ class LocalCostSource:
             raise CostStoreError(
                 f"cannot query the cost store {str(self.path)!r}: {error}"
             ) from error
+
+
+def _amount(high: Any, low: Any, count: Any, known: bool) -> Decimal | None:
+    femto = joined(high, low, int(count or 0))
+    if femto is None:
+        return Decimal(0) if known else None
+    return femto_decimal(femto)
 
 
 def _percentiles(

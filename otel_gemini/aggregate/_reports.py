@@ -88,7 +88,7 @@ def add_groups(groups: list[CostGroup], key: Mapping[str, str | None]) -> CostGr
 
     def money(values: list[Decimal | None]) -> Decimal | None:
         known = [value for value in values if value is not None]
-        return sum(known, Decimal(0)) if known else None
+        return sum(known, Decimal(0)) if known or not values else None
 
     def optional(values: list[int | None]) -> int | None:
         return None if any(value is None for value in values) else sum(v or 0 for v in values)

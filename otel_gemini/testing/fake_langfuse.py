@@ -18,8 +18,9 @@ Basic auth with the configured keys (wrong keys 401, organization keys or suspen
 ingestion 403), ``application/x-protobuf`` or ``application/json`` bodies (anything else
 400), ``Content-Encoding: gzip`` (other encodings 400), ``x-langfuse-ingestion-version``
 at most 4 (above: 400), and valid trace and span ids (one bad span rejects the whole
-request with 400). It serves ``GET /api/public/health`` (no auth) and
-``GET /api/public/projects`` (auth).
+request with 400). It serves ``GET /api/public/health`` (no auth),
+``GET /api/public/projects`` (auth) and the Metrics API ``GET /api/public/v2/metrics``
+(auth; answers from the spans received, records the queries in :attr:`FakeLangfuse.metrics`).
 
 Its behaviour can be switched at any time: :meth:`up`, :meth:`refuse_connections` (the
 listening socket is closed, so clients get "connection refused"), :meth:`respond_with`
@@ -36,6 +37,7 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from otel_gemini.testing._langfuse_app import build_app
+from otel_gemini.testing._langfuse_metrics import MetricsApi
 from otel_gemini.testing._langfuse_otlp import AttributeValue, ReceivedSpan
 from otel_gemini.testing._langfuse_state import UP, LangfuseState, Mode, ReceivedRequest
 from otel_gemini.testing._uvicorn_thread import UvicornThread
@@ -79,8 +81,10 @@ class FakeLangfuse:
         self._refusing = False
 
     def _extra_routes(self) -> list[BaseRoute]:
-        """Routes added by subclasses (room for the Metrics API)."""
-        return []
+        """Routes beyond ingestion: the Metrics API (subclasses may add more)."""
+        self.metrics = MetricsApi(self._state, self._state.spans)
+        """The Metrics API: ``queries`` received, ``wait_for_queries(n)``, ``observations()``."""
+        return self.metrics.routes()
 
     # --- lifecycle ---
 
@@ -223,6 +227,7 @@ class FakeLangfuse:
     def reset(self) -> None:
         """Forgets requests, spans and rejection rules, and answers normally again."""
         self._state.reset()
+        self.metrics.reset()
         if self._refusing:
             self.up()
 

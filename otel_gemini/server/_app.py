@@ -1,0 +1,140 @@
+"""The observability HTTP API as Starlette routes: costs, latency and health."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any, Final
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from otel_gemini.aggregate import (
+    CostAnswers,
+    CostStoreError,
+    QueryError,
+    SourceUnavailable,
+    parse_cost_query,
+    parse_latency_query,
+)
+from otel_gemini.aggregate._query import FILTER_KEYS, parse_source
+from otel_gemini.health import HEALTH_ENDPOINT, HealthReporter, health_route
+
+COSTS_ENDPOINT: Final = "/api/observability/costs"
+LATENCY_ENDPOINT: Final = "/api/observability/latency"
+_PARAMETERS: Final = frozenset(("group_by", "from", "to", "tz", "source", *FILTER_KEYS))
+_NO_STORE: Final = {"Cache-Control": "no-store"}
+
+
+def _bad_parameter(error: QueryError) -> JSONResponse:
+    return JSONResponse(
+        {"error": "bad_parameter", "parameter": error.parameter, "message": error.message},
+        status_code=400,
+        headers=_NO_STORE,
+    )
+
+
+def _parameters(request: Request) -> dict[str, str]:
+    """The query parameters, each at most once and all known (else :class:`QueryError`)."""
+    values: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if name not in _PARAMETERS:
+            raise QueryError(name, f"unknown parameter; use {', '.join(sorted(_PARAMETERS))}")
+        if name in values:
+            raise QueryError(name, "given more than once; give one comma-separated value")
+        values[name] = value
+    return values
+
+
+def _answer_route(
+    path: str,
+    name: str,
+    answers: CostAnswers,
+    ask: Callable[[CostAnswers, dict[str, str], datetime, str | None], Any],
+) -> Route:
+    async def endpoint(request: Request) -> JSONResponse:
+        try:
+            parameters = _parameters(request)
+            source = parse_source(parameters.get("source"), default=answers.default_source)
+            now = datetime.now(timezone.utc)
+            report = await run_in_threadpool(ask, answers, parameters, now, source)
+        except QueryError as error:
+            return _bad_parameter(error)
+        except (SourceUnavailable, CostStoreError) as error:
+            return JSONResponse(
+                {"error": "unavailable", "message": str(error)},
+                status_code=503,
+                headers=_NO_STORE,
+            )
+        return JSONResponse(report.to_dict(), headers=_NO_STORE)
+
+    return Route(path, endpoint, methods=["GET"], name=name)
+
+
+def _costs(
+    answers: CostAnswers, parameters: dict[str, str], now: datetime, source: str | None
+) -> Any:
+    return answers.costs(parse_cost_query(parameters, now), source)
+
+
+def _latency(
+    answers: CostAnswers, parameters: dict[str, str], now: datetime, source: str | None
+) -> Any:
+    return answers.latency(parse_latency_query(parameters, now), source)
+
+
+def _no_health_route() -> Route:
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse(
+            {
+                "status": "unknown",
+                "reasons": [
+                    "no Langfuse exporter runs in this process, so there is no export "
+                    "pipeline to judge (give the app a HealthReporter, or set LANGFUSE_* "
+                    "for otel-gemini serve)"
+                ],
+            },
+            status_code=503,
+            headers=_NO_STORE,
+        )
+
+    return Route(HEALTH_ENDPOINT, health, methods=["GET"], name="otel_gemini_health")
+
+
+def observability_routes(
+    answers: CostAnswers | None = None, health: HealthReporter | None = None
+) -> list[BaseRoute]:
+    """The API's routes, to add to an existing Starlette or FastAPI app::
+
+        app.router.routes.extend(observability_routes(CostAnswers.from_env(), reporter))
+
+    - ``GET /api/observability/costs``: cost and tokens grouped by any of ``user``,
+      ``day``, ``model``, ``provider``, ``session`` (``group_by``), between ``from`` and
+      ``to`` (ISO 8601), days in ``tz``; filters ``user``, ``session``, ``model``,
+      ``provider``; ``source=local|langfuse``.
+    - ``GET /api/observability/latency``: p50 / p95 / p99 latency and time to first token,
+      and error rates, grouped by ``model`` (default), ``provider``, ``day``.
+    - ``GET /api/observability/health``: ``health``'s report (the export pipeline's
+      health); without a reporter, 503 ``unknown``.
+
+    A bad parameter gets HTTP 400 ``{"error": "bad_parameter", "parameter": ..., "message":
+    ...}``; no source able to answer, 503. See docs/api.md.
+    """
+    routes: list[BaseRoute] = []
+    if answers is not None:
+        routes.append(_answer_route(COSTS_ENDPOINT, "otel_gemini_costs", answers, _costs))
+        routes.append(_answer_route(LATENCY_ENDPOINT, "otel_gemini_latency", answers, _latency))
+    routes.append(health_route(health) if health is not None else _no_health_route())
+    return routes
+
+
+def observability_app(
+    answers: CostAnswers | None = None, health: HealthReporter | None = None
+) -> Starlette:
+    """The API as an ASGI app: serve it with uvicorn, or mount it into your app
+    (``app.mount("/", observability_app(...))``; its paths start with
+    ``/api/observability/``). See :func:`observability_routes`."""
+    return Starlette(routes=observability_routes(answers, health))

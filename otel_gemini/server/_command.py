@@ -1,0 +1,74 @@
+"""``otel-gemini serve``: the observability HTTP API (costs, latency, health) with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "Serve the cost, latency and health HTTP API (/api/observability/...)."
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0..65535 (got {text})")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        HELP + " Answers from the local cost store (--db, default OTEL_GEMINI_COST_DB) and, "
+        "with LANGFUSE_PUBLIC_KEY / LANGFUSE_SECRET_KEY / LANGFUSE_BASE_URL set, from "
+        "Langfuse's Metrics API (source=langfuse), whose exporter health it also reports."
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    parser.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
+    parser.add_argument("--db", help="the cost store (default: OTEL_GEMINI_COST_DB or its default)")
+    parser.add_argument(
+        "--source",
+        choices=("local", "langfuse"),
+        help="the source when a request names none (default: local)",
+    )
+    parser.add_argument(
+        "--no-export",
+        action="store_true",
+        help="do not run a Langfuse exporter on the spool (the health endpoint then "
+        "answers 503 unknown)",
+    )
+    parser.add_argument("--log-level", default="info", help="uvicorn's log level (default info)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from otel_gemini.aggregate import CostAnswers
+    from otel_gemini.export import LangfuseConfigError, LangfuseExporter
+    from otel_gemini.health import HealthReporter
+    from otel_gemini.server._app import observability_app
+
+    answers = CostAnswers.from_env(args.db, default_source=args.source)
+    exporter: LangfuseExporter | None = None
+    reporter: HealthReporter | None = None
+    if answers.langfuse is not None and not args.no_export:
+        # An exporter of our own on the spool: its probe reports whether Langfuse is
+        # reachable and takes the keys, and it sends what stopped processes left behind.
+        try:
+            exporter = LangfuseExporter()
+        except LangfuseConfigError as error:
+            print(f"otel-gemini serve: {error}", file=sys.stderr)
+            return 2
+        reporter = HealthReporter(exporter)
+    app = observability_app(answers, reporter)
+    print(
+        f"otel-gemini serve: http://{args.host}:{args.port}/api/observability/ "
+        f"(costs, latency, health); local store {answers.local.path if answers.local else '-'}; "
+        f"Langfuse {'on' if answers.langfuse else 'not configured'}",
+        file=sys.stderr,
+    )
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    finally:
+        answers.close()
+        if exporter is not None:
+            exporter.shutdown(5000)
+    return 0
