@@ -65,7 +65,7 @@ class Call:
 
 def _latencies(count: int, base: int, step: int) -> list[int]:
     # Spread, not sorted by time: percentiles must not depend on insertion order.
-    return [base + ((index * 7) % count) * step for index in range(count)]
+    return [base + ((index * 3) % count) * step for index in range(count)]
 
 
 def _calls() -> list[Call]:
