@@ -7,7 +7,7 @@ femto-dollars), so amounts are stored per row as femto-dollars and summed as two
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Final
 
 from otel_gemini.pricing._cost import FEMTO_PER_USD, femto_text
@@ -21,6 +21,21 @@ _QUANTUM: Final = Decimal(1)
 def to_femto(amount: Decimal) -> int:
     """USD → femto-dollars (rounded half-even beyond 15 decimals, which prices never reach)."""
     return int((amount * FEMTO).quantize(_QUANTUM, rounding=ROUND_HALF_EVEN))
+
+
+def femto_from_text(text: str) -> int | None:
+    """A decimal number's text (``"0.00012"``, ``"1E-7"``) → femto-dollars (``None``: not a
+    finite number). Plain decimals take integer arithmetic only (the common, fast case)."""
+    digits = text.lstrip("-")
+    whole, _, fraction = digits.partition(".")
+    if whole.isdigit() and (not fraction or fraction.isdigit()) and len(fraction) <= 15:
+        amount = int(whole) * FEMTO + (int(fraction.ljust(15, "0")) if fraction else 0)
+        return -amount if text.startswith("-") else amount
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        return None
+    return to_femto(value) if value.is_finite() else None
 
 
 def femto_decimal(amount: int) -> Decimal:

@@ -10,14 +10,14 @@ import json
 import math
 from collections.abc import Mapping
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any, Final, NamedTuple
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
 from otel_gemini import _attributes as attrs
-from otel_gemini.aggregate._money import to_femto, usd_text
+from otel_gemini.aggregate._money import femto_from_text
+from otel_gemini.pricing._cost import femto_text
 
 # Operations that bill (Langfuse makes them generations or embeddings). A span carrying one
 # is stored even without usage, so that failed requests count in error rates.
@@ -132,57 +132,63 @@ def is_generation(attributes: Mapping[str, Any]) -> bool:
     return attributes.get(attrs.GEN_AI_OPERATION_NAME) in GENERATION_OPERATIONS
 
 
-def _details(text: Any) -> dict[str, Decimal] | None:
-    """A Langfuse details JSON object with exact decimal values (``None`` if malformed)."""
+def _plain(attributes: Any) -> Mapping[str, Any]:
+    # One plain dict up front: a priced span's attributes are a lazy mapping behind a
+    # proxy, where every lookup costs three calls. (mappingproxy.copy copies the mapping.)
+    if not attributes:
+        return {}
+    copy = getattr(attributes, "copy", None)
+    plain = copy() if copy is not None else None
+    return plain if isinstance(plain, dict) else dict(attributes)
+
+
+def _json_object(text: Any, **options: Any) -> dict[str, Any] | None:
     if not isinstance(text, str):
         return None
     try:
-        document = json.loads(text, parse_float=Decimal, parse_int=Decimal)
-    except (ValueError, InvalidOperation):
+        document = json.loads(text, **options)
+    except ValueError:
         return None
-    if not isinstance(document, dict):
-        return None
-    values: dict[str, Decimal] = {}
-    for key, value in document.items():
-        if not isinstance(value, Decimal) or not value.is_finite():
-            return None
-        values[str(key)] = value
-    return values
-
-
-def _side_sum(details: Mapping[str, Decimal], side: str) -> Decimal:
-    # Langfuse's inputCost/outputCost and inputTokens/outputTokens: keys containing the word.
-    return sum((value for key, value in details.items() if side in key), Decimal(0))
+    return document if isinstance(document, dict) else None
 
 
 def _costs(
     attributes: Mapping[str, Any],
 ) -> tuple[int | None, int | None, int | None, str | None]:
-    details = _details(attributes.get(attrs.LANGFUSE_COST_DETAILS))
+    # Number literals stay text (no float): each becomes femto-dollars by integer arithmetic.
+    details = _json_object(
+        attributes.get(attrs.LANGFUSE_COST_DETAILS), parse_float=str, parse_int=str
+    )
     if details is not None and "total" in details:
-        text = json.dumps({key: usd_text(value) for key, value in details.items()})
-        return (
-            to_femto(details["total"]),
-            to_femto(_side_sum(details, "input")),
-            to_femto(_side_sum(details, "output")),
-            text,
-        )
+        femto: dict[str, int] = {}
+        for key, value in details.items():
+            amount = femto_from_text(value) if isinstance(value, str) else None
+            if amount is None:
+                break
+            femto[key] = amount
+        else:
+            # Langfuse's inputCost / outputCost: the buckets whose name has the word.
+            input_cost = sum(amount for key, amount in femto.items() if "input" in key)
+            output_cost = sum(amount for key, amount in femto.items() if "output" in key)
+            # The breakdown keeps the span's own decimal text, as strings (exact, no float).
+            return femto["total"], input_cost, output_cost, json.dumps(details)
     cost = attributes.get(attrs.GEN_AI_USAGE_COST)
     if isinstance(cost, (int, float)) and not isinstance(cost, bool) and math.isfinite(cost):
-        total = Decimal(repr(float(cost)))
-        return to_femto(total), None, None, json.dumps({"total": usd_text(total)})
+        total = femto_from_text(repr(float(cost)))
+        if total is not None:
+            return total, None, None, json.dumps({"total": femto_text(total)})
     return None, None, None, None
 
 
 def _tokens(attributes: Mapping[str, Any]) -> tuple[int, int, int, str | None]:
-    usage = _details(attributes.get(attrs.LANGFUSE_USAGE_DETAILS))
-    if usage is not None:
-        input_tokens = int(_side_sum(usage, "input"))
-        output_tokens = int(_side_sum(usage, "output"))
+    text = attributes.get(attrs.LANGFUSE_USAGE_DETAILS)
+    usage = _json_object(text)
+    if usage is not None and all(type(value) is int for value in usage.values()):
+        input_tokens = sum(value for key, value in usage.items() if "input" in key)
+        output_tokens = sum(value for key, value in usage.items() if "output" in key)
         total = usage.get("total")
-        total_tokens = int(total) if total is not None else input_tokens + output_tokens
-        text = json.dumps({key: int(value) for key, value in usage.items()})
-        return input_tokens, output_tokens, total_tokens, text
+        total_tokens = total if isinstance(total, int) else input_tokens + output_tokens
+        return input_tokens, output_tokens, total_tokens, str(text)
     input_tokens = _count(
         attributes.get(
             attrs.GEN_AI_USAGE_INPUT_TOKENS, attributes.get(attrs.LLM_TOKEN_COUNT_PROMPT)
@@ -221,7 +227,7 @@ def generation_row(span: ReadableSpan) -> GenerationRow | None:
     start_ns, end_ns = span.start_time, span.end_time
     if context is None or start_ns is None or end_ns is None:
         return None
-    attributes = span.attributes or {}
+    attributes = _plain(span.attributes)
     if not is_generation(attributes):
         return None
     cost_femto, input_cost, output_cost, cost_details = _costs(attributes)

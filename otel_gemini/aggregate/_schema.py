@@ -40,9 +40,11 @@ CREATE TABLE IF NOT EXISTS generations (
     latency_ms REAL NOT NULL,
     ttft_ms REAL,
     is_error INTEGER NOT NULL,
-    error_type TEXT,
-    PRIMARY KEY (trace_id, span_id)
-) WITHOUT ROWID;
+    error_type TEXT
+);
+-- Rows go in append order (rowid); the span key is a small index. (A WITHOUT ROWID table
+-- keyed by the random span id inserted 2.5x slower: each row landed mid-tree.)
+CREATE UNIQUE INDEX IF NOT EXISTS generations_by_span ON generations (span_id, trace_id);
 CREATE INDEX IF NOT EXISTS generations_by_start ON generations (start_ns);
 """
 
