@@ -1,14 +1,315 @@
-"""``configure()``: the whole pipeline from the environment in one call. (Placeholder: issue 4.)"""
+"""``configure()``: the whole pipeline from the environment in one call."""
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import trace
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, SynchronousMultiSpanProcessor, TracerProvider
+
+from otel_gemini._trace_attributes import TraceAttributesSpanProcessor
+from otel_gemini.aggregate import CostStore, default_cost_db
+from otel_gemini.export import ExportStats, LangfuseExporter
+from otel_gemini.export._settings import ENV_BASE_URL, ENV_HOST, ENV_PUBLIC_KEY, ENV_SECRET_KEY
+from otel_gemini.health import HealthReport, HealthReporter, HealthStatus
+from otel_gemini.instrumentation import GeminiInstrumentor
+from otel_gemini.instrumentation._internal_errors import internal_error_counts
+from otel_gemini.pricing import PriceTable
+from otel_gemini.processing import CostSpanProcessor
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+_logger = logging.getLogger("otel_gemini")
+
+_LANGFUSE_VARIABLES = (ENV_PUBLIC_KEY, ENV_SECRET_KEY, ENV_BASE_URL, ENV_HOST)
+_DEFAULT_TIMEOUT = 5.0
+
+_active_lock = threading.Lock()
+_active: Telemetry | None = None
 
 
 class Telemetry:
-    """Handle on the configured pipeline (placeholder)."""
+    """The pipeline :func:`configure` set up, and the handle to flush, stop and check it.
+
+    Its parts are there to read (``tracer_provider``, ``cost_processor``, ``exporter``,
+    ``cost_store``, ``health_reporter``); ``exporter`` and ``health_reporter`` are ``None``
+    when Langfuse export is off, ``cost_store`` when the local store is off.
+    """
+
+    def __init__(
+        self,
+        *,
+        tracer_provider: TracerProvider,
+        owns_tracer_provider: bool,
+        cost_processor: CostSpanProcessor,
+        exporter: LangfuseExporter | None,
+        cost_store: CostStore | None,
+        health_reporter: HealthReporter | None,
+        instrumentor: GeminiInstrumentor | None,
+    ) -> None:
+        self.tracer_provider: TracerProvider = tracer_provider
+        self.cost_processor: CostSpanProcessor = cost_processor
+        self.exporter: LangfuseExporter | None = exporter
+        self.cost_store: CostStore | None = cost_store
+        self.health_reporter: HealthReporter | None = health_reporter
+        self._owns_tracer_provider = owns_tracer_provider
+        self._instrumentor = instrumentor
+        self._lock = threading.Lock()
+        self._shut_down = False
+
+    @property
+    def prices(self) -> PriceTable:
+        """The price table spans are priced with."""
+        return self.cost_processor.prices
+
+    def force_flush(self, timeout: float = _DEFAULT_TIMEOUT) -> bool:
+        """Sends every span finished so far to Langfuse and writes it to the cost store.
+
+        Returns within ``timeout`` seconds whatever Langfuse does: ``True`` when everything
+        got there in time, ``False`` otherwise (unsent spans stay in the spool and go later).
+        """
+        deadline = time.monotonic() + max(0.0, timeout)
+        done = True
+        for part in (self.exporter, self.cost_store):
+            if part is not None:
+                remaining = max(0.0, deadline - time.monotonic())
+                done = part.force_flush(int(remaining * 1000)) and done
+        return done
+
+    def shutdown(self, timeout: float = _DEFAULT_TIMEOUT) -> None:
+        """Stops the pipeline within ``timeout`` seconds, even with Langfuse down.
+
+        Sends what it can in that time; the rest stays in the spool for the next start.
+        Removes the instrumentation ``configure()`` added and shuts down the tracer provider
+        if ``configure()`` created it. Idempotent.
+        """
+        global _active
+        with self._lock:
+            if self._shut_down:
+                return
+            self._shut_down = True
+        deadline = time.monotonic() + max(0.0, timeout)
+        if self._instrumentor is not None:
+            self._instrumentor.uninstrument()
+        # The exporter first and with the deadline: the provider's shutdown has none, and
+        # reaches the exporter again only once it is already closed (a no-op).
+        if self.exporter is not None:
+            self.exporter.shutdown(max(0.0, deadline - time.monotonic()) * 1000)
+        if self.cost_store is not None:
+            self.cost_store.shutdown(max(0.0, deadline - time.monotonic()) * 1000)
+        if self._owns_tracer_provider:
+            self.tracer_provider.shutdown()
+        with _active_lock:
+            if _active is self:
+                _active = None
+
+    def health(self) -> HealthReport:
+        """Is telemetry flowing? Langfuse export's health (see docs/operations.md), with the
+        pricing, cost store and instrumentation counters under ``extra``."""
+        if self.health_reporter is not None:
+            report = self.health_reporter.report()
+        else:
+            report = HealthReport(
+                status=HealthStatus.HEALTHY,
+                reasons=(
+                    "Langfuse export is off (LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY are "
+                    "not set): costs are kept in the local store only",
+                ),
+                checked_at=time.time(),
+                stats=ExportStats(),
+            )
+        extra: dict[str, object] = dict(report.extra)
+        extra["pricing"] = self.cost_processor.stats()
+        extra["instrumentation_errors"] = internal_error_counts()
+        if self.cost_store is not None:
+            extra["cost_store"] = self.cost_store.stats()
+        return replace(report, extra=extra)
+
+    def asgi_app(self) -> Starlette:
+        """The observability HTTP API over this pipeline (costs and latency from the local
+        store or Langfuse, health from :meth:`health`'s reporter), to serve or mount."""
+        from otel_gemini.aggregate import CostAnswers
+        from otel_gemini.server import observability_app
+
+        db = self.cost_store.path if self.cost_store is not None else None
+        return observability_app(CostAnswers.from_env(db), self.health_reporter)
 
 
-def configure(**overrides: Any) -> Telemetry:
-    """Set up tracing, instrumentation, pricing and export (placeholder)."""
-    return Telemetry()
+def configure(
+    *,
+    service_name: str | None = None,
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
+    prices: PriceTable | str | os.PathLike[str] | None = None,
+    langfuse: bool | None = None,
+    cost_store: bool | str | os.PathLike[str] = True,
+    instrument: bool = True,
+    capture_content: bool | None = None,
+    health_probe: bool = True,
+    environ: Mapping[str, str] | None = None,
+    **exporter_options: Any,
+) -> Telemetry:
+    """Sets up tracing, Gemini instrumentation, pricing, Langfuse export and the local cost
+    store in one call, from the environment, and returns the handle on it.
+
+    The tracer provider is ``tracer_provider``, else the global one if it is an SDK
+    provider (e.g. set up by ``opentelemetry-instrument``), else a new one (resource,
+    sampler and limits from the standard ``OTEL_*`` variables) made global. On it:
+    ``trace_attributes()`` stamping, then a :class:`CostSpanProcessor` feeding the Langfuse
+    exporter's spooling processor and the :class:`~otel_gemini.aggregate.CostStore`.
+
+    Langfuse export is on when ``langfuse`` is true, or (``None``) when any of
+    ``LANGFUSE_PUBLIC_KEY``, ``LANGFUSE_SECRET_KEY``, ``LANGFUSE_BASE_URL`` /
+    ``LANGFUSE_HOST`` (or the ``public_key`` / ``secret_key`` / ``base_url`` options) is
+    set; a missing or malformed one then fails here with a message naming it.
+    ``exporter_options`` go to :class:`LangfuseExporter` (``spool_dir``,
+    ``spool_max_bytes``, …). ``prices``: a table or an override file (default
+    ``OTEL_GEMINI_PRICES``). ``cost_store``: ``True`` (``OTEL_GEMINI_COST_DB`` or the
+    default path), a path, or ``False``. ``capture_content`` overrides
+    ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
+
+    A second call while a pipeline is configured logs a warning and returns that one.
+    """
+    global _active
+    with _active_lock:
+        if _active is not None:
+            _logger.warning(
+                "otel_gemini.configure() was called again; keeping the pipeline already "
+                "configured (call its shutdown() first to configure a new one)"
+            )
+            return _active
+        telemetry = _build(
+            service_name=service_name,
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+            prices=prices,
+            langfuse=langfuse,
+            cost_store=cost_store,
+            instrument=instrument,
+            capture_content=capture_content,
+            health_probe=health_probe,
+            environ=os.environ if environ is None else environ,
+            exporter_options=exporter_options,
+        )
+        _active = telemetry
+        return telemetry
+
+
+def _build(
+    *,
+    service_name: str | None,
+    tracer_provider: TracerProvider | None,
+    meter_provider: MeterProvider | None,
+    prices: PriceTable | str | os.PathLike[str] | None,
+    langfuse: bool | None,
+    cost_store: bool | str | os.PathLike[str],
+    instrument: bool,
+    capture_content: bool | None,
+    health_probe: bool,
+    environ: Mapping[str, str],
+    exporter_options: dict[str, Any],
+) -> Telemetry:
+    # Everything that can fail on bad configuration comes first, before anything starts.
+    table = _price_table(prices, environ)
+    export = langfuse if langfuse is not None else _langfuse_requested(environ, exporter_options)
+    exporter: LangfuseExporter | None = None
+    store: CostStore | None = None
+    try:
+        if export:
+            exporter = LangfuseExporter(
+                meter_provider=meter_provider, environ=environ, **exporter_options
+            )
+        elif exporter_options:
+            raise TypeError(
+                f"configure() got exporter options ({', '.join(sorted(exporter_options))}) "
+                "but Langfuse export is off; set LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY "
+                "or pass langfuse=True"
+            )
+        if cost_store is not False:
+            store = CostStore(default_cost_db(environ) if cost_store is True else cost_store)
+    except BaseException:
+        if exporter is not None:
+            exporter.shutdown(0)
+        raise
+
+    provider, owned = _tracer_provider(tracer_provider, service_name)
+    downstream: list[SpanProcessor] = []
+    if exporter is not None:
+        downstream.append(exporter.span_processor())
+    if store is not None:
+        downstream.append(store)
+    if not downstream:
+        _logger.info(
+            "otel-gemini: Langfuse export and the cost store are both off; spans are priced "
+            "for the tracer provider's other processors only"
+        )
+    fan_out = SynchronousMultiSpanProcessor()  # type: ignore[no-untyped-call]  # untyped SDK
+    for processor in downstream:
+        fan_out.add_span_processor(processor)
+    cost_processor = CostSpanProcessor(fan_out, table, meter_provider=meter_provider)
+    provider.add_span_processor(TraceAttributesSpanProcessor())
+    provider.add_span_processor(cost_processor)
+
+    instrumentor: GeminiInstrumentor | None = None
+    if instrument:
+        candidate = GeminiInstrumentor()
+        if candidate.is_instrumented_by_opentelemetry:
+            _logger.info("otel-gemini: google-genai is already instrumented; leaving it as is")
+        else:
+            candidate.instrument(
+                tracer_provider=provider,
+                meter_provider=meter_provider,
+                capture_content=capture_content,
+            )
+            instrumentor = candidate
+
+    reporter = HealthReporter(exporter, probe=health_probe) if exporter is not None else None
+    return Telemetry(
+        tracer_provider=provider,
+        owns_tracer_provider=owned,
+        cost_processor=cost_processor,
+        exporter=exporter,
+        cost_store=store,
+        health_reporter=reporter,
+        instrumentor=instrumentor,
+    )
+
+
+def _price_table(
+    prices: PriceTable | str | os.PathLike[str] | None, environ: Mapping[str, str]
+) -> PriceTable:
+    if isinstance(prices, PriceTable):
+        return prices
+    if prices is not None:
+        return PriceTable.load(Path(prices))
+    return PriceTable.from_env(environ)
+
+
+def _langfuse_requested(environ: Mapping[str, str], options: Mapping[str, Any]) -> bool:
+    if any(options.get(name) for name in ("public_key", "secret_key", "base_url")):
+        return True
+    return any(environ.get(name) for name in _LANGFUSE_VARIABLES)
+
+
+def _tracer_provider(
+    given: TracerProvider | None, service_name: str | None
+) -> tuple[TracerProvider, bool]:
+    if given is not None:
+        return given, False
+    current = trace.get_tracer_provider()
+    if isinstance(current, TracerProvider):
+        return current, False
+    attributes = {"service.name": service_name} if service_name else {}
+    provider = TracerProvider(resource=Resource.create(attributes))
+    trace.set_tracer_provider(provider)
+    return provider, True

@@ -224,9 +224,10 @@ class CostStore(SpanProcessor):
                     batch, self._queue = self._queue, []
                     self._has_data.clear()
                     self._urgent.clear()
+                # Before writing: a flush waiting on this batch then also sees the log.
+                self._log_drops()
                 if batch:
                     self._write(batch)
-                self._log_drops()
                 if self._stopping.is_set():
                     with self._lock:
                         if not self._queue:
