@@ -15,7 +15,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -27,47 +27,59 @@ if TYPE_CHECKING:
 
 HELP = "Run a realistic Gemini workload against in-process fakes and print what it cost."
 
-_LANGFUSE_VARIABLES = ("LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY", "LANGFUSE_BASE_URL")
+_LANGFUSE_KEYS = ("LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY")
+_GEMINI_KEYS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 # The cost details travel as JSON numbers; they round-trip within this.
 _MATCH_TOLERANCE = Decimal("1e-12")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
-        HELP + " By default nothing leaves this process: Gemini and Langfuse are local fakes "
-        "and the cost store lives in a temporary directory."
+        HELP + " With no keys set nothing leaves this process: Gemini and Langfuse are "
+        "in-process fakes and the cost store lives in a temporary directory. With "
+        "GEMINI_API_KEY and LANGFUSE_* set, the same command talks to the real services."
     )
     parser.add_argument("--quiet", action="store_true", help="print only the final report")
     parser.add_argument(
         "--db", help="keep the cost store here, to query later with `otel-gemini costs --db`"
     )
     parser.add_argument(
-        "--real-gemini",
-        action="store_true",
-        help="call the real Gemini API (GOOGLE_API_KEY or GEMINI_API_KEY; costs money)",
+        "--gemini",
+        choices=("auto", "fake", "real"),
+        default="auto",
+        help="real: the Gemini API (GEMINI_API_KEY or GOOGLE_API_KEY; costs money); "
+        "auto (default): real when one of those is set, else the fake",
     )
     parser.add_argument(
-        "--real-langfuse",
-        action="store_true",
-        help="export to the Langfuse named by LANGFUSE_PUBLIC_KEY / _SECRET_KEY / _BASE_URL",
+        "--langfuse",
+        choices=("auto", "fake", "real"),
+        default="auto",
+        help="real: the Langfuse of LANGFUSE_PUBLIC_KEY / _SECRET_KEY / _BASE_URL; "
+        "auto (default): real when both keys are set, else the fake",
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.real_langfuse:
-        missing = [name for name in _LANGFUSE_VARIABLES[:2] if not os.environ.get(name)]
-        if missing:
-            print(f"otel-gemini demo: --real-langfuse needs {', '.join(missing)}", file=sys.stderr)
-            return 2
+    real_gemini = _real(args.gemini, _GEMINI_KEYS, any)
+    real_langfuse = _real(args.langfuse, _LANGFUSE_KEYS, all)
+    if args.langfuse == "real" and not real_langfuse:
+        print(
+            f"otel-gemini demo: --langfuse real needs {' and '.join(_LANGFUSE_KEYS)}",
+            file=sys.stderr,
+        )
+        return 2
+    if args.gemini == "real" and not real_gemini:
+        print(f"otel-gemini demo: --gemini real needs {' or '.join(_GEMINI_KEYS)}", file=sys.stderr)
+        return 2
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="otel-gemini-")))
-        gemini = None if args.real_gemini else stack.enter_context(_fake_gemini())
-        langfuse = None if args.real_langfuse else stack.enter_context(_fake_langfuse())
+        gemini = None if real_gemini else stack.enter_context(_fake_gemini())
+        langfuse = None if real_langfuse else stack.enter_context(_fake_langfuse())
         telemetry = _configure(workdir, args.db, langfuse)
         stack.callback(telemetry.shutdown, 10.0)
         say = _Printer(quiet=args.quiet)
         say(_intro(gemini, langfuse, telemetry))
-        failures = _run_workload(gemini, say, real_gemini=args.real_gemini)
+        failures = _run_workload(gemini, say, real_gemini=real_gemini)
         telemetry.force_flush(timeout=10.0)
         _report(telemetry, langfuse)
         if args.db:
@@ -76,6 +88,14 @@ def run(args: argparse.Namespace) -> int:
             )
         return 1 if failures else 0
     return 0  # pragma: no cover - the with block returns
+
+
+def _real(
+    choice: str, variables: tuple[str, ...], combine: Callable[[Iterable[bool]], bool]
+) -> bool:
+    if choice == "fake":
+        return False
+    return combine(bool(os.environ.get(name)) for name in variables)
 
 
 class _Printer:

@@ -35,7 +35,7 @@ def _cli(*arguments: str, home: Path) -> subprocess.CompletedProcess[str]:
     environment = {
         name: value
         for name, value in os.environ.items()
-        if not name.startswith(("LANGFUSE_", "OTEL_"))
+        if not name.startswith(("LANGFUSE_", "OTEL_", "GEMINI_", "GOOGLE_"))
     }
     environment["HOME"] = str(home)  # nothing lands in the real home directory
     return subprocess.run(
@@ -75,7 +75,10 @@ def test_the_demo_prices_every_call_and_langfuse_gets_the_same_total(tmp_path: P
     assert (report["total"]["requests"], report["total"]["errors"]) == (11, 1)
 
 
-def test_real_langfuse_without_keys_is_refused_naming_them(tmp_path: Path) -> None:
-    demo = _cli("demo", "--real-langfuse", home=tmp_path)
+def test_real_services_without_keys_are_refused_naming_them(tmp_path: Path) -> None:
+    demo = _cli("demo", "--langfuse", "real", home=tmp_path)
     assert demo.returncode == 2
-    assert "LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY" in demo.stderr
+    assert "LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY" in demo.stderr
+    demo = _cli("demo", "--gemini", "real", home=tmp_path)
+    assert demo.returncode == 2
+    assert "GEMINI_API_KEY or GOOGLE_API_KEY" in demo.stderr
