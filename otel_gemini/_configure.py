@@ -6,15 +6,23 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, SynchronousMultiSpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import (
+    ReadableSpan,
+    Span,
+    SpanProcessor,
+    SynchronousMultiSpanProcessor,
+    TracerProvider,
+)
 
 from otel_gemini._trace_attributes import TraceAttributesSpanProcessor
 from otel_gemini.aggregate import CostStore, default_cost_db
@@ -51,6 +59,7 @@ class Telemetry:
         *,
         tracer_provider: TracerProvider,
         owns_tracer_provider: bool,
+        slot: _PipelineSlot,
         cost_processor: CostSpanProcessor,
         exporter: LangfuseExporter | None,
         cost_store: CostStore | None,
@@ -63,6 +72,7 @@ class Telemetry:
         self.cost_store: CostStore | None = cost_store
         self.health_reporter: HealthReporter | None = health_reporter
         self._owns_tracer_provider = owns_tracer_provider
+        self._slot = slot
         self._instrumentor = instrumentor
         self._lock = threading.Lock()
         self._shut_down = False
@@ -107,6 +117,7 @@ class Telemetry:
             self.exporter.shutdown(max(0.0, deadline - time.monotonic()) * 1000)
         if self.cost_store is not None:
             self.cost_store.shutdown(max(0.0, deadline - time.monotonic()) * 1000)
+        self._slot.processors = ()
         if self._owns_tracer_provider:
             self.tracer_provider.shutdown()
         with _active_lock:
@@ -257,8 +268,8 @@ def _build(
     for processor in downstream:
         fan_out.add_span_processor(processor)
     cost_processor = CostSpanProcessor(fan_out, table, meter_provider=meter_provider)
-    provider.add_span_processor(TraceAttributesSpanProcessor())
-    provider.add_span_processor(cost_processor)
+    slot = _slot_on(provider)
+    slot.processors = (TraceAttributesSpanProcessor(), cost_processor)
 
     instrumentor: GeminiInstrumentor | None = None
     if instrument:
@@ -277,12 +288,62 @@ def _build(
     return Telemetry(
         tracer_provider=provider,
         owns_tracer_provider=owned,
+        slot=slot,
         cost_processor=cost_processor,
         exporter=exporter,
         cost_store=store,
         health_reporter=reporter,
         instrumentor=instrumentor,
     )
+
+
+class _PipelineSlot(SpanProcessor):
+    """Where a pipeline's processors sit on a tracer provider.
+
+    A provider cannot remove a processor, so each provider gets one slot, emptied by
+    ``Telemetry.shutdown()`` and refilled by the next ``configure()``: configuring again
+    (tests, reloads) never leaves closed pipelines copying every span.
+    """
+
+    def __init__(self) -> None:
+        self.processors: tuple[SpanProcessor, ...] = ()
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        for processor in self.processors:
+            processor.on_start(span, parent_context=parent_context)
+
+    def _on_ending(self, span: Span) -> None:
+        for processor in self.processors:
+            hook = getattr(processor, "_on_ending", None)
+            if hook is not None:
+                hook(span)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        for processor in self.processors:
+            processor.on_end(span)
+
+    def shutdown(self) -> None:
+        for processor in self.processors:
+            processor.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        deadline = time.monotonic() + max(0, timeout_millis) / 1000
+        done = True
+        for processor in self.processors:
+            remaining = int(max(0.0, deadline - time.monotonic()) * 1000)
+            done = processor.force_flush(remaining) and done
+        return done
+
+
+_slots: weakref.WeakKeyDictionary[TracerProvider, _PipelineSlot] = weakref.WeakKeyDictionary()
+
+
+def _slot_on(provider: TracerProvider) -> _PipelineSlot:
+    slot = _slots.get(provider)
+    if slot is None:
+        slot = _slots[provider] = _PipelineSlot()
+        provider.add_span_processor(slot)
+    return slot
 
 
 def _price_table(

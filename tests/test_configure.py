@@ -250,3 +250,21 @@ def test_configure_owns_a_new_global_provider_with_the_standard_variables(
 def test_the_public_surface() -> None:
     assert otel_gemini.configure is configure
     assert callable(otel_gemini.Telemetry.health)
+
+
+def test_configuring_again_after_shutdown_leaves_no_closed_pipeline_behind(
+    fake_gemini: FakeGemini,
+    gemini_client: genai.Client,
+    make_telemetry: Callable[..., Telemetry],
+) -> None:
+    first = make_telemetry(environ={})
+    first.shutdown()
+    second = make_telemetry(environ={})
+    _ask(fake_gemini, gemini_client, "dana")
+    assert second.force_flush(timeout=10)
+    assert first.cost_store is not None
+    assert first.cost_store.stats()["dropped"]["shutdown"] == 0  # it no longer sees spans
+    assert first.cost_processor.stats()["spans"].get("priced", 0) == 0
+    assert second.cost_processor.stats()["spans"]["priced"] == 1
+    assert second.cost_store is not None
+    assert second.cost_store.stats()["written"] == 1
