@@ -18,7 +18,7 @@ from otel_gemini._model_names import bare_model_name
 from otel_gemini.pricing import _cost
 from otel_gemini.pricing._buckets import split_tokens
 from otel_gemini.pricing._cost import Cost
-from otel_gemini.pricing._rates import Rates, price_usage, resolve_rates
+from otel_gemini.pricing._rates import Rates, bills_audio_seconds, price_usage, resolve_rates
 from otel_gemini.pricing._table_file import (
     ModelSpec,
     PeriodSpec,
@@ -247,14 +247,8 @@ class PriceTable:
     ) -> Cost:
         """:meth:`cost` with the time as nanoseconds since the epoch (a span's start time)."""
         found = self._resolve(model)
-        if usage.is_empty:
-            return Cost(
-                status=_cost.NO_USAGE,
-                model=model,
-                prices_version=self.version,
-                femto={},
-                price_model=found.id if found else None,
-            )
+        if usage.is_empty and (found is None or not _has_audio_seconds(usage)):
+            return _no_usage(model, self.version, found)
         if found is None:
             return Cost(
                 status=_cost.UNKNOWN_MODEL,
@@ -273,6 +267,9 @@ class PriceTable:
         is_live = found.live if live is None else live
         spec = self._spec
         per_second = spec.live_audio_tokens_per_second if is_live else spec.audio_tokens_per_second
+        if usage.is_empty and not bills_audio_seconds(rates, usage):
+            # Only audio seconds were measured and nothing here prices them by the minute.
+            return _no_usage(model, self.version, found)
         priced = price_usage(rates, tokens, usage, per_second)
         if priced.missing:
             return Cost(
@@ -309,6 +306,20 @@ class PriceTable:
 
     def __repr__(self) -> str:
         return f"PriceTable(version={self.version!r}, models={len(self._models)})"
+
+
+def _has_audio_seconds(usage: Usage) -> bool:
+    return bool(usage.audio_input_seconds or usage.audio_output_seconds)
+
+
+def _no_usage(model: str, version: str, found: PricedModel | None) -> Cost:
+    return Cost(
+        status=_cost.NO_USAGE,
+        model=model,
+        prices_version=version,
+        femto={},
+        price_model=found.id if found else None,
+    )
 
 
 @lru_cache(maxsize=1)

@@ -133,6 +133,15 @@ class Priced(NamedTuple):
     missing: tuple[str, ...]
 
 
+def bills_audio_seconds(rates: Rates, usage: Usage) -> bool:
+    """Whether a per-minute audio price in ``rates`` bills audio seconds ``usage`` measured
+    (a Live turn can report seconds of audio and no tokens)."""
+    prices = rates.prices
+    return ((usage.audio_input_seconds or 0) > 0 and "input_audio_per_minute" in prices) or (
+        (usage.audio_output_seconds or 0) > 0 and "output_audio_per_minute" in prices
+    )
+
+
 def price_usage(
     rates: Rates,
     tokens: list[tuple[str, int]],
