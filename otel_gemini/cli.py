@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import Protocol, cast
@@ -54,9 +55,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``otel-gemini`` console script."""
     args = _parser().parse_args(argv)
     try:
-        return int(args._run(args))
+        code = int(args._run(args))
+        sys.stdout.flush()
+        return code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`otel-gemini prices | head`): as the Python docs advise,
+        # point stdout at devnull so the flush at exit does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a command killed by it
 
 
 if __name__ == "__main__":
