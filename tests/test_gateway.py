@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+from collector_harness import wait_until
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
@@ -367,3 +368,27 @@ def test_cli_gateway_bad_configuration_names_the_setting(tmp_path: Path) -> None
     )
     assert result.returncode == 2
     assert "LANGFUSE_PUBLIC_KEY" in result.stderr
+
+
+def test_health_is_the_shared_report_with_the_gateways_counters(
+    langfuse: FakeLangfuse, tmp_path: Path
+) -> None:
+    gateway = _gateway(langfuse, tmp_path).start()
+    try:
+        _post(gateway, _request(_spans(2)).SerializeToString(), PROTOBUF)
+        langfuse.wait_for_spans(2)
+        wait_until(lambda: _health(gateway)["counts"]["sent"] == 2, 10, "the spans to be sent")
+        response = httpx.get(f"{gateway.http_endpoint}/api/observability/health")
+        assert response.status_code == 200
+        assert response.headers["cache-control"] == "no-store"
+        document = response.json()
+        assert document["status"] == "healthy"
+        assert document["counts"]["accepted"] == 2
+        assert document["gateway"]["spans_accepted"] == 2
+        assert document["pricing"]["spans"]["priced"] == 2
+        assert document["langfuse"]["base_url"] == langfuse.base_url
+    finally:
+        gateway.shutdown()
+    report = gateway.health()
+    assert report.status.value == "unhealthy"
+    assert report.reasons[0] == "shutting down"

@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any
 
 import grpc  # type: ignore[import-untyped]
 
@@ -16,6 +15,8 @@ from otel_gemini.gateway._grpc import build_grpc_server
 from otel_gemini.gateway._http import build_http_app
 from otel_gemini.gateway._http_server import HttpListener
 from otel_gemini.gateway._intake import SpanIntake
+from otel_gemini.health import HealthReport, HealthReporter, HealthStatus
+from otel_gemini.health._report import iso_time
 from otel_gemini.pricing import PriceTable
 from otel_gemini.processing import CostSpanProcessor
 
@@ -79,6 +80,8 @@ class Gateway:
         exporter: LangfuseExporter,
         prices: PriceTable | None = None,
         settings: GatewaySettings | None = None,
+        *,
+        probe: bool = True,
     ) -> None:
         self.settings = settings or GatewaySettings()
         self.exporter = exporter
@@ -92,6 +95,7 @@ class Gateway:
             persist_timeout=self.settings.persist_timeout,
             retry_after=self.settings.retry_after,
         )
+        self.health_reporter = HealthReporter(exporter, probe=probe)
         self.app = build_http_app(self.intake, self.health)
         """The HTTP side as an ASGI app (OTLP ``/v1/traces`` and the health endpoint)."""
         self._grpc: grpc.Server | None = None
@@ -184,28 +188,27 @@ class Gateway:
         """``http://host:port`` of the OTLP/HTTP listener (traces at ``/v1/traces``)."""
         return None if self.http_port is None else f"http://{self.settings.host}:{self.http_port}"
 
-    def health(self) -> tuple[int, dict[str, Any]]:
-        """(HTTP status, document): 200 while spans can be taken and sent, else 503."""
-        exporter = self.exporter.stats()
-        problems: list[str] = []
-        if self._shut_down or exporter.shut_down:
-            problems.append("shutting down")
-        if exporter.spool_error:
-            problems.append("spool unwritable")
-        if exporter.paused:
-            problems.append(f"sending paused ({exporter.paused})")
-        capacity = exporter.spool_capacity_bytes
-        if capacity and exporter.queued_disk_bytes >= capacity * self.settings.spool_high_water:
-            problems.append("spool full")
-        document: dict[str, Any] = {
-            "status": "ok" if not problems else "degraded",
-            "problems": problems,
-            "started_at": self._started_at,
+    def health(self) -> HealthReport:
+        """The gateway's health: its exporter's, judged as everywhere else (docs/operations.md),
+        and unhealthy while shutting down; the receiver's counters are under ``gateway``, the
+        cost processor's under ``pricing`` in ``extra``."""
+        report = self.health_reporter.report()
+        status, reasons = report.status, report.reasons
+        if self._shut_down or report.stats.shut_down:
+            status, reasons = HealthStatus.UNHEALTHY, ("shutting down", *reasons)
+        capacity = report.stats.spool_capacity_bytes
+        high_water = capacity * self.settings.spool_high_water
+        if capacity and report.stats.queued_disk_bytes >= high_water:
+            reasons = (*reasons, "spool at its high-water mark: new requests are refused for now")
+            if status is HealthStatus.HEALTHY:
+                status = HealthStatus.DEGRADED
+        extra: dict[str, object] = {
+            **report.extra,
+            "started_at": iso_time(self._started_at),
             "gateway": self.intake.stats(),
-            "exporter": exporter.to_dict(),
             "pricing": self.processor.stats(),
         }
-        return (200 if not problems else 503), document
+        return replace(report, status=status, reasons=reasons, extra=extra)
 
 
 def _grpc_host(host: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 from google.rpc import status_pb2  # type: ignore[import-untyped]
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -27,9 +27,9 @@ from starlette.routing import BaseRoute, Route
 
 from otel_gemini.gateway._intake import Outcome, SpanIntake, Verdict
 from otel_gemini.gateway._otlp_decode import MalformedPayload, parse_json, parse_protobuf
+from otel_gemini.health import HealthReport, health_route
 
 TRACES_PATH: Final = "/v1/traces"
-HEALTH_PATH: Final = "/api/observability/health"
 PROTOBUF: Final = "application/x-protobuf"
 JSON: Final = "application/json"
 
@@ -49,12 +49,13 @@ class _TooLarge(Exception):
 
 def build_http_app(
     intake: SpanIntake,
-    health: Callable[[], tuple[int, dict[str, Any]]],
+    health: Callable[[], HealthReport],
     extra_routes: list[BaseRoute] | None = None,
 ) -> Starlette:
     """The gateway's ASGI app: the OTLP trace receiver and the health endpoint.
 
-    ``health`` returns (HTTP status, JSON body) for ``GET /api/observability/health``.
+    ``health`` gives the report served at ``GET /api/observability/health``, in the same
+    JSON and with the same status codes as every other otel-gemini health endpoint.
     """
 
     async def traces(request: Request) -> Response:
@@ -86,13 +87,9 @@ def build_http_app(
             intake.release(len(body))
         return _answer(outcome, content_type)
 
-    async def health_endpoint(request: Request) -> Response:
-        status, document = health()
-        return JSONResponse(document, status_code=status)
-
     routes: list[BaseRoute] = [
         Route(TRACES_PATH, traces, methods=["POST"]),
-        Route(HEALTH_PATH, health_endpoint, methods=["GET"]),
+        health_route(health),
         *(extra_routes or []),
     ]
     return Starlette(routes=routes)

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from otel_gemini.health._report import HealthReport
 from otel_gemini.health._reporter import HealthReporter
 
 HEALTH_ENDPOINT = "/api/observability/health"
 
 
-def health_route(reporter: HealthReporter, path: str = HEALTH_ENDPOINT) -> Route:
-    """A route serving ``reporter``'s JSON report: HTTP 200 healthy or degraded, 503
-    unhealthy. Add it to an existing Starlette/FastAPI app's routes."""
+def health_route(
+    reporter: HealthReporter | Callable[[], HealthReport], path: str = HEALTH_ENDPOINT
+) -> Route:
+    """A route serving ``reporter``'s JSON report (or the report a callable returns): HTTP
+    200 healthy or degraded, 503 unhealthy. Add it to an existing Starlette/FastAPI app's
+    routes."""
+    current = reporter.report if isinstance(reporter, HealthReporter) else reporter
 
     async def health(request: Request) -> JSONResponse:
-        report = reporter.report()  # in-memory only: fine on the event loop
+        report = current()  # in-memory only: fine on the event loop
         return JSONResponse(
             report.to_dict(),
             status_code=report.http_status,
