@@ -24,33 +24,15 @@ from typing import Final
 
 from otel_gemini import _attributes as attrs
 from otel_gemini.pricing import PriceTable
-from otel_gemini.pricing._buckets import TOKEN_BUCKETS
+from otel_gemini.pricing._buckets import COUNT_FIELDS, REPORTED_COUNT_FIELDS, TOKEN_BUCKETS
 from otel_gemini.pricing._cost import FEMTO_PER_USD
 from otel_gemini.processing._span_usage import BILLED_TYPES, MODEL_KEYS, USAGE_SOURCES
 
 PROCESSOR_NAME: Final = "transform/gemini_cost"
 _SECONDS_FIELDS: Final = ("audio_input_seconds", "audio_output_seconds", "output_video_seconds")
 _PER_MINUTE: Final = ("input_audio_per_minute", "output_audio_per_minute")
-_EMPTY_FIELDS: Final = (  # what Usage.is_empty looks at
-    "input_tokens",
-    "output_tokens",
-    "cache_read_input_tokens",
-    "reasoning_output_tokens",
-    "tool_use_prompt_tokens",
-    "text_input_tokens",
-    "image_input_tokens",
-    "audio_input_tokens",
-    "video_input_tokens",
-    "text_output_tokens",
-    "image_output_tokens",
-    "audio_output_tokens",
-)
-_CLAMPED_FIELDS: Final = (  # what split_tokens clamps at zero
-    *_EMPTY_FIELDS,
-    "audio_cache_read_input_tokens",
-    "image_cache_read_input_tokens",
-    "video_cache_read_input_tokens",
-)
+_EMPTY_FIELDS: Final = REPORTED_COUNT_FIELDS  # what Usage.is_empty looks at
+_CLAMPED_FIELDS: Final = COUNT_FIELDS  # what split_tokens clamps at zero
 _FEMTO: Final = str(FEMTO_PER_USD)
 _VERSION_SUFFIX: Final = r"-\d{3}$"
 

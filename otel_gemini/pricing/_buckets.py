@@ -44,7 +44,7 @@ UNIT_BUCKETS: Final = (OUTPUT_IMAGE_COUNT, OUTPUT_VIDEO_SECONDS)
 ALL_BUCKETS: Final = TOKEN_BUCKETS + UNIT_BUCKETS
 
 
-_COUNT_FIELDS: Final = (
+COUNT_FIELDS: Final = (
     "input_tokens",
     "output_tokens",
     "cache_read_input_tokens",
@@ -61,8 +61,12 @@ _COUNT_FIELDS: Final = (
     "image_cache_read_input_tokens",
     "video_cache_read_input_tokens",
 )
+"""``Usage``'s token counts, in its field order."""
+REPORTED_COUNT_FIELDS: Final = COUNT_FIELDS[:12]
+"""The counts whose being all zero means no tokens were reported (``Usage.is_empty``): the
+cache-by-modality counts are subsets of these."""
 # split_tokens unpacks the token counts by position (fast); keep Usage's field order in step.
-assert Usage._fields[: len(_COUNT_FIELDS)] == _COUNT_FIELDS
+assert Usage._fields[: len(COUNT_FIELDS)] == COUNT_FIELDS
 
 
 def split_tokens(usage: Usage) -> tuple[list[tuple[str, int]], int, bool]:
@@ -73,6 +77,10 @@ def split_tokens(usage: Usage) -> tuple[list[tuple[str, int]], int, bool]:
     and had to be clamped. A missing total (0) is taken as the sum of its parts rather than
     clamping the parts to nothing.
     """
+    counts: tuple[int, ...] = usage[:15]
+    clamped = min(counts) < 0
+    if clamped:
+        counts = tuple(max(count, 0) for count in counts)
     (
         total_in,
         total_out,
@@ -89,26 +97,7 @@ def split_tokens(usage: Usage) -> tuple[list[tuple[str, int]], int, bool]:
         cached_audio,
         cached_image,
         cached_video,
-    ) = usage[:15]
-    clamped = min(usage[:15]) < 0
-    if clamped:
-        (
-            total_in,
-            total_out,
-            cached,
-            reasoning,
-            tool,
-            text_in,
-            image_in,
-            audio_in,
-            video_in,
-            text_out,
-            image_out,
-            audio_out,
-            cached_audio,
-            cached_image,
-            cached_video,
-        ) = (max(count, 0) for count in usage[:15])
+    ) = counts
 
     if not total_in:
         total_in = max(text_in + image_in + audio_in + video_in, cached + tool)

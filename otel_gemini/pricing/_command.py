@@ -9,28 +9,14 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, TextIO
 
+from otel_gemini.pricing._table_file import INFO_PRICE_KINDS, TOKEN_PRICE_KINDS, UNIT_PRICE_KINDS
+
 if TYPE_CHECKING:
     from otel_gemini.pricing._price_table import PricedModel
 
 HELP = "Show the Gemini price table (or one model's dated prices), or check an override file."
 
-_PRICE_ORDER = (
-    "input",
-    "input_image",
-    "input_video",
-    "input_audio",
-    "cache_read",
-    "cache_read_audio",
-    "output",
-    "output_reasoning",
-    "output_image",
-    "output_audio",
-    "cache_storage",
-    "per_image",
-    "per_video_second",
-    "input_audio_per_minute",
-    "output_audio_per_minute",
-)
+_PRICE_ORDER = (*TOKEN_PRICE_KINDS, *INFO_PRICE_KINDS, *UNIT_PRICE_KINDS)
 _UNITS = {
     "cache_storage": "/1M tokens/hour",
     "per_image": "/image",
