@@ -23,13 +23,13 @@ from collector_harness import (
     build_collector,
     node_app_ready,
     run_node_app,
-    wait_until,
 )
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
+from polling import wait_until
 
 from otel_gemini import _attributes as attrs
 from otel_gemini.testing import FakeLangfuse

@@ -15,7 +15,6 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from collector_harness import wait_until
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
@@ -27,6 +26,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
+from polling import wait_until
 
 from otel_gemini import _attributes as attrs
 from otel_gemini.export import LangfuseExporter, RetryPolicy

@@ -14,6 +14,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from polling import wait_until
 
 from otel_gemini import _attributes as attrs
 from otel_gemini.export import (
@@ -28,14 +29,6 @@ from otel_gemini.export._retry import parse_retry_after
 from otel_gemini.testing import FakeLangfuse
 
 FAST_RETRY = RetryPolicy(initial_backoff=0.02, max_backoff=0.2, pause_interval=0.3)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        time.sleep(0.01)
 
 
 class Producer:
