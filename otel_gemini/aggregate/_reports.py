@@ -120,12 +120,7 @@ class CostReport:
         object.__setattr__(self, "total", add_groups(list(self.groups), {}))
 
     def to_dict(self) -> dict[str, Any]:
-        document = self.origin.to_dict()
-        document.update(self.query.window.to_dict())
-        document["group_by"] = list(self.query.group_by)
-        filters = dict(self.query.filters.items())
-        if filters:
-            document["filters"] = filters
+        document = _report_head(self.origin, self.query)
         document["currency"] = "USD"
         document["groups"] = [group.to_dict() for group in self.groups]
         document["total"] = self.total.to_dict()
@@ -197,12 +192,18 @@ class LatencyReport:
     groups: tuple[LatencyGroup, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        document = self.origin.to_dict()
-        document.update(self.query.window.to_dict())
-        document["group_by"] = list(self.query.group_by)
-        filters = dict(self.query.filters.items())
-        if filters:
-            document["filters"] = filters
+        document = _report_head(self.origin, self.query)
         document["percentile_method"] = PERCENTILE_METHOD
         document["groups"] = [group.to_dict() for group in self.groups]
         return document
+
+
+def _report_head(origin: Origin, query: CostQuery | LatencyQuery) -> dict[str, Any]:
+    """What every report starts with: where the answer came from and what was asked."""
+    document = origin.to_dict()
+    document.update(query.window.to_dict())
+    document["group_by"] = list(query.group_by)
+    filters = dict(query.filters.items())
+    if filters:
+        document["filters"] = filters
+    return document
