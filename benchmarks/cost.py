@@ -19,42 +19,12 @@ import sys
 import time
 from collections.abc import Callable
 
+from _generation_span import ATTRIBUTES, KeepLast
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.trace import SpanKind
 
 from otel_gemini import CostSpanProcessor, PriceTable
-
-ATTRIBUTES: dict[str, str | int | float | list[str]] = {
-    "gen_ai.operation.name": "generate_content",
-    "gen_ai.provider.name": "gcp.gemini",
-    "gen_ai.request.model": "gemini-2.5-flash",
-    "gen_ai.response.model": "gemini-2.5-flash",
-    "gen_ai.response.id": "resp-0123456789",
-    "gen_ai.response.finish_reasons": ["stop"],
-    "gen_ai.request.temperature": 0.7,
-    "gen_ai.request.max_tokens": 1024,
-    "server.address": "generativelanguage.googleapis.com",
-    "server.port": 443,
-    "user.id": "user-42",
-    "session.id": "session-7",
-    "gen_ai.usage.input_tokens": 5321,
-    "gen_ai.usage.output_tokens": 812,
-    "gen_ai.usage.cache_read.input_tokens": 4096,
-    "gen_ai.usage.reasoning.output_tokens": 300,
-    "gen_ai.usage.text.input_tokens": 5000,
-    "gen_ai.usage.image.input_tokens": 321,
-    "gen_ai.usage.text.output_tokens": 812,
-}
-
-
-class _Sink(SpanProcessor):
-    """Keeps the last span, as a batching processor's queue would."""
-
-    last: ReadableSpan | None = None
-
-    def on_end(self, span: ReadableSpan) -> None:
-        self.last = span
 
 
 class _ReadingSink(SpanProcessor):
@@ -138,8 +108,8 @@ def main() -> None:
     print(f"best of 15 rounds of {repeats} spans; model gemini-2.5-flash, 19 attributes")
     _compare(
         "1. application thread (on_end; target <= 10 µs added)",
-        _PassThrough(_Sink()),
-        CostSpanProcessor(_Sink(), prices),
+        _PassThrough(KeepLast()),
+        CostSpanProcessor(KeepLast(), prices),
         repeats,
     )
     _compare(
@@ -148,8 +118,8 @@ def main() -> None:
         CostSpanProcessor(_ReadingSink(), prices),
         repeats,
     )
-    whole_base = _whole_span_us(_PassThrough(_Sink()), repeats)
-    whole_cost = _whole_span_us(CostSpanProcessor(_Sink(), prices), repeats)
+    whole_base = _whole_span_us(_PassThrough(KeepLast()), repeats)
+    whole_cost = _whole_span_us(CostSpanProcessor(KeepLast(), prices), repeats)
     print("3. whole span (start, 19 attributes, end) through a TracerProvider")
     print(f"  with pass-through      : {whole_base:7.2f} µs/span")
     print(f"  with CostSpanProcessor : {whole_cost:7.2f} µs/span")

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from _generation_span import ATTRIBUTES, KeepLast
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.trace import SpanKind
 
@@ -33,37 +34,6 @@ from otel_gemini import CostSpanProcessor, PriceTable
 from otel_gemini.aggregate import CostStore
 from otel_gemini.aggregate._rows import generation_row
 from otel_gemini.aggregate._schema import UPSERT, open_for_writing
-
-ATTRIBUTES: dict[str, str | int | float | list[str]] = {
-    "gen_ai.operation.name": "generate_content",
-    "gen_ai.provider.name": "gcp.gemini",
-    "gen_ai.request.model": "gemini-2.5-flash",
-    "gen_ai.response.model": "gemini-2.5-flash",
-    "gen_ai.response.id": "resp-0123456789",
-    "gen_ai.response.finish_reasons": ["stop"],
-    "gen_ai.request.temperature": 0.7,
-    "gen_ai.request.max_tokens": 1024,
-    "server.address": "generativelanguage.googleapis.com",
-    "server.port": 443,
-    "user.id": "user-42",
-    "session.id": "session-7",
-    "gen_ai.usage.input_tokens": 5321,
-    "gen_ai.usage.output_tokens": 812,
-    "gen_ai.usage.cache_read.input_tokens": 4096,
-    "gen_ai.usage.reasoning.output_tokens": 300,
-    "gen_ai.usage.text.input_tokens": 5000,
-    "gen_ai.usage.image.input_tokens": 321,
-    "gen_ai.usage.text.output_tokens": 812,
-}
-
-
-class _Keep(SpanProcessor):
-    """The baseline: keeps the span, as a batching processor's queue would."""
-
-    last: ReadableSpan | None = None
-
-    def on_end(self, span: ReadableSpan) -> None:
-        self.last = span
 
 
 def _spans(count: int) -> list[ReadableSpan]:
@@ -129,7 +99,7 @@ def _store_rows_per_second(
     name = f"throughput-{time.monotonic_ns()}.sqlite3"
     store = CostStore(directory / name, retention_days=0, max_queue=len(spans))
     if priced_before:
-        keep = _Keep()
+        keep = KeepLast()
         pricer = CostSpanProcessor(keep, prices)
         ready = []
         for span in spans:
@@ -155,7 +125,7 @@ def _store_rows_per_second(
 def _bare_sqlite_rows_per_second(
     directory: Path, spans: list[ReadableSpan], prices: PriceTable
 ) -> float:
-    keep = _Keep()
+    keep = KeepLast()
     pricer = CostSpanProcessor(keep, prices)
     rows = []
     for span in spans:
@@ -185,7 +155,7 @@ def main() -> None:
         store = CostStore(
             directory / "app.sqlite3", retention_days=0, max_queue=count * (rounds + 2)
         )
-        keep_chain = CostSpanProcessor(_Keep(), prices)
+        keep_chain = CostSpanProcessor(KeepLast(), prices)
         store_chain = CostSpanProcessor(store, prices)
         for chain in (keep_chain, store_chain):  # warm-up
             _on_end_us(chain, spans[: count // 10 + 1], time.perf_counter)
@@ -212,7 +182,7 @@ def main() -> None:
             ("wall time, writer busy", time.perf_counter),
         ):
             whole_base, whole_store = _best_pair(
-                lambda: _whole_span_us(CostSpanProcessor(_Keep(), prices), count, clock),  # noqa: B023
+                lambda: _whole_span_us(CostSpanProcessor(KeepLast(), prices), count, clock),  # noqa: B023
                 lambda: _whole_span_us(CostSpanProcessor(store, prices), count, clock),  # noqa: B023
                 5,
             )
