@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+from collector_harness import build_collector
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from otel_gemini.export import LangfuseExporter, RetryPolicy
+from otel_gemini.testing import FakeLangfuse
 
 
 @dataclass
@@ -65,3 +71,49 @@ def instrumented(recorded: Recorded) -> Iterator[Recorded]:
         yield recorded
     finally:
         instrumentor.uninstrument()
+
+
+@pytest.fixture
+def exporter_retry() -> RetryPolicy:
+    """How fast the exporters of ``make_exporter`` retry (a test module may override it)."""
+    return RetryPolicy(initial_backoff=0.02, max_backoff=0.2, pause_interval=0.3)
+
+
+@pytest.fixture
+def make_exporter(
+    tmp_path: Path, fake_langfuse: FakeLangfuse, exporter_retry: RetryPolicy
+) -> Iterator[Callable[..., LangfuseExporter]]:
+    """Makes LangfuseExporters sending to ``fake_langfuse`` with a spool in ``tmp_path``
+    (keyword arguments override); shuts them down after the test."""
+    made: list[LangfuseExporter] = []
+
+    def make(**overrides: object) -> LangfuseExporter:
+        settings: dict[str, object] = {
+            **fake_langfuse.exporter_settings(),
+            "spool_dir": tmp_path / "spool",
+            "retry": exporter_retry,
+            "environ": {},
+            **overrides,
+        }
+        exporter = LangfuseExporter(**settings)  # type: ignore[arg-type]
+        made.append(exporter)
+        return exporter
+
+    yield make
+    for exporter in made:
+        exporter.shutdown(timeout_millis=500)
+
+
+@functools.cache
+def _collector() -> tuple[Path | None, str]:
+    return build_collector()
+
+
+@pytest.fixture(scope="session")
+def collector_binary() -> Path:
+    """The OpenTelemetry Collector built by collector-config/build-collector.sh (``make
+    collector`` builds it first in CI); skips the test where it cannot be built."""
+    binary, why = _collector()
+    if binary is None:
+        pytest.skip(f"no OpenTelemetry Collector: {why}")
+    return binary

@@ -10,14 +10,13 @@ CostSpanProcessor in memory; the cost attributes must be identical.
 from __future__ import annotations
 
 import base64
-import functools
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
-from collector_harness import CONFIG_DIR, Collector, build_collector
+from collector_harness import CONFIG_DIR, Collector
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -39,19 +38,6 @@ COST_KEYS = (
     attrs.LANGFUSE_COST_DETAILS,
     attrs.LANGFUSE_USAGE_DETAILS,
 )
-
-
-@functools.cache
-def _collector() -> tuple[Path | None, str]:
-    return build_collector()
-
-
-@pytest.fixture(scope="module")
-def collector_binary() -> Path:
-    binary, why = _collector()
-    if binary is None:
-        pytest.skip(f"no OpenTelemetry Collector: {why}")
-    return binary
 
 
 def _ns(year: int, month: int, day: int) -> int:

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import functools
 import subprocess
 from collections import defaultdict
 from collections.abc import Iterator
@@ -20,7 +19,6 @@ from collector_harness import (
     NODE_APP,
     Collector,
     GatewayProcess,
-    build_collector,
     node_app_ready,
     run_node_app,
 )
@@ -35,19 +33,6 @@ from otel_gemini import _attributes as attrs
 from otel_gemini.testing import FakeLangfuse
 
 pytestmark = [pytest.mark.collector, pytest.mark.timeout(180)]
-
-
-@functools.cache
-def _collector() -> tuple[Path | None, str]:
-    return build_collector()
-
-
-@pytest.fixture(scope="module")
-def collector_binary() -> Path:
-    binary, why = _collector()
-    if binary is None:
-        pytest.skip(f"no OpenTelemetry Collector: {why}")
-    return binary
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -29,26 +29,8 @@ MIB = 1024 * 1024
 
 
 @pytest.fixture
-def exporter_factory(
-    tmp_path: Path, fake_langfuse: FakeLangfuse
-) -> Iterator[Callable[..., LangfuseExporter]]:
-    made: list[LangfuseExporter] = []
-
-    def make(**overrides: object) -> LangfuseExporter:
-        settings: dict[str, object] = {
-            **fake_langfuse.exporter_settings(),
-            "spool_dir": tmp_path / "spool",
-            "retry": FAST_RETRY,
-            "environ": {},
-            **overrides,
-        }
-        exporter = LangfuseExporter(**settings)  # type: ignore[arg-type]
-        made.append(exporter)
-        return exporter
-
-    yield make
-    for exporter in made:
-        exporter.shutdown(timeout_millis=500)
+def exporter_retry() -> RetryPolicy:
+    return FAST_RETRY
 
 
 def produce(
@@ -110,10 +92,10 @@ OUTAGES: dict[str, Callable[[FakeLangfuse], None]] = {
 def test_20000_spans_over_10_s_with_langfuse_down_for_the_first_5_s_all_arrive(
     outage: str,
     fake_langfuse: FakeLangfuse,
-    exporter_factory: Callable[..., LangfuseExporter],
+    make_exporter: Callable[..., LangfuseExporter],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    exporter = exporter_factory()
+    exporter = make_exporter()
     OUTAGES[outage](fake_langfuse)
     rss_before = rss()
     ids = produce(exporter, 20_000, 10.0, at_half_time=fake_langfuse.up)
@@ -134,11 +116,11 @@ def test_20000_spans_over_10_s_with_langfuse_down_for_the_first_5_s_all_arrive(
 @pytest.mark.slow
 def test_langfuse_down_for_the_whole_run_with_a_small_spool_drops_oldest_and_counts(
     fake_langfuse: FakeLangfuse,
-    exporter_factory: Callable[..., LangfuseExporter],
+    make_exporter: Callable[..., LangfuseExporter],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     fake_langfuse.refuse_connections()
-    exporter = exporter_factory(spool_max_bytes=256 * 1024)
+    exporter = make_exporter(spool_max_bytes=256 * 1024)
     produce(exporter, 2_000, 1.0)  # warm up allocations before measuring
     rss_before = rss()
     ids = produce(exporter, 20_000, 4.0)
@@ -164,7 +146,7 @@ def test_langfuse_down_for_the_whole_run_with_a_small_spool_drops_oldest_and_cou
 
 @pytest.mark.slow
 def test_a_producer_killed_mid_stream_loses_nothing_that_ended_a_second_before(
-    tmp_path: Path, fake_langfuse: FakeLangfuse, exporter_factory: Callable[..., LangfuseExporter]
+    tmp_path: Path, fake_langfuse: FakeLangfuse, make_exporter: Callable[..., LangfuseExporter]
 ) -> None:
     fake_langfuse.slow(0.05)  # requests in flight when the kill comes
     log = tmp_path / "ended.log"
@@ -197,7 +179,7 @@ def test_a_producer_killed_mid_stream_loses_nothing_that_ended_a_second_before(
     must_arrive = {span_id for span_id, at in ended if float(at) <= killed_at - 1.0}
     assert len(must_arrive) > 4000
     fake_langfuse.up()
-    restarted = exporter_factory()
+    restarted = make_exporter()
     assert restarted.force_flush(timeout_millis=10_000)
     received = Counter(span.span_id for span in fake_langfuse.spans)
     assert must_arrive <= set(received)
@@ -207,10 +189,10 @@ def test_a_producer_killed_mid_stream_loses_nothing_that_ended_a_second_before(
 
 
 def test_a_damaged_spool_starts_delivers_every_intact_span_and_counts_the_rest(
-    fake_langfuse: FakeLangfuse, exporter_factory: Callable[..., LangfuseExporter]
+    fake_langfuse: FakeLangfuse, make_exporter: Callable[..., LangfuseExporter]
 ) -> None:
     fake_langfuse.refuse_connections()
-    exporter = exporter_factory(spool_max_bytes=2 * MIB)  # 256 KiB segments
+    exporter = make_exporter(spool_max_bytes=2 * MIB)  # 256 KiB segments
     ids = produce(exporter, 2_000, 0.5)
     exporter.shutdown(timeout_millis=1000)
     assert exporter.stats().queued_disk_spans == 2_000
@@ -225,7 +207,7 @@ def test_a_damaged_spool_starts_delivers_every_intact_span_and_counts_the_rest(
         file.truncate(segments[-1].stat().st_size * 2 // 3)
     (directory / "seg-9000000000000000.spool").write_bytes(os.urandom(4096))  # garbage
     fake_langfuse.up()
-    restarted = exporter_factory()
+    restarted = make_exporter()
     assert restarted.force_flush(timeout_millis=10_000)
     stats = restarted.stats()
     received = [span.span_id for span in fake_langfuse.spans]

@@ -6,7 +6,7 @@ import base64
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,8 +27,6 @@ from otel_gemini.export import (
 )
 from otel_gemini.export._retry import parse_retry_after
 from otel_gemini.testing import FakeLangfuse
-
-FAST_RETRY = RetryPolicy(initial_backoff=0.02, max_backoff=0.2, pause_interval=0.3)
 
 
 class Producer:
@@ -57,29 +55,6 @@ class Producer:
             ) as span:
                 ids.append(f"{span.get_span_context().span_id:016x}")
         return ids
-
-
-@pytest.fixture
-def make_exporter(
-    tmp_path: Path, fake_langfuse: FakeLangfuse
-) -> Iterator[Callable[..., LangfuseExporter]]:
-    made: list[LangfuseExporter] = []
-
-    def make(**overrides: object) -> LangfuseExporter:
-        settings: dict[str, object] = {
-            **fake_langfuse.exporter_settings(),
-            "spool_dir": tmp_path / "spool",
-            "retry": FAST_RETRY,
-            "environ": {},
-            **overrides,
-        }
-        exporter = LangfuseExporter(**settings)  # type: ignore[arg-type]
-        made.append(exporter)
-        return exporter
-
-    yield make
-    for exporter in made:
-        exporter.shutdown(timeout_millis=500)
 
 
 def assert_balanced(stats: ExportStats) -> None:
