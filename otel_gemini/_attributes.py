@@ -147,6 +147,12 @@ LIVE_MESSAGES_RECEIVED: Final = "otel_gemini.live.messages_received"
 # closed | server_closed | connection_lost | cancelled | error | connect_failed
 LIVE_END_REASON: Final = "otel_gemini.live.end_reason"
 LIVE_CLOSE_CODE: Final = "otel_gemini.live.close_code"  # WebSocket close code, when known
+# Session resumption (a new connection continuing a session) and the server's goAway.
+LIVE_RESUMED: Final = "otel_gemini.live.resumed"  # True: connected with a resumption handle
+LIVE_RESUMABLE: Final = "otel_gemini.live.resumable"  # the server's last word on it
+LIVE_RESUMPTION_UPDATES: Final = "otel_gemini.live.resumption_updates"
+LIVE_GO_AWAY: Final = "otel_gemini.live.go_away"  # the event, when the server announces a close
+LIVE_GO_AWAY_TIME_LEFT: Final = "otel_gemini.live.go_away.time_left"  # seconds, as announced
 # A session's cost: the sum of its turns' costs, added by the cost processor. Not
 # gen_ai.usage.cost / langfuse.observation.cost_details, which Langfuse would count again.
 LIVE_SESSION_COST: Final = "otel_gemini.live.cost"

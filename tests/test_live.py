@@ -992,3 +992,89 @@ async def test_the_session_object_is_the_sdks_own(
         "generate_content",
         "live_session",
     ]
+
+
+# --- a session resumed on a second connection -----------------------------------------------
+
+
+async def test_a_resumed_session_links_to_the_connection_that_issued_its_handle(
+    tracing: Traced, fake_gemini_live: FakeGemini, gemini_live_client: genai.Client
+) -> None:
+    secret_handle = "resumption-handle-7f3a"
+    fake_gemini_live.add_live_session(
+        LiveScript(
+            [
+                WaitFor("audio_stream_end"),
+                ModelAudio(0.25),
+                LiveRawMessage(
+                    {"sessionResumptionUpdate": {"newHandle": secret_handle, "resumable": True}}
+                ),
+                LiveRawMessage({"goAway": {"timeLeft": "10s"}}),
+                TurnComplete(usage=ScriptedUsage(prompt=9, candidates=3)),
+            ]
+        )
+    )
+    fake_gemini_live.add_live_session(
+        LiveScript(
+            [
+                WaitFor("audio_stream_end"),
+                ModelAudio(0.25),
+                TurnComplete(usage=ScriptedUsage(prompt=12, candidates=4)),
+            ]
+        )
+    )
+    async with gemini_live_client.aio.live.connect(
+        model=MODEL, config={"session_resumption": {}}
+    ) as session:
+        await speak(session, 0.25)
+        async for _ in session.receive():
+            pass
+    async with gemini_live_client.aio.live.connect(
+        model=MODEL, config={"session_resumption": {"handle": secret_handle}}
+    ) as session:
+        await speak(session, 0.25)
+        async for _ in session.receive():
+            pass
+
+    first, second = sorted(
+        (s for s in tracing.spans() if s.name.startswith("live_session ")),
+        key=lambda s: s.start_time or 0,
+    )
+    assert attr(first, "otel_gemini.live.resumption_updates") == 1
+    assert attr(first, "otel_gemini.live.resumable") is True
+    assert attr(first, "otel_gemini.live.go_away.time_left") == 10.0
+    assert [event.name for event in first.events] == ["otel_gemini.live.go_away"]
+    assert "otel_gemini.live.resumed" not in (first.attributes or {})
+    assert attr(second, "otel_gemini.live.resumed") is True
+    assert [link.context for link in second.links] == [first.context]
+    assert second.context is not None and first.context is not None
+    assert second.context.trace_id != first.context.trace_id  # one trace per connection
+    # The handle resumes the session: it is never written anywhere.
+    for span in tracing.spans():
+        assert secret_handle not in json.dumps(dict(span.attributes or {}), default=str)
+        for event in span.events:
+            assert secret_handle not in json.dumps(dict(event.attributes or {}), default=str)
+
+
+def test_resumption_handles_are_bounded_and_kept_only_as_digests() -> None:
+    from opentelemetry.trace import SpanContext, TraceFlags
+
+    from otel_gemini.instrumentation._live_resumption import ResumptionHandles, duration_seconds
+
+    handles = ResumptionHandles(max_handles=2)
+    contexts = [SpanContext(1, n, False, TraceFlags(1)) for n in (1, 2, 3)]
+    for name, context in zip(("a", "b", "c"), contexts, strict=True):
+        handles.remember(f"handle-{name}", context)
+    assert (handles.find("handle-a"), handles.find("handle-b"), handles.find("handle-c")) == (
+        None,
+        contexts[1],
+        contexts[2],
+    )
+    assert len(handles) == 2
+    assert not any(b"handle-" in key for key in handles._sessions)
+    assert [duration_seconds(text) for text in ("10s", "1.5s", "soon", None)] == [
+        10.0,
+        1.5,
+        None,
+        None,
+    ]

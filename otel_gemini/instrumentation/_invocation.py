@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from otel_gemini import _attributes as attrs
@@ -86,6 +86,7 @@ class Invocation:
         recorder: ResponseRecorder,
         kind: SpanKind = SpanKind.CLIENT,
         context_key: str | None = None,
+        links: Sequence[Link] | None = None,
     ) -> None:
         extra = current_trace_attributes()
         if extra:
@@ -97,7 +98,9 @@ class Invocation:
         self._first_chunk_at: float | None = None
         self._started_at = time.perf_counter()
         self._context_key = context_key
-        self.span = instruments.tracer.start_span(name, kind=kind, attributes=attributes)
+        self.span = instruments.tracer.start_span(
+            name, kind=kind, attributes=attributes, links=links
+        )
 
     def activate(self) -> _Activation:
         """Make the span current for the duration of a ``with`` block (the SDK's work)."""

@@ -24,6 +24,7 @@ from wrapt import wrap_function_wrapper
 from otel_gemini import _attributes as attrs
 from otel_gemini._model_names import bare_model_name
 from otel_gemini.instrumentation import _content
+from otel_gemini.instrumentation import _live_resumption as resumption
 from otel_gemini.instrumentation._generate_content import config_field, request_attributes
 from otel_gemini.instrumentation._instruments import Instruments
 from otel_gemini.instrumentation._internal_errors import report_internal_error
@@ -301,7 +302,12 @@ class InstrumentedConnection:
                 attrs.GEN_AI_OPERATION_NAME: attrs.OP_GENERATE_CONTENT,
                 attrs.LANGFUSE_OBSERVATION_TYPE: "generation",
             }
-            return LiveSessionTracker(self._instruments, model, session, turn)
+            handle = config_field(config_field(config, "session_resumption"), "handle")
+            resumes = None
+            if isinstance(handle, str) and handle:
+                session[attrs.LIVE_RESUMED] = True
+                resumes = resumption.handles.find(handle)
+            return LiveSessionTracker(self._instruments, model, session, turn, resumes)
         except Exception as error:
             report_internal_error("start live session", error)
             return None

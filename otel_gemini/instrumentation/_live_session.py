@@ -24,11 +24,12 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Link, SpanContext, SpanKind
 from opentelemetry.util.types import AttributeValue
 
 from otel_gemini import _attributes as attrs
 from otel_gemini._trace_attributes import current_trace_attributes
+from otel_gemini.instrumentation import _live_resumption as resumption
 from otel_gemini.instrumentation._generate_content import json_attribute
 from otel_gemini.instrumentation._instruments import Instruments
 from otel_gemini.instrumentation._internal_errors import report_internal_error
@@ -89,6 +90,7 @@ class LiveSessionTracker:
         model: str,
         session_attributes: dict[str, AttributeValue],
         turn_attributes: dict[str, AttributeValue],
+        resumes: SpanContext | None = None,
     ) -> None:
         self._instruments = instruments
         self._model = model
@@ -106,11 +108,16 @@ class LiveSessionTracker:
         self._close_code: int | None = None
         self._transport_error: BaseException | None = None
         self._ended = False
+        self._resumption_updates = 0
+        self._resumable: bool | None = None
+        self._go_away_time_left: float | None = None
         self.session = Invocation(
             instruments,
             f"{attrs.OP_LIVE_SESSION} {model}",
             session_attributes,
             _SessionRecorder(self),
+            # A resumed session links to the one whose handle it presented.
+            links=[Link(resumes)] if resumes is not None else None,
         )
         # Turns get what trace_attributes() held when the session opened: their sends and
         # receives may run in other tasks (Invocation adds any set there on top).
@@ -235,6 +242,11 @@ class LiveSessionTracker:
 
     def _on_message(self, message: Any) -> None:
         self._messages += 1
+        update = message.session_resumption_update
+        if update is not None:
+            self._on_resumption_update(update)
+        if message.go_away is not None:
+            self._on_go_away(message.go_away)
         content = message.server_content
         output_turn: LiveTurn | None = None
         finished = False
@@ -363,6 +375,21 @@ class LiveSessionTracker:
                 tool.span.set_attribute(attrs.LIVE_TOOL_CANCELLED, True)
                 tool.finish()
 
+    def _on_resumption_update(self, update: Any) -> None:
+        self._resumption_updates += 1
+        if update.resumable is not None:
+            self._resumable = bool(update.resumable)
+        if update.new_handle:
+            resumption.handles.remember(update.new_handle, self.session.span.get_span_context())
+
+    def _on_go_away(self, go_away: Any) -> None:
+        seconds = resumption.duration_seconds(go_away.time_left)
+        self._go_away_time_left = seconds
+        event: dict[str, AttributeValue] = {}
+        if seconds is not None:
+            event[attrs.LIVE_GO_AWAY_TIME_LEFT] = seconds
+        self.session.span.add_event(attrs.LIVE_GO_AWAY, event)
+
     # --- the session span ---
 
     def session_attributes(self) -> dict[str, AttributeValue]:
@@ -379,6 +406,12 @@ class LiveSessionTracker:
             result[attrs.LIVE_END_REASON] = self._end_reason
         if self._close_code is not None:
             result[attrs.LIVE_CLOSE_CODE] = self._close_code
+        if self._resumption_updates:
+            result[attrs.LIVE_RESUMPTION_UPDATES] = self._resumption_updates
+        if self._resumable is not None:
+            result[attrs.LIVE_RESUMABLE] = self._resumable
+        if self._go_away_time_left is not None:
+            result[attrs.LIVE_GO_AWAY_TIME_LEFT] = self._go_away_time_left
         for key, value in self._totals.items():
             result[attrs.live_usage_total(key)] = value
         return result
