@@ -85,6 +85,7 @@ class Process:
         if self.alive():
             self.popen.kill()
         self.popen.wait(10)
+        self._close_output()
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM, then SIGKILL if it does not exit in time; the exit code."""
@@ -95,8 +96,13 @@ class Process:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait(10)
-        self._reader.join(5)
+        self._close_output()
         return self.popen.returncode
+
+    def _close_output(self) -> None:
+        self._reader.join(5)  # the pipe hits end-of-file once the process is gone
+        if self.popen.stdout is not None:
+            self.popen.stdout.close()
 
     def wait_for_output(self, text: str, timeout: float) -> str:
         found: list[str] = []
