@@ -31,6 +31,7 @@ from otel_gemini.export._settings import ENV_BASE_URL, ENV_HOST, ENV_PUBLIC_KEY,
 from otel_gemini.health import HealthReport, HealthReporter, HealthStatus
 from otel_gemini.instrumentation import GeminiInstrumentor
 from otel_gemini.instrumentation._internal_errors import internal_error_counts
+from otel_gemini.instrumentation._settings import InstrumentationSettings
 from otel_gemini.pricing import PriceTable
 from otel_gemini.processing import CostSpanProcessor
 
@@ -232,6 +233,8 @@ def _build(
 ) -> Telemetry:
     # Everything that can fail on bad configuration comes first, before anything starts.
     table = _price_table(prices, environ)
+    if instrument:  # the instrumentor reads the same settings again when it starts
+        InstrumentationSettings.resolve(capture_content=capture_content)
     export = langfuse if langfuse is not None else _langfuse_requested(environ, exporter_options)
     exporter: LangfuseExporter | None = None
     store: CostStore | None = None

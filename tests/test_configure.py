@@ -7,6 +7,7 @@ import logging
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -167,6 +168,22 @@ def test_a_bad_price_override_file_fails_at_start_naming_it(
     prices.write_text('[[model]]\nnames = ["my-model"]\ninput = -1\n')
     with pytest.raises(PriceTableError, match=r"prices\.toml"):
         make_telemetry(environ={"OTEL_GEMINI_PRICES": str(prices)})
+    assert not GeminiInstrumentor().is_instrumented_by_opentelemetry
+
+
+def test_a_bad_content_capture_setting_fails_before_anything_starts(
+    make_telemetry: Callable[..., Telemetry],
+    fake_langfuse_env: FakeLangfuse,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def our_threads() -> list[str]:
+        return sorted(t.name for t in threading.enumerate() if t.name.startswith("otel-gemini"))
+
+    before = our_threads()
+    monkeypatch.setenv("OTEL_GEMINI_CONTENT_MAX_LENGTH", "lots")
+    with pytest.raises(ValueError, match="OTEL_GEMINI_CONTENT_MAX_LENGTH"):
+        make_telemetry()
+    assert our_threads() == before  # no exporter or cost store left running
     assert not GeminiInstrumentor().is_instrumented_by_opentelemetry
 
 
