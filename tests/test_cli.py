@@ -37,3 +37,24 @@ def test_a_reader_that_goes_away_gets_no_traceback() -> None:
         os.close(write_end)
     assert process.returncode == 141
     assert b"Traceback" not in process.stderr
+
+
+def test_the_command_line_does_not_load_google_genai_to_print_help() -> None:
+    """``import otel_gemini`` loads its public names on first use, so the CLI starts fast."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, otel_gemini.cli\n"
+            "try:\n"
+            "    otel_gemini.cli.main(['--help'])\n"
+            "except SystemExit:\n"
+            "    pass\n"
+            "print('google.genai' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.splitlines()[-1] == "False"
