@@ -29,8 +29,8 @@ def _digest(handle: str) -> bytes:
 
 
 class ResumptionHandles:
-    """Which session span received which resumption handle (by digest), most recent first
-    out. Thread-safe: sessions may run on event loops in different threads."""
+    """Which session span received which resumption handle (by digest); past ``max_handles``
+    the oldest is forgotten. Thread-safe: sessions may run on event loops in other threads."""
 
     def __init__(self, max_handles: int = MAX_HANDLES) -> None:
         self._max = max_handles
