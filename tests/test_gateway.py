@@ -29,6 +29,7 @@ from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
 from polling import wait_until
 
 from otel_gemini import _attributes as attrs
+from otel_gemini.cli import main as cli_main
 from otel_gemini.export import LangfuseExporter, RetryPolicy
 from otel_gemini.gateway import Gateway, GatewaySettings
 from otel_gemini.testing import FakeLangfuse
@@ -392,3 +393,45 @@ def test_health_is_the_shared_report_with_the_gateways_counters(
     report = gateway.health()
     assert report.status.value == "unhealthy"
     assert report.reasons[0] == "shutting down"
+
+
+def test_otel_gemini_health_reads_the_gateway(
+    gateway: Gateway, langfuse: FakeLangfuse, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _post(gateway, _request(_spans(2)).SerializeToString(), PROTOBUF)
+    langfuse.wait_for_spans(2)
+    wait_until(lambda: _health(gateway)["counts"]["sent"] == 2, 10, "the spans to be sent")
+    assert gateway.http_endpoint is not None
+
+    assert cli_main(["health", "--url", gateway.http_endpoint, "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["status"] == "healthy"
+    assert document["counts"]["sent"] == 2
+    assert document["gateway"]["spans_accepted"] == 2
+    assert document["pricing"]["spans"]["priced"] == 2
+
+
+def test_refused_keys_make_the_gateway_unhealthy_with_503(
+    langfuse: FakeLangfuse, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    langfuse.suspend_ingestion()  # 403 on ingestion: sending pauses, spans stay in the spool
+    with _gateway(langfuse, tmp_path).start() as gateway:
+        assert _post(gateway, _request(_spans(3)).SerializeToString(), PROTOBUF).status_code == 200
+        wait_until(lambda: gateway.exporter.stats().paused == "auth", 10, "sending to pause")
+
+        response = httpx.get(f"{gateway.http_endpoint}/api/observability/health")
+        assert response.status_code == 503
+        document = response.json()
+        assert document["status"] == "unhealthy"
+        assert document["reasons"][0].startswith(
+            "Langfuse refused the credentials (HTTP 403 Forbidden)"
+        )
+        assert document["queue"]["spans"] == 3
+        assert document["gateway"]["spans_accepted"] == 3
+        assert langfuse.secret_key not in response.text
+
+        assert gateway.http_endpoint is not None
+        assert cli_main(["health", "--url", gateway.http_endpoint]) == 2
+        out = capsys.readouterr().out
+        assert "status: unhealthy" in out
+        assert "queue: 3 spans" in out

@@ -23,7 +23,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import Route
 
 from otel_gemini.gateway._intake import Outcome, SpanIntake, Verdict
 from otel_gemini.gateway._otlp_decode import MalformedPayload, parse_json, parse_protobuf
@@ -47,11 +47,7 @@ class _TooLarge(Exception):
     pass
 
 
-def build_http_app(
-    intake: SpanIntake,
-    health: Callable[[], HealthReport],
-    extra_routes: list[BaseRoute] | None = None,
-) -> Starlette:
+def build_http_app(intake: SpanIntake, health: Callable[[], HealthReport]) -> Starlette:
     """The gateway's ASGI app: the OTLP trace receiver and the health endpoint.
 
     ``health`` gives the report served at ``GET /api/observability/health``, in the same
@@ -87,12 +83,7 @@ def build_http_app(
             intake.release(len(body))
         return _answer(outcome, content_type)
 
-    routes: list[BaseRoute] = [
-        Route(TRACES_PATH, traces, methods=["POST"]),
-        health_route(health),
-        *(extra_routes or []),
-    ]
-    return Starlette(routes=routes)
+    return Starlette(routes=[Route(TRACES_PATH, traces, methods=["POST"]), health_route(health)])
 
 
 def _decode_and_process(intake: SpanIntake, body: bytes, content_type: str) -> Outcome:
