@@ -53,11 +53,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``otel-gemini`` console script."""
-    args = _parser().parse_args(argv)
     try:
-        code = int(args._run(args))
-        sys.stdout.flush()
-        return code
+        try:
+            args = _parser().parse_args(argv)  # --help and --version print, then SystemExit
+            return int(args._run(args))
+        finally:
+            # Flushed here rather than at interpreter exit, where a closed pipe would print
+            # "Exception ignored ... BrokenPipeError" and exit 120.
+            sys.stdout.flush()
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
