@@ -24,8 +24,9 @@ from typing import Final
 
 from otel_gemini import _attributes as attrs
 from otel_gemini.pricing import PriceTable
-from otel_gemini.pricing._buckets import COUNT_FIELDS, REPORTED_COUNT_FIELDS, TOKEN_BUCKETS
+from otel_gemini.pricing._buckets import TOKEN_BUCKETS
 from otel_gemini.pricing._cost import FEMTO_PER_USD
+from otel_gemini.pricing._usage import COUNT_FIELDS, REPORTED_COUNT_FIELDS
 from otel_gemini.processing._span_usage import BILLED_TYPES, MODEL_KEYS, USAGE_SOURCES
 
 PROCESSOR_NAME: Final = "transform/gemini_cost"

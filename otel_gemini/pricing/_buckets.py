@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from otel_gemini.pricing._usage import Usage
+from otel_gemini.pricing._usage import COUNT_FIELDS, Usage
 
 INPUT: Final = "input"  # text (and document) input, not cached, not tool-use
 INPUT_IMAGE: Final = "input_image"
@@ -43,30 +43,8 @@ TOKEN_BUCKETS: Final = (
 UNIT_BUCKETS: Final = (OUTPUT_IMAGE_COUNT, OUTPUT_VIDEO_SECONDS)
 ALL_BUCKETS: Final = TOKEN_BUCKETS + UNIT_BUCKETS
 
-
-COUNT_FIELDS: Final = (
-    "input_tokens",
-    "output_tokens",
-    "cache_read_input_tokens",
-    "reasoning_output_tokens",
-    "tool_use_prompt_tokens",
-    "text_input_tokens",
-    "image_input_tokens",
-    "audio_input_tokens",
-    "video_input_tokens",
-    "text_output_tokens",
-    "image_output_tokens",
-    "audio_output_tokens",
-    "audio_cache_read_input_tokens",
-    "image_cache_read_input_tokens",
-    "video_cache_read_input_tokens",
-)
-"""``Usage``'s token counts, in its field order."""
-REPORTED_COUNT_FIELDS: Final = COUNT_FIELDS[:12]
-"""The counts whose being all zero means no tokens were reported (``Usage.is_empty``): the
-cache-by-modality counts are subsets of these."""
-# split_tokens unpacks the token counts by position (fast); keep Usage's field order in step.
-assert Usage._fields[: len(COUNT_FIELDS)] == COUNT_FIELDS
+# split_tokens slices the token counts off Usage by position (fast, and typed as ints).
+assert len(COUNT_FIELDS) == 15
 
 
 def split_tokens(usage: Usage) -> tuple[list[tuple[str, int]], int, bool]:

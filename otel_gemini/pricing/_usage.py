@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 
 class Usage(NamedTuple):
@@ -49,19 +49,17 @@ class Usage(NamedTuple):
     @property
     def is_empty(self) -> bool:
         """Whether nothing billable was reported (all counts zero)."""
-        return not (
-            self.input_tokens
-            or self.output_tokens
-            or self.cache_read_input_tokens
-            or self.reasoning_output_tokens
-            or self.tool_use_prompt_tokens
-            or self.text_input_tokens
-            or self.image_input_tokens
-            or self.audio_input_tokens
-            or self.video_input_tokens
-            or self.text_output_tokens
-            or self.image_output_tokens
-            or self.audio_output_tokens
-            or self.output_images
-            or self.output_video_seconds
-        )
+        return not (any(self[:_REPORTED_COUNTS]) or self.output_images or self.output_video_seconds)
+
+
+COUNT_FIELDS: Final = tuple(name for name in Usage._fields if name.endswith("_tokens"))
+"""``Usage``'s token counts, in its field order."""
+REPORTED_COUNT_FIELDS: Final = tuple(
+    name for name in COUNT_FIELDS if not name.endswith("_cache_read_input_tokens")
+)
+"""The counts whose being all zero means no tokens were reported (``Usage.is_empty``): the
+cache-by-modality counts are left out, being parts of ``cache_read_input_tokens``."""
+# Both are read by position (is_empty, split_tokens): they must lead Usage's fields.
+assert Usage._fields[: len(COUNT_FIELDS)] == COUNT_FIELDS
+assert COUNT_FIELDS[: len(REPORTED_COUNT_FIELDS)] == REPORTED_COUNT_FIELDS
+_REPORTED_COUNTS: Final = len(REPORTED_COUNT_FIELDS)
