@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from opentelemetry.util.types import AttributeValue
@@ -39,6 +40,12 @@ def config_field(config: Any, name: str) -> Any:
 def _enum_value(value: Any) -> str:
     raw = getattr(value, "value", value)
     return str(raw).lower()
+
+
+@lru_cache(maxsize=64)
+def _finish_reason(reason: Any) -> str:
+    """``FinishReason.STOP`` → ``"stop"``; cached, as reading an enum member's name is slow."""
+    return _enum_value(getattr(reason, "name", reason))
 
 
 def request_attributes(config: Any) -> dict[str, AttributeValue]:
@@ -94,8 +101,8 @@ class GenerateContentRecorder:
                 reason = getattr(candidate, "finish_reason", None)
                 if reason is not None:
                     index = getattr(candidate, "index", None)
-                    self._finish[index if isinstance(index, int) else position] = _enum_value(
-                        getattr(reason, "name", reason)
+                    self._finish[index if isinstance(index, int) else position] = _finish_reason(
+                        reason
                     )
             if self._parts is not None:
                 self._parts.extend(_content.candidate_parts(response))

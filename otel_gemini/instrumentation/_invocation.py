@@ -16,6 +16,7 @@ from otel_gemini import _attributes as attrs
 from otel_gemini._trace_attributes import current_trace_attributes
 from otel_gemini.instrumentation._instruments import Instruments
 from otel_gemini.instrumentation._internal_errors import report_internal_error
+from otel_gemini.instrumentation._metric_points import MetricPoints
 
 
 class ResponseRecorder(Protocol):
@@ -48,17 +49,6 @@ def error_type(error: BaseException) -> str:
     )
 
 
-# Request attributes copied onto metric points (low cardinality only); the response
-# model and error type are added when known.
-_METRIC_KEYS = (
-    attrs.GEN_AI_OPERATION_NAME,
-    attrs.GEN_AI_PROVIDER_NAME,
-    attrs.GEN_AI_REQUEST_MODEL,
-    attrs.SERVER_ADDRESS,
-    attrs.SERVER_PORT,
-)
-
-
 class Invocation:
     """A started span plus the bookkeeping to end it once, with metrics.
 
@@ -68,11 +58,11 @@ class Invocation:
     """
 
     __slots__ = (
-        "_attributes",
         "_context_key",
         "_ended",
         "_first_chunk_at",
         "_instruments",
+        "_metric_points",
         "_recorder",
         "_started_at",
         "span",
@@ -87,12 +77,15 @@ class Invocation:
         kind: SpanKind = SpanKind.CLIENT,
         context_key: str | None = None,
         links: Sequence[Link] | None = None,
+        metric_points: MetricPoints | None = None,
     ) -> None:
+        """``metric_points``: shared by requests with the same request attributes (else made
+        from ``attributes``)."""
+        self._metric_points = metric_points or MetricPoints(attributes)
         extra = current_trace_attributes()
         if extra:
             attributes.update(extra)
         self._instruments = instruments
-        self._attributes = attributes
         self._recorder = recorder
         self._ended = False
         self._first_chunk_at: float | None = None
@@ -106,7 +99,8 @@ class Invocation:
         """Make the span current for the duration of a ``with`` block (the SDK's work)."""
         return _Activation(self)
 
-    def _context(self) -> otel_context.Context:
+    def context(self) -> otel_context.Context:
+        """A context with the span current (and the invocation's context key set)."""
         ctx = trace.set_span_in_context(self.span)
         if self._context_key is not None:
             ctx = otel_context.set_value(self._context_key, True, ctx)
@@ -133,21 +127,25 @@ class Invocation:
             return
         self._ended = True
         try:
-            result = dict(self._recorder.attributes())
+            result = self._recorder.attributes()
             if stream_completed is not None:
-                result[attrs.STREAM_COMPLETED] = stream_completed
-                if self._first_chunk_at is not None:
-                    ttfc = self._first_chunk_at - self._started_at
-                    result[attrs.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = ttfc
-                    first_chunk_wall = time.time() - (time.perf_counter() - self._first_chunk_at)
-                    result[attrs.LANGFUSE_COMPLETION_START_TIME] = datetime.fromtimestamp(
-                        first_chunk_wall, tz=timezone.utc
-                    ).isoformat()
+                result = {**result, **self._stream_attributes(stream_completed)}
             self.span.set_attributes(result)
             self._record_metrics(result, error=None, ended_at=ended_at)
         except Exception as error:
             report_internal_error("finish span", error)
         self.span.end(end_time=_end_time_ns(ended_at))
+
+    def _stream_attributes(self, completed: bool) -> dict[str, AttributeValue]:
+        result: dict[str, AttributeValue] = {attrs.STREAM_COMPLETED: completed}
+        if self._first_chunk_at is not None:
+            ttfc = self._first_chunk_at - self._started_at
+            result[attrs.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = ttfc
+            first_chunk_wall = time.time() - (time.perf_counter() - self._first_chunk_at)
+            result[attrs.LANGFUSE_COMPLETION_START_TIME] = datetime.fromtimestamp(
+                first_chunk_wall, tz=timezone.utc
+            ).isoformat()
+        return result
 
     def fail(self, error: BaseException, *, ended_at: float | None = None) -> None:
         """End the span as failed with ``error`` (idempotent). The caller re-raises it."""
@@ -156,8 +154,7 @@ class Invocation:
         self._ended = True
         try:
             kind = error_type(error)
-            result = dict(self._recorder.attributes())
-            result[attrs.ERROR_TYPE] = kind
+            result = {**self._recorder.attributes(), attrs.ERROR_TYPE: kind}
             self.span.set_attributes(result)
             self.span.record_exception(error)
             self.span.set_status(
@@ -175,28 +172,25 @@ class Invocation:
         ended_at: float | None = None,
     ) -> None:
         instruments = self._instruments
-        started = self._attributes
-        point = {key: started[key] for key in _METRIC_KEYS if key in started}
         response_model = result.get(attrs.GEN_AI_RESPONSE_MODEL)
-        if response_model is not None:
-            point[attrs.GEN_AI_RESPONSE_MODEL] = response_model
-        if error is not None:
-            point[attrs.ERROR_TYPE] = error
+        points = self._metric_points.outcome(
+            response_model if isinstance(response_model, str) else None, error
+        )
+        # One context for all points (what the SDK would look up for each).
+        context = otel_context.get_current()
         ended = time.perf_counter() if ended_at is None else ended_at
-        instruments.operation_duration.record(ended - self._started_at, point)
+        instruments.operation_duration.record(ended - self._started_at, points.duration, context)
         if self._first_chunk_at is not None and attrs.STREAM_COMPLETED in result:
-            instruments.time_to_first_chunk.record(self._first_chunk_at - self._started_at, point)
+            instruments.time_to_first_chunk.record(
+                self._first_chunk_at - self._started_at, points.duration, context
+            )
         if error is None:
             input_tokens = result.get(attrs.GEN_AI_USAGE_INPUT_TOKENS)
             if isinstance(input_tokens, int):
-                point[attrs.GEN_AI_TOKEN_TYPE] = "input"
-                instruments.token_usage.record(input_tokens, point)
+                instruments.token_usage.record(input_tokens, points.input_tokens, context)
             output_tokens = result.get(attrs.GEN_AI_USAGE_OUTPUT_TOKENS)
             if isinstance(output_tokens, int):
-                # A fresh dict: the SDK may keep a reference to the attributes it was given.
-                instruments.token_usage.record(
-                    output_tokens, {**point, attrs.GEN_AI_TOKEN_TYPE: "output"}
-                )
+                instruments.token_usage.record(output_tokens, points.output_tokens, context)
 
 
 def _end_time_ns(ended_at: float | None) -> int | None:
@@ -215,7 +209,7 @@ class _Activation:
         self._invocation = invocation
 
     def __enter__(self) -> None:
-        self._token = otel_context.attach(self._invocation._context())
+        self._token = otel_context.attach(self._invocation.context())
 
     def __exit__(self, *exc_info: object) -> None:
         otel_context.detach(self._token)

@@ -34,6 +34,7 @@ from otel_gemini.instrumentation._generate_content import (
 from otel_gemini.instrumentation._instruments import Instruments
 from otel_gemini.instrumentation._internal_errors import report_internal_error
 from otel_gemini.instrumentation._invocation import Invocation, NoResponse, ResponseRecorder
+from otel_gemini.instrumentation._metric_points import MetricPoints
 from otel_gemini.instrumentation._recorders import (
     CountTokensRecorder,
     EmbeddingsRecorder,
@@ -187,15 +188,31 @@ def _server(base_url: str) -> tuple[str, int]:
 
 def _client_attributes(client: Any) -> dict[str, AttributeValue]:
     vertex = bool(getattr(client, "vertexai", False))
+    base_url = getattr(getattr(client, "_http_options", None), "base_url", None)
+    return _provider_attributes(vertex, str(base_url) if base_url else None)
+
+
+def _provider_attributes(vertex: bool, base_url: str | None) -> dict[str, AttributeValue]:
     result: dict[str, AttributeValue] = {
         attrs.GEN_AI_PROVIDER_NAME: attrs.PROVIDER_VERTEX_AI if vertex else attrs.PROVIDER_GEMINI
     }
-    base_url = getattr(getattr(client, "_http_options", None), "base_url", None)
     if base_url:
-        host, port = _server(str(base_url))
+        host, port = _server(base_url)
         result[attrs.SERVER_ADDRESS] = host
         result[attrs.SERVER_PORT] = port
     return result
+
+
+class _CallSite(NamedTuple):
+    """What every request of one operation to one model through one endpoint shares."""
+
+    span_name: str
+    attributes: Mapping[str, AttributeValue]  # the request attributes that do not vary
+    metric_points: MetricPoints
+
+
+# Call sites kept per wrapped method (model × endpoint); past that the cache starts over.
+_MAX_CALL_SITES = 128
 
 
 class _Wrappers:
@@ -209,16 +226,21 @@ class _Wrappers:
         invocation.finish()
         return result
 
+    # The span is current only while the SDK works (so HTTP spans nest under it) and is
+    # detached before it is finalised, so metrics are recorded in the caller's context. Plain
+    # attach/detach rather than ``with invocation.activate()``: this runs on every call.
     def sync(self, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
         invocation = self._start(instance, args, kwargs)
         if invocation is None:
             return wrapped(*args, **kwargs)
+        token = otel_context.attach(invocation.context())
         try:
-            with invocation.activate():
-                result = wrapped(*args, **kwargs)
+            result = wrapped(*args, **kwargs)
         except BaseException as error:
+            otel_context.detach(token)
             invocation.fail(error)
             raise
+        otel_context.detach(token)
         return self._complete(invocation, result)
 
     async def async_(
@@ -227,12 +249,14 @@ class _Wrappers:
         invocation = self._start(instance, args, kwargs)
         if invocation is None:
             return await wrapped(*args, **kwargs)
+        token = otel_context.attach(invocation.context())
         try:
-            with invocation.activate():
-                result = await wrapped(*args, **kwargs)
+            result = await wrapped(*args, **kwargs)
         except BaseException as error:
+            otel_context.detach(token)
             invocation.fail(error)
             raise
+        otel_context.detach(token)
         return self._complete(invocation, result)
 
 
@@ -243,31 +267,51 @@ class CallWrappers(_Wrappers):
         self._operation = operation
         self._instruments = instruments
         self._call_info = CALL_INFO[operation.owner]
+        # Span name, fixed attributes and metric points, built once per call site: an app
+        # calls the same few models through the same client over and over.
+        self._call_sites: dict[tuple[str, bool, str | None], _CallSite] = {}
+
+    def _call_site(self, call: Call) -> _CallSite:
+        client = call.api_client
+        vertex = bool(getattr(client, "vertexai", False))
+        base_url = getattr(getattr(client, "_http_options", None), "base_url", None)
+        key = (call.model, vertex, str(base_url) if base_url else None)
+        site = self._call_sites.get(key)
+        if site is None:
+            operation = self._operation
+            model = bare_model_name(call.model)
+            attributes = _provider_attributes(vertex, key[2])
+            attributes[attrs.GEN_AI_OPERATION_NAME] = operation.operation
+            attributes[attrs.GEN_AI_REQUEST_MODEL] = model
+            if operation.observation_type:
+                attributes[attrs.LANGFUSE_OBSERVATION_TYPE] = operation.observation_type
+            site = _CallSite(f"{operation.operation} {model}", attributes, MetricPoints(attributes))
+            if len(self._call_sites) >= _MAX_CALL_SITES:
+                self._call_sites.clear()
+            self._call_sites[key] = site
+        return site
 
     def _start(self, instance: Any, args: Any, kwargs: Any) -> Invocation | None:
         operation = self._operation
         try:
             call = self._call_info(instance, args, kwargs)
             if operation.afc_parent and (
-                otel_context.get_value(_AFC_PARENT_OPEN) or not afc_active(call.config)
+                not afc_active(call.config) or otel_context.get_value(_AFC_PARENT_OPEN)
             ):
                 return None
             if not is_instrumentation_enabled():
                 return None
-            model = bare_model_name(call.model)
-            attributes = _client_attributes(call.api_client)
-            attributes[attrs.GEN_AI_OPERATION_NAME] = operation.operation
-            attributes[attrs.GEN_AI_REQUEST_MODEL] = model
-            if operation.observation_type:
-                attributes[attrs.LANGFUSE_OBSERVATION_TYPE] = operation.observation_type
+            site = self._call_site(call)
+            attributes = dict(site.attributes)
             if operation.request is not None:
                 attributes.update(operation.request(call, self._instruments.settings))
             return Invocation(
                 self._instruments,
-                f"{operation.operation} {model}",
+                site.span_name,
                 attributes,
                 operation.recorder(self._instruments.settings),
                 context_key=_AFC_PARENT_OPEN if operation.afc_parent else None,
+                metric_points=site.metric_points,
             )
         except Exception as error:
             report_internal_error(f"start {operation.method}", error)

@@ -9,28 +9,47 @@ totals (thinking is counted as text output).
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from opentelemetry.util.types import AttributeValue
 
 from otel_gemini import _attributes as attrs
 
-_INPUT_MODALITY = {
-    "TEXT": "text",
-    "DOCUMENT": "text",
-    "IMAGE": "image",
-    "AUDIO": "audio",
-    "VIDEO": "video",
+# The SDK's modality names → our attribute names, built once (this runs on every response).
+_INPUT_KEYS = {
+    "TEXT": attrs.usage_input_tokens_by_modality("text"),
+    "DOCUMENT": attrs.usage_input_tokens_by_modality("text"),
+    "IMAGE": attrs.usage_input_tokens_by_modality("image"),
+    "AUDIO": attrs.usage_input_tokens_by_modality("audio"),
+    "VIDEO": attrs.usage_input_tokens_by_modality("video"),
 }
-_OUTPUT_MODALITY = {"TEXT": "text", "IMAGE": "image", "AUDIO": "audio"}
+_OUTPUT_KEYS = {
+    "TEXT": attrs.usage_output_tokens_by_modality("text"),
+    "IMAGE": attrs.usage_output_tokens_by_modality("image"),
+    "AUDIO": attrs.usage_output_tokens_by_modality("audio"),
+}
+_TEXT_OUTPUT = _OUTPUT_KEYS["TEXT"]
+_CACHED_AUDIO_KEYS = {"AUDIO": attrs.USAGE_CACHE_READ_AUDIO_TOKENS}
 
 
-def _modality_counts(details: Any, names: dict[str, str], into: dict[str, int]) -> None:
-    for detail in details or ():
+@lru_cache(maxsize=64)
+def _modality_name(modality: Any) -> str:
+    # The SDK gives MediaModality members (whose .name is slow to read, hence the cache); a
+    # plain string, as in older SDKs, is read as it is.
+    name = getattr(modality, "name", None)
+    return (name if isinstance(name, str) else str(modality)).upper()
+
+
+def _add_modality_counts(details: Any, keys: dict[str, str], into: dict[str, int]) -> None:
+    """Adds each ``ModalityTokenCount`` in ``details`` to ``into[keys[modality]]``."""
+    for detail in details:
         modality = getattr(detail, "modality", None)
-        count = getattr(detail, "token_count", None) or 0
-        key = names.get(getattr(modality, "name", str(modality)).upper()) if modality else None
-        if key is not None and count:
+        count = getattr(detail, "token_count", None)
+        if modality is None or not count:
+            continue
+        key = keys.get(_modality_name(modality))
+        if key is not None:
             into[key] = into.get(key, 0) + int(count)
 
 
@@ -61,25 +80,21 @@ def usage_attributes(usage: Any) -> dict[str, AttributeValue]:
     if tool_use:
         result[attrs.USAGE_TOOL_USE_PROMPT_TOKENS] = int(tool_use)
 
-    inputs: dict[str, int] = {}
-    _modality_counts(getattr(usage, "prompt_tokens_details", None), _INPUT_MODALITY, inputs)
-    _modality_counts(
-        getattr(usage, "tool_use_prompt_tokens_details", None), _INPUT_MODALITY, inputs
-    )
-    for modality, count in inputs.items():
-        result[attrs.usage_input_tokens_by_modality(modality)] = count
-
-    outputs: dict[str, int] = {}
-    _modality_counts(out_details, _OUTPUT_MODALITY, outputs)
+    counts: dict[str, int] = {}
+    # Most responses leave some of these lists out: skip those without a call.
+    details = getattr(usage, "prompt_tokens_details", None)
+    if details:
+        _add_modality_counts(details, _INPUT_KEYS, counts)
+    details = getattr(usage, "tool_use_prompt_tokens_details", None)
+    if details:
+        _add_modality_counts(details, _INPUT_KEYS, counts)
+    if out_details:
+        _add_modality_counts(out_details, _OUTPUT_KEYS, counts)
     if thoughts:
-        outputs["text"] = outputs.get("text", 0) + int(thoughts)
-    for modality, count in outputs.items():
-        result[attrs.usage_output_tokens_by_modality(modality)] = count
-
-    cache_by_modality: dict[str, int] = {}
-    _modality_counts(
-        getattr(usage, "cache_tokens_details", None), _INPUT_MODALITY, cache_by_modality
-    )
-    if cache_by_modality.get("audio"):
-        result[attrs.USAGE_CACHE_READ_AUDIO_TOKENS] = cache_by_modality["audio"]
+        counts[_TEXT_OUTPUT] = counts.get(_TEXT_OUTPUT, 0) + int(thoughts)
+    # Cached audio is priced apart; the other modalities' cache reads are not needed.
+    details = getattr(usage, "cache_tokens_details", None)
+    if details:
+        _add_modality_counts(details, _CACHED_AUDIO_KEYS, counts)
+    result.update(counts)
     return result
