@@ -18,6 +18,7 @@ from opentelemetry.trace import StatusCode
 from otel_gemini import _attributes as attrs
 from otel_gemini.aggregate._money import femto_from_text
 from otel_gemini.pricing._cost import femto_text
+from otel_gemini.processing._span_usage import MODEL_KEYS, PROVIDER_KEYS, first_text, is_billed
 
 # Operations that bill (Langfuse makes them generations or embeddings). A span carrying one
 # is stored even without usage, so that failed requests count in error rates.
@@ -32,15 +33,6 @@ GENERATION_OPERATIONS: Final = frozenset(
         "text_completion",
         "generate",
     )
-)
-# Langfuse observation types that bill; grouping types (agent, span, tool...) never do.
-_BILLED_TYPES: Final = frozenset(("generation", "embedding"))
-_MODEL_KEYS: Final = (attrs.GEN_AI_RESPONSE_MODEL, attrs.GEN_AI_REQUEST_MODEL, attrs.LLM_MODEL_NAME)
-_PROVIDER_KEYS: Final = (
-    attrs.GEN_AI_PROVIDER_NAME,
-    attrs.GEN_AI_SYSTEM,
-    attrs.LLM_PROVIDER,
-    attrs.LLM_SYSTEM,
 )
 _USER_KEYS: Final = (attrs.LANGFUSE_USER_ID, attrs.USER_ID)
 _SESSION_KEYS: Final = (attrs.LANGFUSE_SESSION_ID, attrs.SESSION_ID, attrs.GEN_AI_CONVERSATION_ID)
@@ -104,14 +96,6 @@ class GenerationRow(NamedTuple):
     error_type: str | None
 
 
-def _text(attributes: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
-    for key in keys:
-        value = attributes.get(key)
-        if isinstance(value, str) and value:
-            return value
-    return None
-
-
 def _count(value: Any) -> int:
     kind = type(value)
     if kind is int:
@@ -124,8 +108,7 @@ def _count(value: Any) -> int:
 def is_generation(attributes: Mapping[str, Any]) -> bool:
     """Whether a span bills: priced by the cost processor, or a billing operation that
     reported no usage (a failed request). Grouping spans never are."""
-    observation_type = attributes.get(attrs.LANGFUSE_OBSERVATION_TYPE)
-    if observation_type is not None and observation_type not in _BILLED_TYPES:
+    if not is_billed(attributes):
         return False
     if attrs.COST_STATUS in attributes:
         return True
@@ -244,10 +227,10 @@ def generation_row(span: ReadableSpan) -> GenerationRow | None:
         span_id=format(context.span_id, "016x"),
         start_ns=start_ns,
         end_ns=end_ns,
-        user_id=_text(attributes, _USER_KEYS),
-        session_id=_text(attributes, _SESSION_KEYS),
-        model=_text(attributes, _MODEL_KEYS),
-        provider=_text(attributes, _PROVIDER_KEYS),
+        user_id=first_text(attributes, _USER_KEYS),
+        session_id=first_text(attributes, _SESSION_KEYS),
+        model=first_text(attributes, MODEL_KEYS),
+        provider=first_text(attributes, PROVIDER_KEYS),
         operation=operation if isinstance(operation, str) else None,
         input_tokens=input_tokens,
         output_tokens=output_tokens,

@@ -26,11 +26,10 @@ from otel_gemini import _attributes as attrs
 from otel_gemini.pricing import PriceTable
 from otel_gemini.pricing._buckets import TOKEN_BUCKETS
 from otel_gemini.pricing._cost import FEMTO_PER_USD
-from otel_gemini.pricing._usage import COUNT_FIELDS, REPORTED_COUNT_FIELDS
+from otel_gemini.pricing._usage import COUNT_FIELDS, REPORTED_COUNT_FIELDS, SECONDS_FIELDS
 from otel_gemini.processing._span_usage import BILLED_TYPES, MODEL_KEYS, USAGE_SOURCES
 
 PROCESSOR_NAME: Final = "transform/gemini_cost"
-_SECONDS_FIELDS: Final = ("audio_input_seconds", "audio_output_seconds", "output_video_seconds")
 _PER_MINUTE: Final = ("input_audio_per_minute", "output_audio_per_minute")
 _EMPTY_FIELDS: Final = REPORTED_COUNT_FIELDS  # what Usage.is_empty looks at
 _CLAMPED_FIELDS: Final = COUNT_FIELDS  # what split_tokens clamps at zero
@@ -131,12 +130,12 @@ def _read_usage() -> list[str]:
         target = _u(field)
         if field == "output_video_seconds":
             out.append(f"set({target}, 0.0)")
-        elif field not in _SECONDS_FIELDS:
+        elif field not in SECONDS_FIELDS:
             out.append(f"set({target}, 0)")
         # Least preferred first: the last one present wins.
         for key in reversed(keys):
             source = _attr(key)
-            if field in _SECONDS_FIELDS:
+            if field in SECONDS_FIELDS:
                 out.append(
                     f"set({target}, Double({source})) where IsInt({source}) or IsDouble({source})"
                 )
@@ -145,7 +144,7 @@ def _read_usage() -> list[str]:
                 out.append(f"set({target}, Int({source})) where IsDouble({source})")
         if field == "output_video_seconds":
             out.append(f"set({target}, 0.0) where {target} < 0.0")
-        elif field in _SECONDS_FIELDS:
+        elif field in SECONDS_FIELDS:
             out.append(f'delete_key(cache, "u.{field}") where {target} < 0.0')
     zero = " and ".join(f"{_u(field)} == 0" for field in _EMPTY_FIELDS)
     out.append(f"set({_c('empty')}, false)")

@@ -63,3 +63,5 @@ cache-by-modality counts are left out, being parts of ``cache_read_input_tokens`
 assert Usage._fields[: len(COUNT_FIELDS)] == COUNT_FIELDS
 assert COUNT_FIELDS[: len(REPORTED_COUNT_FIELDS)] == REPORTED_COUNT_FIELDS
 _REPORTED_COUNTS: Final = len(REPORTED_COUNT_FIELDS)
+SECONDS_FIELDS: Final = tuple(name for name in Usage._fields if name.endswith("_seconds"))
+"""``Usage``'s measured seconds (floats; the others are whole counts)."""

@@ -18,6 +18,7 @@ from typing import Any, Final, NamedTuple
 
 from otel_gemini import _attributes as attrs
 from otel_gemini.pricing import Usage
+from otel_gemini.pricing._usage import SECONDS_FIELDS
 
 _INPUT: Final = (
     attrs.GEN_AI_USAGE_INPUT_TOKENS,
@@ -62,17 +63,19 @@ _VIDEO_CACHE: Final = (
     attrs.USAGE_CACHE_READ_VIDEO_TOKENS,
     attrs.usage_cache_read_input_tokens_by_modality("video"),
 )
-_MODEL_KEYS: Final = (
+MODEL_KEYS: Final = (
     attrs.GEN_AI_RESPONSE_MODEL,
     attrs.GEN_AI_REQUEST_MODEL,
     attrs.LLM_MODEL_NAME,
 )
-_PROVIDER_KEYS: Final = (
+"""Span attributes naming the model, tried in this order until one has a price."""
+PROVIDER_KEYS: Final = (
     attrs.GEN_AI_PROVIDER_NAME,
     attrs.GEN_AI_SYSTEM,
     attrs.LLM_PROVIDER,
     attrs.LLM_SYSTEM,
 )
+"""Span attributes naming the provider, preferred first."""
 _LIVE_MARKERS: Final = frozenset(
     (
         attrs.LIVE_TURN_COUNT,
@@ -83,10 +86,11 @@ _LIVE_MARKERS: Final = frozenset(
 )
 # Langfuse observation types that bill usage; other typed spans (agent, span, tool…) only
 # group work whose generations carry the cost, so pricing them would count it twice.
-_BILLED_TYPES: Final = frozenset(("generation", "embedding"))
+BILLED_TYPES: Final = frozenset(("generation", "embedding"))
 
 
-def _text(attributes: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
+def first_text(attributes: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
+    """The first of ``keys`` whose value is a non-empty string, or None."""
     for key in keys:
         value = attributes.get(key)
         if isinstance(value, str) and value:
@@ -117,18 +121,14 @@ USAGE_SOURCES: Final[dict[str, tuple[str, ...]]] = {
 }
 """``Usage`` field → the span attributes it is read from, preferred first (the first present
 with a numeric value wins)."""
-MODEL_KEYS: Final = _MODEL_KEYS
-"""Span attributes naming the model, tried in this order until one has a price."""
-BILLED_TYPES: Final = _BILLED_TYPES
 
 
 def _slots() -> dict[str, tuple[int, int, bool]]:
     """Attribute name → (``Usage`` field index, rank, is seconds); rank 0 is preferred."""
     sources = USAGE_SOURCES
     assert set(sources) == set(Usage._fields)
-    seconds = ("audio_input_seconds", "audio_output_seconds", "output_video_seconds")
     return {
-        key: (Usage._fields.index(field_name), rank, field_name in seconds)
+        key: (Usage._fields.index(field_name), rank, field_name in SECONDS_FIELDS)
         for field_name, keys in sources.items()
         for rank, key in enumerate(keys)
     }
@@ -172,9 +172,9 @@ class SpanUsage(NamedTuple):
 
 
 def is_billed(attributes: Mapping[str, Any]) -> bool:
-    """Whether a span carrying usage should be priced (see ``_BILLED_TYPES``)."""
+    """Whether a span carrying usage should be priced (see ``BILLED_TYPES``)."""
     observation_type = attributes.get(attrs.LANGFUSE_OBSERVATION_TYPE)
-    return observation_type is None or observation_type in _BILLED_TYPES
+    return observation_type is None or observation_type in BILLED_TYPES
 
 
 def has_usage(attributes: Mapping[str, Any]) -> bool:
@@ -185,7 +185,7 @@ def has_usage(attributes: Mapping[str, Any]) -> bool:
 def read_span_usage(attributes: Mapping[str, Any]) -> SpanUsage:
     """The usage and pricing context of a span's attributes (a plain mapping)."""
     models: list[str] = []
-    for key in _MODEL_KEYS:
+    for key in MODEL_KEYS:
         value = attributes.get(key)
         if isinstance(value, str) and value and value not in models:
             models.append(value)
@@ -197,8 +197,8 @@ def read_span_usage(attributes: Mapping[str, Any]) -> SpanUsage:
     return SpanUsage(
         usage=_usage(attributes),
         models=tuple(models),
-        provider=_text(attributes, _PROVIDER_KEYS),
+        provider=first_text(attributes, PROVIDER_KEYS),
         service_tier=tier if isinstance(tier, str) else None,
         live=True if live else None,
-        user_id=_text(attributes, (attrs.USER_ID, attrs.LANGFUSE_USER_ID)),
+        user_id=first_text(attributes, (attrs.USER_ID, attrs.LANGFUSE_USER_ID)),
     )
