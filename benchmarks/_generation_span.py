@@ -1,9 +1,11 @@
 """What the pricing benchmarks feed: one Gemini generation span's attributes, as our
-instrumentation writes them, and a processor that only keeps the span (the baseline)."""
+instrumentation writes them, finished spans of that shape, and a processor that only keeps
+the span (the baseline)."""
 
 from __future__ import annotations
 
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.trace import SpanKind, Tracer
 
 ATTRIBUTES: dict[str, str | int | float | list[str]] = {
     "gen_ai.operation.name": "generate_content",
@@ -35,3 +37,27 @@ class KeepLast(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         self.last = span
+
+
+def emit_span(tracer: Tracer) -> None:
+    """Starts and ends one generation span (the ``ATTRIBUTES``) with ``tracer``."""
+    with tracer.start_as_current_span(
+        "generate_content gemini-2.5-flash", kind=SpanKind.CLIENT, attributes=ATTRIBUTES
+    ):
+        pass
+
+
+def finished_spans(count: int) -> list[ReadableSpan]:
+    """``count`` distinct finished generation spans (distinct span ids)."""
+    captured: list[ReadableSpan] = []
+
+    class _Capture(SpanProcessor):
+        def on_end(self, span: ReadableSpan) -> None:
+            captured.append(span)
+
+    provider = TracerProvider()
+    provider.add_span_processor(_Capture())
+    tracer = provider.get_tracer("benchmark")
+    for _ in range(count):
+        emit_span(tracer)
+    return captured

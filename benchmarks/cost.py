@@ -15,14 +15,14 @@ by other processes on the machine):
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Callable
 
-from _generation_span import ATTRIBUTES, KeepLast
+from _generation_span import KeepLast, emit_span, finished_spans
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from opentelemetry.trace import SpanKind
 
 from otel_gemini import CostSpanProcessor, PriceTable
 
@@ -48,23 +48,6 @@ class _PassThrough(SpanProcessor):
         self._downstream.on_end(span)
 
 
-def _finished_span() -> ReadableSpan:
-    captured: list[ReadableSpan] = []
-
-    class _Capture(SpanProcessor):
-        def on_end(self, span: ReadableSpan) -> None:
-            captured.append(span)
-
-    provider = TracerProvider()
-    provider.add_span_processor(_Capture())
-    tracer = provider.get_tracer("benchmark")
-    with tracer.start_as_current_span(
-        "generate_content gemini-2.5-flash", kind=SpanKind.CLIENT, attributes=ATTRIBUTES
-    ):
-        pass
-    return captured[0]
-
-
 def _best_us(call: Callable[[], object], repeats: int, rounds: int = 15) -> float:
     for _ in range(repeats // 10 + 1):
         call()
@@ -81,18 +64,11 @@ def _whole_span_us(processor: SpanProcessor, repeats: int) -> float:
     provider = TracerProvider()
     provider.add_span_processor(processor)
     tracer = provider.get_tracer("benchmark")
-
-    def one_span() -> None:
-        with tracer.start_as_current_span(
-            "generate_content gemini-2.5-flash", kind=SpanKind.CLIENT, attributes=ATTRIBUTES
-        ):
-            pass
-
-    return _best_us(one_span, repeats)
+    return _best_us(functools.partial(emit_span, tracer), repeats)
 
 
 def _compare(title: str, baseline: SpanProcessor, priced: SpanProcessor, repeats: int) -> None:
-    span = _finished_span()
+    [span] = finished_spans(1)
     base_us = _best_us(lambda: baseline.on_end(span), repeats)
     cost_us = _best_us(lambda: priced.on_end(span), repeats)
     print(title)

@@ -26,33 +26,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from _generation_span import ATTRIBUTES, KeepLast
+from _generation_span import KeepLast, emit_span, finished_spans
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.trace import SpanKind
 
 from otel_gemini import CostSpanProcessor, PriceTable
 from otel_gemini.aggregate import CostStore
 from otel_gemini.aggregate._rows import generation_row
 from otel_gemini.aggregate._schema import UPSERT, open_for_writing
-
-
-def _spans(count: int) -> list[ReadableSpan]:
-    """``count`` distinct finished spans (distinct span ids: one row each)."""
-    captured: list[ReadableSpan] = []
-
-    class _Capture(SpanProcessor):
-        def on_end(self, span: ReadableSpan) -> None:
-            captured.append(span)
-
-    provider = TracerProvider()
-    provider.add_span_processor(_Capture())
-    tracer = provider.get_tracer("benchmark")
-    for _ in range(count):
-        with tracer.start_as_current_span(
-            "generate_content gemini-2.5-flash", kind=SpanKind.CLIENT, attributes=ATTRIBUTES
-        ):
-            pass
-    return captured
 
 
 def _best_us(run_round: Callable[[], float], rounds: int) -> float:
@@ -84,11 +64,22 @@ def _whole_span_us(processor: SpanProcessor, count: int, clock: Callable[[], flo
     tracer = provider.get_tracer("benchmark")
     started = clock()
     for _ in range(count):
-        with tracer.start_as_current_span(
-            "generate_content gemini-2.5-flash", kind=SpanKind.CLIENT, attributes=ATTRIBUTES
-        ):
-            pass
+        emit_span(tracer)
     return (clock() - started) / count * 1e6
+
+
+def _priced(spans: list[ReadableSpan], prices: PriceTable) -> list[ReadableSpan]:
+    """The spans as CostSpanProcessor forwards them, their prices worked out already (as
+    when an exporter has read them first)."""
+    keep = KeepLast()
+    pricer = CostSpanProcessor(keep, prices)
+    priced = []
+    for span in spans:
+        pricer.on_end(span)
+        assert keep.last is not None
+        keep.last.attributes.get("")  # prices it
+        priced.append(keep.last)
+    return priced
 
 
 def _store_rows_per_second(
@@ -99,16 +90,8 @@ def _store_rows_per_second(
     name = f"throughput-{time.monotonic_ns()}.sqlite3"
     store = CostStore(directory / name, retention_days=0, max_queue=len(spans))
     if priced_before:
-        keep = KeepLast()
-        pricer = CostSpanProcessor(keep, prices)
-        ready = []
-        for span in spans:
-            pricer.on_end(span)
-            assert keep.last is not None
-            keep.last.attributes.get("")  # prices it
-            ready.append(keep.last)
         hand_off: Callable[[ReadableSpan], None] = store.on_end
-        spans = ready
+        spans = _priced(spans, prices)
     else:
         hand_off = CostSpanProcessor(store, prices).on_end
     started = time.perf_counter()
@@ -125,13 +108,9 @@ def _store_rows_per_second(
 def _bare_sqlite_rows_per_second(
     directory: Path, spans: list[ReadableSpan], prices: PriceTable
 ) -> float:
-    keep = KeepLast()
-    pricer = CostSpanProcessor(keep, prices)
     rows = []
-    for span in spans:
-        pricer.on_end(span)
-        assert keep.last is not None
-        row = generation_row(keep.last)
+    for span in _priced(spans, prices):
+        row = generation_row(span)
         assert row is not None
         rows.append(row)
     connection = open_for_writing(directory / f"bare-{time.monotonic_ns()}.sqlite3")
@@ -148,7 +127,7 @@ def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
     rounds = 9
     prices = PriceTable.default()
-    spans = _spans(count)
+    spans = finished_spans(count)
     print(f"gemini-2.5-flash generation spans, 19 attributes; best of {rounds} rounds of {count}")
     with tempfile.TemporaryDirectory() as name:
         directory = Path(name)
@@ -195,7 +174,7 @@ def main() -> None:
         store.shutdown(30_000)
         print(f"  spans dropped by the store      : {sum(dropped.values())}")
 
-        many = _spans(max(count * 4, 20_000))
+        many = finished_spans(max(count * 4, 20_000))
         bare_rate = max(_bare_sqlite_rows_per_second(directory, many, prices) for _ in range(3))
         rows_rate = max(
             _store_rows_per_second(directory, many, prices, priced_before=True) for _ in range(3)
