@@ -3,23 +3,17 @@
 # No `from __future__ import annotations` here: google-genai 1.20 cannot call an automatic
 # function calling tool whose annotations are strings (it answers the model with an error).
 
-import datetime
-import ipaddress
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Literal
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from google import genai
 from google.genai import errors, types
 
 from otel_gemini.testing import FakeGemini, ScriptedUsage
+from otel_gemini.testing._gemini_live_tls import SelfSignedCertificate
 
 pytestmark = pytest.mark.genai
 
@@ -524,46 +518,17 @@ def test_wait_for_requests_from_other_threads(
         fake_gemini.wait_for_requests(9, timeout=0.01)
 
 
-def _self_signed_cert(directory: Path) -> tuple[str, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    certfile, keyfile = directory / "cert.pem", directory / "key.pem"
-    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    keyfile.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return str(certfile), str(keyfile)
-
-
-async def test_https_with_a_self_signed_certificate(tmp_path: Path) -> None:
-    certfile, keyfile = _self_signed_cert(tmp_path)
-
-    with FakeGemini(ssl_certfile=certfile, ssl_keyfile=keyfile) as fake:
-        client = fake.client()
-        sync_response = client.models.generate_content(model=MODEL, contents="tls")
-        stream = await client.aio.models.generate_content_stream(model=MODEL, contents="a b")
-        streamed = "".join([chunk.text or "" async for chunk in stream])
-        base_url = fake.base_url
+async def test_https_with_a_self_signed_certificate() -> None:
+    certificate = SelfSignedCertificate()
+    try:
+        with FakeGemini(ssl_certfile=certificate.certfile, ssl_keyfile=certificate.keyfile) as fake:
+            client = fake.client()
+            sync_response = client.models.generate_content(model=MODEL, contents="tls")
+            stream = await client.aio.models.generate_content_stream(model=MODEL, contents="a b")
+            streamed = "".join([chunk.text or "" async for chunk in stream])
+            base_url = fake.base_url
+    finally:
+        certificate.remove()
 
     assert base_url == f"https://127.0.0.1:{fake.port}"
     assert (sync_response.text, streamed) == ("echo: tls", "echo: a b")
