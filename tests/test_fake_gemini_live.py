@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from google import genai
 from google.genai import types
+from live_audio import pcm
 
 from otel_gemini.testing import (
     CloseConnection,
@@ -31,11 +32,6 @@ from otel_gemini.testing import (
 pytestmark = pytest.mark.genai
 
 MODEL = "gemini-2.5-flash-native-audio-preview-09-2025"
-PCM_16K = "audio/pcm;rate=16000"
-
-
-def audio(seconds: float) -> types.Blob:
-    return types.Blob(data=b"\x01\x00" * round(seconds * 16_000), mime_type=PCM_16K)
 
 
 def close_code_of(error: BaseException) -> int | None:
@@ -76,7 +72,7 @@ async def test_a_scripted_voice_turn_reaches_the_real_client(
     async with gemini_live_client.aio.live.connect(
         model=MODEL, config={"response_modalities": ["AUDIO"]}
     ) as session:
-        await session.send_realtime_input(audio=audio(0.25))
+        await session.send_realtime_input(audio=pcm(0.25))
         await session.send_realtime_input(audio_stream_end=True)
         messages = await receive_turn(session)
 
@@ -199,7 +195,7 @@ async def test_a_dropped_connection_fails_the_clients_receive(
     received: list[Any] = []
     with pytest.raises(Exception) as raised:
         async with gemini_live_client.aio.live.connect(model=MODEL) as session:
-            await session.send_realtime_input(audio=audio(0.1))
+            await session.send_realtime_input(audio=pcm(0.1))
             async for message in session.receive():
                 received.append(message)
     assert len(received) == 1

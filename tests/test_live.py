@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from google import genai
 from google.genai import live, types
+from live_audio import pcm
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -46,7 +47,6 @@ from tests.conftest import Recorded
 pytestmark = pytest.mark.genai
 
 MODEL = "gemini-2.5-flash-native-audio-preview-09-2025"
-PCM_16K = "audio/pcm;rate=16000"
 PER_MINUTE_OVERRIDE = """
 version = "voice-contract"
 
@@ -113,10 +113,6 @@ def per_minute_tracing(tmp_path: Path) -> Iterator[Traced]:
     override.write_text(PER_MINUTE_OVERRIDE)
     with traced(PriceTable.load(override), capture_content=False) as spans:
         yield spans
-
-
-def pcm(seconds: float) -> types.Blob:
-    return types.Blob(data=b"\x01\x00" * round(seconds * 16_000), mime_type=PCM_16K)
 
 
 # --- the scripted 3-turn voice session ---------------------------------------------------------
