@@ -115,6 +115,14 @@ class Invocation:
         except Exception as error:  # never let a malformed response reach the caller
             report_internal_error("record response", error)
 
+    def complete(self, response: Any) -> None:
+        """Record a whole (not streamed) response and end the span successfully."""
+        try:
+            self._recorder.add(response)
+        except Exception as error:  # never let a malformed response reach the caller
+            report_internal_error("record response", error)
+        self.finish()
+
     def finish(
         self, stream_completed: bool | None = None, *, ended_at: float | None = None
     ) -> None:

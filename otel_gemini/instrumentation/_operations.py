@@ -222,8 +222,7 @@ class _Wrappers:
         raise NotImplementedError
 
     def _complete(self, invocation: Invocation, result: Any) -> Any:
-        invocation.observe(result)
-        invocation.finish()
+        invocation.complete(result)
         return result
 
     # The span is current only while the SDK works (so HTTP spans nest under it) and is
@@ -320,7 +319,8 @@ class CallWrappers(_Wrappers):
     def _complete(self, invocation: Invocation, result: Any) -> Any:
         if self._operation.streaming:
             return InstrumentedStream(result, invocation)
-        return super()._complete(invocation, result)
+        invocation.complete(result)
+        return result
 
 
 class ToolWrappers(_Wrappers):
