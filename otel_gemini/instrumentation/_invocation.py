@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from contextvars import Token
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
@@ -63,6 +64,7 @@ class Invocation:
         "_first_chunk_at",
         "_instruments",
         "_metric_points",
+        "_parent_context",
         "_recorder",
         "_started_at",
         "span",
@@ -91,17 +93,25 @@ class Invocation:
         self._first_chunk_at: float | None = None
         self._started_at = time.perf_counter()
         self._context_key = context_key
+        # Read once and handed to the SDK, which would otherwise look it up several times.
+        self._parent_context = otel_context.get_current()
         self.span = instruments.tracer.start_span(
-            name, kind=kind, attributes=attributes, links=links
+            name, self._parent_context, kind=kind, attributes=attributes, links=links
         )
 
     def activate(self) -> _Activation:
         """Make the span current for the duration of a ``with`` block (the SDK's work)."""
         return _Activation(self)
 
-    def context(self) -> otel_context.Context:
-        """A context with the span current (and the invocation's context key set)."""
-        ctx = trace.set_span_in_context(self.span)
+    def attach(self) -> Token[otel_context.Context]:
+        """Make the span current in the context it was started in, for a wrapped call's SDK
+        work; returns the token for ``opentelemetry.context.detach``."""
+        return otel_context.attach(self.context(self._parent_context))
+
+    def context(self, parent: otel_context.Context | None = None) -> otel_context.Context:
+        """``parent`` (default: the current context) with the span current and the context
+        key set."""
+        ctx = trace.set_span_in_context(self.span, parent)
         if self._context_key is not None:
             ctx = otel_context.set_value(self._context_key, True, ctx)
         return ctx

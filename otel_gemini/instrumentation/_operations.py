@@ -232,7 +232,7 @@ class _Wrappers:
         invocation = self._start(instance, args, kwargs)
         if invocation is None:
             return wrapped(*args, **kwargs)
-        token = otel_context.attach(invocation.context())
+        token = invocation.attach()
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as error:
@@ -248,7 +248,7 @@ class _Wrappers:
         invocation = self._start(instance, args, kwargs)
         if invocation is None:
             return await wrapped(*args, **kwargs)
-        token = otel_context.attach(invocation.context())
+        token = invocation.attach()
         try:
             result = await wrapped(*args, **kwargs)
         except BaseException as error:
