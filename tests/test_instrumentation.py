@@ -676,3 +676,56 @@ def test_metrics_record_duration_and_tokens_by_type(
         for p in instrumented.metric_points("gen_ai.client.token.usage")
     }
     assert tokens == {"input": 300, "output": 35}
+
+
+def test_requests_to_other_models_and_endpoints_keep_their_own_attributes(
+    fake_gemini: FakeGemini, instrumented: Recorded
+) -> None:
+    # Span names, request attributes and metric point sets are built once per model and
+    # endpoint and reused: each request must still get its own.
+    for _ in range(5):
+        fake_gemini.add_text("a", usage=ScriptedUsage(prompt=10, candidates=1))
+    fake_gemini.add_error(500, "scripted failure")
+    over_http = fake_gemini.client()
+    vertex = fake_gemini.client(vertexai=True)
+    in_process = fake_gemini.inprocess_client()
+    over_http.models.generate_content(model=MODEL, contents="Hi")
+    in_process.models.generate_content(model=MODEL, contents="Hi")
+    over_http.models.generate_content(model="models/gemini-2.5-pro", contents="Hi")
+    vertex.models.generate_content(model=MODEL, contents="Hi")
+    over_http.models.generate_content(model=MODEL, contents="Hi")
+    with pytest.raises(errors.APIError):
+        over_http.models.generate_content(model=MODEL, contents="Hi")
+
+    keys = ("gen_ai.provider.name", "server.address", "gen_ai.request.model")
+    loopback = ("gcp.gemini", "127.0.0.1", MODEL)
+    assert [
+        (span.name, *(attributes_of(span)[key] for key in keys)) for span in instrumented.spans()
+    ] == [
+        (f"generate_content {MODEL}", *loopback),
+        (f"generate_content {MODEL}", "gcp.gemini", "fake-gemini.invalid", MODEL),
+        ("generate_content gemini-2.5-pro", "gcp.gemini", "127.0.0.1", "gemini-2.5-pro"),
+        (f"generate_content {MODEL}", "gcp.vertex_ai", "127.0.0.1", MODEL),
+        (f"generate_content {MODEL}", *loopback),
+        (f"generate_content {MODEL}", *loopback),
+    ]
+    durations = {
+        (
+            *(dict(p.attributes)[key] for key in keys),  # type: ignore[attr-defined]
+            dict(p.attributes).get("error.type"),  # type: ignore[attr-defined]
+        ): p.count  # type: ignore[attr-defined]
+        for p in instrumented.metric_points("gen_ai.client.operation.duration")
+    }
+    assert durations == {
+        (*loopback, None): 2,
+        (*loopback, "500"): 1,
+        ("gcp.gemini", "fake-gemini.invalid", MODEL, None): 1,
+        ("gcp.gemini", "127.0.0.1", "gemini-2.5-pro", None): 1,
+        ("gcp.vertex_ai", "127.0.0.1", MODEL, None): 1,
+    }
+    input_tokens = sum(
+        p.sum  # type: ignore[attr-defined]
+        for p in instrumented.metric_points("gen_ai.client.token.usage")
+        if dict(p.attributes)["gen_ai.token.type"] == "input"  # type: ignore[attr-defined]
+    )
+    assert input_tokens == 50
