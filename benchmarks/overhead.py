@@ -3,12 +3,13 @@
 The real google-genai client talks to the fake Gemini through an in-process transport (no
 sockets), so the measured differences are instrumentation, not network. Each round measures
 uninstrumented, otel-gemini and the official ``opentelemetry-instrumentation-google-genai``
-(dependency check skipped: it declares google-genai<3) back to back, in an order that rotates
-from round to round, with the same client, the same SDK TracerProvider (a no-op exporter) and
-MeterProvider, and a few warm-up calls after each is installed. Each round takes the median
-per-call CPU time of the calling thread (thread CPU time, so other processes on a shared
-machine disturb the figures less than wall-clock time would); the reported figures are the
-medians over rounds, with the spread of the per-round ratios.
+(dependency check skipped: it declares google-genai<3) with the same client, the same SDK
+TracerProvider (a no-op exporter) and MeterProvider. A round's calls run in blocks of 25, the
+three variants taking turns (installed, two unmeasured warm-up calls, the block, uninstalled)
+in an order that rotates, so a change in the machine's load weighs on all three alike. Each
+round takes each variant's median per-call CPU time of the calling thread (thread CPU time, so
+other processes on a shared machine disturb the figures less than wall-clock time would); the
+reported figures are the medians over rounds, with the spread of the per-round ratios.
 
     python benchmarks/overhead.py [rounds] [calls-per-round]
 
@@ -38,6 +39,8 @@ USAGE = ScriptedUsage(
 )
 PLAIN_REPLY = text_reply("Hello there, this is a reply.", usage=USAGE)
 STREAM_REPLY = stream_reply([f"chunk {i} " for i in range(20)], usage=USAGE)
+BLOCK = 25  # calls measured per variant before switching to the next
+BLOCK_WARM_UP = 2  # calls after each switch, not measured
 
 
 class _Discard(SpanExporter):
@@ -45,16 +48,16 @@ class _Discard(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-def _median_call_seconds(
+def _call_seconds(
     fake: FakeGemini, reply: object, call: Callable[[], object], calls: int
-) -> float:
+) -> list[float]:
     samples = []
     for _ in range(calls):
         fake.add(reply)  # type: ignore[arg-type]
         started = time.thread_time()
         call()
         samples.append(time.thread_time() - started)
-    return statistics.median(samples)
+    return samples
 
 
 def main() -> None:
@@ -104,18 +107,22 @@ def main() -> None:
         results: dict[str, list[float]] = {name: [] for name in variants}
         names = list(variants)
         for round_ in range(rounds):
-            # Rotate the order so no variant always runs first (or right after another).
-            shift = round_ % len(names)
-            for name in names[shift:] + names[:shift]:
-                instrument, uninstrument = variants[name]
-                instrument()
-                try:
-                    for _ in range(10):  # warm-up of this variant's own code paths
-                        fake.add(reply)  # type: ignore[arg-type]
-                        call()
-                    results[name].append(_median_call_seconds(fake, reply, call, calls))
-                finally:
-                    uninstrument()
+            # The round's calls run in blocks, each variant's in turn, so a change in the
+            # machine's load mid-round weighs on all three alike; the order rotates too.
+            samples: dict[str, list[float]] = {name: [] for name in variants}
+            for block in range(-(-calls // BLOCK)):
+                shift = (round_ + block) % len(names)
+                for name in names[shift:] + names[:shift]:
+                    instrument, uninstrument = variants[name]
+                    instrument()
+                    try:
+                        _call_seconds(fake, reply, call, BLOCK_WARM_UP)
+                        size = min(BLOCK, calls - block * BLOCK)
+                        samples[name].extend(_call_seconds(fake, reply, call, size))
+                    finally:
+                        uninstrument()
+            for name, values in samples.items():
+                results[name].append(statistics.median(values))
         median = {name: statistics.median(values) * 1e6 for name, values in results.items()}
         ours = median["otel-gemini"] - median["uninstrumented"]
         official = median["official"] - median["uninstrumented"]
