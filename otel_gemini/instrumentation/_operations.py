@@ -59,9 +59,18 @@ def models_call(instance: Any, args: Any, kwargs: Mapping[str, Any]) -> Call:
     return Call(instance._api_client, str(kwargs.get("model") or ""), kwargs.get("config"), kwargs)
 
 
-def chat_call(instance: Any, args: Any, kwargs: Mapping[str, Any]) -> Call:
+def models_config(instance: Any, args: Any, kwargs: Mapping[str, Any]) -> Any:
+    """``Models`` / ``AsyncModels``: the ``config`` keyword."""
+    return kwargs.get("config")
+
+
+def chat_config(instance: Any, args: Any, kwargs: Mapping[str, Any]) -> Any:
     """``Chat.send_message(message, config=None)``: the chat's own config unless overridden."""
-    config = kwargs.get("config", args[1] if len(args) > 1 else None) or instance._config
+    return kwargs.get("config", args[1] if len(args) > 1 else None) or instance._config
+
+
+def chat_call(instance: Any, args: Any, kwargs: Mapping[str, Any]) -> Call:
+    config = chat_config(instance, args, kwargs)
     return Call(instance._modules._api_client, str(instance._model), config, kwargs)
 
 
@@ -173,6 +182,11 @@ CALL_INFO: dict[str, Callable[[Any, Any, Mapping[str, Any]], Call]] = {
     "models": models_call,
     "chats": chat_call,
 }
+# Just the config: all an AFC parent's wrapper needs to learn that a call makes no parent.
+CALL_CONFIG: dict[str, Callable[[Any, Any, Mapping[str, Any]], Any]] = {
+    "models": models_config,
+    "chats": chat_config,
+}
 
 # In the context while an AFC parent span is current, so a chat's parent and the models
 # call inside it (google-genai 1.x/2.x) do not both make one.
@@ -266,6 +280,7 @@ class CallWrappers(_Wrappers):
         self._operation = operation
         self._instruments = instruments
         self._call_info = CALL_INFO[operation.owner]
+        self._call_config = CALL_CONFIG[operation.owner]
         # Span name, fixed attributes and metric points, built once per call site: an app
         # calls the same few models through the same client over and over.
         self._call_sites: dict[tuple[str, bool, str | None], _CallSite] = {}
@@ -293,13 +308,14 @@ class CallWrappers(_Wrappers):
     def _start(self, instance: Any, args: Any, kwargs: Any) -> Invocation | None:
         operation = self._operation
         try:
-            call = self._call_info(instance, args, kwargs)
             if operation.afc_parent and (
-                not afc_active(call.config) or otel_context.get_value(_AFC_PARENT_OPEN)
+                not afc_active(self._call_config(instance, args, kwargs))
+                or otel_context.get_value(_AFC_PARENT_OPEN)
             ):
                 return None
             if not is_instrumentation_enabled():
                 return None
+            call = self._call_info(instance, args, kwargs)
             site = self._call_site(call)
             attributes = dict(site.attributes)
             if operation.request is not None:
