@@ -60,6 +60,40 @@ def _call_seconds(
     return samples
 
 
+Variant = tuple[Callable[[], None], Callable[[], None]]  # install, uninstall
+
+
+def measure(
+    fake: FakeGemini,
+    reply: object,
+    call: Callable[[], object],
+    variants: dict[str, Variant],
+    rounds: int,
+    calls: int,
+) -> dict[str, list[float]]:
+    """Each variant's median CPU seconds per call, one per round."""
+    results: dict[str, list[float]] = {name: [] for name in variants}
+    names = list(variants)
+    for round_ in range(rounds):
+        # The round's calls run in blocks, each variant's in turn, so a change in the
+        # machine's load mid-round weighs on all alike; the order rotates too.
+        samples: dict[str, list[float]] = {name: [] for name in variants}
+        for block in range(-(-calls // BLOCK)):
+            shift = (round_ + block) % len(names)
+            for name in names[shift:] + names[:shift]:
+                install, uninstall = variants[name]
+                install()
+                try:
+                    _call_seconds(fake, reply, call, BLOCK_WARM_UP)
+                    size = min(BLOCK, calls - block * BLOCK)
+                    samples[name].extend(_call_seconds(fake, reply, call, size))
+                finally:
+                    uninstall()
+        for name, values in samples.items():
+            results[name].append(statistics.median(values))
+    return results
+
+
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 7
     calls = int(sys.argv[2]) if len(sys.argv) > 2 else 300
@@ -80,7 +114,7 @@ def main() -> None:
             ),
         ),
     }
-    variants: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {
+    variants: dict[str, Variant] = {
         "uninstrumented": (lambda: None, lambda: None),
         "otel-gemini": (
             lambda: GeminiInstrumentor().instrument(
@@ -104,25 +138,7 @@ def main() -> None:
         for _ in range(50):  # warm-up
             fake.add(reply)  # type: ignore[arg-type]
             call()
-        results: dict[str, list[float]] = {name: [] for name in variants}
-        names = list(variants)
-        for round_ in range(rounds):
-            # The round's calls run in blocks, each variant's in turn, so a change in the
-            # machine's load mid-round weighs on all three alike; the order rotates too.
-            samples: dict[str, list[float]] = {name: [] for name in variants}
-            for block in range(-(-calls // BLOCK)):
-                shift = (round_ + block) % len(names)
-                for name in names[shift:] + names[:shift]:
-                    instrument, uninstrument = variants[name]
-                    instrument()
-                    try:
-                        _call_seconds(fake, reply, call, BLOCK_WARM_UP)
-                        size = min(BLOCK, calls - block * BLOCK)
-                        samples[name].extend(_call_seconds(fake, reply, call, size))
-                    finally:
-                        uninstrument()
-            for name, values in samples.items():
-                results[name].append(statistics.median(values))
+        results = measure(fake, reply, call, variants, rounds, calls)
         median = {name: statistics.median(values) * 1e6 for name, values in results.items()}
         ours = median["otel-gemini"] - median["uninstrumented"]
         official = median["official"] - median["uninstrumented"]
