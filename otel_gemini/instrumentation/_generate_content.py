@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from functools import lru_cache
 from typing import Any
 
 from opentelemetry.util.types import AttributeValue
@@ -42,9 +41,13 @@ def _enum_value(value: Any) -> str:
     return str(raw).lower()
 
 
-@lru_cache(maxsize=64)
 def _finish_reason(reason: Any) -> str:
-    """``FinishReason.STOP`` → ``"stop"``; cached, as reading an enum member's name is slow."""
+    """``FinishReason.STOP`` → ``"stop"``."""
+    # The SDK's enums are str subclasses whose value is the member's name, so lower() reads
+    # it at C speed; .name/.value are slow Python properties and hashing a member (to cache
+    # them) calls Python code too.
+    if isinstance(reason, str):
+        return reason.lower()
     return _enum_value(getattr(reason, "name", reason))
 
 

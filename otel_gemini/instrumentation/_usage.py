@@ -9,7 +9,6 @@ totals (thinking is counted as text output).
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 from opentelemetry.util.types import AttributeValue
@@ -33,10 +32,11 @@ _TEXT_OUTPUT = _OUTPUT_KEYS["TEXT"]
 _CACHED_AUDIO_KEYS = {"AUDIO": attrs.USAGE_CACHE_READ_AUDIO_TOKENS}
 
 
-@lru_cache(maxsize=64)
 def _modality_name(modality: Any) -> str:
-    # The SDK gives MediaModality members (whose .name is slow to read, hence the cache); a
-    # plain string, as in older SDKs, is read as it is.
+    # The SDK's MediaModality members are str subclasses whose value is the name (upper()
+    # reads it at C speed; .name is a slow Python property); older SDKs give plain strings.
+    if isinstance(modality, str):
+        return modality.upper()
     name = getattr(modality, "name", None)
     return (name if isinstance(name, str) else str(modality)).upper()
 
