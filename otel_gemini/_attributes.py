@@ -108,6 +108,9 @@ LANGFUSE_TRACE_TAGS: Final = "langfuse.trace.tags"
 LANGFUSE_TRACE_METADATA_PREFIX: Final = "langfuse.trace.metadata."
 LANGFUSE_USER_ID: Final = "langfuse.user.id"
 LANGFUSE_SESSION_ID: Final = "langfuse.session.id"
+# Where a span names its user and session, in Langfuse's order of precedence.
+USER_ID_KEYS: Final = (LANGFUSE_USER_ID, USER_ID)
+SESSION_ID_KEYS: Final = (LANGFUSE_SESSION_ID, SESSION_ID, GEN_AI_CONVERSATION_ID)
 
 # --- otel_gemini.* (project-specific) -------------------------------------------------------
 COST_STATUS: Final = "otel_gemini.cost.status"  # priced | unknown_model | no_usage

@@ -585,12 +585,15 @@ def test_cost_metric_by_user_only_when_opted_in() -> None:
     pipe = _pipeline(metric_user_id=True)
     _span(pipe, OUR_VOICE_SPAN)
     _span(pipe, {**OUR_VOICE_SPAN, attrs.USER_ID: "user-7"})
+    # A span naming both: langfuse.user.id wins, as in Langfuse (and in the cost store).
+    _span(pipe, {**OUR_VOICE_SPAN, attrs.LANGFUSE_USER_ID: "user-9"})
     assert [dict(span.attributes)[attrs.COST_STATUS] for span in pipe.priced_spans()] == [
+        "priced",
         "priced",
         "priced",
     ]
 
     points = pipe.metric_points("otel_gemini.client.cost")
-    assert sorted(p.attributes[attrs.USER_ID] for p in points) == ["user-42", "user-7"]
+    assert sorted(p.attributes[attrs.USER_ID] for p in points) == ["user-42", "user-7", "user-9"]
     assert {round(p.value, 12) for p in points} == {0.001686}
     pipe.provider.shutdown()

@@ -134,6 +134,18 @@ def test_a_priced_generation_becomes_one_exact_row(pipeline: Pipeline) -> None:
     assert pipeline.store.stats()["written"] == 1
 
 
+def test_langfuse_user_and_session_win_over_the_general_ones(pipeline: Pipeline) -> None:
+    pipeline.span(
+        generation(
+            **VOICE_USAGE,
+            **{attrs.USER_ID: "u-1", attrs.LANGFUSE_USER_ID: "u-2"},
+            **{attrs.GEN_AI_CONVERSATION_ID: "c-1", attrs.LANGFUSE_SESSION_ID: "s-2"},
+        )
+    )
+    [row] = pipeline.rows()
+    assert (row["user_id"], row["session_id"]) == ("u-2", "s-2")
+
+
 def test_writing_a_span_twice_keeps_one_row(pipeline: Pipeline) -> None:
     span = pipeline.span(generation(**VOICE_USAGE))
     pipeline.pricer.on_end(span)  # the same span again (an export retry, a replay)

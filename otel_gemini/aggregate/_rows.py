@@ -34,8 +34,6 @@ GENERATION_OPERATIONS: Final = frozenset(
         "generate",
     )
 )
-_USER_KEYS: Final = (attrs.LANGFUSE_USER_ID, attrs.USER_ID)
-_SESSION_KEYS: Final = (attrs.LANGFUSE_SESSION_ID, attrs.SESSION_ID, attrs.GEN_AI_CONVERSATION_ID)
 
 COLUMNS: Final = (
     "trace_id",
@@ -227,8 +225,8 @@ def generation_row(span: ReadableSpan) -> GenerationRow | None:
         span_id=format(context.span_id, "016x"),
         start_ns=start_ns,
         end_ns=end_ns,
-        user_id=first_text(attributes, _USER_KEYS),
-        session_id=first_text(attributes, _SESSION_KEYS),
+        user_id=first_text(attributes, attrs.USER_ID_KEYS),
+        session_id=first_text(attributes, attrs.SESSION_ID_KEYS),
         model=first_text(attributes, MODEL_KEYS),
         provider=first_text(attributes, PROVIDER_KEYS),
         operation=operation if isinstance(operation, str) else None,

@@ -200,5 +200,5 @@ def read_span_usage(attributes: Mapping[str, Any]) -> SpanUsage:
         provider=first_text(attributes, PROVIDER_KEYS),
         service_tier=tier if isinstance(tier, str) else None,
         live=True if live else None,
-        user_id=first_text(attributes, (attrs.USER_ID, attrs.LANGFUSE_USER_ID)),
+        user_id=first_text(attributes, attrs.USER_ID_KEYS),
     )

@@ -222,11 +222,8 @@ def observation(span: ReceivedSpan) -> Observation:
         type=_observation_type(attributes),
         level="ERROR" if span.status_code == "ERROR" else "DEFAULT",
         model=_text(attributes, _MODEL_KEYS),
-        user_id=_text(attributes, (attrs.LANGFUSE_USER_ID, attrs.USER_ID)),
-        session_id=_text(
-            attributes,
-            (attrs.LANGFUSE_SESSION_ID, attrs.SESSION_ID, attrs.GEN_AI_CONVERSATION_ID),
-        ),
+        user_id=_text(attributes, attrs.USER_ID_KEYS),
+        session_id=_text(attributes, attrs.SESSION_ID_KEYS),
         environment=environment if isinstance(environment, str) else "default",
         start_ms=span.start_time_unix_nano // 1_000_000,
         end_ms=span.end_time_unix_nano // 1_000_000,
