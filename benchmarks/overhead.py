@@ -9,16 +9,22 @@ three variants taking turns (installed, two unmeasured warm-up calls, the block,
 in an order that rotates, so a change in the machine's load weighs on all three alike. Each
 round takes each variant's median per-call CPU time of the calling thread (thread CPU time, so
 other processes on a shared machine disturb the figures less than wall-clock time would); the
-reported figures are the medians over rounds, with the spread of the per-round ratios.
+reported figures are the medians over rounds.
 
-    python benchmarks/overhead.py [rounds] [calls-per-round]
+    python benchmarks/overhead.py [rounds] [calls-per-round] [--processes N]
+
+Where a process's memory happens to lie moves its figures by several per cent from one run
+to the next, more than rounds within a run vary; ``--processes N`` runs the measurement in N
+fresh processes one after another and reports the median over them, with each one's ratio.
 
 Target (issue 2): ours adds at most half of what the official adds, with our full attribute set.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -94,9 +100,8 @@ def measure(
     return results
 
 
-def main() -> None:
-    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 7
-    calls = int(sys.argv[2]) if len(sys.argv) > 2 else 300
+def run(rounds: int, calls: int) -> dict[str, dict[str, float]]:
+    """Each workload's median µs per call for each variant, measured in this process."""
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(_Discard()))
     meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
@@ -131,33 +136,68 @@ def main() -> None:
             lambda: GoogleGenAiSdkInstrumentor().uninstrument(),
         ),
     }
-    print(
-        f"google-genai {genai.__version__}; {rounds} rounds x {calls} calls, in-process transport"
-    )
+    figures: dict[str, dict[str, float]] = {}
     for workload, (reply, call) in workloads.items():
         for _ in range(50):  # warm-up
             fake.add(reply)  # type: ignore[arg-type]
             call()
         results = measure(fake, reply, call, variants, rounds, calls)
-        median = {name: statistics.median(values) * 1e6 for name, values in results.items()}
-        ours = median["otel-gemini"] - median["uninstrumented"]
-        official = median["official"] - median["uninstrumented"]
-        per_round = [
-            (mine - bare) / (theirs - bare)
-            for bare, mine, theirs in zip(
-                results["uninstrumented"],
-                results["otel-gemini"],
-                results["official"],
-                strict=True,
-            )
-        ]
+        figures[workload] = {
+            name: statistics.median(values) * 1e6 for name, values in results.items()
+        }
+    return figures
+
+
+def _added(figures: dict[str, float]) -> tuple[float, float]:
+    """µs per call added by otel-gemini and by the official instrumentation."""
+    bare = figures["uninstrumented"]
+    return figures["otel-gemini"] - bare, figures["official"] - bare
+
+
+def report(runs: list[dict[str, dict[str, float]]]) -> None:
+    """Print each workload's medians over ``runs`` (one per process) and each run's ratio."""
+    for workload in runs[0]:
+        median = {
+            name: statistics.median(run[workload][name] for run in runs)
+            for name in runs[0][workload]
+        }
+        ours, official = _added(median)
+        per_run = [ours_ / official_ for ours_, official_ in (_added(r[workload]) for r in runs)]
         print(f"\n{workload}: uninstrumented {median['uninstrumented']:.0f} µs/call")
         print(f"  otel-gemini adds {ours:7.1f} µs/call")
         print(f"  official    adds {official:7.1f} µs/call")
-        print(
-            f"  ratio ours/official: {ours / official:.2f}  (target <= 0.50;"
-            f" rounds {min(per_round):.2f}-{max(per_round):.2f})"
-        )
+        print(f"  ratio ours/official: {ours / official:.2f}  (target <= 0.50)")
+        if len(runs) > 1:
+            print("  each process: " + " ".join(f"{ratio:.2f}" for ratio in per_run))
+
+
+def main() -> None:
+    arguments = sys.argv[1:]
+    processes = 1
+    if "--processes" in arguments:
+        at = arguments.index("--processes")
+        processes = int(arguments[at + 1])
+        del arguments[at : at + 2]
+    as_json = "--json" in arguments  # a child's output, for --processes
+    numbers = [argument for argument in arguments if argument != "--json"]
+    rounds = int(numbers[0]) if numbers else 7
+    calls = int(numbers[1]) if len(numbers) > 1 else 300
+    if as_json:
+        print(json.dumps(run(rounds, calls)))
+        return
+    print(
+        f"google-genai {genai.__version__}; {rounds} rounds x {calls} calls,"
+        f" in-process transport, {processes} process(es)"
+    )
+    if processes == 1:
+        runs = [run(rounds, calls)]
+    else:
+        child = [sys.executable, __file__, str(rounds), str(calls), "--json"]
+        runs = [
+            json.loads(subprocess.run(child, check=True, capture_output=True, text=True).stdout)
+            for _ in range(processes)
+        ]
+    report(runs)
 
 
 if __name__ == "__main__":
