@@ -28,7 +28,7 @@ _logger = logging.getLogger("otel_gemini.instrumentation")
 # The range our tests cover. Newer versions are still instrumented, with one warning:
 # a silent no-op on an upgrade is the failure we exist to avoid.
 SUPPORTED_MIN = "1.20.0"
-TESTED_MAX = (3, 4)
+TESTED_MAX = (3, 6)
 
 _TOOLS_MODULE = "google.genai._extra_utils"
 _TOOL_FUNCTIONS = ("invoke_function_from_dict_args", "invoke_function_from_dict_args_async")
