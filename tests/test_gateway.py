@@ -410,6 +410,17 @@ def test_otel_gemini_health_reads_the_gateway(
     assert document["gateway"]["spans_accepted"] == 2
     assert document["pricing"]["spans"]["priced"] == 2
 
+    assert cli_main(["health", "--url", gateway.http_endpoint]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "status: healthy"
+    assert "sent 2, failed attempts 0, dropped 0, dead-lettered 0" in lines
+    assert (
+        "gateway: requests 1, spans_accepted 2, requests_malformed 0, requests_busy 0,"
+        " requests_unavailable 0, requests_too_large 0, inflight_bytes 0,"
+        f" inflight_capacity_bytes {gateway.settings.max_inflight_bytes}"
+    ) in lines
+    assert "pricing: spans.priced 2, inconsistent_usage 0, unknown_models []" in lines
+
 
 def test_refused_keys_make_the_gateway_unhealthy_with_503(
     langfuse: FakeLangfuse, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -89,6 +89,43 @@ def _print_report(report: dict[str, Any], indent: str = "") -> None:
             f"{indent}langfuse: {langfuse.get('base_url')} reachable={langfuse.get('reachable')} "
             f"credentials={langfuse.get('credentials')}"
         )
+    for name, value in report.items():
+        if name not in _SHOWN_ABOVE and value not in (None, {}, []):
+            print(f"{indent}{name}: {_flat(value)}")
+
+
+# What _print_report shows first, or (the exporter's raw counters) only in --json.
+_SHOWN_ABOVE = frozenset(
+    {
+        "status",
+        "reasons",
+        "checked_at",
+        "last_success",
+        "last_error",
+        "consecutive_failures",
+        "queue",
+        "counts",
+        "langfuse",
+        "exporter",
+    }
+)
+
+
+def _flat(value: object, prefix: str = "") -> str:
+    """A section added to the report (gateway, pricing, cost store, ...) on one line:
+    ``key value`` pairs, nested keys joined with dots."""
+    if not isinstance(value, dict):
+        if isinstance(value, list):
+            return "[" + ", ".join(str(item) for item in value) + "]"
+        return str(value)
+    pairs = []
+    for key, item in value.items():
+        if isinstance(item, dict):
+            if item:
+                pairs.append(_flat(item, f"{prefix}{key}."))
+        elif item is not None:
+            pairs.append(f"{prefix}{key} {_flat(item)}")
+    return ", ".join(pairs)
 
 
 def _size(count: object) -> str:
