@@ -25,6 +25,7 @@ from opentelemetry.trace import format_span_id
 
 from otel_gemini import _attributes as attrs
 from otel_gemini.collector import cost_statements
+from otel_gemini.pricing import PriceTable
 from otel_gemini.processing import CostSpanProcessor
 from otel_gemini.testing import FakeLangfuse
 
@@ -46,7 +47,8 @@ def _ns(year: int, month: int, day: int) -> int:
 
 FLASH = {"gen_ai.request.model": "gemini-2.5-flash"}
 # (case id, attributes, start time in ns or None for now, expected gen_ai.usage.cost or None)
-CASES: list[tuple[str, dict[str, Any], int | None, float | None]] = [
+Case = tuple[str, dict[str, Any], int | None, float | None]
+CASES: list[Case] = [
     (
         "text",
         {**FLASH, "gen_ai.usage.input_tokens": 1000, "gen_ai.usage.output_tokens": 200},
@@ -324,23 +326,154 @@ CASES: list[tuple[str, dict[str, Any], int | None, float | None]] = [
 ]
 
 
-def _make_spans(provider: TracerProvider) -> list[str]:
+# Contract prices by the minute of audio (an override file; the shipped table has none).
+PER_MINUTE_PRICES = """
+version = "minutes"
+[[models]]
+id = "gemini-2.5-flash-native-audio"
+[[models.prices]]
+source = "test contract"
+input_audio_per_minute = 0.40
+output_audio_per_minute = 1.20
+
+[[models]]
+id = "gemini-2.5-flash"
+[[models.prices]]
+source = "test contract"
+input_audio_per_minute = 0.30
+"""
+LIVE_MODEL = {"gen_ai.request.model": "gemini-live-2.5-flash-preview"}
+PER_MINUTE_CASES: list[Case] = [
+    (
+        "live turn, seconds only",
+        {
+            **LIVE_MODEL,
+            "otel_gemini.usage.audio.input_seconds": 30.0,
+            "otel_gemini.usage.audio.output_seconds": 15.0,
+        },
+        None,
+        0.5,  # 0.5 min x $0.40 + 0.25 min x $1.20
+    ),
+    (
+        "measured seconds win over tokens",
+        {
+            **LIVE_MODEL,
+            "gen_ai.usage.input_tokens": 800,
+            "gen_ai.usage.audio.input_tokens": 750,
+            "gen_ai.usage.output_tokens": 20,
+            "otel_gemini.usage.audio.input_seconds": 12.345,
+        },
+        None,
+        0.082365,  # 12.345 s x $0.40/min + text
+    ),
+    (
+        "live model, tokens at 25 per second",
+        {
+            **LIVE_MODEL,
+            "gen_ai.usage.input_tokens": 1000,
+            "gen_ai.usage.audio.input_tokens": 1000,
+            "gen_ai.usage.output_tokens": 500,
+            "gen_ai.usage.audio.output_tokens": 500,
+        },
+        None,
+        0.666666666666667,  # 40 s x $0.40/min + 20 s x $1.20/min
+    ),
+    (
+        "other model, tokens at 32 per second",
+        {
+            **FLASH,
+            "gen_ai.usage.input_tokens": 1000,
+            "gen_ai.usage.audio.input_tokens": 960,
+            "gen_ai.usage.output_tokens": 10,
+        },
+        None,
+        0.150037,  # 30 s x $0.30/min + text
+    ),
+    (
+        "other model in a Live session, tokens at 25 per second",
+        {
+            **FLASH,
+            "otel_gemini.sdk.method": "live.connect",
+            "gen_ai.usage.input_tokens": 1000,
+            "gen_ai.usage.audio.input_tokens": 1000,
+            "gen_ai.usage.output_tokens": 10,
+        },
+        None,
+        0.200025,  # 40 s x $0.30/min + text
+    ),
+    (
+        "a Live turn's marker, tokens at 25 per second",
+        {
+            **FLASH,
+            "otel_gemini.live.interrupted": True,
+            "gen_ai.usage.input_tokens": 500,
+            "gen_ai.usage.audio.input_tokens": 500,
+        },
+        None,
+        0.1,  # 20 s x $0.30/min
+    ),
+    (
+        "text tokens and input seconds",
+        {
+            **FLASH,
+            "gen_ai.usage.input_tokens": 100,
+            "gen_ai.usage.output_tokens": 10,
+            "otel_gemini.usage.audio.input_seconds": 7.5,
+        },
+        None,
+        0.037555,  # 7.5 s x $0.30/min + text
+    ),
+    (
+        "negative seconds, tokens count",
+        {
+            **FLASH,
+            "gen_ai.usage.input_tokens": 640,
+            "gen_ai.usage.audio.input_tokens": 640,
+            "otel_gemini.usage.audio.input_seconds": -1.0,
+        },
+        None,
+        0.1,  # 20 s x $0.30/min
+    ),
+    (
+        "seconds only, no per-minute price for them",
+        {**FLASH, "otel_gemini.usage.audio.output_seconds": 9.0},
+        None,
+        None,
+    ),
+    (
+        "seconds only, unknown model",
+        {"gen_ai.request.model": "gpt-4o-audio", "otel_gemini.usage.audio.input_seconds": 9.0},
+        None,
+        None,
+    ),
+    (
+        "output tokens without a per-minute price",
+        {**FLASH, "gen_ai.usage.output_tokens": 10},
+        None,
+        None,
+    ),
+]
+
+
+def _make_spans(provider: TracerProvider, cases: list[Case] = CASES) -> list[str]:
     """Starts one span per case; returns the span ids (hex) in case order."""
     tracer = provider.get_tracer("ottl-cases")
     ids = []
-    for name, attributes, start, _ in CASES:
+    for name, attributes, start, _ in cases:
         span = tracer.start_span(f"case {name}", attributes=attributes, start_time=start)
         span.end(end_time=None if start is None else start + 1_000_000)
         ids.append(format_span_id(span.get_span_context().span_id))
     return ids
 
 
-def _expected() -> dict[str, dict[str, Any]]:
+def _expected(
+    cases: list[Case] = CASES, table: PriceTable | None = None
+) -> dict[str, dict[str, Any]]:
     """What CostSpanProcessor gives the same spans, by case name."""
     memory = InMemorySpanExporter()
     provider = TracerProvider()
-    provider.add_span_processor(CostSpanProcessor(SimpleSpanProcessor(memory)))
-    _make_spans(provider)
+    provider.add_span_processor(CostSpanProcessor(SimpleSpanProcessor(memory), table))
+    _make_spans(provider, cases)
     spans: list[ReadableSpan] = list(memory.get_finished_spans())
     return {
         (span.name or "")[len("case ") :]: {
@@ -373,32 +506,66 @@ def test_committed_gemini_cost_yaml_is_up_to_date() -> None:
     )
 
 
-def test_ottl_costs_equal_price_table(
-    collector_binary: Path, langfuse: FakeLangfuse, tmp_path: Path
-) -> None:
-    expected = _expected()
+def _priced_by_collector(
+    collector_binary: Path,
+    langfuse: FakeLangfuse,
+    tmp_path: Path,
+    cost_config: str | Path,
+    cases: list[Case],
+) -> dict[str, dict[str, Any]]:
+    """The cost attributes of ``cases`` sent through a Collector running ``cost_config``, by
+    case name."""
     collector = Collector(
-        collector_binary, ["direct.yaml", "gemini-cost.yaml"], _direct_env(langfuse, tmp_path)
+        collector_binary, ["direct.yaml", str(cost_config)], _direct_env(langfuse, tmp_path)
     )
     try:
         provider = TracerProvider()
         provider.add_span_processor(
             SimpleSpanProcessor(OTLPSpanExporter(endpoint=collector.otlp_http_traces))
         )
-        ids = _make_spans(provider)
-        received = {span.span_id: span for span in langfuse.wait_for_spans(len(CASES), 30)}
+        ids = _make_spans(provider, cases)
+        received = {span.span_id: span for span in langfuse.wait_for_spans(len(cases), 30)}
     finally:
         collector.stop()
+    assert len(received) == len(cases)
+    return {
+        name: {key: received[span_id].attributes.get(key) for key in COST_KEYS}
+        for (name, *_), span_id in zip(cases, ids, strict=True)
+    }
 
-    assert len(received) == len(CASES)
-    for (name, _, _, cost), span_id in zip(CASES, ids, strict=True):
-        got = {key: received[span_id].attributes.get(key) for key in COST_KEYS}
-        assert got == expected[name], name
+
+def _assert_same_costs(
+    got: dict[str, dict[str, Any]],
+    expected: dict[str, dict[str, Any]],
+    cases: list[Case],
+    outcomes: set[str | None],
+) -> None:
+    for name, _, _, cost in cases:
+        assert got[name] == expected[name], name
         if cost is not None:
-            assert got[attrs.GEN_AI_USAGE_COST] == cost, name
-    statuses = [expected[name][attrs.COST_STATUS] for name, *_ in CASES]
-    # The table covers every outcome.
-    assert {"priced", "unknown_model", "no_usage", None} <= set(statuses)
+            assert got[name][attrs.GEN_AI_USAGE_COST] == cost, name
+    assert {expected[name][attrs.COST_STATUS] for name, *_ in cases} == outcomes
+
+
+def test_ottl_costs_equal_price_table(
+    collector_binary: Path, langfuse: FakeLangfuse, tmp_path: Path
+) -> None:
+    expected = _expected()
+    got = _priced_by_collector(collector_binary, langfuse, tmp_path, "gemini-cost.yaml", CASES)
+    _assert_same_costs(got, expected, CASES, {"priced", "unknown_model", "no_usage", None})
+
+
+def test_ottl_bills_audio_by_the_minute_like_the_price_table(
+    collector_binary: Path, langfuse: FakeLangfuse, tmp_path: Path
+) -> None:
+    prices = tmp_path / "prices.toml"
+    prices.write_text(PER_MINUTE_PRICES, encoding="utf-8")
+    table = PriceTable.load(prices)
+    config = tmp_path / "gemini-cost-minutes.yaml"
+    config.write_text(cost_statements(table).to_yaml(), encoding="utf-8")
+    expected = _expected(PER_MINUTE_CASES, table)
+    got = _priced_by_collector(collector_binary, langfuse, tmp_path, config, PER_MINUTE_CASES)
+    _assert_same_costs(got, expected, PER_MINUTE_CASES, {"priced", "no_usage"})
 
 
 def test_direct_collector_restart_with_persistent_queue_loses_nothing(

@@ -10,9 +10,11 @@ into mutually exclusive buckets, and write the same attributes (``gen_ai.usage.c
 ``langfuse.observation.cost_details`` / ``usage_details`` as the same JSON text,
 ``otel_gemini.cost.status``, ``otel_gemini.prices.version`` / ``.model``).
 
-Not covered (see docs/collector.md): per-minute audio prices (only override files have them;
-such an entry yields status ``unknown_model`` rather than a guess), and the Live API session
-total (a sum over spans, which a per-span processor cannot see).
+Per-minute audio prices (only override files have them) bill the measured seconds of audio,
+else the audio tokens at the table's tokens per second, as the Python code does, in floating
+point: such a bucket can differ from the in-process price by a femto-dollar. The statements for
+them are generated only when the table has such a price. Not covered (see docs/collector.md):
+the Live API session total (a sum over spans, which a per-span processor cannot see).
 """
 
 from __future__ import annotations
@@ -24,13 +26,22 @@ from typing import Final
 
 from otel_gemini import _attributes as attrs
 from otel_gemini.pricing import PriceTable
-from otel_gemini.pricing._buckets import TOKEN_BUCKETS
+from otel_gemini.pricing._buckets import INPUT_AUDIO, OUTPUT_AUDIO, TOKEN_BUCKETS
 from otel_gemini.pricing._cost import FEMTO_PER_USD
 from otel_gemini.pricing._usage import COUNT_FIELDS, REPORTED_COUNT_FIELDS, SECONDS_FIELDS
-from otel_gemini.processing._span_usage import BILLED_TYPES, MODEL_KEYS, USAGE_SOURCES
+from otel_gemini.processing._span_usage import (
+    BILLED_TYPES,
+    LIVE_MARKERS,
+    MODEL_KEYS,
+    USAGE_SOURCES,
+)
 
 PROCESSOR_NAME: Final = "transform/gemini_cost"
-_PER_MINUTE: Final = ("input_audio_per_minute", "output_audio_per_minute")
+# The audio buckets a per-minute price can bill: bucket -> (price kind, measured seconds).
+_PER_MINUTE: Final = {
+    INPUT_AUDIO: ("input_audio_per_minute", "audio_input_seconds"),
+    OUTPUT_AUDIO: ("output_audio_per_minute", "audio_output_seconds"),
+}
 _EMPTY_FIELDS: Final = REPORTED_COUNT_FIELDS  # what Usage.is_empty looks at
 _CLAMPED_FIELDS: Final = COUNT_FIELDS  # what split_tokens clamps at zero
 _FEMTO: Final = str(FEMTO_PER_USD)
@@ -104,14 +115,20 @@ def _yaml_string(text: str) -> str:
 def cost_statements(table: PriceTable | None = None) -> CostStatements:
     """The OTTL that prices spans with ``table`` (default: the shipped table)."""
     table = table or PriceTable.default()
+    per_minute = _has_per_minute_prices(table)
     out: list[str] = []
     out += _read_usage()
     out += _resolve_model(table)
+    if per_minute:
+        out += _audio_rate(table)
+        out += _seconds_only()
     out += _split_tokens()
     out += _service_tier()
     out += _rates(table)
-    out += _price()
-    out += _write_attributes(table.version)
+    if per_minute:
+        out += _seconds_only_billed()
+    out += _price(per_minute)
+    out += _write_attributes(table.version, per_minute)
     usage_keys = sorted({key for keys in USAGE_SOURCES.values() for key in keys})
     has_usage = " or ".join(f"{_attr(key)} != nil" for key in usage_keys)
     kind = _attr(attrs.LANGFUSE_OBSERVATION_TYPE)
@@ -349,8 +366,9 @@ def _rate_map(per_token: Mapping[str, int], prices: Mapping[str, Decimal]) -> st
     items = [
         f"{_quote(bucket)}: {per_token[bucket]}" for bucket in TOKEN_BUCKETS if bucket in per_token
     ]
-    supported = not any(kind in prices for kind in _PER_MINUTE)
-    for kind in ("per_image", "per_video_second"):
+    supported = True
+    per_minute = tuple(kind for kind, _ in _PER_MINUTE.values())
+    for kind in ("per_image", "per_video_second", *per_minute):
         if kind in prices:
             femto = _femto(prices[kind])
             if femto is None:
@@ -362,10 +380,81 @@ def _rate_map(per_token: Mapping[str, int], prices: Mapping[str, Decimal]) -> st
     return "{" + ", ".join(items) + "}"
 
 
+# --- per-minute audio (pricing/_rates.price_usage) ---------------------------------------------
+
+
+def _has_per_minute_prices(table: PriceTable) -> bool:
+    kinds = {kind for kind, _ in _PER_MINUTE.values()}
+    return any(
+        not kinds.isdisjoint(rates.prices)
+        for entry in table.entries()
+        for period in entry.periods
+        for by_size in period.rates.values()
+        for rates in by_size
+    )
+
+
+def _audio_rate(table: PriceTable) -> list[str]:
+    """``cache["tps"]``: audio tokens per second, the Live API's for a Live turn or model."""
+    tps = _c("tps")
+    method = _attr(attrs.SDK_METHOD)
+    live_span = " or ".join(
+        [f'(IsString({method}) and IsMatch({method}, "live"))']
+        + [f"{_attr(key)} != nil" for key in sorted(LIVE_MARKERS)]
+    )
+    live_rate = float(table.audio_tokens_per_second(live=True))
+    out = [
+        f"set({tps}, {float(table.audio_tokens_per_second(live=False))!r})",
+        f"set({tps}, {live_rate!r}) where {live_span}",
+    ]
+    live_models = [entry.id for entry in table.entries() if entry.live]
+    if live_models:
+        is_live_model = " or ".join(f"{_c('pm')} == {_quote(name)}" for name in live_models)
+        out.append(f"set({tps}, {live_rate!r}) where {is_live_model}")
+    return out
+
+
+def _seconds_only() -> list[str]:
+    """A usage with no counts but measured audio seconds is priced if the model has a
+    per-minute price for them: take it as not empty until the rates are known."""
+    measured = " or ".join(f"{_u(seconds)} > 0.0" for _, seconds in _PER_MINUTE.values())
+    only = _c("seconds_only")
+    return [
+        f"set({only}, true) where {_c('empty')} == true and {_c('pm')} != nil and ({measured})",
+        f"set({_c('empty')}, false) where {only} == true",
+    ]
+
+
+def _seconds_only_billed() -> list[str]:
+    """Back to empty (``no_usage``) when no per-minute price bills the measured seconds."""
+    rates = _c("r")
+    billed = " or ".join(
+        f"({_u(seconds)} > 0.0 and {rates}[{_quote(kind)}] != nil)"
+        for kind, seconds in _PER_MINUTE.values()
+    )
+    return [f"set({_c('empty')}, true) where {_c('seconds_only')} == true and not ({billed})"]
+
+
+def _per_minute_femto(bucket: str, priced: str) -> list[str]:
+    """``f.<audio bucket>`` from a per-minute price: the measured seconds, else the tokens at
+    ``cache["tps"]``; measured seconds without tokens are billed too (count 0)."""
+    kind, seconds_field = _PER_MINUTE[bucket]
+    price, seconds, count = f"{_c('r')}[{_quote(kind)}]", _u(seconds_field), _n(bucket)
+    has_price = f"{priced} and {price} != nil"
+    return [
+        f"set({_f(bucket)}, Int(Double({price}) * {seconds} / 60.0 + 0.5))"
+        f" where {has_price} and {count} > 0 and {seconds} != nil",
+        f"set({_f(bucket)}, Int(Double({price}) * Double({count}) / ({_c('tps')} * 60.0) + 0.5))"
+        f" where {has_price} and {count} > 0 and {seconds} == nil",
+        f"set({_f(bucket)}, Int(Double({price}) * {seconds} / 60.0 + 0.5))"
+        f" where {has_price} and {count} == 0 and {seconds} != nil and {seconds} > 0.0",
+    ]
+
+
 # --- cost --------------------------------------------------------------------------------------
 
 
-def _price() -> list[str]:
+def _price(per_minute: bool) -> list[str]:
     rates, missing, total = _c("r"), _c("missing"), _c("total")
     ready = f"{_c('pm')} != nil and {_c('empty')} == false"
     images, video = _u("output_images"), _u("output_video_seconds")
@@ -373,10 +462,16 @@ def _price() -> list[str]:
         f"set({missing}, false)",
         f'set({missing}, true) where {ready} and {rates}["unsupported"] != nil',
     ]
+
+    def no_minute_price(bucket: str) -> str:
+        if per_minute and bucket in _PER_MINUTE:
+            return f" and {rates}[{_quote(_PER_MINUTE[bucket][0])}] == nil"
+        return ""
+
     for bucket in TOKEN_BUCKETS:
         out.append(
             f"set({missing}, true) where {ready} and {_n(bucket)} > 0"
-            f" and {rates}[{_quote(bucket)}] == nil"
+            f" and {rates}[{_quote(bucket)}] == nil{no_minute_price(bucket)}"
         )
     out.append(
         f'set({missing}, true) where {ready} and {images} > 0 and {rates}["per_image"] == nil'
@@ -390,9 +485,15 @@ def _price() -> list[str]:
     for bucket in TOKEN_BUCKETS:
         out.append(
             f"set({_f(bucket)}, {rates}[{_quote(bucket)}] * {_n(bucket)})"
-            f" where {priced} and {_n(bucket)} > 0"
+            f" where {priced} and {_n(bucket)} > 0{no_minute_price(bucket)}"
         )
-        out.append(f"set({total}, {total} + {_f(bucket)}) where {priced} and {_n(bucket)} > 0")
+        if per_minute and bucket in _PER_MINUTE:
+            out += _per_minute_femto(bucket, priced)
+            out.append(
+                f"set({total}, {total} + {_f(bucket)}) where {priced} and {_f(bucket)} != nil"
+            )
+        else:
+            out.append(f"set({total}, {total} + {_f(bucket)}) where {priced} and {_n(bucket)} > 0")
     out.append(
         f'set({_f("output_image_count")}, {rates}["per_image"] * {images})'
         f" where {priced} and {images} > 0"
@@ -423,7 +524,7 @@ def _femto_text(source: str, condition: str) -> list[str]:
     ]
 
 
-def _write_attributes(version: str) -> list[str]:
+def _write_attributes(version: str, per_minute: bool) -> list[str]:
     found, empty, missing, total = _c("pm"), _c("empty"), _c("missing"), _c("total")
     priced = f"{empty} == false and {found} != nil and {missing} == false"
     cost_json, usage_json, units = _c("cd"), _c("ud"), _c("units")
@@ -440,10 +541,19 @@ def _write_attributes(version: str) -> list[str]:
         f'set({usage_json}, "{{") where {priced}',
         f"set({units}, 0) where {priced}",
     ]
-    for bucket in (*TOKEN_BUCKETS, "output_image_count", "output_video_seconds"):
+    # Python's order: token buckets, audio seconds billed without tokens, images, video.
+    seconds_only = [(bucket, "seconds") for bucket in _PER_MINUTE if per_minute]
+    for bucket, kind in (
+        *((bucket, "tokens") for bucket in TOKEN_BUCKETS),
+        *seconds_only,
+        ("output_image_count", "units"),
+        ("output_video_seconds", "units"),
+    ):
         # Most buckets are empty: test that first.
         has = f"{_n(bucket)} != nil and {_n(bucket)} > 0 and {priced}"
-        if bucket in ("output_image_count", "output_video_seconds"):
+        if kind == "seconds":
+            has = f"{_n(bucket)} == 0 and {_f(bucket)} != nil and {priced}"
+        elif kind == "units":
             has = f"{_f(bucket)} != nil and {priced}"
         key = _quote(f'"{bucket}":')
         out += _femto_text(_f(bucket), has)

@@ -9,6 +9,7 @@ from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -264,9 +265,7 @@ class PriceTable:
                 tier = STANDARD
         tokens, prompt_tokens, clamped = split_tokens(usage)
         rates = period.rates_for(tier, prompt_tokens)
-        is_live = found.live if live is None else live
-        spec = self._spec
-        per_second = spec.live_audio_tokens_per_second if is_live else spec.audio_tokens_per_second
+        per_second = self.audio_tokens_per_second(live=found.live if live is None else live)
         if usage.is_empty and not bills_audio_seconds(rates, usage):
             # Only audio seconds were measured and nothing here prices them by the minute.
             return _no_usage(model, self.version, found)
@@ -298,6 +297,12 @@ class PriceTable:
             None,
             clamped,
         )
+
+    def audio_tokens_per_second(self, *, live: bool) -> Decimal:
+        """Tokens per second of audio (the Live API's rate when ``live``): how a per-minute
+        price turns audio tokens into minutes when a usage has no measured seconds."""
+        spec = self._spec
+        return spec.live_audio_tokens_per_second if live else spec.audio_tokens_per_second
 
     def entries(self) -> tuple[PricedModel, ...]:
         """Every model entry with its dated, resolved rates, in table order (for exporting the

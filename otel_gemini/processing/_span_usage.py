@@ -76,7 +76,7 @@ PROVIDER_KEYS: Final = (
     attrs.LLM_SYSTEM,
 )
 """Span attributes naming the provider, preferred first."""
-_LIVE_MARKERS: Final = frozenset(
+LIVE_MARKERS: Final = frozenset(
     (
         attrs.LIVE_TURN_COUNT,
         attrs.LIVE_INTERRUPTED,
@@ -84,6 +84,7 @@ _LIVE_MARKERS: Final = frozenset(
         attrs.LIVE_TIME_TO_FIRST_AUDIO,
     )
 )
+"""Attributes only a Live API turn carries (its audio tokens are counted at the Live rate)."""
 # Langfuse observation types that bill usage; other typed spans (agent, span, tool…) only
 # group work whose generations carry the cost, so pricing them would count it twice.
 BILLED_TYPES: Final = frozenset(("generation", "embedding"))
@@ -190,9 +191,7 @@ def read_span_usage(attributes: Mapping[str, Any]) -> SpanUsage:
         if isinstance(value, str) and value and value not in models:
             models.append(value)
     method = attributes.get(attrs.SDK_METHOD)
-    live = (isinstance(method, str) and "live" in method) or not _LIVE_MARKERS.isdisjoint(
-        attributes
-    )
+    live = (isinstance(method, str) and "live" in method) or not LIVE_MARKERS.isdisjoint(attributes)
     tier = attributes.get(attrs.REQUEST_SERVICE_TIER)
     return SpanUsage(
         usage=_usage(attributes),
