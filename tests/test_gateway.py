@@ -273,6 +273,9 @@ def _retry_delay(error: grpc.RpcError) -> float:
     raise AssertionError("no RetryInfo in the status details")
 
 
+HIGH_WATER = "spool at its high-water mark: new requests are refused for now"
+
+
 def test_full_spool_answers_429_and_resource_exhausted_then_recovers(
     langfuse: FakeLangfuse, tmp_path: Path
 ) -> None:
@@ -302,10 +305,13 @@ def test_full_spool_answers_429_and_resource_exhausted_then_recovers(
         assert health["exporter"]["dropped"] == {}  # refused, never dropped
         assert health["exporter"]["accepted"] == accepted
         assert health["gateway"]["requests_busy"] == 2
+        assert health["status"] != "healthy"
+        assert HIGH_WATER in health["reasons"]
 
         langfuse.up()
         assert len(langfuse.wait_for_spans(accepted, timeout=30)) >= accepted
         # Room again once the spool drained.
+        wait_until(lambda: HIGH_WATER not in _health(gateway)["reasons"], 10, "the spool to drain")
         assert _post(gateway, body, PROTOBUF).status_code == 200
 
 

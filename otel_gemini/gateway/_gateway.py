@@ -196,9 +196,7 @@ class Gateway:
         status, reasons = report.status, report.reasons
         if self._shut_down or report.stats.shut_down:
             status, reasons = HealthStatus.UNHEALTHY, ("shutting down", *reasons)
-        capacity = report.stats.spool_capacity_bytes
-        high_water = capacity * self.settings.spool_high_water
-        if capacity and report.stats.queued_disk_bytes >= high_water:
+        if self.intake.refusing_for_spool(report.stats):
             reasons = (*reasons, "spool at its high-water mark: new requests are refused for now")
             if status is HealthStatus.HEALTHY:
                 status = HealthStatus.DEGRADED

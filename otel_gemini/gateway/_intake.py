@@ -21,7 +21,7 @@ from typing import Any
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import SpanProcessor
 
-from otel_gemini.export import LangfuseExporter
+from otel_gemini.export import ExportStats, LangfuseExporter
 from otel_gemini.gateway._otlp_decode import MalformedPayload, count_spans, to_readable_spans
 
 _logger = logging.getLogger("otel_gemini.gateway")
@@ -106,6 +106,8 @@ class SpanIntake:
             "requests_too_large": 0,
         }
         self._last_malformed: str | None = None
+        # The size of the last request refused because the spool was past its high-water mark.
+        self._refused_for_spool: int | None = None
         self._closed = False
 
     # --- the request path ----------------------------------------------------------------------
@@ -120,8 +122,8 @@ class SpanIntake:
         stats = self.exporter.stats()
         if stats.shut_down:
             return self._count(Outcome(Verdict.UNAVAILABLE, message="exporter shut down"))
-        queued = stats.queued_disk_bytes + stats.queued_memory_bytes
-        if queued + size > stats.spool_capacity_bytes * self._spool_high_water:
+        if self._past_high_water(stats, size):
+            self._refused_for_spool = size
             return self._count(
                 Outcome(
                     Verdict.BUSY,
@@ -196,6 +198,16 @@ class SpanIntake:
     def close(self) -> None:
         """Refuses further requests (they get "unavailable": the sender retries elsewhere)."""
         self._closed = True
+
+    def _past_high_water(self, stats: ExportStats, size: int) -> bool:
+        queued = stats.queued_disk_bytes + stats.queued_memory_bytes
+        return queued + size > stats.spool_capacity_bytes * self._spool_high_water
+
+    def refusing_for_spool(self, stats: ExportStats) -> bool:
+        """Whether the spool is still too full to take the last request it refused (what
+        waits in memory and on disk, as :meth:`admit` counts it)."""
+        size = self._refused_for_spool
+        return size is not None and self._past_high_water(stats, size)
 
     def stats(self) -> dict[str, Any]:
         """Request and span counters, the in-flight byte budget, the last malformed reason."""
