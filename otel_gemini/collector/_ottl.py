@@ -443,11 +443,9 @@ def _per_minute_femto(bucket: str, priced: str) -> list[str]:
     has_price = f"{priced} and {price} != nil"
     return [
         f"set({_f(bucket)}, Int(Double({price}) * {seconds} / 60.0 + 0.5))"
-        f" where {has_price} and {count} > 0 and {seconds} != nil",
+        f" where {has_price} and {seconds} != nil and ({count} > 0 or {seconds} > 0.0)",
         f"set({_f(bucket)}, Int(Double({price}) * Double({count}) / ({_c('tps')} * 60.0) + 0.5))"
         f" where {has_price} and {count} > 0 and {seconds} == nil",
-        f"set({_f(bucket)}, Int(Double({price}) * {seconds} / 60.0 + 0.5))"
-        f" where {has_price} and {count} == 0 and {seconds} != nil and {seconds} > 0.0",
     ]
 
 
