@@ -150,6 +150,9 @@ def test_modes_switch_at_runtime(fake_langfuse: FakeLangfuse) -> None:
     fake_langfuse.refuse_connections()
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    # The port stays the fake's: a server given a "free" port meanwhile cannot take it.
+    with socket.socket() as other, pytest.raises(OSError, match="in use"):
+        other.bind(("127.0.0.1", port))
     fake_langfuse.rate_limit(retry_after=7)
     limited = post(fake_langfuse, otlp(1))
     assert (limited.status_code, limited.headers["retry-after"]) == (429, "7")

@@ -58,6 +58,17 @@ class _SignallingServer(uvicorn.Server):
                 loop.call_soon_threadsafe(event.set)
 
 
+def bind_loopback(host: str, port: int = 0) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (0: a free port), not yet listening: connections to
+    it are refused, and no other socket can take the port while it is open."""
+    # proto must be IPPROTO_TCP: asyncio turns Nagle off (TCP_NODELAY) only on sockets that
+    # say so; with proto 0 every keep-alive request waits ~40 ms for a delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
+
+
 class UvicornThread:
     """One uvicorn server on its own thread and event loop, bound to ``host`` on a free port."""
 
@@ -69,11 +80,13 @@ class UvicornThread:
         ssl_certfile: str | None = None,
         ssl_keyfile: str | None = None,
         name: str = "fake-server",
-        port: int = 0,
+        bound_socket: socket.socket | None = None,
     ) -> None:
+        """``bound_socket``: serve on this socket (from :func:`bind_loopback`, e.g. a port
+        held while a fake refuses connections) instead of a new one on a free port."""
         self._app = app
         self._host = host
-        self._requested_port = port  # 0: any free port; else that one (a restart)
+        self._bound_socket = bound_socket
         self._ssl_certfile = ssl_certfile
         self._ssl_keyfile = ssl_keyfile
         self._name = name
@@ -91,11 +104,8 @@ class UvicornThread:
         """Binds the port, starts the server thread and returns once it accepts connections."""
         if self._thread is not None:
             raise RuntimeError(f"{self._name} is already started")
-        # proto must be IPPROTO_TCP: asyncio turns Nagle off (TCP_NODELAY) only on sockets
-        # that say so; with proto 0 every keep-alive request waits ~40 ms for a delayed ACK.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self._host, self._requested_port))
+        sock = self._bound_socket or bind_loopback(self._host)
+        self._bound_socket = None
         sock.listen(128)
         sock.setblocking(False)
         self._socket = sock

@@ -31,6 +31,7 @@ request holding a span with a given attribute.
 
 from __future__ import annotations
 
+import socket
 from types import TracebackType
 
 from starlette.applications import Starlette
@@ -40,7 +41,7 @@ from otel_gemini.testing._langfuse_app import build_app
 from otel_gemini.testing._langfuse_metrics import MetricsApi
 from otel_gemini.testing._langfuse_otlp import AttributeValue, ReceivedSpan
 from otel_gemini.testing._langfuse_state import UP, LangfuseState, Mode, ReceivedRequest
-from otel_gemini.testing._uvicorn_thread import UvicornThread
+from otel_gemini.testing._uvicorn_thread import UvicornThread, bind_loopback
 
 __all__ = [
     "DEFAULT_PUBLIC_KEY",
@@ -79,6 +80,9 @@ class FakeLangfuse:
         self._server = UvicornThread(self.app, host=host, name="fake-langfuse")
         self._port = 0
         self._refusing = False
+        # While refusing connections: the port, bound but not listening, so that nothing else
+        # (another test's server, a Collector given a "free" port) takes it before up().
+        self._held_port: socket.socket | None = None
 
     def _extra_routes(self) -> list[BaseRoute]:
         """Routes beyond ingestion: the Metrics API (subclasses may add more)."""
@@ -99,6 +103,9 @@ class FakeLangfuse:
         """Stops serving; hung requests are released first. A no-op when not started."""
         self._state.release_hung()
         self._server.stop(timeout)
+        if self._held_port is not None:
+            self._held_port.close()
+            self._held_port = None
 
     def __enter__(self) -> FakeLangfuse:
         return self.start()
@@ -145,11 +152,13 @@ class FakeLangfuse:
         self._set(UP)
 
     def refuse_connections(self) -> None:
-        """Closes the listening socket: connections are refused until another mode is set."""
+        """Closes the listening socket: connections are refused until another mode is set
+        (the port stays reserved for the fake meanwhile)."""
         if self._refusing:
             return
         self._state.release_hung()
         self._server.stop()
+        self._held_port = bind_loopback(self.host, self._port)
         self._refusing = True
 
     def respond_with(self, status: int, *, retry_after: float | str | None = None) -> None:
@@ -182,8 +191,9 @@ class FakeLangfuse:
     def _set(self, mode: Mode) -> None:
         self._state.set_mode(mode)
         if self._refusing:
+            held, self._held_port = self._held_port, None
             self._server = UvicornThread(
-                self.app, host=self.host, name="fake-langfuse", port=self._port
+                self.app, host=self.host, name="fake-langfuse", bound_socket=held
             )
             self.start()
 
