@@ -42,6 +42,7 @@ _PER_MINUTE: Final = {
     INPUT_AUDIO: ("input_audio_per_minute", "audio_input_seconds"),
     OUTPUT_AUDIO: ("output_audio_per_minute", "audio_output_seconds"),
 }
+_PER_MINUTE_KINDS: Final = frozenset(kind for kind, _ in _PER_MINUTE.values())
 _EMPTY_FIELDS: Final = REPORTED_COUNT_FIELDS  # what Usage.is_empty looks at
 _CLAMPED_FIELDS: Final = COUNT_FIELDS  # what split_tokens clamps at zero
 _FEMTO: Final = str(FEMTO_PER_USD)
@@ -367,8 +368,7 @@ def _rate_map(per_token: Mapping[str, int], prices: Mapping[str, Decimal]) -> st
         f"{_quote(bucket)}: {per_token[bucket]}" for bucket in TOKEN_BUCKETS if bucket in per_token
     ]
     supported = True
-    per_minute = tuple(kind for kind, _ in _PER_MINUTE.values())
-    for kind in ("per_image", "per_video_second", *per_minute):
+    for kind in ("per_image", "per_video_second", *sorted(_PER_MINUTE_KINDS)):
         if kind in prices:
             femto = _femto(prices[kind])
             if femto is None:
@@ -384,9 +384,8 @@ def _rate_map(per_token: Mapping[str, int], prices: Mapping[str, Decimal]) -> st
 
 
 def _has_per_minute_prices(table: PriceTable) -> bool:
-    kinds = {kind for kind, _ in _PER_MINUTE.values()}
     return any(
-        not kinds.isdisjoint(rates.prices)
+        not _PER_MINUTE_KINDS.isdisjoint(rates.prices)
         for entry in table.entries()
         for period in entry.periods
         for by_size in period.rates.values()

@@ -79,7 +79,6 @@ class FakeLangfuse:
         """The ASGI app (mountable elsewhere, or drivable by an ASGI test client)."""
         self._server = UvicornThread(self.app, host=host, name="fake-langfuse")
         self._port = 0
-        self._refusing = False
         # While refusing connections: the port, bound but not listening, so that nothing else
         # (another test's server, a Collector given a "free" port) takes it before up().
         self._held_port: socket.socket | None = None
@@ -96,7 +95,6 @@ class FakeLangfuse:
         """Starts serving and returns once the port accepts connections."""
         self._server.start(timeout)
         self._port = self._server.port
-        self._refusing = False
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -154,12 +152,11 @@ class FakeLangfuse:
     def refuse_connections(self) -> None:
         """Closes the listening socket: connections are refused until another mode is set
         (the port stays reserved for the fake meanwhile)."""
-        if self._refusing:
+        if self._held_port is not None:
             return
         self._state.release_hung()
         self._server.stop()
         self._held_port = bind_loopback(self.host, self._port)
-        self._refusing = True
 
     def respond_with(self, status: int, *, retry_after: float | str | None = None) -> None:
         """Answers every ingestion request with ``status`` (e.g. 500, 503, 429)."""
@@ -190,8 +187,8 @@ class FakeLangfuse:
 
     def _set(self, mode: Mode) -> None:
         self._state.set_mode(mode)
-        if self._refusing:
-            held, self._held_port = self._held_port, None
+        held, self._held_port = self._held_port, None
+        if held is not None:
             self._server = UvicornThread(
                 self.app, host=self.host, name="fake-langfuse", bound_socket=held
             )
@@ -238,7 +235,7 @@ class FakeLangfuse:
         """Forgets requests, spans and rejection rules, and answers normally again."""
         self._state.reset()
         self.metrics.reset()
-        if self._refusing:
+        if self._held_port is not None:
             self.up()
 
 
