@@ -33,6 +33,7 @@ GEN_AI_OUTPUT_TYPE: Final = "gen_ai.output.type"
 GEN_AI_EMBEDDINGS_DIMENSION_COUNT: Final = "gen_ai.embeddings.dimension.count"
 GEN_AI_CONVERSATION_ID: Final = "gen_ai.conversation.id"
 GEN_AI_TOOL_NAME: Final = "gen_ai.tool.name"
+GEN_AI_AGENT_NAME: Final = "gen_ai.agent.name"
 GEN_AI_TOOL_CALL_ID: Final = "gen_ai.tool.call.id"
 GEN_AI_TOOL_TYPE: Final = "gen_ai.tool.type"
 GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
@@ -134,6 +135,13 @@ USAGE_AUDIO_OUTPUT_SECONDS: Final = "otel_gemini.usage.audio.output_seconds"
 REQUEST_SERVICE_TIER: Final = "otel_gemini.request.service_tier"
 # Which SDK entry point made the call (generate_content, generate_content_stream, chat...).
 SDK_METHOD: Final = "otel_gemini.sdk.method"
+# Interactions API (client.interactions.create)
+SDK_METHOD_INTERACTIONS_CREATE: Final = "interactions.create"
+# The interaction's status as the API reported it (completed, requires_continuation,
+# requires_action, in_progress for a background one...); finish_reasons holds its mapping.
+INTERACTION_STATUS: Final = "otel_gemini.interaction.status"
+# background=True: the create returns at once and the work (and its usage) comes later.
+INTERACTION_BACKGROUND: Final = "otel_gemini.interaction.background"
 # Live API
 LIVE_TURN_COUNT: Final = "otel_gemini.live.turns"
 LIVE_INTERRUPTED: Final = "otel_gemini.live.interrupted"

@@ -14,6 +14,7 @@ from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
 from otel_gemini.instrumentation._instruments import Instruments
+from otel_gemini.instrumentation._interactions import instrument_interactions
 from otel_gemini.instrumentation._live import instrument_live, uninstrument_live
 from otel_gemini.instrumentation._operations import (
     OPERATIONS,
@@ -46,10 +47,10 @@ class GeminiInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     """OpenTelemetry instrumentor for Google's ``google-genai`` SDK.
 
     Every billed HTTP request (``generateContent``, each hop of automatic function calling
-    and of automatic continuation, streams, embeddings, images, videos) becomes a CLIENT
-    span with GenAI semantic-convention attributes, plus the GenAI client metrics. A Live API
-    session (``client.aio.live.connect``) becomes a session span with a generation span per
-    model turn (see ``docs/live.md``)::
+    and of automatic continuation, streams, embeddings, images, videos, and
+    ``interactions.create``) becomes a CLIENT span with GenAI semantic-convention attributes,
+    plus the GenAI client metrics. A Live API session (``client.aio.live.connect``) becomes a
+    session span with a generation span per model turn (see ``docs/live.md``)::
 
         GeminiInstrumentor().instrument(tracer_provider=provider, capture_content=False)
 
@@ -105,6 +106,8 @@ class GeminiInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             wrapper = tools.async_ if is_async(function) else tools.sync
             wrap_function_wrapper(_TOOLS_MODULE, name, wrapper)
             self._patched.append((_extra_utils, name))
+        # Interactions API (client.interactions.create): a span per request, as above.
+        self._patched.extend(instrument_interactions(instruments))
         # Live API (client.aio.live.connect): a session span, a generation span per turn.
         self._patched.extend(instrument_live(instruments))
 

@@ -42,6 +42,8 @@ def error_type(error: BaseException) -> str:
     """HTTP status code for API errors, else the exception's qualified class name."""
     # websockets' ConnectionClosed (Live API) warns on .code, a close code, not an HTTP status.
     code = None if hasattr(error, "rcvd") else getattr(error, "code", None)
+    if code is None:  # the Interactions API's errors
+        code = getattr(error, "status_code", None)
     if isinstance(code, int) and 100 <= code <= 599:
         return str(code)
     cls = type(error)
@@ -149,7 +151,13 @@ class Invocation:
             if stream_completed is not None:
                 result = {**result, **self._stream_attributes(stream_completed)}
             self.span.set_attributes(result)
-            self._record_metrics(result, error=None, ended_at=ended_at)
+            # A response can report a failure in-band (an Interactions stream's error event).
+            error = result.get(attrs.ERROR_TYPE)
+            if isinstance(error, str):
+                self.span.set_status(Status(StatusCode.ERROR, f"error reported: {error}"))
+            self._record_metrics(
+                result, error=error if isinstance(error, str) else None, ended_at=ended_at
+            )
         except Exception as error:
             report_internal_error("finish span", error)
         self.span.end(end_time=_end_time_ns(ended_at))

@@ -31,7 +31,7 @@ from otel_gemini.instrumentation._internal_errors import report_internal_error
 from otel_gemini.instrumentation._live_audio import INPUT_RATE, blob_pcm, content_blobs
 from otel_gemini.instrumentation._live_session import LiveSessionTracker
 from otel_gemini.instrumentation._live_turn import LiveTurn
-from otel_gemini.instrumentation._operations import _client_attributes
+from otel_gemini.instrumentation._operations import client_attributes
 
 LIVE_MODULE = "google.genai.live"
 _SESSION_METHODS = (
@@ -277,7 +277,7 @@ class InstrumentedConnection:
             kwargs = self._kwargs
             model = bare_model_name(str(kwargs.get("model") or ""))
             config = kwargs.get("config")
-            base = _client_attributes(self._client) if self._client is not None else {}
+            base = client_attributes(self._client) if self._client is not None else {}
             base[attrs.GEN_AI_REQUEST_MODEL] = model
             base[attrs.SDK_METHOD] = attrs.SDK_METHOD_LIVE_CONNECT
             base.update(request_attributes(config))

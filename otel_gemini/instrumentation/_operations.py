@@ -200,13 +200,13 @@ def _server(base_url: str) -> tuple[str, int]:
     return parts.hostname or "", port
 
 
-def _client_attributes(client: Any) -> dict[str, AttributeValue]:
+def client_attributes(client: Any) -> dict[str, AttributeValue]:
     vertex = bool(getattr(client, "vertexai", False))
     base_url = getattr(getattr(client, "_http_options", None), "base_url", None)
-    return _provider_attributes(vertex, str(base_url) if base_url else None)
+    return provider_attributes(vertex, str(base_url) if base_url else None)
 
 
-def _provider_attributes(vertex: bool, base_url: str | None) -> dict[str, AttributeValue]:
+def provider_attributes(vertex: bool, base_url: str | None) -> dict[str, AttributeValue]:
     result: dict[str, AttributeValue] = {
         attrs.GEN_AI_PROVIDER_NAME: attrs.PROVIDER_VERTEX_AI if vertex else attrs.PROVIDER_GEMINI
     }
@@ -229,7 +229,7 @@ class _CallSite(NamedTuple):
 _MAX_CALL_SITES = 128
 
 
-class _Wrappers:
+class SpanWrappers:
     """wrapt wrappers around one SDK function; sync and async differ only in the call."""
 
     def _start(self, instance: Any, args: Any, kwargs: Any) -> Invocation | None:
@@ -273,7 +273,7 @@ class _Wrappers:
         return self._complete(invocation, result)
 
 
-class CallWrappers(_Wrappers):
+class CallWrappers(SpanWrappers):
     """Wrappers for one :class:`Operation` on ``Models`` / ``AsyncModels``."""
 
     def __init__(self, operation: Operation, instruments: Instruments) -> None:
@@ -294,7 +294,7 @@ class CallWrappers(_Wrappers):
         if site is None:
             operation = self._operation
             model = bare_model_name(call.model)
-            attributes = _provider_attributes(vertex, key[2])
+            attributes = provider_attributes(vertex, key[2])
             attributes[attrs.GEN_AI_OPERATION_NAME] = operation.operation
             attributes[attrs.GEN_AI_REQUEST_MODEL] = model
             if operation.observation_type:
@@ -339,7 +339,7 @@ class CallWrappers(_Wrappers):
         return result
 
 
-class ToolWrappers(_Wrappers):
+class ToolWrappers(SpanWrappers):
     """``execute_tool {name}`` spans around AFC's function invocations."""
 
     def __init__(self, instruments: Instruments) -> None:

@@ -41,16 +41,36 @@ def _modality_name(modality: Any) -> str:
     return (name if isinstance(name, str) else str(modality)).upper()
 
 
-def _add_modality_counts(details: Any, keys: dict[str, str], into: dict[str, int]) -> None:
-    """Adds each ``ModalityTokenCount`` in ``details`` to ``into[keys[modality]]``."""
+def _add_modality_counts(
+    details: Any, keys: dict[str, str], into: dict[str, int], count_name: str = "token_count"
+) -> None:
+    """Adds each ``ModalityTokenCount`` in ``details`` to ``into[keys[modality]]`` (the
+    Interactions API's ``ModalityTokens`` name the count ``tokens``)."""
     for detail in details:
         modality = getattr(detail, "modality", None)
-        count = getattr(detail, "token_count", None)
+        count = getattr(detail, count_name, None)
         if modality is None or not count:
             continue
         key = keys.get(_modality_name(modality))
         if key is not None:
             into[key] = into.get(key, 0) + int(count)
+
+
+def _totals(
+    prompt: Any, tool_use: Any, cached: Any, thoughts: Any, candidates: Any
+) -> dict[str, AttributeValue]:
+    """The conventions' totals and subsets from Gemini's separate counts."""
+    result: dict[str, AttributeValue] = {
+        attrs.GEN_AI_USAGE_INPUT_TOKENS: int(prompt) + int(tool_use),
+        attrs.GEN_AI_USAGE_OUTPUT_TOKENS: int(candidates) + int(thoughts),
+    }
+    if cached:
+        result[attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = int(cached)
+    if thoughts:
+        result[attrs.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = int(thoughts)
+    if tool_use:
+        result[attrs.USAGE_TOOL_USE_PROMPT_TOKENS] = int(tool_use)
+    return result
 
 
 def usage_attributes(usage: Any) -> dict[str, AttributeValue]:
@@ -67,18 +87,7 @@ def usage_attributes(usage: Any) -> dict[str, AttributeValue]:
     if candidates is None:
         candidates = getattr(usage, "response_token_count", None)
         out_details = getattr(usage, "response_tokens_details", None)
-    candidates = candidates or 0
-
-    result: dict[str, AttributeValue] = {
-        attrs.GEN_AI_USAGE_INPUT_TOKENS: int(prompt) + int(tool_use),
-        attrs.GEN_AI_USAGE_OUTPUT_TOKENS: int(candidates) + int(thoughts),
-    }
-    if cached:
-        result[attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = int(cached)
-    if thoughts:
-        result[attrs.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = int(thoughts)
-    if tool_use:
-        result[attrs.USAGE_TOOL_USE_PROMPT_TOKENS] = int(tool_use)
+    result = _totals(prompt, tool_use, cached, thoughts, candidates or 0)
 
     counts: dict[str, int] = {}
     # Most responses leave some of these lists out: skip those without a call.
@@ -96,5 +105,34 @@ def usage_attributes(usage: Any) -> dict[str, AttributeValue]:
     details = getattr(usage, "cache_tokens_details", None)
     if details:
         _add_modality_counts(details, _CACHED_AUDIO_KEYS, counts)
+    result.update(counts)
+    return result
+
+
+def interaction_usage_attributes(usage: Any) -> dict[str, AttributeValue]:
+    """Attributes for the Interactions API's ``Usage`` (one request's, i.e. one hop's).
+
+    Its totals split as ``usage_metadata``'s do: ``total_input_tokens`` includes the cached
+    tokens, ``total_output_tokens`` excludes thoughts and ``total_tokens`` adds input, output,
+    thoughts and tool-use tokens. So the same conventions' totals follow.
+    """
+    prompt = getattr(usage, "total_input_tokens", None) or 0
+    tool_use = getattr(usage, "total_tool_use_tokens", None) or 0
+    cached = getattr(usage, "total_cached_tokens", None) or 0
+    thoughts = getattr(usage, "total_thought_tokens", None) or 0
+    candidates = getattr(usage, "total_output_tokens", None) or 0
+    result = _totals(prompt, tool_use, cached, thoughts, candidates)
+    counts: dict[str, int] = {}
+    for name, keys in (
+        ("input_tokens_by_modality", _INPUT_KEYS),
+        ("tool_use_tokens_by_modality", _INPUT_KEYS),
+        ("output_tokens_by_modality", _OUTPUT_KEYS),
+        ("cached_tokens_by_modality", _CACHED_AUDIO_KEYS),
+    ):
+        details = getattr(usage, name, None)
+        if details:
+            _add_modality_counts(details, keys, counts, "tokens")
+    if thoughts:
+        counts[_TEXT_OUTPUT] = counts.get(_TEXT_OUTPUT, 0) + int(thoughts)
     result.update(counts)
     return result

@@ -12,6 +12,11 @@ import re
 from dataclasses import replace
 from typing import Any
 
+from otel_gemini.testing._gemini_interactions import (
+    CREATE_INTERACTION,
+    InteractionReply,
+    input_text,
+)
 from otel_gemini.testing._gemini_replies import (
     HttpReply,
     generate_body,
@@ -87,6 +92,8 @@ def default_reply(request: RecordedRequest) -> HttpReply:
         )
     if rpc == "streamGenerateContent":
         return _default_stream(request)
+    if rpc == CREATE_INTERACTION:
+        return _default_interaction(request)
     if rpc == "countTokens":
         return HttpReply.json(_count_tokens_body(request))
     if rpc == "computeTokens":
@@ -130,6 +137,20 @@ def _default_stream(request: RecordedRequest) -> HttpReply:
             )
         )
     return sse_reply(chunks)
+
+
+def _default_interaction(request: RecordedRequest) -> HttpReply:
+    """``echo: {input}`` in three pieces when streamed, completed, with text usage."""
+    given = input_text(request)
+    answer = "echo: " + given
+    prompt, candidates = estimate_tokens(given), estimate_tokens(answer)
+    usage = ScriptedUsage(
+        prompt=prompt,
+        candidates=candidates,
+        prompt_by_modality={"TEXT": prompt},
+        candidates_by_modality={"TEXT": candidates},
+    )
+    return InteractionReply(split_text(answer, 3), usage=usage).render(request)
 
 
 def _count_tokens_body(request: RecordedRequest) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 # or `projects/p/locations/l/publishers/google/models/m` (Vertex AI).
 _RPC_PATH = re.compile(r"^/(?P<version>v[^/]*)/(?P<resource>[^:]+):(?P<rpc>[A-Za-z]+)$")
 _OPERATION_PATH = re.compile(r"^/(?P<version>v[^/]*)/(?P<name>.+/operations/[^/:]+)$")
+_INTERACTIONS_PATH = re.compile(r"^/(?P<version>v[^/]*)/interactions$")
 _VERTEX_SCOPE = re.compile(r"^projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/")
 
 
@@ -21,8 +22,9 @@ class RecordedRequest:
     """One HTTP request the fake received, as the client sent it.
 
     ``rpc`` is the method after the colon in the path (``generateContent``,
-    ``streamGenerateContent``, ``countTokens``, ...), or ``getOperation`` for an operation poll;
-    ``model`` is the bare model name (``gemini-2.5-flash``, no ``models/`` prefix).
+    ``streamGenerateContent``, ``countTokens``, ...), ``getOperation`` for an operation poll, or
+    ``createInteraction`` for ``POST /{version}/interactions``; ``model`` is the bare model name
+    (``gemini-2.5-flash``, no ``models/`` prefix; an interaction's ``model`` or ``agent``).
     ``vertex`` tells whether the path has the Vertex AI shape (``projects/...`` or
     ``publishers/...``). ``headers`` has lower-case names; ``json`` is the parsed body (``None``
     when empty or not JSON).
@@ -78,6 +80,11 @@ def parse_request(
         rpc = match["rpc"]
         resource = match["resource"]
         model = resource.rsplit("/", 1)[-1]
+    elif method == "POST" and _INTERACTIONS_PATH.match(path):
+        rpc = "createInteraction"
+        if isinstance(parsed_json, dict):
+            named = parsed_json.get("model") or parsed_json.get("agent")
+            model = named.rsplit("/", 1)[-1] if isinstance(named, str) else None
     else:
         op_match = _OPERATION_PATH.match(path)
         if op_match and method == "GET":

@@ -77,6 +77,34 @@ class ScriptedUsage:
             rendered["trafficType"] = self.traffic_type
         return rendered
 
+    def to_interaction_json(self) -> dict[str, Any]:
+        """The Interactions API's ``usage`` object for the same counts (snake_case totals,
+        ``*_by_modality`` lists of ``{"modality": "text", "tokens": n}``)."""
+        rendered: dict[str, Any] = {
+            "total_input_tokens": self.prompt,
+            "total_output_tokens": self.candidates,
+            "total_tokens": self.total_tokens,
+        }
+        if self.cached:
+            rendered["total_cached_tokens"] = self.cached
+        if self.thoughts:
+            rendered["total_thought_tokens"] = self.thoughts
+        if self.tool_use_prompt:
+            rendered["total_tool_use_tokens"] = self.tool_use_prompt
+        details = (
+            ("input_tokens_by_modality", self.prompt_by_modality),
+            ("cached_tokens_by_modality", self.cache_by_modality),
+            ("output_tokens_by_modality", self.candidates_by_modality),
+            ("tool_use_tokens_by_modality", self.tool_use_prompt_by_modality),
+        )
+        for key, counts in details:
+            if counts:
+                rendered[key] = [
+                    {"modality": modality.lower(), "tokens": count}
+                    for modality, count in counts.items()
+                ]
+        return rendered
+
     def partial(self, candidates: int) -> ScriptedUsage:
         """This usage as a stream chunk before the last reports it: ``candidates`` so far.
 

@@ -14,7 +14,8 @@ It serves the Gemini Developer API paths (``/v1beta/models/{model}:{rpc}``) and 
 paths (``/v1beta1/projects/{p}/locations/{l}/publishers/google/models/{model}:{rpc}``):
 ``generateContent``, ``streamGenerateContent`` (SSE), ``embedContent``,
 ``batchEmbedContents``, ``predict`` (Vertex embeddings, Imagen), ``countTokens``,
-``computeTokens``, ``predictLongRunning`` and the operation polls of ``generate_videos``.
+``computeTokens``, ``predictLongRunning`` and the operation polls of ``generate_videos``; and
+the Interactions API's create (``POST /{version}/interactions``, JSON or SSE events).
 
 Scripted replies wait in one FIFO queue: each request takes the first queued reply that can
 answer its rpc (a text reply answers ``generateContent`` and ``streamGenerateContent``, an
@@ -43,6 +44,7 @@ from otel_gemini.testing._gemini_app import build_app
 from otel_gemini.testing._gemini_defaults import estimate_tokens
 from otel_gemini.testing._gemini_handler import GeminiHandler
 from otel_gemini.testing._gemini_inprocess import transports
+from otel_gemini.testing._gemini_interactions import InteractionReply
 from otel_gemini.testing._gemini_live_script import (
     ClientEvent,
     CloseConnection,
@@ -94,6 +96,7 @@ __all__ = [
     "GenerateReply",
     "GenerationComplete",
     "InputTranscription",
+    "InteractionReply",
     "Interrupted",
     "JsonReply",
     "LiveRawMessage",
@@ -333,6 +336,31 @@ class FakeGemini:
     ) -> None:
         """Queues a Google API error (``{"error": {code, message, status}}``) for any rpc."""
         self.add(error_reply(code, message, status=status, retry_after=retry_after), model=model)
+
+    def add_interaction(
+        self,
+        texts: str | Sequence[str],
+        *,
+        usage: ScriptedUsage | None = None,
+        status: str = "completed",
+        continuation_token: str | None = None,
+        interaction_id: str | None = None,
+        stream_error: str | None = None,
+        model: str | None = None,
+    ) -> None:
+        """Queues an answer to ``interactions.create`` (see :class:`InteractionReply`): the
+        ``Interaction``, or when the request streams, one ``step.delta`` per text."""
+        self.add(
+            InteractionReply(
+                (texts,) if isinstance(texts, str) else tuple(texts),
+                usage=usage,
+                status=status,
+                continuation_token=continuation_token,
+                interaction_id=interaction_id,
+                stream_error=stream_error,
+            ),
+            model=model,
+        )
 
     def add_malformed(
         self, kind: MalformedKind = "invalid_json", *, status: int = 200, model: str | None = None

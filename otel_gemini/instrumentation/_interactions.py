@@ -1,0 +1,312 @@
+"""The Interactions API (``client.interactions.create``, google-genai 2.9 and later).
+
+We wrap the generated client's ``Interactions.create`` and ``AsyncInteractions.create``, which
+the public ``create`` calls once per HTTP request: automatic continuation sends one per hop
+(each hop is an interaction of its own, billed with its own usage), and a dropped stream is
+resumed with another. So, as for ``generateContent``, each billed request gets its own span.
+
+A streamed create returns the SDK's ``Stream``, whose type the public layer checks before it
+rewires the stream's ``generator``; so we keep that object and put our chunk-reporting
+iterator in its ``generator`` instead of returning a wrapper.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.util.types import AttributeValue
+from wrapt import wrap_function_wrapper
+
+from otel_gemini import _attributes as attrs
+from otel_gemini._model_names import bare_model_name
+from otel_gemini.instrumentation import _content
+from otel_gemini.instrumentation._generate_content import config_field, request_attributes
+from otel_gemini.instrumentation._instruments import Instruments
+from otel_gemini.instrumentation._internal_errors import report_internal_error
+from otel_gemini.instrumentation._invocation import Invocation
+from otel_gemini.instrumentation._operations import (
+    SpanWrappers,
+    client_attributes,
+    is_async,
+    provider_attributes,
+)
+from otel_gemini.instrumentation._settings import InstrumentationSettings
+from otel_gemini.instrumentation._stream import InstrumentedStream
+from otel_gemini.instrumentation._usage import interaction_usage_attributes
+
+_MODULE = "google.genai._gaos.interactions"
+_CLASSES = ("Interactions", "AsyncInteractions")
+
+# Interaction.status → the conventions' finish reason, where one fits. A hop that stopped at
+# the per-request decode limit (requires_continuation) ran out of length like max_tokens.
+_FINISH_REASONS = {
+    "completed": "stop",
+    "incomplete": "length",
+    "budget_exceeded": "length",
+    "requires_continuation": "length",
+    "requires_action": "tool_calls",
+    "failed": "error",
+    "cancelled": "error",
+}
+
+
+class InteractionRecorder:
+    """Reads an ``Interaction``, or the SSE events of a streamed one.
+
+    Events carry the interaction (``interaction.created`` / ``.completed``) or the usage so far
+    (``step.stop``); the last one wins, as with generateContent chunks. An in-band ``error``
+    event (the stream itself succeeded) sets ``error.type`` to the error's code.
+    """
+
+    __slots__ = ("_error", "_id", "_max_length", "_model", "_output", "_status", "_usage")
+
+    def __init__(self, settings: InstrumentationSettings) -> None:
+        self._max_length = settings.content_max_length
+        self._id: str | None = None
+        self._model: str | None = None
+        self._status: str | None = None
+        self._usage: Any = None
+        self._error: str | None = None
+        # Output text and parts, only with content capture.
+        self._output: list[dict[str, Any]] | None = [] if settings.capture_content else None
+
+    def add(self, response: Any) -> None:
+        event_type = config_field(response, "event_type")
+        if not isinstance(event_type, str):
+            self._take(response, whole=True)
+            return
+        if event_type == "error":
+            code = config_field(config_field(response, "error"), "code")
+            self._error = str(code) if code else "error"
+            return
+        interaction = config_field(response, "interaction")
+        if interaction is not None:
+            self._take(interaction, whole=False)
+        usage = config_field(response, "usage")
+        if usage is not None:
+            self._usage = usage
+        if self._output is not None and event_type == "step.delta":
+            delta = config_field(response, "delta")
+            text = config_field(delta, "text")
+            if config_field(delta, "type") == "text" and isinstance(text, str):
+                _append_text(self._output, text)
+
+    def _take(self, interaction: Any, whole: bool) -> None:
+        identifier = config_field(interaction, "id")
+        if isinstance(identifier, str) and identifier:
+            self._id = identifier
+        model = config_field(interaction, "model")
+        if isinstance(model, str) and model:
+            self._model = model
+        status = config_field(interaction, "status")
+        if isinstance(status, str) and status:
+            self._status = status
+        usage = config_field(interaction, "usage")
+        if usage is not None:
+            self._usage = usage
+        if whole and self._output is not None:
+            self._output.extend(_output_parts(config_field(interaction, "steps")))
+
+    def attributes(self) -> Mapping[str, AttributeValue]:
+        result: dict[str, AttributeValue] = {}
+        if self._id:
+            result[attrs.GEN_AI_RESPONSE_ID] = self._id
+        if self._model:
+            result[attrs.GEN_AI_RESPONSE_MODEL] = bare_model_name(self._model)
+        finish = None
+        if self._status:
+            result[attrs.INTERACTION_STATUS] = self._status
+            finish = _FINISH_REASONS.get(self._status)
+        if self._error is not None:
+            finish = "error"
+            result[attrs.ERROR_TYPE] = self._error
+        if finish is not None:
+            result[attrs.GEN_AI_RESPONSE_FINISH_REASONS] = [finish]
+        if self._usage is not None:
+            result.update(interaction_usage_attributes(self._usage))
+        if self._output:
+            message: dict[str, Any] = {"role": "assistant", "parts": self._output}
+            if finish is not None:
+                message["finish_reason"] = finish
+            result[attrs.GEN_AI_OUTPUT_MESSAGES] = _content.to_limited_json(
+                [message], self._max_length
+            )
+        return result
+
+
+def _append_text(parts: list[dict[str, Any]], text: str) -> None:
+    """Streamed text deltas join into one text part."""
+    if parts and parts[-1].get("type") == "text":
+        parts[-1]["content"] += text
+    else:
+        parts.append({"type": "text", "content": text})
+
+
+def _content_part(item: Any) -> dict[str, Any]:
+    """One Interactions content item (``{"type": "text", "text": ...}``, media, ...) as a
+    GenAI part; media never inlined."""
+    if isinstance(item, str):
+        return {"type": "text", "content": item}
+    kind = config_field(item, "type")
+    text = config_field(item, "text")
+    if isinstance(text, str):
+        return {"type": "reasoning" if kind == "thought" else "text", "content": text}
+    data = config_field(item, "data")
+    if isinstance(data, (str, bytes)):
+        # base64 text: 4 characters carry 3 bytes.
+        size = len(data) * 3 // 4 if isinstance(data, str) else len(data)
+        return {"type": "blob", "mime_type": config_field(item, "mime_type"), "size": size}
+    uri = config_field(item, "uri")
+    if isinstance(uri, str):
+        return {"type": "uri", "mime_type": config_field(item, "mime_type"), "uri": uri}
+    return {"type": str(kind) if kind else "unknown"}
+
+
+def _output_parts(steps: Any) -> list[dict[str, Any]]:
+    """The parts of an interaction's ``model_output`` steps."""
+    parts: list[dict[str, Any]] = []
+    for step in steps or ():
+        if config_field(step, "type") == "model_output":
+            parts.extend(_content_part(item) for item in config_field(step, "content") or ())
+    return parts
+
+
+# Input steps that are a conversation's messages (the SDK turns a list of contents into one
+# user_input step before the request layer we wrap).
+_STEP_ROLES = {"user_input": "user", "model_output": "assistant"}
+
+
+def _input_messages(given: Any) -> list[dict[str, Any]]:
+    """A create request's ``input`` (a string, content, contents or steps) as GenAI messages."""
+    items = list(given) if isinstance(given, (list, tuple)) else [given]
+    messages: list[dict[str, Any]] = []
+    loose: list[dict[str, Any]] = []
+    for item in items:
+        kind = config_field(item, "type")
+        role = _STEP_ROLES.get(kind) if isinstance(kind, str) else None
+        if role is None:
+            loose.append(_content_part(item))
+            continue
+        content = config_field(item, "content") or ()
+        messages.append({"role": role, "parts": [_content_part(part) for part in content]})
+    if loose:
+        messages.append({"role": "user", "parts": loose})
+    return messages
+
+
+def _request_body(kwargs: Mapping[str, Any]) -> Any:
+    """The create request's body: ``request=CreateInteractionRequest(body=...)`` (what the
+    SDK's continuation hops send) or the body's fields as keyword arguments."""
+    request = kwargs.get("request")
+    body = config_field(request, "body") if request is not None else None
+    return body if body is not None else kwargs
+
+
+class InteractionWrappers(SpanWrappers):
+    """``generate_content {model}`` (or ``invoke_agent {agent}``) spans per create request."""
+
+    def __init__(
+        self, instruments: Instruments, interaction_type: type, stream_types: tuple[type, ...]
+    ) -> None:
+        self._instruments = instruments
+        self._interaction_type = interaction_type
+        self._stream_types = stream_types
+
+    def _start(self, instance: Any, args: Any, kwargs: Any) -> Invocation | None:
+        if not is_instrumentation_enabled():
+            return None
+        try:
+            body = _request_body(kwargs)
+            attributes = self._client_attributes(instance)
+            attributes[attrs.SDK_METHOD] = attrs.SDK_METHOD_INTERACTIONS_CREATE
+            agent = config_field(body, "agent")
+            if agent:
+                operation, name = attrs.OP_INVOKE_AGENT, str(agent)
+                attributes[attrs.GEN_AI_AGENT_NAME] = name
+            else:
+                operation = attrs.OP_GENERATE_CONTENT
+                name = bare_model_name(str(config_field(body, "model") or ""))
+                attributes[attrs.GEN_AI_REQUEST_MODEL] = name
+            attributes[attrs.GEN_AI_OPERATION_NAME] = operation
+            # service_tier and response_mime_type sit on the body, sampling on its config.
+            attributes.update(request_attributes(body))
+            attributes.update(request_attributes(config_field(body, "generation_config")))
+            if config_field(body, "background") is True:
+                attributes[attrs.INTERACTION_BACKGROUND] = True
+            settings = self._instruments.settings
+            if settings.capture_content:
+                self._capture_input(body, settings, attributes)
+            return Invocation(
+                self._instruments,
+                f"{operation} {name}",
+                attributes,
+                InteractionRecorder(settings),
+            )
+        except Exception as error:
+            report_internal_error("start interactions.create", error)
+            return None
+
+    @staticmethod
+    def _client_attributes(instance: Any) -> dict[str, AttributeValue]:
+        api_client = getattr(instance, "_api_client", None)
+        if api_client is not None:
+            return client_attributes(api_client)
+        server_url = getattr(getattr(instance, "sdk_configuration", None), "server_url", None)
+        return provider_attributes(False, server_url or None)
+
+    @staticmethod
+    def _capture_input(
+        body: Any, settings: InstrumentationSettings, into: dict[str, AttributeValue]
+    ) -> None:
+        try:
+            given = config_field(body, "input")
+            if given is not None:
+                into[attrs.GEN_AI_INPUT_MESSAGES] = _content.to_limited_json(
+                    _input_messages(given), settings.content_max_length
+                )
+            system = config_field(body, "system_instruction")
+            if isinstance(system, str) and system:
+                into[attrs.GEN_AI_SYSTEM_INSTRUCTIONS] = _content.to_limited_json(
+                    [{"type": "text", "content": system}], settings.content_max_length
+                )
+        except Exception as error:
+            report_internal_error("capture interaction input", error)
+
+    def _complete(self, invocation: Invocation, result: Any) -> Any:
+        if isinstance(result, self._stream_types):
+            stream: Any = result
+            try:
+                stream.generator = InstrumentedStream(stream.generator, invocation)
+            except Exception as error:
+                report_internal_error("wrap interaction stream", error)
+                invocation.finish()
+            return result
+        # Anything else (e.g. a raw response asked for with with_raw_response) is returned
+        # untouched: reading it could consume what the caller means to read.
+        invocation.complete(result if isinstance(result, self._interaction_type) else None)
+        return result
+
+
+def instrument_interactions(instruments: Instruments) -> list[tuple[Any, str]]:
+    """Wraps ``create`` of the Interactions clients this google-genai has; returns what it
+    patched, for ``unwrap``."""
+    try:
+        module = importlib.import_module(_MODULE)
+        from google.genai._gaos.types.interactions import Interaction
+        from google.genai._gaos.utils.eventstreaming import AsyncStream, Stream
+    except ImportError:  # google-genai before 2.9: no Interactions API in this layout
+        return []
+    wrappers = InteractionWrappers(instruments, Interaction, (Stream, AsyncStream))
+    patched: list[tuple[Any, str]] = []
+    for name in _CLASSES:
+        cls = getattr(module, name, None)
+        method = cls.__dict__.get("create") if cls is not None else None
+        if method is None:
+            continue
+        wrapper = wrappers.async_ if is_async(method) else wrappers.sync
+        wrap_function_wrapper(_MODULE, f"{name}.create", wrapper)
+        patched.append((cls, "create"))
+    return patched

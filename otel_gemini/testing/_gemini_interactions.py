@@ -1,0 +1,110 @@
+"""The fake Gemini's Interactions API (``POST /{version}/interactions``, google-genai >= 2.9).
+
+One scripted interaction answers both shapes the client can ask for: the ``Interaction`` JSON,
+or (``"stream": true`` in the request) the SSE events ``interaction.created``, ``step.start``,
+a ``step.delta`` per text piece, ``step.stop`` and ``interaction.completed`` carrying the
+usage. Usage is the hop's own, as the API reports it for each continuation hop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from otel_gemini.testing._gemini_replies import HttpReply, ScriptedReply, sse_reply
+from otel_gemini.testing._gemini_requests import RecordedRequest
+from otel_gemini.testing._gemini_usage import ScriptedUsage
+
+CREATE_INTERACTION = "createInteraction"
+"""The rpc name the fake gives ``POST /{version}/interactions``."""
+
+
+def interaction_id_for(request: RecordedRequest) -> str:
+    """The id the fake gives an interaction that the script does not name."""
+    return f"fake-interaction-{request.sequence}"
+
+
+def wants_stream(request: RecordedRequest) -> bool:
+    """Whether a create request asked for SSE (``"stream": true`` in its body)."""
+    return isinstance(request.json, dict) and request.json.get("stream") is True
+
+
+def input_text(request: RecordedRequest) -> str:
+    """A create request's input when it is a plain string, else its last ``text``."""
+    body = request.json if isinstance(request.json, dict) else {}
+    given = body.get("input")
+    if isinstance(given, str):
+        return given
+    texts = request.texts
+    return texts[-1] if texts else ""
+
+
+@dataclass(frozen=True)
+class InteractionReply(ScriptedReply):
+    """One interaction (or, for a streaming request, its events) answering a create request.
+
+    ``status`` is the interaction's (``completed``, ``requires_continuation`` with a
+    ``continuation_token`` for a hop the client continues, ``requires_action``, ...);
+    ``interaction_id`` defaults to ``fake-interaction-{n}``; ``model`` to the requested one.
+    The answer is ``texts`` joined; a stream sends one ``step.delta`` per text and, with
+    ``stream_error`` (an error code such as ``"RESOURCE_EXHAUSTED"``), ends with an in-band
+    ``error`` event instead of ``interaction.completed``, as the API reports a failure after
+    the stream has started.
+    """
+
+    texts: Sequence[str]
+    usage: ScriptedUsage | None = None
+    status: str = "completed"
+    continuation_token: str | None = None
+    interaction_id: str | None = None
+    model: str | None = None
+    stream_error: str | None = None
+    rpcs: frozenset[str] | None = frozenset({CREATE_INTERACTION})
+
+    def interaction(self, request: RecordedRequest, *, with_steps: bool) -> dict[str, Any]:
+        """The ``Interaction`` JSON this reply renders for ``request``."""
+        body: dict[str, Any] = {
+            "id": self.interaction_id or interaction_id_for(request),
+            "object": "interaction",
+            "status": self.status,
+        }
+        model = self.model or request.model
+        if model is not None:
+            body["model"] = model
+        if with_steps:
+            body["steps"] = [
+                {"type": "model_output", "content": [{"type": "text", "text": "".join(self.texts)}]}
+            ]
+        if self.usage is not None:
+            body["usage"] = self.usage.to_interaction_json()
+        if self.continuation_token is not None:
+            body["continuation_token"] = self.continuation_token
+        return body
+
+    def render(self, request: RecordedRequest) -> HttpReply:
+        completed = self.interaction(request, with_steps=not wants_stream(request))
+        if not wants_stream(request):
+            return HttpReply.json(completed)
+        started = {"id": completed["id"], "status": "in_progress", "object": "interaction"}
+        if "model" in completed:
+            started["model"] = completed["model"]
+        events: list[dict[str, Any]] = [
+            {"event_type": "interaction.created", "interaction": started},
+            {
+                "event_type": "step.start",
+                "index": 0,
+                "step": {"type": "model_output", "content": []},
+            },
+            *(
+                {"event_type": "step.delta", "index": 0, "delta": {"type": "text", "text": piece}}
+                for piece in self.texts
+            ),
+            {"event_type": "step.stop", "index": 0},
+        ]
+        if self.stream_error is None:
+            events.append({"event_type": "interaction.completed", "interaction": completed})
+        else:
+            error = {"code": self.stream_error, "message": "fake error in the middle of the stream"}
+            events.append({"event_type": "error", "error": error})
+        return sse_reply(events)

@@ -1,0 +1,502 @@
+"""The Interactions API (``client.interactions.create``) with the real google-genai client
+against the fake Gemini over loopback: a span per HTTP request, continuation hops included."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+from otel_gemini import CostSpanProcessor, GeminiInstrumentor
+from otel_gemini.testing import FakeGemini, ScriptedUsage
+from tests.conftest import Recorded
+
+pytestmark = [
+    pytest.mark.genai,
+    pytest.mark.skipif(
+        importlib.util.find_spec("google.genai._gaos") is None,
+        reason="this google-genai has no Interactions API in the layout we instrument (2.9+)",
+    ),
+]
+
+MODEL = "gemini-2.5-flash"
+USAGE = ScriptedUsage(
+    prompt=1200,
+    cached=1000,
+    candidates=300,
+    thoughts=150,
+    tool_use_prompt=40,
+    prompt_by_modality={"TEXT": 1000, "AUDIO": 200},
+    candidates_by_modality={"TEXT": 300},
+    cache_by_modality={"TEXT": 900, "AUDIO": 100},
+    tool_use_prompt_by_modality={"TEXT": 40},
+)
+# The same conventions' totals as generateContent's usage_metadata with the same counts.
+USAGE_ATTRIBUTES = {
+    "gen_ai.usage.input_tokens": 1240,
+    "gen_ai.usage.output_tokens": 450,
+    "gen_ai.usage.cache_read.input_tokens": 1000,
+    "gen_ai.usage.reasoning.output_tokens": 150,
+    "otel_gemini.usage.tool_use_prompt.input_tokens": 40,
+    "gen_ai.usage.text.input_tokens": 1040,
+    "gen_ai.usage.audio.input_tokens": 200,
+    "gen_ai.usage.text.output_tokens": 450,
+    "otel_gemini.usage.cache_read.audio.input_tokens": 100,
+}
+
+
+def attributes_of(span: Any) -> dict[str, Any]:
+    return dict(span.attributes or {})
+
+
+def base_attributes(fake: FakeGemini, response_id: str) -> dict[str, Any]:
+    return {
+        "gen_ai.operation.name": "generate_content",
+        "gen_ai.provider.name": "gcp.gemini",
+        "gen_ai.request.model": MODEL,
+        "gen_ai.response.model": MODEL,
+        "gen_ai.response.id": response_id,
+        "gen_ai.response.finish_reasons": ("stop",),
+        "otel_gemini.interaction.status": "completed",
+        "otel_gemini.sdk.method": "interactions.create",
+        "server.address": "127.0.0.1",
+        "server.port": fake.port,
+    }
+
+
+def test_create_is_one_span_with_the_full_attribute_set(
+    fake_gemini: FakeGemini, instrumented: Recorded
+) -> None:
+    fake_gemini.add_interaction("Hello!", usage=USAGE, interaction_id="int-1")
+    client = fake_gemini.client()
+    interaction = client.interactions.create(
+        model=f"models/{MODEL}",
+        input="Hi",
+        generation_config={"temperature": 0.3, "top_p": 0.9, "max_output_tokens": 512, "seed": 7},
+        service_tier="flex",
+    )
+
+    assert interaction.output_text == "Hello!"
+    [span] = instrumented.spans()
+    assert span.name == f"generate_content {MODEL}"
+    assert attributes_of(span) == {
+        **base_attributes(fake_gemini, "int-1"),
+        "gen_ai.request.temperature": 0.3,
+        "gen_ai.request.top_p": 0.9,
+        "gen_ai.request.max_tokens": 512,
+        "gen_ai.request.seed": 7,
+        "otel_gemini.request.service_tier": "flex",
+        **USAGE_ATTRIBUTES,
+    }
+    tokens = {
+        dict(point.attributes)["gen_ai.token.type"]: point.sum  # type: ignore[attr-defined]
+        for point in instrumented.metric_points("gen_ai.client.token.usage")
+    }
+    assert tokens == {"input": 1240, "output": 450}
+
+
+async def test_async_create_matches_sync(fake_gemini: FakeGemini, instrumented: Recorded) -> None:
+    fake_gemini.add_interaction("Hello!", usage=USAGE, interaction_id="int-2")
+    client = fake_gemini.client()
+    interaction = await client.aio.interactions.create(model=MODEL, input="Hi")
+
+    assert interaction.output_text == "Hello!"
+    [span] = instrumented.spans()
+    assert attributes_of(span) == {**base_attributes(fake_gemini, "int-2"), **USAGE_ATTRIBUTES}
+
+
+def test_stream_span_ends_with_the_stream_and_takes_the_completed_usage(
+    fake_gemini: FakeGemini, instrumented: Recorded
+) -> None:
+    fake_gemini.add_interaction(["Hel", "lo", "!"], usage=USAGE, interaction_id="int-3")
+    client = fake_gemini.client()
+    stream = client.interactions.create(model=MODEL, input="Hi", stream=True)
+    events = []
+    for event in stream:
+        events.append(event.event_type)
+        assert instrumented.spans() == []  # open until the stream is exhausted
+
+    assert events == [
+        "interaction.created",
+        "step.start",
+        "step.delta",
+        "step.delta",
+        "step.delta",
+        "step.stop",
+        "interaction.completed",
+    ]
+    [span] = instrumented.spans()
+    attributes = attributes_of(span)
+    assert attributes.pop("gen_ai.response.time_to_first_chunk") > 0
+    assert attributes.pop("langfuse.observation.completion_start_time")
+    assert attributes == {
+        **base_attributes(fake_gemini, "int-3"),
+        **USAGE_ATTRIBUTES,
+        "otel_gemini.stream.completed": True,
+    }
+
+
+async def test_async_stream_matches_sync(fake_gemini: FakeGemini, instrumented: Recorded) -> None:
+    fake_gemini.add_interaction(["Hel", "lo"], usage=USAGE, interaction_id="int-4")
+    client = fake_gemini.client()
+    stream = await client.aio.interactions.create(model=MODEL, input="Hi", stream=True)
+    texts = [event.delta.text async for event in stream if event.event_type == "step.delta"]
+
+    assert texts == ["Hel", "lo"]
+    [span] = instrumented.spans()
+    attributes = attributes_of(span)
+    assert attributes["otel_gemini.stream.completed"] is True
+    assert {key: attributes[key] for key in USAGE_ATTRIBUTES} == USAGE_ATTRIBUTES
+
+
+def test_the_caller_gets_the_same_events_as_uninstrumented(
+    fake_gemini: FakeGemini, recorded: Recorded
+) -> None:
+    client = fake_gemini.client()
+
+    def events() -> list[Any]:
+        fake_gemini.add_interaction(["a", "b"], usage=USAGE, interaction_id="same")
+        stream = client.interactions.create(model=MODEL, input="Hi", stream=True)
+        return [event.model_dump() for event in stream]
+
+    plain = events()
+    GeminiInstrumentor().instrument(tracer_provider=recorded.tracer_provider)
+    try:
+        instrumented_events = events()
+    finally:
+        GeminiInstrumentor().uninstrument()
+    assert instrumented_events == plain
+    assert len(plain) == 6
+    assert len(recorded.spans()) == 1
+
+
+def test_breaking_out_of_a_stream_ends_its_span_without_error(
+    fake_gemini: FakeGemini, instrumented: Recorded
+) -> None:
+    fake_gemini.add_interaction(["a", "b", "c"], usage=USAGE)
+    client = fake_gemini.client()
+    stream = client.interactions.create(model=MODEL, input="Hi", stream=True)
+    for event in stream:
+        if event.event_type == "step.delta":
+            break
+    stream.close()
+    del stream, event
+
+    [span] = instrumented.spans()
+    assert span.status.status_code is StatusCode.UNSET
+    assert attributes_of(span)["otel_gemini.stream.completed"] is False
+
+
+# --- automatic continuation: each hop is a billed request of its own ----------------------
+
+
+def script_two_hops(fake: FakeGemini) -> None:
+    fake.add_interaction(
+        ["Part A "],
+        usage=ScriptedUsage(prompt=1000, candidates=50),
+        status="requires_continuation",
+        continuation_token="token-1",
+        interaction_id="hop-1",
+    )
+    fake.add_interaction(["Part B"], usage=ScriptedUsage(prompt=1100, candidates=5))
+
+
+def hop_usages(recorded: Recorded) -> list[tuple[int, int, tuple[str, ...]]]:
+    return [
+        (
+            attributes_of(span)["gen_ai.usage.input_tokens"],
+            attributes_of(span)["gen_ai.usage.output_tokens"],
+            attributes_of(span)["gen_ai.response.finish_reasons"],
+        )
+        for span in sorted(recorded.spans(), key=lambda span: span.start_time or 0)
+    ]
+
+
+def test_each_continuation_hop_gets_its_own_span_with_its_usage(
+    fake_gemini: FakeGemini, instrumented: Recorded
+) -> None:
+    script_two_hops(fake_gemini)
+    client = fake_gemini.client()
+    interaction = client.interactions.create(model=MODEL, input="Write a long story")
+
+    # The SDK merges the hops for the caller; the spans keep each hop's own bill.
+    assert interaction.output_text == "Part A Part B"
+    assert (interaction.usage.total_input_tokens, interaction.usage.total_output_tokens) == (
+        2100,
+        55,
+    )
+    assert hop_usages(instrumented) == [(1000, 50, ("length",)), (1100, 5, ("stop",))]
+    second = fake_gemini.requests[1].json
+    assert (second["continuation_token"], second["previous_interaction_id"]) == (
+        "token-1",
+        "hop-1",
+    )
+
+
+def test_each_streamed_continuation_hop_gets_its_own_span(
+    fake_gemini: FakeGemini, instrumented: Recorded
+) -> None:
+    script_two_hops(fake_gemini)
+    client = fake_gemini.client()
+    stream = client.interactions.create(model=MODEL, input="Write a long story", stream=True)
+    texts = [event.delta.text for event in stream if event.event_type == "step.delta"]
+
+    assert texts == ["Part A ", "Part B"]
+    assert hop_usages(instrumented) == [(1000, 50, ("length",)), (1100, 5, ("stop",))]
+    spans = instrumented.spans()
+    assert [attributes_of(span)["otel_gemini.stream.completed"] for span in spans] == [True, True]
+
+
+# --- agents and background interactions ----------------------------------------------------
+
+
+def test_background_agent_interaction_is_an_agent_span_without_usage_yet(
+    fake_gemini: FakeGemini, instrumented: Recorded
+) -> None:
+    agent = "deep-research-pro-preview-12-2025"
+    fake_gemini.add_interaction([""], status="in_progress", interaction_id="int-bg")
+    client = fake_gemini.client()
+    interaction = client.interactions.create(agent=agent, input="Research this", background=True)
+
+    assert interaction.status == "in_progress"
+    [span] = instrumented.spans()
+    assert span.name == f"invoke_agent {agent}"
+    attributes = attributes_of(span)
+    assert attributes["gen_ai.operation.name"] == "invoke_agent"
+    assert attributes["gen_ai.agent.name"] == agent
+    assert attributes["otel_gemini.interaction.background"] is True
+    assert attributes["otel_gemini.interaction.status"] == "in_progress"
+    assert "gen_ai.request.model" not in attributes
+    assert "gen_ai.response.finish_reasons" not in attributes
+    assert not any(key.startswith("gen_ai.usage.") for key in attributes)
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+def outcome(call: Callable[[], Any]) -> tuple[str, Any]:
+    try:
+        result = call()
+    except Exception as error:  # what the caller sees: type and message
+        return ("raised", (type(error), str(error)))
+    return ("returned", result.model_dump())
+
+
+def test_api_errors_are_recorded_and_reach_the_caller_unchanged(
+    fake_gemini: FakeGemini, recorded: Recorded
+) -> None:
+    client = fake_gemini.client()
+
+    def call() -> Any:
+        return client.interactions.create(model=MODEL, input="Hi")
+
+    fake_gemini.add_error(400, "scripted failure")
+    plain = outcome(call)
+    GeminiInstrumentor().instrument(
+        tracer_provider=recorded.tracer_provider, meter_provider=recorded.meter_provider
+    )
+    try:
+        fake_gemini.add_error(400, "scripted failure")
+        instrumented_outcome = outcome(call)
+    finally:
+        GeminiInstrumentor().uninstrument()
+
+    assert instrumented_outcome == plain
+    assert plain[0] == "raised"
+    [span] = recorded.spans()
+    assert span.status.status_code is StatusCode.ERROR
+    assert attributes_of(span)["error.type"] == "400"
+    [event] = span.events
+    assert event.name == "exception"
+    [duration] = recorded.metric_points("gen_ai.client.operation.duration")
+    assert dict(duration.attributes)["error.type"] == "400"  # type: ignore[attr-defined]
+
+
+def test_an_in_band_stream_error_marks_the_span_failed(
+    fake_gemini: FakeGemini, instrumented: Recorded
+) -> None:
+    fake_gemini.add_interaction(["a", "b"], usage=USAGE, stream_error="RESOURCE_EXHAUSTED")
+    client = fake_gemini.client()
+    stream = client.interactions.create(model=MODEL, input="Hi", stream=True)
+    events = [event.event_type for event in stream]
+
+    assert events[-1] == "error"
+    [span] = instrumented.spans()
+    assert span.status.status_code is StatusCode.ERROR
+    attributes = attributes_of(span)
+    assert attributes["error.type"] == "RESOURCE_EXHAUSTED"
+    assert attributes["gen_ai.response.finish_reasons"] == ("error",)
+
+
+def test_a_malformed_interaction_reaches_the_caller_exactly_as_uninstrumented(
+    fake_gemini: FakeGemini, recorded: Recorded
+) -> None:
+    client = fake_gemini.client()
+
+    def call() -> Any:
+        return client.interactions.create(model=MODEL, input="Hi")
+
+    fake_gemini.add_malformed("wrong_shape")
+    plain = outcome(call)
+    GeminiInstrumentor().instrument(tracer_provider=recorded.tracer_provider)
+    try:
+        fake_gemini.add_malformed("wrong_shape")
+        instrumented_outcome = outcome(call)
+    finally:
+        GeminiInstrumentor().uninstrument()
+    assert instrumented_outcome == plain
+    assert len(recorded.spans()) == 1
+
+
+def test_a_failure_inside_extraction_never_reaches_the_caller(
+    fake_gemini: FakeGemini,
+    instrumented: Recorded,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from otel_gemini.instrumentation import _interactions
+
+    def broken(usage: Any) -> dict[str, Any]:
+        raise RuntimeError("extraction bug")
+
+    monkeypatch.setattr(_interactions, "interaction_usage_attributes", broken)
+    fake_gemini.add_interaction("Hello!", usage=USAGE)
+    fake_gemini.add_interaction(["Hel", "lo!"], usage=USAGE)
+    client = fake_gemini.client()
+    with caplog.at_level(logging.WARNING, logger="otel_gemini.instrumentation"):
+        first = client.interactions.create(model=MODEL, input="Hi")
+        stream = client.interactions.create(model=MODEL, input="Hi", stream=True)
+        texts = [event.delta.text for event in stream if event.event_type == "step.delta"]
+
+    assert (first.output_text, texts) == ("Hello!", ["Hel", "lo!"])
+    assert len(instrumented.spans()) == 2  # the spans still end
+
+
+# --- switches -------------------------------------------------------------------------------
+
+
+def test_suppress_instrumentation_and_uninstrument(
+    fake_gemini: FakeGemini, recorded: Recorded
+) -> None:
+    from google.genai._gaos import interactions
+
+    before = (interactions.Interactions.create, interactions.AsyncInteractions.create)
+    GeminiInstrumentor().instrument(tracer_provider=recorded.tracer_provider)
+    client = fake_gemini.client()
+    with suppress_instrumentation():
+        client.interactions.create(model=MODEL, input="Hi")
+    assert recorded.spans() == []
+    GeminiInstrumentor().uninstrument()
+
+    assert (interactions.Interactions.create, interactions.AsyncInteractions.create) == before
+    client.interactions.create(model=MODEL, input="Hi")
+    assert recorded.spans() == []
+
+
+def test_content_capture_records_input_instructions_and_output(
+    fake_gemini: FakeGemini, recorded: Recorded
+) -> None:
+    GeminiInstrumentor().instrument(tracer_provider=recorded.tracer_provider, capture_content=True)
+    try:
+        client = fake_gemini.client()
+        fake_gemini.add_interaction("Bonjour", usage=USAGE)
+        client.interactions.create(
+            model=MODEL, input="Say hello in French", system_instruction="Be brief."
+        )
+        fake_gemini.add_interaction(["Bon", "jour"], usage=USAGE)
+        for _ in client.interactions.create(
+            model=MODEL,
+            input=[
+                {"type": "text", "text": "Describe it"},
+                {"type": "image", "data": "AAAA", "mime_type": "image/png"},
+            ],
+            stream=True,
+        ):
+            pass
+        fake_gemini.add_interaction("Sure", usage=USAGE)
+        client.interactions.create(
+            model=MODEL,
+            input=[
+                {"type": "user_input", "content": [{"type": "text", "text": "Hi"}]},
+                {"type": "model_output", "content": [{"type": "text", "text": "Hello"}]},
+                {"type": "user_input", "content": [{"type": "text", "text": "Again"}]},
+            ],
+        )
+    finally:
+        GeminiInstrumentor().uninstrument()
+
+    plain, streamed, turns = (attributes_of(span) for span in recorded.spans())
+    assert json.loads(plain["gen_ai.input.messages"]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "Say hello in French"}]}
+    ]
+    assert json.loads(plain["gen_ai.system_instructions"]) == [
+        {"type": "text", "content": "Be brief."}
+    ]
+    assert json.loads(plain["gen_ai.output.messages"]) == [
+        {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": "Bonjour"}],
+            "finish_reason": "stop",
+        }
+    ]
+    assert json.loads(streamed["gen_ai.input.messages"]) == [
+        {
+            "role": "user",
+            "parts": [
+                {"type": "text", "content": "Describe it"},
+                {"type": "blob", "mime_type": "image/png", "size": 3},
+            ],
+        }
+    ]
+    assert json.loads(streamed["gen_ai.output.messages"])[0]["parts"] == [
+        {"type": "text", "content": "Bonjour"}
+    ]
+    assert [
+        (message["role"], message["parts"][0]["content"])
+        for message in json.loads(turns["gen_ai.input.messages"])
+    ] == [("user", "Hi"), ("assistant", "Hello"), ("user", "Again")]
+
+
+# --- pricing ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def priced(fake_gemini: FakeGemini) -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(CostSpanProcessor(SimpleSpanProcessor(exporter)))
+    GeminiInstrumentor().instrument(tracer_provider=provider)
+    try:
+        yield exporter
+    finally:
+        GeminiInstrumentor().uninstrument()
+        provider.shutdown()
+
+
+def test_an_interaction_costs_what_the_same_generate_content_costs(
+    fake_gemini: FakeGemini, priced: InMemorySpanExporter
+) -> None:
+    usage = ScriptedUsage(prompt=1200, cached=1000, candidates=300, thoughts=150)
+    client = fake_gemini.client()
+    fake_gemini.add_interaction("Hello!", usage=usage)
+    client.interactions.create(model=MODEL, input="Hi")
+    fake_gemini.add_text("Hello!", usage=usage)
+    client.models.generate_content(model=MODEL, contents="Hi")
+
+    interaction, generation = (dict(span.attributes or {}) for span in priced.get_finished_spans())
+    # gemini-2.5-flash: 200 fresh input x $0.30/M + 1,000 cached x $0.03/M + 450 output x $2.50/M
+    assert interaction["gen_ai.usage.cost"] == pytest.approx(0.001215, abs=1e-12)
+    assert interaction["otel_gemini.cost.status"] == "priced"
+    assert (
+        interaction["langfuse.observation.cost_details"]
+        == (generation["langfuse.observation.cost_details"])
+    )
