@@ -4,9 +4,12 @@ VENV ?= .venv
 OLDEST_VENV ?= .venv-oldest
 # The oldest google-genai we support; CI runs the instrumentation tests against it too.
 OLDEST_GENAI ?= 1.20.0
+# The last google-genai with the first generated Interactions client (1.55 to 2.8); CI runs
+# the instrumentation tests against it as well, in the oldest's venv.
+INTERACTIONS_V1_GENAI ?= 2.8.0
 BIN = $(VENV)/bin
 
-.PHONY: demo test test-oldest lint bench install clean collector
+.PHONY: demo test test-oldest test-interactions-v1 lint bench install clean collector
 
 $(BIN)/otel-gemini: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,10 +23,10 @@ install: $(BIN)/otel-gemini
 demo: install
 	$(BIN)/otel-gemini demo
 
-## The whole test suite (newest google-genai), then the compatibility run on the oldest.
+## The whole test suite (newest google-genai), then the compatibility runs on older ones.
 test: install collector
 	$(BIN)/python -m pytest -q -n 2 tests
-	$(MAKE) test-oldest
+	$(MAKE) test-interactions-v1
 
 ## The OpenTelemetry Collector the collector tests run (built once, then cached) and the
 ## Node.js test app's packages.
@@ -35,6 +38,10 @@ test-oldest:
 	$(PYTHON) -m venv $(OLDEST_VENV)
 	$(OLDEST_VENV)/bin/pip install -q --upgrade pip
 	$(OLDEST_VENV)/bin/pip install -q -e '.[dev]' 'google-genai==$(OLDEST_GENAI)'
+	$(OLDEST_VENV)/bin/python -m pytest -q -n 2 -m genai tests
+
+test-interactions-v1: test-oldest
+	$(OLDEST_VENV)/bin/pip install -q 'google-genai==$(INTERACTIONS_V1_GENAI)'
 	$(OLDEST_VENV)/bin/python -m pytest -q -n 2 -m genai tests
 
 lint: install

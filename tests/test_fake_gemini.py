@@ -19,6 +19,9 @@ pytestmark = pytest.mark.genai
 
 MODEL = "gemini-2.5-flash"
 SDK_MAJOR = int(genai.__version__.split(".")[0])
+SDK_MINOR = int(genai.__version__.split(".")[1])
+# google-genai 1.50 and later raise a stream's in-band error event; 1.20 to 1.49 yield it.
+SDK_RAISES_IN_BAND_ERRORS = (SDK_MAJOR, SDK_MINOR) >= (1, 50)
 # google-genai 1.20 drops `responseId` of Gemini Developer API responses (Vertex AI keeps it).
 SDK_READS_MLDEV_RESPONSE_ID = SDK_MAJOR >= 2
 
@@ -576,13 +579,13 @@ def test_in_band_stream_error(fake_gemini: FakeGemini, gemini_client: genai.Clie
     fake_gemini.add_stream(["a", "b"], error_after=1, error_code=503)
 
     received = []
-    if SDK_MAJOR >= 3:
+    if SDK_RAISES_IN_BAND_ERRORS:
         with pytest.raises(errors.ServerError) as caught:
             for chunk in gemini_client.models.generate_content_stream(model=MODEL, contents="x"):
                 received.append(chunk.text)
         assert caught.value.code == 503
         assert received == ["a"]
-    else:  # google-genai 1.20 yields the error event as an empty chunk
+    else:  # google-genai 1.20 to 1.49 yield the error event as an empty chunk
         for chunk in gemini_client.models.generate_content_stream(model=MODEL, contents="x"):
             received.append(chunk.text)
         assert received == ["a", None]

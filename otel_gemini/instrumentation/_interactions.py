@@ -1,20 +1,23 @@
-"""The Interactions API (``client.interactions.create``, google-genai 2.9 and later).
+"""The Interactions API (``client.interactions.create``, google-genai 1.55 and later).
 
-We wrap the generated client's ``Interactions.create`` and ``AsyncInteractions.create``, which
-the public ``create`` calls once per HTTP request: automatic continuation sends one per hop
-(each hop is an interaction of its own, billed with its own usage), and a dropped stream is
-resumed with another. So, as for ``generateContent``, each billed request gets its own span.
+google-genai 2.9 and later: we wrap the generated client's ``Interactions.create`` and
+``AsyncInteractions.create``, which the public ``create`` calls once per HTTP request:
+automatic continuation sends one per hop (each hop is an interaction of its own, billed with
+its own usage), and a dropped stream is resumed with another. So, as for ``generateContent``,
+each billed request gets its own span. Earlier releases (1.55 to 2.8) have another generated
+client, ``InteractionsResource``, whose ``create`` is one request (no automatic continuation).
 
 A streamed create returns the SDK's ``Stream``, whose type the public layer checks before it
-rewires the stream's ``generator``; so we keep that object and put our chunk-reporting
-iterator in its ``generator`` instead of returning a wrapper.
+rewires the stream's iterator; so we keep that object and put our chunk-reporting iterator
+in its place instead of returning a wrapper.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.util.types import AttributeValue
@@ -37,8 +40,33 @@ from otel_gemini.instrumentation._settings import InstrumentationSettings
 from otel_gemini.instrumentation._stream import InstrumentedStream
 from otel_gemini.instrumentation._usage import interaction_usage_attributes
 
-_MODULE = "google.genai._gaos.interactions"
-_CLASSES = ("Interactions", "AsyncInteractions")
+
+class _Layout(NamedTuple):
+    """Where one generation of google-genai keeps its Interactions client."""
+
+    module: str  # the module of the client classes
+    classes: tuple[str, str]  # sync, async
+    types: str  # the module exporting ``Interaction``
+    streaming: str  # the module exporting ``Stream`` and ``AsyncStream``
+    iterator: str  # the attribute a stream reads its events from
+
+
+_LAYOUTS = (
+    _Layout(
+        "google.genai._gaos.interactions",
+        ("Interactions", "AsyncInteractions"),
+        "google.genai._gaos.types.interactions",
+        "google.genai._gaos.utils.eventstreaming",
+        "generator",
+    ),
+    _Layout(
+        "google.genai._interactions.resources.interactions",
+        ("InteractionsResource", "AsyncInteractionsResource"),
+        "google.genai._interactions.types",
+        "google.genai._interactions._streaming",
+        "_iterator",
+    ),
+)
 
 # Interaction.status → the conventions' finish reason, where one fits. A hop that stopped at
 # the per-request decode limit (requires_continuation) ran out of length like max_tokens.
@@ -209,11 +237,16 @@ class InteractionWrappers(SpanWrappers):
     """``generate_content {model}`` (or ``invoke_agent {agent}``) spans per create request."""
 
     def __init__(
-        self, instruments: Instruments, interaction_type: type, stream_types: tuple[type, ...]
+        self,
+        instruments: Instruments,
+        interaction_type: type,
+        stream_types: tuple[type, ...],
+        stream_iterator: str,
     ) -> None:
         self._instruments = instruments
         self._interaction_type = interaction_type
         self._stream_types = stream_types
+        self._stream_iterator = stream_iterator
 
     def _start(self, instance: Any, args: Any, kwargs: Any) -> Invocation | None:
         if not is_instrumentation_enabled():
@@ -251,9 +284,14 @@ class InteractionWrappers(SpanWrappers):
 
     @staticmethod
     def _client_attributes(instance: Any) -> dict[str, AttributeValue]:
-        api_client = getattr(instance, "_api_client", None)
+        api_client = getattr(instance, "_api_client", None)  # 2.9+: the SDK's own client
         if api_client is not None:
             return client_attributes(api_client)
+        client = getattr(instance, "_client", None)  # 1.55 to 2.8: the generated client
+        if client is not None:
+            base_url = getattr(client, "base_url", None)
+            vertex = bool(getattr(client, "_is_vertex", False))
+            return provider_attributes(vertex, str(base_url) if base_url else None)
         server_url = getattr(getattr(instance, "sdk_configuration", None), "server_url", None)
         return provider_attributes(False, server_url or None)
 
@@ -277,9 +315,10 @@ class InteractionWrappers(SpanWrappers):
 
     def _complete(self, invocation: Invocation, result: Any) -> Any:
         if isinstance(result, self._stream_types):
-            stream: Any = result
+            name = self._stream_iterator
             try:
-                stream.generator = InstrumentedStream(stream.generator, invocation)
+                setattr(result, name, InstrumentedStream(getattr(result, name), invocation))
+                _end_on_close(result, invocation)
             except Exception as error:
                 report_internal_error("wrap interaction stream", error)
                 invocation.finish()
@@ -290,23 +329,54 @@ class InteractionWrappers(SpanWrappers):
         return result
 
 
+def _end_on_close(stream: Any, invocation: Invocation) -> None:
+    """Make the stream's ``close`` (which only closes the HTTP response) end the span, not
+    completed; the SDK's own automatic continuation wraps ``close`` the same way."""
+    original = stream.close
+    if inspect.iscoroutinefunction(original):
+
+        async def close_async() -> None:
+            try:
+                await original()
+            finally:
+                invocation.finish(stream_completed=False)
+
+        stream.close = close_async
+        return
+
+    def close() -> None:
+        try:
+            original()
+        finally:
+            invocation.finish(stream_completed=False)
+
+    stream.close = close
+
+
 def instrument_interactions(instruments: Instruments) -> list[tuple[Any, str]]:
     """Wraps ``create`` of the Interactions clients this google-genai has; returns what it
     patched, for ``unwrap``."""
-    try:
-        module = importlib.import_module(_MODULE)
-        from google.genai._gaos.types.interactions import Interaction
-        from google.genai._gaos.utils.eventstreaming import AsyncStream, Stream
-    except ImportError:  # google-genai before 2.9: no Interactions API in this layout
-        return []
-    wrappers = InteractionWrappers(instruments, Interaction, (Stream, AsyncStream))
-    patched: list[tuple[Any, str]] = []
-    for name in _CLASSES:
-        cls = getattr(module, name, None)
-        method = cls.__dict__.get("create") if cls is not None else None
-        if method is None:
+    for layout in _LAYOUTS:
+        try:
+            module = importlib.import_module(layout.module)
+            interaction_type = importlib.import_module(layout.types).Interaction
+            streaming = importlib.import_module(layout.streaming)
+        except (ImportError, AttributeError):
             continue
-        wrapper = wrappers.async_ if is_async(method) else wrappers.sync
-        wrap_function_wrapper(_MODULE, f"{name}.create", wrapper)
-        patched.append((cls, "create"))
-    return patched
+        wrappers = InteractionWrappers(
+            instruments,
+            interaction_type,
+            (streaming.Stream, streaming.AsyncStream),
+            layout.iterator,
+        )
+        patched: list[tuple[Any, str]] = []
+        for name in layout.classes:
+            cls = getattr(module, name, None)
+            method = cls.__dict__.get("create") if cls is not None else None
+            if method is None:
+                continue
+            wrapper = wrappers.async_ if is_async(method) else wrappers.sync
+            wrap_function_wrapper(layout.module, f"{name}.create", wrapper)
+            patched.append((cls, "create"))
+        return patched
+    return []  # before 1.55: no Interactions API

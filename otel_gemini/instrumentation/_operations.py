@@ -375,5 +375,10 @@ class ToolWrappers(SpanWrappers):
 
 
 def is_async(function: Any) -> bool:
-    """Whether the SDK method is a coroutine function (AsyncModels) rather than sync."""
-    return inspect.iscoroutinefunction(function)
+    """Whether the SDK method is a coroutine function (AsyncModels) rather than sync.
+
+    Looks through decorators (``functools.wraps``): google-genai 1.55 to 2.8 check the
+    arguments of ``AsyncInteractionsResource.create`` in a plain function around it."""
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        inspect.unwrap(function)
+    )
