@@ -167,15 +167,26 @@ CASES: list[Case] = [
         None,
     ),
     (
-        "unknown tier is standard",
+        "google-genai's unspecified tier is standard",
         {
             **FLASH,
-            "otel_gemini.request.service_tier": "gold",
+            "otel_gemini.request.service_tier": "UNSPECIFIED",
             "gen_ai.usage.input_tokens": 1000,
             "gen_ai.usage.output_tokens": 200,
         },
         None,
         0.0008,
+    ),
+    (
+        "a tier without prices is unknown, not standard",
+        {
+            **FLASH,
+            "otel_gemini.request.service_tier": "deferred",
+            "gen_ai.usage.input_tokens": 1000,
+            "gen_ai.usage.output_tokens": 200,
+        },
+        None,
+        None,
     ),
     (
         "OpenInference",

@@ -153,7 +153,7 @@ CASES: list[tuple[str, str, date, dict[str, Any], dict[str, Any], dict[str, str]
         "0.0007956",
     ),
     (
-        "2.5-flash standard and unknown tiers price as standard",
+        "2.5-flash google-genai's default tier, unspecified, prices as standard",
         "gemini-2.5-flash",
         NOW,
         {"input_tokens": 1_000, "output_tokens": 100},
@@ -609,6 +609,19 @@ def test_a_usage_the_entry_has_no_price_for_is_unknown(table: PriceTable) -> Non
     assert cost.total is None
     assert cost.price_model == "imagen-4"
     assert cost.reason == "imagen-4 has no price for input"
+
+
+@pytest.mark.parametrize("tier", ["deferred", "gold"])
+def test_a_service_tier_without_prices_is_unknown_not_standard(
+    table: PriceTable, tier: str
+) -> None:
+    # The Interactions API's "deferred" tier is discounted: standard would overstate it.
+    cost = table.cost("gemini-2.5-flash", Usage(input_tokens=100), NOW, service_tier=tier)
+
+    assert cost.status == "unknown_model"
+    assert cost.total is None
+    assert cost.service_tier == tier
+    assert cost.reason == f"gemini-2.5-flash has no price for service tier {tier!r}"
 
 
 def test_no_usage(table: PriceTable) -> None:

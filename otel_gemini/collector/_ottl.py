@@ -28,6 +28,7 @@ from otel_gemini import _attributes as attrs
 from otel_gemini.pricing import PriceTable
 from otel_gemini.pricing._buckets import INPUT_AUDIO, OUTPUT_AUDIO, TOKEN_BUCKETS
 from otel_gemini.pricing._cost import FEMTO_PER_USD
+from otel_gemini.pricing._price_table import STANDARD, STANDARD_NAMES
 from otel_gemini.pricing._usage import COUNT_FIELDS, REPORTED_COUNT_FIELDS, SECONDS_FIELDS
 from otel_gemini.processing._span_usage import (
     BILLED_TYPES,
@@ -321,6 +322,12 @@ def _service_tier() -> list[str]:
         f'set({tier}, {source}) where IsString({source}) and {source} != ""',
         f'replace_pattern({tier}, "^\\\\s+|\\\\s+$", "")',
         f'set({tier}, ConvertCase({tier}, "lower"))',
+        *(
+            f"set({tier}, {_quote(STANDARD)}) where {tier} == {_quote(name)}"
+            for name in sorted(STANDARD_NAMES - {STANDARD})
+        ),
+        # A tier the table has no rates for leaves this empty: its tokens have no price.
+        f"set({_c('r')}, {{}})",
     ]
 
 
@@ -340,15 +347,11 @@ def _rates(table: PriceTable) -> list[str]:
                 when.append(f"{start} >= {period.starts_ns}")
             if index + 1 < len(periods):
                 when.append(f"{start} < {periods[index + 1].starts_ns}")
-            others = [name for name in period.rates if name != "standard"]
             thresholds = period.thresholds
             if list(thresholds) != sorted(set(thresholds)):
                 raise ValueError(f"{entry.id}: prompt-size tiers must be in increasing order")
             for name, by_size in period.rates.items():
-                if name == "standard":
-                    tier_when = [f"{tier} != {_quote(other)}" for other in others]
-                else:
-                    tier_when = [f"{tier} == {_quote(name)}"]
+                tier_when = [f"{tier} == {_quote(name)}"]
                 for size, rates in enumerate(by_size):
                     size_when = []
                     if size > 0:

@@ -33,6 +33,8 @@ from otel_gemini.pricing._usage import Usage
 
 ENV_PRICES: Final = "OTEL_GEMINI_PRICES"
 STANDARD: Final = "standard"
+STANDARD_NAMES: Final = frozenset((STANDARD, "unspecified"))
+"""Service tiers priced at the standard rate (google-genai's default tier is ``unspecified``)."""
 _DEFAULT_DATA: Final = "gemini.toml"
 _EARLIEST_NS: Final = -(1 << 63)
 _NS_PER_DAY: Final = 86_400 * 10**9
@@ -229,7 +231,8 @@ class PriceTable:
     ) -> Cost:
         """What ``usage`` of ``model`` cost at ``at`` (default: now; naive datetimes are UTC).
 
-        ``service_tier`` is ``standard`` (default), ``batch``, ``flex`` or ``priority``;
+        ``service_tier`` is ``standard`` (default; also ``unspecified``), ``batch``, ``flex`` or
+        ``priority`` (a tier the table has no rates for costs "unknown");
         ``live`` says the usage comes from a Live API session (default: whether the model is a
         Live model), which sets the audio-tokens-per-second rate used for per-minute prices.
         The prompt size (``input_tokens``, cached included) picks the tier for every kind of
@@ -258,11 +261,22 @@ class PriceTable:
                 reason=f"no price for model {model!r}",
             )
         period = found.period_at(at_ns)
-        tier = STANDARD
-        if service_tier:
-            tier = service_tier.strip().lower()
-            if tier not in period.rates:
-                tier = STANDARD
+        tier = service_tier.strip().lower() if service_tier else STANDARD
+        if tier in STANDARD_NAMES:
+            tier = STANDARD
+        elif tier not in period.rates:
+            # A tier we have no rates for (e.g. the Interactions API's discounted "deferred")
+            # is not priced as standard: that would be a silent wrong number.
+            return Cost(
+                status=_cost.UNKNOWN_MODEL,
+                model=model,
+                prices_version=self.version,
+                price_model=found.id,
+                effective_from=period.spec.starts,
+                source=period.spec.source,
+                service_tier=tier,
+                reason=f"{found.id} has no price for service tier {tier!r}",
+            )
         tokens, prompt_tokens, clamped = split_tokens(usage)
         rates = period.rates_for(tier, prompt_tokens)
         per_second = self.audio_tokens_per_second(live=found.live if live is None else live)
