@@ -16,53 +16,49 @@ from typing import Any
 
 from google.genai import types
 
+from otel_gemini.instrumentation._fields import field
+
 _TRUNCATION_MARK = "…[truncated]"
-
-
-def _field(obj: Any, name: str) -> Any:
-    if isinstance(obj, dict):
-        return obj.get(name)
-    return getattr(obj, name, None)
 
 
 def _part_to_json(part: Any) -> dict[str, Any]:
     if isinstance(part, str):
         return {"type": "text", "content": part}
-    text = _field(part, "text")
+    text = field(part, "text")
     if text is not None:
-        kind = "reasoning" if _field(part, "thought") else "text"
+        kind = "reasoning" if field(part, "thought") else "text"
         return {"type": kind, "content": text}
-    inline = _field(part, "inline_data")
+    inline = field(part, "inline_data")
     if inline is not None:
-        data = _field(inline, "data") or b""
-        return {"type": "blob", "mime_type": _field(inline, "mime_type"), "size": len(data)}
-    file_data = _field(part, "file_data")
+        data = field(inline, "data") or b""
+        return {"type": "blob", "mime_type": field(inline, "mime_type"), "size": len(data)}
+    file_data = field(part, "file_data")
     if file_data is not None:
         return {
             "type": "uri",
-            "mime_type": _field(file_data, "mime_type"),
-            "uri": _field(file_data, "file_uri"),
+            "mime_type": field(file_data, "mime_type"),
+            "uri": field(file_data, "file_uri"),
         }
-    call = _field(part, "function_call")
+    call = field(part, "function_call")
     if call is not None:
         return {
             "type": "tool_call",
-            "id": _field(call, "id"),
-            "name": _field(call, "name"),
-            "arguments": _field(call, "args"),
+            "id": field(call, "id"),
+            "name": field(call, "name"),
+            "arguments": field(call, "args"),
         }
-    response = _field(part, "function_response")
+    response = field(part, "function_response")
     if response is not None:
         return {
             "type": "tool_call_response",
-            "id": _field(response, "id"),
-            "response": _field(response, "response"),
+            "id": field(response, "id"),
+            "response": field(response, "response"),
         }
     return {"type": "unknown"}
 
 
 def _content_parts(content: Any) -> list[Any]:
-    parts = _field(content, "parts")
+    parts = field(content, "parts")
     return list(parts) if parts else []
 
 
@@ -98,7 +94,7 @@ def system_instructions(instruction: Any) -> list[dict[str, Any]] | None:
         return None
     if isinstance(instruction, str):
         return [_part_to_json(instruction)]
-    parts = _field(instruction, "parts")
+    parts = field(instruction, "parts")
     if parts is not None:
         return [_part_to_json(part) for part in parts]
     if isinstance(instruction, list):
@@ -119,10 +115,10 @@ def output_message(parts: Iterable[Any], finish_reason: str | None) -> dict[str,
 
 def candidate_parts(response: Any) -> list[Any]:
     """The parts of a response's first candidate (empty if there is none)."""
-    candidates = _field(response, "candidates")
+    candidates = field(response, "candidates")
     if not candidates:
         return []
-    return _content_parts(_field(candidates[0], "content"))
+    return _content_parts(field(candidates[0], "content"))
 
 
 def to_limited_json(value: list[dict[str, Any]], max_length: int) -> str:

@@ -11,6 +11,7 @@ from opentelemetry.util.types import AttributeValue
 from otel_gemini import _attributes as attrs
 from otel_gemini._model_names import bare_model_name
 from otel_gemini.instrumentation import _content
+from otel_gemini.instrumentation._fields import field
 from otel_gemini.instrumentation._settings import InstrumentationSettings
 from otel_gemini.instrumentation._usage import usage_attributes
 
@@ -25,15 +26,6 @@ _REQUEST_PARAMETERS: tuple[tuple[str, str], ...] = (
     ("frequency_penalty", attrs.GEN_AI_REQUEST_FREQUENCY_PENALTY),
     ("candidate_count", attrs.GEN_AI_REQUEST_CHOICE_COUNT),
 )
-
-
-def config_field(config: Any, name: str) -> Any:
-    """A field of a config given as a pydantic model or as a dict."""
-    if config is None:
-        return None
-    if isinstance(config, dict):
-        return config.get(name)
-    return getattr(config, name, None)
 
 
 def _enum_value(value: Any) -> str:
@@ -56,17 +48,17 @@ def request_attributes(config: Any) -> dict[str, AttributeValue]:
     result: dict[str, AttributeValue] = {}
     if config is None:
         return result
-    for field, key in _REQUEST_PARAMETERS:
-        value = config_field(config, field)
+    for name, key in _REQUEST_PARAMETERS:
+        value = field(config, name)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             result[key] = value
-    stop = config_field(config, "stop_sequences")
+    stop = field(config, "stop_sequences")
     if stop:
         result[attrs.GEN_AI_REQUEST_STOP_SEQUENCES] = [str(s) for s in stop]
-    mime = config_field(config, "response_mime_type")
+    mime = field(config, "response_mime_type")
     if mime:
         result[attrs.GEN_AI_OUTPUT_TYPE] = "json" if "json" in str(mime) else "text"
-    tier = config_field(config, "service_tier")
+    tier = field(config, "service_tier")
     if tier:
         result[attrs.REQUEST_SERVICE_TIER] = _enum_value(tier)
     return result
@@ -162,7 +154,7 @@ def input_content_attributes(
     result[attrs.GEN_AI_INPUT_MESSAGES] = _content.to_limited_json(
         _content.input_messages(contents, api_client), settings.content_max_length
     )
-    system = _content.system_instructions(config_field(config, "system_instruction"))
+    system = _content.system_instructions(field(config, "system_instruction"))
     if system:
         result[attrs.GEN_AI_SYSTEM_INSTRUCTIONS] = _content.to_limited_json(
             system, settings.content_max_length

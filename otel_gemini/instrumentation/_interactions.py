@@ -26,7 +26,8 @@ from wrapt import wrap_function_wrapper
 from otel_gemini import _attributes as attrs
 from otel_gemini._model_names import bare_model_name
 from otel_gemini.instrumentation import _content
-from otel_gemini.instrumentation._generate_content import config_field, request_attributes
+from otel_gemini.instrumentation._fields import field
+from otel_gemini.instrumentation._generate_content import request_attributes
 from otel_gemini.instrumentation._instruments import Instruments
 from otel_gemini.instrumentation._internal_errors import report_internal_error
 from otel_gemini.instrumentation._invocation import Invocation
@@ -102,41 +103,41 @@ class InteractionRecorder:
         self._output: list[dict[str, Any]] | None = [] if settings.capture_content else None
 
     def add(self, response: Any) -> None:
-        event_type = config_field(response, "event_type")
+        event_type = field(response, "event_type")
         if not isinstance(event_type, str):
             self._take(response, whole=True)
             return
         if event_type == "error":
-            code = config_field(config_field(response, "error"), "code")
+            code = field(field(response, "error"), "code")
             self._error = str(code) if code else "error"
             return
-        interaction = config_field(response, "interaction")
+        interaction = field(response, "interaction")
         if interaction is not None:
             self._take(interaction, whole=False)
-        usage = config_field(response, "usage")
+        usage = field(response, "usage")
         if usage is not None:
             self._usage = usage
         if self._output is not None and event_type == "step.delta":
-            delta = config_field(response, "delta")
-            text = config_field(delta, "text")
-            if config_field(delta, "type") == "text" and isinstance(text, str):
+            delta = field(response, "delta")
+            text = field(delta, "text")
+            if field(delta, "type") == "text" and isinstance(text, str):
                 _append_text(self._output, text)
 
     def _take(self, interaction: Any, whole: bool) -> None:
-        identifier = config_field(interaction, "id")
+        identifier = field(interaction, "id")
         if isinstance(identifier, str) and identifier:
             self._id = identifier
-        model = config_field(interaction, "model")
+        model = field(interaction, "model")
         if isinstance(model, str) and model:
             self._model = model
-        status = config_field(interaction, "status")
+        status = field(interaction, "status")
         if isinstance(status, str) and status:
             self._status = status
-        usage = config_field(interaction, "usage")
+        usage = field(interaction, "usage")
         if usage is not None:
             self._usage = usage
         if whole and self._output is not None:
-            self._output.extend(_output_parts(config_field(interaction, "steps")))
+            self._output.extend(_output_parts(field(interaction, "steps")))
 
     def attributes(self) -> Mapping[str, AttributeValue]:
         result: dict[str, AttributeValue] = {}
@@ -178,18 +179,18 @@ def _content_part(item: Any) -> dict[str, Any]:
     GenAI part; media never inlined."""
     if isinstance(item, str):
         return {"type": "text", "content": item}
-    kind = config_field(item, "type")
-    text = config_field(item, "text")
+    kind = field(item, "type")
+    text = field(item, "text")
     if isinstance(text, str):
         return {"type": "reasoning" if kind == "thought" else "text", "content": text}
-    data = config_field(item, "data")
+    data = field(item, "data")
     if isinstance(data, (str, bytes)):
         # base64 text: 4 characters carry 3 bytes.
         size = len(data) * 3 // 4 if isinstance(data, str) else len(data)
-        return {"type": "blob", "mime_type": config_field(item, "mime_type"), "size": size}
-    uri = config_field(item, "uri")
+        return {"type": "blob", "mime_type": field(item, "mime_type"), "size": size}
+    uri = field(item, "uri")
     if isinstance(uri, str):
-        return {"type": "uri", "mime_type": config_field(item, "mime_type"), "uri": uri}
+        return {"type": "uri", "mime_type": field(item, "mime_type"), "uri": uri}
     return {"type": str(kind) if kind else "unknown"}
 
 
@@ -197,8 +198,8 @@ def _output_parts(steps: Any) -> list[dict[str, Any]]:
     """The parts of an interaction's ``model_output`` steps."""
     parts: list[dict[str, Any]] = []
     for step in steps or ():
-        if config_field(step, "type") == "model_output":
-            parts.extend(_content_part(item) for item in config_field(step, "content") or ())
+        if field(step, "type") == "model_output":
+            parts.extend(_content_part(item) for item in field(step, "content") or ())
     return parts
 
 
@@ -213,12 +214,12 @@ def _input_messages(given: Any) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     loose: list[dict[str, Any]] = []
     for item in items:
-        kind = config_field(item, "type")
+        kind = field(item, "type")
         role = _STEP_ROLES.get(kind) if isinstance(kind, str) else None
         if role is None:
             loose.append(_content_part(item))
             continue
-        content = config_field(item, "content") or ()
+        content = field(item, "content") or ()
         messages.append({"role": role, "parts": [_content_part(part) for part in content]})
     if loose:
         messages.append({"role": "user", "parts": loose})
@@ -229,7 +230,7 @@ def _request_body(kwargs: Mapping[str, Any]) -> Any:
     """The create request's body: ``request=CreateInteractionRequest(body=...)`` (what the
     SDK's continuation hops send) or the body's fields as keyword arguments."""
     request = kwargs.get("request")
-    body = config_field(request, "body") if request is not None else None
+    body = field(request, "body") if request is not None else None
     return body if body is not None else kwargs
 
 
@@ -255,19 +256,19 @@ class InteractionWrappers(SpanWrappers):
             body = _request_body(kwargs)
             attributes = self._client_attributes(instance)
             attributes[attrs.SDK_METHOD] = attrs.SDK_METHOD_INTERACTIONS_CREATE
-            agent = config_field(body, "agent")
+            agent = field(body, "agent")
             if agent:
                 operation, name = attrs.OP_INVOKE_AGENT, str(agent)
                 attributes[attrs.GEN_AI_AGENT_NAME] = name
             else:
                 operation = attrs.OP_GENERATE_CONTENT
-                name = bare_model_name(str(config_field(body, "model") or ""))
+                name = bare_model_name(str(field(body, "model") or ""))
                 attributes[attrs.GEN_AI_REQUEST_MODEL] = name
             attributes[attrs.GEN_AI_OPERATION_NAME] = operation
             # service_tier and response_mime_type sit on the body, sampling on its config.
             attributes.update(request_attributes(body))
-            attributes.update(request_attributes(config_field(body, "generation_config")))
-            if config_field(body, "background") is True:
+            attributes.update(request_attributes(field(body, "generation_config")))
+            if field(body, "background") is True:
                 attributes[attrs.INTERACTION_BACKGROUND] = True
             settings = self._instruments.settings
             if settings.capture_content:
@@ -300,12 +301,12 @@ class InteractionWrappers(SpanWrappers):
         body: Any, settings: InstrumentationSettings, into: dict[str, AttributeValue]
     ) -> None:
         try:
-            given = config_field(body, "input")
+            given = field(body, "input")
             if given is not None:
                 into[attrs.GEN_AI_INPUT_MESSAGES] = _content.to_limited_json(
                     _input_messages(given), settings.content_max_length
                 )
-            system = config_field(body, "system_instruction")
+            system = field(body, "system_instruction")
             if isinstance(system, str) and system:
                 into[attrs.GEN_AI_SYSTEM_INSTRUCTIONS] = _content.to_limited_json(
                     [{"type": "text", "content": system}], settings.content_max_length

@@ -25,7 +25,8 @@ from otel_gemini import _attributes as attrs
 from otel_gemini._model_names import bare_model_name
 from otel_gemini.instrumentation import _content
 from otel_gemini.instrumentation import _live_resumption as resumption
-from otel_gemini.instrumentation._generate_content import config_field, request_attributes
+from otel_gemini.instrumentation._fields import field
+from otel_gemini.instrumentation._generate_content import request_attributes
 from otel_gemini.instrumentation._instruments import Instruments
 from otel_gemini.instrumentation._internal_errors import report_internal_error
 from otel_gemini.instrumentation._live_audio import INPUT_RATE, blob_pcm, content_blobs
@@ -102,7 +103,7 @@ def _responses(value: Any) -> tuple[Any, ...]:
         return ()
     if isinstance(value, (list, tuple)):
         return tuple(value)
-    responses = _content._field(value, "function_responses")  # LiveClientToolResponse
+    responses = field(value, "function_responses")  # LiveClientToolResponse
     if responses is not None:
         return tuple(responses)
     return (value,)
@@ -119,19 +120,19 @@ def _deprecated_send(kwargs: dict[str, Any], capture: bool) -> _Input:
     end_of_turn = bool(kwargs.get("end_of_turn"))
     if value is None:
         return _Input(opens_turn=False, ends_input=True)
-    chunks = _content._field(value, "media_chunks")
+    chunks = field(value, "media_chunks")
     if chunks is not None:
         return _Input(opens_turn=True, audio=_pcm(*chunks), ends_input=end_of_turn)
-    if _content._field(value, "data") is not None:  # a Blob or blob dict
+    if field(value, "data") is not None:  # a Blob or blob dict
         return _Input(opens_turn=True, audio=_pcm(value), ends_input=end_of_turn)
     items = value if isinstance(value, (list, tuple)) else (value,)
-    if items and all(_content._field(item, "response") is not None for item in items):
+    if items and all(field(item, "response") is not None for item in items):
         return _Input(opens_turn=True, ends_input=True, tool_responses=tuple(items))
-    if _content._field(value, "function_responses") is not None:
+    if field(value, "function_responses") is not None:
         return _Input(opens_turn=True, ends_input=True, tool_responses=_responses(value))
-    turns = _content._field(value, "turns")
+    turns = field(value, "turns")
     if turns is not None:  # LiveClientContent
-        end_of_turn = end_of_turn or bool(_content._field(value, "turn_complete"))
+        end_of_turn = end_of_turn or bool(field(value, "turn_complete"))
         return _client_content({"turns": turns, "turn_complete": end_of_turn}, capture)
     return _Input(
         opens_turn=True,
@@ -281,7 +282,7 @@ class InstrumentedConnection:
             base[attrs.GEN_AI_REQUEST_MODEL] = model
             base[attrs.SDK_METHOD] = attrs.SDK_METHOD_LIVE_CONNECT
             base.update(request_attributes(config))
-            modalities = config_field(config, "response_modalities")
+            modalities = field(config, "response_modalities")
             if modalities:
                 base[attrs.LIVE_RESPONSE_MODALITIES] = [_enum_name(m) for m in modalities]
             session: dict[str, AttributeValue] = {
@@ -292,7 +293,7 @@ class InstrumentedConnection:
             }
             settings = self._instruments.settings
             if settings.capture_content:
-                system = _content.system_instructions(config_field(config, "system_instruction"))
+                system = _content.system_instructions(field(config, "system_instruction"))
                 if system:
                     session[attrs.GEN_AI_SYSTEM_INSTRUCTIONS] = _content.to_limited_json(
                         system, settings.content_max_length
@@ -302,7 +303,7 @@ class InstrumentedConnection:
                 attrs.GEN_AI_OPERATION_NAME: attrs.OP_GENERATE_CONTENT,
                 attrs.LANGFUSE_OBSERVATION_TYPE: "generation",
             }
-            handle = config_field(config_field(config, "session_resumption"), "handle")
+            handle = field(field(config, "session_resumption"), "handle")
             resumes = None
             if isinstance(handle, str) and handle:
                 session[attrs.LIVE_RESUMED] = True

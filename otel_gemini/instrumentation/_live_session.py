@@ -30,6 +30,7 @@ from opentelemetry.util.types import AttributeValue
 from otel_gemini import _attributes as attrs
 from otel_gemini._trace_attributes import current_trace_attributes
 from otel_gemini.instrumentation import _live_resumption as resumption
+from otel_gemini.instrumentation._fields import field
 from otel_gemini.instrumentation._generate_content import json_attribute
 from otel_gemini.instrumentation._instruments import Instruments
 from otel_gemini.instrumentation._internal_errors import report_internal_error
@@ -212,8 +213,8 @@ class LiveSessionTracker:
     def tool_responses(self, responses: list[Any]) -> None:
         """``send_tool_response`` succeeded: each answered call's span ends."""
         for response in responses:
-            call_id = _field(response, "id")
-            name = _field(response, "name")
+            call_id = field(response, "id")
+            name = field(response, "name")
             tool = None
             if call_id:
                 tool = self._tools.pop(str(call_id), None)
@@ -221,7 +222,7 @@ class LiveSessionTracker:
                 tool = self._tools.pop(f"name:{name}", None)
             if tool is None:
                 continue
-            tool.observe(_field(response, "response"))
+            tool.observe(field(response, "response"))
             tool.finish()
 
     def send_failed(self, error: BaseException) -> None:
@@ -431,9 +432,3 @@ def _turn_complete(content: Any) -> bool:
 
 def _is_cancellation(error: BaseException) -> bool:
     return isinstance(error, asyncio.CancelledError)
-
-
-def _field(obj: Any, name: str) -> Any:
-    if isinstance(obj, dict):
-        return obj.get(name)
-    return getattr(obj, name, None)

@@ -24,9 +24,9 @@ from opentelemetry.util.types import AttributeValue
 
 from otel_gemini import _attributes as attrs
 from otel_gemini._model_names import bare_model_name
+from otel_gemini.instrumentation._fields import field
 from otel_gemini.instrumentation._generate_content import (
     GenerateContentRecorder,
-    config_field,
     input_content_attributes,
     json_attribute,
     request_attributes,
@@ -106,15 +106,15 @@ def _generate_request(call: Call, settings: InstrumentationSettings) -> dict[str
 
 
 def _images_request(call: Call, settings: InstrumentationSettings) -> dict[str, AttributeValue]:
-    count = config_field(call.config, "number_of_images")
+    count = field(call.config, "number_of_images")
     return {"otel_gemini.request.image_count": count} if isinstance(count, int) else {}
 
 
 def _videos_request(call: Call, settings: InstrumentationSettings) -> dict[str, AttributeValue]:
     # Veo bills per second of generated video; the request states how much it asks for.
     config = call.config
-    seconds = config_field(config, "duration_seconds")
-    count = config_field(config, "number_of_videos") or 1
+    seconds = field(config, "duration_seconds")
+    count = field(config, "number_of_videos") or 1
     if isinstance(seconds, (int, float)) and isinstance(count, int):
         return {attrs.USAGE_OUTPUT_VIDEO_SECONDS: float(seconds) * count}
     return {}
@@ -122,14 +122,14 @@ def _videos_request(call: Call, settings: InstrumentationSettings) -> dict[str, 
 
 def afc_active(config: Any) -> bool:
     """Whether the SDK will run automatic function calling for a call with ``config``."""
-    tools = config_field(config, "tools")
+    tools = field(config, "tools")
     if not tools or not any(callable(tool) for tool in tools):
         return False
-    afc = config_field(config, "automatic_function_calling")
+    afc = field(config, "automatic_function_calling")
     if afc is not None:
-        if config_field(afc, "disable"):
+        if field(afc, "disable"):
             return False
-        maximum = config_field(afc, "maximum_remote_calls")
+        maximum = field(afc, "maximum_remote_calls")
         if isinstance(maximum, int) and maximum <= 0:
             return False
     return True
