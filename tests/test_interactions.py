@@ -19,6 +19,7 @@ from opentelemetry.trace import StatusCode
 from otel_gemini import CostSpanProcessor, GeminiInstrumentor
 from otel_gemini.testing import FakeGemini, ScriptedUsage
 from tests.conftest import Recorded
+from tests.test_instrumentation import RICH_USAGE_ATTRIBUTES, attributes_of, rich_usage
 
 # google-genai 2.9+ (``_gaos``) continues long decodes automatically; 1.55 to 2.8 have an
 # earlier generated client (``_interactions``) without it; before 1.55 there is no API.
@@ -35,33 +36,9 @@ needs_continuation = pytest.mark.skipif(
 )
 
 MODEL = "gemini-2.5-flash"
-USAGE = ScriptedUsage(
-    prompt=1200,
-    cached=1000,
-    candidates=300,
-    thoughts=150,
-    tool_use_prompt=40,
-    prompt_by_modality={"TEXT": 1000, "AUDIO": 200},
-    candidates_by_modality={"TEXT": 300},
-    cache_by_modality={"TEXT": 900, "AUDIO": 100},
-    tool_use_prompt_by_modality={"TEXT": 40},
-)
-# The same conventions' totals as generateContent's usage_metadata with the same counts.
-USAGE_ATTRIBUTES = {
-    "gen_ai.usage.input_tokens": 1240,
-    "gen_ai.usage.output_tokens": 450,
-    "gen_ai.usage.cache_read.input_tokens": 1000,
-    "gen_ai.usage.reasoning.output_tokens": 150,
-    "otel_gemini.usage.tool_use_prompt.input_tokens": 40,
-    "gen_ai.usage.text.input_tokens": 1040,
-    "gen_ai.usage.audio.input_tokens": 200,
-    "gen_ai.usage.text.output_tokens": 450,
-    "otel_gemini.usage.cache_read.audio.input_tokens": 100,
-}
-
-
-def attributes_of(span: Any) -> dict[str, Any]:
-    return dict(span.attributes or {})
+# The same counts and conventions' totals as the generateContent tests' usage_metadata.
+USAGE = rich_usage()
+USAGE_ATTRIBUTES = RICH_USAGE_ATTRIBUTES
 
 
 def base_attributes(fake: FakeGemini, response_id: str) -> dict[str, Any]:

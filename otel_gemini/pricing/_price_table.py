@@ -267,16 +267,7 @@ class PriceTable:
         elif tier not in period.rates:
             # A tier we have no rates for (e.g. the Interactions API's discounted "deferred")
             # is not priced as standard: that would be a silent wrong number.
-            return Cost(
-                status=_cost.UNKNOWN_MODEL,
-                model=model,
-                prices_version=self.version,
-                price_model=found.id,
-                effective_from=period.spec.starts,
-                source=period.spec.source,
-                service_tier=tier,
-                reason=f"{found.id} has no price for service tier {tier!r}",
-            )
+            return _unpriced(model, self.version, found, period, tier, f"service tier {tier!r}")
         tokens, prompt_tokens, clamped = split_tokens(usage)
         rates = period.rates_for(tier, prompt_tokens)
         per_second = self.audio_tokens_per_second(live=found.live if live is None else live)
@@ -285,17 +276,9 @@ class PriceTable:
             return _no_usage(model, self.version, found)
         priced = price_usage(rates, tokens, usage, per_second)
         if priced.missing:
-            return Cost(
-                status=_cost.UNKNOWN_MODEL,
-                model=model,
-                prices_version=self.version,
-                price_model=found.id,
-                effective_from=period.spec.starts,
-                source=period.spec.source,
-                service_tier=tier,
-                details=priced.details,
-                reason=f"{found.id} has no price for {', '.join(priced.missing)}",
-                clamped=clamped,
+            missing = ", ".join(priced.missing)
+            return _unpriced(
+                model, self.version, found, period, tier, missing, priced.details, clamped
             )
         spec_period = period.spec
         return Cost(
@@ -329,6 +312,31 @@ class PriceTable:
 
 def _has_audio_seconds(usage: Usage) -> bool:
     return bool(usage.audio_input_seconds or usage.audio_output_seconds)
+
+
+def _unpriced(
+    model: str,
+    version: str,
+    found: PricedModel,
+    period: PricePeriod,
+    tier: str,
+    missing: str,
+    details: dict[str, int] | None = None,
+    clamped: bool = False,
+) -> Cost:
+    """An ``unknown_model`` cost: ``found`` has no price for ``missing`` in ``period``."""
+    return Cost(
+        status=_cost.UNKNOWN_MODEL,
+        model=model,
+        prices_version=version,
+        price_model=found.id,
+        effective_from=period.spec.starts,
+        source=period.spec.source,
+        service_tier=tier,
+        details=details,
+        reason=f"{found.id} has no price for {missing}",
+        clamped=clamped,
+    )
 
 
 def _no_usage(model: str, version: str, found: PricedModel | None) -> Cost:
