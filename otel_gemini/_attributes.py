@@ -72,6 +72,9 @@ OP_EMBEDDINGS: Final = "embeddings"
 OP_EXECUTE_TOOL: Final = "execute_tool"
 OP_INVOKE_AGENT: Final = "invoke_agent"
 
+# The official OTel google-genai instrumentation names its Interactions API spans' operation
+# so; their output_tokens leave thoughts out (its generate_content spans count them): read-only.
+OFFICIAL_OP_INTERACTIONS_CREATE: Final = "interactions.create"
 # Official OTel google-genai instrumentation (older semconv) and OpenInference: read-only.
 GEN_AI_USAGE_PROMPT_TOKENS: Final = "gen_ai.usage.prompt_tokens"
 GEN_AI_USAGE_COMPLETION_TOKENS: Final = "gen_ai.usage.completion_tokens"

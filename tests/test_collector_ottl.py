@@ -167,6 +167,18 @@ CASES: list[Case] = [
         None,
     ),
     (
+        "the official instrumentation's interactions span: thoughts outside output_tokens",
+        {
+            **FLASH,
+            "gen_ai.operation.name": "interactions.create",
+            "gen_ai.usage.input_tokens": 1000,
+            "gen_ai.usage.output_tokens": 200,
+            "gen_ai.usage.reasoning.output_tokens": 100,
+        },
+        None,
+        0.00105,
+    ),
+    (
         "google-genai's unspecified tier is standard",
         {
             **FLASH,

@@ -497,3 +497,40 @@ def test_an_interaction_costs_what_the_same_generate_content_costs(
         interaction["langfuse.observation.cost_details"]
         == (generation["langfuse.observation.cost_details"])
     )
+
+
+def test_the_official_instrumentations_interaction_spans_are_priced_with_their_thoughts(
+    fake_gemini: FakeGemini,
+) -> None:
+    # Its interactions spans leave thoughts out of output_tokens (its generate_content spans
+    # count them); pricing must bill them all the same, as for our spans.
+    official = pytest.importorskip("opentelemetry.instrumentation.google_genai")
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(CostSpanProcessor(SimpleSpanProcessor(exporter)))
+    instrumentor = official.GoogleGenAiSdkInstrumentor()
+    instrumentor.instrument(tracer_provider=provider, skip_dep_check=True)
+    try:
+        usage = ScriptedUsage(prompt=1200, cached=1000, candidates=300, thoughts=150)
+        client = fake_gemini.client()
+        fake_gemini.add_interaction("Hello!", usage=usage)
+        client.interactions.create(model=MODEL, input="Hi")
+        fake_gemini.add_text("Hello!", usage=usage)
+        client.models.generate_content(model=MODEL, contents="Hi")
+    finally:
+        instrumentor.uninstrument()
+        provider.shutdown()
+
+    interaction, generation = (
+        dict(span.attributes or {}) for span in exporter.get_finished_spans()
+    )
+    assert interaction["gen_ai.operation.name"] == "interactions.create"
+    assert (
+        interaction["gen_ai.usage.output_tokens"],
+        generation["gen_ai.usage.output_tokens"],
+    ) == (
+        300,
+        450,
+    )
+    assert interaction["gen_ai.usage.cost"] == pytest.approx(0.001215, abs=1e-12)
+    assert interaction["gen_ai.usage.cost"] == generation["gen_ai.usage.cost"]

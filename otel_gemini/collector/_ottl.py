@@ -165,6 +165,14 @@ def _read_usage() -> list[str]:
             out.append(f"set({target}, 0.0) where {target} < 0.0")
         elif field in SECONDS_FIELDS:
             out.append(f'delete_key(cache, "u.{field}") where {target} < 0.0')
+    # As read_span_usage: the official instrumentation's Interactions spans leave thoughts
+    # out of output_tokens.
+    output, reasoning = _u("output_tokens"), _u("reasoning_output_tokens")
+    official = _attr(attrs.GEN_AI_OPERATION_NAME)
+    out.append(
+        f"set({output}, {output} + {reasoning}) where {reasoning} > 0"
+        f" and {official} == {_quote(attrs.OFFICIAL_OP_INTERACTIONS_CREATE)}"
+    )
     zero = " and ".join(f"{_u(field)} == 0" for field in _EMPTY_FIELDS)
     out.append(f"set({_c('empty')}, false)")
     out.append(

@@ -193,8 +193,16 @@ def read_span_usage(attributes: Mapping[str, Any]) -> SpanUsage:
     method = attributes.get(attrs.SDK_METHOD)
     live = (isinstance(method, str) and "live" in method) or not LIVE_MARKERS.isdisjoint(attributes)
     tier = attributes.get(attrs.REQUEST_SERVICE_TIER)
+    usage = _usage(attributes)
+    if (
+        usage.reasoning_output_tokens
+        and attributes.get(attrs.GEN_AI_OPERATION_NAME) == attrs.OFFICIAL_OP_INTERACTIONS_CREATE
+    ):
+        # The conventions count thoughts in output_tokens (reasoning is a subset); these
+        # spans do not, and pricing them as they are would leave the thoughts unbilled.
+        usage = usage._replace(output_tokens=usage.output_tokens + usage.reasoning_output_tokens)
     return SpanUsage(
-        usage=_usage(attributes),
+        usage=usage,
         models=tuple(models),
         provider=first_text(attributes, PROVIDER_KEYS),
         service_tier=tier if isinstance(tier, str) else None,
