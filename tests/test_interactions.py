@@ -56,6 +56,18 @@ def base_attributes(fake: FakeGemini, response_id: str) -> dict[str, Any]:
     }
 
 
+def plain_then_instrumented(recorded: Recorded, run: Callable[[], Any]) -> tuple[Any, Any]:
+    """What ``run()`` gives uninstrumented, then instrumented into ``recorded``."""
+    plain = run()
+    GeminiInstrumentor().instrument(
+        tracer_provider=recorded.tracer_provider, meter_provider=recorded.meter_provider
+    )
+    try:
+        return plain, run()
+    finally:
+        GeminiInstrumentor().uninstrument()
+
+
 def test_create_is_one_span_with_the_full_attribute_set(
     fake_gemini: FakeGemini, instrumented: Recorded
 ) -> None:
@@ -151,12 +163,7 @@ def test_the_caller_gets_the_same_events_as_uninstrumented(
         stream = client.interactions.create(model=MODEL, input="Hi", stream=True)
         return [event.model_dump() for event in stream]
 
-    plain = events()
-    GeminiInstrumentor().instrument(tracer_provider=recorded.tracer_provider)
-    try:
-        instrumented_events = events()
-    finally:
-        GeminiInstrumentor().uninstrument()
+    plain, instrumented_events = plain_then_instrumented(recorded, events)
     assert instrumented_events == plain
     assert len(plain) == 6
     assert len(recorded.spans()) == 1
@@ -281,20 +288,11 @@ def test_api_errors_are_recorded_and_reach_the_caller_unchanged(
 ) -> None:
     client = fake_gemini.client()
 
-    def call() -> Any:
-        return client.interactions.create(model=MODEL, input="Hi")
-
-    fake_gemini.add_error(400, "scripted failure")
-    plain = outcome(call)
-    GeminiInstrumentor().instrument(
-        tracer_provider=recorded.tracer_provider, meter_provider=recorded.meter_provider
-    )
-    try:
+    def run() -> tuple[str, Any]:
         fake_gemini.add_error(400, "scripted failure")
-        instrumented_outcome = outcome(call)
-    finally:
-        GeminiInstrumentor().uninstrument()
+        return outcome(lambda: client.interactions.create(model=MODEL, input="Hi"))
 
+    plain, instrumented_outcome = plain_then_instrumented(recorded, run)
     assert instrumented_outcome == plain
     assert plain[0] == "raised"
     [span] = recorded.spans()
@@ -327,17 +325,11 @@ def test_a_malformed_interaction_reaches_the_caller_exactly_as_uninstrumented(
 ) -> None:
     client = fake_gemini.client()
 
-    def call() -> Any:
-        return client.interactions.create(model=MODEL, input="Hi")
-
-    fake_gemini.add_malformed("wrong_shape")
-    plain = outcome(call)
-    GeminiInstrumentor().instrument(tracer_provider=recorded.tracer_provider)
-    try:
+    def run() -> tuple[str, Any]:
         fake_gemini.add_malformed("wrong_shape")
-        instrumented_outcome = outcome(call)
-    finally:
-        GeminiInstrumentor().uninstrument()
+        return outcome(lambda: client.interactions.create(model=MODEL, input="Hi"))
+
+    plain, instrumented_outcome = plain_then_instrumented(recorded, run)
     assert instrumented_outcome == plain
     assert len(recorded.spans()) == 1
 
