@@ -101,6 +101,56 @@ def test_generate_content_span_has_the_full_attribute_set(
     }
 
 
+USAGE_KEYS = (
+    "gen_ai.usage.input_tokens",
+    "gen_ai.usage.output_tokens",
+    "gen_ai.usage.reasoning.output_tokens",
+    "gen_ai.usage.text.input_tokens",
+    "gen_ai.usage.text.output_tokens",
+)
+
+
+@pytest.mark.parametrize(
+    ("usage", "expected"),
+    [
+        pytest.param(
+            # What the Gemini API sends for text: no candidatesTokensDetails. A text output
+            # count of the 12 thoughts alone would understate the 42 tokens of text.
+            ScriptedUsage(prompt=100, candidates=30, thoughts=12, prompt_by_modality={"TEXT": 100}),
+            {
+                "gen_ai.usage.input_tokens": 100,
+                "gen_ai.usage.output_tokens": 42,
+                "gen_ai.usage.reasoning.output_tokens": 12,
+                "gen_ai.usage.text.input_tokens": 100,
+            },
+            id="candidates-split-unknown",
+        ),
+        pytest.param(
+            # Stopped while thinking: all the output is thoughts, so all of it is text.
+            ScriptedUsage(prompt=100, thoughts=12, prompt_by_modality={"TEXT": 100}),
+            {
+                "gen_ai.usage.input_tokens": 100,
+                "gen_ai.usage.output_tokens": 12,
+                "gen_ai.usage.reasoning.output_tokens": 12,
+                "gen_ai.usage.text.input_tokens": 100,
+                "gen_ai.usage.text.output_tokens": 12,
+            },
+            id="thoughts-only",
+        ),
+    ],
+)
+def test_text_output_count_is_written_only_when_the_split_is_known(
+    fake_gemini: FakeGemini, instrumented: Recorded, usage: ScriptedUsage, expected: dict[str, int]
+) -> None:
+    fake_gemini.add_text("Hi", usage=usage)
+    client = fake_gemini.client()
+    client.models.generate_content(model=MODEL, contents="Hi")
+
+    [span] = instrumented.spans()
+    attributes = attributes_of(span)
+    assert {key: attributes[key] for key in USAGE_KEYS if key in attributes} == expected
+
+
 async def test_async_generate_content_matches_sync(
     fake_gemini: FakeGemini, instrumented: Recorded
 ) -> None:

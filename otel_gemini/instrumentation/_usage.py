@@ -3,8 +3,10 @@
 Gemini reports ``prompt_token_count`` (cached tokens included), ``candidates_token_count``,
 ``thoughts_token_count`` and ``tool_use_prompt_token_count`` separately. We write the GenAI
 conventions' totals: input = prompt + tool-use prompt; output = candidates + thoughts, with
-the cache-read and reasoning counts as subsets, and per-modality counts that add up to those
-totals (thinking is counted as text output).
+the cache-read and reasoning counts as subsets, and the per-modality counts Gemini reports
+(thinking is counted as text output, but only where the candidates' split is known: a
+response without ``candidates_tokens_details`` gets no text output count rather than one
+holding the thoughts alone).
 """
 
 from __future__ import annotations
@@ -56,6 +58,15 @@ def _add_modality_counts(
             into[key] = into.get(key, 0) + int(count)
 
 
+def _add_thoughts(
+    thoughts: Any, candidates: Any, candidates_details: Any, into: dict[str, int]
+) -> None:
+    """Counts thinking as text output when the rest of the output's split is known: without
+    ``candidates_details`` a text count of the thoughts alone would understate the text."""
+    if thoughts and (candidates_details or not candidates):
+        into[_TEXT_OUTPUT] = into.get(_TEXT_OUTPUT, 0) + int(thoughts)
+
+
 def _totals(
     prompt: Any, tool_use: Any, cached: Any, thoughts: Any, candidates: Any
 ) -> dict[str, AttributeValue]:
@@ -99,8 +110,7 @@ def usage_attributes(usage: Any) -> dict[str, AttributeValue]:
         _add_modality_counts(details, _INPUT_KEYS, counts)
     if out_details:
         _add_modality_counts(out_details, _OUTPUT_KEYS, counts)
-    if thoughts:
-        counts[_TEXT_OUTPUT] = counts.get(_TEXT_OUTPUT, 0) + int(thoughts)
+    _add_thoughts(thoughts, candidates, out_details, counts)
     # Cached audio is priced apart; the other modalities' cache reads are not needed.
     details = getattr(usage, "cache_tokens_details", None)
     if details:
@@ -132,7 +142,6 @@ def interaction_usage_attributes(usage: Any) -> dict[str, AttributeValue]:
         details = getattr(usage, name, None)
         if details:
             _add_modality_counts(details, keys, counts, "tokens")
-    if thoughts:
-        counts[_TEXT_OUTPUT] = counts.get(_TEXT_OUTPUT, 0) + int(thoughts)
+    _add_thoughts(thoughts, candidates, getattr(usage, "output_tokens_by_modality", None), counts)
     result.update(counts)
     return result
