@@ -19,6 +19,9 @@ GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
 GEN_AI_RESPONSE_ID: Final = "gen_ai.response.id"
 GEN_AI_RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
 GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"
+# fetch_response spans: the fetched response's lifecycle status; where a resumed stream restarts.
+GEN_AI_RESPONSE_STATUS: Final = "gen_ai.response.status"
+GEN_AI_REQUEST_STREAM_CURSOR: Final = "gen_ai.request.stream_cursor"
 GEN_AI_REQUEST_TEMPERATURE: Final = "gen_ai.request.temperature"
 GEN_AI_REQUEST_TOP_P: Final = "gen_ai.request.top_p"
 GEN_AI_REQUEST_TOP_K: Final = "gen_ai.request.top_k"
@@ -71,6 +74,8 @@ OP_GENERATE_CONTENT: Final = "generate_content"
 OP_EMBEDDINGS: Final = "embeddings"
 OP_EXECUTE_TOOL: Final = "execute_tool"
 OP_INVOKE_AGENT: Final = "invoke_agent"
+# Fetching a response made earlier (no inference: token usage MUST NOT be reported on it).
+OP_FETCH_RESPONSE: Final = "fetch_response"
 
 # The official OTel google-genai instrumentation names its Interactions API spans' operation
 # so; their output_tokens leave thoughts out (its generate_content spans count them): read-only.
@@ -140,6 +145,7 @@ REQUEST_SERVICE_TIER: Final = "otel_gemini.request.service_tier"
 SDK_METHOD: Final = "otel_gemini.sdk.method"
 # Interactions API (client.interactions.create)
 SDK_METHOD_INTERACTIONS_CREATE: Final = "interactions.create"
+SDK_METHOD_INTERACTIONS_GET: Final = "interactions.get"
 # The interaction's status as the API reported it (completed, requires_continuation,
 # requires_action, in_progress for a background one...); finish_reasons holds its mapping.
 INTERACTION_STATUS: Final = "otel_gemini.interaction.status"

@@ -6,7 +6,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -16,7 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from otel_gemini import CostSpanProcessor, GeminiInstrumentor
+from otel_gemini import CostSpanProcessor, GeminiInstrumentor, trace_attributes
 from otel_gemini.testing import FakeGemini, ScriptedUsage
 from tests.conftest import Recorded
 from tests.test_instrumentation import RICH_USAGE_ATTRIBUTES, attributes_of, rich_usage
@@ -272,6 +274,178 @@ def test_background_agent_interaction_is_an_agent_span_without_usage_yet(
     assert not any(key.startswith("gen_ai.usage.") for key in attributes)
 
 
+# --- fetches and background interactions -----------------------------------------------------
+
+
+def fetch_attributes(fake: FakeGemini, status: str, finish: str | None) -> dict[str, Any]:
+    expected: dict[str, Any] = {
+        "gen_ai.operation.name": "fetch_response",
+        "gen_ai.provider.name": "gcp.gemini",
+        "gen_ai.response.id": "int-bg",
+        "gen_ai.response.model": MODEL,
+        "gen_ai.response.status": status,
+        "langfuse.observation.type": "span",
+        "otel_gemini.interaction.status": status,
+        "otel_gemini.sdk.method": "interactions.get",
+        "server.address": "127.0.0.1",
+        "server.port": fake.port,
+    }
+    if finish is not None:
+        expected["gen_ai.response.finish_reasons"] = (finish,)
+    return expected
+
+
+def iso_z(nanoseconds: int) -> str:
+    """The API's way of writing a time: UTC, nine fraction digits, "Z"."""
+    moment = datetime.fromtimestamp(nanoseconds // 10**9, tz=timezone.utc)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{nanoseconds % 10**9:09d}Z"
+
+
+def test_a_background_interaction_is_billed_once_by_the_fetch_that_returns_it_finished(
+    fake_gemini: FakeGemini, instrumented: Recorded
+) -> None:
+    client = fake_gemini.client()
+    fake_gemini.add_interaction("", status="in_progress", interaction_id="int-bg")
+    with trace_attributes(user_id="creator", session_id="s-1"):
+        created = client.interactions.create(model=MODEL, input="Hi", background=True)
+    fake_gemini.add_interaction(
+        "", status="in_progress", interaction_id="int-bg", fetch=True, model=MODEL
+    )
+    updated = time.time_ns() // 1000 * 1000  # google-genai before 2.9 reads microseconds
+    for _ in range(2):  # polled again after it finished
+        fake_gemini.add_interaction(
+            "Done.",
+            usage=USAGE,
+            interaction_id="int-bg",
+            fetch=True,
+            model=MODEL,
+            updated=iso_z(updated),
+        )
+    with trace_attributes(user_id="poller"):
+        statuses = [client.interactions.get(created.id).status for _ in range(3)]
+
+    assert statuses == ["in_progress", "completed", "completed"]
+    create, generation = instrumented.spans_named("generate_content")
+    fetches = instrumented.spans_named("fetch_response")
+    # Fetches carry no usage (the conventions forbid it: the generation spent those tokens).
+    assert [attributes_of(fetch) for fetch in fetches] == [
+        {**fetch_attributes(fake_gemini, "in_progress", None), "user.id": "poller"},
+        {**fetch_attributes(fake_gemini, "completed", "stop"), "user.id": "poller"},
+        {**fetch_attributes(fake_gemini, "completed", "stop"), "user.id": "poller"},
+    ]
+    assert all(fetch.name == "fetch_response" for fetch in fetches)
+    # The generation: the create's child, from its start to the interaction's last update,
+    # linked to the fetch that returned it, with the creator's user and the usage.
+    request = {
+        key: value
+        for key, value in attributes_of(create).items()
+        if not key.startswith("gen_ai.response.") and key != "otel_gemini.interaction.status"
+    }
+    assert attributes_of(generation) == {
+        **request,
+        **base_attributes(fake_gemini, "int-bg"),
+        **USAGE_ATTRIBUTES,
+        "user.id": "creator",
+        "session.id": "s-1",
+        "otel_gemini.interaction.background": True,
+    }
+    assert generation.name == create.name == f"generate_content {MODEL}"
+    assert generation.context.trace_id == create.context.trace_id
+    assert generation.parent is not None and generation.parent.span_id == create.context.span_id
+    assert [link.context.span_id for link in generation.links] == [fetches[1].context.span_id]
+    assert generation.start_time == create.start_time
+    assert generation.end_time == updated
+    tokens = sorted(point.sum for point in instrumented.metric_points("gen_ai.client.token.usage"))
+    assert tokens == [450, 1240]  # the generation's output and input, once
+
+
+async def test_a_streamed_fetch_bills_a_background_interaction_when_the_stream_ends(
+    fake_gemini: FakeGemini, instrumented: Recorded
+) -> None:
+    client = fake_gemini.client()
+    fake_gemini.add_interaction("", status="in_progress", interaction_id="int-bg")
+    await client.aio.interactions.create(model=MODEL, input="Hi", background=True)
+    fake_gemini.add_interaction(
+        ["Do", "ne."], usage=USAGE, interaction_id="int-bg", fetch=True, model=MODEL
+    )
+    stream = await client.aio.interactions.get("int-bg", stream=True, last_event_id="evt-7")
+    texts = [event.delta.text async for event in stream if event.event_type == "step.delta"]
+
+    assert texts == ["Do", "ne."]
+    [fetch] = instrumented.spans_named("fetch_response")
+    attributes = attributes_of(fetch)
+    assert attributes["gen_ai.request.stream_cursor"] == "evt-7"
+    assert attributes["otel_gemini.stream.completed"] is True
+    assert not any(key.startswith("gen_ai.usage.") for key in attributes)
+    create, generation = instrumented.spans_named("generate_content")
+    assert generation.parent is not None and generation.parent.span_id == create.context.span_id
+    usage = {
+        key: value for key, value in attributes_of(generation).items() if key in USAGE_ATTRIBUTES
+    }
+    assert usage == USAGE_ATTRIBUTES
+
+
+def test_fetching_an_interaction_billed_at_its_create_bills_nothing_more(
+    fake_gemini: FakeGemini, instrumented: Recorded
+) -> None:
+    client = fake_gemini.client()
+    # Finished at once (usage on the create span), then fetched; and one from elsewhere.
+    fake_gemini.add_interaction("Hi!", usage=USAGE, interaction_id="int-bg")
+    client.interactions.create(model=MODEL, input="Hi", background=True)
+    fake_gemini.add_interaction(
+        "Hi!", usage=USAGE, interaction_id="int-bg", fetch=True, model=MODEL
+    )
+    client.interactions.get("int-bg")
+    fake_gemini.add_interaction(
+        "Hi!", usage=USAGE, interaction_id="int-other", fetch=True, model=MODEL
+    )
+    client.interactions.get("int-other")
+
+    generations = instrumented.spans_named("generate_content")
+    assert len(generations) == 1
+    assert attributes_of(generations[0])["gen_ai.usage.input_tokens"] == 1240
+    assert len(instrumented.spans_named("fetch_response")) == 2
+
+
+def test_a_failed_fetch_is_an_error_span_and_a_later_one_still_bills_the_generation(
+    fake_gemini: FakeGemini, instrumented: Recorded
+) -> None:
+    client = fake_gemini.client()
+    fake_gemini.add_interaction("", status="in_progress", interaction_id="int-bg")
+    client.interactions.create(model=MODEL, input="Hi", background=True)
+    fake_gemini.add_error(403, "denied")  # not retried by the SDK
+    with pytest.raises(Exception, match="denied") as raised:
+        client.interactions.get("int-bg")
+    assert getattr(raised.value, "status_code", None) == 403
+    fake_gemini.add_interaction(
+        "Done.", usage=USAGE, interaction_id="int-bg", fetch=True, model=MODEL
+    )
+    client.interactions.get("int-bg")
+
+    failed, fetched = instrumented.spans_named("fetch_response")
+    assert failed.status.status_code is StatusCode.ERROR
+    assert attributes_of(failed)["error.type"] == "403"
+    assert fetched.status.status_code is StatusCode.UNSET
+    _, generation = instrumented.spans_named("generate_content")
+    assert attributes_of(generation)["gen_ai.usage.input_tokens"] == 1240
+
+
+def test_the_caller_gets_the_same_fetched_interaction_as_uninstrumented(
+    fake_gemini: FakeGemini, recorded: Recorded
+) -> None:
+    client = fake_gemini.client()
+
+    def fetch() -> tuple[str, Any]:
+        fake_gemini.add_interaction(
+            "Done.", usage=USAGE, interaction_id="int-bg", fetch=True, model=MODEL
+        )
+        return outcome(lambda: client.interactions.get("int-bg"))
+
+    plain, instrumented = plain_then_instrumented(recorded, fetch)
+    assert instrumented == plain
+    assert plain[0] == "returned"
+
+
 # --- errors ---------------------------------------------------------------------------------
 
 
@@ -372,12 +546,13 @@ def test_suppress_instrumentation_and_uninstrument(
         from google.genai._interactions.resources import interactions
 
         classes = (interactions.InteractionsResource, interactions.AsyncInteractionsResource)
-    before = [cls.__dict__["create"] for cls in classes]
+    methods = [(cls, name) for cls in classes for name in ("create", "get")]
+    before = [cls.__dict__[name] for cls, name in methods]
     GeminiInstrumentor().instrument(tracer_provider=recorded.tracer_provider)
     try:
         # wrapt's wrappers compare equal to what they wrap: compare identities.
         assert not any(
-            cls.__dict__["create"] is was for cls, was in zip(classes, before, strict=True)
+            cls.__dict__[name] is was for (cls, name), was in zip(methods, before, strict=True)
         )
         client = fake_gemini.client()
         with suppress_instrumentation():
@@ -386,7 +561,7 @@ def test_suppress_instrumentation_and_uninstrument(
     finally:
         GeminiInstrumentor().uninstrument()
 
-    assert all(cls.__dict__["create"] is was for cls, was in zip(classes, before, strict=True))
+    assert all(cls.__dict__[name] is was for (cls, name), was in zip(methods, before, strict=True))
     client.interactions.create(model=MODEL, input="Hi")
     assert recorded.spans() == []
 
@@ -526,3 +701,29 @@ def test_the_official_instrumentations_interaction_spans_are_priced_with_their_t
     )
     assert interaction["gen_ai.usage.cost"] == pytest.approx(0.001215, abs=1e-12)
     assert interaction["gen_ai.usage.cost"] == generation["gen_ai.usage.cost"]
+
+
+def test_a_background_interaction_is_priced_once_on_its_generation_span(
+    fake_gemini: FakeGemini, priced: InMemorySpanExporter
+) -> None:
+    usage = ScriptedUsage(prompt=1200, cached=1000, candidates=300, thoughts=150)
+    client = fake_gemini.client()
+    fake_gemini.add_interaction("", status="in_progress", interaction_id="int-bg")
+    client.interactions.create(model=MODEL, input="Hi", background=True)
+    for _ in range(2):
+        fake_gemini.add_interaction(
+            "Done.", usage=usage, interaction_id="int-bg", fetch=True, model=MODEL, updated="soon"
+        )
+        client.interactions.get("int-bg")
+
+    costs = [
+        (span.name, (span.attributes or {}).get("gen_ai.usage.cost"))
+        for span in priced.get_finished_spans()
+    ]
+    # gemini-2.5-flash: 200 fresh input x $0.30/M + 1,000 cached x $0.03/M + 450 output x $2.50/M
+    assert costs == [
+        (f"generate_content {MODEL}", None),  # the create: nothing run yet
+        ("fetch_response", None),
+        (f"generate_content {MODEL}", pytest.approx(0.001215, abs=1e-12)),
+        ("fetch_response", None),
+    ]

@@ -7,6 +7,10 @@ its own usage), and a dropped stream is resumed with another. So, as for ``gener
 each billed request gets its own span. Earlier releases (1.55 to 2.8) have another generated
 client, ``InteractionsResource``, whose ``create`` is one request (no automatic continuation).
 
+``get`` is wrapped too: a fetch is a ``fetch_response`` span without usage, and the first
+fetch returning a background interaction of this process finished records its generation
+(``_background_interactions``).
+
 A streamed create returns the SDK's ``Stream``, whose type the public layer checks before it
 rewires the stream's iterator; so we keep that object and put our chunk-reporting iterator
 in its place instead of returning a wrapper.
@@ -14,9 +18,13 @@ in its place instead of returning a wrapper.
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import inspect
+import time
 from collections.abc import Mapping
+from datetime import datetime
+from functools import partial
 from typing import Any, NamedTuple
 
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
@@ -26,6 +34,11 @@ from wrapt import wrap_function_wrapper
 from otel_gemini import _attributes as attrs
 from otel_gemini._model_names import bare_model_name
 from otel_gemini.instrumentation import _content
+from otel_gemini.instrumentation._background_interactions import (
+    BackgroundInteractions,
+    PendingGeneration,
+    record_generation,
+)
 from otel_gemini.instrumentation._fields import field
 from otel_gemini.instrumentation._generate_content import request_attributes
 from otel_gemini.instrumentation._instruments import Instruments
@@ -80,6 +93,11 @@ _FINISH_REASONS = {
     "failed": "error",
     "cancelled": "error",
 }
+FINISHED_STATUSES = frozenset(_FINISH_REASONS)
+"""Statuses of an interaction whose generation is over (not ``in_progress``, ``queued``...)."""
+# Interaction.status → gen_ai.response.status, where the conventions' value set spells it
+# otherwise (a status with no member there is reported as it is).
+_RESPONSE_STATUSES = {"budget_exceeded": "incomplete", "requires_continuation": "incomplete"}
 
 
 class InteractionRecorder:
@@ -88,19 +106,51 @@ class InteractionRecorder:
     Events carry the interaction (``interaction.created`` / ``.completed``) or the usage so far
     (``step.stop``); the last one wins, as with generateContent chunks. An in-band ``error``
     event (the stream itself succeeded) sets ``error.type`` to the error's code.
+
+    ``fetched``: the interaction was fetched (``interactions.get``), not made by this request,
+    so its usage is not this span's (:meth:`generation_attributes` has it) and its status is
+    reported as ``gen_ai.response.status``.
     """
 
-    __slots__ = ("_error", "_id", "_max_length", "_model", "_output", "_status", "_usage")
+    __slots__ = (
+        "_error",
+        "_fetched",
+        "_id",
+        "_max_length",
+        "_model",
+        "_output",
+        "_status",
+        "_updated",
+        "_usage",
+    )
 
-    def __init__(self, settings: InstrumentationSettings) -> None:
+    def __init__(self, settings: InstrumentationSettings, *, fetched: bool = False) -> None:
         self._max_length = settings.content_max_length
+        self._fetched = fetched
         self._id: str | None = None
         self._model: str | None = None
         self._status: str | None = None
+        self._updated: str | datetime | None = None
         self._usage: Any = None
         self._error: str | None = None
         # Output text and parts, only with content capture.
         self._output: list[dict[str, Any]] | None = [] if settings.capture_content else None
+
+    @property
+    def interaction_id(self) -> str | None:
+        """The interaction's id, once a response has carried it."""
+        return self._id
+
+    @property
+    def status(self) -> str | None:
+        """The interaction's last reported status."""
+        return self._status
+
+    @property
+    def updated(self) -> str | datetime | None:
+        """When the interaction was last updated: ISO 8601 text (google-genai 2.9 and later)
+        or a ``datetime`` (earlier)."""
+        return self._updated
 
     def add(self, response: Any) -> None:
         event_type = field(response, "event_type")
@@ -133,6 +183,9 @@ class InteractionRecorder:
         status = field(interaction, "status")
         if isinstance(status, str) and status:
             self._status = status
+        updated = field(interaction, "updated")
+        if isinstance(updated, (str, datetime)) and updated:
+            self._updated = updated
         usage = field(interaction, "usage")
         if usage is not None:
             self._usage = usage
@@ -140,6 +193,14 @@ class InteractionRecorder:
             self._output.extend(_output_parts(field(interaction, "steps")))
 
     def attributes(self) -> Mapping[str, AttributeValue]:
+        return self._attributes(fetch=self._fetched)
+
+    def generation_attributes(self) -> dict[str, AttributeValue]:
+        """What the generation that made the interaction gets: its id, model, status, finish
+        reason, usage and (with content capture) output."""
+        return self._attributes(fetch=False)
+
+    def _attributes(self, fetch: bool) -> dict[str, AttributeValue]:
         result: dict[str, AttributeValue] = {}
         if self._id:
             result[attrs.GEN_AI_RESPONSE_ID] = self._id
@@ -149,12 +210,16 @@ class InteractionRecorder:
         if self._status:
             result[attrs.INTERACTION_STATUS] = self._status
             finish = _FINISH_REASONS.get(self._status)
+            if fetch:
+                result[attrs.GEN_AI_RESPONSE_STATUS] = _RESPONSE_STATUSES.get(
+                    self._status, self._status
+                )
         if self._error is not None:
             finish = "error"
             result[attrs.ERROR_TYPE] = self._error
         if finish is not None:
             result[attrs.GEN_AI_RESPONSE_FINISH_REASONS] = [finish]
-        if self._usage is not None:
+        if self._usage is not None and not fetch:
             result.update(interaction_usage_attributes(self._usage))
         if self._output:
             message: dict[str, Any] = {"role": "assistant", "parts": self._output}
@@ -243,11 +308,13 @@ class InteractionWrappers(SpanWrappers):
         interaction_type: type,
         stream_types: tuple[type, ...],
         stream_iterator: str,
+        background: BackgroundInteractions,
     ) -> None:
         self._instruments = instruments
         self._interaction_type = interaction_type
         self._stream_types = stream_types
         self._stream_iterator = stream_iterator
+        self._background = background
 
     def _start(self, instance: Any, args: Any, kwargs: Any) -> Invocation | None:
         if not is_instrumentation_enabled():
@@ -268,20 +335,54 @@ class InteractionWrappers(SpanWrappers):
             # service_tier and response_mime_type sit on the body, sampling on its config.
             attributes.update(request_attributes(body))
             attributes.update(request_attributes(field(body, "generation_config")))
-            if field(body, "background") is True:
+            background = field(body, "background") is True
+            if background:
                 attributes[attrs.INTERACTION_BACKGROUND] = True
             settings = self._instruments.settings
             if settings.capture_content:
                 self._capture_input(body, settings, attributes)
+            recorder = InteractionRecorder(settings)
+            span_name = f"{operation} {name}"
             return Invocation(
                 self._instruments,
-                f"{operation} {name}",
+                span_name,
                 attributes,
-                InteractionRecorder(settings),
+                recorder,
+                on_finish=partial(self._created_in_background, recorder, span_name, attributes)
+                if background
+                else None,
             )
         except Exception as error:
             report_internal_error("start interactions.create", error)
             return None
+
+    def _created_in_background(
+        self,
+        recorder: InteractionRecorder,
+        span_name: str,
+        attributes: Mapping[str, AttributeValue],
+        invocation: Invocation,
+        result: Mapping[str, AttributeValue],
+    ) -> None:
+        """Keeps a background interaction pending until a fetch returns its usage, unless the
+        answer already was the finished interaction, usage and all (billed on this span)."""
+        interaction_id = recorder.interaction_id
+        if interaction_id is None or attrs.GEN_AI_USAGE_INPUT_TOKENS in result:
+            return
+        # The SDK's spans know their start; the generation span starts with the create's.
+        started_ns = getattr(invocation.span, "start_time", None)
+        if not isinstance(started_ns, int):
+            started_ns = time.time_ns()
+        self._background.add(
+            interaction_id,
+            PendingGeneration(
+                span_name,
+                attributes,
+                invocation.span.get_span_context(),
+                started_ns,
+                contextvars.copy_context(),
+            ),
+        )
 
     @staticmethod
     def _client_attributes(instance: Any) -> dict[str, AttributeValue]:
@@ -330,6 +431,60 @@ class InteractionWrappers(SpanWrappers):
         return result
 
 
+class FetchWrappers(InteractionWrappers):
+    """``fetch_response`` spans per ``get`` request (streamed or not); the first fetch that
+    returns a background interaction of this process over records its generation (see
+    ``_background_interactions``)."""
+
+    def _start(self, instance: Any, args: Any, kwargs: Any) -> Invocation | None:
+        if not is_instrumentation_enabled():
+            return None
+        try:
+            attributes = self._client_attributes(instance)
+            attributes[attrs.SDK_METHOD] = attrs.SDK_METHOD_INTERACTIONS_GET
+            attributes[attrs.GEN_AI_OPERATION_NAME] = attrs.OP_FETCH_RESPONSE
+            # Not a generation: Langfuse would otherwise list it as one.
+            attributes[attrs.LANGFUSE_OBSERVATION_TYPE] = "span"
+            interaction_id = args[0] if args else kwargs.get("id")
+            if isinstance(interaction_id, str) and interaction_id:
+                attributes[attrs.GEN_AI_RESPONSE_ID] = interaction_id
+            cursor = kwargs.get("last_event_id")
+            if kwargs.get("stream") is True and isinstance(cursor, str) and cursor:
+                attributes[attrs.GEN_AI_REQUEST_STREAM_CURSOR] = cursor
+            recorder = InteractionRecorder(self._instruments.settings, fetched=True)
+            # The conventions keep the (high-cardinality) id out of the span name.
+            return Invocation(
+                self._instruments,
+                attrs.OP_FETCH_RESPONSE,
+                attributes,
+                recorder,
+                on_finish=partial(self._fetched, recorder),
+            )
+        except Exception as error:
+            report_internal_error("start interactions.get", error)
+            return None
+
+    def _fetched(
+        self,
+        recorder: InteractionRecorder,
+        invocation: Invocation,
+        result: Mapping[str, AttributeValue],
+    ) -> None:
+        interaction_id = recorder.interaction_id
+        if interaction_id is None or recorder.status not in FINISHED_STATUSES:
+            return
+        pending = self._background.take(interaction_id)
+        if pending is not None:
+            pending.context.run(
+                record_generation,
+                self._instruments,
+                pending,
+                recorder.generation_attributes(),
+                recorder.updated,
+                invocation.span.get_span_context(),
+            )
+
+
 def _end_on_close(stream: Any, invocation: Invocation) -> None:
     """Make the stream's ``close`` (which only closes the HTTP response) end the span, not
     completed; the SDK's own automatic continuation wraps ``close`` the same way."""
@@ -355,8 +510,8 @@ def _end_on_close(stream: Any, invocation: Invocation) -> None:
 
 
 def instrument_interactions(instruments: Instruments) -> list[tuple[Any, str]]:
-    """Wraps ``create`` of the Interactions clients this google-genai has; returns what it
-    patched, for ``unwrap``."""
+    """Wraps ``create`` and ``get`` of the Interactions clients this google-genai has; returns
+    what it patched, for ``unwrap``."""
     for layout in _LAYOUTS:
         try:
             module = importlib.import_module(layout.module)
@@ -364,20 +519,20 @@ def instrument_interactions(instruments: Instruments) -> list[tuple[Any, str]]:
             streaming = importlib.import_module(layout.streaming)
         except (ImportError, AttributeError):
             continue
-        wrappers = InteractionWrappers(
-            instruments,
-            interaction_type,
-            (streaming.Stream, streaming.AsyncStream),
-            layout.iterator,
-        )
+        stream_types = (streaming.Stream, streaming.AsyncStream)
+        background = BackgroundInteractions()
         patched: list[tuple[Any, str]] = []
-        for name in layout.classes:
-            cls = getattr(module, name, None)
-            method = cls.__dict__.get("create") if cls is not None else None
-            if method is None:
-                continue
-            wrapper = wrappers.async_ if is_async(method) else wrappers.sync
-            wrap_function_wrapper(layout.module, f"{name}.create", wrapper)
-            patched.append((cls, "create"))
+        for method_name, wrappers_type in (("create", InteractionWrappers), ("get", FetchWrappers)):
+            wrappers = wrappers_type(
+                instruments, interaction_type, stream_types, layout.iterator, background
+            )
+            for name in layout.classes:
+                cls = getattr(module, name, None)
+                method = cls.__dict__.get(method_name) if cls is not None else None
+                if method is None:
+                    continue
+                wrapper = wrappers.async_ if is_async(method) else wrappers.sync
+                wrap_function_wrapper(layout.module, f"{name}.{method_name}", wrapper)
+                patched.append((cls, method_name))
         return patched
     return []  # before 1.55: no Interactions API

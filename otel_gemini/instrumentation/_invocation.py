@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import Token
 from datetime import datetime, timezone
 from typing import Any, Protocol
@@ -66,6 +66,7 @@ class Invocation:
         "_first_chunk_at",
         "_instruments",
         "_metric_points",
+        "_on_finish",
         "_parent_context",
         "_recorder",
         "_started_at",
@@ -82,9 +83,11 @@ class Invocation:
         context_key: str | None = None,
         links: Sequence[Link] | None = None,
         metric_points: MetricPoints | None = None,
+        on_finish: Callable[[Invocation, Mapping[str, AttributeValue]], None] | None = None,
     ) -> None:
         """``metric_points``: shared by requests with the same request attributes (else made
-        from ``attributes``)."""
+        from ``attributes``); ``on_finish``: called with the final attributes once the span has
+        ended successfully (not after :meth:`fail`)."""
         self._metric_points = metric_points or MetricPoints(attributes)
         extra = current_trace_attributes()
         if extra:
@@ -95,6 +98,7 @@ class Invocation:
         self._first_chunk_at: float | None = None
         self._started_at = time.perf_counter()
         self._context_key = context_key
+        self._on_finish = on_finish
         # Read once and handed to the SDK, which would otherwise look it up several times.
         self._parent_context = otel_context.get_current()
         self.span = instruments.tracer.start_span(
@@ -146,6 +150,7 @@ class Invocation:
         if self._ended:
             return
         self._ended = True
+        result: Mapping[str, AttributeValue] = {}
         try:
             result = self._recorder.attributes()
             if stream_completed is not None:
@@ -161,6 +166,11 @@ class Invocation:
         except Exception as error:
             report_internal_error("finish span", error)
         self.span.end(end_time=_end_time_ns(ended_at))
+        if self._on_finish is not None:
+            try:
+                self._on_finish(self, result)
+            except Exception as error:
+                report_internal_error("after span end", error)
 
     def _stream_attributes(self, completed: bool) -> dict[str, AttributeValue]:
         result: dict[str, AttributeValue] = {attrs.STREAM_COMPLETED: completed}
@@ -197,26 +207,48 @@ class Invocation:
         error: str | None,
         ended_at: float | None = None,
     ) -> None:
-        instruments = self._instruments
-        response_model = result.get(attrs.GEN_AI_RESPONSE_MODEL)
-        points = self._metric_points.outcome(
-            response_model if isinstance(response_model, str) else None, error
-        )
-        # One context for all points (what the SDK would look up for each).
-        context = otel_context.get_current()
         ended = time.perf_counter() if ended_at is None else ended_at
-        instruments.operation_duration.record(ended - self._started_at, points.duration, context)
+        first_chunk = None
         if self._first_chunk_at is not None and attrs.STREAM_COMPLETED in result:
-            instruments.time_to_first_chunk.record(
-                self._first_chunk_at - self._started_at, points.duration, context
-            )
-        if error is None:
-            input_tokens = result.get(attrs.GEN_AI_USAGE_INPUT_TOKENS)
-            if isinstance(input_tokens, int):
-                instruments.token_usage.record(input_tokens, points.input_tokens, context)
-            output_tokens = result.get(attrs.GEN_AI_USAGE_OUTPUT_TOKENS)
-            if isinstance(output_tokens, int):
-                instruments.token_usage.record(output_tokens, points.output_tokens, context)
+            first_chunk = self._first_chunk_at - self._started_at
+        record_metrics(
+            self._instruments,
+            self._metric_points,
+            result,
+            ended - self._started_at,
+            error,
+            first_chunk,
+        )
+
+
+def record_metrics(
+    instruments: Instruments,
+    metric_points: MetricPoints,
+    result: Mapping[str, AttributeValue],
+    duration: float | None,
+    error: str | None,
+    time_to_first_chunk: float | None = None,
+) -> None:
+    """Records a request's metric points: its duration (``None``: recorded already) and time
+    to first chunk in seconds, and unless it failed, the input and output tokens of its final
+    attributes ``result``."""
+    response_model = result.get(attrs.GEN_AI_RESPONSE_MODEL)
+    points = metric_points.outcome(
+        response_model if isinstance(response_model, str) else None, error
+    )
+    # One context for all points (what the SDK would look up for each).
+    context = otel_context.get_current()
+    if duration is not None:
+        instruments.operation_duration.record(duration, points.duration, context)
+    if time_to_first_chunk is not None:
+        instruments.time_to_first_chunk.record(time_to_first_chunk, points.duration, context)
+    if error is None:
+        input_tokens = result.get(attrs.GEN_AI_USAGE_INPUT_TOKENS)
+        if isinstance(input_tokens, int):
+            instruments.token_usage.record(input_tokens, points.input_tokens, context)
+        output_tokens = result.get(attrs.GEN_AI_USAGE_OUTPUT_TOKENS)
+        if isinstance(output_tokens, int):
+            instruments.token_usage.record(output_tokens, points.output_tokens, context)
 
 
 def _end_time_ns(ended_at: float | None) -> int | None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from otel_gemini.testing._gemini_interactions import (
     CREATE_INTERACTION,
+    GET_INTERACTION,
     InteractionReply,
     input_text,
 )
@@ -94,6 +95,10 @@ def default_reply(request: RecordedRequest) -> HttpReply:
         return _default_stream(request)
     if rpc == CREATE_INTERACTION:
         return _default_interaction(request)
+    if rpc == GET_INTERACTION:  # the fake keeps no interactions: script fetches
+        name = request.path.rsplit("/", 1)[-1]
+        body = google_error_body(404, f"interaction {name} not found", "NOT_FOUND")
+        return HttpReply.json(body, status=404)
     if rpc == "countTokens":
         return HttpReply.json(_count_tokens_body(request))
     if rpc == "computeTokens":

@@ -1,9 +1,11 @@
-"""The fake Gemini's Interactions API (``POST /{version}/interactions``, google-genai >= 2.9).
+"""The fake Gemini's Interactions API: ``POST /{version}/interactions`` (create) and
+``GET /{version}/interactions/{id}`` (get), google-genai >= 1.55.
 
 One scripted interaction answers both shapes the client can ask for: the ``Interaction`` JSON,
-or (``"stream": true`` in the request) the SSE events ``interaction.created``, ``step.start``,
-a ``step.delta`` per text piece, ``step.stop`` and ``interaction.completed`` carrying the
-usage. Usage is the hop's own, as the API reports it for each continuation hop.
+or (``"stream": true`` in the create request, ``stream=true`` in the get's query) the SSE
+events ``interaction.created``, ``step.start``, a ``step.delta`` per text piece, ``step.stop``
+and ``interaction.completed`` carrying the usage. Usage is the hop's own, as the API reports
+it for each continuation hop.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from otel_gemini.testing._gemini_usage import ScriptedUsage
 
 CREATE_INTERACTION = "createInteraction"
 """The rpc name the fake gives ``POST /{version}/interactions``."""
+GET_INTERACTION = "getInteraction"
+"""The rpc name the fake gives ``GET /{version}/interactions/{id}``."""
 
 
 def interaction_id_for(request: RecordedRequest) -> str:
@@ -26,7 +30,10 @@ def interaction_id_for(request: RecordedRequest) -> str:
 
 
 def wants_stream(request: RecordedRequest) -> bool:
-    """Whether a create request asked for SSE (``"stream": true`` in its body)."""
+    """Whether a request asked for SSE (``"stream": true`` in a create's body, ``stream=true``
+    in a get's query)."""
+    if request.query.get("stream") == "true":
+        return True
     return isinstance(request.json, dict) and request.json.get("stream") is True
 
 
@@ -42,11 +49,14 @@ def input_text(request: RecordedRequest) -> str:
 
 @dataclass(frozen=True)
 class InteractionReply(ScriptedReply):
-    """One interaction (or, for a streaming request, its events) answering a create request.
+    """One interaction (or, for a streaming request, its events) answering a create request
+    (or, with ``rpcs={GET_INTERACTION}``, a get).
 
     ``status`` is the interaction's (``completed``, ``requires_continuation`` with a
-    ``continuation_token`` for a hop the client continues, ``requires_action``, ...);
-    ``interaction_id`` defaults to ``fake-interaction-{n}``; ``model`` to the requested one.
+    ``continuation_token`` for a hop the client continues, ``requires_action``,
+    ``in_progress`` for a background one...); ``interaction_id`` defaults to
+    ``fake-interaction-{n}``; ``model`` to the requested one; ``updated`` (ISO 8601) is the
+    time the interaction was last updated.
     The answer is ``texts`` joined; a stream sends one ``step.delta`` per text and, with
     ``stream_error`` (an error code such as ``"RESOURCE_EXHAUSTED"``), ends with an in-band
     ``error`` event instead of ``interaction.completed``, as the API reports a failure after
@@ -60,6 +70,7 @@ class InteractionReply(ScriptedReply):
     interaction_id: str | None = None
     model: str | None = None
     stream_error: str | None = None
+    updated: str | None = None
     rpcs: frozenset[str] | None = frozenset({CREATE_INTERACTION})
 
     def interaction(self, request: RecordedRequest, *, with_steps: bool) -> dict[str, Any]:
@@ -80,6 +91,8 @@ class InteractionReply(ScriptedReply):
             body["usage"] = self.usage.to_interaction_json()
         if self.continuation_token is not None:
             body["continuation_token"] = self.continuation_token
+        if self.updated is not None:
+            body["updated"] = self.updated
         return body
 
     def render(self, request: RecordedRequest) -> HttpReply:

@@ -44,7 +44,11 @@ from otel_gemini.testing._gemini_app import build_app
 from otel_gemini.testing._gemini_defaults import estimate_tokens
 from otel_gemini.testing._gemini_handler import GeminiHandler
 from otel_gemini.testing._gemini_inprocess import transports
-from otel_gemini.testing._gemini_interactions import InteractionReply
+from otel_gemini.testing._gemini_interactions import (
+    CREATE_INTERACTION,
+    GET_INTERACTION,
+    InteractionReply,
+)
 from otel_gemini.testing._gemini_live_script import (
     ClientEvent,
     CloseConnection,
@@ -347,9 +351,13 @@ class FakeGemini:
         interaction_id: str | None = None,
         stream_error: str | None = None,
         model: str | None = None,
+        updated: str | None = None,
+        fetch: bool = False,
     ) -> None:
-        """Queues an answer to ``interactions.create`` (see :class:`InteractionReply`): the
-        ``Interaction``, or when the request streams, one ``step.delta`` per text."""
+        """Queues an answer to ``interactions.create`` (with ``fetch=True``: to
+        ``interactions.get``) (see :class:`InteractionReply`): the ``Interaction``, or when
+        the request streams, one ``step.delta`` per text. A fetched interaction's ``model``
+        is the one it names (a get request names none)."""
         self.add(
             InteractionReply(
                 (texts,) if isinstance(texts, str) else tuple(texts),
@@ -358,8 +366,11 @@ class FakeGemini:
                 continuation_token=continuation_token,
                 interaction_id=interaction_id,
                 stream_error=stream_error,
+                model=model if fetch else None,
+                updated=updated,
+                rpcs=frozenset({GET_INTERACTION if fetch else CREATE_INTERACTION}),
             ),
-            model=model,
+            model=None if fetch else model,
         )
 
     def add_malformed(

@@ -1,0 +1,119 @@
+"""Billing background interactions, whose usage only a later fetch returns.
+
+A fetch (``client.interactions.get``) is a ``fetch_response`` span: the conventions forbid
+token usage on it, as the tokens were spent by the generation it returns. But a background
+interaction (``create(background=True)``) returns before its generation has run, so its
+create span has no usage, and the usage first reaches the client on a fetch. So when a fetch
+returns, over, a background interaction this process created, the generation is recorded as
+a span of its own:
+a child of the create span (same trace, same user and session), from the create to the
+interaction's ``updated`` time, linked to the fetch, with the usage. Once: polling it again
+bills nothing. A fetch cannot tell a background interaction from one billed at its create, so
+interactions created in another process (or before a restart) are not billed on fetch.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from datetime import datetime
+from typing import NamedTuple
+
+from opentelemetry import trace
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind
+from opentelemetry.util.types import AttributeValue
+
+from otel_gemini.instrumentation._instruments import Instruments
+from otel_gemini.instrumentation._invocation import record_metrics
+from otel_gemini.instrumentation._metric_points import MetricPoints
+
+# Background interactions awaiting their first finished fetch. One never fetched (its result
+# read elsewhere, or abandoned) would stay forever: past this many, the oldest are forgotten.
+_MAX_PENDING = 10_000
+
+
+class PendingGeneration(NamedTuple):
+    """A background interaction's create, kept until a fetch returns its generation's usage."""
+
+    name: str
+    attributes: Mapping[str, AttributeValue]
+    """The create span's request attributes (trace attributes included)."""
+    span_context: SpanContext
+    started_ns: int
+    context: contextvars.Context
+    """The creator's context variables (``trace_attributes``) for the generation span."""
+
+
+class BackgroundInteractions:
+    """Background interactions created in this process whose generation is not billed yet."""
+
+    def __init__(self) -> None:
+        self._pending: OrderedDict[str, PendingGeneration] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, interaction_id: str, pending: PendingGeneration) -> None:
+        with self._lock:
+            self._pending[interaction_id] = pending
+            if len(self._pending) > _MAX_PENDING:
+                self._pending.popitem(last=False)
+
+    def take(self, interaction_id: str) -> PendingGeneration | None:
+        """The pending generation of ``interaction_id``, now no longer pending."""
+        with self._lock:
+            return self._pending.pop(interaction_id, None)
+
+
+def record_generation(
+    instruments: Instruments,
+    pending: PendingGeneration,
+    generation: Mapping[str, AttributeValue],
+    updated: str | datetime | None,
+    fetch: SpanContext,
+) -> None:
+    """A background generation's span and token usage, recorded when a fetch (``fetch``)
+    returned it over: ``generation`` are its response attributes (usage included) and
+    ``updated`` the interaction's last update time (ISO 8601)."""
+    result = {**pending.attributes, **generation}
+    now = time.time_ns()
+    ended_ns = _time_ns(updated)
+    if ended_ns is None or not pending.started_ns <= ended_ns <= now:
+        ended_ns = now  # no usable time from the API: when its result arrived
+    span = instruments.tracer.start_span(
+        pending.name,
+        trace.set_span_in_context(NonRecordingSpan(pending.span_context)),
+        kind=SpanKind.CLIENT,
+        attributes=result,
+        links=[Link(fetch)],
+        start_time=pending.started_ns,
+    )
+    span.end(end_time=ended_ns)
+    # Tokens only: the create recorded the operation's duration point already.
+    record_metrics(instruments, MetricPoints(pending.attributes), result, None, None)
+
+
+# ISO 8601 as the API writes it ("2026-11-25T06:40:12.123456789Z"): datetime takes at most
+# microseconds and, before Python 3.11, no "Z".
+_ISO_TIME = re.compile(r"^(?P<base>[^.Z+]+)(?:\.(?P<fraction>\d+))?(?P<zone>Z|[+-]\d\d:\d\d)?$")
+
+
+def _time_ns(given: str | datetime | None) -> int | None:
+    """Nanoseconds since the epoch of an ISO 8601 time or a datetime, either with a zone;
+    None if unreadable."""
+    if isinstance(given, datetime):
+        if given.tzinfo is None:
+            return None
+        return int(given.timestamp()) * 1_000_000_000 + given.microsecond * 1000
+    match = _ISO_TIME.match(given or "")
+    if match is None or match["zone"] is None:
+        return None
+    zone = "+00:00" if match["zone"] == "Z" else match["zone"]
+    try:
+        moment = datetime.fromisoformat(match["base"] + zone)
+    except ValueError:
+        return None
+    fraction = (match["fraction"] or "").ljust(9, "0")[:9]
+    return int(moment.timestamp()) * 1_000_000_000 + int(fraction)
