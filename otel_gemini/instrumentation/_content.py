@@ -62,6 +62,11 @@ def _content_parts(content: Any) -> list[Any]:
     return list(parts) if parts else []
 
 
+def content_parts_json(content: Any) -> list[dict[str, Any]]:
+    """A ``Content``'s parts as GenAI message parts (binary data as placeholders)."""
+    return [_part_to_json(part) for part in _content_parts(content)]
+
+
 @lru_cache(maxsize=1)
 def _t_contents_takes_client() -> bool:
     from google.genai import _transformers
@@ -80,10 +85,7 @@ def input_messages(contents: Any, api_client: Any = None) -> list[dict[str, Any]
         else _transformers.t_contents(contents)
     )
     return [
-        {
-            "role": content.role or "user",
-            "parts": [_part_to_json(part) for part in _content_parts(content)],
-        }
+        {"role": content.role or "user", "parts": content_parts_json(content)}
         for content in normalised
     ]
 

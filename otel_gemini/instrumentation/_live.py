@@ -73,8 +73,7 @@ def _parts_of(turns: Any) -> tuple[dict[str, Any], ...]:
         if isinstance(content, str):
             parts.append({"type": "text", "content": content})
             continue
-        for part in _content._content_parts(content):
-            parts.append(_content._part_to_json(part))
+        parts.extend(_content.content_parts_json(content))
     return tuple(parts)
 
 
