@@ -385,6 +385,28 @@ async def test_a_streamed_fetch_bills_a_background_interaction_when_the_stream_e
     assert usage == USAGE_ATTRIBUTES
 
 
+@pytest.mark.parametrize("status", ["queued", "idle"])
+def test_any_interaction_created_before_it_ran_is_billed_by_its_first_finished_fetch(
+    fake_gemini: FakeGemini, instrumented: Recorded, status: str
+) -> None:
+    # "idle": a Live interaction, run later over a WebSocket (not instrumented) and fetched.
+    client = fake_gemini.client()
+    fake_gemini.add_interaction("", status=status, interaction_id="int-bg")
+    client.interactions.create(model=MODEL, input="Hi")
+    fake_gemini.add_interaction(
+        "Done.", usage=USAGE, interaction_id="int-bg", fetch=True, model=MODEL
+    )
+    client.interactions.get("int-bg")
+
+    create, generation = instrumented.spans_named("generate_content")
+    assert attributes_of(create)["otel_gemini.interaction.status"] == status
+    assert generation.parent is not None and generation.parent.span_id == create.context.span_id
+    usage = {
+        key: value for key, value in attributes_of(generation).items() if key in USAGE_ATTRIBUTES
+    }
+    assert usage == USAGE_ATTRIBUTES
+
+
 def test_fetching_an_interaction_billed_at_its_create_bills_nothing_more(
     fake_gemini: FakeGemini, instrumented: Recorded
 ) -> None:

@@ -8,8 +8,8 @@ each billed request gets its own span. Earlier releases (1.55 to 2.8) have anoth
 client, ``InteractionsResource``, whose ``create`` is one request (no automatic continuation).
 
 ``get`` is wrapped too: a fetch is a ``fetch_response`` span without usage, and the first
-fetch returning a background interaction of this process finished records its generation
-(``_background_interactions``).
+fetch returning finished an interaction this process created unfinished (background, Live)
+records its generation (``_pending_interactions``).
 
 A streamed create returns the SDK's ``Stream``, whose type the public layer checks before it
 rewires the stream's iterator; so we keep that object and put our chunk-reporting iterator
@@ -34,11 +34,6 @@ from wrapt import wrap_function_wrapper
 from otel_gemini import _attributes as attrs
 from otel_gemini._model_names import bare_model_name
 from otel_gemini.instrumentation import _content
-from otel_gemini.instrumentation._background_interactions import (
-    BackgroundInteractions,
-    PendingGeneration,
-    record_generation,
-)
 from otel_gemini.instrumentation._fields import field
 from otel_gemini.instrumentation._generate_content import request_attributes
 from otel_gemini.instrumentation._instruments import Instruments
@@ -49,6 +44,11 @@ from otel_gemini.instrumentation._operations import (
     client_attributes,
     is_async,
     provider_attributes,
+)
+from otel_gemini.instrumentation._pending_interactions import (
+    PendingGeneration,
+    PendingInteractions,
+    record_generation,
 )
 from otel_gemini.instrumentation._settings import InstrumentationSettings
 from otel_gemini.instrumentation._stream import InstrumentedStream
@@ -308,13 +308,13 @@ class InteractionWrappers(SpanWrappers):
         interaction_type: type,
         stream_types: tuple[type, ...],
         stream_iterator: str,
-        background: BackgroundInteractions,
+        pending: PendingInteractions,
     ) -> None:
         self._instruments = instruments
         self._interaction_type = interaction_type
         self._stream_types = stream_types
         self._stream_iterator = stream_iterator
-        self._background = background
+        self._pending = pending
 
     def _start(self, instance: Any, args: Any, kwargs: Any) -> Invocation | None:
         if not is_instrumentation_enabled():
@@ -335,8 +335,7 @@ class InteractionWrappers(SpanWrappers):
             # service_tier and response_mime_type sit on the body, sampling on its config.
             attributes.update(request_attributes(body))
             attributes.update(request_attributes(field(body, "generation_config")))
-            background = field(body, "background") is True
-            if background:
+            if field(body, "background") is True:
                 attributes[attrs.INTERACTION_BACKGROUND] = True
             settings = self._instruments.settings
             if settings.capture_content:
@@ -348,15 +347,13 @@ class InteractionWrappers(SpanWrappers):
                 span_name,
                 attributes,
                 recorder,
-                on_finish=partial(self._created_in_background, recorder, span_name, attributes)
-                if background
-                else None,
+                on_finish=partial(self._remember_unfinished, recorder, span_name, attributes),
             )
         except Exception as error:
             report_internal_error("start interactions.create", error)
             return None
 
-    def _created_in_background(
+    def _remember_unfinished(
         self,
         recorder: InteractionRecorder,
         span_name: str,
@@ -364,16 +361,21 @@ class InteractionWrappers(SpanWrappers):
         invocation: Invocation,
         result: Mapping[str, AttributeValue],
     ) -> None:
-        """Keeps a background interaction pending until a fetch returns its usage, unless the
-        answer already was the finished interaction, usage and all (billed on this span)."""
+        """Keeps an interaction whose create answered before it ran (background:
+        ``in_progress`` or ``queued``; a Live one: ``idle``) pending until a fetch returns its
+        usage. One answered finished was billed on this span, or has nothing to bill."""
         interaction_id = recorder.interaction_id
-        if interaction_id is None or attrs.GEN_AI_USAGE_INPUT_TOKENS in result:
+        if (
+            interaction_id is None
+            or recorder.status in FINISHED_STATUSES
+            or attrs.GEN_AI_USAGE_INPUT_TOKENS in result
+        ):
             return
         # The SDK's spans know their start; the generation span starts with the create's.
         started_ns = getattr(invocation.span, "start_time", None)
         if not isinstance(started_ns, int):
             started_ns = time.time_ns()
-        self._background.add(
+        self._pending.add(
             interaction_id,
             PendingGeneration(
                 span_name,
@@ -433,8 +435,8 @@ class InteractionWrappers(SpanWrappers):
 
 class FetchWrappers(InteractionWrappers):
     """``fetch_response`` spans per ``get`` request (streamed or not); the first fetch that
-    returns a background interaction of this process over records its generation (see
-    ``_background_interactions``)."""
+    returns finished an interaction this process created unfinished records its generation
+    (see ``_pending_interactions``)."""
 
     def _start(self, instance: Any, args: Any, kwargs: Any) -> Invocation | None:
         if not is_instrumentation_enabled():
@@ -473,7 +475,7 @@ class FetchWrappers(InteractionWrappers):
         interaction_id = recorder.interaction_id
         if interaction_id is None or recorder.status not in FINISHED_STATUSES:
             return
-        pending = self._background.take(interaction_id)
+        pending = self._pending.take(interaction_id)
         if pending is not None:
             pending.context.run(
                 record_generation,
@@ -520,11 +522,11 @@ def instrument_interactions(instruments: Instruments) -> list[tuple[Any, str]]:
         except (ImportError, AttributeError):
             continue
         stream_types = (streaming.Stream, streaming.AsyncStream)
-        background = BackgroundInteractions()
+        pending = PendingInteractions()
         patched: list[tuple[Any, str]] = []
         for method_name, wrappers_type in (("create", InteractionWrappers), ("get", FetchWrappers)):
             wrappers = wrappers_type(
-                instruments, interaction_type, stream_types, layout.iterator, background
+                instruments, interaction_type, stream_types, layout.iterator, pending
             )
             for name in layout.classes:
                 cls = getattr(module, name, None)

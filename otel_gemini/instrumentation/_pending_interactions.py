@@ -1,15 +1,15 @@
-"""Billing background interactions, whose usage only a later fetch returns.
+"""Billing interactions created before they ran, whose usage only a later fetch returns.
 
 A fetch (``client.interactions.get``) is a ``fetch_response`` span: the conventions forbid
 token usage on it, as the tokens were spent by the generation it returns. But a background
-interaction (``create(background=True)``) returns before its generation has run, so its
-create span has no usage, and the usage first reaches the client on a fetch. So when a fetch
-returns, over, a background interaction this process created, the generation is recorded as
-a span of its own:
-a child of the create span (same trace, same user and session), from the create to the
-interaction's ``updated`` time, linked to the fetch, with the usage. Once: polling it again
-bills nothing. A fetch cannot tell a background interaction from one billed at its create, so
-interactions created in another process (or before a restart) are not billed on fetch.
+interaction (``create(background=True)``) returns ``in_progress`` or ``queued`` before its
+generation has run, and a Live one ``idle``, so their create span has no usage, and the usage
+first reaches the client on a fetch. So when a fetch returns, finished, such an interaction
+this process created, the generation is recorded as a span of its own: a child of the create
+span (same trace, same user and session), from the create to the interaction's ``updated``
+time, linked to the fetch, with the usage. Once: polling it again bills nothing. A fetch
+cannot tell such an interaction from one billed at its create, so interactions created in
+another process (or before a restart) are not billed on fetch.
 """
 
 from __future__ import annotations
@@ -31,13 +31,13 @@ from otel_gemini.instrumentation._instruments import Instruments
 from otel_gemini.instrumentation._invocation import record_metrics
 from otel_gemini.instrumentation._metric_points import MetricPoints
 
-# Background interactions awaiting their first finished fetch. One never fetched (its result
+# Interactions awaiting their first finished fetch. One never fetched (its result
 # read elsewhere, or abandoned) would stay forever: past this many, the oldest are forgotten.
 _MAX_PENDING = 10_000
 
 
 class PendingGeneration(NamedTuple):
-    """A background interaction's create, kept until a fetch returns its generation's usage."""
+    """An unfinished interaction's create, kept until a fetch returns its generation's usage."""
 
     name: str
     attributes: Mapping[str, AttributeValue]
@@ -48,8 +48,8 @@ class PendingGeneration(NamedTuple):
     """The creator's context variables (``trace_attributes``) for the generation span."""
 
 
-class BackgroundInteractions:
-    """Background interactions created in this process whose generation is not billed yet."""
+class PendingInteractions:
+    """Interactions created unfinished in this process whose generation is not billed yet."""
 
     def __init__(self) -> None:
         self._pending: OrderedDict[str, PendingGeneration] = OrderedDict()
@@ -74,8 +74,8 @@ def record_generation(
     updated: str | datetime | None,
     fetch: SpanContext,
 ) -> None:
-    """A background generation's span and token usage, recorded when a fetch (``fetch``)
-    returned it over: ``generation`` are its response attributes (usage included) and
+    """A generation's span and token usage, recorded when a fetch (``fetch``)
+    returned it finished: ``generation`` are its response attributes (usage included) and
     ``updated`` the interaction's last update time (ISO 8601)."""
     result = {**pending.attributes, **generation}
     now = time.time_ns()
