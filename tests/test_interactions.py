@@ -3,6 +3,7 @@ against the fake Gemini over loopback: a span per HTTP request, continuation hop
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import logging
@@ -407,6 +408,71 @@ def test_any_interaction_created_before_it_ran_is_billed_by_its_first_finished_f
     assert usage == USAGE_ATTRIBUTES
 
 
+LIVE_INTERACTIONS = importlib.util.find_spec("google.genai._interactions_websocket") is not None
+
+
+async def run_live_interaction(client: Any) -> list[str]:
+    """Connects to ``int-live``, sends one input, completes it; the events' types."""
+    events: list[str] = []
+    async with client.aio.interactions.connect("int-live") as connection:
+        await connection.send({"event_type": "input", "content": [{"type": "text", "text": "Hi"}]})
+        async for event in connection.receive():
+            events.append(event.event_type)
+            if event.event_type == "step.stop":
+                break
+        await connection.complete()
+        events.extend([event.event_type async for event in connection.receive()])
+    return events
+
+
+@pytest.mark.skipif(not LIVE_INTERACTIONS, reason="Live interactions came with google-genai 3")
+@pytest.mark.filterwarnings("ignore:Live Interactions usage")
+async def test_a_live_interaction_is_billed_when_its_connection_completes_it(
+    fake_gemini: FakeGemini, instrumented: Recorded
+) -> None:
+    client = fake_gemini.client()
+    fake_gemini.add_interaction("", status="idle", interaction_id="int-live")
+    await client.aio.interactions.create(model=MODEL, input="Hi")
+    fake_gemini.add_live_interaction(["Hel", "lo"], usage=USAGE)
+    events = await run_live_interaction(client)
+    assert len(instrumented.spans_named("generate_content")) == 2  # the create, the generation
+    # A fetch afterwards finds it billed already.
+    fake_gemini.add_interaction(
+        "Hello", usage=USAGE, interaction_id="int-live", fetch=True, model=MODEL
+    )
+    await client.aio.interactions.get("int-live")
+
+    assert events == [
+        "interaction.connected",
+        "step.start",
+        "step.delta",
+        "step.delta",
+        "step.stop",
+        "interaction.completed",
+    ]
+    create, generation = instrumented.spans_named("generate_content")
+    assert generation.parent is not None and generation.parent.span_id == create.context.span_id
+    attributes = attributes_of(generation)
+    assert {key: attributes[key] for key in USAGE_ATTRIBUTES} == USAGE_ATTRIBUTES
+    assert attributes["gen_ai.response.finish_reasons"] == ("stop",)
+    assert attributes["otel_gemini.interaction.status"] == "completed"
+
+
+@pytest.mark.skipif(not LIVE_INTERACTIONS, reason="Live interactions came with google-genai 3")
+@pytest.mark.filterwarnings("ignore:Live Interactions usage")
+def test_a_live_interaction_runs_as_uninstrumented(
+    fake_gemini: FakeGemini, recorded: Recorded
+) -> None:
+    client = fake_gemini.client()
+
+    def run() -> list[str]:
+        fake_gemini.add_live_interaction(["Hel", "lo"], usage=USAGE)
+        return asyncio.run(run_live_interaction(client))
+
+    plain, instrumented = plain_then_instrumented(recorded, run)
+    assert instrumented == plain
+
+
 def test_fetching_an_interaction_billed_at_its_create_bills_nothing_more(
     fake_gemini: FakeGemini, instrumented: Recorded
 ) -> None:
@@ -568,7 +634,11 @@ def test_suppress_instrumentation_and_uninstrument(
         from google.genai._interactions.resources import interactions
 
         classes = (interactions.InteractionsResource, interactions.AsyncInteractionsResource)
-    methods = [(cls, name) for cls in classes for name in ("create", "get")]
+    methods: list[tuple[Any, str]] = [(cls, name) for cls in classes for name in ("create", "get")]
+    if LIVE_INTERACTIONS:
+        from google.genai import _interactions_websocket
+
+        methods.append((_interactions_websocket.InteractionWebSocketConnection, "receive"))
     before = [cls.__dict__[name] for cls, name in methods]
     GeminiInstrumentor().instrument(tracer_provider=recorded.tracer_provider)
     try:

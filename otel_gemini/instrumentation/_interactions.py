@@ -39,6 +39,7 @@ from otel_gemini.instrumentation._generate_content import request_attributes
 from otel_gemini.instrumentation._instruments import Instruments
 from otel_gemini.instrumentation._internal_errors import report_internal_error
 from otel_gemini.instrumentation._invocation import Invocation
+from otel_gemini.instrumentation._live_interactions import instrument_live_interactions
 from otel_gemini.instrumentation._operations import (
     SpanWrappers,
     client_attributes,
@@ -536,5 +537,5 @@ def instrument_interactions(instruments: Instruments) -> list[tuple[Any, str]]:
                 wrapper = wrappers.async_ if is_async(method) else wrappers.sync
                 wrap_function_wrapper(layout.module, f"{name}.{method_name}", wrapper)
                 patched.append((cls, method_name))
-        return patched
+        return patched + instrument_live_interactions(instruments, pending)
     return []  # before 1.55: no Interactions API

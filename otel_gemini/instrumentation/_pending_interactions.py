@@ -72,11 +72,11 @@ def record_generation(
     pending: PendingGeneration,
     generation: Mapping[str, AttributeValue],
     updated: str | datetime | None,
-    fetch: SpanContext,
+    returned_by: SpanContext | None,
 ) -> None:
-    """A generation's span and token usage, recorded when a fetch (``fetch``)
-    returned it finished: ``generation`` are its response attributes (usage included) and
-    ``updated`` the interaction's last update time (ISO 8601)."""
+    """A generation's span and token usage, recorded once its result arrived: ``generation``
+    are its response attributes (usage included), ``updated`` the interaction's last update
+    time (ISO 8601) and ``returned_by`` the span that received it (a fetch), linked."""
     result = {**pending.attributes, **generation}
     now = time.time_ns()
     ended_ns = _time_ns(updated)
@@ -87,7 +87,7 @@ def record_generation(
         trace.set_span_in_context(NonRecordingSpan(pending.span_context)),
         kind=SpanKind.CLIENT,
         attributes=result,
-        links=[Link(fetch)],
+        links=[Link(returned_by)] if returned_by is not None and returned_by.is_valid else None,
         start_time=pending.started_ns,
     )
     span.end(end_time=ended_ns)
@@ -97,7 +97,9 @@ def record_generation(
 
 # ISO 8601 as the API writes it ("2026-11-25T06:40:12.123456789Z"): datetime takes at most
 # microseconds and, before Python 3.11, no "Z".
-_ISO_TIME = re.compile(r"^(?P<base>[^.Z+]+)(?:\.(?P<fraction>\d+))?(?P<zone>Z|[+-]\d\d:\d\d)?$")
+_ISO_TIME = re.compile(
+    r"^(?P<base>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(?P<fraction>\d+))?(?P<zone>Z|[+-]\d\d:\d\d)?$"
+)
 
 
 def _time_ns(given: str | datetime | None) -> int | None:

@@ -49,6 +49,10 @@ from otel_gemini.testing._gemini_interactions import (
     GET_INTERACTION,
     InteractionReply,
 )
+from otel_gemini.testing._gemini_live_interactions import (
+    LiveInteractionHandler,
+    LiveInteractionScript,
+)
 from otel_gemini.testing._gemini_live_script import (
     ClientEvent,
     CloseConnection,
@@ -162,6 +166,7 @@ class FakeGemini:
     ) -> None:
         self._handler = GeminiHandler()
         self._live = LiveHandler()
+        self._live_interactions = LiveInteractionHandler()
         self._certificate: SelfSignedCertificate | None = None
         if tls and ssl_certfile is None:
             self._certificate = SelfSignedCertificate()
@@ -180,8 +185,9 @@ class FakeGemini:
         )
 
     def _extra_routes(self) -> list[BaseRoute]:
-        """Routes served before the REST catch-all: the Live API WebSocket."""
-        return self._live.routes()
+        """Routes served before the REST catch-all: the Live API and Live interactions
+        WebSockets."""
+        return [*self._live.routes(), *self._live_interactions.routes()]
 
     # --- lifecycle ---
 
@@ -241,6 +247,7 @@ class FakeGemini:
         """Forgets scripted replies and live sessions, and recorded requests and sessions."""
         self._handler.reset()
         self._live.reset()
+        self._live_interactions.reset()
 
     # --- scripting ---
 
@@ -410,6 +417,16 @@ class FakeGemini:
         self.add_text(final_text, usage=final_usage, model=model)
 
     # --- Live API ---
+
+    def add_live_interaction(
+        self, texts: str | Sequence[str] = "Hello", *, usage: ScriptedUsage | None = None
+    ) -> None:
+        """Queues how the next Live interaction connection (``interactions.connect``) runs:
+        each ``input`` is answered with one output step of ``texts``, and
+        ``interaction.complete`` with ``interaction.completed`` reporting ``usage``."""
+        self._live_interactions.enqueue(
+            LiveInteractionScript((texts,) if isinstance(texts, str) else tuple(texts), usage)
+        )
 
     def add_live_session(self, script: LiveScript) -> None:
         """Queues a scripted Live API session; the next connection (for ``script.model``, if
