@@ -1,15 +1,16 @@
-"""Billing interactions created before they ran, whose usage only a later fetch returns.
+"""Billing interactions created before they ran, whose usage only arrives later.
 
 A fetch (``client.interactions.get``) is a ``fetch_response`` span: the conventions forbid
 token usage on it, as the tokens were spent by the generation it returns. But a background
 interaction (``create(background=True)``) returns ``in_progress`` or ``queued`` before its
-generation has run, and a Live one ``idle``, so their create span has no usage, and the usage
-first reaches the client on a fetch. So when a fetch returns, finished, such an interaction
-this process created, the generation is recorded as a span of its own: a child of the create
-span (same trace, same user and session), from the create to the interaction's ``updated``
-time, linked to the fetch, with the usage. Once: polling it again bills nothing. A fetch
-cannot tell such an interaction from one billed at its create, so interactions created in
-another process (or before a restart) are not billed on fetch.
+generation has run, and a Live one ``idle``, so their create span has no usage; the usage
+first reaches the client on a fetch, or (Live) on the connection's ``interaction.completed``
+event. So when either returns, finished, such an interaction this process created, the
+generation is recorded as a span of its own: a child of the create span (same trace, same
+user and session), from the create to the interaction's ``updated`` time, linked to the span
+that received it, with the usage. Once: polling it again bills nothing. A fetch cannot tell
+such an interaction from one billed at its create, so interactions created in another
+process (or before a restart) are not billed here.
 """
 
 from __future__ import annotations
@@ -31,13 +32,14 @@ from otel_gemini.instrumentation._instruments import Instruments
 from otel_gemini.instrumentation._invocation import record_metrics
 from otel_gemini.instrumentation._metric_points import MetricPoints
 
-# Interactions awaiting their first finished fetch. One never fetched (its result
-# read elsewhere, or abandoned) would stay forever: past this many, the oldest are forgotten.
+# Interactions awaiting their usage (a finished fetch, or a Live connection's completion).
+# One whose result is never read here (read elsewhere, or abandoned) would stay forever: past
+# this many, the oldest are forgotten.
 _MAX_PENDING = 10_000
 
 
 class PendingGeneration(NamedTuple):
-    """An unfinished interaction's create, kept until a fetch returns its generation's usage."""
+    """An unfinished interaction's create, kept until its generation's usage arrives."""
 
     name: str
     attributes: Mapping[str, AttributeValue]
