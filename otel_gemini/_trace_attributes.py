@@ -74,6 +74,17 @@ def current_trace_attributes() -> Mapping[str, AttributeValue]:
     return _current.get(_EMPTY)
 
 
+@contextmanager
+def restored_trace_attributes(values: Mapping[str, AttributeValue]) -> Iterator[None]:
+    """Makes ``values`` (read earlier with :func:`current_trace_attributes`) the current
+    ones inside the block, for spans recorded later on behalf of that earlier context."""
+    token = _current.set(values)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
 class TraceAttributesSpanProcessor(SpanProcessor):
     """Copies the current ``trace_attributes()`` onto each span as it starts."""
 

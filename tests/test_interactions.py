@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from otel_gemini import CostSpanProcessor, GeminiInstrumentor, trace_attributes
+from otel_gemini._trace_attributes import TraceAttributesSpanProcessor
 from otel_gemini.testing import FakeGemini, ScriptedUsage
 from tests.conftest import Recorded
 from tests.test_instrumentation import RICH_USAGE_ATTRIBUTES, attributes_of, rich_usage
@@ -305,6 +306,8 @@ def iso_z(nanoseconds: int) -> str:
 def test_a_background_interaction_is_billed_once_by_the_fetch_that_returns_it_finished(
     fake_gemini: FakeGemini, instrumented: Recorded
 ) -> None:
+    # As configure() installs it: stamps the current trace_attributes() on every span.
+    instrumented.tracer_provider.add_span_processor(TraceAttributesSpanProcessor())
     client = fake_gemini.client()
     fake_gemini.add_interaction("", status="in_progress", interaction_id="int-bg")
     with trace_attributes(user_id="creator", session_id="s-1"):

@@ -18,7 +18,6 @@ in its place instead of returning a wrapper.
 
 from __future__ import annotations
 
-import contextvars
 import importlib
 import inspect
 import time
@@ -33,6 +32,7 @@ from wrapt import wrap_function_wrapper
 
 from otel_gemini import _attributes as attrs
 from otel_gemini._model_names import bare_model_name
+from otel_gemini._trace_attributes import current_trace_attributes
 from otel_gemini.instrumentation import _content
 from otel_gemini.instrumentation._fields import field
 from otel_gemini.instrumentation._generate_content import request_attributes
@@ -383,7 +383,7 @@ class InteractionWrappers(SpanWrappers):
                 attributes,
                 invocation.span.get_span_context(),
                 started_ns,
-                contextvars.copy_context(),
+                current_trace_attributes(),
             ),
         )
 
@@ -478,8 +478,7 @@ class FetchWrappers(InteractionWrappers):
             return
         pending = self._pending.take(interaction_id)
         if pending is not None:
-            pending.context.run(
-                record_generation,
+            record_generation(
                 self._instruments,
                 pending,
                 recorder.generation_attributes(),

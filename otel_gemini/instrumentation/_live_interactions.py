@@ -73,9 +73,7 @@ class _ReceiveWrapper:
             if usage is not None:
                 generation.update(interaction_usage_attributes(usage))
             current = trace.get_current_span().get_span_context()
-            pending.context.run(
-                record_generation, self._instruments, pending, generation, None, current
-            )
+            record_generation(self._instruments, pending, generation, None, current)
         except Exception as error:
             report_internal_error("record live interaction", error)
 

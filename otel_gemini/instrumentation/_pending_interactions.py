@@ -15,7 +15,6 @@ process (or before a restart) are not billed here.
 
 from __future__ import annotations
 
-import contextvars
 import re
 import threading
 import time
@@ -28,6 +27,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind
 from opentelemetry.util.types import AttributeValue
 
+from otel_gemini._trace_attributes import restored_trace_attributes
 from otel_gemini.instrumentation._instruments import Instruments
 from otel_gemini.instrumentation._invocation import record_metrics
 from otel_gemini.instrumentation._metric_points import MetricPoints
@@ -46,8 +46,9 @@ class PendingGeneration(NamedTuple):
     """The create span's request attributes (trace attributes included)."""
     span_context: SpanContext
     started_ns: int
-    context: contextvars.Context
-    """The creator's context variables (``trace_attributes``) for the generation span."""
+    trace_attributes: Mapping[str, AttributeValue]
+    """The creator's ``trace_attributes()`` (only those: a copy of the whole context would
+    keep the application's request state alive until the result arrives)."""
 
 
 class PendingInteractions:
@@ -79,6 +80,17 @@ def record_generation(
     """A generation's span and token usage, recorded once its result arrived: ``generation``
     are its response attributes (usage included), ``updated`` the interaction's last update
     time (ISO 8601) and ``returned_by`` the span that received it (a fetch), linked."""
+    with restored_trace_attributes(pending.trace_attributes):
+        _record_generation(instruments, pending, generation, updated, returned_by)
+
+
+def _record_generation(
+    instruments: Instruments,
+    pending: PendingGeneration,
+    generation: Mapping[str, AttributeValue],
+    updated: str | datetime | None,
+    returned_by: SpanContext | None,
+) -> None:
     result = {**pending.attributes, **generation}
     now = time.time_ns()
     ended_ns = _time_ns(updated)
