@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_gemini.export import LangfuseExporter, RetryPolicy
+from otel_gemini.instrumentation import _internal_errors
 from otel_gemini.testing import FakeLangfuse
 
 
@@ -43,6 +44,13 @@ class Recorded:
                     if metric.name == name:
                         points.extend(metric.data.data_points)
         return points
+
+
+@pytest.fixture(autouse=True)
+def _internal_errors_logged_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test sees instrumentation errors logged "once" afresh: which test of a worker
+    process first hit a place would otherwise decide which one sees its log."""
+    monkeypatch.setattr(_internal_errors, "_seen", set())
 
 
 @pytest.fixture
