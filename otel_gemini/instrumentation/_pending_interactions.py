@@ -80,30 +80,22 @@ def record_generation(
     """A generation's span and token usage, recorded once its result arrived: ``generation``
     are its response attributes (usage included), ``updated`` the interaction's last update
     time (ISO 8601) and ``returned_by`` the span that received it (a fetch), linked."""
-    with restored_trace_attributes(pending.trace_attributes):
-        _record_generation(instruments, pending, generation, updated, returned_by)
-
-
-def _record_generation(
-    instruments: Instruments,
-    pending: PendingGeneration,
-    generation: Mapping[str, AttributeValue],
-    updated: str | datetime | None,
-    returned_by: SpanContext | None,
-) -> None:
     result = {**pending.attributes, **generation}
     now = time.time_ns()
     ended_ns = _time_ns(updated)
     if ended_ns is None or not pending.started_ns <= ended_ns <= now:
         ended_ns = now  # no usable time from the API: when its result arrived
-    span = instruments.tracer.start_span(
-        pending.name,
-        trace.set_span_in_context(NonRecordingSpan(pending.span_context)),
-        kind=SpanKind.CLIENT,
-        attributes=result,
-        links=[Link(returned_by)] if returned_by is not None and returned_by.is_valid else None,
-        start_time=pending.started_ns,
-    )
+    links = [Link(returned_by)] if returned_by is not None and returned_by.is_valid else None
+    # Started on the creator's behalf: span processors stamp the creator's trace attributes.
+    with restored_trace_attributes(pending.trace_attributes):
+        span = instruments.tracer.start_span(
+            pending.name,
+            trace.set_span_in_context(NonRecordingSpan(pending.span_context)),
+            kind=SpanKind.CLIENT,
+            attributes=result,
+            links=links,
+            start_time=pending.started_ns,
+        )
     span.end(end_time=ended_ns)
     # Tokens only: the create recorded the operation's duration point already.
     record_metrics(instruments, MetricPoints(pending.attributes), result, None, None)
