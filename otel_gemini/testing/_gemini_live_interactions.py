@@ -20,6 +20,7 @@ from typing import Any
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from otel_gemini.testing._gemini_live_server import receive_json
 from otel_gemini.testing._gemini_usage import ScriptedUsage
 
 LIVE_INTERACTIONS_PATH = "/{version}/interactions/live"
@@ -57,7 +58,7 @@ class LiveInteractionHandler:
     async def serve(self, websocket: WebSocket) -> None:
         await websocket.accept()
         try:
-            connect = await _receive_event(websocket)
+            connect = await receive_json(websocket)
             script = self._take()
             interaction = {"id": connect.get("id"), "status": "in_progress"}
             await _send(
@@ -65,7 +66,7 @@ class LiveInteractionHandler:
             )
             index = 0
             while True:
-                event_type = (await _receive_event(websocket)).get("event_type")
+                event_type = (await receive_json(websocket)).get("event_type")
                 if event_type == "input":
                     await _send_step(websocket, index, script.texts)
                     index += 1
@@ -87,15 +88,6 @@ class LiveInteractionHandler:
 
     def routes(self) -> list[BaseRoute]:
         return [WebSocketRoute(LIVE_INTERACTIONS_PATH, self.serve)]
-
-
-async def _receive_event(websocket: WebSocket) -> dict[str, Any]:
-    message = await websocket.receive()
-    if message["type"] == "websocket.disconnect":
-        raise WebSocketDisconnect(message.get("code", 1000))
-    raw = message.get("text") or (message.get("bytes") or b"").decode("utf-8")
-    parsed = json.loads(raw) if raw else {}
-    return parsed if isinstance(parsed, dict) else {}
 
 
 async def _send(websocket: WebSocket, event: dict[str, Any]) -> None:

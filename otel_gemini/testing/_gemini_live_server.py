@@ -153,7 +153,7 @@ class LiveHandler:
         send = _vertex_sender(websocket) if recorded.vertex else _sender(websocket)
         try:
             await websocket.accept()
-            recorded.setup = await _receive_json(websocket)
+            recorded.setup = await receive_json(websocket)
             script = self._take(recorded.model)
             recorded.scripted = script is not None
             self._record(recorded)
@@ -177,7 +177,7 @@ class LiveHandler:
                     for message in step.messages():
                         await send(message)
             while True:  # the script is over: record until the client closes
-                recorded.messages.append(await _receive_json(websocket))
+                recorded.messages.append(await receive_json(websocket))
         except WebSocketDisconnect:
             pass
         except RuntimeError as error:  # sending after the client went away
@@ -189,7 +189,8 @@ class LiveHandler:
         return [WebSocketRoute(path, self.serve) for path in LIVE_PATHS]
 
 
-async def _receive_json(websocket: WebSocket) -> dict[str, Any]:
+async def receive_json(websocket: WebSocket) -> dict[str, Any]:
+    """The next client message as a JSON object; raises ``WebSocketDisconnect`` once closed."""
     message = await websocket.receive()
     if message["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(message.get("code", 1000))
@@ -234,7 +235,7 @@ def _vertex_sender(websocket: WebSocket) -> Sender:
 async def _wait_for(websocket: WebSocket, recorded: RecordedLiveSession, step: WaitFor) -> None:
     seen = 0
     while seen < step.count:
-        message = await _receive_json(websocket)
+        message = await receive_json(websocket)
         recorded.messages.append(message)
         if step.event in client_events(message):
             seen += 1
@@ -248,7 +249,7 @@ async def _play_default(websocket: WebSocket, recorded: RecordedLiveSession, sen
         TurnComplete(usage=DEFAULT_REPLY_USAGE),
     )
     while True:
-        message = await _receive_json(websocket)
+        message = await receive_json(websocket)
         recorded.messages.append(message)
         if ends & client_events(message):
             for step in reply:
