@@ -120,22 +120,34 @@ class Process:
 class Collector(Process):
     """The built Collector running ``configs`` (merged) with its ports from ``env``."""
 
+    # A port picked free may be taken by another test process before the Collector binds it:
+    # a start that fails so is tried again on fresh ports.
+    _START_ATTEMPTS = 3
+
     def __init__(self, binary: Path, configs: Sequence[str], env: Mapping[str, str]) -> None:
-        self.health_port = free_port()
-        self.grpc_port = free_port()
-        self.http_port = free_port()
-        ports = {
-            "OTELCOL_HEALTH_ENDPOINT": f"127.0.0.1:{self.health_port}",
-            "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{self.grpc_port}",
-            "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{self.http_port}",
-            "OTELCOL_METRICS_PORT": str(free_port()),
-            "OTELCOL_LOG_LEVEL": "warn",
-        }
         argv = [str(binary)]
         for config in configs:
             argv += ["--config", str(CONFIG_DIR / config)]
-        super().__init__("collector", argv, {**ports, **env})
-        self.wait_healthy(30)
+        for attempt in range(self._START_ATTEMPTS):
+            self.health_port = free_port()
+            self.grpc_port = free_port()
+            self.http_port = free_port()
+            ports = {
+                "OTELCOL_HEALTH_ENDPOINT": f"127.0.0.1:{self.health_port}",
+                "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{self.grpc_port}",
+                "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{self.http_port}",
+                "OTELCOL_METRICS_PORT": str(free_port()),
+                "OTELCOL_LOG_LEVEL": "warn",
+            }
+            super().__init__("collector", argv, {**ports, **env})
+            try:
+                self.wait_healthy(30)
+                return
+            except RuntimeError:
+                taken = "address already in use" in self.log()
+                self.stop()
+                if not taken or attempt == self._START_ATTEMPTS - 1:
+                    raise
 
     @property
     def otlp_http_traces(self) -> str:
