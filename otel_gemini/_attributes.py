@@ -146,6 +146,10 @@ SDK_METHOD: Final = "otel_gemini.sdk.method"
 # Interactions API (client.interactions.create)
 SDK_METHOD_INTERACTIONS_CREATE: Final = "interactions.create"
 SDK_METHOD_INTERACTIONS_GET: Final = "interactions.get"
+SDK_METHOD_INTERACTIONS_CONNECT: Final = "interactions.connect"  # a Live interaction connection
+# A Live interaction connection: output steps received; seconds from opening to first output.
+LIVE_INTERACTION_STEPS: Final = "otel_gemini.live_interaction.steps"
+LIVE_INTERACTION_TIME_TO_FIRST_OUTPUT: Final = "otel_gemini.live_interaction.time_to_first_output"
 # The interaction's status as the API reported it (completed, requires_continuation,
 # requires_action, in_progress for a background one...); finish_reasons holds its mapping.
 INTERACTION_STATUS: Final = "otel_gemini.interaction.status"
@@ -164,7 +168,8 @@ LIVE_RESPONSE_MODALITIES: Final = "otel_gemini.live.response_modalities"
 LIVE_TOOL_CALL_COUNT: Final = "otel_gemini.live.tool_calls"
 LIVE_TOOL_CANCELLED: Final = "otel_gemini.live.tool.cancelled"
 LIVE_MESSAGES_RECEIVED: Final = "otel_gemini.live.messages_received"
-# closed | server_closed | connection_lost | cancelled | error | connect_failed
+# closed | server_closed | connection_lost | cancelled | error | connect_failed; a Live
+# interaction connection: completed | cancelled | reconnection_required | detached | closed
 LIVE_END_REASON: Final = "otel_gemini.live.end_reason"
 LIVE_CLOSE_CODE: Final = "otel_gemini.live.close_code"  # WebSocket close code, when known
 # Session resumption (a new connection continuing a session) and the server's goAway.

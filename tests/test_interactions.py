@@ -436,7 +436,7 @@ async def test_a_live_interaction_is_billed_when_its_connection_completes_it(
     client = fake_gemini.client()
     fake_gemini.add_interaction("", status="idle", interaction_id="int-live")
     await client.aio.interactions.create(model=MODEL, input="Hi")
-    fake_gemini.add_live_interaction(["Hel", "lo"], usage=USAGE)
+    fake_gemini.add_live_interaction(["Hel", "lo"], usage=USAGE, model=MODEL)
     events = await run_live_interaction(client)
     assert len(instrumented.spans_named("generate_content")) == 2  # the create, the generation
     # A fetch afterwards finds it billed already.
@@ -459,6 +459,51 @@ async def test_a_live_interaction_is_billed_when_its_connection_completes_it(
     assert {key: attributes[key] for key in USAGE_ATTRIBUTES} == USAGE_ATTRIBUTES
     assert attributes["gen_ai.response.finish_reasons"] == ("stop",)
     assert attributes["otel_gemini.interaction.status"] == "completed"
+    # The connection's span: what it ran, how long to the first output, why it ended.
+    [session] = instrumented.spans_named("live_session")
+    session_attributes = attributes_of(session)
+    assert session_attributes.pop("otel_gemini.live_interaction.time_to_first_output") > 0
+    assert session_attributes == {
+        "gen_ai.operation.name": "live_session",
+        "gen_ai.provider.name": "gcp.gemini",
+        "gen_ai.response.id": "int-live",
+        "gen_ai.response.model": MODEL,
+        "langfuse.observation.type": "span",
+        "otel_gemini.sdk.method": "interactions.connect",
+        "otel_gemini.live_interaction.steps": 1,
+        "otel_gemini.live.end_reason": "completed",
+    }
+    assert session.name == f"live_session {MODEL}"
+    assert [link.context.span_id for link in generation.links] == [session.context.span_id]
+
+
+@pytest.mark.skipif(not LIVE_INTERACTIONS, reason="Live interactions came with google-genai 3")
+@pytest.mark.filterwarnings("ignore:Live Interactions usage")
+@pytest.mark.parametrize("ending", ["detach", "cancel"])
+async def test_a_live_interaction_left_unfinished_ends_its_span_and_bills_nothing(
+    fake_gemini: FakeGemini, instrumented: Recorded, ending: str
+) -> None:
+    client = fake_gemini.client()
+    fake_gemini.add_interaction("", status="idle", interaction_id="int-live")
+    await client.aio.interactions.create(model=MODEL, input="Hi")
+    fake_gemini.add_live_interaction(["Hel", "lo"], usage=USAGE)
+    async with client.aio.interactions.connect("int-live") as connection:
+        await connection.send({"event_type": "input", "content": [{"type": "text", "text": "Hi"}]})
+        async for event in connection.receive():
+            if event.event_type == "step.stop":
+                break
+        if ending == "cancel":
+            await connection.cancel()
+    # Leaving the block detaches: the interaction lives on, resumable, and is not over.
+
+    [session] = instrumented.spans_named("live_session")
+    attributes = attributes_of(session)
+    assert (
+        attributes["otel_gemini.live.end_reason"]
+        == {"detach": "detached", "cancel": "cancelled"}[ending]
+    )
+    assert attributes["otel_gemini.live_interaction.steps"] == 1
+    assert len(instrumented.spans_named("generate_content")) == 1  # the create only
 
 
 @pytest.mark.skipif(not LIVE_INTERACTIONS, reason="Live interactions came with google-genai 3")
@@ -641,7 +686,8 @@ def test_suppress_instrumentation_and_uninstrument(
     if LIVE_INTERACTIONS:
         from google.genai import _interactions_websocket
 
-        methods.append((_interactions_websocket.InteractionWebSocketConnection, "receive"))
+        connection = _interactions_websocket.InteractionWebSocketConnection
+        methods += [(connection, name) for name in ("__init__", "receive", "_close_socket_only")]
     before = [cls.__dict__[name] for cls, name in methods]
     GeminiInstrumentor().instrument(tracer_provider=recorded.tracer_provider)
     try:

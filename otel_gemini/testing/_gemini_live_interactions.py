@@ -28,11 +28,13 @@ LIVE_INTERACTIONS_PATH = "/{version}/interactions/live"
 
 @dataclass(frozen=True)
 class LiveInteractionScript:
-    """How the fake runs one Live interaction connection: the text of each output step, and
-    the usage its ``interaction.completed`` reports (none: left out)."""
+    """How the fake runs one Live interaction connection: the text of each output step, the
+    usage its ``interaction.completed`` reports and the model ``interaction.connected``
+    names (none: left out)."""
 
     texts: Sequence[str] = ("Hello",)
     usage: ScriptedUsage | None = None
+    model: str | None = None
 
 
 class LiveInteractionHandler:
@@ -61,6 +63,8 @@ class LiveInteractionHandler:
             connect = await receive_json(websocket)
             script = self._take()
             interaction = {"id": connect.get("id"), "status": "in_progress"}
+            if script.model is not None:
+                interaction["model"] = script.model
             await _send(
                 websocket, {"event_type": "interaction.connected", "interaction": interaction}
             )

@@ -419,13 +419,20 @@ class FakeGemini:
     # --- Live API ---
 
     def add_live_interaction(
-        self, texts: str | Sequence[str] = "Hello", *, usage: ScriptedUsage | None = None
+        self,
+        texts: str | Sequence[str] = "Hello",
+        *,
+        usage: ScriptedUsage | None = None,
+        model: str | None = None,
     ) -> None:
         """Queues how the next Live interaction connection (``interactions.connect``) runs:
-        each ``input`` is answered with one output step of ``texts``, and
-        ``interaction.complete`` with ``interaction.completed`` reporting ``usage``."""
+        ``interaction.connected`` (naming ``model``), each ``input`` answered with one output
+        step of ``texts``, and ``interaction.complete`` with ``interaction.completed``
+        reporting ``usage``."""
         self._live_interactions.enqueue(
-            LiveInteractionScript((texts,) if isinstance(texts, str) else tuple(texts), usage)
+            LiveInteractionScript(
+                (texts,) if isinstance(texts, str) else tuple(texts), usage, model
+            )
         )
 
     def add_live_session(self, script: LiveScript) -> None:
