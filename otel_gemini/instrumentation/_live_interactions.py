@@ -126,6 +126,7 @@ class _ConnectionWrappers:
         if not is_instrumentation_enabled():
             return
         try:
+            weakref.ref(instance)  # sessions are kept by weak reference: fail before starting
             interaction_id = getattr(instance, "id", None)
             attributes: dict[str, AttributeValue] = {
                 attrs.GEN_AI_OPERATION_NAME: attrs.OP_LIVE_SESSION,
