@@ -393,7 +393,7 @@ async def test_a_streamed_fetch_bills_a_background_interaction_when_the_stream_e
 def test_any_interaction_created_before_it_ran_is_billed_by_its_first_finished_fetch(
     fake_gemini: FakeGemini, instrumented: Recorded, status: str
 ) -> None:
-    # "idle": a Live interaction, run later over a WebSocket (not instrumented) and fetched.
+    # "idle": a Live interaction, whose result is read with a fetch (not on its connection).
     client = fake_gemini.client()
     fake_gemini.add_interaction("", status=status, interaction_id="int-bg")
     client.interactions.create(model=MODEL, input="Hi")
