@@ -76,6 +76,8 @@ OP_EXECUTE_TOOL: Final = "execute_tool"
 OP_INVOKE_AGENT: Final = "invoke_agent"
 # Fetching a response made earlier (no inference: token usage MUST NOT be reported on it).
 OP_FETCH_RESPONSE: Final = "fetch_response"
+# Creating a batch job (its requests run later, each recorded as a generation).
+OP_CREATE_BATCH: Final = "create_batch"
 
 # The official OTel google-genai instrumentation names its Interactions API spans' operation
 # so; their output_tokens leave thoughts out (its generate_content spans count them): read-only.
@@ -146,6 +148,11 @@ SDK_METHOD: Final = "otel_gemini.sdk.method"
 # Interactions API (client.interactions.create)
 SDK_METHOD_INTERACTIONS_CREATE: Final = "interactions.create"
 SDK_METHOD_INTERACTIONS_GET: Final = "interactions.get"
+SDK_METHOD_BATCHES_CREATE: Final = "batches.create"
+# A batch job's state as the SDK reports it (JOB_STATE_PENDING, ...); its inlined requests.
+BATCH_STATE: Final = "otel_gemini.batch.state"
+BATCH_REQUESTS: Final = "otel_gemini.batch.requests"
+SERVICE_TIER_BATCH: Final = "batch"  # the REQUEST_SERVICE_TIER of a batch job's requests
 SDK_METHOD_INTERACTIONS_CONNECT: Final = "interactions.connect"  # a Live interaction connection
 # A Live interaction connection: output steps received; seconds from opening to first output.
 LIVE_INTERACTION_STEPS: Final = "otel_gemini.live_interaction.steps"

@@ -13,6 +13,7 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
+from otel_gemini.instrumentation._batches import instrument_batches
 from otel_gemini.instrumentation._instruments import Instruments
 from otel_gemini.instrumentation._interactions import instrument_interactions
 from otel_gemini.instrumentation._live import instrument_live, uninstrument_live
@@ -108,6 +109,7 @@ class GeminiInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             self._patched.append((_extra_utils, name))
         # Interactions API (client.interactions.create): a span per request, as above.
         self._patched.extend(instrument_interactions(instruments))
+        self._patched.extend(instrument_batches(instruments))
         # Live API (client.aio.live.connect): a session span, a generation span per turn.
         self._patched.extend(instrument_live(instruments))
 

@@ -9,7 +9,7 @@ client, ``InteractionsResource``, whose ``create`` is one request (no automatic 
 
 ``get`` is wrapped too: a fetch is a ``fetch_response`` span without usage, and the first
 fetch returning finished an interaction this process created unfinished (background, Live)
-records its generation (``_pending_interactions``).
+records its generation (``_pending_generations``).
 
 A streamed create returns the SDK's ``Stream``, whose type the public layer checks before it
 rewires the stream's iterator; so we keep that object and put our chunk-reporting iterator
@@ -46,9 +46,9 @@ from otel_gemini.instrumentation._operations import (
     is_async,
     provider_attributes,
 )
-from otel_gemini.instrumentation._pending_interactions import (
+from otel_gemini.instrumentation._pending_generations import (
     PendingGeneration,
-    PendingInteractions,
+    PendingGenerations,
     record_generation,
 )
 from otel_gemini.instrumentation._settings import InstrumentationSettings
@@ -309,7 +309,7 @@ class InteractionWrappers(SpanWrappers):
         interaction_type: type,
         stream_types: tuple[type, ...],
         stream_iterator: str,
-        pending: PendingInteractions,
+        pending: PendingGenerations,
     ) -> None:
         self._instruments = instruments
         self._interaction_type = interaction_type
@@ -437,7 +437,7 @@ class InteractionWrappers(SpanWrappers):
 class FetchWrappers(InteractionWrappers):
     """``fetch_response`` spans per ``get`` request (streamed or not); the first fetch that
     returns finished an interaction this process created unfinished records its generation
-    (see ``_pending_interactions``)."""
+    (see ``_pending_generations``)."""
 
     def _start(self, instance: Any, args: Any, kwargs: Any) -> Invocation | None:
         if not is_instrumentation_enabled():
@@ -522,7 +522,7 @@ def instrument_interactions(instruments: Instruments) -> list[tuple[Any, str]]:
         except (ImportError, AttributeError):
             continue
         stream_types = (streaming.Stream, streaming.AsyncStream)
-        pending = PendingInteractions()
+        pending = PendingGenerations()
         patched: list[tuple[Any, str]] = []
         for method_name, wrappers_type in (("create", InteractionWrappers), ("get", FetchWrappers)):
             wrappers = wrappers_type(

@@ -6,7 +6,7 @@ be resumed). Each connection gets a ``live_session`` span, from its opening to i
 closing, with the model, the output steps received, the time to the first output and why it
 ended. The interaction's usage arrives once, on the terminal ``interaction.completed`` event:
 then the generation of an interaction this process created is recorded as a fetch that
-returns it finished would (``_pending_interactions``): once, as a child of its create span.
+returns it finished would (``_pending_generations``): once, as a child of its create span.
 
 We wrap the connection class's ``__init__`` (the socket is open and about to send
 ``interaction.connect``), ``receive`` (the events, passed on unchanged) and
@@ -34,8 +34,8 @@ from otel_gemini._trace_attributes import current_trace_attributes
 from otel_gemini.instrumentation._fields import field
 from otel_gemini.instrumentation._instruments import Instruments
 from otel_gemini.instrumentation._internal_errors import report_internal_error
-from otel_gemini.instrumentation._pending_interactions import (
-    PendingInteractions,
+from otel_gemini.instrumentation._pending_generations import (
+    PendingGenerations,
     record_generation,
 )
 from otel_gemini.instrumentation._usage import interaction_usage_attributes
@@ -116,7 +116,7 @@ class _Session:
 class _ConnectionWrappers:
     """The wrappers of one instrumentation: sessions by connection, and billing."""
 
-    def __init__(self, instruments: Instruments, pending: PendingInteractions) -> None:
+    def __init__(self, instruments: Instruments, pending: PendingGenerations) -> None:
         self._instruments = instruments
         self._pending = pending
         self._sessions: weakref.WeakKeyDictionary[Any, _Session] = weakref.WeakKeyDictionary()
@@ -230,7 +230,7 @@ def _close_reason(connection: Any) -> str:
 
 
 def instrument_live_interactions(
-    instruments: Instruments, pending: PendingInteractions
+    instruments: Instruments, pending: PendingGenerations
 ) -> list[tuple[Any, str]]:
     """Wraps the Live interaction connection if this google-genai has one; returns what it
     patched, for ``unwrap``."""

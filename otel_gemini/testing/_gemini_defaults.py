@@ -12,6 +12,7 @@ import re
 from dataclasses import replace
 from typing import Any
 
+from otel_gemini.testing._gemini_batches import CREATE_BATCH, created_batch
 from otel_gemini.testing._gemini_interactions import (
     CREATE_INTERACTION,
     GET_INTERACTION,
@@ -95,6 +96,8 @@ def default_reply(request: RecordedRequest) -> HttpReply:
         return _default_stream(request)
     if rpc == CREATE_INTERACTION:
         return _default_interaction(request)
+    if rpc == CREATE_BATCH:
+        return HttpReply.json(created_batch(request))
     if rpc == GET_INTERACTION:  # the fake keeps no interactions: script fetches
         name = request.path.rsplit("/", 1)[-1]
         body = google_error_body(404, f"interaction {name} not found", "NOT_FOUND")

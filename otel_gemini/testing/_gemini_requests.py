@@ -15,6 +15,7 @@ _RPC_PATH = re.compile(r"^/(?P<version>v[^/]*)/(?P<resource>[^:]+):(?P<rpc>[A-Za
 _OPERATION_PATH = re.compile(r"^/(?P<version>v[^/]*)/(?P<name>.+/operations/[^/:]+)$")
 _INTERACTIONS_PATH = re.compile(r"^/(?P<version>v[^/]*)/interactions$")
 _INTERACTION_PATH = re.compile(r"^/(?P<version>v[^/]*)/interactions/(?P<id>[^/:]+)$")
+_BATCH_PATH = re.compile(r"^/(?P<version>v[^/]*)/batches/(?P<id>[^/:]+)$")
 _VERTEX_SCOPE = re.compile(r"^projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/")
 
 
@@ -25,7 +26,8 @@ class RecordedRequest:
     ``rpc`` is the method after the colon in the path (``generateContent``,
     ``streamGenerateContent``, ``countTokens``, ...), ``getOperation`` for an operation poll, or
     ``createInteraction`` for ``POST /{version}/interactions``, ``getInteraction`` for
-    ``GET /{version}/interactions/{id}``; ``model`` is the bare model name
+    ``GET /{version}/interactions/{id}``, ``getBatch`` for ``GET /{version}/batches/{id}``;
+    ``model`` is the bare model name
     (``gemini-2.5-flash``, no ``models/`` prefix; an interaction's ``model`` or ``agent``).
     ``vertex`` tells whether the path has the Vertex AI shape (``projects/...`` or
     ``publishers/...``). ``headers`` has lower-case names; ``json`` is the parsed body (``None``
@@ -89,6 +91,8 @@ def parse_request(
             model = named.rsplit("/", 1)[-1] if isinstance(named, str) else None
     elif method == "GET" and _INTERACTION_PATH.match(path):
         rpc = "getInteraction"
+    elif method == "GET" and _BATCH_PATH.match(path):
+        rpc = "getBatch"
     else:
         op_match = _OPERATION_PATH.match(path)
         if op_match and method == "GET":

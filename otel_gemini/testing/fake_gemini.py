@@ -41,6 +41,7 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from otel_gemini.testing._gemini_app import build_app
+from otel_gemini.testing._gemini_batches import BatchReply
 from otel_gemini.testing._gemini_defaults import estimate_tokens
 from otel_gemini.testing._gemini_handler import GeminiHandler
 from otel_gemini.testing._gemini_inprocess import transports
@@ -417,6 +418,19 @@ class FakeGemini:
         self.add_text(final_text, usage=final_usage, model=model)
 
     # --- Live API ---
+
+    def add_batch(
+        self,
+        name: str,
+        *,
+        model: str,
+        state: str = "BATCH_STATE_SUCCEEDED",
+        responses: Sequence[tuple[str, ScriptedUsage]] = (),
+        end_time: str | None = None,
+    ) -> None:
+        """Queues an answer to ``batches.get`` (see :class:`BatchReply`): the job ``name``
+        (``batches/...``) in ``state``, with an inlined response per ``(text, usage)``."""
+        self.add(BatchReply(name, model, state, tuple(responses), end_time))
 
     def add_live_interaction(
         self,

@@ -1,16 +1,17 @@
-"""Billing interactions created before they ran, whose usage only arrives later.
+"""Generations that ran after the request that made them, recorded when their usage arrives.
 
 A fetch (``client.interactions.get``) is a ``fetch_response`` span: the conventions forbid
 token usage on it, as the tokens were spent by the generation it returns. But a background
 interaction (``create(background=True)``) returns ``in_progress`` or ``queued`` before its
 generation has run, and a Live one ``idle``, so their create span has no usage; the usage
 first reaches the client on a fetch, or (Live) on the connection's ``interaction.completed``
-event. So when either returns, finished, such an interaction this process created, the
-generation is recorded as a span of its own: a child of the create span (same trace, same
-user and session), from the create to the interaction's ``updated`` time, linked to the span
-that received it, with the usage. Once: polling it again bills nothing. A fetch cannot tell
-such an interaction from one billed at its create, so interactions created in another
-process (or before a restart) are not billed here.
+event. A batch job's requests likewise run later, and their usage arrives in the job a get
+returns succeeded. So when such a result first arrives, for a request this process made, each
+generation is recorded as a span of its own: a child of the creating span (same trace, same
+user and session), from the create to the result's time, linked to the span that received
+it, with the usage. Once: polling it again bills nothing. A fetch cannot tell such a result
+from one billed at its create, so results of requests made in another process (or before a
+restart) are not billed here.
 """
 
 from __future__ import annotations
@@ -32,18 +33,19 @@ from otel_gemini.instrumentation._instruments import Instruments
 from otel_gemini.instrumentation._invocation import record_metrics
 from otel_gemini.instrumentation._metric_points import MetricPoints
 
-# Interactions awaiting their usage (a finished fetch, or a Live connection's completion).
+# Requests awaiting their usage (a finished fetch, a Live connection's completion, a batch).
 # One whose result is never read here (read elsewhere, or abandoned) would stay forever: past
 # this many, the oldest are forgotten.
 _MAX_PENDING = 10_000
 
 
 class PendingGeneration(NamedTuple):
-    """An unfinished interaction's create, kept until its generation's usage arrives."""
+    """What a request that runs later leaves for its generation, kept until its usage arrives:
+    the generation span's name and request attributes, and the creating span."""
 
     name: str
     attributes: Mapping[str, AttributeValue]
-    """The create span's request attributes (trace attributes included)."""
+    """The generation's request attributes (trace attributes included)."""
     span_context: SpanContext
     started_ns: int
     trace_attributes: Mapping[str, AttributeValue]
@@ -51,23 +53,25 @@ class PendingGeneration(NamedTuple):
     keep the application's request state alive until the result arrives)."""
 
 
-class PendingInteractions:
-    """Interactions created unfinished in this process whose generation is not billed yet."""
+class PendingGenerations:
+    """Requests made in this process (interactions created unfinished, batch jobs) whose
+    generations are not recorded yet, by the id their result will carry."""
 
     def __init__(self) -> None:
         self._pending: OrderedDict[str, PendingGeneration] = OrderedDict()
         self._lock = threading.Lock()
 
-    def add(self, interaction_id: str, pending: PendingGeneration) -> None:
+    def add(self, result_id: str, pending: PendingGeneration) -> None:
         with self._lock:
-            self._pending[interaction_id] = pending
+            self._pending[result_id] = pending
             if len(self._pending) > _MAX_PENDING:
                 self._pending.popitem(last=False)
 
-    def take(self, interaction_id: str) -> PendingGeneration | None:
-        """The pending generation of ``interaction_id``, now no longer pending."""
+    def take(self, result_id: str) -> PendingGeneration | None:
+        """The pending generation of ``result_id`` (an interaction id, a batch job name),
+        now no longer pending."""
         with self._lock:
-            return self._pending.pop(interaction_id, None)
+            return self._pending.pop(result_id, None)
 
 
 def record_generation(
