@@ -15,9 +15,10 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from otel_gemini import CostSpanProcessor, GeminiInstrumentor
 from otel_gemini.export import LangfuseExporter, RetryPolicy
 from otel_gemini.instrumentation import _internal_errors
-from otel_gemini.testing import FakeLangfuse
+from otel_gemini.testing import FakeGemini, FakeLangfuse
 
 
 @dataclass
@@ -44,6 +45,21 @@ class Recorded:
                     if metric.name == name:
                         points.extend(metric.data.data_points)
         return points
+
+
+@pytest.fixture
+def priced(fake_gemini: FakeGemini) -> Iterator[InMemorySpanExporter]:
+    """Our instrumentation into a TracerProvider whose spans CostSpanProcessor prices on the
+    way to an in-memory exporter."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(CostSpanProcessor(SimpleSpanProcessor(exporter)))
+    GeminiInstrumentor().instrument(tracer_provider=provider)
+    try:
+        yield exporter
+    finally:
+        GeminiInstrumentor().uninstrument()
+        provider.shutdown()
 
 
 @pytest.fixture(autouse=True)

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import importlib.util
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otel_gemini import CostSpanProcessor, GeminiInstrumentor, trace_attributes
+from otel_gemini import GeminiInstrumentor, trace_attributes
 from otel_gemini.testing import FakeGemini, ScriptedUsage
 from tests.conftest import Recorded
 from tests.test_instrumentation import attributes_of
@@ -129,19 +126,6 @@ async def test_async_batches_match_sync(fake_gemini: FakeGemini, instrumented: R
     [generation] = instrumented.spans_named("generate_content")
     assert generation.parent is not None and generation.parent.span_id == create.context.span_id
     assert attributes_of(generation)["gen_ai.usage.input_tokens"] == 100
-
-
-@pytest.fixture
-def priced(fake_gemini: FakeGemini) -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(CostSpanProcessor(SimpleSpanProcessor(exporter)))
-    GeminiInstrumentor().instrument(tracer_provider=provider)
-    try:
-        yield exporter
-    finally:
-        GeminiInstrumentor().uninstrument()
-        provider.shutdown()
 
 
 def test_batch_requests_are_priced_at_the_batch_rate(

@@ -8,7 +8,7 @@ import importlib.util
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -772,19 +772,6 @@ def test_content_capture_records_input_instructions_and_output(
 
 
 # --- pricing ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def priced(fake_gemini: FakeGemini) -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(CostSpanProcessor(SimpleSpanProcessor(exporter)))
-    GeminiInstrumentor().instrument(tracer_provider=provider)
-    try:
-        yield exporter
-    finally:
-        GeminiInstrumentor().uninstrument()
-        provider.shutdown()
 
 
 def test_an_interaction_costs_what_the_same_generate_content_costs(
