@@ -14,7 +14,6 @@ BigQuery) give the client no usage: their requests are not recorded.
 from __future__ import annotations
 
 import importlib
-import time
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
@@ -33,8 +32,8 @@ from otel_gemini.instrumentation._internal_errors import report_internal_error
 from otel_gemini.instrumentation._invocation import Invocation
 from otel_gemini.instrumentation._operations import SpanWrappers, client_attributes, is_async
 from otel_gemini.instrumentation._pending_generations import (
-    PendingGeneration,
     PendingGenerations,
+    pending_generation,
     record_generation,
 )
 
@@ -134,21 +133,8 @@ class BatchWrappers(SpanWrappers):
         invocation: Invocation,
         result: Mapping[str, AttributeValue],
     ) -> None:
-        if recorder.name is None:
-            return
-        started_ns = getattr(invocation.span, "start_time", None)
-        if not isinstance(started_ns, int):
-            started_ns = time.time_ns()
-        self._pending.add(
-            recorder.name,
-            PendingGeneration(
-                name,
-                generation,
-                invocation.span.get_span_context(),
-                started_ns,
-                current_trace_attributes(),
-            ),
-        )
+        if recorder.name is not None:
+            self._pending.add(recorder.name, pending_generation(name, generation, invocation))
 
     def get(self, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
         job = wrapped(*args, **kwargs)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import time
 from collections.abc import Mapping
 from datetime import datetime
 from functools import partial
@@ -32,7 +31,6 @@ from wrapt import wrap_function_wrapper
 
 from otel_gemini import _attributes as attrs
 from otel_gemini._model_names import bare_model_name
-from otel_gemini._trace_attributes import current_trace_attributes
 from otel_gemini.instrumentation import _content
 from otel_gemini.instrumentation._fields import field
 from otel_gemini.instrumentation._generate_content import request_attributes
@@ -47,8 +45,8 @@ from otel_gemini.instrumentation._operations import (
     provider_attributes,
 )
 from otel_gemini.instrumentation._pending_generations import (
-    PendingGeneration,
     PendingGenerations,
+    pending_generation,
     record_generation,
 )
 from otel_gemini.instrumentation._settings import InstrumentationSettings
@@ -372,20 +370,7 @@ class InteractionWrappers(SpanWrappers):
             or attrs.GEN_AI_USAGE_INPUT_TOKENS in result
         ):
             return
-        # The SDK's spans know their start; the generation span starts with the create's.
-        started_ns = getattr(invocation.span, "start_time", None)
-        if not isinstance(started_ns, int):
-            started_ns = time.time_ns()
-        self._pending.add(
-            interaction_id,
-            PendingGeneration(
-                span_name,
-                attributes,
-                invocation.span.get_span_context(),
-                started_ns,
-                current_trace_attributes(),
-            ),
-        )
+        self._pending.add(interaction_id, pending_generation(span_name, attributes, invocation))
 
     @staticmethod
     def _client_attributes(instance: Any) -> dict[str, AttributeValue]:

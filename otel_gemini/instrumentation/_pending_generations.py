@@ -28,9 +28,9 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind
 from opentelemetry.util.types import AttributeValue
 
-from otel_gemini._trace_attributes import restored_trace_attributes
+from otel_gemini._trace_attributes import current_trace_attributes, restored_trace_attributes
 from otel_gemini.instrumentation._instruments import Instruments
-from otel_gemini.instrumentation._invocation import record_metrics
+from otel_gemini.instrumentation._invocation import Invocation, record_metrics
 from otel_gemini.instrumentation._metric_points import MetricPoints
 
 # Requests awaiting their usage (a finished fetch, a Live connection's completion, a batch).
@@ -51,6 +51,22 @@ class PendingGeneration(NamedTuple):
     trace_attributes: Mapping[str, AttributeValue]
     """The creator's ``trace_attributes()`` (only those: a copy of the whole context would
     keep the application's request state alive until the result arrives)."""
+
+
+def pending_generation(
+    name: str, attributes: Mapping[str, AttributeValue], creator: Invocation
+) -> PendingGeneration:
+    """What the request of ``creator`` (ended) leaves for its generations: their span name
+    and request attributes, its span, start and the current trace attributes."""
+    # The SDK's spans know their start; the generations start with the creating request.
+    started_ns = getattr(creator.span, "start_time", None)
+    return PendingGeneration(
+        name,
+        attributes,
+        creator.span.get_span_context(),
+        started_ns if isinstance(started_ns, int) else time.time_ns(),
+        current_trace_attributes(),
+    )
 
 
 class PendingGenerations:
