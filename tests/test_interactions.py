@@ -774,15 +774,20 @@ def test_content_capture_records_input_instructions_and_output(
 # --- pricing ----------------------------------------------------------------------------------
 
 
+def interaction_then_generate_content(fake: FakeGemini) -> None:
+    """The same exchange (1,200 in, 1,000 cached, 300 out, 150 thoughts) both ways."""
+    usage = ScriptedUsage(prompt=1200, cached=1000, candidates=300, thoughts=150)
+    client = fake.client()
+    fake.add_interaction("Hello!", usage=usage)
+    client.interactions.create(model=MODEL, input="Hi")
+    fake.add_text("Hello!", usage=usage)
+    client.models.generate_content(model=MODEL, contents="Hi")
+
+
 def test_an_interaction_costs_what_the_same_generate_content_costs(
     fake_gemini: FakeGemini, priced: InMemorySpanExporter
 ) -> None:
-    usage = ScriptedUsage(prompt=1200, cached=1000, candidates=300, thoughts=150)
-    client = fake_gemini.client()
-    fake_gemini.add_interaction("Hello!", usage=usage)
-    client.interactions.create(model=MODEL, input="Hi")
-    fake_gemini.add_text("Hello!", usage=usage)
-    client.models.generate_content(model=MODEL, contents="Hi")
+    interaction_then_generate_content(fake_gemini)
 
     interaction, generation = (dict(span.attributes or {}) for span in priced.get_finished_spans())
     # gemini-2.5-flash: 200 fresh input x $0.30/M + 1,000 cached x $0.03/M + 450 output x $2.50/M
@@ -806,12 +811,7 @@ def test_the_official_instrumentations_interaction_spans_are_priced_with_their_t
     instrumentor = official.GoogleGenAiSdkInstrumentor()
     instrumentor.instrument(tracer_provider=provider, skip_dep_check=True)
     try:
-        usage = ScriptedUsage(prompt=1200, cached=1000, candidates=300, thoughts=150)
-        client = fake_gemini.client()
-        fake_gemini.add_interaction("Hello!", usage=usage)
-        client.interactions.create(model=MODEL, input="Hi")
-        fake_gemini.add_text("Hello!", usage=usage)
-        client.models.generate_content(model=MODEL, contents="Hi")
+        interaction_then_generate_content(fake_gemini)
     finally:
         instrumentor.uninstrument()
         provider.shutdown()
