@@ -11,7 +11,7 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_gemini import GeminiInstrumentor, trace_attributes
-from otel_gemini.testing import FakeGemini, ScriptedUsage
+from otel_gemini.testing import BatchReply, FakeGemini, ScriptedUsage
 from tests.conftest import Recorded
 from tests.test_instrumentation import attributes_of
 from tests.test_interactions import iso_z
@@ -126,6 +126,26 @@ async def test_async_batches_match_sync(fake_gemini: FakeGemini, instrumented: R
     [generation] = instrumented.spans_named("generate_content")
     assert generation.parent is not None and generation.parent.span_id == create.context.span_id
     assert attributes_of(generation)["gen_ai.usage.input_tokens"] == 100
+
+
+def test_a_job_seen_finished_in_a_list_is_recorded_there_and_only_there(
+    fake_gemini: FakeGemini, instrumented: Recorded
+) -> None:
+    client = fake_gemini.client()
+    job = client.batches.create(model=MODEL, src=requests("a", "b"))
+    other = BatchReply("batches/from-elsewhere", MODEL, responses=[("C", SECOND)])
+    done = BatchReply(job.name, MODEL, responses=[("A", FIRST), ("B", SECOND)])
+    fake_gemini.add_batch_list([other, done])
+    listed = [(item.name, item.state.name) for item in client.batches.list()]
+    fake_gemini.add_batch(job.name, model=MODEL, responses=[("A", FIRST), ("B", SECOND)])
+    client.batches.get(name=job.name)
+
+    assert listed == [
+        ("batches/from-elsewhere", "JOB_STATE_SUCCEEDED"),
+        (job.name, "JOB_STATE_SUCCEEDED"),
+    ]
+    generations = instrumented.spans_named("generate_content")
+    assert [attributes_of(span)["gen_ai.usage.input_tokens"] for span in generations] == [1200, 100]
 
 
 def test_batch_requests_are_priced_at_the_batch_rate(

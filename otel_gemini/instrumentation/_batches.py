@@ -148,6 +148,25 @@ class BatchWrappers(SpanWrappers):
         self._fetched(job)
         return job
 
+    def list_page(self, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        page = wrapped(*args, **kwargs)
+        self._listed(page)
+        return page
+
+    async def list_page_async(
+        self, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any
+    ) -> Any:
+        page = await wrapped(*args, **kwargs)
+        self._listed(page)
+        return page
+
+    def _listed(self, page: Any) -> None:
+        try:
+            for job in field(page, "batch_jobs") or ():
+                self._fetched(job)
+        except Exception as error:
+            report_internal_error("record listed batch results", error)
+
     def _fetched(self, job: Any) -> None:
         try:
             name = field(job, "name")
@@ -170,7 +189,8 @@ class BatchWrappers(SpanWrappers):
 
 
 def instrument_batches(instruments: Instruments) -> list[tuple[Any, str]]:
-    """Wraps the batch clients' ``_create`` and ``get``; returns what it patched."""
+    """Wraps the batch clients' ``_create``, ``get`` and ``_list`` (one page); returns what
+    it patched."""
     try:
         module = importlib.import_module(_MODULE)
     except ImportError:
@@ -179,14 +199,15 @@ def instrument_batches(instruments: Instruments) -> list[tuple[Any, str]]:
     patched: list[tuple[Any, str]] = []
     for name in _CLASSES:
         cls = getattr(module, name, None)
-        if cls is None or "_create" not in cls.__dict__ or "get" not in cls.__dict__:
+        if cls is None or not all(method in cls.__dict__ for method in ("_create", "get", "_list")):
             continue
         asynchronous = is_async(cls.__dict__["_create"])
-        wrap_function_wrapper(
-            _MODULE, f"{name}._create", wrappers.async_ if asynchronous else wrappers.sync
-        )
-        wrap_function_wrapper(
-            _MODULE, f"{name}.get", wrappers.get_async if asynchronous else wrappers.get
-        )
-        patched += [(cls, "_create"), (cls, "get")]
+        for method, wrapper in (
+            ("_create", wrappers.async_ if asynchronous else wrappers.sync),
+            ("get", wrappers.get_async if asynchronous else wrappers.get),
+            # What a list returns is read as a get's: a job polled by listing is billed too.
+            ("_list", wrappers.list_page_async if asynchronous else wrappers.list_page),
+        ):
+            wrap_function_wrapper(_MODULE, f"{name}.{method}", wrapper)
+            patched.append((cls, method))
     return patched

@@ -3,7 +3,8 @@ creates one, ``GET /{version}/batches/{id}`` reads it.
 
 A create is answered, unscripted, with a pending job ``batches/fake-batch-{n}``; a get with
 the queued :class:`BatchReply` (unscripted: 404), e.g. a running job, then a succeeded one
-whose inlined responses carry each request's answer and usage.
+whose inlined responses carry each request's answer and usage; a list
+(``GET /{version}/batches``) with a queued :class:`BatchListReply`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ CREATE_BATCH = "batchGenerateContent"
 """The rpc of ``POST /{version}/models/{m}:batchGenerateContent``."""
 GET_BATCH = "getBatch"
 """The rpc name the fake gives ``GET /{version}/batches/{id}``."""
+LIST_BATCHES = "listBatches"
+"""The rpc name the fake gives ``GET /{version}/batches``."""
 
 
 def created_batch(request: RecordedRequest) -> dict[str, Any]:
@@ -44,6 +47,10 @@ class BatchReply(ScriptedReply):
     rpcs: frozenset[str] | None = frozenset({GET_BATCH})
 
     def render(self, request: RecordedRequest) -> HttpReply:
+        return HttpReply.json(self.job())
+
+    def job(self) -> dict[str, Any]:
+        """The job's JSON, as a get or a list returns it."""
         metadata: dict[str, Any] = {"state": self.state, "model": f"models/{self.model}"}
         if self.end_time is not None:
             metadata["endTime"] = self.end_time
@@ -61,9 +68,19 @@ class BatchReply(ScriptedReply):
                 for index, (text, usage) in enumerate(self.responses)
             ]
             metadata["output"] = {"inlinedResponses": {"inlinedResponses": inlined}}
-        body = {
+        return {
             "name": self.name,
             "metadata": metadata,
             "done": self.state != "BATCH_STATE_RUNNING",
         }
-        return HttpReply.json(body)
+
+
+@dataclass(frozen=True)
+class BatchListReply(ScriptedReply):
+    """The jobs a list of batch jobs returns (one page)."""
+
+    jobs: Sequence[BatchReply]
+    rpcs: frozenset[str] | None = frozenset({LIST_BATCHES})
+
+    def render(self, request: RecordedRequest) -> HttpReply:
+        return HttpReply.json({"operations": [job.job() for job in self.jobs]})

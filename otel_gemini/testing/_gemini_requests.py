@@ -16,6 +16,7 @@ _OPERATION_PATH = re.compile(r"^/(?P<version>v[^/]*)/(?P<name>.+/operations/[^/:
 _INTERACTIONS_PATH = re.compile(r"^/(?P<version>v[^/]*)/interactions$")
 _INTERACTION_PATH = re.compile(r"^/(?P<version>v[^/]*)/interactions/(?P<id>[^/:]+)$")
 _BATCH_PATH = re.compile(r"^/(?P<version>v[^/]*)/batches/(?P<id>[^/:]+)$")
+_BATCHES_PATH = re.compile(r"^/(?P<version>v[^/]*)/batches$")
 _VERTEX_SCOPE = re.compile(r"^projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/")
 
 
@@ -26,8 +27,8 @@ class RecordedRequest:
     ``rpc`` is the method after the colon in the path (``generateContent``,
     ``streamGenerateContent``, ``countTokens``, ...), ``getOperation`` for an operation poll, or
     ``createInteraction`` for ``POST /{version}/interactions``, ``getInteraction`` for
-    ``GET /{version}/interactions/{id}``, ``getBatch`` for ``GET /{version}/batches/{id}``;
-    ``model`` is the bare model name
+    ``GET /{version}/interactions/{id}``, ``getBatch`` for ``GET /{version}/batches/{id}``,
+    ``listBatches`` for ``GET /{version}/batches``; ``model`` is the bare model name
     (``gemini-2.5-flash``, no ``models/`` prefix; an interaction's ``model`` or ``agent``).
     ``vertex`` tells whether the path has the Vertex AI shape (``projects/...`` or
     ``publishers/...``). ``headers`` has lower-case names; ``json`` is the parsed body (``None``
@@ -93,6 +94,8 @@ def parse_request(
         rpc = "getInteraction"
     elif method == "GET" and _BATCH_PATH.match(path):
         rpc = "getBatch"
+    elif method == "GET" and _BATCHES_PATH.match(path):
+        rpc = "listBatches"
     else:
         op_match = _OPERATION_PATH.match(path)
         if op_match and method == "GET":

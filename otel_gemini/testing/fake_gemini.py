@@ -41,7 +41,7 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from otel_gemini.testing._gemini_app import build_app
-from otel_gemini.testing._gemini_batches import BatchReply
+from otel_gemini.testing._gemini_batches import BatchListReply, BatchReply
 from otel_gemini.testing._gemini_defaults import estimate_tokens
 from otel_gemini.testing._gemini_handler import GeminiHandler
 from otel_gemini.testing._gemini_inprocess import transports
@@ -96,6 +96,7 @@ from otel_gemini.testing._gemini_usage import ScriptedUsage
 from otel_gemini.testing._uvicorn_thread import UvicornThread
 
 __all__ = [
+    "BatchReply",
     "ClientEvent",
     "CloseConnection",
     "DropConnection",
@@ -431,6 +432,11 @@ class FakeGemini:
         """Queues an answer to ``batches.get`` (see :class:`BatchReply`): the job ``name``
         (``batches/...``) in ``state``, with an inlined response per ``(text, usage)``."""
         self.add(BatchReply(name, model, state, tuple(responses), end_time))
+
+    def add_batch_list(self, jobs: Sequence[BatchReply]) -> None:
+        """Queues an answer to ``batches.list`` (one page): ``jobs``, each a
+        :class:`BatchReply` as :meth:`add_batch` makes them."""
+        self.add(BatchListReply(tuple(jobs)))
 
     def add_live_interaction(
         self,
