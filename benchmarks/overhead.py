@@ -100,14 +100,17 @@ def measure(
     return results
 
 
-def run(rounds: int, calls: int) -> dict[str, dict[str, float]]:
-    """Each workload's median µs per call for each variant, measured in this process."""
+def providers() -> tuple[TracerProvider, MeterProvider]:
+    """The SDK providers every variant records into: spans to a no-op exporter, metrics read
+    in memory."""
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(_Discard()))
-    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
-    fake = FakeGemini()
-    client = fake.inprocess_client()
-    workloads: dict[str, tuple[object, Callable[[], object]]] = {
+    return tracer_provider, MeterProvider(metric_readers=[InMemoryMetricReader()])
+
+
+def workloads(client: genai.Client) -> dict[str, tuple[object, Callable[[], object]]]:
+    """The measured calls, by name: the reply to queue for each call, and the call."""
+    return {
         "generate_content": (
             PLAIN_REPLY,
             lambda: client.models.generate_content(model=MODEL, contents="hello"),
@@ -119,6 +122,13 @@ def run(rounds: int, calls: int) -> dict[str, dict[str, float]]:
             ),
         ),
     }
+
+
+def run(rounds: int, calls: int) -> dict[str, dict[str, float]]:
+    """Each workload's median µs per call for each variant, measured in this process."""
+    tracer_provider, meter_provider = providers()
+    fake = FakeGemini()
+    client = fake.inprocess_client()
     variants: dict[str, Variant] = {
         "uninstrumented": (lambda: None, lambda: None),
         "otel-gemini": (
@@ -137,7 +147,7 @@ def run(rounds: int, calls: int) -> dict[str, dict[str, float]]:
         ),
     }
     figures: dict[str, dict[str, float]] = {}
-    for workload, (reply, call) in workloads.items():
+    for workload, (reply, call) in workloads(client).items():
         for _ in range(50):  # warm-up
             fake.add(reply)  # type: ignore[arg-type]
             call()

@@ -18,11 +18,7 @@ from collections.abc import Callable
 
 from google import genai
 from opentelemetry.instrumentation.google_genai import GoogleGenAiSdkInstrumentor
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from overhead import MODEL, PLAIN_REPLY, STREAM_REPLY, _Discard
+from overhead import providers, workloads
 
 from otel_gemini import GeminiInstrumentor
 from otel_gemini.testing import FakeGemini
@@ -46,25 +42,11 @@ def calls_per_call(fake: FakeGemini, reply: object, call: Callable[[], object], 
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 200
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(_Discard()))
-    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    tracer_provider, meter_provider = providers()
     fake = FakeGemini()
     client = fake.inprocess_client()
-    workloads: dict[str, tuple[object, Callable[[], object]]] = {
-        "generate_content": (
-            PLAIN_REPLY,
-            lambda: client.models.generate_content(model=MODEL, contents="hello"),
-        ),
-        "stream, 20 chunks": (
-            STREAM_REPLY,
-            lambda: sum(
-                1 for _ in client.models.generate_content_stream(model=MODEL, contents="hi")
-            ),
-        ),
-    }
     print(f"google-genai {genai.__version__}; {n} calls each, function calls per call")
-    for workload, (reply, call) in workloads.items():
+    for workload, (reply, call) in workloads(client).items():
         bare = calls_per_call(fake, reply, call, n)
         GeminiInstrumentor().instrument(
             tracer_provider=tracer_provider, meter_provider=meter_provider

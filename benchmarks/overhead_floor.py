@@ -37,7 +37,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
-from overhead import MODEL, PLAIN_REPLY, Variant, _Discard, measure
+from overhead import MODEL, PLAIN_REPLY, Variant, measure, providers
 from wrapt import wrap_function_wrapper
 
 from otel_gemini import GeminiInstrumentor
@@ -161,9 +161,7 @@ def main() -> None:
     numbers = [argument for argument in sys.argv[1:] if argument != "--parts"]
     rounds = int(numbers[0]) if numbers else 7
     calls = int(numbers[1]) if len(numbers) > 1 else 300
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(_Discard()))
-    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    tracer_provider, meter_provider = providers()
     fake = FakeGemini()
     client = fake.inprocess_client()
     variants: dict[str, Variant] = {
