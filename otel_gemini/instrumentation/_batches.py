@@ -81,6 +81,26 @@ class _JobRecorder:
         return result
 
 
+class _ResultObserver:
+    """wrapt wrappers, sync and async, that hand what a call returned to ``observe`` (which
+    never raises) and return it unchanged."""
+
+    def __init__(self, observe: Callable[[Any], None]) -> None:
+        self._observe = observe
+
+    def sync(self, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        result = wrapped(*args, **kwargs)
+        self._observe(result)
+        return result
+
+    async def async_(
+        self, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any
+    ) -> Any:
+        result = await wrapped(*args, **kwargs)
+        self._observe(result)
+        return result
+
+
 class BatchWrappers(SpanWrappers):
     """``create_batch {model}`` spans per create request, and the jobs' results on get."""
 
@@ -136,38 +156,16 @@ class BatchWrappers(SpanWrappers):
         if recorder.name is not None:
             self._pending.add(recorder.name, pending_generation(name, generation, invocation))
 
-    def get(self, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-        job = wrapped(*args, **kwargs)
-        self._fetched(job)
-        return job
-
-    async def get_async(
-        self, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any
-    ) -> Any:
-        job = await wrapped(*args, **kwargs)
-        self._fetched(job)
-        return job
-
-    def list_page(self, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-        page = wrapped(*args, **kwargs)
-        self._listed(page)
-        return page
-
-    async def list_page_async(
-        self, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any
-    ) -> Any:
-        page = await wrapped(*args, **kwargs)
-        self._listed(page)
-        return page
-
-    def _listed(self, page: Any) -> None:
+    def listed(self, page: Any) -> None:
+        """Records the finished jobs of a list's page (a job polled by listing is billed too)."""
         try:
             for job in field(page, "batch_jobs") or ():
-                self._fetched(job)
+                self.fetched(job)
         except Exception as error:
             report_internal_error("record listed batch results", error)
 
-    def _fetched(self, job: Any) -> None:
+    def fetched(self, job: Any) -> None:
+        """Records a job's generations if it is finished and was created here, unrecorded."""
         try:
             name = field(job, "name")
             if not isinstance(name, str) or _state(job) not in _FINISHED:
@@ -203,11 +201,11 @@ def instrument_batches(instruments: Instruments) -> list[tuple[Any, str]]:
             continue
         asynchronous = is_async(cls.__dict__["_create"])
         for method, wrapper in (
-            ("_create", wrappers.async_ if asynchronous else wrappers.sync),
-            ("get", wrappers.get_async if asynchronous else wrappers.get),
-            # What a list returns is read as a get's: a job polled by listing is billed too.
-            ("_list", wrappers.list_page_async if asynchronous else wrappers.list_page),
+            ("_create", wrappers),
+            ("get", _ResultObserver(wrappers.fetched)),
+            ("_list", _ResultObserver(wrappers.listed)),
         ):
-            wrap_function_wrapper(_MODULE, f"{name}.{method}", wrapper)
+            call = wrapper.async_ if asynchronous else wrapper.sync
+            wrap_function_wrapper(_MODULE, f"{name}.{method}", call)
             patched.append((cls, method))
     return patched

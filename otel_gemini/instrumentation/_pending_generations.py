@@ -51,6 +51,8 @@ class PendingGeneration(NamedTuple):
     trace_attributes: Mapping[str, AttributeValue]
     """The creator's ``trace_attributes()`` (only those: a copy of the whole context would
     keep the application's request state alive until the result arrives)."""
+    metric_points: MetricPoints
+    """Built once for all the generations of the request (a batch job has many)."""
 
 
 def pending_generation(
@@ -66,6 +68,7 @@ def pending_generation(
         creator.span.get_span_context(),
         started_ns if isinstance(started_ns, int) else time.time_ns(),
         current_trace_attributes(),
+        MetricPoints(attributes),
     )
 
 
@@ -118,7 +121,7 @@ def record_generation(
         )
     span.end(end_time=ended_ns)
     # Tokens only: the create recorded the operation's duration point already.
-    record_metrics(instruments, MetricPoints(pending.attributes), result, None, None)
+    record_metrics(instruments, pending.metric_points, result, None, None)
 
 
 # ISO 8601 as the API writes it ("2026-11-25T06:40:12.123456789Z"): datetime takes at most
