@@ -11,6 +11,7 @@ from typing import Any, Final
 
 import httpx
 
+from otel_gemini._suppress import untraced
 from otel_gemini.aggregate._langfuse_queries import (
     COST_METRICS,
     ERROR_FILTER,
@@ -194,6 +195,7 @@ class LangfuseMetricsSource:
                 )
             return self._client
 
+    @untraced  # the SDK's GET goes through httpx: no span of the app's
     def _ask(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
         """One Metrics API call; its rows, or :class:`LangfuseUnavailable`."""
         from langfuse.api.core.api_error import ApiError

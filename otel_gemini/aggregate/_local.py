@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
+from otel_gemini._suppress import untraced
 from otel_gemini.aggregate._money import femto_decimal, joined, split_sum_sql
 from otel_gemini.aggregate._percentiles import PERCENTILES, interpolate
 from otel_gemini.aggregate._query import CostQuery, Filters, LatencyQuery, TimeWindow
@@ -94,6 +95,7 @@ class LocalCostSource:
             if connection is not None:
                 connection.close()
 
+    @untraced  # our SQL is no span of the app's
     def costs(self, query: CostQuery, origin: Origin | None = None) -> CostReport:
         """Cost and tokens by ``query.group_by`` from the store."""
         sql = _Sql(query.window, query.group_by, query.filters)
@@ -139,6 +141,7 @@ class LocalCostSource:
             )
         return CostReport(query, origin or Origin(LOCAL, LOCAL), tuple(groups))
 
+    @untraced
     def latency(self, query: LatencyQuery, origin: Origin | None = None) -> LatencyReport:
         """Latency and time-to-first-token percentiles and error rates by group."""
         sql = _Sql(query.window, query.group_by, query.filters)

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
+from otel_gemini._suppress import untraced
 from otel_gemini.aggregate._rows import COLUMNS
 
 ENV_COST_DB: Final = "OTEL_GEMINI_COST_DB"
@@ -85,6 +86,10 @@ def retention_from_env(environ: Mapping[str, str]) -> float | None:
     return days or None
 
 
+# The sqlite3 instrumentation wraps every connection sqlite3.connect() returns, whatever the
+# context, and decides per statement; so the statements run here are untraced, and the
+# connection's later users suppress at their own calls.
+@untraced
 def open_for_writing(path: Path) -> sqlite3.Connection:
     """Opens (creating if needed) the store in WAL mode, for the writer thread."""
     try:
@@ -114,6 +119,7 @@ def open_for_writing(path: Path) -> sqlite3.Connection:
     return connection
 
 
+@untraced
 def open_for_reading(path: Path) -> sqlite3.Connection | None:
     """A connection for queries (``None`` when the store was never created)."""
     if not path.exists():

@@ -15,6 +15,7 @@ from typing import Any, Final
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
+from otel_gemini._suppress import untraced
 from otel_gemini.aggregate._rows import GenerationRow, generation_row
 from otel_gemini.aggregate._schema import (
     UPSERT,
@@ -195,6 +196,7 @@ class CostStore(SpanProcessor):
                 "retention_days": self.retention_days,
             }
 
+    @untraced  # the app may call it too: our DELETE is no span of the app's
     def apply_retention(self, now: float | None = None) -> int:
         """Deletes rows that started more than ``retention_days`` before ``now`` (Unix
         seconds; default: the clock) and returns how many. The writer does this hourly."""
@@ -240,6 +242,7 @@ class CostStore(SpanProcessor):
             with self._progress:
                 self._progress.notify_all()
 
+    @untraced  # our INSERTs are no spans of the app's
     def _write(self, batch: list[ReadableSpan]) -> None:
         rows: list[GenerationRow] = []
         skipped = read_errors = 0

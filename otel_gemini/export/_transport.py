@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from otel_gemini._suppress import untraced
 from otel_gemini._version import __version__
 from otel_gemini.export._retry import parse_retry_after
 
@@ -92,6 +93,7 @@ class LangfuseTransport:
             follow_redirects=False,
         )
 
+    @untraced  # a traced POST would be a span to export by the next POST, and so on
     def post(self, body: bytes, *, timeout: float | None = None) -> Response:
         """POSTs one request; classifies the answer (never raises for HTTP or network)."""
         payload = gzip_bytes(body, self._gzip_level)

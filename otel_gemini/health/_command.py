@@ -42,12 +42,15 @@ def run(args: argparse.Namespace) -> int:
 def _from_server(url: str, timeout: float, as_json: bool) -> int:
     import httpx
 
+    from otel_gemini._suppress import suppress_instrumentation
     from otel_gemini.health._app import HEALTH_ENDPOINT
 
     if httpx.URL(url).path in ("", "/"):
         url = url.rstrip("/") + HEALTH_ENDPOINT
     try:
-        response = httpx.get(url, timeout=timeout)
+        # Under opentelemetry-instrument, our GET would be a span of the command's own.
+        with suppress_instrumentation():
+            response = httpx.get(url, timeout=timeout)
         report = response.json()
     except (httpx.HTTPError, ValueError) as error:
         print(f"otel-gemini health: cannot read {url}: {error}", file=sys.stderr)

@@ -6,6 +6,7 @@ import time
 
 import httpx
 
+from otel_gemini._suppress import untraced
 from otel_gemini.export._transport import basic_auth
 from otel_gemini.health._report import ProbeResult
 
@@ -23,6 +24,7 @@ class LangfuseProbe:
         self._authorization = basic_auth(public_key, secret_key)
         self._timeout = timeout
 
+    @untraced  # our GETs are no spans of the app's
     def check(self) -> ProbeResult:
         """Runs both checks (blocking, at most about twice ``timeout``); never raises."""
         reachable: bool | None = None
