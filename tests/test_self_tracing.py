@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from google import genai
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.instrumentation.requests import RequestsInstrumentor
 from opentelemetry.instrumentation.sqlite3 import SQLite3Instrumentor
@@ -35,6 +37,10 @@ CYCLES = 6
 """Export cycles: each has application work, a flush, a Langfuse probe, cost queries (local
 and Langfuse), a health check over HTTP and a retention pass: what 30 s of a running app with
 a 5 s export interval does, without waiting 30 s."""
+SLOW_SECONDS = 30.0
+SLOW_STEP = 3.0
+"""The slow variant: an app step this often, for that long, at the exporter's own pace."""
+GENERATION_SPAN = f"generate_content {FLASH}"
 HTTP_CLIENT_SPAN = "POST"
 """The httpx instrumentation's span for google-genai's request: an application span."""
 
@@ -89,7 +95,6 @@ def test_only_the_applications_spans_reach_langfuse(
     reporter = telemetry.health_reporter
     store = telemetry.cost_store
     assert reporter is not None and store is not None
-    tracer = instrumented.get_tracer("app")
     gemini = fake_gemini.client()
     api = TestClient(telemetry.asgi_app())  # in-process transport: not itself instrumented
     server = UvicornThread(telemetry.asgi_app(), name="observability-api")
@@ -97,11 +102,7 @@ def test_only_the_applications_spans_reach_langfuse(
     try:
         probed_at = 0.0
         for cycle in range(CYCLES):
-            with tracer.start_as_current_span(f"app-step-{cycle}"):
-                pass
-            fake_gemini.add_text("Lisbon.", usage=USAGE, model=FLASH)
-            with trace_attributes(user_id="ana"):
-                gemini.models.generate_content(model=FLASH, contents="Capital of Portugal?")
+            _app_step(instrumented, fake_gemini, gemini, cycle)
             assert telemetry.force_flush(timeout=10)  # POSTs to Langfuse, cost-store writes
 
             report = reporter.refresh(timeout=10)  # GETs Langfuse's health and projects
@@ -137,10 +138,59 @@ def test_only_the_applications_spans_reach_langfuse(
     finally:
         server.stop()
 
+    assert_only_the_applications_spans(langfuse, CYCLES)
+    assert store.stats()["written"] == CYCLES
+
+
+@pytest.mark.slow
+def test_30_s_of_export_at_its_own_pace_carry_only_the_applications_spans(
+    telemetry: Telemetry,
+    instrumented: TracerProvider,
+    fake_gemini: FakeGemini,
+    fake_langfuse_env: FakeLangfuse,
+) -> None:
+    """The issue's run: no flushes; the exporter sends as spans come while the app works,
+    its health route is polled, Langfuse probed and costs asked for."""
+    reporter = telemetry.health_reporter
+    assert reporter is not None
+    gemini = fake_gemini.client()
+    api = TestClient(telemetry.asgi_app())
+    start = time.monotonic()
+    steps = 0
+    while (now := time.monotonic()) < start + SLOW_SECONDS:
+        if now >= start + steps * SLOW_STEP:
+            _app_step(instrumented, fake_gemini, gemini, steps)
+            steps += 1
+            assert reporter.refresh(timeout=10).langfuse is not None
+            for source in ("local", "langfuse"):
+                costs = api.get("/api/observability/costs", params={"source": source})
+                assert costs.status_code == 200, costs.text
+        assert api.get("/api/observability/health").status_code == 200
+        time.sleep(0.2)  # the pace a load balancer polls the health route at, not a wait
+    assert steps == SLOW_SECONDS / SLOW_STEP
+    fake_langfuse_env.wait_for_spans(3 * steps)
+    assert telemetry.force_flush(timeout=10)
+    assert telemetry.force_flush(timeout=10)
+    assert_only_the_applications_spans(fake_langfuse_env, steps)
+
+
+def _app_step(
+    provider: TracerProvider, fake_gemini: FakeGemini, gemini: genai.Client, step: int
+) -> None:
+    """The application's work: a span of its own and a Gemini call (two spans: the call's
+    and, inside it, its HTTP request's)."""
+    with provider.get_tracer("app").start_as_current_span(f"app-step-{step}"):
+        pass
+    fake_gemini.add_text("Lisbon.", usage=USAGE, model=FLASH)
+    with trace_attributes(user_id="ana"):
+        gemini.models.generate_content(model=FLASH, contents="Capital of Portugal?")
+
+
+def assert_only_the_applications_spans(langfuse: FakeLangfuse, steps: int) -> None:
     spans = langfuse.spans
     expected = Counter(
-        {f"app-step-{cycle}": 1 for cycle in range(CYCLES)}
-        | {f"generate_content {FLASH}": CYCLES, HTTP_CLIENT_SPAN: CYCLES}
+        {f"app-step-{step}": 1 for step in range(steps)}
+        | {GENERATION_SPAN: steps, HTTP_CLIENT_SPAN: steps}
     )
     seen = Counter(span.name for span in spans)
     scopes = Counter(span.scope_name for span in spans)
@@ -149,9 +199,8 @@ def test_only_the_applications_spans_reach_langfuse(
         f"(scopes: {dict(scopes)})"
     )
     # The HTTP spans are google-genai's requests, each inside its generate_content span.
-    generations = {s.span_id for s in spans if s.name == f"generate_content {FLASH}"}
-    assert {s.parent_span_id for s in spans if s.name == HTTP_CLIENT_SPAN} == generations
-    assert store.stats()["written"] == CYCLES
+    generations = {span.span_id for span in spans if span.name == GENERATION_SPAN}
+    assert {span.parent_span_id for span in spans if span.name == HTTP_CLIENT_SPAN} == generations
 
 
 def test_untraced_suppresses_our_call_only(instrumented: TracerProvider) -> None:
