@@ -557,6 +557,54 @@ def _priced_by_collector(
     }
 
 
+# Override names with a path (a tuned model, a Vertex endpoint) match as written, and win over
+# the base model a response names.
+PATH_PRICES = """
+version = "paths"
+[[models]]
+id = "acme-tuned-flash"
+names = ["projects/acme/locations/us-central1/endpoints/123", "tunedmodels/support-bot-7"]
+[[models.prices]]
+source = "test contract"
+input = 0.50
+output = 1.00
+"""
+ENDPOINT = "projects/acme/locations/us-central1/endpoints/123"
+PATH_USAGE = {"gen_ai.usage.input_tokens": 1000, "gen_ai.usage.output_tokens": 1000}
+PATH_CASES: list[Case] = [
+    ("endpoint", {"gen_ai.request.model": ENDPOINT, **PATH_USAGE}, None, 0.0015),
+    (
+        "endpoint over its base model",
+        {
+            "gen_ai.request.model": ENDPOINT,
+            "gen_ai.response.model": "gemini-2.5-flash-001",
+            **PATH_USAGE,
+        },
+        None,
+        0.0015,
+    ),
+    (
+        "endpoint in upper case with a version",
+        {"gen_ai.request.model": f" {ENDPOINT.upper()}@2 ", **PATH_USAGE},
+        None,
+        0.0015,
+    ),
+    (
+        "tuned model",
+        {"gen_ai.request.model": "tunedModels/support-bot-7", **PATH_USAGE},
+        None,
+        0.0015,
+    ),
+    ("last segment alone", {"gen_ai.request.model": "123", **PATH_USAGE}, None, None),
+    (
+        "another path to a shipped model",
+        {"gen_ai.request.model": "publishers/google/models/gemini-2.5-flash@001", **PATH_USAGE},
+        None,
+        0.0028,
+    ),
+]
+
+
 def _assert_same_costs(
     got: dict[str, dict[str, Any]],
     expected: dict[str, dict[str, Any]],
@@ -628,3 +676,16 @@ def test_direct_collector_restart_with_persistent_queue_loses_nothing(
         assert {span.attributes.get(attrs.GEN_AI_USAGE_COST) for span in langfuse.spans} == {0.0008}
     finally:
         second.stop()
+
+
+def test_ottl_prices_path_names_like_the_price_table(
+    collector_binary: Path, langfuse: FakeLangfuse, tmp_path: Path
+) -> None:
+    prices = tmp_path / "prices.toml"
+    prices.write_text(PATH_PRICES, encoding="utf-8")
+    table = PriceTable.load(prices)
+    config = tmp_path / "gemini-cost-paths.yaml"
+    config.write_text(cost_statements(table).to_yaml(), encoding="utf-8")
+    expected = _expected(PATH_CASES, table)
+    got = _priced_by_collector(collector_binary, langfuse, tmp_path, config, PATH_CASES)
+    _assert_same_costs(got, expected, PATH_CASES, {"priced", "unknown_model"})

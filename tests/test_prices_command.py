@@ -124,3 +124,32 @@ def test_the_console_script_runs() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "gemini-2.5-flash: gemini-2.5-flash, gemini-2.5-flash-preview-09-2025" in result.stdout
+
+
+def test_a_table_id_shows_its_entry(capsys: pytest.CaptureFixture[str]) -> None:
+    # The table's own headings use ids; an id that is no model name still finds its entry.
+    assert main(["prices", "gemini-2.0-flash-live"]) == 0
+    assert "gemini-2.0-flash-live (Live API): gemini-2.0-flash-live-001" in capsys.readouterr().out
+
+
+def test_an_unknown_model_gets_the_nearest_names(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["prices", "gemini-2.5-flsh"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("no price for 'gemini-2.5-flsh' in price table 2026-11-24")
+    assert "did you mean gemini-2.5-flash or " in err
+    assert err.count("\n") == 1
+
+
+def test_an_override_name_with_a_path_is_shown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prices = tmp_path / "prices.toml"
+    prices.write_text(
+        '[[models]]\nid = "acme-tuned-flash"\n'
+        'names = ["projects/acme/locations/us-central1/endpoints/123"]\n'
+        "[[models.prices]]\ninput = 0.5\noutput = 1\n",
+        encoding="utf-8",
+    )
+    endpoint = "projects/acme/locations/us-central1/endpoints/123"
+    assert main(["prices", "--prices", str(prices), endpoint]) == 0
+    assert f"acme-tuned-flash: {endpoint}" in capsys.readouterr().out

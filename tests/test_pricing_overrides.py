@@ -362,3 +362,74 @@ def test_every_problem_of_a_file_is_reported_at_once(tmp_path: Path) -> None:
 
     assert len(raised.value.problems) == 3
     assert str(raised.value).startswith("invalid price table (3 problems):")
+
+
+PATH_NAMES = """
+version = "paths"
+
+[[models]]
+id = "acme-tuned-flash"
+names = ["projects/acme/locations/us-central1/endpoints/123", "tunedModels/support-bot-7"]
+[[models.prices]]
+source = "contract #7"
+input = 0.50
+output = 1.00
+"""
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "projects/acme/locations/us-central1/endpoints/123",
+        "  Projects/ACME/locations/us-central1/endpoints/123 ",  # as the table: trimmed, any case
+        "projects/acme/locations/us-central1/endpoints/123@2",
+        "tunedModels/support-bot-7",
+    ],
+)
+def test_an_override_name_with_a_path_matches_as_written(tmp_path: Path, model: str) -> None:
+    table = PriceTable.load(_write(tmp_path, PATH_NAMES))
+    usage = Usage(input_tokens=1_000, output_tokens=1_000)
+
+    assert table.match(model) == "acme-tuned-flash"
+    assert table.cost(model, usage, NOW).total == D("0.0015")
+
+
+def test_the_last_segment_of_a_path_name_alone_prices_nothing(tmp_path: Path) -> None:
+    table = PriceTable.load(_write(tmp_path, PATH_NAMES))
+
+    assert table.match("123") is None
+    assert table.match("projects/other/locations/us-central1/endpoints/123") is None
+    # Paths the table does not name are still reduced to the model, as before.
+    assert table.match("publishers/google/models/gemini-2.5-flash@001") == "gemini-2.5-flash"
+
+
+def test_an_endpoint_is_priced_at_its_own_price_not_its_base_models(tmp_path: Path) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from otel_gemini import CostSpanProcessor
+    from otel_gemini import _attributes as attrs
+
+    table = PriceTable.load(_write(tmp_path, PATH_NAMES))
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(CostSpanProcessor(SimpleSpanProcessor(memory), table))
+    endpoint = "projects/acme/locations/us-central1/endpoints/123"
+    with provider.get_tracer("t").start_as_current_span(
+        f"generate_content {endpoint}",
+        attributes={
+            attrs.GEN_AI_OPERATION_NAME: attrs.OP_GENERATE_CONTENT,
+            attrs.GEN_AI_REQUEST_MODEL: endpoint,
+            # The response names the base model; the endpoint's contract price must win.
+            attrs.GEN_AI_RESPONSE_MODEL: "gemini-2.5-flash-001",
+            attrs.GEN_AI_USAGE_INPUT_TOKENS: 1_000,
+            attrs.GEN_AI_USAGE_OUTPUT_TOKENS: 1_000,
+        },
+    ):
+        pass
+
+    (span,) = memory.get_finished_spans()
+    assert span.attributes is not None
+    assert span.attributes[attrs.PRICES_MODEL] == "acme-tuned-flash"
+    assert span.attributes[attrs.GEN_AI_USAGE_COST] == 0.0015

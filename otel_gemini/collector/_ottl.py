@@ -188,6 +188,17 @@ def _read_usage() -> list[str]:
 def _resolve_model(table: PriceTable) -> list[str]:
     model, found = _c("m"), _c("pm")
     out: list[str] = [_name_map(table)]
+    # PriceTable.most_specific_first: a name an entry prices as written (a tuned model or
+    # endpoint path, with or without "@version") wins before any name is reduced.
+    for key in MODEL_KEYS:
+        source = _attr(key)
+        pending = f"{found} == nil and {model} != nil"
+        out.append(f"set({model}, {source}) where {found} == nil and IsString({source})")
+        out.append(f'replace_pattern({model}, "^\\\\s+|\\\\s+$", "") where {pending}')
+        out.append(f'set({model}, ConvertCase({model}, "lower")) where {pending}')
+        out += _match_as_written(table, model, found)
+        out.append(f'replace_pattern({model}, "@.*$", "") where {pending}')
+        out += _match_as_written(table, model, found)
     tried: list[str] = []
     for key in MODEL_KEYS:
         source = _attr(key)
@@ -221,6 +232,24 @@ def _name_map(table: PriceTable) -> str:
         for name in entry.spec.names
     ]
     return f"set({_c('names')}, {{{', '.join(pairs)}}})"
+
+
+def _match_as_written(table: PriceTable, model: str, found: str) -> list[str]:
+    """PriceTable._find_as_written: exact names and prefixes with a "/", on a name with one."""
+    pending = f'{found} == nil and {model} != nil and IsMatch({model}, "/")'
+    out = [f"set({found}, {_c('names')}[{model}]) where {pending}"]
+    prefixes = [
+        (prefix, entry.id)
+        for entry in table.entries()
+        for prefix in entry.spec.prefixes
+        if "/" in prefix
+    ]
+    for prefix, entry_id in sorted(prefixes, key=lambda item: len(item[0]), reverse=True):
+        out.append(
+            f"set({found}, {_quote(entry_id)}) where {pending}"
+            f" and HasPrefix({model}, {_quote(prefix)})"
+        )
+    return out
 
 
 def _match(table: PriceTable, model: str, found: str) -> list[str]:

@@ -111,9 +111,14 @@ def run(args: argparse.Namespace) -> int:
         return 1
     spec = table._spec
     if args.model:
-        found = table._resolve(args.model)
+        found = table.entry(args.model)
         if found is None:
-            print(f"no price for {args.model!r} in price table {table.version}", file=sys.stderr)
+            near = table.suggestions(args.model)
+            hint = f"; did you mean {' or '.join(near)}?" if near else ""
+            print(
+                f"no price for {args.model!r} in price table {table.version}{hint}",
+                file=sys.stderr,
+            )
             return 1
         print(f"price table {table.version}; USD per 1M tokens unless noted", file=out)
         _print_model(found, out, all_periods=True)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import time
 from bisect import bisect_right
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -192,6 +193,44 @@ class PriceTable:
         found = self._resolve(model)
         return found.id if found else None
 
+    def _find_as_written(self, model: str) -> PricedModel | None:
+        written = model.strip().lower()
+        if "/" not in written:
+            return None
+        at = written.find("@")
+        for name in (written, written[:at]) if at != -1 else (written,):
+            exact = self._exact.get(name)
+            if exact is not None:
+                return exact
+            for prefix, entry in self._prefixes:
+                if "/" in prefix and name.startswith(prefix):
+                    return entry
+        return None
+
+    def most_specific_first(self, models: Sequence[str]) -> Sequence[str]:
+        """``models`` (a span's names, tried in order) with any name that an entry prices as
+        written (a tuned model or endpoint path) moved first: an endpoint's own price wins
+        over the base model its response names."""
+        written = [model for model in models if self._find_as_written(model) is not None]
+        if not written:
+            return models
+        return [*written, *(model for model in models if model not in written)]
+
+    def entry(self, name: str) -> PricedModel | None:
+        """The entry pricing ``name`` (any form a span may carry), else the entry whose id
+        ``name`` is (``gemini-2.0-flash-live``): what ``otel-gemini prices NAME`` shows."""
+        found = self._resolve(name)
+        if found is None:
+            wanted = name.strip().lower()
+            found = next((model for model in self._models if model.id == wanted), None)
+        return found
+
+    def suggestions(self, name: str, count: int = 3) -> list[str]:
+        """Table ids and names closest to ``name`` (for a lookup that found nothing)."""
+        known = {model.id for model in self._models} | set(self._exact)
+        wanted = normalize_model_name(name)
+        return difflib.get_close_matches(wanted, sorted(known), n=count, cutoff=0.6)
+
     def _find(self, name: str) -> PricedModel | None:
         exact = self._exact.get(name)
         if exact is not None:
@@ -209,8 +248,13 @@ class PriceTable:
             return self._lookups[model]
         except KeyError:
             pass
+        # A name with a path (a tuned model, a Vertex endpoint) is first looked up as
+        # written: an override may price `projects/p/locations/l/endpoints/123` itself,
+        # and the last segment alone (`123`) would never match it.
+        found = self._find_as_written(model)
         name = normalize_model_name(model)
-        found = self._find(name)
+        if found is None:
+            found = self._find(name)
         if found is None and _VERSION_SUFFIX.search(name):
             found = self._find(_VERSION_SUFFIX.sub("", name))
         if len(self._lookups) >= _LOOKUP_CACHE_SIZE:

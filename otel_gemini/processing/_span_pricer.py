@@ -44,7 +44,7 @@ class SpanPricer:
         prices = self.prices
         cost: Cost | None = None
         model = ""
-        for model in found.models:
+        for model in prices.most_specific_first(found.models):
             cost = prices.cost_at_ns(
                 model, found.usage, start_ns, service_tier=found.service_tier, live=found.live
             )
