@@ -3,6 +3,7 @@ local cost store: grouping, filters, time zones, percentiles, validation."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -242,13 +243,49 @@ def test_health_without_an_exporter_is_unknown(api: httpx.Client) -> None:
     assert response.json()["status"] == "unknown"
 
 
+def _no_store(tmp_path: Path, kind: str) -> Path:
+    """A path where a cost store is expected and none is (issue 17: these answered $0)."""
+    path = tmp_path / f"{kind}.sqlite3"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "empty file":
+        path.write_bytes(b"")
+    elif kind == "foreign database":
+        sqlite3.connect(path).execute("CREATE TABLE t (x)").connection.close()
+    return path
+
+
+NO_STORE = {
+    "missing": "there is no cost store at",
+    "directory": "is not a file",
+    "empty file": "is not an otel-gemini cost store",
+    "foreign database": "is not an otel-gemini cost store",
+}
+
+
+@pytest.mark.parametrize("kind", list(NO_STORE))
+def test_no_store_is_503_naming_the_path_not_zero(tmp_path: Path, kind: str) -> None:
+    path = _no_store(tmp_path, kind)
+    app = observability_app(CostAnswers(LocalCostSource(path)))
+    with TestClient(app) as client:
+        for route in ("/api/observability/costs", "/api/observability/latency"):
+            response = client.get(route, params=WINDOW)
+            assert response.status_code == 503
+            document = response.json()
+            assert document["error"] == "unavailable"
+            assert NO_STORE[kind] in document["message"]
+            assert repr(str(path)) in document["message"]
+    assert path.exists() == (kind != "missing")  # a query never creates the file
+
+
 def test_an_empty_store_answers_no_groups(tmp_path: Path) -> None:
-    app = observability_app(CostAnswers(LocalCostSource(tmp_path / "missing.sqlite3")))
+    path = tmp_path / "empty.sqlite3"
+    CostStore(path).shutdown()  # created, nothing recorded: $0 is the true answer
+    app = observability_app(CostAnswers(LocalCostSource(path)))
     with TestClient(app) as client:
         document = client.get("/api/observability/costs", params=WINDOW).json()
     assert document["groups"] == []
     assert document["total"]["requests"] == 0
-    assert not (tmp_path / "missing.sqlite3").exists()
 
 
 def test_a_model_without_a_price_is_unknown_not_zero(tmp_path: Path) -> None:

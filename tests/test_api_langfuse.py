@@ -267,3 +267,28 @@ def test_without_a_local_store_an_unreachable_langfuse_is_503(setup: Setup) -> N
     assert body["error"] == "unavailable"
     assert "unreachable" in body["message"]
     assert langfuse.secret_key not in body["message"]
+
+
+def test_an_unreachable_langfuse_with_a_missing_store_is_503_not_zero(
+    setup: Setup, tmp_path: Path
+) -> None:
+    # What `serve --source langfuse` builds from the environment when the store path holds
+    # nothing: the fallback must not answer $0 (stale) from a store that does not exist.
+    langfuse = setup.langfuse
+    source = LangfuseMetricsSource(langfuse.base_url, langfuse.public_key, langfuse.secret_key)
+    missing = tmp_path / "never-written.sqlite3"
+    answers = CostAnswers(LocalCostSource(missing), source, default_source="langfuse")
+    langfuse.refuse_connections()
+    try:
+        with TestClient(observability_app(answers)) as client:
+            costs = client.get("/api/observability/costs", params=WINDOW)
+            latency = client.get("/api/observability/latency", params=WINDOW)
+    finally:
+        langfuse.up()
+        source.close()
+    for response in (costs, latency):
+        assert response.status_code == 503
+        message = response.json()["message"]
+        assert "unreachable" in message and "there is no cost store at" in message
+        assert str(missing) in message and langfuse.secret_key not in message
+    assert not missing.exists()

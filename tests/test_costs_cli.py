@@ -150,3 +150,27 @@ def test_serve(db: Path) -> None:
         _, stderr = process.communicate(timeout=20)
     assert process.returncode == 0, stderr
     assert b"otel-gemini serve: http://127.0.0.1" in stderr
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("missing", "there is no cost store at"),
+        ("directory", "is not a file"),
+        ("empty file", "is not an otel-gemini cost store"),
+    ],
+)
+def test_no_store_is_one_line_and_exit_1(
+    tmp_path: Path, kind: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "costs.sqlite3"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "empty file":
+        path.write_bytes(b"")
+    assert main(["costs", "--db", str(path), *WINDOW_ARGS]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
+    assert captured.err.startswith("otel-gemini costs: ")
+    assert message in captured.err and str(path) in captured.err

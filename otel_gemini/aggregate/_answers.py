@@ -11,7 +11,7 @@ from otel_gemini.aggregate._langfuse import LANGFUSE, LangfuseMetricsSource, Lan
 from otel_gemini.aggregate._local import LOCAL, LocalCostSource
 from otel_gemini.aggregate._query import CostQuery, LatencyQuery, QueryError
 from otel_gemini.aggregate._reports import CostReport, LatencyReport, Origin
-from otel_gemini.aggregate._schema import default_cost_db
+from otel_gemini.aggregate._schema import CostStoreError, default_cost_db
 
 _logger = logging.getLogger("otel_gemini.aggregate")
 _FALLBACK_NOTE: Final = "answered from this service's local cost store instead"
@@ -67,7 +67,10 @@ class CostAnswers:
                 return self.langfuse.costs(query)
             except LangfuseUnavailable as error:
                 local = self._fallback(error)
-                return local.costs(query, self._stale_origin(error))
+                try:
+                    return local.costs(query, self._stale_origin(error))
+                except CostStoreError as missing:
+                    raise SourceUnavailable(f"{error}; and {missing}") from None
         return self._local().costs(query)
 
     def latency(self, query: LatencyQuery, source: str | None = None) -> LatencyReport:
@@ -79,7 +82,10 @@ class CostAnswers:
                 return self.langfuse.latency(query)
             except LangfuseUnavailable as error:
                 local = self._fallback(error)
-                return local.latency(query, self._stale_origin(error))
+                try:
+                    return local.latency(query, self._stale_origin(error))
+                except CostStoreError as missing:
+                    raise SourceUnavailable(f"{error}; and {missing}") from None
         return self._local().latency(query)
 
     def close(self) -> None:

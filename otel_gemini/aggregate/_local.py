@@ -80,20 +80,19 @@ class LocalCostSource:
     """Cost and latency answers from a :class:`CostStore` database (any process's).
 
     Each query opens its own short-lived connection, so one instance serves many threads.
-    A store that does not exist yet answers with no groups.
+    A path holding no store raises :class:`CostStoreError` (never an answer of $0).
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path: Path = path_from(path, os.environ)
 
     @contextlib.contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection | None]:
+    def _connection(self) -> Iterator[sqlite3.Connection]:
         connection = open_for_reading(self.path)
         try:
             yield connection
         finally:
-            if connection is not None:
-                connection.close()
+            connection.close()
 
     @untraced  # our SQL is no span of the app's
     def costs(self, query: CostQuery, origin: Origin | None = None) -> CostReport:
@@ -111,11 +110,13 @@ class LocalCostSource:
         width = len(sql.keys)
         groups: list[CostGroup] = []
         with self._connection() as connection:
-            rows = [] if connection is None else self._run(connection, statement, sql.parameters)
+            rows = self._run(connection, statement, sql.parameters)
         for row in rows:
             key = dict(zip(query.group_by, row[:width], strict=True))
             values = row[width:]
             requests = int(values[0])
+            if not requests:
+                continue  # no group keys: SQL's one row over no generations is no group
             unpriced = int(values[13] or 0)
             # Unknown only when every generation is of a model without a price; a failed
             # request that reported no usage costs nothing.
@@ -151,8 +152,6 @@ class LocalCostSource:
             "count(g.ttft_ms), avg(g.ttft_ms), max(g.ttft_ms)"
         )
         with self._connection() as connection:
-            if connection is None:
-                return LatencyReport(query, origin or Origin(LOCAL, LOCAL), ())
             connection.execute("BEGIN")  # one snapshot for the three statements (WAL)
             try:
                 rows = self._run(connection, summary, sql.parameters)
@@ -164,6 +163,8 @@ class LocalCostSource:
         for row in rows:
             key_values = tuple(row[:width])
             values = row[width:]
+            if not values[0]:
+                continue  # as in costs(): no generations, no group
             groups.append(
                 LatencyGroup(
                     key=dict(zip(query.group_by, key_values, strict=True)),

@@ -120,10 +120,20 @@ def open_for_writing(path: Path) -> sqlite3.Connection:
 
 
 @untraced
-def open_for_reading(path: Path) -> sqlite3.Connection | None:
-    """A connection for queries (``None`` when the store was never created)."""
+def open_for_reading(path: Path) -> sqlite3.Connection:
+    """A connection for queries.
+
+    A path with no store (missing, a directory, an empty or foreign file) raises
+    :class:`CostStoreError` naming it: an answer of "$0 spent" from nothing recorded would
+    be a silent wrong number. A store that exists and holds no rows answers $0 rightly.
+    """
     if not path.exists():
-        return None
+        raise CostStoreError(
+            f"there is no cost store at {str(path)!r} ({ENV_COST_DB} / --db): "
+            "nothing has been recorded there"
+        )
+    if not path.is_file():
+        raise CostStoreError(f"the cost store {str(path)!r} is not a file")
     try:
         connection = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000)
         connection.execute("PRAGMA query_only=1")
@@ -134,7 +144,7 @@ def open_for_reading(path: Path) -> sqlite3.Connection | None:
         raise CostStoreError(f"cannot read the cost store {str(path)!r}: {error}") from error
     if has_table is None:
         connection.close()
-        return None
+        raise CostStoreError(f"{str(path)!r} is not an otel-gemini cost store (no generations)")
     return connection
 
 
