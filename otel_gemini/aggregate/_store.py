@@ -15,6 +15,7 @@ from typing import Any, Final
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
+from otel_gemini._background import BackgroundLoop, LoopStatus
 from otel_gemini.aggregate._rows import GenerationRow, generation_row
 from otel_gemini.aggregate._schema import (
     UPSERT,
@@ -114,9 +115,9 @@ class CostStore(SpanProcessor):
         self._last_drop_log = 0.0
         self._logged_errors: set[str] = set()
         self._next_retention = 0.0
-        self._writer = threading.Thread(
-            target=self._run, name="otel-gemini-cost-store", daemon=True
-        )
+        # Taken from the queue but not yet written: kept across a restart of the writer.
+        self._in_hand: list[ReadableSpan] | None = None
+        self._writer = BackgroundLoop("cost-store", self._run, on_exit=self._close_db)
         self._writer.start()
 
     # --- SpanProcessor (application thread) ------------------------------------------------
@@ -154,7 +155,7 @@ class CostStore(SpanProcessor):
         with self._progress:
             while self._processed < target:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self._writer.is_alive():
+                if remaining <= 0 or self._writer.finished:
                     return self._processed >= target
                 self._progress.wait(remaining)
         return True
@@ -174,11 +175,16 @@ class CostStore(SpanProcessor):
         deadline = time.monotonic() + max(0.0, timeout_millis / 1000)
         self.force_flush(int(max(0.0, deadline - time.monotonic()) * 1000))
         self._stopping.set()
+        self._writer.stop()
         self._has_data.set()
         self._urgent.set()
         self._writer.join(max(0.0, deadline - time.monotonic()))
 
     # --- state --------------------------------------------------------------------------------
+
+    def _loop_status(self) -> LoopStatus:
+        """The writer loop's state, for health."""
+        return self._writer.status()
 
     def stats(self) -> dict[str, Any]:
         """Counters: ``written`` rows, ``skipped`` spans (not generations), ``queued``,
@@ -213,32 +219,34 @@ class CostStore(SpanProcessor):
     # --- writer thread ------------------------------------------------------------------------
 
     def _run(self) -> None:
-        try:
-            while True:
+        # Supervised (BackgroundLoop): an error restarts this body, which writes the batch
+        # it had in hand again (an upsert: writing a row twice keeps one).
+        while True:
+            if self._in_hand is None:
                 self._maybe_apply_retention()
                 self._has_data.wait(timeout=_RETENTION_INTERVAL)
                 if not self._stopping.is_set():
                     # Gather a batch: one transaction for many spans is much cheaper.
                     self._urgent.wait(timeout=self._batch_delay)
                 with self._lock:
-                    batch, self._queue = self._queue, []
+                    self._in_hand, self._queue = self._queue, []
                     self._has_data.clear()
                     self._urgent.clear()
-                # Before writing: a flush waiting on this batch then also sees the log.
-                self._log_drops()
-                if batch:
-                    self._write(batch)
-                if self._stopping.is_set():
-                    with self._lock:
-                        if not self._queue:
-                            break
-        except Exception as error:  # a bug: never let the thread die silently
-            _logger.exception("otel-gemini cost store writer stopped: %r", error)
-        finally:
-            with self._db_lock, contextlib.suppress(sqlite3.Error):
-                self._connection.close()
-            with self._progress:
-                self._progress.notify_all()
+            # Before writing: a flush waiting on this batch then also sees the log.
+            self._log_drops()
+            if self._in_hand:
+                self._write(self._in_hand)
+            self._in_hand = None
+            if self._stopping.is_set():
+                with self._lock:
+                    if not self._queue:
+                        return
+
+    def _close_db(self) -> None:
+        with self._db_lock, contextlib.suppress(sqlite3.Error):
+            self._connection.close()
+        with self._progress:
+            self._progress.notify_all()
 
     def _write(self, batch: list[ReadableSpan]) -> None:
         rows: list[GenerationRow] = []

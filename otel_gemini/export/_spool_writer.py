@@ -10,6 +10,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from otel_gemini._background import BackgroundLoop
 from otel_gemini.export._accounting import DROP_ENCODE_ERROR, Accounting
 from otel_gemini.export._handoff import SpanHandoff
 from otel_gemini.export._otlp_wire import SpanOrigin, encode_span, framed_span
@@ -56,12 +57,12 @@ class SpoolWriter:
         on_persisted: Callable[[], None],
         on_exit: Callable[[], None],
     ) -> None:
+        """``on_exit`` runs once the writer has finished after :meth:`stop`."""
         self._handoff = handoff
         self._spool = spool
         self._accounting = accounting
         self._interval = persist_interval
         self._on_persisted = on_persisted
-        self._on_exit = on_exit
         self._origins = _OriginCache()
         self._stopping = False
         self._encode_error_logged = False
@@ -71,16 +72,18 @@ class SpoolWriter:
         self.ready = ready
         """Set once the spool is open (or failed to open: then spans are counted dropped)."""
         self.open_error: OSError | None = None
-        self.thread = threading.Thread(
-            target=self._run, name="otel-gemini-spool-writer", daemon=True
-        )
+        self._opened = False
+        # Drained from the hand-off but not yet written: kept across a restart of the loop.
+        self._in_hand: tuple[list[ReadableSpan], int, int] | None = None
+        self.loop = BackgroundLoop("spool-writer", self._run, on_exit=on_exit)
 
     def start(self) -> None:
-        self.thread.start()
+        self.loop.start()
 
     def stop(self) -> None:
         """Asks the thread to write what is left and exit."""
         self._stopping = True
+        self.loop.stop()
         self._handoff.hurry()
 
     def wait_persisted(self, offered: int, timeout: float) -> bool:
@@ -89,26 +92,28 @@ class SpoolWriter:
             return self._persisted.wait_for(lambda: self._persisted_through >= offered, timeout)
 
     def _run(self) -> None:
-        try:
+        # Supervised (BackgroundLoop): an error restarts this body, which carries on with
+        # what it had in hand, so no span is lost from the accounting by a bug.
+        if not self._opened:
             self._open()
-            while True:
+            self._opened = True
+        while True:
+            if self._in_hand is None:
                 self._handoff.has_data.wait()
                 if not self._stopping:
                     self._handoff.urgent.wait(self._interval)
-                spans, size, offered = self._handoff.drain()
-                if spans:
-                    self._persist(spans, size)
-                with self._persisted:
-                    self._persisted_through = offered
-                    self._persisted.notify_all()
-                if spans:
-                    self._on_persisted()
-                if self._stopping and not self._handoff.has_data.is_set():
-                    break
-        except Exception:  # a bug: log it, never take the app down
-            _logger.exception("otel-gemini spool writer failed; spans will no longer be spooled")
-        finally:
-            self._on_exit()
+                self._in_hand = self._handoff.drain()
+            spans, size, offered = self._in_hand
+            if spans:
+                self._persist(spans, size)
+            self._in_hand = None
+            with self._persisted:
+                self._persisted_through = offered
+                self._persisted.notify_all()
+            if spans:
+                self._on_persisted()
+            if self._stopping and not self._handoff.has_data.is_set():
+                return
 
     def _open(self) -> None:
         try:
