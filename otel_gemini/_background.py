@@ -225,6 +225,7 @@ class BackgroundLoop:
 
     def _run(self) -> None:
         token = _suppressed()
+        last_try = False  # asked to stop while failing: one more run to finish its work
         try:
             while True:
                 started = time.monotonic()
@@ -248,7 +249,9 @@ class BackgroundLoop:
                 self._wake.wait(delay)
                 with self._lock:
                     if self._stop_requested:
-                        break
+                        if last_try:
+                            break
+                        last_try = True
                     self._state = RUNNING
                     self._restarts += 1
         finally:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import TracerProvider
@@ -21,7 +22,8 @@ from otel_gemini import configure
 from otel_gemini._background import BackgroundLoop
 from otel_gemini._configure import Telemetry
 from otel_gemini.export import LangfuseExporter, RetryPolicy
-from otel_gemini.health import HealthReport, HealthReporter, HealthStatus
+from otel_gemini.gateway import Gateway, GatewaySettings
+from otel_gemini.health import HEALTH_ENDPOINT, HealthReport, HealthReporter, HealthStatus
 from otel_gemini.health._reporter import report_from_status
 from otel_gemini.testing import FakeLangfuse
 
@@ -289,3 +291,29 @@ def test_a_loop_stopped_for_good_makes_health_unhealthy_within_2_s_and_is_restar
     assert fake_langfuse.span_count == 5
     wait_until(lambda: reporter.report().status is HealthStatus.HEALTHY, 5, "health to recover")
     assert sender.loop.status().restarts >= 1
+
+
+def test_the_gateways_http_listener_is_served_again_if_uvicorn_stops_on_its_own(
+    make_exporter: Callable[..., LangfuseExporter], caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = GatewaySettings(grpc_port=None, http_port=0)
+    with Gateway(make_exporter(), settings=settings, probe=False).start() as gateway:
+        url = f"{gateway.http_endpoint}{HEALTH_ENDPOINT}"
+        assert httpx.get(url).json()["loops"]["gateway-http"]["state"] == "running"
+        listener = gateway._http
+        assert listener is not None
+        listener._server.request_exit()  # uvicorn returns, though nobody asked the loop to stop
+        wait_until(lambda: listener.loop.status().restarts == 1, 5, "the listener to restart")
+        wait_until(lambda: _answers(url), 5, "the port to answer again")
+        document = httpx.get(url).json()
+        assert document["status"] == "healthy"
+        assert document["loops"]["gateway-http"]["errors"] == 1
+        assert len(loop_failures_logged(caplog, "gateway-http")) == 1
+    assert listener.loop.status().state == "finished"
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -10,6 +10,7 @@ from types import TracebackType
 
 import grpc  # type: ignore[import-untyped]
 
+from otel_gemini._background import LoopStatus
 from otel_gemini.export import ExportStats, LangfuseExporter
 from otel_gemini.gateway._grpc import build_grpc_server
 from otel_gemini.gateway._http import build_http_app
@@ -107,6 +108,7 @@ class Gateway:
                 "gateway": self.intake.stats,
                 "pricing": self.processor.stats,
             },
+            loops=self._loops,
             conditions=self._conditions,
         )
         self.app = build_http_app(self.intake, self.health)
@@ -202,6 +204,11 @@ class Gateway:
         and unhealthy while shutting down; the receiver's counters are under ``gateway``, the
         cost processor's under ``pricing`` in ``extra``."""
         return self.health_reporter.report()
+
+    def _loops(self) -> list[LoopStatus]:
+        # gRPC's worker pool is gRPC's own (a failing call fails alone); the HTTP listener
+        # is ours.
+        return [self._http.loop.status()] if self._http is not None else []
 
     def _conditions(self, stats: ExportStats) -> list[tuple[HealthStatus, str]]:
         conditions = []
