@@ -280,11 +280,14 @@ def test_a_loop_stopped_for_good_makes_health_unhealthy_within_2_s_and_is_restar
     wait_until(lambda: unhealthy_naming_sender(reporter.report()), 2, "health to turn unhealthy")
     status_file = exporter.spool_root / "slot-0" / "status.json"
 
-    def on_file() -> HealthReport:
-        return report_from_status(json.loads(status_file.read_text()), time.time())
+    def on_file_unhealthy() -> bool:
+        if not status_file.exists():  # the fault may strike before the first write
+            return False
+        report = report_from_status(json.loads(status_file.read_text()), time.time())
+        return unhealthy_naming_sender(report)
 
     # otel-gemini health --spool-dir reads the same from the owner's status.json.
-    wait_until(lambda: unhealthy_naming_sender(on_file()), 2, "status.json to say so")
+    wait_until(on_file_unhealthy, 2, "status.json to say so")
     fault.armed.clear()
     produce(exporter, 2)
     wait_until(lambda: exporter.stats().sent == 5, 10, "the restarted sender to deliver")

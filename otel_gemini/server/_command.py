@@ -39,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-export",
         action="store_true",
-        help="do not run a Langfuse exporter on the spool (health then says Langfuse "
-        "export is off)",
+        help="do not run a Langfuse exporter on the spool (the health endpoint then "
+        "answers 503 unknown)",
     )
     parser.add_argument("--log-level", default="info", help="uvicorn's log level (default info)")
 
@@ -65,8 +65,10 @@ def build(args: argparse.Namespace) -> tuple[Starlette, CostAnswers, LangfuseExp
         except BaseException:
             answers.close()
             raise
-    # The same reporter as configure()'s: without an exporter it says export is off.
-    return observability_app(answers, HealthReporter(exporter)), answers, exporter
+    # The same reporter as configure()'s. Without an exporter, serve runs no pipeline at
+    # all (it only reads), so there is nothing to judge: its health is "unknown".
+    reporter = HealthReporter(exporter) if exporter is not None else None
+    return observability_app(answers, reporter), answers, exporter
 
 
 def run(args: argparse.Namespace) -> int:
