@@ -164,8 +164,9 @@ class BackgroundLoop:
         return self
 
     def stop(self) -> None:
-        """Marks the loop as asked to stop (its body must return on its own signal); a loop
-        stopped or backing off then finishes at once."""
+        """Marks the loop as asked to stop (its body must return on its own signal). A loop
+        whose thread is gone finishes at once; one backing off after an error gets one last
+        run to finish its work."""
         with self._lock:
             self._stop_requested = True
             idle = self._state == STOPPED or self._thread is None
