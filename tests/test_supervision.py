@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +19,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from polling import wait_until
 
 from otel_gemini import _attributes as attrs
-from otel_gemini import configure
+from otel_gemini import _background, configure
 from otel_gemini._background import BackgroundLoop
 from otel_gemini._configure import Telemetry
 from otel_gemini.export import LangfuseExporter, RetryPolicy
@@ -320,3 +321,32 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_supervises_its_own_loops_and_not_its_parents(
+    make_exporter: Callable[..., LangfuseExporter], fake_langfuse: FakeLangfuse
+) -> None:
+    exporter = make_exporter()
+    parent_loops = {id(exporter._pipeline._writer), id(exporter._pipeline._sender)}
+    produce(exporter, 1)
+    assert exporter.force_flush(5_000)
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if its own loops run, supervised
+        code = 1
+        try:
+            # The parent's threads do not exist here; nothing restarts them in the child.
+            forgotten = not _background._loops
+            produce(exporter, 2)
+            flushed = exporter.force_flush(5_000)
+            pipeline = exporter._pipeline
+            own = {id(pipeline._writer), id(pipeline._sender)}.isdisjoint(parent_loops)
+            running = [loop.state for loop in pipeline.loops()] == ["running", "running"]
+            watched = len(_background._loops) == 2 and _background._watchdog is not None
+            code = 0 if (forgotten and flushed and own and running and watched) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert fake_langfuse.span_count == 3
+    assert [loop.state for loop in exporter._pipeline.loops()] == ["running", "running"]
