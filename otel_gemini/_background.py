@@ -29,7 +29,7 @@ import time
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 from opentelemetry import context as otel_context
 
@@ -42,6 +42,8 @@ STOPPED: Final = "stopped"
 """Its thread is gone (``BaseException``, or vanished); the watchdog starts it again."""
 FINISHED: Final = "finished"
 """Returned after ``stop()``: done, not an error."""
+
+Batch = TypeVar("Batch")
 
 INITIAL_BACKOFF: Final = 0.1
 MAX_BACKOFF: Final = 5.0
@@ -315,6 +317,80 @@ class BackgroundLoop:
         if abandoned:
             self._finish()
         return True
+
+
+class BatchWorker(Generic[Batch]):
+    """The queue-plus-writer-thread machine, supervised: the spool writer and the cost
+    store's writer are each one of these.
+
+    Producers put work in their own queue and set ``has_data`` (and ``urgent`` when a lot
+    waits or a flush asks). The worker waits for data, gathers a batch for up to ``delay``
+    seconds (unless urgent or stopping), takes it with ``drain()`` (which clears both
+    events under the queue's lock) and hands it to ``process``. A batch is kept in hand
+    until processed, so an error (the loop restarts) never loses it. After :meth:`stop`,
+    it processes what is queued (``pending()`` tells) and finishes.
+
+    ``prepare`` runs once before the first batch (opening files; retried if it raises);
+    ``idle`` runs before each wait, which lasts at most ``idle_interval`` (housekeeping).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        has_data: threading.Event,
+        urgent: threading.Event,
+        delay: float,
+        drain: Callable[[], Batch],
+        process: Callable[[Batch], None],
+        pending: Callable[[], bool],
+        on_exit: Callable[[], None] | None = None,
+        prepare: Callable[[], None] | None = None,
+        idle: Callable[[], None] | None = None,
+        idle_interval: float | None = None,
+    ) -> None:
+        self._has_data = has_data
+        self._urgent = urgent
+        self._delay = delay
+        self._drain = drain
+        self._process = process
+        self._pending = pending
+        self._prepare = prepare
+        self._idle = idle
+        self._idle_interval = idle_interval
+        self._prepared = prepare is None
+        self._in_hand: tuple[Batch] | None = None
+        self.stopping = False
+        self.loop = BackgroundLoop(name, self._run, on_exit=on_exit)
+
+    def start(self) -> None:
+        self.loop.start()
+
+    def stop(self) -> None:
+        """Process what is queued, then finish (see :meth:`BackgroundLoop.join`)."""
+        self.stopping = True
+        self.loop.stop()
+        self._urgent.set()
+        self._has_data.set()
+
+    def _run(self) -> None:
+        if not self._prepared:
+            assert self._prepare is not None
+            self._prepare()
+            self._prepared = True
+        while True:
+            if self._in_hand is None:
+                if self._idle is not None:
+                    self._idle()
+                self._has_data.wait(self._idle_interval)
+                if not self.stopping:
+                    # Gather a batch: one write for many items is much cheaper.
+                    self._urgent.wait(self._delay)
+                self._in_hand = (self._drain(),)
+            self._process(self._in_hand[0])
+            self._in_hand = None
+            if self.stopping and not self._pending():
+                return
 
 
 # --- the watchdog ---

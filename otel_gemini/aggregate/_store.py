@@ -15,7 +15,7 @@ from typing import Any, Final
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from otel_gemini._background import BackgroundLoop, LoopStatus
+from otel_gemini._background import BatchWorker, LoopStatus
 from otel_gemini.aggregate._rows import GenerationRow, generation_row
 from otel_gemini.aggregate._schema import (
     UPSERT,
@@ -93,7 +93,6 @@ class CostStore(SpanProcessor):
             raise ValueError(f"max_queue must be at least 1 (got {max_queue!r})")
         self.retention_days: float | None = retention
         self._max_queue = max_queue
-        self._batch_delay = batch_delay
         self._clock = clock
         self._connection = open_for_writing(self.path)
 
@@ -109,16 +108,27 @@ class CostStore(SpanProcessor):
         self._deleted = 0
         self._has_data = threading.Event()
         self._urgent = threading.Event()
-        self._stopping = threading.Event()
         self._progress = threading.Condition(self._lock)
         self._logged_drops = 0
         self._last_drop_log = 0.0
         self._logged_errors: set[str] = set()
         self._next_retention = 0.0
-        # Taken from the queue but not yet written: kept across a restart of the writer.
-        self._in_hand: list[ReadableSpan] | None = None
-        self._writer = BackgroundLoop("cost-store", self._run, on_exit=self._close_db)
-        self._writer.start()
+        # Supervised: an error restarts it with the batch it had in hand (written again: an
+        # upsert keeps one row per span).
+        self._worker = BatchWorker(
+            "cost-store",
+            has_data=self._has_data,
+            urgent=self._urgent,
+            delay=batch_delay,
+            drain=self._take_batch,
+            process=self._process,
+            pending=self._queued,
+            on_exit=self._close_db,
+            idle=self._maybe_apply_retention,
+            idle_interval=_RETENTION_INTERVAL,
+        )
+        self._writer = self._worker.loop
+        self._worker.start()
 
     # --- SpanProcessor (application thread) ------------------------------------------------
 
@@ -174,10 +184,7 @@ class CostStore(SpanProcessor):
             return
         deadline = time.monotonic() + max(0.0, timeout_millis / 1000)
         self.force_flush(int(max(0.0, deadline - time.monotonic()) * 1000))
-        self._stopping.set()
-        self._writer.stop()
-        self._has_data.set()
-        self._urgent.set()
+        self._worker.stop()
         self._writer.join(max(0.0, deadline - time.monotonic()))
 
     # --- state --------------------------------------------------------------------------------
@@ -218,29 +225,22 @@ class CostStore(SpanProcessor):
 
     # --- writer thread ------------------------------------------------------------------------
 
-    def _run(self) -> None:
-        # Supervised (BackgroundLoop): an error restarts this body, which writes the batch
-        # it had in hand again (an upsert: writing a row twice keeps one).
-        while True:
-            if self._in_hand is None:
-                self._maybe_apply_retention()
-                self._has_data.wait(timeout=_RETENTION_INTERVAL)
-                if not self._stopping.is_set():
-                    # Gather a batch: one transaction for many spans is much cheaper.
-                    self._urgent.wait(timeout=self._batch_delay)
-                with self._lock:
-                    self._in_hand, self._queue = self._queue, []
-                    self._has_data.clear()
-                    self._urgent.clear()
-            # Before writing: a flush waiting on this batch then also sees the log.
-            self._log_drops()
-            if self._in_hand:
-                self._write(self._in_hand)
-            self._in_hand = None
-            if self._stopping.is_set():
-                with self._lock:
-                    if not self._queue:
-                        return
+    def _take_batch(self) -> list[ReadableSpan]:
+        with self._lock:
+            batch, self._queue = self._queue, []
+            self._has_data.clear()
+            self._urgent.clear()
+        return batch
+
+    def _queued(self) -> bool:
+        with self._lock:
+            return bool(self._queue)
+
+    def _process(self, batch: list[ReadableSpan]) -> None:
+        # Before writing: a flush waiting on this batch then also sees the log.
+        self._log_drops()
+        if batch:
+            self._write(batch)
 
     def _close_db(self) -> None:
         with self._db_lock, contextlib.suppress(sqlite3.Error):

@@ -10,7 +10,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from otel_gemini._background import BackgroundLoop
+from otel_gemini._background import BatchWorker
 from otel_gemini.export._accounting import DROP_ENCODE_ERROR, Accounting
 from otel_gemini.export._handoff import SpanHandoff
 from otel_gemini.export._otlp_wire import SpanOrigin, encode_span, framed_span
@@ -61,10 +61,8 @@ class SpoolWriter:
         self._handoff = handoff
         self._spool = spool
         self._accounting = accounting
-        self._interval = persist_interval
         self._on_persisted = on_persisted
         self._origins = _OriginCache()
-        self._stopping = False
         self._encode_error_logged = False
         self._write_failing = False
         self._persisted = threading.Condition()
@@ -72,48 +70,42 @@ class SpoolWriter:
         self.ready = ready
         """Set once the spool is open (or failed to open: then spans are counted dropped)."""
         self.open_error: OSError | None = None
-        self._opened = False
-        # Drained from the hand-off but not yet written: kept across a restart of the loop.
-        self._in_hand: tuple[list[ReadableSpan], int, int] | None = None
-        self.loop = BackgroundLoop("spool-writer", self._run, on_exit=on_exit)
+        # Supervised: an error restarts it with the batch it had in hand, so no span is
+        # lost from the accounting by a bug.
+        self._worker = BatchWorker(
+            "spool-writer",
+            has_data=handoff.has_data,
+            urgent=handoff.urgent,
+            delay=persist_interval,
+            drain=handoff.drain,
+            process=self._write,
+            pending=handoff.has_data.is_set,
+            on_exit=on_exit,
+            prepare=self._open,
+        )
+        self.loop = self._worker.loop
 
     def start(self) -> None:
-        self.loop.start()
+        self._worker.start()
 
     def stop(self) -> None:
         """Asks the thread to write what is left and exit."""
-        self._stopping = True
-        self.loop.stop()
-        self._handoff.hurry()
+        self._worker.stop()
 
     def wait_persisted(self, offered: int, timeout: float) -> bool:
         """Waits until the first ``offered`` hand-offs are resolved (on disk or dropped)."""
         with self._persisted:
             return self._persisted.wait_for(lambda: self._persisted_through >= offered, timeout)
 
-    def _run(self) -> None:
-        # Supervised (BackgroundLoop): an error restarts this body, which carries on with
-        # what it had in hand, so no span is lost from the accounting by a bug.
-        if not self._opened:
-            self._open()
-            self._opened = True
-        while True:
-            if self._in_hand is None:
-                self._handoff.has_data.wait()
-                if not self._stopping:
-                    self._handoff.urgent.wait(self._interval)
-                self._in_hand = self._handoff.drain()
-            spans, size, offered = self._in_hand
-            if spans:
-                self._persist(spans, size)
-            self._in_hand = None
-            with self._persisted:
-                self._persisted_through = offered
-                self._persisted.notify_all()
-            if spans:
-                self._on_persisted()
-            if self._stopping and not self._handoff.has_data.is_set():
-                return
+    def _write(self, batch: tuple[list[ReadableSpan], int, int]) -> None:
+        spans, size, offered = batch
+        if spans:
+            self._persist(spans, size)
+        with self._persisted:
+            self._persisted_through = offered
+            self._persisted.notify_all()
+        if spans:
+            self._on_persisted()
 
     def _open(self) -> None:
         try:
