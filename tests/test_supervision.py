@@ -91,6 +91,18 @@ def naming(report: HealthReport, name: str) -> list[str]:
     return [reason for reason in report.reasons if f"background loop {name} " in reason]
 
 
+def report_naming(report: Callable[[], HealthReport], name: str) -> HealthReport:
+    """The first report (polled for 2 s at most) naming loop ``name``."""
+    seen: list[HealthReport] = []
+
+    def named() -> bool:
+        seen[:] = [report()]
+        return bool(naming(seen[0], name))
+
+    wait_until(named, 2, f"health to name {name}")
+    return seen[0]
+
+
 # --- the supervisor itself -----------------------------------------------------------------
 
 
@@ -165,8 +177,7 @@ def test_a_fault_in_the_spool_writer_is_survived_without_losing_a_span(
     fault = Fault(spool.append, lambda: RuntimeError("injected spool fault"))
     monkeypatch.setattr(spool, "append", fault)
     produce(exporter, 10)
-    wait_until(lambda: naming(reporter.report(), "spool-writer"), 2, "health to name the loop")
-    report = reporter.report()
+    report = report_naming(reporter.report, "spool-writer")
     assert report.status is HealthStatus.DEGRADED
     assert "RuntimeError: injected spool fault" in naming(report, "spool-writer")[0]
     fault.armed.clear()
@@ -195,8 +206,7 @@ def test_a_fault_in_the_sender_is_survived_without_sending_a_span_twice(
     fault = Fault(transport.post, lambda: RuntimeError("injected transport fault"))
     monkeypatch.setattr(transport, "post", fault)
     produce(exporter, 10)
-    wait_until(lambda: naming(reporter.report(), "sender"), 2, "health to name the loop")
-    assert reporter.report().status is not HealthStatus.HEALTHY
+    assert report_naming(reporter.report, "sender").status is not HealthStatus.HEALTHY
     fault.armed.clear()
     produce(exporter, 5)
     wait_until(lambda: exporter.stats().sent == 15, 10, "the spans to be delivered")
@@ -244,8 +254,7 @@ def test_a_fault_in_the_cost_store_writer_is_survived_without_losing_a_row(
     fault = Fault(store._write, lambda: OSError("injected store fault"))
     monkeypatch.setattr(store, "_write", fault)
     produce(telemetry.tracer_provider, 7, generation=True)
-    wait_until(lambda: naming(telemetry.health(), "cost-store"), 2, "health to name the loop")
-    assert telemetry.health().status is HealthStatus.DEGRADED
+    assert report_naming(telemetry.health, "cost-store").status is HealthStatus.DEGRADED
     fault.armed.clear()
     produce(telemetry.tracer_provider, 3, generation=True)
     assert telemetry.force_flush(10)
