@@ -7,8 +7,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Mapping
-from dataclasses import replace
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,9 +25,9 @@ from opentelemetry.sdk.trace import (
 
 from otel_gemini._trace_attributes import TraceAttributesSpanProcessor
 from otel_gemini.aggregate import CostStore, default_cost_db
-from otel_gemini.export import ExportStats, LangfuseExporter
+from otel_gemini.export import LangfuseExporter
 from otel_gemini.export._settings import ENV_BASE_URL, ENV_HOST, ENV_PUBLIC_KEY, ENV_SECRET_KEY
-from otel_gemini.health import HealthReport, HealthReporter, HealthStatus
+from otel_gemini.health import HealthReport, HealthReporter
 from otel_gemini.instrumentation import GeminiInstrumentor
 from otel_gemini.instrumentation._internal_errors import internal_error_counts
 from otel_gemini.instrumentation._settings import InstrumentationSettings
@@ -64,14 +63,19 @@ class Telemetry:
         cost_processor: CostSpanProcessor,
         exporter: LangfuseExporter | None,
         cost_store: CostStore | None,
-        health_reporter: HealthReporter | None,
+        health_reporter: HealthReporter,
         instrumentor: GeminiInstrumentor | None,
     ) -> None:
         self.tracer_provider: TracerProvider = tracer_provider
         self.cost_processor: CostSpanProcessor = cost_processor
         self.exporter: LangfuseExporter | None = exporter
         self.cost_store: CostStore | None = cost_store
-        self.health_reporter: HealthReporter | None = health_reporter
+        # One reporter answers every health question about this pipeline (health(), the
+        # asgi_app() route, the spool's status.json); exposed only with an exporter.
+        self._health = health_reporter
+        self.health_reporter: HealthReporter | None = (
+            health_reporter if exporter is not None else None
+        )
         self._owns_tracer_provider = owns_tracer_provider
         self._slot = slot
         self._instrumentor = instrumentor
@@ -127,25 +131,9 @@ class Telemetry:
 
     def health(self) -> HealthReport:
         """Is telemetry flowing? Langfuse export's health (see docs/operations.md), with the
-        pricing, cost store and instrumentation counters under ``extra``."""
-        if self.health_reporter is not None:
-            report = self.health_reporter.report()
-        else:
-            report = HealthReport(
-                status=HealthStatus.HEALTHY,
-                reasons=(
-                    "Langfuse export is off (LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY are "
-                    "not set): costs are kept in the local store only",
-                ),
-                checked_at=time.time(),
-                stats=ExportStats(),
-            )
-        extra: dict[str, object] = dict(report.extra)
-        extra["pricing"] = self.cost_processor.stats()
-        extra["instrumentation_errors"] = internal_error_counts()
-        if self.cost_store is not None:
-            extra["cost_store"] = self.cost_store.stats()
-        return replace(report, extra=extra)
+        pricing, cost store and instrumentation counters under ``extra``; the same report
+        :meth:`asgi_app` serves."""
+        return self._health.report()
 
     def asgi_app(self) -> Starlette:
         """The observability HTTP API over this pipeline (costs and latency from the local
@@ -154,7 +142,7 @@ class Telemetry:
         from otel_gemini.server import observability_app
 
         db = self.cost_store.path if self.cost_store is not None else None
-        return observability_app(CostAnswers.from_env(db), self.health_reporter)
+        return observability_app(CostAnswers.from_env(db), self._health)
 
 
 def configure(
@@ -287,7 +275,18 @@ def _build(
             )
             instrumentor = candidate
 
-    reporter = HealthReporter(exporter, probe=health_probe) if exporter is not None else None
+    sections: dict[str, Callable[[], object]] = {
+        "pricing": cost_processor.stats,
+        "instrumentation_errors": internal_error_counts,
+    }
+    if store is not None:
+        sections["cost_store"] = store.stats
+    reporter = HealthReporter(
+        exporter,
+        probe=health_probe,
+        sections=sections,
+        loops=(lambda: [store._loop_status()]) if store is not None else None,
+    )
     return Telemetry(
         tracer_provider=provider,
         owns_tracer_provider=owned,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -191,3 +192,81 @@ def test_the_cli_reads_a_spool_directory(
     assert cli_main(["health", "--spool-dir", str(root)]) == 1
     assert "4 span(s) wait in" in capsys.readouterr().out
     assert cli_main(["health", "--spool-dir", str(root / "nothing-here")]) == 3
+
+
+def test_rules_langfuse_not_answering_for_a_request_timeout_is_degraded() -> None:
+    # The first attempt timed out at 10 s; its retry is in flight: no answer for 11 s.
+    retrying = replace(FLOWING, consecutive_failures=1, in_flight_since=NOW - 0.5)
+    status, reasons = assess(retrying, None, NOW, request_timeout=10, unanswered_since=NOW - 11)
+    assert (status, reasons) == (HealthStatus.DEGRADED, ["Langfuse has not answered for 11 s"])
+    assert assess(retrying, None, NOW, request_timeout=10, unanswered_since=NOW - 9)[0] is (
+        HealthStatus.HEALTHY
+    )
+
+
+def test_rules_a_probe_newer_than_a_401_pause_outranks_it() -> None:
+    paused = replace(FLOWING, paused="auth", last_error="HTTP 401", last_error_at=NOW - 10)
+    keys_work = ProbeResult(NOW - 1, reachable=True, credentials_valid=True)
+    status, reasons = assess(paused, keys_work, NOW)
+    assert status is HealthStatus.DEGRADED
+    assert reasons == [
+        "Langfuse accepts the credentials again (GET /api/public/projects); sending resumes"
+    ]
+    assert status_of(paused, replace(keys_work, checked_at=NOW - 11)) is HealthStatus.UNHEALTHY
+
+
+@pytest.mark.slow
+def test_a_hanging_langfuse_leaves_healthy_within_15_s_and_everything_arrives_after(
+    fake_langfuse: FakeLangfuse, exporter: LangfuseExporter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert exporter.request_timeout == 10.0  # the default
+    reporter = HealthReporter(exporter, probe=False)
+    produce(exporter, 3)
+    assert exporter.force_flush()
+    fake_langfuse.hang()
+    hang_started = time.monotonic()
+    produce(exporter, 4)
+    wait_until(lambda: reporter.report().status is not HealthStatus.HEALTHY, 15, "not healthy")
+    seconds = time.monotonic() - hang_started
+    assert any(
+        reason.startswith("Langfuse has not answered for") for reason in reporter.report().reasons
+    )
+    fake_langfuse.up()
+    wait_until(lambda: exporter.stats().sent == 7, 10, "the spans to be delivered")
+    assert fake_langfuse.span_count == len(fake_langfuse.span_keys()) == 7
+    wait_until(lambda: reporter.report().status is HealthStatus.HEALTHY, 5, "healthy again")
+    with capsys.disabled():
+        print(f"\n[hang] left healthy {seconds:.1f} s after the hang started")
+
+
+def test_after_a_401_a_probe_accepting_the_keys_resumes_sending_at_once(
+    fake_langfuse: FakeLangfuse, exporter: LangfuseExporter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # pause_interval is 60 s: only the probe can resume sending within this test.
+    reporter = HealthReporter(exporter)
+    fake_langfuse.respond_with(401)
+    produce(exporter, 5)
+    wait_until(lambda: exporter.stats().paused == "auth", 10, "sending to pause")
+    # A probe during the outage (the projects endpoint still takes the keys) wakes the
+    # sender, which is refused again: the pause stands, newer than that probe.
+    probed = reporter.refresh().langfuse
+    assert probed is not None and probed.credentials_valid
+    wait_until(
+        lambda: (exporter.stats().last_error_at or 0) > probed.checked_at, 5, "a refusal after it"
+    )
+    assert reporter.report().status is HealthStatus.UNHEALTHY
+    fake_langfuse.up()  # the keys work again
+    fixed = time.monotonic()
+    while exporter.stats().sent < 5:  # a monitor polling health
+        report = reporter.report()
+        if report.langfuse is not None and report.langfuse.checked_at > (
+            report.stats.last_error_at or 0
+        ):
+            assert not any("refused the credentials" in reason for reason in report.reasons)
+        assert time.monotonic() - fixed < 30, "sending did not resume within 30 s"
+        time.sleep(0.05)  # the monitor's polling interval
+    seconds = time.monotonic() - fixed
+    assert fake_langfuse.span_count == 5
+    wait_until(lambda: reporter.report().status is HealthStatus.HEALTHY, 5, "healthy again")
+    with capsys.disabled():
+        print(f"\n[401 fixed] sending resumed {seconds:.1f} s after the keys worked again")

@@ -15,6 +15,7 @@ from typing import Any, Final
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
+from otel_gemini._background import BatchWorker, LoopStatus
 from otel_gemini._suppress import untraced
 from otel_gemini.aggregate._rows import GenerationRow, generation_row
 from otel_gemini.aggregate._schema import (
@@ -93,7 +94,6 @@ class CostStore(SpanProcessor):
             raise ValueError(f"max_queue must be at least 1 (got {max_queue!r})")
         self.retention_days: float | None = retention
         self._max_queue = max_queue
-        self._batch_delay = batch_delay
         self._clock = clock
         self._connection = open_for_writing(self.path)
 
@@ -109,16 +109,27 @@ class CostStore(SpanProcessor):
         self._deleted = 0
         self._has_data = threading.Event()
         self._urgent = threading.Event()
-        self._stopping = threading.Event()
         self._progress = threading.Condition(self._lock)
         self._logged_drops = 0
         self._last_drop_log = 0.0
         self._logged_errors: set[str] = set()
         self._next_retention = 0.0
-        self._writer = threading.Thread(
-            target=self._run, name="otel-gemini-cost-store", daemon=True
+        # Supervised: an error restarts it with the batch it had in hand (written again: an
+        # upsert keeps one row per span).
+        self._worker = BatchWorker(
+            "cost-store",
+            has_data=self._has_data,
+            urgent=self._urgent,
+            delay=batch_delay,
+            drain=self._take_batch,
+            process=self._process,
+            pending=self._queued,
+            on_exit=self._close_db,
+            idle=self._maybe_apply_retention,
+            idle_interval=_RETENTION_INTERVAL,
         )
-        self._writer.start()
+        self._writer = self._worker.loop
+        self._worker.start()
 
     # --- SpanProcessor (application thread) ------------------------------------------------
 
@@ -155,7 +166,7 @@ class CostStore(SpanProcessor):
         with self._progress:
             while self._processed < target:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self._writer.is_alive():
+                if remaining <= 0 or self._writer.finished:
                     return self._processed >= target
                 self._progress.wait(remaining)
         return True
@@ -174,12 +185,14 @@ class CostStore(SpanProcessor):
             return
         deadline = time.monotonic() + max(0.0, timeout_millis / 1000)
         self.force_flush(int(max(0.0, deadline - time.monotonic()) * 1000))
-        self._stopping.set()
-        self._has_data.set()
-        self._urgent.set()
+        self._worker.stop()
         self._writer.join(max(0.0, deadline - time.monotonic()))
 
     # --- state --------------------------------------------------------------------------------
+
+    def _loop_status(self) -> LoopStatus:
+        """The writer loop's state, for health."""
+        return self._writer.status()
 
     def stats(self) -> dict[str, Any]:
         """Counters: ``written`` rows, ``skipped`` spans (not generations), ``queued``,
@@ -214,33 +227,28 @@ class CostStore(SpanProcessor):
 
     # --- writer thread ------------------------------------------------------------------------
 
-    def _run(self) -> None:
-        try:
-            while True:
-                self._maybe_apply_retention()
-                self._has_data.wait(timeout=_RETENTION_INTERVAL)
-                if not self._stopping.is_set():
-                    # Gather a batch: one transaction for many spans is much cheaper.
-                    self._urgent.wait(timeout=self._batch_delay)
-                with self._lock:
-                    batch, self._queue = self._queue, []
-                    self._has_data.clear()
-                    self._urgent.clear()
-                # Before writing: a flush waiting on this batch then also sees the log.
-                self._log_drops()
-                if batch:
-                    self._write(batch)
-                if self._stopping.is_set():
-                    with self._lock:
-                        if not self._queue:
-                            break
-        except Exception as error:  # a bug: never let the thread die silently
-            _logger.exception("otel-gemini cost store writer stopped: %r", error)
-        finally:
-            with self._db_lock, contextlib.suppress(sqlite3.Error):
-                self._connection.close()
-            with self._progress:
-                self._progress.notify_all()
+    def _take_batch(self) -> list[ReadableSpan]:
+        with self._lock:
+            batch, self._queue = self._queue, []
+            self._has_data.clear()
+            self._urgent.clear()
+        return batch
+
+    def _queued(self) -> bool:
+        with self._lock:
+            return bool(self._queue)
+
+    def _process(self, batch: list[ReadableSpan]) -> None:
+        # Before writing: a flush waiting on this batch then also sees the log.
+        self._log_drops()
+        if batch:
+            self._write(batch)
+
+    def _close_db(self) -> None:
+        with self._db_lock, contextlib.suppress(sqlite3.Error):
+            self._connection.close()
+        with self._progress:
+            self._progress.notify_all()
 
     @untraced  # our INSERTs are no spans of the app's
     def _write(self, batch: list[ReadableSpan]) -> None:

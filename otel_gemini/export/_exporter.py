@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from opentelemetry.metrics import MeterProvider
@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_gemini.export._accounting import ExportStats
-from otel_gemini.export._pipeline import Pipeline
+from otel_gemini.export._pipeline import HealthInputs, Pipeline
 from otel_gemini.export._processor import SpoolingSpanProcessor
 from otel_gemini.export._retry import RetryPolicy
 from otel_gemini.export._self_metrics import register_self_metrics
@@ -116,6 +116,7 @@ class LangfuseExporter(SpanExporter):
                 f"cannot use the spool directory {self._settings.spool_dir} "
                 f"({ENV_SPOOL_DIR} / spool_dir=): {error.strerror or error}"
             ) from error
+        self._status_extras: Callable[[], dict[str, object]] | None = None
         self._processor = SpoolingSpanProcessor(self)
         reference = weakref.ref(self)
 
@@ -175,6 +176,24 @@ class LangfuseExporter(SpanExporter):
         """A consistent snapshot of counters and sender state (see :class:`ExportStats`)."""
         return self._pipeline.stats()
 
+    def _health_inputs(self) -> HealthInputs:
+        """Loop states, the request timeout and how long Langfuse has not answered."""
+        return self._pipeline.health_inputs()
+
+    def _credentials_confirmed(self) -> bool:
+        """The health probe found the keys accepted: a 401/403 pause ends now."""
+        return self._pipeline.credentials_confirmed()
+
+    def _set_status_extras(self, extras: Callable[[], dict[str, object]] | None) -> None:
+        """What a health reporter adds to this exporter's status.json."""
+        self._status_extras = extras
+        self._pipeline.status_extras = extras
+
+    @property
+    def request_timeout(self) -> float:
+        """Seconds one HTTP request to Langfuse may take."""
+        return self._settings.request_timeout
+
     @property
     def base_url(self) -> str:
         return self._settings.base_url
@@ -204,6 +223,7 @@ class LangfuseExporter(SpanExporter):
         # child may be about to exec); the child's pipeline starts on its first span.
         self._pipeline.forget_in_child()
         self._pipeline = Pipeline.for_child(self._settings)
+        self._pipeline.status_extras = self._status_extras
 
     def __repr__(self) -> str:
         settings = self._settings

@@ -11,10 +11,19 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from opentelemetry.sdk.trace import ReadableSpan
 
-from otel_gemini.export._accounting import DROP_SPOOL_ERROR, Accounting, ExportStats
+from otel_gemini import _background
+from otel_gemini._background import LoopStatus
+from otel_gemini.export._accounting import (
+    DROP_SPOOL_ERROR,
+    PAUSE_AUTH,
+    Accounting,
+    ExportStats,
+)
 from otel_gemini.export._handoff import SpanHandoff
 from otel_gemini.export._sender import Sender
 from otel_gemini.export._settings import ExporterSettings
@@ -24,6 +33,21 @@ from otel_gemini.export._spool_writer import SpoolWriter
 from otel_gemini.export._transport import LangfuseTransport
 
 _logger = logging.getLogger(__name__)
+
+_STATUS_FILE_INTERVAL = 1.0
+"""At most one status.json write a second for counter changes (loop changes go at once)."""
+_STATUS_FILE_REFRESH = 60.0
+"""An owner rewrites its status.json at least this often, so an old one means stuck."""
+
+
+@dataclass(frozen=True)
+class HealthInputs:
+    """What health needs from the pipeline beyond :class:`ExportStats`."""
+
+    loops: tuple[LoopStatus, ...]
+    request_timeout: float
+    unanswered_since: float | None
+    """When the oldest attempt Langfuse has not answered at all started (Unix s)."""
 
 
 class Pipeline:
@@ -42,6 +66,12 @@ class Pipeline:
         self._writer: SpoolWriter | None = None
         self._sender: Sender | None = None
         self._transport: LangfuseTransport | None = None
+        self._status_lock = threading.Lock()
+        self._status_written = 0.0
+        self._status_last: dict[str, object] | None = None
+        self._status_closed = False
+        self.status_extras: Callable[[], dict[str, object]] | None = None
+        """Set by a health reporter: what it adds to status.json (probe, its other loops)."""
 
     @classmethod
     def start(cls, settings: ExporterSettings) -> Pipeline:
@@ -85,6 +115,7 @@ class Pipeline:
             batch_max_bytes=settings.batch_max_bytes,
             spool_ready=ready,
             on_exit=self._thread_exited,
+            on_status=self._sender_status,
         )
         writer = SpoolWriter(
             self.handoff,
@@ -100,6 +131,7 @@ class Pipeline:
         self._started = True
         writer.start()
         sender.start()
+        _background.on_tick(self._tick)
 
     def _start_in_child(self) -> bool:
         with self._lock:
@@ -162,9 +194,9 @@ class Pipeline:
         writer, sender = self._writer, self._sender
         if writer is not None and sender is not None:
             writer.stop()
-            writer.thread.join(max(0.0, deadline - time.monotonic()))
+            writer.loop.join(max(0.0, deadline - time.monotonic()))
             sender.stop(deadline)
-            sender.thread.join(max(0.0, deadline - time.monotonic()))
+            sender.loop.join(max(0.0, deadline - time.monotonic()))
         self.accounting.shut_down()
         with self._lock:
             self._closing = True
@@ -183,6 +215,8 @@ class Pipeline:
                 self._close_locked()
 
     def _close_locked(self) -> None:
+        with self._status_lock:
+            self._status_closed = True  # the slot may soon be another process's
         if self.spool is not None:
             self.spool.close()
         if self._transport is not None:
@@ -200,3 +234,66 @@ class Pipeline:
 
     def stats(self) -> ExportStats:
         return self.accounting.snapshot()
+
+    # --- health ---
+
+    def loops(self) -> tuple[LoopStatus, ...]:
+        writer, sender = self._writer, self._sender
+        if writer is None or sender is None:
+            return ()
+        return (writer.loop.status(), sender.loop.status())
+
+    def health_inputs(self) -> HealthInputs:
+        sender = self._sender
+        return HealthInputs(
+            self.loops(),
+            self._settings.request_timeout,
+            sender.unanswered_since if sender is not None else None,
+        )
+
+    def credentials_confirmed(self) -> bool:
+        """The health probe's authenticated check passed: a pause for 401/403 ends now."""
+        sender = self._sender
+        return sender is not None and sender.resume_paused(PAUSE_AUTH)
+
+    def _sender_status(self, force: bool) -> None:
+        self.write_status(force=force)
+
+    def _tick(self) -> None:
+        if self._started and not self._closing:
+            self.write_status()
+
+    def write_status(self, *, force: bool = False) -> None:
+        """Rewrites status.json (for ``otel-gemini health --spool-dir``): at once when forced
+        or when a loop changed state, else at most once a second when something changed,
+        and at least once a minute."""
+        spool = self.spool
+        if spool is None:
+            return
+        inputs = self.health_inputs()
+        document = self.stats().to_dict()
+        document["request_timeout"] = inputs.request_timeout
+        document["unanswered_since"] = inputs.unanswered_since
+        document["loops"] = [loop.to_dict() for loop in inputs.loops]
+        extras = self.status_extras
+        if extras is not None:
+            added = extras()
+            more_loops = added.pop("loops", None)
+            document.update(added)
+            if isinstance(more_loops, list):
+                document["loops"] = [*document["loops"], *more_loops]  # type: ignore[misc]
+        with self._status_lock:
+            if self._status_closed:
+                return
+            now = time.monotonic()
+            last = self._status_last
+            if not force and last is not None:
+                age = now - self._status_written
+                if document == last and age < _STATUS_FILE_REFRESH:
+                    return
+                if last.get("loops") == document["loops"] and age < _STATUS_FILE_INTERVAL:
+                    return
+            self._status_last = dict(document)
+            self._status_written = now
+            document["written_at"] = time.time()
+            spool.write_status(document)

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from otel_gemini._background import BackgroundLoop
 from otel_gemini.export._accounting import PAUSE_AUTH, PAUSE_REJECTED, Accounting
 from otel_gemini.export._otlp_wire import SpanOrigin, export_request
 from otel_gemini.export._retry import RetryPolicy
@@ -30,8 +31,6 @@ from otel_gemini.export._spool import Batch, Spool, SpoolSpan
 from otel_gemini.export._transport import LangfuseTransport, Outcome, Response
 
 _logger = logging.getLogger(__name__)
-
-_STATUS_FILE_INTERVAL = 1.0
 
 # Why the sender is waiting before its next attempt.
 _BACKOFF = "backoff"  # our own backoff: a flush or shutdown may try at once
@@ -82,8 +81,11 @@ class Sender:
         batch_max_bytes: int,
         spool_ready: threading.Event,
         on_exit: Callable[[], None],
+        on_status: Callable[[bool], None],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``on_exit`` runs once the sender has finished after :meth:`stop`;
+        ``on_status(force)`` refreshes the status file (throttled unless forced)."""
         self._spool = spool
         self._transport = transport
         self._accounting = accounting
@@ -102,14 +104,31 @@ class Sender:
         self._next_attempt = 0.0
         self._failures = 0
         self._progress: _Progress | None = None
-        self._status_written = 0.0
+        self._on_status = on_status
         self._failing_logged = False
-        self.thread = threading.Thread(target=self._run, name="otel-gemini-sender", daemon=True)
+        self._paused_for: str | None = None
+        self.unanswered_since: float | None = None
+        """When (Unix s) the oldest attempt Langfuse has not answered at all started."""
+        self.loop = BackgroundLoop(
+            "sender", self._run, on_error=self._after_error, on_exit=self._finished
+        )
 
     # --- called from other threads ---
 
     def start(self) -> None:
-        self.thread.start()
+        self.loop.start()
+
+    def resume_paused(self, reason: str) -> bool:
+        """Ends a pause for ``reason`` now (the health probe found the keys accepted again):
+        the next attempt goes at once instead of after ``pause_interval``."""
+        with self._condition:
+            if self._wait_kind != _PAUSED or self._paused_for != reason:
+                return False
+            self._wait_kind = _BACKOFF
+            self._next_attempt = 0.0
+            self._condition.notify_all()
+        _logger.info("otel-gemini: Langfuse accepts the credentials again; sending resumes")
+        return True
 
     def wake(self) -> None:
         """New spans are on disk."""
@@ -138,22 +157,31 @@ class Sender:
         with self._condition:
             self._stop_deadline = deadline
             self._condition.notify_all()
+        self.loop.stop()
 
     # --- the thread ---
 
     def _run(self) -> None:
-        try:
-            self._spool_ready.wait()
-            while self._await_turn():
-                failed = not self._attempt()
-                if failed and self._stop_deadline is not None:
-                    break  # shutting down: one failure is the answer
-        except Exception:  # a bug: log it, never take the app down
-            _logger.exception("otel-gemini sender failed; spans stay in the spool")
-        finally:
-            self._resolve_flushes(False)
-            self._write_status(force=True)
-            self._on_exit()
+        # Supervised (BackgroundLoop): an error restarts this body; a batch half delivered
+        # is remembered in ``_progress``, so the restart sends no span twice.
+        self._spool_ready.wait()
+        while self._await_turn():
+            failed = not self._attempt()
+            if failed and self._stop_deadline is not None:
+                return  # shutting down: one failure is the answer
+
+    def _after_error(self, error: BaseException) -> None:
+        # Flushes waiting on this attempt get their answer now, and an attempt that never
+        # ended is a failed one (else health would see a request in flight forever).
+        self._resolve_flushes(False)
+        if self._accounting.snapshot().in_flight_since is not None:
+            self._accounting.attempt_failed(0, f"internal error: {type(error).__name__}")
+        self._on_status(True)
+
+    def _finished(self) -> None:
+        self._resolve_flushes(False)
+        self._on_status(True)
+        self._on_exit()
 
     def _await_turn(self) -> bool:
         """Blocks until an attempt should be made; False when the thread should exit."""
@@ -219,7 +247,11 @@ class Sender:
         while stack:
             part = stack.pop()
             self._accounting.attempt_started()
+            if self.unanswered_since is None:
+                self.unanswered_since = time.time()
             response = self._transport.post(_request_body(part), timeout=self._timeout())
+            if response.status is not None:
+                self.unanswered_since = None  # an answer, even an error, is an answer
             if response.outcome is Outcome.DELIVERED:
                 progress.sent.update(span.seq for span in part)
                 self._accounting.attempt_succeeded()
@@ -258,9 +290,10 @@ class Sender:
         self._failures = 0
         self._wait_kind = None
         self._next_attempt = 0.0
+        self._paused_for = None
         with self._condition:
             self._resolve_flushes_locked(None)
-        self._write_status()
+        self._on_status(False)
 
     def _failed(self, response: Response, batch: Batch) -> None:
         self._failures += 1
@@ -269,6 +302,7 @@ class Sender:
         if response.outcome in (Outcome.AUTH, Outcome.REFUSED):
             pause = PAUSE_AUTH if response.outcome is Outcome.AUTH else PAUSE_REJECTED
             self._accounting.attempt_failed(spans, response.message, paused=pause)
+            self._paused_for = pause
             self._wait_kind = _PAUSED
             self._next_attempt = now + self._policy.pause_interval
             if not self._failing_logged or self._failures == 1:
@@ -304,7 +338,7 @@ class Sender:
         self._failing_logged = True
         with self._condition:
             self._resolve_flushes_locked(False)
-        self._write_status()
+        self._on_status(False)
 
     # --- flushes and status ---
 
@@ -327,12 +361,3 @@ class Sender:
             else:
                 request.resolve(result and request.target_seq <= resolved_through)
         self._flushes = remaining
-
-    def _write_status(self, *, force: bool = False) -> None:
-        now = self._clock()
-        if not force and now - self._status_written < _STATUS_FILE_INTERVAL:
-            return
-        self._status_written = now
-        status = self._accounting.snapshot().to_dict()
-        status["written_at"] = time.time()
-        self._spool.write_status(status)

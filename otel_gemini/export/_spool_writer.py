@@ -10,6 +10,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from otel_gemini._background import BatchWorker
 from otel_gemini.export._accounting import DROP_ENCODE_ERROR, Accounting
 from otel_gemini.export._handoff import SpanHandoff
 from otel_gemini.export._otlp_wire import SpanOrigin, encode_span, framed_span
@@ -56,14 +57,12 @@ class SpoolWriter:
         on_persisted: Callable[[], None],
         on_exit: Callable[[], None],
     ) -> None:
+        """``on_exit`` runs once the writer has finished after :meth:`stop`."""
         self._handoff = handoff
         self._spool = spool
         self._accounting = accounting
-        self._interval = persist_interval
         self._on_persisted = on_persisted
-        self._on_exit = on_exit
         self._origins = _OriginCache()
-        self._stopping = False
         self._encode_error_logged = False
         self._write_failing = False
         self._persisted = threading.Condition()
@@ -71,44 +70,42 @@ class SpoolWriter:
         self.ready = ready
         """Set once the spool is open (or failed to open: then spans are counted dropped)."""
         self.open_error: OSError | None = None
-        self.thread = threading.Thread(
-            target=self._run, name="otel-gemini-spool-writer", daemon=True
+        # Supervised: an error restarts it with the batch it had in hand, so no span is
+        # lost from the accounting by a bug.
+        self._worker = BatchWorker(
+            "spool-writer",
+            has_data=handoff.has_data,
+            urgent=handoff.urgent,
+            delay=persist_interval,
+            drain=handoff.drain,
+            process=self._write,
+            pending=handoff.has_data.is_set,
+            on_exit=on_exit,
+            prepare=self._open,
         )
+        self.loop = self._worker.loop
 
     def start(self) -> None:
-        self.thread.start()
+        self._worker.start()
 
     def stop(self) -> None:
         """Asks the thread to write what is left and exit."""
-        self._stopping = True
-        self._handoff.hurry()
+        self._worker.stop()
 
     def wait_persisted(self, offered: int, timeout: float) -> bool:
         """Waits until the first ``offered`` hand-offs are resolved (on disk or dropped)."""
         with self._persisted:
             return self._persisted.wait_for(lambda: self._persisted_through >= offered, timeout)
 
-    def _run(self) -> None:
-        try:
-            self._open()
-            while True:
-                self._handoff.has_data.wait()
-                if not self._stopping:
-                    self._handoff.urgent.wait(self._interval)
-                spans, size, offered = self._handoff.drain()
-                if spans:
-                    self._persist(spans, size)
-                with self._persisted:
-                    self._persisted_through = offered
-                    self._persisted.notify_all()
-                if spans:
-                    self._on_persisted()
-                if self._stopping and not self._handoff.has_data.is_set():
-                    break
-        except Exception:  # a bug: log it, never take the app down
-            _logger.exception("otel-gemini spool writer failed; spans will no longer be spooled")
-        finally:
-            self._on_exit()
+    def _write(self, batch: tuple[list[ReadableSpan], int, int]) -> None:
+        spans, size, offered = batch
+        if spans:
+            self._persist(spans, size)
+        with self._persisted:
+            self._persisted_through = offered
+            self._persisted.notify_all()
+        if spans:
+            self._on_persisted()
 
     def _open(self) -> None:
         try:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from types import TracebackType
 
 import grpc  # type: ignore[import-untyped]
 
-from otel_gemini.export import LangfuseExporter
+from otel_gemini._background import LoopStatus
+from otel_gemini.export import ExportStats, LangfuseExporter
 from otel_gemini.gateway._grpc import build_grpc_server
 from otel_gemini.gateway._http import build_http_app
 from otel_gemini.gateway._http_server import HttpListener
@@ -95,17 +96,27 @@ class Gateway:
             persist_timeout=self.settings.persist_timeout,
             retry_after=self.settings.retry_after,
         )
-        self.health_reporter = HealthReporter(exporter, probe=probe)
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._shut_down = False
+        self._started_at: float | None = None
+        self.health_reporter = HealthReporter(
+            exporter,
+            probe=probe,
+            sections={
+                "started_at": lambda: iso_time(self._started_at),
+                "gateway": self.intake.stats,
+                "pricing": self.processor.stats,
+            },
+            loops=self._loops,
+            conditions=self._conditions,
+        )
         self.app = build_http_app(self.intake, self.health)
         """The HTTP side as an ASGI app (OTLP ``/v1/traces`` and the health endpoint)."""
         self._grpc: grpc.Server | None = None
         self._http: HttpListener | None = None
         self.grpc_port: int | None = None
         self.http_port: int | None = None
-        self._stopped = threading.Event()
-        self._lock = threading.Lock()
-        self._shut_down = False
-        self._started_at: float | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -192,21 +203,25 @@ class Gateway:
         """The gateway's health: its exporter's, judged as everywhere else (docs/operations.md),
         and unhealthy while shutting down; the receiver's counters are under ``gateway``, the
         cost processor's under ``pricing`` in ``extra``."""
-        report = self.health_reporter.report()
-        status, reasons = report.status, report.reasons
-        if self._shut_down or report.stats.shut_down:
-            status, reasons = HealthStatus.UNHEALTHY, ("shutting down", *reasons)
-        if self.intake.refusing_for_spool(report.stats):
-            reasons = (*reasons, "spool at its high-water mark: new requests are refused for now")
-            if status is HealthStatus.HEALTHY:
-                status = HealthStatus.DEGRADED
-        extra: dict[str, object] = {
-            **report.extra,
-            "started_at": iso_time(self._started_at),
-            "gateway": self.intake.stats(),
-            "pricing": self.processor.stats(),
-        }
-        return replace(report, status=status, reasons=reasons, extra=extra)
+        return self.health_reporter.report()
+
+    def _loops(self) -> list[LoopStatus]:
+        # gRPC's worker pool is gRPC's own (a failing call fails alone); the HTTP listener
+        # is ours.
+        return [self._http.loop.status()] if self._http is not None else []
+
+    def _conditions(self, stats: ExportStats) -> list[tuple[HealthStatus, str]]:
+        conditions = []
+        if self._shut_down or stats.shut_down:
+            conditions.append((HealthStatus.UNHEALTHY, "shutting down"))
+        if self.intake.refusing_for_spool(stats):
+            conditions.append(
+                (
+                    HealthStatus.DEGRADED,
+                    "spool at its high-water mark: new requests are refused for now",
+                )
+            )
+        return conditions
 
 
 def _grpc_host(host: str) -> str:

@@ -10,6 +10,8 @@ from typing import Any
 
 import uvicorn
 
+from otel_gemini._background import BackgroundLoop
+
 
 class _Server(uvicorn.Server):
     """Sets ``ready`` once listening; exits on :meth:`request_exit` (no polling delay)."""
@@ -40,20 +42,16 @@ class _Server(uvicorn.Server):
 
 
 class HttpListener:
-    """Serves an ASGI app on ``host:port`` (0: a free port) from a background thread."""
+    """Serves an ASGI app on ``host:port`` (0: a free port) from a supervised background
+    thread: if uvicorn ever stops on its own, it is started again on the same port."""
 
     def __init__(
         self, app: Any, host: str, port: int, *, limit_concurrency: int, grace: float
     ) -> None:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(512)
-        sock.setblocking(False)
-        self._socket = sock
-        self.port: int = sock.getsockname()[1]
-        config = uvicorn.Config(
+        self._host = host
+        self._socket = self._bind(port)
+        self.port: int = self._socket.getsockname()[1]
+        self._config = uvicorn.Config(
             app,
             lifespan="off",
             log_config=None,
@@ -63,29 +61,46 @@ class HttpListener:
             timeout_graceful_shutdown=max(1, int(grace)),
         )
         self._ready = threading.Event()
-        self._server = _Server(config, self._ready)
+        self._server = _Server(self._config, self._ready)
+        self._served = False
         self._error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._run, name="otel-gemini-gateway-http", daemon=True
-        )
+        self.loop = BackgroundLoop("gateway-http", self._run)
+
+    def _bind(self, port: int) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self._host, port))
+        sock.listen(512)
+        sock.setblocking(False)
+        return sock
 
     def start(self, timeout: float = 10.0) -> None:
-        self._thread.start()
+        self.loop.start()
         if not self._ready.wait(timeout) or not self._server.started:
             self.stop(1.0)
             raise RuntimeError(f"HTTP listener did not start: {self._error!r}")
 
     def _run(self) -> None:
+        if self._served:
+            # uvicorn stopped on its own (the supervisor restarts this body): serve anew on
+            # the same port; the old server closed its socket.
+            with contextlib.suppress(OSError):
+                self._socket.close()
+            self._socket = self._bind(self.port)
+            self._server = _Server(self._config, self._ready)
+        self._served = True
         try:
             asyncio.run(self._server.serve(sockets=[self._socket]))
-        except BaseException as error:  # reported by start()
+        except BaseException as error:  # reported by start(), and by the supervisor
             self._error = error
+            raise
         finally:
             self._ready.set()
 
     def stop(self, timeout: float) -> None:
         """Stops accepting, lets requests in progress finish (up to the grace), returns."""
+        self.loop.stop()
         self._server.request_exit()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        self.loop.join(timeout)
         self._socket.close()

@@ -92,6 +92,9 @@ def _print_report(report: dict[str, Any], indent: str = "") -> None:
             f"{indent}langfuse: {langfuse.get('base_url')} reachable={langfuse.get('reachable')} "
             f"credentials={langfuse.get('credentials')}"
         )
+    loops = report.get("loops") or {}
+    if loops:
+        print(f"{indent}loops: " + ", ".join(_loop_text(loop) for loop in loops.values()))
     for name, value in report.items():
         if name not in _SHOWN_ABOVE and value not in (None, {}, []):
             print(f"{indent}{name}: {_flat(value)}")
@@ -110,8 +113,16 @@ _SHOWN_ABOVE = frozenset(
         "counts",
         "langfuse",
         "exporter",
+        "loops",
     }
 )
+
+
+def _loop_text(loop: dict[str, Any]) -> str:
+    text = f"{loop.get('name')} {loop.get('state')}"
+    if loop.get("restarts") or loop.get("errors"):
+        text += f" (restarts {loop.get('restarts', 0)}, errors {loop.get('errors', 0)})"
+    return text
 
 
 def _flat(value: object, prefix: str = "") -> str:
@@ -141,12 +152,11 @@ def _size(count: object) -> str:
 
 
 def _from_spool(spool_dir: str | None, as_json: bool) -> int:
-    from otel_gemini.export import ExportStats
     from otel_gemini.export._settings import ENV_SPOOL_DIR, default_spool_dir
     from otel_gemini.export._slots import slot_directories, slot_owner
     from otel_gemini.export._spool import read_backlog
-    from otel_gemini.health._assess import assess
-    from otel_gemini.health._report import HealthReport, HealthStatus
+    from otel_gemini.health._report import HealthStatus
+    from otel_gemini.health._reporter import report_from_status
 
     root = Path(spool_dir or os.environ.get(ENV_SPOOL_DIR) or default_spool_dir(os.environ))
     slots = slot_directories(root)
@@ -173,13 +183,17 @@ def _from_spool(spool_dir: str | None, as_json: bool) -> int:
         status_file = backlog.status
         written_at = status_file.get("written_at") if status_file else None
         if owner is not None and status_file and isinstance(written_at, (int, float)):
-            stats = ExportStats.from_dict(status_file)
-            status, reasons = assess(stats, None, now)
+            # The owner's own judgement, from what it wrote: the same rules and inputs as its
+            # health endpoint (loops, probe, request timeout).
+            judged = report_from_status(status_file, now)
+            status = judged.status
+            report = judged.to_dict()
             if now - written_at > _STALE_STATUS_SECONDS:
-                reasons.append(
-                    f"the owner's status is {now - written_at:.0f} s old (idle, or stuck)"
-                )
-            report = HealthReport(status, tuple(reasons), now, stats).to_dict()
+                # Owners rewrite the file at least once a minute: this one is stuck.
+                report["reasons"] = [
+                    *judged.reasons,
+                    f"the owner's status is {now - written_at:.0f} s old (stuck?)",
+                ]
             report["status_file_age_seconds"] = round(now - written_at, 1)
             document["report"] = report
         elif owner is None and backlog.spans:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
+from otel_gemini._background import LoopStatus
 from otel_gemini.export import ExportStats
 
 
@@ -40,6 +43,20 @@ class ProbeResult:
     credentials_valid: bool | None = None
     """``GET /api/public/projects`` with the keys: 200 True, 401/403 False."""
     error: str | None = None
+
+    def raw(self) -> dict[str, object]:
+        """The fields as they are (for a status file; :meth:`from_raw` reads them back)."""
+        return asdict(self)
+
+    @classmethod
+    def from_raw(cls, data: Mapping[str, Any]) -> ProbeResult:
+        return cls(
+            checked_at=float(data.get("checked_at") or 0.0),
+            reachable=data.get("reachable"),
+            version=data.get("version"),
+            credentials_valid=data.get("credentials_valid"),
+            error=data.get("error"),
+        )
 
     def to_dict(self) -> dict[str, object]:
         credentials = "unknown"
@@ -81,6 +98,8 @@ class HealthReport:
     langfuse: ProbeResult | None = None
     base_url: str | None = None
     extra: dict[str, object] = field(default_factory=dict)
+    loops: tuple[LoopStatus, ...] = ()
+    """The background loops behind this report (spool writer, sender, cost store ...)."""
 
     @property
     def http_status(self) -> int:
@@ -116,5 +135,9 @@ class HealthReport:
             },
             "langfuse": langfuse,
             "exporter": exporter,
+            "loops": {
+                loop.name: {**loop.to_dict(), "last_error_at": iso_time(loop.last_error_at)}
+                for loop in self.loops
+            },
             **self.extra,
         }

@@ -1,65 +1,169 @@
-"""``HealthReporter``: the exporter's health on demand, Langfuse probed in the background."""
+"""``HealthReporter``: the one place a :class:`HealthReport` is assembled.
+
+``Telemetry.health()``, its ``asgi_app()`` route, ``otel-gemini serve``, the gateway and
+``otel-gemini health --spool-dir`` (through the owner's ``status.json``, see
+:func:`report_from_status`) all judge with :func:`build_report`, so they agree.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
-from otel_gemini.export import LangfuseExporter
-from otel_gemini.health._assess import assess
+from otel_gemini._background import BackgroundLoop, LoopStatus
+from otel_gemini.export import ExportStats, LangfuseExporter
+from otel_gemini.health._assess import DEFAULT_REQUEST_TIMEOUT, assess
 from otel_gemini.health._probe import LangfuseProbe
-from otel_gemini.health._report import HealthReport, ProbeResult
+from otel_gemini.health._report import HealthReport, HealthStatus, ProbeResult
 
 _logger = logging.getLogger(__name__)
 
 DEFAULT_PROBE_INTERVAL = 30.0
+PAUSED_PROBE_INTERVAL = 5.0
+"""While sending is paused for refused keys, only a probe can end the pause early."""
+EXPORT_OFF = (
+    "Langfuse export is off (no exporter in this process: LANGFUSE_PUBLIC_KEY and "
+    "LANGFUSE_SECRET_KEY are not set, or export was turned off): costs are kept in the "
+    "local store only"
+)
+
+Condition = tuple[HealthStatus, str]
+
+
+def build_report(
+    stats: ExportStats,
+    probe: ProbeResult | None,
+    now: float,
+    *,
+    base_url: str | None = None,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    unanswered_since: float | None = None,
+    loops: Sequence[LoopStatus] = (),
+    conditions: Iterable[Condition] = (),
+    export_off: bool = False,
+    extra: dict[str, object] | None = None,
+) -> HealthReport:
+    """The report for these inputs: every health answer is made here."""
+    status, reasons = assess(
+        stats,
+        probe,
+        now,
+        request_timeout=request_timeout,
+        unanswered_since=unanswered_since,
+        loops=loops,
+        conditions=conditions,
+        notes=(EXPORT_OFF,) if export_off else (),
+    )
+    return HealthReport(
+        status,
+        tuple(reasons),
+        now,
+        stats,
+        probe,
+        base_url,
+        dict(extra or {}),
+        tuple(loops),
+    )
+
+
+def report_from_status(document: Mapping[str, Any], now: float) -> HealthReport:
+    """The report an exporter's ``status.json`` (written by its owner) stands for."""
+    probe = document.get("probe")
+    return build_report(
+        ExportStats.from_dict(document),
+        ProbeResult.from_raw(probe) if isinstance(probe, Mapping) else None,
+        now,
+        base_url=document.get("base_url"),
+        request_timeout=float(document.get("request_timeout") or DEFAULT_REQUEST_TIMEOUT),
+        unanswered_since=document.get("unanswered_since"),
+        loops=[LoopStatus.from_dict(loop) for loop in document.get("loops") or ()],
+        conditions=[
+            (HealthStatus(level), str(reason)) for level, reason in document.get("conditions") or ()
+        ],
+    )
 
 
 class HealthReporter:
-    """Answers "is telemetry getting to Langfuse?" for one :class:`LangfuseExporter`.
+    """Answers "is telemetry getting to Langfuse?" for one :class:`LangfuseExporter` (or,
+    with ``exporter=None``, for a process whose Langfuse export is off).
 
-    :meth:`report` never blocks on the network: it reads the exporter's counters and the
-    latest Langfuse probe, and when that probe is older than ``probe_interval`` starts a
-    new one on a background thread (its result shows in a later report). Pass
-    ``probe=False`` to judge by deliveries alone.
+    :meth:`report` never blocks on the network: it reads the exporter's counters, its
+    background loops and the latest Langfuse probe, and when that probe is older than
+    ``probe_interval`` (5 s while sending is paused for refused keys) starts a new one on a
+    background thread (its result shows in a later report). A probe that finds the keys
+    accepted again ends such a pause at once. Pass ``probe=False`` to judge by deliveries
+    alone.
+
+    ``sections`` are added to the report's ``extra`` (name: a callable giving its value);
+    ``loops`` gives further background loops to judge (a cost store's writer); and
+    ``conditions(stats)`` a component's own (status, reason) pairs (a gateway shutting
+    down). What the exporter's ``status.json`` needs to give the same answer is written
+    there too.
     """
 
     def __init__(
         self,
-        exporter: LangfuseExporter,
+        exporter: LangfuseExporter | None,
         *,
         probe: LangfuseProbe | bool = True,
         probe_interval: float = DEFAULT_PROBE_INTERVAL,
         clock: Callable[[], float] = time.time,
+        sections: Mapping[str, Callable[[], object]] | None = None,
+        loops: Callable[[], Iterable[LoopStatus]] | None = None,
+        conditions: Callable[[ExportStats], Iterable[Condition]] | None = None,
     ) -> None:
         self._exporter = exporter
-        if probe is True:
-            self._probe: LangfuseProbe | None = LangfuseProbe(
-                exporter.base_url, exporter.public_key, exporter.secret_key
-            )
+        if exporter is None:
+            self._probe: LangfuseProbe | None = None
+        elif probe is True:
+            self._probe = LangfuseProbe(exporter.base_url, exporter.public_key, exporter.secret_key)
         else:
             self._probe = probe or None
         self._interval = probe_interval
         self._clock = clock
+        self._sections = dict(sections or {})
+        self._loops = loops
+        self._conditions = conditions
         self._lock = threading.Lock()
         self._latest: ProbeResult | None = None
-        self._probing: threading.Thread | None = None
+        self._probing: BackgroundLoop | None = None
         self._probed = threading.Condition(self._lock)
+        if exporter is not None:
+            exporter._set_status_extras(self._status_extras)
 
     def report(self) -> HealthReport:
         """The current health (cheap; safe from any thread and from async handlers)."""
         now = self._clock()
         with self._lock:
             latest = self._latest
-        if self._probe is not None and (
-            latest is None or now - latest.checked_at >= self._interval
-        ):
-            self._start_probe()
-        stats = self._exporter.stats()
-        status, reasons = assess(stats, latest, now)
-        return HealthReport(status, tuple(reasons), now, stats, latest, self._exporter.base_url)
+        exporter = self._exporter
+        stats = exporter.stats() if exporter is not None else ExportStats()
+        if self._probe is not None:
+            interval = self._interval
+            if stats.paused == "auth":
+                interval = min(interval, PAUSED_PROBE_INTERVAL)
+            if latest is None or now - latest.checked_at >= interval:
+                self._start_probe()
+        extra = {name: section() for name, section in self._sections.items()}
+        if exporter is None:
+            return build_report(
+                stats, None, now, loops=self._other_loops(), export_off=True, extra=extra
+            )
+        inputs = exporter._health_inputs()
+        return build_report(
+            stats,
+            latest,
+            now,
+            base_url=exporter.base_url,
+            request_timeout=inputs.request_timeout,
+            unanswered_since=inputs.unanswered_since,
+            loops=(*inputs.loops, *self._other_loops()),
+            conditions=self._conditions(stats) if self._conditions is not None else (),
+            extra=extra,
+        )
 
     def refresh(self, timeout: float = 10.0) -> HealthReport:
         """Probes Langfuse now (waiting up to ``timeout``), then reports."""
@@ -71,13 +175,34 @@ class HealthReporter:
                 self._probed.wait_for(lambda: self._latest is not previous, timeout)
         return self.report()
 
+    def _other_loops(self) -> list[LoopStatus]:
+        loops = list(self._loops()) if self._loops is not None else []
+        with self._lock:
+            probing = self._probing
+        if probing is not None:
+            loops.append(probing.status())
+        return loops
+
+    def _status_extras(self) -> dict[str, object]:
+        # Called from the exporter's status writer (the watchdog thread, or the sender).
+        with self._lock:
+            latest = self._latest
+        extras: dict[str, object] = {
+            "base_url": self._exporter.base_url if self._exporter is not None else None,
+            "probe": latest.raw() if latest is not None else None,
+            "loops": [loop.to_dict() for loop in self._other_loops()],
+        }
+        if self._conditions is not None and self._exporter is not None:
+            extras["conditions"] = [
+                [level.value, reason] for level, reason in self._conditions(self._exporter.stats())
+            ]
+        return extras
+
     def _start_probe(self) -> None:
         with self._lock:
-            if self._probing is not None and self._probing.is_alive():
+            if self._probing is not None and not self._probing.finished:
                 return
-            self._probing = threading.Thread(
-                target=self._run_probe, name="otel-gemini-health-probe", daemon=True
-            )
+            self._probing = BackgroundLoop("health-probe", self._run_probe, oneshot=True)
             self._probing.start()
 
     def _run_probe(self) -> None:
@@ -90,3 +215,5 @@ class HealthReporter:
         with self._probed:
             self._latest = result
             self._probed.notify_all()
+        if result.credentials_valid and self._exporter is not None:
+            self._exporter._credentials_confirmed()

@@ -93,8 +93,7 @@ def _no_health_route() -> Route:
                 "status": "unknown",
                 "reasons": [
                     "no Langfuse exporter runs in this process, so there is no export "
-                    "pipeline to judge (give the app a HealthReporter, or set LANGFUSE_* "
-                    "for otel-gemini serve)"
+                    "pipeline to judge (give observability_app() a HealthReporter)"
                 ],
             },
             status_code=503,

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from otel_gemini.aggregate import CostAnswers
+    from otel_gemini.export import LangfuseExporter
 
 HELP = "Serve the cost, latency and health HTTP API (/api/observability/...)."
 
@@ -38,27 +45,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="info", help="uvicorn's log level (default info)")
 
 
-def run(args: argparse.Namespace) -> int:
-    import uvicorn
+def build(args: argparse.Namespace) -> tuple[Starlette, CostAnswers, LangfuseExporter | None]:
+    """The app ``serve`` runs, its answers and its exporter (the caller closes both).
 
+    Raises ``LangfuseConfigError`` for a bad Langfuse setting.
+    """
     from otel_gemini.aggregate import CostAnswers
-    from otel_gemini.export import LangfuseConfigError, LangfuseExporter
+    from otel_gemini.export import LangfuseExporter
     from otel_gemini.health import HealthReporter
     from otel_gemini.server._app import observability_app
 
     answers = CostAnswers.from_env(args.db, default_source=args.source)
     exporter: LangfuseExporter | None = None
-    reporter: HealthReporter | None = None
     if answers.langfuse is not None and not args.no_export:
         # An exporter of our own on the spool: its probe reports whether Langfuse is
         # reachable and takes the keys, and it sends what stopped processes left behind.
         try:
             exporter = LangfuseExporter()
-        except LangfuseConfigError as error:
-            print(f"otel-gemini serve: {error}", file=sys.stderr)
-            return 2
-        reporter = HealthReporter(exporter)
-    app = observability_app(answers, reporter)
+        except BaseException:
+            answers.close()
+            raise
+    # The same reporter as configure()'s. Without an exporter, serve runs no pipeline at
+    # all (it only reads), so there is nothing to judge: its health is "unknown".
+    reporter = HealthReporter(exporter) if exporter is not None else None
+    return observability_app(answers, reporter), answers, exporter
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from otel_gemini.export import LangfuseConfigError
+
+    try:
+        app, answers, exporter = build(args)
+    except LangfuseConfigError as error:
+        print(f"otel-gemini serve: {error}", file=sys.stderr)
+        return 2
     print(
         f"otel-gemini serve: http://{args.host}:{args.port}/api/observability/ "
         f"(costs, latency, health); local store {answers.local.path if answers.local else '-'}; "
