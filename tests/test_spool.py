@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -230,20 +231,69 @@ def test_a_lost_cursor_replays_rather_than_loses(tmp_path: Path) -> None:
     assert drain(restarted) == list(range(200))
 
 
-def test_a_failed_write_is_counted_and_the_spool_keeps_working(tmp_path: Path) -> None:
+def no_space(*args: object) -> int:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_failed_write_holds_its_spans_in_memory_and_writes_them_first_next_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     spool, accounting = open_spool(tmp_path)
     write(spool, accounting, range(10))
-    os.close(spool._active_fd)  # type: ignore[arg-type]  # the disk "fails"
     with accounting.lock:
-        accounting.accept_locked(5)
-    failure = spool.append(
-        [(ORIGIN, span_bytes(n)) for n in range(10, 15)], memory_spans=5, memory_bytes=5, dropped={}
-    )
-    assert isinstance(failure, OSError)
-    write(spool, accounting, range(15, 20))
-    assert drain(spool) == [*range(10), *range(15, 20)]
+        for _ in range(5):
+            accounting.accept_locked(1)
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "pwrite", no_space)
+        failure = spool.append(
+            [(ORIGIN, span_bytes(n)) for n in range(10, 15)],
+            memory_spans=5,
+            memory_bytes=5,
+            dropped={},
+        )
+    assert isinstance(failure, OSError) and failure.errno == errno.ENOSPC
     stats = accounting.snapshot()
-    assert stats.dropped == {"spool_error": 5} and stats.balanced
+    assert (spool.held_spans, stats.queued_memory_spans, stats.dropped_total) == (5, 5, 0)
+    with accounting.lock:
+        for _ in range(5):
+            accounting.accept_locked(1)
+    failure = spool.append(
+        [(ORIGIN, span_bytes(n)) for n in range(15, 20)],
+        memory_spans=5,
+        memory_bytes=5,
+        dropped={},
+        retry_now=True,  # not waiting for the backoff
+    )
+    assert failure is None and spool.held_spans == 0
+    assert drain(spool) == list(range(20))
+    stats = accounting.snapshot()
+    assert (stats.dropped_total, stats.queued, stats.sent, stats.balanced) == (0, 0, 20, True)
+
+
+def test_spans_still_held_at_close_are_counted_as_disk_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool, accounting = open_spool(tmp_path)
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "pwrite", no_space)
+        with accounting.lock:
+            for _ in range(3):
+                accounting.accept_locked(1)
+        assert spool.append(
+            [(ORIGIN, span_bytes(n)) for n in range(3)], memory_spans=3, memory_bytes=3, dropped={}
+        )
+    spool.close()
+    stats = accounting.snapshot()
+    assert (dict(stats.dropped), stats.queued, stats.balanced) == ({"disk_full": 3}, 0, True)
+
+
+def test_a_closed_descriptor_is_replaced_by_a_new_segment(tmp_path: Path) -> None:
+    spool, accounting = open_spool(tmp_path)
+    write(spool, accounting, range(10))
+    os.close(spool._active_fd)  # type: ignore[arg-type]
+    write(spool, accounting, range(10, 20))
+    assert drain(spool) == list(range(20))
+    assert accounting.snapshot().balanced
 
 
 def test_dead_letters_are_kept_as_otlp_requests(tmp_path: Path) -> None:

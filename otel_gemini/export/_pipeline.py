@@ -67,6 +67,7 @@ class Pipeline:
             segment_bytes=settings.segment_bytes,
             dead_letter_max_bytes=settings.dead_letter_max_bytes,
             fsync=settings.fsync,
+            on_recreated=self._slot.relock,
         )
         transport = LangfuseTransport(
             settings.base_url,
@@ -197,6 +198,16 @@ class Pipeline:
             self.spool.forget_in_child()
         if self._slot is not None:
             self._slot.forget_in_child()
+
+    def threads_alive(self) -> bool:
+        """Whether the spool writer and sender threads are both running (for tests)."""
+        writer, sender = self._writer, self._sender
+        return (
+            writer is not None
+            and sender is not None
+            and writer.thread.is_alive()
+            and sender.thread.is_alive()
+        )
 
     def stats(self) -> ExportStats:
         return self.accounting.snapshot()

@@ -10,10 +10,10 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from otel_gemini.export._accounting import DROP_ENCODE_ERROR, Accounting
+from otel_gemini.export._accounting import DROP_ENCODE_ERROR, DROP_QUEUE_FULL, Accounting
 from otel_gemini.export._handoff import SpanHandoff
 from otel_gemini.export._otlp_wire import SpanOrigin, encode_span, framed_span
-from otel_gemini.export._spool import Spool
+from otel_gemini.export._spool import Spool, describe_error, drop_reason
 
 _logger = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ class SpoolWriter:
         self._stopping = False
         self._encode_error_logged = False
         self._write_failing = False
+        self._failing_errno: int | None = None
         self._persisted = threading.Condition()
         self._persisted_through = 0
         self.ready = ready
@@ -84,9 +85,14 @@ class SpoolWriter:
         self._handoff.hurry()
 
     def wait_persisted(self, offered: int, timeout: float) -> bool:
-        """Waits until the first ``offered`` hand-offs are resolved (on disk or dropped)."""
+        """Waits until the first ``offered`` hand-offs are resolved (on disk or dropped).
+
+        False at the deadline, or at once when a failed write left spans held in memory.
+        """
         with self._persisted:
-            return self._persisted.wait_for(lambda: self._persisted_through >= offered, timeout)
+            if not self._persisted.wait_for(lambda: self._persisted_through >= offered, timeout):
+                return False
+        return self._spool.held_spans == 0
 
     def _run(self) -> None:
         try:
@@ -96,7 +102,7 @@ class SpoolWriter:
                 if not self._stopping:
                     self._handoff.urgent.wait(self._interval)
                 spans, size, offered = self._handoff.drain()
-                if spans:
+                if spans or self._spool.held_spans:  # held: a failed write to try again
                     self._persist(spans, size)
                 with self._persisted:
                     self._persisted_through = offered
@@ -139,16 +145,39 @@ class SpoolWriter:
             memory_spans=len(spans),
             memory_bytes=size,
             dropped={DROP_ENCODE_ERROR: failed} if failed else {},
+            retry_now=self._stopping,  # the last chance: no backoff
         )
         if self.open_error is not None:
             return
+        self._note_write_outcome(failure)
+
+    def _note_write_outcome(self, failure: OSError | None) -> None:
+        """Health, logs (once per episode and cause) and the retry wake-up after a write."""
+        directory = self._spool.directory
         if failure is not None:
-            message = f"writing spool {self._spool.directory} failed: {failure}"
-            self._accounting.spool_state(str(self._spool.directory), message)
-            if not self._write_failing:
-                _logger.error("otel-gemini: %s; spans are being dropped", message)
+            held = self._spool.held_spans
+            cause = describe_error(failure)
+            self._handoff.overflow_reason = drop_reason(failure)
+            self._accounting.spool_state(
+                str(directory),
+                f"writing spool {directory} failed: {cause}; {held} span(s) held in memory, "
+                "retrying",
+            )
+            if self._failing_errno != failure.errno:
+                _logger.error(
+                    "otel-gemini: writing spool %s failed: %s; spans are held in memory (up "
+                    "to memory_max_bytes, then dropped as %s) and the write is retried",
+                    directory,
+                    cause,
+                    drop_reason(failure),
+                )
             self._write_failing = True
+            self._failing_errno = failure.errno
+            if held and not self._stopping:
+                self._handoff.has_data.set()  # wake up again to retry, new spans or not
         elif self._write_failing:
             self._write_failing = False
-            self._accounting.spool_state(str(self._spool.directory), None)
-            _logger.warning("otel-gemini: writing spool %s works again", self._spool.directory)
+            self._failing_errno = None
+            self._handoff.overflow_reason = DROP_QUEUE_FULL
+            self._accounting.spool_state(str(directory), None)
+            _logger.warning("otel-gemini: writing spool %s works again", directory)
