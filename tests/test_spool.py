@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
+import stat
 from pathlib import Path
 
 import pytest
@@ -319,3 +321,109 @@ def test_each_process_gets_its_own_slot_and_a_full_root_is_a_clear_error(
     first.release()
     assert slot_owner(first.directory) is None
     assert acquire_slot(tmp_path, 2).directory.name == "slot-0"
+
+
+def test_bytes_appended_by_someone_else_are_skipped_live_and_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "slot"
+    directory.mkdir()
+    spool, accounting = open_spool(directory)
+    write(spool, accounting, range(100))
+    (active,) = segment_files(directory)
+    with active.open("ab") as file:
+        file.write(os.urandom(4096))
+    write(spool, accounting, range(100, 200))  # noticed: this goes to a new segment
+    assert len(segment_files(directory)) == 2
+    shutil.copytree(directory, tmp_path / "crashed")  # as a crash would leave it
+    restarted, intact, corrupt = _restart_counts(tmp_path / "crashed")
+    assert (intact, corrupt) == (200, 0)
+    assert drain(restarted) == list(range(200))
+    assert drain(spool) == list(range(200))
+    stats = accounting.snapshot()
+    assert (stats.dropped_total, stats.balanced) == (0, True)
+    assert stats.last_corrupt_at is not None
+
+
+def test_a_cut_active_segment_counts_the_cut_spans_without_another_write(
+    tmp_path: Path,
+) -> None:
+    spool, accounting = open_spool(tmp_path)
+    write(spool, accounting, range(100))
+    (active,) = segment_files(tmp_path)
+    os.truncate(active, active.stat().st_size // 2)
+    received = drain(spool)
+    stats = accounting.snapshot()
+    assert received == list(range(len(received))) and 40 < len(received) < 60
+    assert stats.dropped[DROP_CORRUPT] == 100 - len(received)
+    assert (stats.queued, stats.balanced) == (0, True)
+    assert spool.resolved_through == spool.last_written_seq == 100  # a flush can finish
+    write(spool, accounting, range(100, 110))
+    assert drain(spool) == list(range(100, 110))
+
+
+def test_a_damaged_last_record_is_counted_when_the_reader_reaches_it(tmp_path: Path) -> None:
+    spool, accounting = open_spool(tmp_path)
+    write(spool, accounting, range(10))
+    (active,) = segment_files(tmp_path)
+    data = bytearray(active.read_bytes())
+    data[_frame_offsets(bytes(data))[-1] + 40] ^= 0xFF
+    active.write_bytes(bytes(data))
+    assert drain(spool) == list(range(9))
+    stats = accounting.snapshot()
+    assert (stats.dropped[DROP_CORRUPT], stats.queued, stats.balanced) == (1, 0, True)
+    assert spool.resolved_through == 10
+
+
+def test_a_deleted_segment_is_counted_missing_and_the_rest_is_read(tmp_path: Path) -> None:
+    spool, accounting = open_spool(tmp_path, segment_bytes=16 * 1024)
+    write(spool, accounting, range(500))
+    first = segment_files(tmp_path)[0]
+    first.unlink()
+    received = drain(spool)
+    stats = accounting.snapshot()
+    missing = stats.dropped["missing_segment"]
+    assert received == list(range(missing, 500)) and missing > 0
+    assert (stats.queued, stats.balanced) == (0, True)
+
+
+def test_a_removed_slot_directory_is_recreated_private_and_writing_goes_on(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "slot-0"
+    directory.mkdir()
+    spool, accounting = open_spool(directory)
+    write(spool, accounting, range(50))
+    shutil.rmtree(directory)
+    write(spool, accounting, range(50, 80))  # the deleted segment is noticed before writing
+    assert directory.is_dir() and stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert drain(spool) == list(range(50, 80))
+    stats = accounting.snapshot()
+    assert (stats.dropped["missing_segment"], stats.queued, stats.balanced) == (50, 0, True)
+    assert all(stat.S_IMODE(path.stat().st_mode) == 0o600 for path in directory.iterdir())
+
+
+def test_a_full_disk_creates_no_file_and_frees_a_fully_sent_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool, accounting = open_spool(tmp_path)
+    write(spool, accounting, range(10))
+    assert drain(spool) == list(range(10))
+    (sent,) = segment_files(tmp_path)
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "pwrite", no_space)
+        for attempt in range(20):
+            with accounting.lock:
+                accounting.accept_locked(1)
+            failure = spool.append(
+                [(ORIGIN, span_bytes(10 + attempt))],
+                memory_spans=1,
+                memory_bytes=1,
+                dropped={},
+                retry_now=True,
+            )
+            assert failure is not None and len(segment_files(tmp_path)) <= 1
+    assert not sent.exists()  # all sent: deleted to give its space back
+    assert spool.append([], memory_spans=0, memory_bytes=0, dropped={}, retry_now=True) is None
+    assert drain(spool) == list(range(10, 30))
+    assert accounting.snapshot().balanced

@@ -134,6 +134,8 @@ class _Segment:
     origin_ids: dict[SpanOrigin, int] = field(default_factory=dict)
     damage_logged: set[int] = field(default_factory=set)
     """Offsets of damage already logged (a batch read again must not log it again)."""
+    changed_at: int | None = None
+    """Where someone else appended or cut this file (that damage is logged already)."""
 
 
 @dataclass(frozen=True)
@@ -437,7 +439,7 @@ class Spool:
             real_size,
         )
         self._accounting.damage_found()
-        segment.damage_logged.add(min(segment.size, real_size))
+        segment.changed_at = min(segment.size, real_size)
         self._total_bytes += real_size - segment.size
         segment.size = real_size
         self._seal_active_locked(segment)
@@ -756,7 +758,13 @@ class Spool:
             # cut off or damaged beyond the last good frame.
             corrupt += newest - expected + 1
             last_seq = newest
-        self._log_damage_locked(segment, parsed.damage)
+        damage = parsed.damage
+        if segment.changed_at is not None and at_eof:
+            # Damage running from the last good frame to where the file was appended to or
+            # cut is that change, logged when it was found.
+            last_good = parsed.frames[-1].offset if parsed.frames else start
+            damage = [offset for offset in damage if offset < last_good]
+        self._log_damage_locked(segment, damage)
         return Batch(segment.seq, start, end, last_seq, spans, corrupt)
 
     def _log_damage_locked(self, segment: _Segment, offsets: list[int]) -> None:
