@@ -250,7 +250,7 @@ class Spool:
         found: list[tuple[int, Path]] = []
         for entry in self.directory.iterdir():
             match = SEGMENT_PATTERN.match(entry.name)
-            if match and entry.is_file():
+            if match and entry.is_file() and not entry.is_symlink():
                 found.append((int(match.group(1)), entry))
         found.sort()
         head = _read_struct(self.directory / HEAD_FILE, _HEAD, _HEAD_MAGIC)
@@ -303,9 +303,11 @@ class Spool:
                 segment.last_seq = frame.seq
             if parsed.damaged_regions:
                 _logger.warning(
-                    "Spool segment %s has %d damaged region(s); intact spans will be sent",
+                    "Spool segment %s has %d damaged region(s), at offset(s) %s; intact "
+                    "spans will be sent",
                     path,
                     parsed.damaged_regions,
+                    ", ".join(str(offset) for offset in parsed.damage[:10]),
                 )
             if segment.pending:
                 self._segments.append(segment)
