@@ -112,6 +112,17 @@ def describe_error(error: OSError) -> str:
     return str(error)
 
 
+def _write_private(path: Path, data: bytes) -> None:
+    """Writes a whole file, 0600, never through a symlink."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _OPEN_FLAGS, _FILE_MODE)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
 def segment_name(seq: int) -> str:
     return f"seg-{seq:016d}.spool"
 
@@ -868,14 +879,15 @@ class Spool:
         try:
             directory.mkdir(mode=_DIR_MODE, exist_ok=True)
             path = directory / f"dl-{time.time_ns()}-http{status}-{len(spans)}.otlp"
-            path.write_bytes(body)
+            _write_private(path, body)
             files = sorted(directory.glob("dl-*.otlp"))
             total = sum(file.stat().st_size for file in files)
             for file in files[:-1]:
                 if total <= self._dead_letter_max_bytes:
                     break
                 total -= file.stat().st_size
-                self._delete(file)
+                with contextlib.suppress(FileNotFoundError):
+                    file.unlink()
         except OSError as error:
             _logger.warning("Could not keep dead-lettered spans in %s: %s", directory, error)
 
@@ -884,7 +896,7 @@ class Spool:
         path = self.directory / STATUS_FILE
         temporary = path.with_suffix(".tmp")
         try:
-            temporary.write_text(json.dumps(status, sort_keys=True))
+            _write_private(temporary, json.dumps(status, sort_keys=True).encode())
             os.replace(temporary, path)
         except OSError:
             pass
