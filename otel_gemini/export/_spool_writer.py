@@ -181,3 +181,4 @@ class SpoolWriter:
             self._handoff.overflow_reason = DROP_QUEUE_FULL
             self._accounting.spool_state(str(directory), None)
             _logger.warning("otel-gemini: writing spool %s works again", directory)
+            self._on_persisted()  # what was held is on disk now, new spans or not
