@@ -6,15 +6,18 @@ import errno
 import os
 import shutil
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from otel_gemini.export import LangfuseExporter
 from otel_gemini.export._accounting import DROP_CORRUPT, DROP_SPOOL_FULL, Accounting
 from otel_gemini.export._otlp_wire import SpanOrigin, framed_span
 from otel_gemini.export._records import MAGIC
 from otel_gemini.export._slots import SpoolBusyError, acquire_slot, slot_owner
 from otel_gemini.export._spool import Batch, Spool
+from otel_gemini.testing import FakeLangfuse
 
 ORIGIN = SpanOrigin(b"\x0a\x05hello", b"", b"\x0a\x04test", b"")
 OTHER_ORIGIN = SpanOrigin(b"", b"", b"\x0a\x05other", b"")
@@ -427,3 +430,19 @@ def test_a_full_disk_creates_no_file_and_frees_a_fully_sent_segment(
     assert spool.append([], memory_spans=0, memory_bytes=0, dropped={}, retry_now=True) is None
     assert drain(spool) == list(range(10, 30))
     assert accounting.snapshot().balanced
+
+
+def test_an_unsent_spool_written_by_the_previous_version_is_delivered_whole(
+    tmp_path: Path, fake_langfuse: FakeLangfuse, make_exporter: Callable[..., LangfuseExporter]
+) -> None:
+    # Written by main before the spool wrote at its own offsets (pwrite, not O_APPEND):
+    # 50 spans named span-0 ... span-49, none sent. The format did not change.
+    written = Path(__file__).parent / "data" / "spool_written_by_main" / "slot-0"
+    shutil.copytree(written, tmp_path / "spool" / "slot-0")
+    exporter = make_exporter()
+    assert exporter.force_flush(timeout_millis=10_000)
+    assert sorted(span.name for span in fake_langfuse.spans) == sorted(
+        f"span-{number}" for number in range(50)
+    )
+    stats = exporter.stats()
+    assert (stats.recovered, stats.sent, stats.dropped_total, stats.balanced) == (50, 50, 0, True)
