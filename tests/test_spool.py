@@ -446,3 +446,42 @@ def test_an_unsent_spool_written_by_the_previous_version_is_delivered_whole(
     )
     stats = exporter.stats()
     assert (stats.recovered, stats.sent, stats.dropped_total, stats.balanced) == (50, 50, 0, True)
+
+
+def test_a_spool_that_could_not_open_holds_spans_and_opens_on_a_later_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    earlier, earlier_accounting = open_spool(tmp_path)
+    write(earlier, earlier_accounting, range(5))  # an earlier run left 5 unsent spans
+    accounting = Accounting(1 << 20, 1 << 20)
+    spool = Spool(
+        tmp_path,
+        accounting,
+        max_bytes=1 << 20,
+        segment_bytes=1 << 16,
+        dead_letter_max_bytes=1 << 20,
+    )
+
+    def no_descriptors(*args: object) -> int:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "open", no_descriptors)
+        with pytest.raises(OSError):
+            spool.open()
+        with accounting.lock:
+            for _ in range(3):
+                accounting.accept_locked(1)
+        failure = spool.append(
+            [(ORIGIN, span_bytes(n)) for n in range(5, 8)],
+            memory_spans=3,
+            memory_bytes=3,
+            dropped={},
+            retry_now=True,
+        )
+        assert failure is not None and failure.errno == errno.EMFILE
+    assert (spool.is_open, spool.held_spans, accounting.snapshot().dropped_total) == (False, 3, 0)
+    assert spool.append([], memory_spans=0, memory_bytes=0, dropped={}, retry_now=True) is None
+    assert spool.is_open and drain(spool) == list(range(8))
+    stats = accounting.snapshot()
+    assert (stats.recovered, stats.sent, stats.queued, stats.balanced) == (5, 8, 0, True)

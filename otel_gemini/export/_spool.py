@@ -231,6 +231,7 @@ class Spool:
         self._last_segment_seq = 0
         self._total_bytes = 0
         self._opened = False
+        self._closed = False
         # Spans a failed write left in memory, oldest first, written again ahead of newer ones.
         self._held: list[tuple[SpanOrigin, bytes]] = []
         self._held_bytes = 0
@@ -243,16 +244,31 @@ class Spool:
     # --- opening and recovery ---
 
     def open(self) -> None:
-        """Recovers what an earlier owner left and prepares a fresh segment for writing."""
+        """Recovers what an earlier owner left and prepares a fresh segment for writing.
+
+        An ``OSError`` (out of descriptors, the directory unreadable...) is raised with
+        nothing counted yet; :meth:`append` then tries again, with backoff, holding spans.
+        """
         with self._lock:
-            self._recover()
+            try:
+                self._open_locked()
+            except OSError as error:
+                self._failed_locked(error)
+                raise
+
+    def _open_locked(self) -> None:
+        # The state files first: recovery only reads, so a failure here leaves nothing
+        # half counted, and a later try starts over.
+        if self._head_fd is None:
             self._head_fd = self._open_file(HEAD_FILE, os.O_RDWR | os.O_CREAT)
+        if self._cursor_fd is None:
             self._cursor_fd = self._open_file(CURSOR_FILE, os.O_RDWR | os.O_CREAT)
-            # A full disk at start is not fatal: the first write creates the segment.
-            with contextlib.suppress(OSError):
-                self._start_segment_locked()
-            self._persist_cursor_locked()
-            self._opened = True
+        self._recover()
+        # A full disk at start is not fatal: the first write creates the segment.
+        with contextlib.suppress(OSError):
+            self._start_segment_locked()
+        self._persist_cursor_locked()
+        self._opened = True
 
     def _open_file(self, name: str | Path, flags: int) -> int:
         return os.open(self.directory / name, flags | _OPEN_FLAGS, _FILE_MODE)
@@ -535,17 +551,23 @@ class Spool:
         ``dropped`` as given. When a write fails, the spans not written stay held in
         memory (still counted there) and the error is returned; they are written again by
         a later call once the backoff has passed (``retry_now``: at once, for a last try).
-        Without an open spool they are dropped as ``spool_error``.
+        A spool that failed to open is opened here first. After :meth:`close` spans are
+        dropped as ``spool_error``.
         """
         with self._lock:
             held, held_bytes = self._held, self._held_bytes
             todo = [*held, *spans] if held else spans
             written = 0
             failure: OSError | None = None
-            if not self._opened:
-                failure = OSError("the spool is not open")
+            if self._closed:
+                failure = OSError("the spool is closed")
             elif self._write_error is not None and not retry_now and self._clock() < self._retry_at:
                 failure = self._write_error  # backing off: the new ones wait behind
+            elif not self._opened:
+                try:
+                    self._open_locked()
+                except OSError as error:
+                    failure = error
             if failure is None:
                 try:
                     while written < len(todo):
@@ -557,14 +579,10 @@ class Spool:
             self._held, self._held_bytes = [], 0
             if failure is None:
                 self._write_error, self._write_failures = None, 0
-            elif self._opened:
+            elif not self._closed:
                 self._held = list(rest)
                 self._held_bytes = sum(len(framed) for _, framed in rest)
-                if failure is not self._write_error:
-                    self._write_failures += 1
-                    delay = min(_RETRY_MAX, _RETRY_FIRST * 2 ** min(self._write_failures - 1, 8))
-                    self._retry_at = self._clock() + delay
-                self._write_error = failure
+                self._failed_locked(failure)
             elif rest:
                 lost[DROP_SPOOL_ERROR] = lost.get(DROP_SPOOL_ERROR, 0) + len(rest)
             self._accounting.left_memory(
@@ -580,6 +598,13 @@ class Spool:
             self._enforce_cap_locked()
             self._accounting.disk_bytes(self._unsent_bytes_locked())
             return failure
+
+    def _failed_locked(self, failure: OSError) -> None:
+        if failure is not self._write_error:  # a new attempt failed: wait longer
+            self._write_failures += 1
+            delay = min(_RETRY_MAX, _RETRY_FIRST * 2 ** min(self._write_failures - 1, 8))
+            self._retry_at = self._clock() + delay
+        self._write_error = failure
 
     def _append_some_locked(self, spans: Sequence[tuple[SpanOrigin, bytes]], index: int) -> int:
         segment = self._writable_segment_locked()
@@ -909,6 +934,11 @@ class Spool:
             return sum(segment.pending for segment in self._segments)
 
     @property
+    def is_open(self) -> bool:
+        with self._lock:
+            return self._opened
+
+    @property
     def held_spans(self) -> int:
         """Spans a failed write left in memory, waiting for the next attempt."""
         with self._lock:
@@ -960,6 +990,7 @@ class Spool:
                     self._persist_cursor_locked()
                     self._delete(last.path)
             self._opened = False
+            self._closed = True
             for fd in (self._active_fd, self._head_fd, self._cursor_fd):
                 if fd is not None:
                     with contextlib.suppress(OSError):
@@ -974,6 +1005,7 @@ class Spool:
                     os.close(fd)
         self._active_fd = self._head_fd = self._cursor_fd = None
         self._opened = False
+        self._closed = True
 
 
 @dataclass(frozen=True)

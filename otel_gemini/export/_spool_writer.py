@@ -70,7 +70,7 @@ class SpoolWriter:
         self._persisted = threading.Condition()
         self._persisted_through = 0
         self.ready = ready
-        """Set once the spool is open (or failed to open: then spans are counted dropped)."""
+        """Set once the spool was first tried (if it failed to open, writes try again)."""
         self.open_error: OSError | None = None
         self.thread = threading.Thread(
             target=self._run, name="otel-gemini-spool-writer", daemon=True
@@ -102,7 +102,7 @@ class SpoolWriter:
                 if not self._stopping:
                     self._handoff.urgent.wait(self._interval)
                 spans, size, offered = self._handoff.drain()
-                if spans or self._spool.held_spans:  # held: a failed write to try again
+                if spans or self._retry_pending():
                     self._persist(spans, size)
                 with self._persisted:
                     self._persisted_through = offered
@@ -122,11 +122,20 @@ class SpoolWriter:
             self._accounting.spool_state(str(self._spool.directory), None)
         except OSError as error:
             self.open_error = error
-            message = f"cannot open spool {self._spool.directory}: {error}"
+            message = f"cannot open spool {self._spool.directory}: {describe_error(error)}"
             self._accounting.spool_state(str(self._spool.directory), message)
-            _logger.error("otel-gemini: %s; spans will be dropped", message)
+            _logger.error(
+                "otel-gemini: %s; spans are held in memory and opening is retried", message
+            )
+            self._write_failing = True  # the first write that works clears it
+            self._failing_errno = error.errno
+            self._handoff.has_data.set()  # try again soon, spans or not
         finally:
             self.ready.set()
+
+    def _retry_pending(self) -> bool:
+        """Whether the spool must be tried again with no new spans (held, or not open)."""
+        return self.open_error is not None or self._spool.held_spans > 0
 
     def _persist(self, spans: list[ReadableSpan], size: int) -> None:
         encoded: list[tuple[SpanOrigin, bytes]] = []
@@ -147,8 +156,8 @@ class SpoolWriter:
             dropped={DROP_ENCODE_ERROR: failed} if failed else {},
             retry_now=self._stopping,  # the last chance: no backoff
         )
-        if self.open_error is not None:
-            return
+        if self.open_error is not None and self._spool.is_open:
+            self.open_error = None
         self._note_write_outcome(failure)
 
     def _note_write_outcome(self, failure: OSError | None) -> None:
@@ -173,7 +182,7 @@ class SpoolWriter:
                 )
             self._write_failing = True
             self._failing_errno = failure.errno
-            if held and not self._stopping:
+            if self._retry_pending() and not self._stopping:
                 self._handoff.has_data.set()  # wake up again to retry, new spans or not
         elif self._write_failing:
             self._write_failing = False
