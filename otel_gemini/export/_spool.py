@@ -638,7 +638,8 @@ class Spool:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, segment.size)
             if error.errno in _SPACE_ERRORS:
-                self._release_sent_active_locked(segment)
+                if self._release_sent_active_locked(segment):
+                    return index - (seq - first_seq)  # again at once, in a fresh segment
             elif error.errno == errno.EBADF:
                 self._seal_active_locked(segment)  # the descriptor is gone: a new segment
             raise
@@ -652,14 +653,23 @@ class Spool:
         self._total_bytes += len(buffer)
         return index
 
-    def _release_sent_active_locked(self, segment: _Segment) -> None:
+    def _release_sent_active_locked(self, segment: _Segment) -> bool:
         """On a full disk, a segment whose spans are all sent is holding space (and an inode)
-        nobody needs: seal it so it is deleted, and the next try starts a fresh one."""
+        nobody needs: seal it so it is deleted, and the next try starts a fresh one.
+
+        True when it was released (never for an empty segment: a fresh one failing too
+        is a full disk indeed, not a reason to create another)."""
         cursor = self._cursor
-        if segment.pending or cursor.segment != segment.seq or cursor.offset < segment.size:
-            return
+        if (
+            segment.size == 0
+            or segment.pending
+            or cursor.segment != segment.seq
+            or cursor.offset < segment.size
+        ):
+            return False
         self._seal_active_locked(segment)
         self._collect_locked()
+        return True
 
     @staticmethod
     def _write_all(fd: int, data: bytes, offset: int) -> None:
