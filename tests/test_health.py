@@ -68,6 +68,17 @@ def test_rules_for_lost_spans_credentials_and_the_spool() -> None:
     assert status_of(replace(FLOWING, shut_down=True)) is HealthStatus.UNHEALTHY
 
 
+def test_rules_for_damage_found_in_the_spool_while_running() -> None:
+    damaged = replace(FLOWING, dropped=MappingProxyType({"corrupt": 3}), last_corrupt_at=NOW - 599)
+    status, reasons = assess(damaged, None, NOW)
+    assert status is HealthStatus.DEGRADED
+    assert reasons == [
+        "the spool was found damaged 599 s ago; 3 span(s) lost to corruption (corrupt) so far"
+    ]
+    assert status_of(replace(damaged, last_corrupt_at=NOW - 601)) is HealthStatus.HEALTHY
+    assert ExportStats.from_dict(damaged.to_dict()).last_corrupt_at == NOW - 599
+
+
 def test_a_probe_counts_only_when_newer_than_the_last_delivery() -> None:
     down = ProbeResult(NOW - 0.5, reachable=False, error="ConnectError")
     assert status_of(FLOWING, down) is HealthStatus.DEGRADED

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
+import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from otel_gemini.export import LangfuseExporter
 from otel_gemini.export._accounting import DROP_CORRUPT, DROP_SPOOL_FULL, Accounting
 from otel_gemini.export._otlp_wire import SpanOrigin, framed_span
 from otel_gemini.export._records import MAGIC
 from otel_gemini.export._slots import SpoolBusyError, acquire_slot, slot_owner
 from otel_gemini.export._spool import Batch, Spool
+from otel_gemini.testing import FakeLangfuse
 
 ORIGIN = SpanOrigin(b"\x0a\x05hello", b"", b"\x0a\x04test", b"")
 OTHER_ORIGIN = SpanOrigin(b"", b"", b"\x0a\x05other", b"")
@@ -230,20 +236,69 @@ def test_a_lost_cursor_replays_rather_than_loses(tmp_path: Path) -> None:
     assert drain(restarted) == list(range(200))
 
 
-def test_a_failed_write_is_counted_and_the_spool_keeps_working(tmp_path: Path) -> None:
+def no_space(*args: object) -> int:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_failed_write_holds_its_spans_in_memory_and_writes_them_first_next_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     spool, accounting = open_spool(tmp_path)
     write(spool, accounting, range(10))
-    os.close(spool._active_fd)  # type: ignore[arg-type]  # the disk "fails"
     with accounting.lock:
-        accounting.accept_locked(5)
-    failure = spool.append(
-        [(ORIGIN, span_bytes(n)) for n in range(10, 15)], memory_spans=5, memory_bytes=5, dropped={}
-    )
-    assert isinstance(failure, OSError)
-    write(spool, accounting, range(15, 20))
-    assert drain(spool) == [*range(10), *range(15, 20)]
+        for _ in range(5):
+            accounting.accept_locked(1)
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "pwrite", no_space)
+        failure = spool.append(
+            [(ORIGIN, span_bytes(n)) for n in range(10, 15)],
+            memory_spans=5,
+            memory_bytes=5,
+            dropped={},
+        )
+    assert isinstance(failure, OSError) and failure.errno == errno.ENOSPC
     stats = accounting.snapshot()
-    assert stats.dropped == {"spool_error": 5} and stats.balanced
+    assert (spool.held_spans, stats.queued_memory_spans, stats.dropped_total) == (5, 5, 0)
+    with accounting.lock:
+        for _ in range(5):
+            accounting.accept_locked(1)
+    failure = spool.append(
+        [(ORIGIN, span_bytes(n)) for n in range(15, 20)],
+        memory_spans=5,
+        memory_bytes=5,
+        dropped={},
+        retry_now=True,  # not waiting for the backoff
+    )
+    assert failure is None and spool.held_spans == 0
+    assert drain(spool) == list(range(20))
+    stats = accounting.snapshot()
+    assert (stats.dropped_total, stats.queued, stats.sent, stats.balanced) == (0, 0, 20, True)
+
+
+def test_spans_still_held_at_close_are_counted_as_disk_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool, accounting = open_spool(tmp_path)
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "pwrite", no_space)
+        with accounting.lock:
+            for _ in range(3):
+                accounting.accept_locked(1)
+        assert spool.append(
+            [(ORIGIN, span_bytes(n)) for n in range(3)], memory_spans=3, memory_bytes=3, dropped={}
+        )
+    spool.close()
+    stats = accounting.snapshot()
+    assert (dict(stats.dropped), stats.queued, stats.balanced) == ({"disk_full": 3}, 0, True)
+
+
+def test_a_closed_descriptor_is_replaced_by_a_new_segment(tmp_path: Path) -> None:
+    spool, accounting = open_spool(tmp_path)
+    write(spool, accounting, range(10))
+    os.close(spool._active_fd)  # type: ignore[arg-type]
+    write(spool, accounting, range(10, 20))
+    assert drain(spool) == list(range(20))
+    assert accounting.snapshot().balanced
 
 
 def test_dead_letters_are_kept_as_otlp_requests(tmp_path: Path) -> None:
@@ -269,3 +324,164 @@ def test_each_process_gets_its_own_slot_and_a_full_root_is_a_clear_error(
     first.release()
     assert slot_owner(first.directory) is None
     assert acquire_slot(tmp_path, 2).directory.name == "slot-0"
+
+
+def test_bytes_appended_by_someone_else_are_skipped_live_and_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "slot"
+    directory.mkdir()
+    spool, accounting = open_spool(directory)
+    write(spool, accounting, range(100))
+    (active,) = segment_files(directory)
+    with active.open("ab") as file:
+        file.write(os.urandom(4096))
+    write(spool, accounting, range(100, 200))  # noticed: this goes to a new segment
+    assert len(segment_files(directory)) == 2
+    shutil.copytree(directory, tmp_path / "crashed")  # as a crash would leave it
+    restarted, intact, corrupt = _restart_counts(tmp_path / "crashed")
+    assert (intact, corrupt) == (200, 0)
+    assert drain(restarted) == list(range(200))
+    assert drain(spool) == list(range(200))
+    stats = accounting.snapshot()
+    assert (stats.dropped_total, stats.balanced) == (0, True)
+    assert stats.last_corrupt_at is not None
+
+
+def test_a_cut_active_segment_counts_the_cut_spans_without_another_write(
+    tmp_path: Path,
+) -> None:
+    spool, accounting = open_spool(tmp_path)
+    write(spool, accounting, range(100))
+    (active,) = segment_files(tmp_path)
+    os.truncate(active, active.stat().st_size // 2)
+    received = drain(spool)
+    stats = accounting.snapshot()
+    assert received == list(range(len(received))) and 40 < len(received) < 60
+    assert stats.dropped[DROP_CORRUPT] == 100 - len(received)
+    assert (stats.queued, stats.balanced) == (0, True)
+    assert spool.resolved_through == spool.last_written_seq == 100  # a flush can finish
+    write(spool, accounting, range(100, 110))
+    assert drain(spool) == list(range(100, 110))
+
+
+def test_a_damaged_last_record_is_counted_when_the_reader_reaches_it(tmp_path: Path) -> None:
+    spool, accounting = open_spool(tmp_path)
+    write(spool, accounting, range(10))
+    (active,) = segment_files(tmp_path)
+    data = bytearray(active.read_bytes())
+    data[_frame_offsets(bytes(data))[-1] + 40] ^= 0xFF
+    active.write_bytes(bytes(data))
+    assert drain(spool) == list(range(9))
+    stats = accounting.snapshot()
+    assert (stats.dropped[DROP_CORRUPT], stats.queued, stats.balanced) == (1, 0, True)
+    assert spool.resolved_through == 10
+
+
+def test_a_deleted_segment_is_counted_missing_and_the_rest_is_read(tmp_path: Path) -> None:
+    spool, accounting = open_spool(tmp_path, segment_bytes=16 * 1024)
+    write(spool, accounting, range(500))
+    first = segment_files(tmp_path)[0]
+    first.unlink()
+    received = drain(spool)
+    stats = accounting.snapshot()
+    missing = stats.dropped["missing_segment"]
+    assert received == list(range(missing, 500)) and missing > 0
+    assert (stats.queued, stats.balanced) == (0, True)
+
+
+def test_a_removed_slot_directory_is_recreated_private_and_writing_goes_on(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "slot-0"
+    directory.mkdir()
+    spool, accounting = open_spool(directory)
+    write(spool, accounting, range(50))
+    shutil.rmtree(directory)
+    write(spool, accounting, range(50, 80))  # the deleted segment is noticed before writing
+    assert directory.is_dir() and stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert drain(spool) == list(range(50, 80))
+    stats = accounting.snapshot()
+    assert (stats.dropped["missing_segment"], stats.queued, stats.balanced) == (50, 0, True)
+    assert all(stat.S_IMODE(path.stat().st_mode) == 0o600 for path in directory.iterdir())
+
+
+def test_a_full_disk_creates_no_file_and_frees_a_fully_sent_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool, accounting = open_spool(tmp_path)
+    write(spool, accounting, range(10))
+    assert drain(spool) == list(range(10))
+    (sent,) = segment_files(tmp_path)
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "pwrite", no_space)
+        for attempt in range(20):
+            with accounting.lock:
+                accounting.accept_locked(1)
+            failure = spool.append(
+                [(ORIGIN, span_bytes(10 + attempt))],
+                memory_spans=1,
+                memory_bytes=1,
+                dropped={},
+                retry_now=True,
+            )
+            assert failure is not None and len(segment_files(tmp_path)) <= 1
+    assert not sent.exists()  # all sent: deleted to give its space back
+    assert spool.append([], memory_spans=0, memory_bytes=0, dropped={}, retry_now=True) is None
+    assert drain(spool) == list(range(10, 30))
+    assert accounting.snapshot().balanced
+
+
+def test_an_unsent_spool_written_by_the_previous_version_is_delivered_whole(
+    tmp_path: Path, fake_langfuse: FakeLangfuse, make_exporter: Callable[..., LangfuseExporter]
+) -> None:
+    # Written by main before the spool wrote at its own offsets (pwrite, not O_APPEND):
+    # 50 spans named span-0 ... span-49, none sent. The format did not change.
+    written = Path(__file__).parent / "data" / "spool_written_by_main" / "slot-0"
+    shutil.copytree(written, tmp_path / "spool" / "slot-0")
+    exporter = make_exporter()
+    assert exporter.force_flush(timeout_millis=10_000)
+    assert sorted(span.name for span in fake_langfuse.spans) == sorted(
+        f"span-{number}" for number in range(50)
+    )
+    stats = exporter.stats()
+    assert (stats.recovered, stats.sent, stats.dropped_total, stats.balanced) == (50, 50, 0, True)
+
+
+def test_a_spool_that_could_not_open_holds_spans_and_opens_on_a_later_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    earlier, earlier_accounting = open_spool(tmp_path)
+    write(earlier, earlier_accounting, range(5))  # an earlier run left 5 unsent spans
+    accounting = Accounting(1 << 20, 1 << 20)
+    spool = Spool(
+        tmp_path,
+        accounting,
+        max_bytes=1 << 20,
+        segment_bytes=1 << 16,
+        dead_letter_max_bytes=1 << 20,
+    )
+
+    def no_descriptors(*args: object) -> int:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "open", no_descriptors)
+        with pytest.raises(OSError):
+            spool.open()
+        with accounting.lock:
+            for _ in range(3):
+                accounting.accept_locked(1)
+        failure = spool.append(
+            [(ORIGIN, span_bytes(n)) for n in range(5, 8)],
+            memory_spans=3,
+            memory_bytes=3,
+            dropped={},
+            retry_now=True,
+        )
+        assert failure is not None and failure.errno == errno.EMFILE
+    assert (spool.is_open, spool.held_spans, accounting.snapshot().dropped_total) == (False, 3, 0)
+    assert spool.append([], memory_spans=0, memory_bytes=0, dropped={}, retry_now=True) is None
+    assert spool.is_open and drain(spool) == list(range(8))
+    stats = accounting.snapshot()
+    assert (stats.recovered, stats.sent, stats.queued, stats.balanced) == (5, 8, 0, True)

@@ -27,7 +27,13 @@ DROP_CORRUPT: Final = "corrupt"
 DROP_ENCODE_ERROR: Final = "encode_error"
 """The span could not be encoded as OTLP."""
 DROP_SPOOL_ERROR: Final = "spool_error"
-"""Writing to the spool failed (disk full, I/O error) or no spool could be opened."""
+"""Writing to the spool failed (I/O error, permission denied, out of file descriptors) for
+longer than memory could hold the spans, or no spool could be opened."""
+DROP_DISK_FULL: Final = "disk_full"
+"""The spool's file system was full (no space, quota or inodes) for longer than memory could
+hold the spans: the newest were dropped."""
+DROP_MISSING_SEGMENT: Final = "missing_segment"
+"""A segment file (or the whole slot directory) disappeared before its spans were sent."""
 DROP_SHUTDOWN: Final = "shutdown"
 """Handed to the exporter after ``shutdown()``."""
 DROP_REASONS: Final = (
@@ -36,12 +42,21 @@ DROP_REASONS: Final = (
     DROP_CORRUPT,
     DROP_ENCODE_ERROR,
     DROP_SPOOL_ERROR,
+    DROP_DISK_FULL,
+    DROP_MISSING_SEGMENT,
     DROP_SHUTDOWN,
 )
 
 # Drops that mean spans are being lost now (health turns unhealthy); damage found in an
 # earlier run's spool and spans offered after shutdown are reported but are not "now".
-LIVE_LOSS_REASONS: Final = (DROP_QUEUE_FULL, DROP_SPOOL_FULL, DROP_ENCODE_ERROR, DROP_SPOOL_ERROR)
+LIVE_LOSS_REASONS: Final = (
+    DROP_QUEUE_FULL,
+    DROP_SPOOL_FULL,
+    DROP_ENCODE_ERROR,
+    DROP_SPOOL_ERROR,
+    DROP_DISK_FULL,
+    DROP_MISSING_SEGMENT,
+)
 
 # Why sending is paused (waiting for an operator rather than for Langfuse to recover).
 PAUSE_AUTH: Final = "auth"
@@ -79,6 +94,8 @@ class ExportStats:
     last_dead_letter_at: float | None = None
     last_drop_at: float | None = None
     """When a span was last lost to a full queue or spool or a write error."""
+    last_corrupt_at: float | None = None
+    """When damage in the spool was last found (spans lost to it count as ``corrupt``)."""
     paused: str | None = None
     """``"auth"`` (401/403) or ``"rejected"`` (404/405...): sending waits for the operator."""
     in_flight_since: float | None = None
@@ -145,6 +162,7 @@ class ExportStats:
             "last_error": self.last_error,
             "last_dead_letter_at": self.last_dead_letter_at,
             "last_drop_at": self.last_drop_at,
+            "last_corrupt_at": self.last_corrupt_at,
             "paused": self.paused,
             "in_flight_since": self.in_flight_since,
             "spool_dir": self.spool_dir,
@@ -178,6 +196,7 @@ class Accounting:
         self._last_error: str | None = None
         self._last_dead_letter_at: float | None = None
         self._last_drop_at: float | None = None
+        self._last_corrupt_at: float | None = None
         self._paused: str | None = None
         self._in_flight_since: float | None = None
         self._spool_dir: str | None = None
@@ -200,16 +219,27 @@ class Accounting:
             self._dropped[reason] = self._dropped.get(reason, 0) + count
             if reason in LIVE_LOSS_REASONS:
                 self._last_drop_at = time.time()
+            elif reason == DROP_CORRUPT:
+                self._last_corrupt_at = time.time()
 
     # --- spool writer ---
 
     def left_memory(
-        self, spans: int, size: int, *, persisted: int, dropped: dict[str, int]
+        self,
+        spans: int,
+        size: int,
+        *,
+        persisted: int,
+        dropped: dict[str, int],
+        kept_spans: int = 0,
+        kept_bytes: int = 0,
     ) -> None:
-        """``spans`` left the in-memory queue: ``persisted`` reached disk, the rest dropped."""
+        """``spans`` (``size`` bytes) were taken from memory: ``persisted`` reached disk,
+        ``dropped`` were lost, and ``kept_spans`` (``kept_bytes``) stay in memory, held by
+        the spool for another write attempt."""
         with self.lock:
-            self.memory_spans -= spans
-            self.memory_bytes -= size
+            self.memory_spans -= spans - kept_spans
+            self.memory_bytes -= size - kept_bytes
             self._disk_spans += persisted
             for reason, count in dropped.items():
                 self._drop_locked(reason, count)
@@ -226,6 +256,11 @@ class Accounting:
         with self.lock:
             self._disk_spans -= count
             self._drop_locked(reason, count)
+
+    def damage_found(self) -> None:
+        """Damaged or foreign bytes were found in the spool (even if no span was lost)."""
+        with self.lock:
+            self._last_corrupt_at = time.time()
 
     def disk_bytes(self, size: int) -> None:
         with self.lock:
@@ -311,6 +346,7 @@ class Accounting:
                 last_error=self._last_error,
                 last_dead_letter_at=self._last_dead_letter_at,
                 last_drop_at=self._last_drop_at,
+                last_corrupt_at=self._last_corrupt_at,
                 paused=self._paused,
                 in_flight_since=self._in_flight_since,
                 spool_dir=self._spool_dir,

@@ -30,6 +30,9 @@ class SpanHandoff:
         self._bytes = 0
         self._offered = 0
         self._closed = False
+        self.overflow_reason: str = DROP_QUEUE_FULL
+        """Why a span that does not fit is dropped: ``queue_full``, or while the spool holds
+        spans in memory because it cannot write, that failure's reason (set by the writer)."""
         self.has_data = threading.Event()
         """Set when the list goes from empty to non-empty."""
         self.urgent = threading.Event()
@@ -44,7 +47,7 @@ class SpanHandoff:
                 accounting.reject_locked(DROP_SHUTDOWN)
                 return False
             if accounting.memory_bytes + size > self._capacity:
-                accounting.reject_locked(DROP_QUEUE_FULL)
+                accounting.reject_locked(self.overflow_reason)
                 return False
             accounting.accept_locked(size)
             spans = self._spans

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from opentelemetry.sdk.trace import ReadableSpan
 
 from otel_gemini import _background
-from otel_gemini._background import LoopStatus
+from otel_gemini._background import RUNNING, LoopStatus
 from otel_gemini.export._accounting import (
     DROP_SPOOL_ERROR,
     PAUSE_AUTH,
@@ -97,6 +97,7 @@ class Pipeline:
             segment_bytes=settings.segment_bytes,
             dead_letter_max_bytes=settings.dead_letter_max_bytes,
             fsync=settings.fsync,
+            on_recreated=self._slot.relock,
         )
         transport = LangfuseTransport(
             settings.base_url,
@@ -231,6 +232,15 @@ class Pipeline:
             self.spool.forget_in_child()
         if self._slot is not None:
             self._slot.forget_in_child()
+
+    def threads_alive(self) -> bool:
+        """Whether the spool writer and sender loops are both running on a live thread,
+        neither stopped nor backing off after an error (for tests)."""
+        loops = [part.loop for part in (self._writer, self._sender) if part is not None]
+        return len(loops) == 2 and all(
+            loop.status().state == RUNNING and loop.thread is not None and loop.thread.is_alive()
+            for loop in loops
+        )
 
     def stats(self) -> ExportStats:
         return self.accounting.snapshot()

@@ -66,8 +66,13 @@ class ParseResult:
     frames: list[Frame]
     end: int
     """File offset up to which the buffer was consumed (the start of an incomplete frame)."""
-    damaged_regions: int
-    """How many stretches of bytes failed to parse (each skipped up to the next good frame)."""
+    damage: list[int]
+    """File offsets where stretches of bytes that failed to parse begin (each stretch is
+    skipped up to the next good frame)."""
+
+    @property
+    def damaged_regions(self) -> int:
+        return len(self.damage)
 
 
 def parse_frames(
@@ -81,7 +86,7 @@ def parse_frames(
     With ``max_spans``, parsing stops after that many span frames.
     """
     frames: list[Frame] = []
-    damaged = 0
+    damage: list[int] = []
     in_damage = False
     pos = 0
     size = len(data)
@@ -90,7 +95,8 @@ def parse_frames(
         if pos + HEADER_SIZE > size:
             if not at_eof:
                 break
-            damaged += 0 if in_damage else 1  # a torn header at the end of the file
+            if not in_damage:  # a torn header at the end of the file
+                damage.append(base + pos)
             pos = size
             break
         magic, kind, length, seq, crc = unpack(data, pos)
@@ -110,7 +116,7 @@ def parse_frames(
                             break
                     continue
         if not in_damage:
-            damaged += 1
+            damage.append(base + pos)
             in_damage = True
         next_magic = data.find(MAGIC, pos + 1)
         if next_magic >= 0:
@@ -120,7 +126,7 @@ def parse_frames(
         else:  # a magic may straddle the window's end: look at its last bytes again
             pos = max(pos + 1, size - len(MAGIC) + 1)
             break
-    return ParseResult(frames, base + pos, damaged)
+    return ParseResult(frames, base + pos, damage)
 
 
 def iter_span_frames(frames: list[Frame]) -> Iterator[Frame]:

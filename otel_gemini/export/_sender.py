@@ -27,7 +27,7 @@ from otel_gemini._background import BackgroundLoop
 from otel_gemini.export._accounting import PAUSE_AUTH, PAUSE_REJECTED, Accounting
 from otel_gemini.export._otlp_wire import SpanOrigin, export_request
 from otel_gemini.export._retry import RetryPolicy
-from otel_gemini.export._spool import Batch, Spool, SpoolSpan
+from otel_gemini.export._spool import Batch, Spool, SpoolSpan, describe_error
 from otel_gemini.export._transport import LangfuseTransport, Outcome, Response
 
 _logger = logging.getLogger(__name__)
@@ -107,6 +107,8 @@ class Sender:
         self._on_status = on_status
         self._failing_logged = False
         self._paused_for: str | None = None
+        self._read_failing = False
+        self._read_failures = 0
         self.unanswered_since: float | None = None
         """When (Unix s) the oldest attempt Langfuse has not answered at all started."""
         self.loop = BackgroundLoop(
@@ -211,7 +213,15 @@ class Sender:
 
     def _attempt(self) -> bool:
         """Sends one batch (True: resolved or nothing to send; False: failed)."""
-        batch = self._spool.read_batch(self._batch_max_spans, self._batch_max_bytes)
+        try:
+            batch = self._spool.read_batch(self._batch_max_spans, self._batch_max_bytes)
+        except OSError as error:  # out of descriptors and the like: the spans wait on disk
+            self._read_failed(error)
+            return False
+        self._read_failures = 0
+        if self._read_failing:
+            self._read_failing = False
+            _logger.warning("otel-gemini: reading spool %s works again", self._spool.directory)
         if batch is None:
             with self._condition:
                 self._has_data = False
@@ -226,6 +236,22 @@ class Sender:
             return True
         self._failed(response, batch)
         return False
+
+    def _read_failed(self, error: OSError) -> None:
+        if not self._read_failing:
+            _logger.error(
+                "otel-gemini: reading spool %s failed (%s); spans stay on disk, retrying",
+                self._spool.directory,
+                describe_error(error),
+            )
+        self._read_failing = True
+        self._read_failures += 1
+        # A local fault: retry soon whatever Langfuse's backoff is (capped at 1 s).
+        delay = min(1.0, self._policy.backoff(self._read_failures, self._rng))
+        with self._condition:
+            self._wait_kind = _BACKOFF
+            self._next_attempt = self._clock() + delay
+            self._resolve_flushes_locked(False)
 
     def _timeout(self) -> float | None:
         deadline = self._stop_deadline

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+_logger = logging.getLogger(__name__)
 
 SLOT_PREFIX = "slot-"
 LOCK_FILE = "lock"
@@ -37,6 +40,36 @@ class SlotLock:
             with contextlib.suppress(OSError):
                 fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+    def relock(self) -> None:
+        """Locks the slot again after its directory was deleted and recreated (the old lock
+        file went with it, so another process could otherwise take the slot)."""
+        try:
+            fd = os.open(
+                self.directory / LOCK_FILE,
+                os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o600,
+            )
+        except OSError as error:
+            _logger.error("otel-gemini: cannot recreate the lock of %s: %s", self.directory, error)
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            os.close(fd)
+            _logger.error(
+                "otel-gemini: cannot lock %s again after it was recreated (%s); another "
+                "process may be using it",
+                self.directory,
+                error,
+            )
+            return
+        with contextlib.suppress(OSError):
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        old, self._fd = self._fd, fd
+        if old is not None:
+            with contextlib.suppress(OSError):
+                os.close(old)
 
     def forget_in_child(self) -> None:
         """In a forked child: drop the inherited descriptor without unlocking the parent's
@@ -67,8 +100,10 @@ def acquire_slot(root: Path, max_slots: int) -> SlotLock:
     root.mkdir(parents=True, exist_ok=True)
     for number in range(max_slots):
         directory = root / f"{SLOT_PREFIX}{number}"
-        directory.mkdir(exist_ok=True)
-        fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        directory.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(
+            directory / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+        )
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -10,9 +10,18 @@ Layout of a slot directory::
     dead-letter/              spans Langfuse rejected with 400, as OTLP request files
     quarantine/               segment files that held no readable frame at all
 
-Writes go to the newest segment with one ``write()`` per batch of spans (no Python-side
-buffer, so neither a crash nor a fork can leave half a batch behind in memory); the
-reader never reads past what the writer has finished. The sender resolves spans in order
+Writes go to the newest segment with one ``pwrite()`` per batch of spans at the offset the
+writer tracks (no Python-side buffer, so neither a crash nor a fork can leave half a batch
+behind in memory); the reader never reads past what the writer has finished. Before each
+write the file is checked: bytes someone else appended or cut are damage (logged, the
+segment sealed, writing goes on in a new one), a deleted file or slot directory is
+recreated and its unsent spans counted as ``missing_segment``.
+
+When a write fails (disk full, out of inodes or descriptors, permission denied) nothing is
+dropped at once and no file is created to retry: the spans stay in memory, held here, and
+are written again with backoff (0.1 s doubling to 1 s) ahead of newer ones. Memory stays
+bounded by the hand-off's cap, beyond which the writer drops new spans as ``disk_full`` or
+``spool_error``. The sender resolves spans in order
 and moves the cursor; a segment is deleted once the cursor has passed it. At the byte cap
 the oldest segment goes, its unsent spans counted as dropped (``spool_full``).
 
@@ -24,20 +33,29 @@ counted as ``corrupt``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
 import re
+import stat
 import struct
 import threading
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from otel_gemini.export._accounting import DROP_SPOOL_ERROR, DROP_SPOOL_FULL, Accounting
+from otel_gemini.export._accounting import (
+    DROP_CORRUPT,
+    DROP_DISK_FULL,
+    DROP_MISSING_SEGMENT,
+    DROP_SPOOL_ERROR,
+    DROP_SPOOL_FULL,
+    Accounting,
+)
 from otel_gemini.export._otlp_wire import SpanOrigin, export_request
 from otel_gemini.export._records import (
     HEADER_SIZE,
@@ -66,6 +84,44 @@ _CURSOR = struct.Struct("<4sQQQI")
 _CURSOR_MAGIC = b"OGCU"
 _ORIGIN_ID = struct.Struct("<I")
 
+_DIR_MODE = 0o700
+_FILE_MODE = 0o600
+# Never follow a symlink planted where a spool file should be (the last path component).
+_OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC
+_SPACE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT})
+"""No space, quota exceeded, or out of inodes (which is ENOSPC too)."""
+_RETRY_FIRST = 0.1
+_RETRY_MAX = 1.0
+"""Seconds between write attempts while failing: short, so writing resumes within a second
+or so of the disk coming back (an attempt is one cheap syscall; no file is created)."""
+
+
+def drop_reason(error: OSError) -> str:
+    """The drop reason for spans a write failure finally loses."""
+    return DROP_DISK_FULL if error.errno in _SPACE_ERRORS else DROP_SPOOL_ERROR
+
+
+def describe_error(error: OSError) -> str:
+    """A short cause for logs and health: ``disk full ([Errno 28] No space left ...)``."""
+    if error.errno in _SPACE_ERRORS:
+        return f"disk full ({error})"
+    if error.errno in (errno.EMFILE, errno.ENFILE):
+        return f"out of file descriptors ({error})"
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"not writable ({error})"
+    return str(error)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Writes a whole file, 0600, never through a symlink."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _OPEN_FLAGS, _FILE_MODE)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
 
 def segment_name(seq: int) -> str:
     return f"seg-{seq:016d}.spool"
@@ -87,6 +143,10 @@ class _Segment:
     sealed: bool = False
     origins: dict[int, SpanOrigin] = field(default_factory=dict)
     origin_ids: dict[SpanOrigin, int] = field(default_factory=dict)
+    damage_logged: set[int] = field(default_factory=set)
+    """Offsets of damage already logged (a batch read again must not log it again)."""
+    changed_at: int | None = None
+    """Where someone else appended or cut this file (that damage is logged already)."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +210,8 @@ class Spool:
         segment_bytes: int,
         dead_letter_max_bytes: int,
         fsync: bool = False,
+        on_recreated: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.directory = directory
         self._accounting = accounting
@@ -157,6 +219,8 @@ class Spool:
         self._segment_bytes = segment_bytes
         self._dead_letter_max_bytes = dead_letter_max_bytes
         self._fsync = fsync
+        self._on_recreated = on_recreated
+        self._clock = clock
         self._lock = threading.Lock()
         self._segments: list[_Segment] = []
         self._active_fd: int | None = None
@@ -167,24 +231,53 @@ class Spool:
         self._last_segment_seq = 0
         self._total_bytes = 0
         self._opened = False
+        self._closed = False
+        # Spans a failed write left in memory, oldest first, written again ahead of newer ones.
+        self._held: list[tuple[SpanOrigin, bytes]] = []
+        self._held_bytes = 0
+        self._write_error: OSError | None = None
+        self._write_failures = 0
+        self._retry_at = 0.0
+        self._orphans: list[Path] = []
+        """Files that could not be deleted (a read-only directory): tried again later."""
 
     # --- opening and recovery ---
 
     def open(self) -> None:
-        """Recovers what an earlier owner left and prepares a fresh segment for writing."""
+        """Recovers what an earlier owner left and prepares a fresh segment for writing.
+
+        An ``OSError`` (out of descriptors, the directory unreadable...) is raised with
+        nothing counted yet; :meth:`append` then tries again, with backoff, holding spans.
+        """
         with self._lock:
-            self._recover()
-            self._head_fd = os.open(self.directory / HEAD_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-            self._cursor_fd = os.open(self.directory / CURSOR_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                self._open_locked()
+            except OSError as error:
+                self._failed_locked(error)
+                raise
+
+    def _open_locked(self) -> None:
+        # The state files first: recovery only reads, so a failure here leaves nothing
+        # half counted, and a later try starts over.
+        if self._head_fd is None:
+            self._head_fd = self._open_file(HEAD_FILE, os.O_RDWR | os.O_CREAT)
+        if self._cursor_fd is None:
+            self._cursor_fd = self._open_file(CURSOR_FILE, os.O_RDWR | os.O_CREAT)
+        self._recover()
+        # A full disk at start is not fatal: the first write creates the segment.
+        with contextlib.suppress(OSError):
             self._start_segment_locked()
-            self._persist_cursor_locked()
-            self._opened = True
+        self._persist_cursor_locked()
+        self._opened = True
+
+    def _open_file(self, name: str | Path, flags: int) -> int:
+        return os.open(self.directory / name, flags | _OPEN_FLAGS, _FILE_MODE)
 
     def _recover(self) -> None:
         found: list[tuple[int, Path]] = []
         for entry in self.directory.iterdir():
             match = SEGMENT_PATTERN.match(entry.name)
-            if match and entry.is_file():
+            if match and entry.is_file() and not entry.is_symlink():
                 found.append((int(match.group(1)), entry))
         found.sort()
         head = _read_struct(self.directory / HEAD_FILE, _HEAD, _HEAD_MAGIC)
@@ -237,9 +330,11 @@ class Spool:
                 segment.last_seq = frame.seq
             if parsed.damaged_regions:
                 _logger.warning(
-                    "Spool segment %s has %d damaged region(s); intact spans will be sent",
+                    "Spool segment %s has %d damaged region(s), at offset(s) %s; intact "
+                    "spans will be sent",
                     path,
                     parsed.damaged_regions,
+                    ", ".join(str(offset) for offset in parsed.damage[:10]),
                 )
             if segment.pending:
                 self._segments.append(segment)
@@ -269,32 +364,176 @@ class Spool:
         target_dir = self.directory / QUARANTINE_DIR
         _logger.warning("Spool file %s holds no readable record; moving it to %s", path, target_dir)
         try:
-            target_dir.mkdir(exist_ok=True)
+            target_dir.mkdir(mode=_DIR_MODE, exist_ok=True)
             os.replace(path, target_dir / f"{path.name}.{time.time_ns()}")
         except OSError:
             self._delete(path)
 
-    @staticmethod
-    def _delete(path: Path) -> None:
-        with contextlib.suppress(FileNotFoundError):
+    def _delete(self, path: Path) -> None:
+        try:
             path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as error:  # a read-only directory: the file waits for the next try
+            if path not in self._orphans:
+                self._orphans.append(path)
+                _logger.debug("Could not delete spool file %s (%s)", path, error)
+
+    def _retry_orphans_locked(self) -> None:
+        orphans, self._orphans = self._orphans, []
+        for path in orphans:
+            self._delete(path)
+
+    # --- the directory and its files disappearing ---
+
+    def _ensure_directory_locked(self) -> None:
+        """Recreates the slot directory (0700) and its state files if they were removed."""
+        try:
+            info: os.stat_result | None = os.lstat(self.directory)
+        except FileNotFoundError:
+            info = None
+        if info is not None and not stat.S_ISDIR(info.st_mode):
+            raise OSError(errno.ENOTDIR, "not a directory (symlinks are not followed)")
+        if info is None:
+            self.directory.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(self.directory, _DIR_MODE)
+            _logger.warning(
+                "otel-gemini: spool directory %s disappeared; recreated it (unsent spans "
+                "that were in it are counted as %s)",
+                self.directory,
+                DROP_MISSING_SEGMENT,
+            )
+            if self._on_recreated is not None:
+                self._on_recreated()
+        self._reopen_state_files_locked()
+
+    def _reopen_state_files_locked(self) -> None:
+        """Reopens ``head`` and ``cursor`` when they were deleted under us (and rewrites them)."""
+        for name in (HEAD_FILE, CURSOR_FILE):
+            fd = self._head_fd if name == HEAD_FILE else self._cursor_fd
+            if fd is not None:
+                try:
+                    if os.fstat(fd).st_nlink > 0:
+                        continue
+                except OSError:
+                    pass
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            try:
+                fd = self._open_file(name, os.O_RDWR | os.O_CREAT)
+            except OSError:
+                fd = None
+            if name == HEAD_FILE:
+                self._head_fd = fd
+            else:
+                self._cursor_fd = fd
+        self._persist_cursor_locked()
+        self._persist_head_locked()
+
+    def _segment_missing_locked(self, segment: _Segment, error: OSError) -> None:
+        """The cursor's segment file is gone: its unsent spans are lost, counted, skipped."""
+        lost = segment.pending
+        self._seal_active_locked(segment)  # if it is the one being written: no more of that
+        self._segments.remove(segment)
+        self._total_bytes -= segment.size
+        segment.pending = 0
+        self._cursor = Cursor(
+            segment.seq, segment.size, max(self._cursor.last_seq, segment.last_seq)
+        )
+        if lost:
+            self._accounting.dropped_from_disk(DROP_MISSING_SEGMENT, lost)
+        _logger.warning(
+            "otel-gemini: spool segment %s is gone (%s); %d unsent span(s) counted as %s",
+            segment.path,
+            error.strerror or error,
+            lost,
+            DROP_MISSING_SEGMENT,
+        )
+        with contextlib.suppress(OSError):
+            self._ensure_directory_locked()
+        self._collect_locked()
+        self._persist_cursor_locked()
+
+    def _foreign_change_locked(self, segment: _Segment, real_size: int) -> None:
+        """Someone else appended to or cut ``segment``: its bytes from where they differ are
+        damage (the reader skips and counts them); no more writes go to it."""
+        _logger.warning(
+            "otel-gemini: spool segment %s was changed by someone else at offset %d (%d "
+            "bytes written, %d found); the difference is treated as damage and writing "
+            "continues in a new segment",
+            segment.path,
+            min(segment.size, real_size),
+            segment.size,
+            real_size,
+        )
+        self._accounting.damage_found()
+        segment.changed_at = min(segment.size, real_size)
+        self._total_bytes += real_size - segment.size
+        segment.size = real_size
+        self._seal_active_locked(segment)
 
     # --- writing ---
 
-    def _start_segment_locked(self) -> None:
+    def _seal_active_locked(self, segment: _Segment | None = None) -> None:
+        """Stops writing to the newest segment (``segment``, when given, if it is that one)."""
+        if segment is not None and (not self._segments or self._segments[-1] is not segment):
+            segment.sealed = True
+            return
         if self._active_fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._active_fd)
             self._active_fd = None
-        if self._segments and not self._segments[-1].sealed:
+        if segment is not None:
+            segment.sealed = True
+        elif self._segments:
             self._segments[-1].sealed = True
-        self._last_segment_seq += 1
-        seq = self._last_segment_seq
+
+    def _start_segment_locked(self) -> None:
+        self._seal_active_locked()
+        # Segments already sent go first: their space and inode are the new one's.
+        self._collect_locked()
+        seq = self._last_segment_seq + 1
         path = self.directory / segment_name(seq)
-        self._active_fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o644)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        try:
+            fd = self._open_file(path.name, flags)
+        except FileNotFoundError:
+            self._ensure_directory_locked()
+            fd = self._open_file(path.name, flags)
+        self._last_segment_seq = seq
+        self._active_fd = fd
         base = self._next_seq - 1
         self._segments.append(_Segment(seq, path, 0, base_seq=base, last_seq=base))
         self._collect_locked()
+        if self._orphans:
+            self._retry_orphans_locked()
+
+    def _writable_segment_locked(self) -> _Segment:
+        """The segment to append to, after checking its file is still as we left it."""
+        segment = self._segments[-1] if self._segments else None
+        if segment is not None and not segment.sealed and self._active_fd is not None:
+            try:
+                info = os.fstat(self._active_fd)
+            except OSError as error:
+                if error.errno != errno.EBADF:
+                    raise
+                self._seal_active_locked(segment)  # the descriptor is gone: a new segment
+                info = None
+            if info is None:
+                pass
+            elif info.st_nlink == 0:
+                _logger.warning(
+                    "otel-gemini: spool segment %s was deleted while being written",
+                    segment.path,
+                )
+                self._seal_active_locked(segment)
+            elif info.st_size != segment.size:
+                self._foreign_change_locked(segment, info.st_size)
+            elif segment.size < self._segment_bytes:
+                return segment
+        self._start_segment_locked()
+        return self._segments[-1]
 
     def append(
         self,
@@ -303,42 +542,74 @@ class Spool:
         memory_spans: int,
         memory_bytes: int,
         dropped: dict[str, int],
+        retry_now: bool = False,
     ) -> OSError | None:
         """Writes framed spans (with the origins they need) and makes them readable.
 
-        The accounting moves ``memory_spans`` out of memory in the same step: what was
-        written to disk, ``dropped`` as given, and anything a failed write lost as
-        ``spool_error`` (the error is returned; whatever part of the call was written
-        before it stays readable).
+        Spans an earlier failed write left held in memory go first. The accounting moves
+        ``memory_spans`` out of memory in the same step: what was written to disk, and
+        ``dropped`` as given. When a write fails, the spans not written stay held in
+        memory (still counted there) and the error is returned; they are written again by
+        a later call once the backoff has passed (``retry_now``: at once, for a last try).
+        A spool that failed to open is opened here first. After :meth:`close` spans are
+        dropped as ``spool_error``.
         """
         with self._lock:
+            held, held_bytes = self._held, self._held_bytes
+            todo = [*held, *spans] if held else spans
             written = 0
             failure: OSError | None = None
-            try:
-                if not self._opened:
-                    raise OSError("the spool is not open")
-                while written < len(spans):
-                    written = self._append_some_locked(spans, written)
-            except OSError as error:
-                failure = error
+            if self._closed:
+                failure = OSError("the spool is closed")
+            elif self._write_error is not None and not retry_now and self._clock() < self._retry_at:
+                failure = self._write_error  # backing off: the new ones wait behind
+            elif not self._opened:
+                try:
+                    self._open_locked()
+                except OSError as error:
+                    failure = error
+            if failure is None:
+                try:
+                    while written < len(todo):
+                        written = self._append_some_locked(todo, written)
+                except OSError as error:
+                    failure = error
             lost = dict(dropped)
-            if written < len(spans):
-                lost[DROP_SPOOL_ERROR] = lost.get(DROP_SPOOL_ERROR, 0) + len(spans) - written
+            rest = todo[written:]
+            self._held, self._held_bytes = [], 0
+            if failure is None:
+                self._write_error, self._write_failures = None, 0
+            elif not self._closed:
+                self._held = list(rest)
+                self._held_bytes = sum(len(framed) for _, framed in rest)
+                self._failed_locked(failure)
+            elif rest:
+                lost[DROP_SPOOL_ERROR] = lost.get(DROP_SPOOL_ERROR, 0) + len(rest)
             self._accounting.left_memory(
-                memory_spans, memory_bytes, persisted=written, dropped=lost
+                memory_spans + len(held),
+                memory_bytes + held_bytes,
+                persisted=written,
+                dropped=lost,
+                kept_spans=len(self._held),
+                kept_bytes=self._held_bytes,
             )
-            if written and self._head_fd is not None:
-                with contextlib.suppress(OSError):
-                    os.pwrite(self._head_fd, _packed(_HEAD, _HEAD_MAGIC, self._next_seq - 1), 0)
+            if written:
+                self._persist_head_locked()
             self._enforce_cap_locked()
             self._accounting.disk_bytes(self._unsent_bytes_locked())
             return failure
 
+    def _failed_locked(self, failure: OSError) -> None:
+        if failure is not self._write_error:  # a new attempt failed: wait longer
+            self._write_failures += 1
+            delay = min(_RETRY_MAX, _RETRY_FIRST * 2 ** min(self._write_failures - 1, 8))
+            self._retry_at = self._clock() + delay
+        self._write_error = failure
+
     def _append_some_locked(self, spans: Sequence[tuple[SpanOrigin, bytes]], index: int) -> int:
-        segment = self._segments[-1]
-        if segment.size >= self._segment_bytes:
-            self._start_segment_locked()
-            segment = self._segments[-1]
+        segment = self._writable_segment_locked()
+        fd = self._active_fd
+        assert fd is not None  # _writable_segment_locked raised otherwise
         buffer = bytearray()
         room = self._segment_bytes - segment.size
         new_origins: list[tuple[int, SpanOrigin]] = []
@@ -355,18 +626,22 @@ class Spool:
             buffer += encode_frame(KIND_SPAN, seq, span_payload(origin_id, framed))
             seq += 1
             index += 1
-        assert self._active_fd is not None
         try:
-            self._write_all(self._active_fd, bytes(buffer))
+            self._write_all(fd, bytes(buffer), segment.size)
             if self._fsync:
-                os.fsync(self._active_fd)
-        except OSError:
+                os.fsync(fd)
+        except OSError as error:
             for _, origin in new_origins:
                 segment.origin_ids.pop(origin, None)
-            # Cut what part of the write landed, then seal: the next write starts clean.
+            # Cut what part of the write landed: the next try writes at the same offset,
+            # in the same file (a new file per failed write would exhaust inodes).
             with contextlib.suppress(OSError):
-                os.ftruncate(self._active_fd, segment.size)
-            self._start_segment_locked()
+                os.ftruncate(fd, segment.size)
+            if error.errno in _SPACE_ERRORS:
+                if self._release_sent_active_locked(segment):
+                    return index - (seq - first_seq)  # again at once, in a fresh segment
+            elif error.errno == errno.EBADF:
+                self._seal_active_locked(segment)  # the descriptor is gone: a new segment
             raise
         for origin_id, origin in new_origins:
             segment.origins[origin_id] = origin
@@ -378,12 +653,38 @@ class Spool:
         self._total_bytes += len(buffer)
         return index
 
+    def _release_sent_active_locked(self, segment: _Segment) -> bool:
+        """On a full disk, a segment whose spans are all sent is holding space (and an inode)
+        nobody needs: seal it so it is deleted, and the next try starts a fresh one.
+
+        True when it was released (never for an empty segment: a fresh one failing too
+        is a full disk indeed, not a reason to create another)."""
+        cursor = self._cursor
+        if (
+            segment.size == 0
+            or segment.pending
+            or cursor.segment != segment.seq
+            or cursor.offset < segment.size
+        ):
+            return False
+        self._seal_active_locked(segment)
+        self._collect_locked()
+        return True
+
     @staticmethod
-    def _write_all(fd: int, data: bytes) -> None:
+    def _write_all(fd: int, data: bytes, offset: int) -> None:
+        # pwrite at our own offset, not O_APPEND: bytes someone else appended can then never
+        # push our records to where the reader does not look.
         view = memoryview(data)
         while view:
-            written = os.write(fd, view)
+            written = os.pwrite(fd, view, offset)
             view = view[written:]
+            offset += written
+
+    def _persist_head_locked(self) -> None:
+        if self._head_fd is not None:
+            with contextlib.suppress(OSError):
+                os.pwrite(self._head_fd, _packed(_HEAD, _HEAD_MAGIC, self._next_seq - 1), 0)
 
     def _enforce_cap_locked(self) -> None:
         while self._total_bytes > self.max_bytes and len(self._segments) > 1:
@@ -407,14 +708,24 @@ class Spool:
     # --- reading and acknowledging ---
 
     def read_batch(self, max_spans: int, max_bytes: int) -> Batch | None:
-        """The next run of unsent spans from the cursor (None when there is nothing)."""
+        """The next run of unsent spans from the cursor (None when there is nothing).
+
+        A segment file found missing is skipped (its spans counted ``missing_segment``);
+        any other ``OSError`` (out of file descriptors...) is raised: try again later.
+        """
         with self._lock:
             while True:
                 segment = self._cursor_segment_locked()
                 if segment is None:
+                    if self._segments and self._segments[0].seq > self._cursor.segment:
+                        self._collect_locked()  # enters the next segment
+                        continue
                     return None
                 if self._cursor.offset < segment.size:
-                    return self._read_locked(segment, max_spans, max_bytes)
+                    batch = self._read_locked(segment, max_spans, max_bytes)
+                    if batch is not None:
+                        return batch
+                    continue
                 if not segment.sealed:
                     return None
                 self._collect_locked()
@@ -425,18 +736,39 @@ class Spool:
                 return segment
         return None
 
-    def _read_locked(self, segment: _Segment, max_spans: int, max_bytes: int) -> Batch:
-        start = self._cursor.offset
-        window = min(max_bytes, segment.size - start)
-        with open(segment.path, "rb") as file:
-            file.seek(start)
-            data = file.read(window)
+    def _read_window_locked(self, segment: _Segment, start: int, max_bytes: int) -> bytes | None:
+        """Bytes from ``start`` (a record larger than the window whole); None: file gone."""
+        try:
+            fd = os.open(segment.path, os.O_RDONLY | _OPEN_FLAGS)
+        except (FileNotFoundError, NotADirectoryError) as error:
+            self._segment_missing_locked(segment, error)
+            return None
+        except OSError as error:
+            if error.errno != errno.ELOOP:
+                raise
+            self._segment_missing_locked(segment, error)  # replaced by a symlink: not ours
+            return None
+        try:
+            window = min(max_bytes, segment.size - start)
+            data = os.pread(fd, window, start)
             if len(data) >= HEADER_SIZE and data[:4] == MAGIC:
                 # A record larger than the window (one huge span) is read whole.
                 (length,) = struct.unpack_from("<I", data, 8)
                 whole = HEADER_SIZE + length
                 if window < whole <= segment.size - start:
-                    data += file.read(whole - window)
+                    window = whole
+                    data += os.pread(fd, whole - len(data), start + len(data))
+            if len(data) < window:  # the file is shorter than what we wrote: cut by someone
+                self._foreign_change_locked(segment, os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
+        return data
+
+    def _read_locked(self, segment: _Segment, max_spans: int, max_bytes: int) -> Batch | None:
+        start = self._cursor.offset
+        data = self._read_window_locked(segment, start, max_bytes)
+        if data is None:
+            return None
         at_eof = start + len(data) >= segment.size
         parsed = parse_frames(data, start, at_eof=at_eof, max_spans=max_spans)
         spans: list[SpoolSpan] = []
@@ -446,16 +778,19 @@ class Spool:
         end = start
         complete = True
         origins, live, unpack_id = segment.origins, segment.live, _ORIGIN_ID.unpack_from
+        newest = segment.last_seq if live else None
         for kind, seq, payload, _, frame_end in parsed.frames:
             if kind == KIND_SPAN:
+                if seq < expected or (newest is not None and seq > newest):
+                    end = frame_end
+                    continue  # already resolved, or a copy someone else wrote: not ours
                 if len(spans) + corrupt >= max_spans:
                     complete = False
                     break
                 if live and seq > expected:
                     corrupt += seq - expected  # frames lost between two good ones
-                if seq >= expected:
-                    expected = seq + 1
-                    last_seq = seq
+                expected = seq + 1
+                last_seq = seq
                 origin = origins.get(unpack_id(payload)[0]) if len(payload) >= 4 else None
                 if origin is None:
                     corrupt += 1 if live else 0
@@ -465,22 +800,49 @@ class Spool:
         if complete:
             end = max(end, parsed.end)
         if end <= start:  # nothing parsable in the window: step over it
-            end = min(segment.size, start + max(window, 1))
+            end = min(segment.size, start + max(len(data), 1))
+        if complete and newest is not None and end >= segment.size and newest >= expected:
+            # Everything this process wrote here is read, yet spans are missing at the end:
+            # cut off or damaged beyond the last good frame.
+            corrupt += newest - expected + 1
+            last_seq = newest
+        damage = parsed.damage
+        if segment.changed_at is not None and at_eof:
+            # Damage running from the last good frame to where the file was appended to or
+            # cut is that change, logged when it was found.
+            last_good = parsed.frames[-1].offset if parsed.frames else start
+            damage = [offset for offset in damage if offset < last_good]
+        self._log_damage_locked(segment, damage)
         return Batch(segment.seq, start, end, last_seq, spans, corrupt)
+
+    def _log_damage_locked(self, segment: _Segment, offsets: list[int]) -> None:
+        for offset in offsets:
+            if offset in segment.damage_logged:
+                continue
+            segment.damage_logged.add(offset)
+            self._accounting.damage_found()
+            _logger.warning(
+                "otel-gemini: spool segment %s is damaged at offset %d; the intact spans "
+                "around it are sent, lost ones counted as %s",
+                segment.path,
+                offset,
+                DROP_CORRUPT,
+            )
 
     def ack(self, batch: Batch, *, sent: int, dead_lettered: int) -> bool:
         """Marks ``batch`` resolved and moves the cursor past it.
 
-        False when the batch no longer exists (its segment was dropped to make room while it
-        was in flight; its spans were then counted as dropped).
+        False when the batch no longer exists (its segment was dropped to make room, or went
+        missing, while it was in flight; its spans were then counted as dropped).
         """
         with self._lock:
             if (self._cursor.segment, self._cursor.offset) != (batch.segment, batch.start):
                 return False
             segment = self._cursor_segment_locked()
+            if segment is None:
+                return False
             resolved = sent + dead_lettered + batch.corrupt
-            if segment is not None:
-                segment.pending -= len(batch.spans) + batch.corrupt
+            segment.pending -= len(batch.spans) + batch.corrupt
             self._cursor = Cursor(
                 batch.segment, batch.end, max(batch.last_seq, self._cursor.last_seq)
             )
@@ -512,6 +874,20 @@ class Spool:
                 break
             self._segments.pop(0)
             self._total_bytes -= segment.size
+            if segment.pending:
+                # Spans the reader never found: cut off by someone before it got there.
+                _logger.warning(
+                    "otel-gemini: %d span(s) of spool segment %s were never found (damaged "
+                    "or cut); counted as %s",
+                    segment.pending,
+                    segment.path,
+                    DROP_CORRUPT,
+                )
+                self._accounting.dropped_from_disk(DROP_CORRUPT, segment.pending)
+                segment.pending = 0
+            if segment.live and segment.last_seq > self._cursor.last_seq:
+                cursor = self._cursor
+                self._cursor = Cursor(cursor.segment, cursor.offset, segment.last_seq)
             self._delete(segment.path)
 
     def _unsent_bytes_locked(self) -> int:
@@ -536,16 +912,17 @@ class Spool:
             groups.setdefault(span.origin, []).append(span.framed)
         body = export_request(groups.items())
         try:
-            directory.mkdir(exist_ok=True)
+            directory.mkdir(mode=_DIR_MODE, exist_ok=True)
             path = directory / f"dl-{time.time_ns()}-http{status}-{len(spans)}.otlp"
-            path.write_bytes(body)
+            _write_private(path, body)
             files = sorted(directory.glob("dl-*.otlp"))
             total = sum(file.stat().st_size for file in files)
             for file in files[:-1]:
                 if total <= self._dead_letter_max_bytes:
                     break
                 total -= file.stat().st_size
-                self._delete(file)
+                with contextlib.suppress(FileNotFoundError):
+                    file.unlink()
         except OSError as error:
             _logger.warning("Could not keep dead-lettered spans in %s: %s", directory, error)
 
@@ -554,7 +931,7 @@ class Spool:
         path = self.directory / STATUS_FILE
         temporary = path.with_suffix(".tmp")
         try:
-            temporary.write_text(json.dumps(status, sort_keys=True))
+            _write_private(temporary, json.dumps(status, sort_keys=True).encode())
             os.replace(temporary, path)
         except OSError:
             pass
@@ -565,6 +942,23 @@ class Spool:
     def pending_spans(self) -> int:
         with self._lock:
             return sum(segment.pending for segment in self._segments)
+
+    @property
+    def is_open(self) -> bool:
+        with self._lock:
+            return self._opened
+
+    @property
+    def held_spans(self) -> int:
+        """Spans a failed write left in memory, waiting for the next attempt."""
+        with self._lock:
+            return len(self._held)
+
+    @property
+    def write_error(self) -> OSError | None:
+        """Why writing fails now (None when the last write worked)."""
+        with self._lock:
+            return self._write_error
 
     @property
     def last_written_seq(self) -> int:
@@ -578,8 +972,27 @@ class Spool:
             return self._cursor.last_seq
 
     def close(self) -> None:
-        """Closes files; a segment whose spans were all sent is deleted."""
+        """Closes files; a segment whose spans were all sent is deleted. Spans still held in
+        memory after a failed write are lost now, and counted."""
         with self._lock:
+            if self._held:
+                error = self._write_error or OSError("the spool is closing")
+                reason = drop_reason(error)
+                _logger.error(
+                    "otel-gemini: %d span(s) could not be written to spool %s before shutdown "
+                    "(%s); counted as %s",
+                    len(self._held),
+                    self.directory,
+                    describe_error(error),
+                    reason,
+                )
+                self._accounting.left_memory(
+                    len(self._held),
+                    self._held_bytes,
+                    persisted=0,
+                    dropped={reason: len(self._held)},
+                )
+                self._held, self._held_bytes = [], 0
             if self._opened and len(self._segments) == 1:
                 last = self._segments[0]
                 if not last.pending and self._cursor.segment == last.seq:
@@ -587,6 +1000,7 @@ class Spool:
                     self._persist_cursor_locked()
                     self._delete(last.path)
             self._opened = False
+            self._closed = True
             for fd in (self._active_fd, self._head_fd, self._cursor_fd):
                 if fd is not None:
                     with contextlib.suppress(OSError):
@@ -601,6 +1015,7 @@ class Spool:
                     os.close(fd)
         self._active_fd = self._head_fd = self._cursor_fd = None
         self._opened = False
+        self._closed = True
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_gemini._background import BatchWorker
-from otel_gemini.export._accounting import DROP_ENCODE_ERROR, Accounting
+from otel_gemini.export._accounting import DROP_ENCODE_ERROR, DROP_QUEUE_FULL, Accounting
 from otel_gemini.export._handoff import SpanHandoff
 from otel_gemini.export._otlp_wire import SpanOrigin, encode_span, framed_span
-from otel_gemini.export._spool import Spool
+from otel_gemini.export._spool import Spool, describe_error, drop_reason
 
 _logger = logging.getLogger(__name__)
 
@@ -65,10 +65,11 @@ class SpoolWriter:
         self._origins = _OriginCache()
         self._encode_error_logged = False
         self._write_failing = False
+        self._failing_errno: int | None = None
         self._persisted = threading.Condition()
         self._persisted_through = 0
         self.ready = ready
-        """Set once the spool is open (or failed to open: then spans are counted dropped)."""
+        """Set once the spool was first tried (if it failed to open, writes try again)."""
         self.open_error: OSError | None = None
         # Supervised: an error restarts it with the batch it had in hand, so no span is
         # lost from the accounting by a bug.
@@ -93,13 +94,22 @@ class SpoolWriter:
         self._worker.stop()
 
     def wait_persisted(self, offered: int, timeout: float) -> bool:
-        """Waits until the first ``offered`` hand-offs are resolved (on disk or dropped)."""
+        """Waits until the first ``offered`` hand-offs are resolved (on disk or dropped).
+
+        False at the deadline, or at once when a failed write left spans held in memory.
+        """
         with self._persisted:
-            return self._persisted.wait_for(lambda: self._persisted_through >= offered, timeout)
+            if not self._persisted.wait_for(lambda: self._persisted_through >= offered, timeout):
+                return False
+        return self._spool.held_spans == 0
+
+    @property
+    def _stopping(self) -> bool:
+        return self._worker.stopping
 
     def _write(self, batch: tuple[list[ReadableSpan], int, int]) -> None:
         spans, size, offered = batch
-        if spans:
+        if spans or self._retry_pending():
             self._persist(spans, size)
         with self._persisted:
             self._persisted_through = offered
@@ -113,11 +123,20 @@ class SpoolWriter:
             self._accounting.spool_state(str(self._spool.directory), None)
         except OSError as error:
             self.open_error = error
-            message = f"cannot open spool {self._spool.directory}: {error}"
+            message = f"cannot open spool {self._spool.directory}: {describe_error(error)}"
             self._accounting.spool_state(str(self._spool.directory), message)
-            _logger.error("otel-gemini: %s; spans will be dropped", message)
+            _logger.error(
+                "otel-gemini: %s; spans are held in memory and opening is retried", message
+            )
+            self._write_failing = True  # the first write that works clears it
+            self._failing_errno = error.errno
+            self._handoff.has_data.set()  # try again soon, spans or not
         finally:
             self.ready.set()
+
+    def _retry_pending(self) -> bool:
+        """Whether the spool must be tried again with no new spans (held, or not open)."""
+        return self.open_error is not None or self._spool.held_spans > 0
 
     def _persist(self, spans: list[ReadableSpan], size: int) -> None:
         encoded: list[tuple[SpanOrigin, bytes]] = []
@@ -136,16 +155,40 @@ class SpoolWriter:
             memory_spans=len(spans),
             memory_bytes=size,
             dropped={DROP_ENCODE_ERROR: failed} if failed else {},
+            retry_now=self._stopping,  # the last chance: no backoff
         )
-        if self.open_error is not None:
-            return
+        if self.open_error is not None and self._spool.is_open:
+            self.open_error = None
+        self._note_write_outcome(failure)
+
+    def _note_write_outcome(self, failure: OSError | None) -> None:
+        """Health, logs (once per episode and cause) and the retry wake-up after a write."""
+        directory = self._spool.directory
         if failure is not None:
-            message = f"writing spool {self._spool.directory} failed: {failure}"
-            self._accounting.spool_state(str(self._spool.directory), message)
-            if not self._write_failing:
-                _logger.error("otel-gemini: %s; spans are being dropped", message)
+            held = self._spool.held_spans
+            cause = describe_error(failure)
+            self._handoff.overflow_reason = drop_reason(failure)
+            self._accounting.spool_state(
+                str(directory),
+                f"writing spool {directory} failed: {cause}; {held} span(s) held in memory, "
+                "retrying",
+            )
+            if self._failing_errno != failure.errno:
+                _logger.error(
+                    "otel-gemini: writing spool %s failed: %s; spans are held in memory (up "
+                    "to memory_max_bytes, then dropped as %s) and the write is retried",
+                    directory,
+                    cause,
+                    drop_reason(failure),
+                )
             self._write_failing = True
+            self._failing_errno = failure.errno
+            if self._retry_pending() and not self._stopping:
+                self._handoff.has_data.set()  # wake up again to retry, new spans or not
         elif self._write_failing:
             self._write_failing = False
-            self._accounting.spool_state(str(self._spool.directory), None)
-            _logger.warning("otel-gemini: writing spool %s works again", self._spool.directory)
+            self._failing_errno = None
+            self._handoff.overflow_reason = DROP_QUEUE_FULL
+            self._accounting.spool_state(str(directory), None)
+            _logger.warning("otel-gemini: writing spool %s works again", directory)
+            self._on_persisted()  # what was held is on disk now, new spans or not

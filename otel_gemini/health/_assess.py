@@ -1,7 +1,8 @@
 """The rules turning exporter numbers and a Langfuse probe into a health status.
 
 Degraded within 2 failed attempts, 30 s of failing, or one request timeout without an
-answer; healthy again after one success.
+answer; healthy again after one success. Lost spans make it unhealthy for a minute; damage
+found in the spool degrades it for ten.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ FAILURES_FOR_DEGRADED = 2
 SECONDS_FOR_DEGRADED = 30.0
 RECENT_LOSS_SECONDS = 60.0
 RECENT_DEAD_LETTER_SECONDS = 300.0
+RECENT_CORRUPT_SECONDS = 600.0
 SPOOL_FILL_FOR_DEGRADED = 0.8
 DEFAULT_REQUEST_TIMEOUT = 10.0
 
@@ -110,6 +112,11 @@ def assess(
         degraded.append(
             f"Langfuse rejected {stats.dead_lettered} span(s) with HTTP 400; they are in "
             "the spool's dead-letter directory"
+        )
+    if stats.last_corrupt_at is not None and now - stats.last_corrupt_at < RECENT_CORRUPT_SECONDS:
+        degraded.append(
+            f"the spool was found damaged {now - stats.last_corrupt_at:.0f} s ago; "
+            f"{stats.dropped.get('corrupt', 0)} span(s) lost to corruption (corrupt) so far"
         )
     capacity = stats.spool_capacity_bytes
     if capacity and stats.queued_disk_bytes >= SPOOL_FILL_FOR_DEGRADED * capacity:
