@@ -500,6 +500,16 @@ def test_tool_definitions_are_kept_by_name() -> None:
     }
 
 
+def test_a_tool_observation_is_named_after_its_tool() -> None:
+    # otelMapping.servertest.ts: should prioritize gen_ai.tool.name over logfire.msg for tool
+    # observation name (OtelIngestionProcessor.extractName).
+    assert mapped({"gen_ai.tool.name": "get_weather", "logfire.msg": "running tool"}).name == (
+        "get_weather"
+    )
+    assert mapped({"logfire.msg": "running tool"}).name == "running tool"
+    assert mapped({}).name == "a span"
+
+
 def test_level_follows_the_status_unless_given() -> None:
     # OtelIngestionProcessor.processToEvent: parseObservationLevel ?? status ERROR ?? DEFAULT.
     assert mapped({}, status="ERROR").level == "ERROR"

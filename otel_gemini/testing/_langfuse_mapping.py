@@ -8,10 +8,11 @@ attributes a Gemini pipeline can send. Each rule names the file it comes from:
   (``ObservationTypeMapperRegistry``: ``langfuse.observation.type``, then OpenInference's
   ``openinference.span.kind``, then ``gen_ai.operation.name``, then ``gen_ai.tool.name`` /
   ``gen_ai.tool.call.id``, then any model attribute; else ``SPAN``).
-- model, usage, cost, user, session, input/output: ``OtelIngestionProcessor.ts`` in the same
-  directory (``processToEvent``, the ingestion-version-4 path we send to:
-  ``extractModelName``, ``extractUsageDetails`` / ``extractGenericGenAiUsageDetails``,
-  ``extractCostDetails``, ``parseJsonObjectAttribute``, ``extractUserId``,
+- name, model, usage, cost, user, session, input/output: ``OtelIngestionProcessor.ts`` in the
+  same directory (``processToEvent``, the ingestion-version-4 path we send to:
+  ``extractName``, ``extractModelName``, ``extractUsageDetails`` /
+  ``extractGenericGenAiUsageDetails``, ``extractCostDetails``, ``parseJsonObjectAttribute``,
+  ``parseObservationLevel``, ``extractUserId``,
   ``extractSessionId``, ``extractInputAndOutput`` /
   ``extractOpenTelemetryGenAiInputAndOutput`` / ``prependSystemInstructions``,
   ``isAiSdkAgentOperation``: an ``invoke_agent`` span gets no model, usage or cost).
@@ -582,6 +583,16 @@ def _with_tools(input_: Any, tools: list[Any]) -> Any:
     return input_
 
 
+def observation_name(span: ReceivedSpan) -> str:
+    """extractName: ``gen_ai.tool.name`` (a tool span is named after its tool), then
+    Logfire's ``logfire.msg``, else the span's name."""
+    for key in ("gen_ai.tool.name", "logfire.msg"):
+        value = span.attributes.get(key)
+        if _truthy(value):
+            return _js_string(value)
+    return span.name
+
+
 def map_observation(span: ReceivedSpan) -> MappedObservation:
     """The observation Langfuse makes of ``span``."""
     attributes = span.attributes
@@ -601,7 +612,7 @@ def map_observation(span: ReceivedSpan) -> MappedObservation:
         id=span.span_id,
         trace_id=span.trace_id,
         parent_id=span.parent_span_id,
-        name=span.name,
+        name=observation_name(span),
         type=observation_type(span),
         level=level,
         status_message=_js_string(status_message) if status_message is not None else None,

@@ -149,7 +149,7 @@ def observation(span: ReceivedSpan) -> Observation:
         id=span.span_id,
         trace_id=span.trace_id,
         parent_id=span.parent_span_id,
-        name=span.name,
+        name=mapped.name,
         type=mapped.type,
         level=mapped.level,
         model=mapped.model,
