@@ -362,3 +362,62 @@ async def test_a_long_live_session_keeps_its_conversation_within_the_limit(
         assert json.loads(value)  # still valid JSON, cut at whole messages
     (trace,) = fake_langfuse.traces()
     assert trace.input[0] == {"role": "user", "parts": [{"type": "text", "content": "turn 0"}]}
+
+
+# --- every observation: Langfuse's totals are what was used and what we priced ----------------
+
+
+async def test_every_observation_totals_what_its_span_used_and_cost(
+    fake_gemini_live: FakeGemini,
+    gemini_live_client: genai.Client,
+    fake_langfuse: FakeLangfuse,
+    tmp_path: Path,
+) -> None:
+    import asyncio
+    from decimal import Decimal
+
+    from tests.test_live import run_voice_session, voice_session_script
+
+    fake_gemini_live.add_live_session(voice_session_script())
+    queue_afc(fake_gemini_live)
+    fake_gemini_live.add_text("Hi", usage=ISSUE_USAGE)
+    fake_gemini_live.add_text(
+        "A cat.",
+        usage=ScriptedUsage(
+            prompt=1300,
+            cached=300,
+            candidates=40,
+            thoughts=25,
+            prompt_by_modality={"TEXT": 42, "IMAGE": 1258},
+            cache_by_modality={"IMAGE": 300},
+        ),
+    )
+    with pipeline(fake_langfuse, tmp_path, capture_content=True) as run:
+        await run_voice_session(gemini_live_client)
+        await asyncio.to_thread(run_afc, gemini_live_client, "models")
+        for model in ("gemini-9-ultra", MODEL):
+            await gemini_live_client.aio.models.generate_content(model=model, contents="Hi")
+        assert await asyncio.to_thread(run.exporter.force_flush)
+
+    spans = {span.span_id: span for span in fake_langfuse.spans}
+    observations = fake_langfuse.observations()
+    # Live: session, 3 turns, a tool; AFC: the root, 2 hops, a tool; 2 plain calls.
+    assert len(observations) == len(spans) == 11
+    generations = [o for o in observations if o.type == "GENERATION"]
+    assert len(generations) == 7  # 3 Live turns, 2 AFC hops, 2 plain calls
+    for observation in observations:
+        attributes = spans[observation.id].attributes
+        if observation.type != "GENERATION":
+            # Grouping spans and tools add nothing to the trace's usage or cost.
+            assert (dict(observation.usage_details), observation.total_cost) == ({}, None)
+            continue
+        used = attributes["gen_ai.usage.input_tokens"] + attributes["gen_ai.usage.output_tokens"]
+        assert isinstance(used, int)
+        assert observation.total_usage == used, observation.name
+        cost = attributes.get("gen_ai.usage.cost")
+        if cost is None:
+            assert observation.total_cost is None
+        else:
+            assert isinstance(cost, float)
+            assert observation.total_cost is not None
+            assert abs(observation.total_cost - Decimal(repr(cost))) < Decimal("1e-12")
