@@ -163,6 +163,30 @@ def tool_definitions(tools: Any, api_client: Any = None) -> list[dict[str, Any]]
     return [definition for definition in result if definition.get("name")]
 
 
+def interaction_tool_definitions(tools: Any) -> list[dict[str, Any]]:
+    """An Interactions API request's ``tools`` as GenAI tool definitions: its functions are
+    already ``{"type": "function", "name", "description", "parameters"}``; a built-in tool
+    (``{"type": "google_search"}``, ...) is named after its type."""
+    result: list[dict[str, Any]] = []
+    for tool in tools or ():
+        kind = field(tool, "type")
+        if not isinstance(kind, str) or not kind:
+            continue
+        if kind != "function":
+            result.append({"type": kind, "name": kind})
+            continue
+        name = field(tool, "name")
+        if not isinstance(name, str) or not name:
+            continue
+        definition: dict[str, Any] = {"type": "function", "name": name}
+        for key in ("description", "parameters"):
+            value = field(tool, key)
+            if value is not None:
+                definition[key] = value
+        result.append(definition)
+    return result
+
+
 def tool_definitions_json(definitions: list[dict[str, Any]], max_length: int) -> str | None:
     """JSON of ``definitions`` within ``max_length`` characters: parameters are dropped
     first, then trailing definitions; never a cut string (Langfuse drops an array it cannot
