@@ -44,6 +44,8 @@ GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
 GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
 GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
 GEN_AI_SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"
+# Content capture only: the tools a generation offered the model (a JSON array).
+GEN_AI_TOOL_DEFINITIONS: Final = "gen_ai.tool.definitions"
 
 # Usage. input_tokens counts ALL input (cached and tool-use prompt tokens included);
 # output_tokens counts ALL output (thinking included). The detail counts are subsets.

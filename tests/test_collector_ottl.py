@@ -240,6 +240,24 @@ CASES: list[Case] = [
         None,
     ),
     (
+        # An unpriced span gets its usage buckets too (not Langfuse's own parse of
+        # gen_ai.usage.*, which counts per-modality counts again), units included.
+        "unknown model with per-modality counts, images and video",
+        {
+            "gen_ai.request.model": "gpt-4o",
+            "gen_ai.usage.input_tokens": 100,
+            "gen_ai.usage.cache_read.input_tokens": 20,
+            "gen_ai.usage.output_tokens": 60,
+            "gen_ai.usage.reasoning.output_tokens": 10,
+            "gen_ai.usage.text.input_tokens": 100,
+            "gen_ai.usage.text.output_tokens": 50,
+            "otel_gemini.usage.image.output_count": 2,
+            "otel_gemini.usage.video.output_seconds": 7.6,
+        },
+        None,
+        None,
+    ),
+    (
         "unknown response model, known request model",
         {
             "gen_ai.response.model": "gemini-9-ultra",

@@ -168,3 +168,38 @@ def test_modes_switch_at_runtime(fake_langfuse: FakeLangfuse) -> None:
     assert post(fake_langfuse, otlp(1, attributes={"poison": "yes"})).status_code == 400
     assert post(fake_langfuse, otlp(2)).status_code == 200
     assert [request.status for request in fake_langfuse.requests] == [429, 503, 503, 400, 200]
+
+
+def test_observations_keep_the_last_copy_of_each_span_and_read_event_attributes(
+    fake_langfuse: FakeLangfuse,
+) -> None:
+    # A re-sent span collapses to one observation (storage keeps one per span id and start).
+    post(fake_langfuse, otlp(1, attributes={"gen_ai.request.model": "first"}))
+    post(fake_langfuse, otlp(1, attributes={"gen_ai.request.model": "second"}))
+    messages = json.dumps([{"role": "user", "parts": [{"type": "text", "content": "Hi"}]}])
+    span = Span(
+        trace_id=TRACE_ID,
+        span_id=(2).to_bytes(8, "big"),
+        parent_span_id=(1).to_bytes(8, "big"),
+        name="with an event",
+        events=[
+            Span.Event(
+                name="gen_ai.client.inference.operation.details",
+                attributes=[
+                    KeyValue(key="gen_ai.input.messages", value=AnyValue(string_value=messages))
+                ],
+            )
+        ],
+    )
+    request = ExportTraceServiceRequest(
+        resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[span])])]
+    )
+    post(fake_langfuse, request.SerializeToString())
+    fake_langfuse.wait_for_spans(3)
+
+    root, child = fake_langfuse.observations()
+    assert (root.model, root.type, root.parent_id) == ("second", "GENERATION", None)
+    assert child.input == json.loads(messages)
+    assert fake_langfuse.spans[-1].event_attributes == ({"gen_ai.input.messages": messages},)
+    (trace,) = fake_langfuse.traces()
+    assert trace.root == root and trace.observations == (root, child)

@@ -707,6 +707,14 @@ def test_suppress_instrumentation_and_uninstrument(
     assert recorded.spans() == []
 
 
+WEATHER_TOOL = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+
+
 def test_content_capture_records_input_instructions_and_output(
     fake_gemini: FakeGemini, recorded: Recorded
 ) -> None:
@@ -715,7 +723,10 @@ def test_content_capture_records_input_instructions_and_output(
         client = fake_gemini.client()
         fake_gemini.add_interaction("Bonjour", usage=USAGE)
         client.interactions.create(
-            model=MODEL, input="Say hello in French", system_instruction="Be brief."
+            model=MODEL,
+            input="Say hello in French",
+            system_instruction="Be brief.",
+            tools=[WEATHER_TOOL, {"type": "google_search"}],
         )
         fake_gemini.add_interaction(["Bon", "jour"], usage=USAGE)
         for _ in client.interactions.create(
@@ -753,6 +764,12 @@ def test_content_capture_records_input_instructions_and_output(
             "finish_reason": "stop",
         }
     ]
+    # The tools offered, as GenAI tool definitions (each named: Langfuse requires it).
+    assert json.loads(plain["gen_ai.tool.definitions"]) == [
+        WEATHER_TOOL,
+        {"type": "google_search", "name": "google_search"},
+    ]
+    assert "gen_ai.tool.definitions" not in streamed
     assert json.loads(streamed["gen_ai.input.messages"]) == [
         {
             "role": "user",

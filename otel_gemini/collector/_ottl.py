@@ -611,4 +611,31 @@ def _write_attributes(version: str, per_minute: bool) -> list[str]:
         f'set({_attr(attrs.LANGFUSE_USAGE_DETAILS)}, Concat([{usage_json}, "\\"total\\":",'
         f' String({units}), "}}"], "")) where {priced}'
     )
+    return out + _unpriced_usage_details(found, empty, missing)
+
+
+def _unpriced_usage_details(found: str, empty: str, missing: str) -> list[str]:
+    """``usage_details`` of a span with usage but no price (pricing/_buckets.usage_buckets:
+    every non-zero token bucket, then images and video seconds): without it Langfuse would
+    parse ``gen_ai.usage.*`` itself and count the per-modality counts again in the total."""
+    unpriced = f"{empty} == false and ({found} == nil or {missing} == true)"
+    usage_json, units = _c("ud"), _c("units")
+    images, video = _u("output_images"), _u("output_video_seconds")
+    out = [f'set({usage_json}, "{{") where {unpriced}', f"set({units}, 0) where {unpriced}"]
+    counts = [(bucket, _n(bucket), f"{_n(bucket)} > 0") for bucket in TOKEN_BUCKETS]
+    counts += [
+        ("output_image_count", images, f"{images} > 0"),
+        ("output_video_seconds", f"Int({video} + 0.5)", f"{video} > 0.0"),
+    ]
+    for bucket, count, nonzero in counts:
+        has, key = f"{nonzero} and {unpriced}", _quote(f'"{bucket}":')
+        out.append(
+            f'set({usage_json}, Concat([{usage_json}, {key}, String({count}), ","], ""))'
+            f" where {has}"
+        )
+        out.append(f"set({units}, {units} + {count}) where {has}")
+    out.append(
+        f'set({_attr(attrs.LANGFUSE_USAGE_DETAILS)}, Concat([{usage_json}, "\\"total\\":",'
+        f' String({units}), "}}"], "")) where {unpriced} and {usage_json} != "{{"'
+    )
     return out

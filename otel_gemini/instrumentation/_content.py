@@ -123,6 +123,86 @@ def candidate_parts(response: Any) -> list[Any]:
     return _content_parts(field(candidates[0], "content"))
 
 
+def _function_definition(declaration: Any) -> dict[str, Any]:
+    definition: dict[str, Any] = {"type": "function", "name": field(declaration, "name")}
+    description = field(declaration, "description")
+    if description:
+        definition["description"] = description
+    parameters = field(declaration, "parameters_json_schema")
+    if parameters is None:
+        schema = field(declaration, "parameters")
+        dump = getattr(schema, "model_dump", None)
+        parameters = dump(mode="json", exclude_none=True) if dump is not None else schema
+    if parameters is not None:
+        definition["parameters"] = parameters
+    return definition
+
+
+def tool_definitions(tools: Any, api_client: Any = None) -> list[dict[str, Any]]:
+    """A request's ``config.tools`` as GenAI tool definitions (``{"type", "name", ...}``).
+
+    Python functions (automatic function calling) are declared the way the SDK declares
+    them; a built-in tool (Google Search, code execution, ...) is named after its field, so
+    that every definition has the name Langfuse requires of each entry. Anything else (an
+    MCP session, say) is left out."""
+    from google.genai import _transformers
+
+    result: list[dict[str, Any]] = []
+    for origin in tools or ():
+        try:
+            tool = _transformers.t_tool(api_client, origin)
+        except Exception:  # an SDK that cannot declare it would fail the request itself
+            continue
+        if not isinstance(tool, types.Tool):
+            continue
+        for declaration in tool.function_declarations or ():
+            result.append(_function_definition(declaration))
+        for name in type(tool).model_fields:
+            if name != "function_declarations" and getattr(tool, name) is not None:
+                result.append({"type": name, "name": name})
+    return [definition for definition in result if definition.get("name")]
+
+
+def interaction_tool_definitions(tools: Any) -> list[dict[str, Any]]:
+    """An Interactions API request's ``tools`` as GenAI tool definitions: its functions are
+    already ``{"type": "function", "name", "description", "parameters"}``; a built-in tool
+    (``{"type": "google_search"}``, ...) is named after its type."""
+    result: list[dict[str, Any]] = []
+    for tool in tools or ():
+        kind = field(tool, "type")
+        if not isinstance(kind, str) or not kind:
+            continue
+        if kind != "function":
+            result.append({"type": kind, "name": kind})
+            continue
+        name = field(tool, "name")
+        if not isinstance(name, str) or not name:
+            continue
+        definition: dict[str, Any] = {"type": "function", "name": name}
+        for key in ("description", "parameters"):
+            value = field(tool, key)
+            if value is not None:
+                definition[key] = value
+        result.append(definition)
+    return result
+
+
+def tool_definitions_json(definitions: list[dict[str, Any]], max_length: int) -> str | None:
+    """JSON of ``definitions`` within ``max_length`` characters: parameters are dropped
+    first, then trailing definitions; never a cut string (Langfuse drops an array it cannot
+    parse whole). None when not even one name fits."""
+    encoded = json.dumps(definitions, default=str, ensure_ascii=False)
+    if len(encoded) <= max_length:
+        return encoded
+    kept = [{k: v for k, v in d.items() if k != "parameters"} for d in definitions]
+    while kept:
+        encoded = json.dumps(kept, default=str, ensure_ascii=False)
+        if len(encoded) <= max_length:
+            return encoded
+        kept.pop()
+    return None
+
+
 def to_limited_json(value: list[dict[str, Any]], max_length: int) -> str:
     """JSON of ``value`` no longer than ``max_length`` characters, still valid JSON."""
     encoded = json.dumps(value, default=str, ensure_ascii=False)

@@ -123,6 +123,47 @@ class GenerateContentRecorder:
         return result
 
 
+class AgentAnswerRecorder:
+    """The AFC parent's output: the final answer, with content capture only.
+
+    Never usage, model or response id: the generations under it carry those, and usage here
+    would be priced a second time. Streamed, the chunks of every hop come through; a hop
+    that ended asking for tools is not the answer, so the next hop's parts replace it.
+    """
+
+    __slots__ = ("_finish", "_parts", "_settings", "_wants_tools")
+
+    def __init__(self, settings: InstrumentationSettings) -> None:
+        self._settings = settings
+        self._parts: list[Any] = []
+        self._finish: str | None = None
+        self._wants_tools = False
+
+    def add(self, response: Any) -> None:
+        if not self._settings.capture_content:
+            return
+        parts = _content.candidate_parts(response)
+        if parts and self._wants_tools:
+            self._parts, self._finish, self._wants_tools = [], None, False
+        self._parts.extend(parts)
+        if any(field(part, "function_call") is not None for part in parts):
+            self._wants_tools = True
+        candidates = getattr(response, "candidates", None)
+        reason = getattr(candidates[0], "finish_reason", None) if candidates else None
+        if reason is not None:
+            self._finish = _finish_reason(reason)
+
+    def attributes(self) -> Mapping[str, AttributeValue]:
+        if not self._parts and self._finish is None:
+            return {}
+        message = _content.output_message(_merge_text_parts(self._parts), self._finish)
+        return {
+            attrs.GEN_AI_OUTPUT_MESSAGES: _content.to_limited_json(
+                [message], self._settings.content_max_length
+            )
+        }
+
+
 def _merge_text_parts(parts: list[Any]) -> list[Any]:
     """Join consecutive streamed text fragments into one part each."""
     merged: list[Any] = []
@@ -160,6 +201,15 @@ def input_content_attributes(
             system, settings.content_max_length
         )
     return result
+
+
+def tool_definition_attributes(
+    config: Any, settings: InstrumentationSettings, api_client: Any = None
+) -> dict[str, AttributeValue]:
+    """``gen_ai.tool.definitions`` from ``config.tools`` (content capture only)."""
+    definitions = _content.tool_definitions(field(config, "tools"), api_client)
+    encoded = _content.tool_definitions_json(definitions, settings.content_max_length)
+    return {attrs.GEN_AI_TOOL_DEFINITIONS: encoded} if definitions and encoded else {}
 
 
 def json_attribute(value: Any, max_length: int) -> str:

@@ -400,6 +400,10 @@ class InteractionWrappers(SpanWrappers):
                 into[attrs.GEN_AI_SYSTEM_INSTRUCTIONS] = _content.to_limited_json(
                     [{"type": "text", "content": system}], settings.content_max_length
                 )
+            definitions = _content.interaction_tool_definitions(field(body, "tools"))
+            encoded = _content.tool_definitions_json(definitions, settings.content_max_length)
+            if definitions and encoded:
+                into[attrs.GEN_AI_TOOL_DEFINITIONS] = encoded
         except Exception as error:
             report_internal_error("capture interaction input", error)
 

@@ -26,7 +26,10 @@ from otel_gemini._model_names import bare_model_name
 from otel_gemini.instrumentation import _content
 from otel_gemini.instrumentation import _live_resumption as resumption
 from otel_gemini.instrumentation._fields import field
-from otel_gemini.instrumentation._generate_content import request_attributes
+from otel_gemini.instrumentation._generate_content import (
+    request_attributes,
+    tool_definition_attributes,
+)
 from otel_gemini.instrumentation._instruments import Instruments
 from otel_gemini.instrumentation._internal_errors import report_internal_error
 from otel_gemini.instrumentation._live_audio import INPUT_RATE, blob_pcm, content_blobs
@@ -302,6 +305,9 @@ class InstrumentedConnection:
                 attrs.GEN_AI_OPERATION_NAME: attrs.OP_GENERATE_CONTENT,
                 attrs.LANGFUSE_OBSERVATION_TYPE: "generation",
             }
+            if settings.capture_content:
+                # Each turn is a generation offered the session's tools.
+                turn.update(tool_definition_attributes(config, settings, self._client))
             handle = field(field(config, "session_resumption"), "handle")
             resumes = None
             if isinstance(handle, str) and handle:

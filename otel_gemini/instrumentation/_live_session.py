@@ -15,12 +15,16 @@ Which turn a message belongs to:
   when another turn ends, or when the session ends.
 
 The session span carries the totals over its turns under ``otel_gemini.live.*`` (never
-``gen_ai.usage.*``): its turns are the billed generations.
+``gen_ai.usage.*``): its turns are the billed generations. With content capture on it also
+carries the conversation, each turn's input and output message in order, as its
+``gen_ai.input.messages`` / ``gen_ai.output.messages``: Langfuse takes a trace's input and
+output from its root, and the session is the root of a Live trace.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,6 +33,7 @@ from opentelemetry.util.types import AttributeValue
 
 from otel_gemini import _attributes as attrs
 from otel_gemini._trace_attributes import current_trace_attributes
+from otel_gemini.instrumentation import _content
 from otel_gemini.instrumentation import _live_resumption as resumption
 from otel_gemini.instrumentation._fields import field
 from otel_gemini.instrumentation._generate_content import json_attribute
@@ -103,6 +108,7 @@ class LiveSessionTracker:
         self._tool_calls = 0
         self._messages = 0
         self._totals: dict[str, int | float] = {}
+        self._conversation = _Conversation(instruments.settings.content_max_length)
         self._tools: dict[str, Invocation] = {}
         self._session_id: str | None = None
         self._end_reason: str | None = None
@@ -332,6 +338,7 @@ class LiveSessionTracker:
         self._add_to_totals(turn)
 
     def _add_to_totals(self, turn: LiveTurn) -> None:
+        self._conversation.add(turn)
         totals = self._totals
         for key, value in turn.final_attributes.items():
             if (
@@ -415,6 +422,44 @@ class LiveSessionTracker:
             result[attrs.LIVE_GO_AWAY_TIME_LEFT] = self._go_away_time_left
         for key, value in self._totals.items():
             result[attrs.live_usage_total(key)] = value
+        result.update(self._conversation.attributes())
+        return result
+
+
+class _Conversation:
+    """What was said in and out over a session's turns (content capture only), bounded.
+
+    Each turn's messages are already limited to ``max_length``; once either side holds that
+    much, later turns are no longer kept (the attribute could not show them anyway), so a
+    long session holds at most about twice ``max_length`` characters per side.
+    """
+
+    __slots__ = ("_inputs", "_lengths", "_max_length", "_outputs")
+
+    def __init__(self, max_length: int) -> None:
+        self._max_length = max_length
+        self._inputs: list[dict[str, Any]] = []
+        self._outputs: list[dict[str, Any]] = []
+        self._lengths = [0, 0]
+
+    def add(self, turn: LiveTurn) -> None:
+        for side, (messages, message) in enumerate(
+            ((self._inputs, turn.input_message), (self._outputs, turn.output_message))
+        ):
+            if message is not None and self._lengths[side] < self._max_length:
+                messages.append(message)
+                self._lengths[side] += len(json.dumps(message, default=str, ensure_ascii=False))
+
+    def attributes(self) -> dict[str, AttributeValue]:
+        result: dict[str, AttributeValue] = {}
+        if self._inputs:
+            result[attrs.GEN_AI_INPUT_MESSAGES] = _content.to_limited_json(
+                self._inputs, self._max_length
+            )
+        if self._outputs:
+            result[attrs.GEN_AI_OUTPUT_MESSAGES] = _content.to_limited_json(
+                self._outputs, self._max_length
+            )
         return result
 
 

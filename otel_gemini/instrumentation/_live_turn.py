@@ -68,9 +68,11 @@ class LiveTurn:
         "has_output",
         "index",
         "input_audio",
+        "input_message",
         "interrupted",
         "invocation",
         "output_audio",
+        "output_message",
         "started_at",
         "tool_calls",
         "usage",
@@ -96,6 +98,9 @@ class LiveTurn:
         self.ended_at: float | None = None
         self.tool_calls = 0
         self.final_attributes: Mapping[str, AttributeValue] = {}
+        # Content capture only: this turn's messages, for the session's input and output.
+        self.input_message: dict[str, Any] | None = None
+        self.output_message: dict[str, Any] | None = None
         self._input_ended_at: float | None = None
         self._first_audio_at: float | None = None
         self._first_output_wall: float | None = None
@@ -200,8 +205,9 @@ class LiveTurn:
         if self._input_transcript:
             inputs.append({"type": "text", "content": self._input_transcript.text()})
         if inputs:
+            self.input_message = {"role": "user", "parts": inputs}
             result[attrs.GEN_AI_INPUT_MESSAGES] = _content.to_limited_json(
-                [{"role": "user", "parts": inputs}], self._max_length
+                [self.input_message], self._max_length
             )
         outputs: list[dict[str, Any]] = []
         for transcript in (self._output_text, self._output_transcript):
@@ -211,6 +217,7 @@ class LiveTurn:
         if outputs:
             message = _content.output_message((), self.finish_reason)
             message["parts"] = outputs
+            self.output_message = message
             result[attrs.GEN_AI_OUTPUT_MESSAGES] = _content.to_limited_json(
                 [message], self._max_length
             )

@@ -26,10 +26,12 @@ from otel_gemini import _attributes as attrs
 from otel_gemini._model_names import bare_model_name
 from otel_gemini.instrumentation._fields import field
 from otel_gemini.instrumentation._generate_content import (
+    AgentAnswerRecorder,
     GenerateContentRecorder,
     input_content_attributes,
     json_attribute,
     request_attributes,
+    tool_definition_attributes,
 )
 from otel_gemini.instrumentation._instruments import Instruments
 from otel_gemini.instrumentation._internal_errors import report_internal_error
@@ -52,11 +54,19 @@ class Call(NamedTuple):
     model: str
     config: Any
     kwargs: Mapping[str, Any]
+    contents: Any = None
+    """What the user sent: ``contents``, or a chat's ``message``."""
 
 
 def models_call(instance: Any, args: Any, kwargs: Mapping[str, Any]) -> Call:
     """``Models`` / ``AsyncModels`` methods take keyword arguments only."""
-    return Call(instance._api_client, str(kwargs.get("model") or ""), kwargs.get("config"), kwargs)
+    return Call(
+        instance._api_client,
+        str(kwargs.get("model") or ""),
+        kwargs.get("config"),
+        kwargs,
+        kwargs.get("contents"),
+    )
 
 
 def models_config(instance: Any, args: Any, kwargs: Mapping[str, Any]) -> Any:
@@ -70,8 +80,10 @@ def chat_config(instance: Any, args: Any, kwargs: Mapping[str, Any]) -> Any:
 
 
 def chat_call(instance: Any, args: Any, kwargs: Mapping[str, Any]) -> Call:
+    """``Chat.send_message(message, config=None)``: the message is what the user sent."""
     config = chat_config(instance, args, kwargs)
-    return Call(instance._modules._api_client, str(instance._model), config, kwargs)
+    message = args[0] if args else kwargs.get("message")
+    return Call(instance._modules._api_client, str(instance._model), config, kwargs, message)
 
 
 RequestAttributes = Callable[[Call, InstrumentationSettings], dict[str, AttributeValue]]
@@ -96,13 +108,25 @@ def _generate_request(call: Call, settings: InstrumentationSettings) -> dict[str
     result = request_attributes(call.config)
     if settings.capture_content:
         try:
-            contents = call.kwargs.get("contents")
             result.update(
-                input_content_attributes(contents, call.config, settings, call.api_client)
+                input_content_attributes(call.contents, call.config, settings, call.api_client)
             )
+            result.update(tool_definition_attributes(call.config, settings, call.api_client))
         except Exception as error:
             report_internal_error("capture input content", error)
     return result
+
+
+def _agent_request(call: Call, settings: InstrumentationSettings) -> dict[str, AttributeValue]:
+    """The AFC parent's input, the user's own (content capture only): Langfuse takes a
+    trace's input and output from its root, and the parent is the root of an AFC trace."""
+    if not settings.capture_content:
+        return {}
+    try:
+        return input_content_attributes(call.contents, call.config, settings, call.api_client)
+    except Exception as error:
+        report_internal_error("capture agent input", error)
+        return {}
 
 
 def _images_request(call: Call, settings: InstrumentationSettings) -> dict[str, AttributeValue]:
@@ -165,7 +189,8 @@ OPERATIONS: tuple[Operation, ...] = (
             method,
             attrs.OP_INVOKE_AGENT,
             owner,
-            _no_response,
+            AgentAnswerRecorder,
+            _agent_request,
             streaming=method.endswith("_stream"),
             observation_type="agent",
             afc_parent=True,

@@ -134,3 +134,23 @@ def split_tokens(usage: Usage) -> tuple[list[tuple[str, int]], int, bool]:
     if audio_out:
         result.append((OUTPUT_AUDIO, audio_out))
     return result, total_in, clamped
+
+
+def unit_buckets(usage: Usage) -> list[tuple[str, int]]:
+    """The non-zero unit buckets of ``usage``: images generated, video seconds (rounded)."""
+    result = []
+    if usage.output_images > 0:
+        result.append((OUTPUT_IMAGE_COUNT, int(usage.output_images)))
+    if usage.output_video_seconds > 0:
+        result.append((OUTPUT_VIDEO_SECONDS, round(usage.output_video_seconds)))
+    return result
+
+
+def usage_buckets(usage: Usage) -> dict[str, int]:
+    """Every non-zero bucket of ``usage``, tokens then units, whether or not it has a price.
+
+    What ``langfuse.observation.usage_details`` carries for a span that could not be priced
+    (a priced span's buckets are the same ones, from the same two functions, via pricing).
+    """
+    tokens, _, _ = split_tokens(usage)
+    return dict(tokens + unit_buckets(usage))

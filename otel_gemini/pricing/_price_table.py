@@ -18,7 +18,7 @@ from typing import Final
 
 from otel_gemini._model_names import bare_model_name
 from otel_gemini.pricing import _cost
-from otel_gemini.pricing._buckets import split_tokens
+from otel_gemini.pricing._buckets import split_tokens, usage_buckets
 from otel_gemini.pricing._cost import Cost
 from otel_gemini.pricing._rates import Rates, bills_audio_seconds, price_usage, resolve_rates
 from otel_gemini.pricing._table_file import (
@@ -302,6 +302,7 @@ class PriceTable:
                 status=_cost.UNKNOWN_MODEL,
                 model=model,
                 prices_version=self.version,
+                details=usage_buckets(usage),
                 reason=f"no price for model {model!r}",
             )
         period = found.period_at(at_ns)
@@ -311,7 +312,9 @@ class PriceTable:
         elif tier not in period.rates:
             # A tier we have no rates for (e.g. the Interactions API's discounted "deferred")
             # is not priced as standard: that would be a silent wrong number.
-            return _unpriced(model, self.version, found, period, tier, f"service tier {tier!r}")
+            return _unpriced(
+                model, self.version, found, period, tier, f"service tier {tier!r}", usage
+            )
         tokens, prompt_tokens, clamped = split_tokens(usage)
         rates = period.rates_for(tier, prompt_tokens)
         per_second = self.audio_tokens_per_second(live=found.live if live is None else live)
@@ -321,9 +324,7 @@ class PriceTable:
         priced = price_usage(rates, tokens, usage, per_second)
         if priced.missing:
             missing = ", ".join(priced.missing)
-            return _unpriced(
-                model, self.version, found, period, tier, missing, priced.details, clamped
-            )
+            return _unpriced(model, self.version, found, period, tier, missing, usage, clamped)
         spec_period = period.spec
         return Cost(
             _cost.PRICED,
@@ -365,10 +366,13 @@ def _unpriced(
     period: PricePeriod,
     tier: str,
     missing: str,
-    details: dict[str, int] | None = None,
+    usage: Usage,
     clamped: bool = False,
 ) -> Cost:
-    """An ``unknown_model`` cost: ``found`` has no price for ``missing`` in ``period``."""
+    """An ``unknown_model`` cost: ``found`` has no price for ``missing`` in ``period``.
+
+    Its usage details are every bucket of ``usage``, the unpriced ones included: what was
+    used is known even when what it cost is not."""
     return Cost(
         status=_cost.UNKNOWN_MODEL,
         model=model,
@@ -377,7 +381,7 @@ def _unpriced(
         effective_from=period.spec.starts,
         source=period.spec.source,
         service_tier=tier,
-        details=details,
+        details=usage_buckets(usage),
         reason=f"{found.id} has no price for {missing}",
         clamped=clamped,
     )

@@ -190,24 +190,18 @@ def price_usage(
         if minute_price is not None and bucket not in details and seconds and seconds > 0:
             femto[bucket] = _per_minute(minute_price, _seconds(seconds))
             details[bucket] = 0
-    if usage.output_images > 0:
-        image_price = prices.get("per_image")
-        if image_price is None:
-            missing.append(buckets.OUTPUT_IMAGE_COUNT)
-        else:
-            count = int(usage.output_images)
-            femto[buckets.OUTPUT_IMAGE_COUNT] = _whole(
-                _EXACT.multiply(_EXACT.multiply(image_price, FEMTO_PER_USD), count)
-            )
-            details[buckets.OUTPUT_IMAGE_COUNT] = count
-    if usage.output_video_seconds > 0:
-        second_price = prices.get("per_video_second")
-        if second_price is None:
-            missing.append(buckets.OUTPUT_VIDEO_SECONDS)
-        else:
-            video = _seconds(usage.output_video_seconds)
-            femto[buckets.OUTPUT_VIDEO_SECONDS] = _whole(
-                _EXACT.multiply(_EXACT.multiply(second_price, FEMTO_PER_USD), video)
-            )
-            details[buckets.OUTPUT_VIDEO_SECONDS] = round(usage.output_video_seconds)
+    for bucket, units in buckets.unit_buckets(usage):
+        kind = "per_image" if bucket == buckets.OUTPUT_IMAGE_COUNT else "per_video_second"
+        unit_price = prices.get(kind)
+        if unit_price is None:
+            missing.append(bucket)
+            continue
+        # Video is billed by the exact seconds; its bucket shows them rounded.
+        amount = (
+            _seconds(usage.output_video_seconds)
+            if bucket == buckets.OUTPUT_VIDEO_SECONDS
+            else Decimal(units)
+        )
+        femto[bucket] = _whole(_EXACT.multiply(_EXACT.multiply(unit_price, FEMTO_PER_USD), amount))
+        details[bucket] = units
     return Priced(femto, details, tuple(missing))

@@ -33,7 +33,9 @@ class SpanPricer:
         self._inconsistent = 0
 
     def price_attributes(self, attributes: dict[str, Any], start_ns: int) -> None:
-        """Add ``gen_ai.usage.cost``, the Langfuse details and our status to ``attributes``."""
+        """Add ``gen_ai.usage.cost``, the Langfuse details and our status to ``attributes``.
+
+        Usage details go on every span with usage, priced or not; cost only on priced ones."""
         try:
             self._price(attributes, start_ns)
         except Exception as error:
@@ -61,6 +63,10 @@ class SpanPricer:
             femto = cost.total_femto or 0
             added[attrs.GEN_AI_USAGE_COST] = femto / FEMTO_PER_USD
             added[attrs.LANGFUSE_COST_DETAILS] = cost.cost_details_json()
+        if cost.usage_details:
+            # Priced or not: without it Langfuse parses gen_ai.usage.* itself, keeps each
+            # per-modality count as one more bucket and sums them all into the total (160
+            # tokens become 320). A cost it cannot know stays absent, never a false 0.
             added[attrs.LANGFUSE_USAGE_DETAILS] = cost.usage_details_json()
         # All or nothing: a failure above leaves the span unpriced, never half priced.
         attributes.update(added)

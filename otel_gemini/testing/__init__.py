@@ -2,7 +2,13 @@
 
 from otel_gemini.testing import fake_gemini
 from otel_gemini.testing.fake_gemini import *  # noqa: F403 (the names in its __all__)
-from otel_gemini.testing.fake_langfuse import FakeLangfuse, ReceivedRequest, ReceivedSpan
+from otel_gemini.testing.fake_langfuse import (
+    FakeLangfuse,
+    MappedObservation,
+    MappedTrace,
+    ReceivedRequest,
+    ReceivedSpan,
+)
 
-__all__ = ["FakeLangfuse", "ReceivedRequest", "ReceivedSpan"]
+__all__ = ["FakeLangfuse", "MappedObservation", "MappedTrace", "ReceivedRequest", "ReceivedSpan"]
 __all__ += fake_gemini.__all__

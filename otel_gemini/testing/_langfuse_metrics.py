@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Final
 
 from starlette.requests import Request
@@ -28,6 +28,7 @@ from starlette.routing import BaseRoute, Route
 
 from otel_gemini import _attributes as attrs
 from otel_gemini.testing._langfuse_app import LangfuseRoutes
+from otel_gemini.testing._langfuse_mapping import latest_copies, map_observation
 from otel_gemini.testing._langfuse_otlp import ReceivedSpan
 from otel_gemini.testing._langfuse_state import LangfuseState
 
@@ -59,15 +60,6 @@ MEASURES: Final = (
 )
 AGGREGATIONS: Final = ("sum", "avg", "count", "max", "min", "p50", "p75", "p90", "p95", "p99")
 GRANULARITIES: Final = ("minute", "hour", "day", "month")
-_GENERATION_OPERATIONS: Final = frozenset(
-    ("chat", "completion", "text_completion", "generate_content", "generate")
-)
-_TYPES: Final = {attrs.OP_EMBEDDINGS: "EMBEDDING", attrs.OP_EXECUTE_TOOL: "TOOL"}
-_MODEL_KEYS: Final = (
-    "langfuse.observation.model.name",
-    attrs.GEN_AI_RESPONSE_MODEL,
-    attrs.GEN_AI_REQUEST_MODEL,
-)
 
 
 class _Invalid(ValueError):
@@ -131,71 +123,6 @@ def _utc(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
 
 
-def _text(attributes: Mapping[str, Any], keys: Iterable[str]) -> str | None:
-    for key in keys:
-        value = attributes.get(key)
-        if isinstance(value, str) and value:
-            return value
-    return None
-
-
-def _details(value: Any) -> dict[str, Decimal] | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        document = json.loads(value, parse_float=Decimal, parse_int=Decimal)
-    except (ValueError, InvalidOperation):
-        return None
-    if not isinstance(document, dict):
-        return None
-    return {str(k): v for k, v in document.items() if isinstance(v, Decimal)}
-
-
-def _observation_type(attributes: Mapping[str, Any]) -> str:
-    declared = attributes.get(attrs.LANGFUSE_OBSERVATION_TYPE)
-    if isinstance(declared, str) and declared:
-        return declared.upper()
-    operation = attributes.get(attrs.GEN_AI_OPERATION_NAME)
-    if operation in _GENERATION_OPERATIONS:
-        return "GENERATION"
-    if isinstance(operation, str) and operation in _TYPES:
-        return _TYPES[operation]
-    if _text(attributes, _MODEL_KEYS) is not None:
-        return "GENERATION"
-    return "SPAN"
-
-
-def _usage(attributes: Mapping[str, Any]) -> dict[str, Decimal]:
-    declared = _details(attributes.get(attrs.LANGFUSE_USAGE_DETAILS))
-    if declared is not None:
-        return declared
-
-    def count(key: str) -> int:
-        value = attributes.get(key)
-        return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-    cached = count(attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS)
-    reasoning = count(attrs.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS)
-    usage = {
-        "input": Decimal(count(attrs.GEN_AI_USAGE_INPUT_TOKENS) - cached),
-        "input_cached_tokens": Decimal(cached),
-        "output": Decimal(count(attrs.GEN_AI_USAGE_OUTPUT_TOKENS) - reasoning),
-        "output_reasoning_tokens": Decimal(reasoning),
-    }
-    usage["total"] = sum(usage.values(), Decimal(0))
-    return usage
-
-
-def _costs(attributes: Mapping[str, Any]) -> dict[str, Decimal]:
-    declared = _details(attributes.get(attrs.LANGFUSE_COST_DETAILS))
-    if declared is not None:
-        return declared
-    cost = attributes.get(attrs.GEN_AI_USAGE_COST)
-    if isinstance(cost, (int, float)) and not isinstance(cost, bool):
-        return {"total": Decimal(repr(float(cost)))}
-    return {}
-
-
 def _iso_ms(value: Any) -> int | None:
     if not isinstance(value, str) or not value:
         return None
@@ -209,8 +136,12 @@ def _iso_ms(value: Any) -> int | None:
 
 
 def observation(span: ReceivedSpan) -> Observation:
-    """How Langfuse stores ``span`` (times truncated to milliseconds, as ClickHouse does)."""
+    """How Langfuse stores ``span`` (times truncated to milliseconds, as ClickHouse does).
+
+    Type, model, user, session, level, usage and cost follow Langfuse's own mapping rules
+    (:func:`otel_gemini.testing._langfuse_mapping.map_observation`)."""
     attributes = span.attributes
+    mapped = map_observation(span)
     environment = attributes.get("langfuse.environment") or span.resource.get(
         "deployment.environment.name"
     )
@@ -218,18 +149,18 @@ def observation(span: ReceivedSpan) -> Observation:
         id=span.span_id,
         trace_id=span.trace_id,
         parent_id=span.parent_span_id,
-        name=span.name,
-        type=_observation_type(attributes),
-        level="ERROR" if span.status_code == "ERROR" else "DEFAULT",
-        model=_text(attributes, _MODEL_KEYS),
-        user_id=_text(attributes, attrs.USER_ID_KEYS),
-        session_id=_text(attributes, attrs.SESSION_ID_KEYS),
+        name=mapped.name,
+        type=mapped.type,
+        level=mapped.level,
+        model=mapped.model,
+        user_id=mapped.user_id,
+        session_id=mapped.session_id,
         environment=environment if isinstance(environment, str) else "default",
         start_ms=span.start_time_unix_nano // 1_000_000,
         end_ms=span.end_time_unix_nano // 1_000_000,
         completion_start_ms=_iso_ms(attributes.get(attrs.LANGFUSE_COMPLETION_START_TIME)),
-        cost_details=_costs(attributes),
-        usage_details=_usage(attributes),
+        cost_details=dict(mapped.cost_details),
+        usage_details={key: Decimal(value) for key, value in mapped.usage_details.items()},
     )
 
 
@@ -447,10 +378,7 @@ class MetricsApi:
 
     def observations(self) -> list[Observation]:
         """The stored observations: accepted spans, the last copy of each (trace, span) id."""
-        latest: dict[tuple[str, str], ReceivedSpan] = {}
-        for span in self.spans():
-            latest[span.key] = span
-        return [observation(span) for span in latest.values()]
+        return [observation(span) for span in latest_copies(self.spans())]
 
     def wait_for_queries(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         """Blocks until ``count`` queries arrived; raises ``TimeoutError`` if not in time."""

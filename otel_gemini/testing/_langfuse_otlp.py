@@ -47,6 +47,8 @@ class ReceivedSpan:
     status_message: str = ""
     events: tuple[str, ...] = ()
     """Event names, in order."""
+    event_attributes: tuple[dict[str, AttributeValue], ...] = ()
+    """Each event's attributes, in the order of :attr:`events`."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -163,6 +165,9 @@ def received_spans(request: ExportTraceServiceRequest) -> list[ReceivedSpan]:
                         status_code=_STATUS_NAMES.get(span.status.code, str(span.status.code)),
                         status_message=span.status.message,
                         events=tuple(event.name for event in span.events),
+                        event_attributes=tuple(
+                            attributes(event.attributes) for event in span.events
+                        ),
                     )
                 )
     return spans

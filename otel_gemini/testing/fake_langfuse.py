@@ -22,6 +22,12 @@ request with 400). It serves ``GET /api/public/health`` (no auth),
 ``GET /api/public/projects`` (auth) and the Metrics API ``GET /api/public/v2/metrics``
 (auth; answers from the spans received, records the queries in :attr:`FakeLangfuse.metrics`).
 
+What Langfuse would make of the spans: :meth:`FakeLangfuse.observations` maps each one as
+Langfuse's own OTel ingestion code does (observation type, model, usage, cost, user,
+session, input/output, tool definitions) and :meth:`FakeLangfuse.traces` groups them, a
+trace's input and output taken from its root observation. The rules, and the Langfuse
+files and commit they were read from, are in :mod:`otel_gemini.testing._langfuse_mapping`.
+
 Its behaviour can be switched at any time: :meth:`up`, :meth:`refuse_connections` (the
 listening socket is closed, so clients get "connection refused"), :meth:`respond_with`
 (e.g. 500 or 503), :meth:`rate_limit` (429 with ``Retry-After``), :meth:`hang` (requests
@@ -38,6 +44,13 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from otel_gemini.testing._langfuse_app import build_app
+from otel_gemini.testing._langfuse_mapping import (
+    MappedObservation,
+    MappedTrace,
+    latest_copies,
+    map_observation,
+    map_traces,
+)
 from otel_gemini.testing._langfuse_metrics import MetricsApi
 from otel_gemini.testing._langfuse_otlp import AttributeValue, ReceivedSpan
 from otel_gemini.testing._langfuse_state import UP, LangfuseState, Mode, ReceivedRequest
@@ -48,6 +61,8 @@ __all__ = [
     "DEFAULT_SECRET_KEY",
     "AttributeValue",
     "FakeLangfuse",
+    "MappedObservation",
+    "MappedTrace",
     "ReceivedRequest",
     "ReceivedSpan",
 ]
@@ -216,6 +231,16 @@ class FakeLangfuse:
     def span_keys(self) -> set[tuple[str, str]]:
         """The distinct (trace id, span id) pairs accepted."""
         return {span.key for span in self.spans}
+
+    def observations(self) -> list[MappedObservation]:
+        """The observations Langfuse would store: one per (trace id, span id), the last copy
+        received, mapped by Langfuse's rules (see :mod:`~otel_gemini.testing._langfuse_mapping`)."""
+        return [map_observation(span) for span in latest_copies(self.spans)]
+
+    def traces(self) -> list[MappedTrace]:
+        """The traces Langfuse would show: their observations, user, session, total cost, and
+        input and output from the root observation."""
+        return map_traces(self.observations())
 
     def wait_for_spans(self, count: int, timeout: float = 10.0) -> list[ReceivedSpan]:
         """Blocks until ``count`` spans were accepted; raises ``TimeoutError`` if not in time."""
