@@ -85,7 +85,8 @@ class CostSpanProcessor(SpanProcessor):
 
     def stats(self) -> dict[str, Any]:
         """For health reports: spans by pricing status (``priced``, ``unknown_model``,
-        ``no_usage``, ``error``), errors by place, clamped usages, unknown model names."""
+        ``no_usage``, ``covered``, ``error``), errors by place, clamped usages, unknown model
+        names, and under ``coverage`` the non-zero counts of covered and held-back spans."""
         stats = self._pricer.stats()
         stats["coverage"] = self._coverage.stats()
         return stats
