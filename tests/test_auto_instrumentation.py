@@ -4,6 +4,7 @@ our spans, priced once, in Langfuse, in the cost store and in every ``OTEL_TRACE
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import subprocess
@@ -246,3 +247,61 @@ def test_beside_the_official_instrumentation_each_request_is_billed_once(
     assert stored(tmp_path) == (CALLS, CALLS * ONE_CALL)
     assert result.stderr.count("opentelemetry-instrumentation-google-genai also instruments") == 1
     assert "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=google-genai" in result.stderr
+
+
+# --- in process: what the post-instrument hook does to the configurator's provider ------------
+
+
+def test_the_configurators_exporters_get_the_priced_span_and_configure_returns_the_pipeline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    import otel_gemini
+    from otel_gemini._configure import configure_under_auto_instrumentation
+
+    # As the SDK configurator leaves it for OTEL_TRACES_EXPORTER=console: one processor.
+    provider = TracerProvider()
+    exported = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exported))
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
+    for name in (
+        "LANGFUSE_PUBLIC_KEY",
+        "LANGFUSE_SECRET_KEY",
+        "LANGFUSE_BASE_URL",
+        "LANGFUSE_HOST",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OTEL_GEMINI_COST_DB", str(tmp_path / "costs.sqlite3"))
+    telemetry = configure_under_auto_instrumentation()
+    assert telemetry is not None
+    try:
+        assert configure_under_auto_instrumentation() is None  # one pipeline per process
+        with caplog.at_level(logging.DEBUG, logger="otel_gemini"):
+            assert otel_gemini.configure() is telemetry
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+        with caplog.at_level(logging.WARNING, logger="otel_gemini"):
+            assert otel_gemini.configure(service_name="x", cost_store=False) is telemetry
+        assert "without cost_store, service_name" in caplog.text
+
+        usage = {
+            attrs.GEN_AI_OPERATION_NAME: "generate_content",
+            attrs.GEN_AI_REQUEST_MODEL: FLASH,
+            attrs.GEN_AI_USAGE_INPUT_TOKENS: 7,
+            attrs.GEN_AI_USAGE_OUTPUT_TOKENS: 5,
+        }
+        provider.get_tracer("test").start_span("priced", attributes=usage).end()
+        [span] = exported.get_finished_spans()
+        assert span.attributes is not None
+        assert Decimal(str(span.attributes[attrs.GEN_AI_USAGE_COST])) == ONE_CALL
+        assert telemetry.cost_processor.stats()["spans"] == {"priced": 1}
+    finally:
+        telemetry.shutdown()
+    assert stored(tmp_path) == (1, ONE_CALL)
+    # With the pipeline shut down, the exporter still gets spans, as it did before.
+    provider.get_tracer("test").start_span("after", attributes=usage).end()
+    assert [s.name for s in exported.get_finished_spans()] == ["priced", "after"]
+    provider.shutdown()

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +22,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanContext, TraceFlags, set_span_in_context
 
-from otel_gemini import CostSpanProcessor, GeminiInstrumentor, PriceTable
+from otel_gemini import CostSpanProcessor, GeminiInstrumentor, PriceTable, configure
 from otel_gemini import _attributes as attrs
 from otel_gemini.aggregate._rows import generation_row
 from otel_gemini.processing._coverage import Coverage
@@ -296,3 +298,28 @@ def test_the_official_instrumentation_beside_ours_bills_each_request_once(
         assert_covered(span)
     assert sum(generation_row(span) is not None for span in spans) == 3
     assert pipeline.cost_total() == pytest.approx(3 * float(COST))
+
+
+def test_telemetry_shutdown_stores_the_spans_still_held(tmp_path: Path) -> None:
+    provider = TracerProvider()
+    telemetry = configure(
+        tracer_provider=provider,
+        cost_store=tmp_path / "costs.sqlite3",
+        langfuse=False,
+        instrument=False,
+        health_probe=False,
+        environ={},
+    )
+    try:
+        tracer = provider.get_tracer(FRAMEWORK)
+        framework = tracer.start_span("framework", attributes=USAGE)
+        provider.get_tracer(OURS).start_span("ours", set_span_in_context(framework))  # open
+        framework.end()
+    finally:
+        telemetry.shutdown()
+        provider.shutdown()
+    with sqlite3.connect(tmp_path / "costs.sqlite3") as db:
+        assert db.execute("SELECT count(*), sum(cost_femto) FROM generations").fetchone() == (
+            1,
+            int(COST * 10**15),
+        )
