@@ -118,12 +118,13 @@ class CostSpanProcessor(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         released: list[Release] = []
         covered: bool | None = False
+        billed = _billed(span.attributes)
         try:
-            covered, released = self._coverage.ended(span, _billed(span.attributes))
+            covered, released = self._coverage.ended(span, billed)
         except Exception as error:
             self._pricer.report_error("coverage", error)
         if covered is not None:  # None: held back until its descendants end
-            self._forward(span, covered)
+            self._forward(span, covered, billed)
         if released:
             self._forward_released(released)
 
@@ -139,9 +140,14 @@ class CostSpanProcessor(SpanProcessor):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self._downstream.force_flush(timeout_millis)
 
-    def _forward(self, span: ReadableSpan, covered: bool) -> None:
+    def _forward(self, span: ReadableSpan, covered: bool, billed: bool = True) -> None:
         try:
-            forwarded = self._covered_copy(span) if covered else self._priced_copy(span)
+            if covered:
+                forwarded = self._covered_copy(span)
+            elif billed:
+                forwarded = self._priced_copy(span)
+            else:
+                forwarded = self._unpriced_copy(span)
         except Exception as error:
             self._pricer.report_error("pricing", error)
             forwarded = span
@@ -151,7 +157,7 @@ class CostSpanProcessor(SpanProcessor):
             self._pricer.report_error("downstream on_end", error)
 
     def _forward_released(self, released: list[Release]) -> None:
-        for span, covered in released:
+        for span, covered in released:  # all held spans: they have usage
             self._forward(span, covered)
 
     def _covered_copy(self, span: ReadableSpan) -> ReadableSpan:
@@ -161,14 +167,16 @@ class CostSpanProcessor(SpanProcessor):
         self._coverage.warn_once(span)
         return PricedSpan(span, attributes)
 
-    def _priced_copy(self, span: ReadableSpan) -> ReadableSpan:
+    def _unpriced_copy(self, span: ReadableSpan) -> ReadableSpan:
+        """A span without usage to price: a Live session span gets its turns' costs."""
         attributes = span.attributes
-        if not attributes:
-            return span
-        if USAGE_KEYS.isdisjoint(attributes) or not is_billed(attributes):
-            if is_live_session(attributes):
-                return self._live_sessions.session_copy(span)
-            return span
+        if attributes and is_live_session(attributes):
+            return self._live_sessions.session_copy(span)
+        return span
+
+    def _priced_copy(self, span: ReadableSpan) -> ReadableSpan:
+        """A span with usage, of a billed type (held spans and ``_billed`` ones only)."""
+        attributes = span.attributes or {}
         priced = CostAttributes(attributes, self._pricer, span.start_time or 0)
         if attrs.LIVE_TURN_INDEX in attributes and span.parent is not None:
             self._live_sessions.add_turn(span.parent, priced)

@@ -31,8 +31,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
-from typing import Any, Final, NamedTuple
+from typing import Final, NamedTuple
 
 from opentelemetry.sdk.trace import ReadableSpan, Span
 
@@ -85,9 +84,14 @@ class _Entry:
         self.held = False
 
 
+# A span's response id and instrumentation scope.
+_Link = tuple[str, str]
+
+
 class _Held(NamedTuple):
     span: ReadableSpan
     deadline: float
+    link: _Link | None
 
 
 def scope_name(span: ReadableSpan) -> str:
@@ -147,6 +151,7 @@ class Coverage:
             return False, []
         span_id = context.span_id
         released: list[Release] = []
+        link = _link(span) if billed else None  # read outside the lock
         with self._lock:
             entry = self._spans.get(span_id)
             if entry is None:  # not started here (the gateway's), or forgotten
@@ -155,18 +160,19 @@ class Coverage:
             fate: bool | None = False
             if billed:
                 self._cover_ancestors(entry, released)
-                if entry.covered or self._linked(span):
+                if entry.covered or self._linked(link):
                     fate = True
                 elif entry.open_children:
                     if len(self._held) < self._max_held:
                         entry.held = True
-                        self._held[span_id] = _Held(span, time.monotonic() + self._hold_seconds)
+                        deadline = time.monotonic() + self._hold_seconds
+                        self._held[span_id] = _Held(span, deadline, link)
                         self._counts["held"] += 1
                         fate = None
                     else:
                         self._counts["hold_full"] += 1
                 if fate is False:
-                    self._remember_response(span)
+                    self._remember_response(link)
             if not entry.open_children:
                 self._close(span_id, entry, released)
             if self._held:
@@ -181,7 +187,7 @@ class Coverage:
             held = list(self._held.items())
             self._held.clear()
             released = []
-            for span_id, (span, _) in held:
+            for span_id, (span, _, _) in held:
                 entry = self._spans.get(span_id)
                 covered = entry is not None and entry.covered
                 if entry is not None:
@@ -218,11 +224,11 @@ class Coverage:
                 entry.held = False
                 held = self._held.pop(span_id, None)
                 if held is not None:
-                    covered = entry.covered or self._linked(held.span)
+                    covered = entry.covered or self._linked(held.link)
                     if covered:
                         self._counts["covered"] += 1
                     else:
-                        self._remember_response(held.span)
+                        self._remember_response(held.link)
                     released.append(Release(held.span, covered))
             parent_id = entry.parent
             if parent_id is None:
@@ -240,7 +246,7 @@ class Coverage:
         released: list[Release] = []
         held = self._held
         while held:
-            span_id, (span, deadline) = next(iter(held.items()))
+            span_id, (span, deadline, _) = next(iter(held.items()))
             if deadline > now:
                 break
             del held[span_id]
@@ -251,23 +257,21 @@ class Coverage:
             released.append(Release(span, False))
         return released
 
-    def _linked(self, span: ReadableSpan) -> bool:
+    def _linked(self, link: _Link | None) -> bool:
         """Whether a span of another instrumentation with the same response id was priced."""
-        response_id = _response_id(span.attributes)
-        if response_id is None:
+        if link is None:
             return False
-        scope = self._responses.get(response_id)
+        scope = self._responses.get(link[0])
         # The same scope may repeat an id for different requests (a batch job's generations
         # carry the job's name): only another instrumentation's span is the same request.
-        return scope is not None and scope != scope_name(span)
+        return scope is not None and scope != link[1]
 
-    def _remember_response(self, span: ReadableSpan) -> None:
-        response_id = _response_id(span.attributes)
-        if response_id is None or response_id in self._responses:
+    def _remember_response(self, link: _Link | None) -> None:
+        if link is None or link[0] in self._responses:
             return
         if len(self._responses) >= self._max_response_ids:
             self._responses.popitem(last=False)
-        self._responses[response_id] = scope_name(span)
+        self._responses[link[0]] = link[1]
 
     # --- reporting ---------------------------------------------------------------------------
 
@@ -304,6 +308,7 @@ class Coverage:
             return len(self._spans)
 
 
-def _response_id(attributes: Mapping[str, Any] | None) -> str | None:
+def _link(span: ReadableSpan) -> _Link | None:
+    attributes = span.attributes
     value = attributes.get(attrs.GEN_AI_RESPONSE_ID) if attributes else None
-    return value if isinstance(value, str) and value else None
+    return (value, scope_name(span)) if isinstance(value, str) and value else None
