@@ -188,6 +188,19 @@ def test_a_held_parent_whose_descendants_report_no_usage_is_priced(pipeline: Pip
     assert pipeline.processor._coverage.tracked() == 0
 
 
+def test_our_span_is_never_held_for_an_http_span_that_outlives_it(pipeline: Pipeline) -> None:
+    from otel_gemini.instrumentation._instruments import SCOPE
+    from otel_gemini.processing._coverage import OUR_SCOPE
+
+    assert OUR_SCOPE == SCOPE
+    ours = pipeline.start(OURS, "ours", **USAGE)
+    response = pipeline.start("opentelemetry.instrumentation.httpx", "POST", ours)
+    ours.end()  # an abandoned stream: the HTTP response is closed later
+    assert_priced(pipeline.spans()["ours"])
+    response.end()
+    assert pipeline.processor._coverage.tracked() == 0
+
+
 def test_held_spans_are_bounded_in_number_and_in_time() -> None:
     pipe = _pipeline(Coverage(max_held=1, hold_seconds=0.2))
     try:

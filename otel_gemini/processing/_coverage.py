@@ -45,6 +45,10 @@ HOLD_SECONDS: Final = 120.0
 MAX_RESPONSE_IDS: Final = 10_000
 # Ancestors walked up from a span with usage; deeper nesting is not covered (priced as before).
 MAX_DEPTH: Final = 64
+# Our instrumentation's scope (otel_gemini.instrumentation._instruments.SCOPE). Its spans are the
+# ones closest to the wire: never held back, even when the app's HTTP client span below one
+# outlives it (an abandoned stream's response closes later).
+OUR_SCOPE: Final = "otel_gemini.instrumentation"
 
 
 class OtherInstrumentation(NamedTuple):
@@ -162,7 +166,7 @@ class Coverage:
                 self._cover_ancestors(entry, released)
                 if entry.covered or self._linked(link):
                     fate = True
-                elif entry.open_children:
+                elif entry.open_children and scope_name(span) != OUR_SCOPE:
                     if len(self._held) < self._max_held:
                         entry.held = True
                         deadline = time.monotonic() + self._hold_seconds
@@ -192,6 +196,8 @@ class Coverage:
                 covered = entry is not None and entry.covered
                 if entry is not None:
                     entry.held = False
+                if covered:
+                    self._counts["covered"] += 1
                 released.append(Release(span, covered))
             return released
 
