@@ -252,7 +252,6 @@ def _build(
     health_probe: bool,
     environ: Mapping[str, str],
     exporter_options: dict[str, Any],
-    adopted: tuple[SpanProcessor, ...] = (),
     auto: bool = False,
 ) -> Telemetry:
     # Everything that can fail on bad configuration comes first, before anything starts.
@@ -282,7 +281,8 @@ def _build(
 
     provider, owned = _tracer_provider(tracer_provider, service_name)
     slot = _slot_on(provider)
-    slot.adopted += adopted
+    if auto:  # the slot forwards to them from now on: no span ends with nobody to take it
+        slot.adopted += _take_span_processors(provider)
     downstream: list[SpanProcessor] = []
     if exporter is not None:
         downstream.append(exporter.span_processor())
@@ -338,29 +338,21 @@ def configure_under_auto_instrumentation() -> Telemetry | None:
     with _active_lock:
         if _active is not None:
             return None
-        current = trace.get_tracer_provider()
-        adopted = _take_span_processors(current) if isinstance(current, TracerProvider) else ()
-        try:
-            # The loader already ran the instrumentors: ours unless the user disabled it.
-            telemetry = _build(
-                service_name=None,
-                tracer_provider=None,
-                meter_provider=None,
-                prices=None,
-                langfuse=None,
-                cost_store=True,
-                instrument=False,
-                capture_content=None,
-                health_probe=True,
-                environ=os.environ,
-                exporter_options={},
-                adopted=adopted,
-                auto=True,
-            )
-        except BaseException:
-            if adopted and isinstance(current, TracerProvider):
-                _slot_on(current).adopted = adopted  # the exporters keep their spans
-            raise
+        # The loader already ran the instrumentors: ours unless the user disabled it.
+        telemetry = _build(
+            service_name=None,
+            tracer_provider=None,
+            meter_provider=None,
+            prices=None,
+            langfuse=None,
+            cost_store=True,
+            instrument=False,
+            capture_content=None,
+            health_probe=True,
+            environ=os.environ,
+            exporter_options={},
+            auto=True,
+        )
         _active = telemetry
         return telemetry
 
