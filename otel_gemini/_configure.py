@@ -408,6 +408,12 @@ class _Adopted(SpanProcessor):
         for processor in self._slot.adopted:
             processor.on_start(span, parent_context=parent_context)
 
+    def _on_ending(self, span: Span) -> None:
+        for processor in self._slot.adopted:
+            hook = getattr(processor, "_on_ending", None)
+            if hook is not None:
+                hook(span)
+
     def on_end(self, span: ReadableSpan) -> None:
         for processor in self._slot.adopted:
             processor.on_end(span)
