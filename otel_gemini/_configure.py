@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace import (
     TracerProvider,
 )
 
+from otel_gemini._langfuse_sdk import LangfuseSdkGuard
 from otel_gemini._trace_attributes import TraceAttributesSpanProcessor
 from otel_gemini.aggregate import CostStore, default_cost_db
 from otel_gemini.export import LangfuseExporter
@@ -118,6 +119,9 @@ class Telemetry:
         deadline = time.monotonic() + max(0.0, timeout)
         if self._instrumentor is not None:
             self._instrumentor.uninstrument()
+        # The Langfuse SDK's processor exports again from here on (a span ending meanwhile
+        # may reach Langfuse twice, never not at all).
+        self._slot.guard.detach()
         # Spans still waiting for their descendants go out now, while the exporter is open.
         self.cost_processor.release_held()
         # The exporter first and with the deadline: the provider's shutdown has none, and
@@ -288,6 +292,8 @@ def _build(
         fan_out.add_span_processor(processor)
     cost_processor = CostSpanProcessor(fan_out, table, meter_provider=meter_provider)
     slot.processors = (TraceAttributesSpanProcessor(), cost_processor)
+    # Beside the Langfuse SDK our spool is the one path to Langfuse (otel_gemini/_langfuse_sdk.py).
+    slot.guard.attach(exporter.public_key if exporter is not None else None, lambda: slot.adopted)
 
     instrumentor: GeminiInstrumentor | None = None
     if instrument:
@@ -441,8 +447,11 @@ class _PipelineSlot(SpanProcessor):
     (tests, reloads) never leaves closed pipelines copying every span.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, provider: TracerProvider) -> None:
         self.processors: tuple[SpanProcessor, ...] = ()
+        # Stops the Langfuse SDK's span processor exporting what the pipeline delivers; it
+        # may be added after us (a lazy get_client()), so every span start and end checks.
+        self.guard = LangfuseSdkGuard(provider)
         # Processors taken off the provider to sit behind the cost processor (under
         # opentelemetry-instrument: its OTEL_TRACES_EXPORTER exporters). With no pipeline
         # configured they get the spans directly, as they did before.
@@ -452,6 +461,7 @@ class _PipelineSlot(SpanProcessor):
         return self.processors or self.adopted
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        self.guard.check()
         for processor in self._current():
             processor.on_start(span, parent_context=parent_context)
 
@@ -462,6 +472,7 @@ class _PipelineSlot(SpanProcessor):
                 hook(span)
 
     def on_end(self, span: ReadableSpan) -> None:
+        self.guard.check()
         for processor in self._current():
             processor.on_end(span)
 
@@ -481,7 +492,7 @@ _slots: weakref.WeakKeyDictionary[TracerProvider, _PipelineSlot] = weakref.WeakK
 def _slot_on(provider: TracerProvider) -> _PipelineSlot:
     slot = _slots.get(provider)
     if slot is None:
-        slot = _slots[provider] = _PipelineSlot()
+        slot = _slots[provider] = _PipelineSlot(provider)
         provider.add_span_processor(slot)
     return slot
 
