@@ -170,6 +170,7 @@ def test_modes_switch_at_runtime(fake_langfuse: FakeLangfuse) -> None:
     assert [request.status for request in fake_langfuse.requests] == [429, 503, 503, 400, 200]
 
 
+@pytest.mark.allow_duplicate_spans  # re-sends a span on purpose
 def test_observations_keep_the_last_copy_of_each_span_and_read_event_attributes(
     fake_langfuse: FakeLangfuse,
 ) -> None:
@@ -203,3 +204,12 @@ def test_observations_keep_the_last_copy_of_each_span_and_read_event_attributes(
     assert fake_langfuse.spans[-1].event_attributes == ({"gen_ai.input.messages": messages},)
     (trace,) = fake_langfuse.traces()
     assert trace.root == root and trace.observations == (root, child)
+
+
+def test_a_span_id_received_twice_is_reported(fake_langfuse: FakeLangfuse) -> None:
+    post(fake_langfuse, otlp(1, 2))
+    post(fake_langfuse, otlp(2))
+    fake_langfuse.wait_for_spans(3)
+    assert fake_langfuse.duplicate_span_ids == {(TRACE_ID.hex(), (2).to_bytes(8, "big").hex()): 2}
+    fake_langfuse.reset()  # else the fixture fails this test at teardown, as it should
+    assert fake_langfuse.duplicate_span_ids == {}

@@ -113,6 +113,20 @@ class LangfuseState:
             spans.extend(batch.decoded)
         return spans
 
+    def span_key_counts(self) -> dict[tuple[str, str], int]:
+        """How many times each (trace id, span id) was accepted (ids only: nothing else is
+        decoded, so it stays cheap after large runs)."""
+        with self.lock:
+            batches = list(self.accepted)
+        counts: dict[tuple[str, str], int] = {}
+        for batch in batches:
+            for resource_spans in batch.request.resource_spans:
+                for scope_spans in resource_spans.scope_spans:
+                    for span in scope_spans.spans:
+                        key = (span.trace_id.hex(), span.span_id.hex())
+                        counts[key] = counts.get(key, 0) + 1
+        return counts
+
     def wait_for_span_count(self, count: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         with self.lock:

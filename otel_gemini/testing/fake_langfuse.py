@@ -232,6 +232,14 @@ class FakeLangfuse:
         """The distinct (trace id, span id) pairs accepted."""
         return {span.key for span in self.spans}
 
+    @property
+    def duplicate_span_ids(self) -> dict[tuple[str, str], int]:
+        """Each (trace id, span id) accepted more than once since the last :meth:`reset`, with
+        how many times. Langfuse merges such copies eventually, but its aggregates count them
+        until then: a pipeline that exports a span twice shows here. The ``fake_langfuse``
+        fixture fails a test that leaves any (unless marked ``allow_duplicate_spans``)."""
+        return {key: n for key, n in self._state.span_key_counts().items() if n > 1}
+
     def observations(self) -> list[MappedObservation]:
         """The observations Langfuse would store: one per (trace id, span id), the last copy
         received, mapped by Langfuse's rules (see :mod:`~otel_gemini.testing._langfuse_mapping`)."""

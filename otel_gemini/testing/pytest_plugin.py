@@ -74,11 +74,34 @@ def gemini_live_client(fake_gemini_live: FakeGemini) -> genai.Client:
 # --- fake Langfuse fixtures ---
 
 
+ALLOW_DUPLICATE_SPANS = "allow_duplicate_spans"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{ALLOW_DUPLICATE_SPANS}: the fake_langfuse fixture accepts a span id received twice "
+        "(at-least-once delivery on purpose, e.g. a crash with a batch in flight)",
+    )
+
+
 @pytest.fixture
-def fake_langfuse() -> Iterator[FakeLangfuse]:
-    """A fake Langfuse for one test (its own port, behaviour and recordings)."""
+def fake_langfuse(request: pytest.FixtureRequest) -> Iterator[FakeLangfuse]:
+    """A fake Langfuse for one test (its own port, behaviour and recordings).
+
+    The test fails at teardown if the fake accepted any span id twice (a double export),
+    unless it is marked ``@pytest.mark.allow_duplicate_spans``.
+    """
     with FakeLangfuse() as server:
         yield server
+        duplicates = server.duplicate_span_ids
+    if duplicates and request.node.get_closest_marker(ALLOW_DUPLICATE_SPANS) is None:
+        shown = ", ".join(f"{span}x{n}" for (_, span), n in list(duplicates.items())[:5])
+        pytest.fail(
+            f"the fake Langfuse received {len(duplicates)} span id(s) more than once "
+            f"({shown}); mark the test allow_duplicate_spans if that is intended",
+            pytrace=False,
+        )
 
 
 @pytest.fixture
