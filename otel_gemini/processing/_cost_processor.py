@@ -16,7 +16,7 @@ from otel_gemini.processing._coverage import Coverage, Release
 from otel_gemini.processing._live_session_cost import LiveSessionCosts, is_live_session
 from otel_gemini.processing._priced_span import CostAttributes, PricedSpan, plain_attributes
 from otel_gemini.processing._span_pricer import SpanPricer
-from otel_gemini.processing._span_usage import USAGE_KEYS, is_billed
+from otel_gemini.processing._span_usage import BILLED_TYPES, USAGE_KEYS, is_billed
 
 # What a covered span gets on top of its own attributes. Langfuse prices every observation
 # that names a model from its own table, whatever its type: a provided cost (zero) is what
@@ -118,9 +118,11 @@ class CostSpanProcessor(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         released: list[Release] = []
         covered: bool | None = False
-        billed = _billed(span.attributes)
+        attributes = span.attributes
+        billed = _billed(attributes)
+        declared = not billed and _declares_usage(attributes)
         try:
-            covered, released = self._coverage.ended(span, billed)
+            covered, released = self._coverage.ended(span, billed, declared)
         except Exception as error:
             self._pricer.report_error("coverage", error)
         if covered is not None:  # None: held back until its descendants end
@@ -188,3 +190,12 @@ def _billed(attributes: Mapping[str, Any] | None) -> bool:
     if not attributes:
         return False
     return not USAGE_KEYS.isdisjoint(attributes) and is_billed(attributes)
+
+
+def _declares_usage(attributes: Mapping[str, Any] | None) -> bool:
+    """Whether a span states usage or cost only in Langfuse's form, on a billed type: a
+    Langfuse SDK generation's ``update(usage_details=..., cost_details=...)``. Never priced
+    (we cannot read its buckets); covered when one of our priced spans is below it."""
+    if not attributes or attributes.get(attrs.LANGFUSE_OBSERVATION_TYPE) not in BILLED_TYPES:
+        return False
+    return attrs.LANGFUSE_USAGE_DETAILS in attributes or attrs.LANGFUSE_COST_DETAILS in attributes

@@ -58,6 +58,11 @@ class OtherInstrumentation(NamedTuple):
     entry_point: str
 
 
+# The Langfuse Python SDK's tracer (langfuse._client.constants.LANGFUSE_TRACER_NAME): its
+# generations may state usage over ours (a user's @observe(as_type="generation")).
+LANGFUSE_SDK_SCOPE: Final = "langfuse-sdk"
+
+
 # By instrumentation scope name. Frameworks (ADK, pydantic-ai) have no such switch: their
 # model-call spans are covered silently, as designed.
 OTHER_GENAI_INSTRUMENTATIONS: Final = {
@@ -147,9 +152,15 @@ class Coverage:
                     parent_entry.open_children += 1
             return self._expired() if self._held else []
 
-    def ended(self, span: ReadableSpan, billed: bool) -> tuple[bool | None, list[Release]]:
+    def ended(
+        self, span: ReadableSpan, billed: bool, declared: bool = False
+    ) -> tuple[bool | None, list[Release]]:
         """A span ended. Returns its fate — ``True`` covered, ``False`` priced as before,
-        ``None`` held back — and the held spans this end releases."""
+        ``None`` held back — and the held spans this end releases.
+
+        ``declared``: the span is not ``billed`` but states usage or cost in Langfuse's own
+        form (a Langfuse SDK generation with ``usage_details``): covered when a descendant
+        with usage ended before it, else passed on as it is (never held, never priced)."""
         context = span.context
         if context is None:
             return False, []
@@ -177,6 +188,8 @@ class Coverage:
                         self._counts["hold_full"] += 1
                 if fate is False:
                     self._remember_response(link)
+            elif declared and entry.covered:
+                fate = True
             if not entry.open_children:
                 self._close(span_id, entry, released)
             if self._held:
@@ -282,15 +295,28 @@ class Coverage:
     # --- reporting ---------------------------------------------------------------------------
 
     def warn_once(self, span: ReadableSpan) -> None:
-        """Name the other google-genai instrumentation whose span was covered, once."""
+        """Name the other google-genai instrumentation (or the Langfuse SDK generation)
+        whose span was covered, once."""
         scope = scope_name(span)
         other = OTHER_GENAI_INSTRUMENTATIONS.get(scope)
-        if other is None:
+        if other is None and scope != LANGFUSE_SDK_SCOPE:
             return
         with self._lock:
             if scope in self._warned:
                 return
             self._warned.add(scope)
+        if other is None:
+            _logger.warning(
+                'otel-gemini: a Langfuse SDK generation (%r: @observe(as_type="generation") '
+                'or start_observation(as_type="generation")) reports usage for Gemini '
+                "requests otel-gemini already priced below it, so Langfuse would show each "
+                "request as two generations. otel-gemini keeps its own span as the generation "
+                "and marks the SDK's one otel_gemini.cost.status=covered (type span, no cost). "
+                "To avoid the second generation, wrap Gemini calls in @observe() (a span) and "
+                "leave usage and cost to otel-gemini (docs/langfuse.md). Logged once.",
+                span.name,
+            )
+            return
         _logger.warning(
             "otel-gemini: %s also instruments google-genai, so each Gemini request has two "
             "spans. otel-gemini prices its own (closest to the wire) and marks the other "
