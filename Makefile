@@ -7,9 +7,12 @@ OLDEST_GENAI ?= 1.20.0
 # The last google-genai with the first generated Interactions client (1.55 to 2.8); CI runs
 # the instrumentation tests against it as well, in the oldest's venv.
 INTERACTIONS_V1_GENAI ?= 2.8.0
+# The oldest Langfuse SDK our dependency range allows (no span filter, no propagate_attributes);
+# CI runs the tests beside the SDK against it too, in the oldest's venv.
+OLDEST_LANGFUSE ?= 3.0.0
 BIN = $(VENV)/bin
 
-.PHONY: demo test test-oldest test-interactions-v1 lint bench install clean collector
+.PHONY: demo test test-oldest test-interactions-v1 test-langfuse-oldest lint bench install clean collector
 
 $(BIN)/otel-gemini: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +30,7 @@ demo: install
 test: install collector
 	$(BIN)/python -m pytest -q -n 2 tests
 	$(MAKE) test-interactions-v1
+	$(MAKE) test-langfuse-oldest
 
 ## The OpenTelemetry Collector the collector tests run (built once, then cached) and the
 ## Node.js test app's packages.
@@ -43,6 +47,11 @@ test-oldest:
 test-interactions-v1: test-oldest
 	$(OLDEST_VENV)/bin/pip install -q 'google-genai==$(INTERACTIONS_V1_GENAI)'
 	$(OLDEST_VENV)/bin/python -m pytest -q -n 2 -m genai tests
+
+test-langfuse-oldest:
+	$(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/pip install -q -e '.[dev]' 'langfuse==$(OLDEST_LANGFUSE)'
+	$(OLDEST_VENV)/bin/python -m pytest -q -n 2 -m langfuse_sdk tests
 
 lint: install
 	$(BIN)/ruff check otel_gemini tests benchmarks

@@ -28,7 +28,7 @@ from otel_gemini import _attributes as attrs
 from otel_gemini.testing import FakeGemini, FakeLangfuse, ScriptedUsage
 from otel_gemini.testing._langfuse_mapping import MappedObservation
 
-pytestmark = pytest.mark.genai
+pytestmark = [pytest.mark.genai, pytest.mark.langfuse_sdk]
 
 REPO = Path(__file__).resolve().parents[1]
 FLASH = "gemini-2.5-flash"
