@@ -84,10 +84,11 @@ class LangfuseSdkGuard:
         ``extra`` lists processors it took off the provider (they get spans through it)."""
         self.public_key = public_key
         self._extra = extra
+        known = self._processors()  # guarded under an earlier pipeline: described here
         with self._lock:
             self._seen = None
-        self.check()
-        for processor in self._processors():
+        self.check()  # describes the ones it finds
+        for processor in known:
             self._describe(processor)
 
     def detach(self) -> None:

@@ -283,8 +283,33 @@ def test_an_sdk_processor_added_after_configure_exports_nothing_of_ours_until_sh
     provider.shutdown()
 
 
-def test_an_sdk_processor_for_another_project_is_left_alone(
-    fake_langfuse: FakeLangfuse, tmp_path: Path
+def test_an_sdk_processor_found_at_configure_is_named_once_and_exports_nothing_of_ours(
+    fake_langfuse: FakeLangfuse, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider = TracerProvider()
+    processor = sdk_processor(fake_langfuse)
+    provider.add_span_processor(processor)  # type: ignore[arg-type]  # get_client() first
+    caplog.set_level(logging.INFO, logger="otel_gemini")
+    telemetry = configure(
+        tracer_provider=provider,
+        cost_store=False,
+        health_probe=False,
+        instrument=False,
+        spool_dir=tmp_path / "spool",
+        environ=fake_langfuse.environment(),
+    )
+    with provider.get_tracer("app").start_as_current_span("chat") as span:
+        span.set_attribute(attrs.GEN_AI_OPERATION_NAME, "chat")
+    assert telemetry.force_flush(timeout=10)
+    assert processor.force_flush(5000)  # type: ignore[attr-defined]
+    assert [s.name for s in fake_langfuse.spans] == ["chat"]
+    assert len([r for r in caplog.records if "beside the Langfuse SDK" in r.message]) == 1
+    telemetry.shutdown()
+    provider.shutdown()
+
+
+def test_with_export_off_the_sdk_processor_exports_as_it_would_alone(
+    fake_langfuse: FakeLangfuse,
 ) -> None:
     provider = TracerProvider()
     processor = sdk_processor(fake_langfuse)
@@ -301,6 +326,31 @@ def test_an_sdk_processor_for_another_project_is_left_alone(
     assert processor.force_flush(5000)  # type: ignore[attr-defined]
     assert [s.name for s in fake_langfuse.spans] == ["chat"]  # nobody else delivers it
     telemetry.shutdown()
+    provider.shutdown()
+
+
+def test_an_sdk_processor_for_another_project_is_left_alone(
+    fake_langfuse: FakeLangfuse, tmp_path: Path
+) -> None:
+    provider = TracerProvider()
+    processor = sdk_processor(fake_langfuse)
+    provider.add_span_processor(processor)  # type: ignore[arg-type]
+    with FakeLangfuse(public_key="pk-lf-other-project") as ours:
+        telemetry = configure(
+            tracer_provider=provider,
+            cost_store=False,
+            health_probe=False,
+            instrument=False,
+            spool_dir=tmp_path / "spool",
+            environ=ours.environment(),
+        )
+        with provider.get_tracer("app").start_as_current_span("chat") as span:
+            span.set_attribute(attrs.GEN_AI_OPERATION_NAME, "chat")
+        assert telemetry.force_flush(timeout=10)
+        assert processor.force_flush(5000)  # type: ignore[attr-defined]
+        assert [s.name for s in ours.spans] == ["chat"]
+        telemetry.shutdown()
+    assert [s.name for s in fake_langfuse.spans] == ["chat"]  # each project gets its spans
     provider.shutdown()
 
 

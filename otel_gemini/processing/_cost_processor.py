@@ -62,6 +62,8 @@ class CostSpanProcessor(SpanProcessor):
     is *covered*: ``otel_gemini.cost.status=covered``, its usage kept, no cost, and no row,
     metric or Langfuse cost (see ``docs/costs.md``). Only the span closest to the wire is
     priced. A span with usage that ends before its descendants is held back until they end.
+    A Langfuse SDK generation stating usage only as ``langfuse.observation.usage_details`` (or
+    a cost) is never priced, but is covered the same way over a priced descendant.
     """
 
     def __init__(
