@@ -731,9 +731,7 @@ def test_direct_collector_refuses_to_start_without_langfuse_settings(
     """Without somewhere to send them, direct.yaml would queue spans on disk forever: the
     real Collector must exit at startup naming the variable, and never print the other one
     (the credentials) in its error."""
-    env = {
-        key: value for key, value in os.environ.items() if not key.startswith("LANGFUSE_")
-    }
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LANGFUSE_")}
     env.update(
         {
             "LANGFUSE_BASE_URL": "http://127.0.0.1:9",
