@@ -96,16 +96,19 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from otel_gemini._command_errors import listening_socket
+    from otel_gemini._langfuse_settings import langfuse_from_env
+    from otel_gemini.export._settings import resolve_settings
 
-    # Settings first (a bad one exits 2 from cli.main, naming it), then the port: the
-    # banner below is printed only once the address is really ours.
-    app, answers, exporter = build(args)
+    # Settings first (a bad one exits 2 from cli.main, naming it), then the port, then
+    # the exporter: nothing starts until all three are good, and the banner below is
+    # printed only once the address is really ours.
+    if langfuse_from_env() is not None and not args.no_export:
+        resolve_settings()
+    sock = listening_socket(args.host, args.port, "--port")
     try:
-        sock = listening_socket(args.host, args.port, "--port")
+        app, answers, exporter = build(args)
     except BaseException:
-        answers.close()
-        if exporter is not None:
-            exporter.shutdown(0)
+        sock.close()
         raise
     port = sock.getsockname()[1]
     print(
