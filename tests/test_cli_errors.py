@@ -251,3 +251,11 @@ def test_health_of_a_url_that_is_not_a_health_endpoint_says_so(
         outcome = run(["health", "--url", f"{langfuse.base_url}/nope"])
     message = assert_one_line(outcome, "health", "/nope", 3)
     assert "is not an otel-gemini health endpoint (HTTP 404" in message
+
+
+def test_help_documents_the_exit_statuses(run: Callable[..., Outcome]) -> None:
+    outcome = run(["--help"])
+    assert outcome.code == 0
+    assert "exit status:" in outcome.stdout
+    for line in ("0    done", "1    a runtime failure", "2    a usage or configuration error"):
+        assert line in outcome.stdout
