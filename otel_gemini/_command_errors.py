@@ -77,6 +77,9 @@ def listening_socket(host: str, port: int, option: str) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
         sock.listen(2048)
+    except socket.gaierror as error:  # the host, not the port, is what cannot be used
+        sock.close()
+        raise CommandError(f"--host {host}: cannot listen there: {error.strerror}") from None
     except OSError as error:
         sock.close()
         if error.errno == errno.EADDRINUSE:

@@ -231,6 +231,8 @@ def test_a_taken_port_is_named_before_anything_is_announced(
         (["costs", "--source", "elsewhere"], "--source"),
         (["demo", "--langfuse", "maybe"], "--langfuse"),
         (["health", "--timeout", "soon"], "--timeout"),
+        (["health", "--url", "http://[::1"], "--url"),
+        (["serve", "--host", "no-such-host.invalid", "--port", "0"], "--host"),
     ],
     ids=lambda value: value if isinstance(value, str) else "-".join(value[:2]),
 )

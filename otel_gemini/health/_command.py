@@ -47,10 +47,15 @@ def run(args: argparse.Namespace) -> int:
 def _from_server(url: str, timeout: float, as_json: bool) -> int:
     import httpx
 
+    from otel_gemini._command_errors import CommandError
     from otel_gemini._suppress import suppress_instrumentation
     from otel_gemini.health._app import HEALTH_ENDPOINT
 
-    if httpx.URL(url).path in ("", "/"):
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as error:
+        raise CommandError(f"--url {url!r} is not a URL: {error}") from None
+    if parsed.path in ("", "/"):
         url = url.rstrip("/") + HEALTH_ENDPOINT
     try:
         # Under opentelemetry-instrument, our GET would be a span of the command's own.
