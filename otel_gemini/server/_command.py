@@ -119,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        server = uvicorn.Server(uvicorn.Config(app, log_level=args.log_level))
+        config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)
+        server = uvicorn.Server(config)  # config.host/port: only for its "running on" log
         with contextlib.suppress(KeyboardInterrupt):
             # uvicorn re-raises the Ctrl-C / SIGINT it shut down on once it is done
             # (uvicorn.run swallows it the same way): a clean stop, exit 0.
