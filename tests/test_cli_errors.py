@@ -261,3 +261,14 @@ def test_help_documents_the_exit_statuses(run: Callable[..., Outcome]) -> None:
     assert "exit status:" in outcome.stdout
     for line in ("0    done", "1    a runtime failure", "2    a usage or configuration error"):
         assert line in outcome.stdout
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["gateway", "--grpc-port", "0", "--http-port", "0"], ["serve", "--port", "0"]],
+    ids=lambda argv: argv[0],
+)
+def test_a_bad_spool_size_is_one_line_exit_2(argv: list[str], run: Callable[..., Outcome]) -> None:
+    environment = {**KEYS, "OTEL_GEMINI_SPOOL_MAX_BYTES": "lots"}
+    outcome = run(argv, environment)
+    assert_one_line(outcome, argv[0], "OTEL_GEMINI_SPOOL_MAX_BYTES", 2)
