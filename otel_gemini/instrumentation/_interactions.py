@@ -241,6 +241,14 @@ class InteractionRecorder:
         return result
 
 
+_STREAM_KEYS = (
+    attrs.STREAM_COMPLETED,
+    attrs.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK,
+    attrs.LANGFUSE_COMPLETION_START_TIME,
+)
+"""What a streamed request's span learns of its stream, an agent's generation child too."""
+
+
 def _agent_generation(attributes: Mapping[str, AttributeValue]) -> dict[str, AttributeValue]:
     """The request attributes of the generation an agent's request bills: the agent's (its
     name says what ran when the response names no model) under an inference operation
@@ -395,12 +403,15 @@ class InteractionWrappers(SpanWrappers):
             # ``attributes`` now holds the trace attributes the Invocation stamped too.
             span_name, attributes = attrs.OP_GENERATE_CONTENT, _agent_generation(attributes)
             if recorder.has_usage:
-                # Billed by this request: the generation spans the same time as the request.
+                # Billed by this request: the generation spans the same time as the request,
+                # and a stream's first-chunk time is its too (Langfuse shows it on generations).
+                generation = recorder.generation_attributes()
+                generation.update((key, result[key]) for key in _STREAM_KEYS if key in result)
                 end_time = getattr(invocation.span, "end_time", None)
                 record_generation(
                     self._instruments,
                     pending_generation(span_name, attributes, invocation),
-                    recorder.generation_attributes(),
+                    generation,
                     None,
                     None,
                     ended_ns=end_time if isinstance(end_time, int) else None,
