@@ -126,11 +126,15 @@ USER_ID_KEYS: Final = (LANGFUSE_USER_ID, USER_ID)
 SESSION_ID_KEYS: Final = (LANGFUSE_SESSION_ID, SESSION_ID, GEN_AI_CONVERSATION_ID)
 
 # --- otel_gemini.* (project-specific) -------------------------------------------------------
-COST_STATUS: Final = "otel_gemini.cost.status"  # priced | unknown_model | no_usage
+# priced | unknown_model | no_usage | covered
+COST_STATUS: Final = "otel_gemini.cost.status"
 PRICES_VERSION: Final = "otel_gemini.prices.version"
 COST_STATUS_PRICED: Final = "priced"
 COST_STATUS_UNKNOWN_MODEL: Final = "unknown_model"
 COST_STATUS_NO_USAGE: Final = "no_usage"
+# Another span describing the same billed request (a descendant closer to the wire, or one
+# with the same response id) is priced: this one keeps its usage and is counted nowhere.
+COST_STATUS_COVERED: Final = "covered"
 # The price-table entry (model family id) that priced the span, e.g. "gemini-2.5-flash".
 PRICES_MODEL: Final = "otel_gemini.prices.model"
 

@@ -64,6 +64,7 @@ class Telemetry:
         cost_store: CostStore | None,
         health_reporter: HealthReporter,
         instrumentor: GeminiInstrumentor | None,
+        auto: bool = False,
     ) -> None:
         self.tracer_provider: TracerProvider = tracer_provider
         self.cost_processor: CostSpanProcessor = cost_processor
@@ -78,6 +79,7 @@ class Telemetry:
         self._owns_tracer_provider = owns_tracer_provider
         self._slot = slot
         self._instrumentor = instrumentor
+        self._auto = auto  # set up by opentelemetry-instrument, not by the app
         self._lock = threading.Lock()
         self._shut_down = False
 
@@ -115,6 +117,8 @@ class Telemetry:
         deadline = time.monotonic() + max(0.0, timeout)
         if self._instrumentor is not None:
             self._instrumentor.uninstrument()
+        # Spans still waiting for their descendants go out now, while the exporter is open.
+        self.cost_processor.release_held()
         # The exporter first and with the deadline: the provider's shutdown has none, and
         # reaches the exporter again only once it is already closed (a no-op).
         if self.exporter is not None:
@@ -177,11 +181,29 @@ def configure(
     default path), a path, or ``False``. ``capture_content`` overrides
     ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
 
-    A second call while a pipeline is configured logs a warning and returns that one.
+    A second call while a pipeline is configured logs a warning and returns that one. Under
+    ``opentelemetry-instrument``, which configures the pipeline before the app runs (see
+    ``docs/configuration.md``), the app's own call returns that pipeline: quietly, or with a
+    warning naming the arguments it did not apply.
     """
     global _active
     with _active_lock:
         if _active is not None:
+            if _active._auto:
+                _warn_if_ignored(
+                    service_name=service_name,
+                    tracer_provider=tracer_provider,
+                    meter_provider=meter_provider,
+                    prices=prices,
+                    langfuse=langfuse,
+                    cost_store=cost_store if cost_store is not True else None,
+                    instrument=None if instrument else False,
+                    capture_content=capture_content,
+                    health_probe=None if health_probe else False,
+                    environ=environ,
+                    **exporter_options,
+                )
+                return _active
             _logger.warning(
                 "otel_gemini.configure() was called again; keeping the pipeline already "
                 "configured (call its shutdown() first to configure a new one)"
@@ -217,6 +239,7 @@ def _build(
     health_probe: bool,
     environ: Mapping[str, str],
     exporter_options: dict[str, Any],
+    auto: bool = False,
 ) -> Telemetry:
     # Everything that can fail on bad configuration comes first, before anything starts.
     table = _price_table(prices, environ)
@@ -244,11 +267,16 @@ def _build(
         raise
 
     provider, owned = _tracer_provider(tracer_provider, service_name)
+    slot = _slot_on(provider)
+    if auto:  # the slot forwards to them from now on: no span ends with nobody to take it
+        slot.adopted += _take_span_processors(provider)
     downstream: list[SpanProcessor] = []
     if exporter is not None:
         downstream.append(exporter.span_processor())
     if store is not None:
         downstream.append(store)
+    if slot.adopted:
+        downstream.append(_Adopted(slot))
     if not downstream:
         _logger.info(
             "otel-gemini: Langfuse export and the cost store are both off; spans are priced "
@@ -258,7 +286,6 @@ def _build(
     for processor in downstream:
         fan_out.add_span_processor(processor)
     cost_processor = CostSpanProcessor(fan_out, table, meter_provider=meter_provider)
-    slot = _slot_on(provider)
     slot.processors = (TraceAttributesSpanProcessor(), cost_processor)
 
     instrumentor: GeminiInstrumentor | None = None
@@ -295,7 +322,114 @@ def _build(
         cost_store=store,
         health_reporter=reporter,
         instrumentor=instrumentor,
+        auto=auto,
     )
+
+
+def configure_under_auto_instrumentation() -> Telemetry | None:
+    """The pipeline ``opentelemetry-instrument`` gets (its ``opentelemetry_post_instrument``
+    hook, after the configurator and every instrumentor ran): ``configure()`` on the global
+    provider, with the span processors the configurator put there for ``OTEL_TRACES_EXPORTER``
+    moved behind the cost processor, so each exporter gets the priced span and each span is
+    priced once. ``None`` when the app's process already has a pipeline."""
+    global _active
+    with _active_lock:
+        if _active is not None:
+            return None
+        # The loader already ran the instrumentors: ours unless the user disabled it.
+        telemetry = _build(
+            service_name=None,
+            tracer_provider=None,
+            meter_provider=None,
+            prices=None,
+            langfuse=None,
+            cost_store=True,
+            instrument=False,
+            capture_content=None,
+            health_probe=True,
+            environ=os.environ,
+            exporter_options={},
+            auto=True,
+        )
+        _active = telemetry
+        return telemetry
+
+
+def _take_span_processors(provider: TracerProvider) -> tuple[SpanProcessor, ...]:
+    """Removes and returns the provider's span processors (but our slot).
+
+    The SDK has no public way to remove a processor, nor to put one in front of those a
+    configurator added; its multi-processor keeps them in a tuple replaced under its lock,
+    which is what ``add_span_processor`` does too.
+    """
+    active = getattr(provider, "_active_span_processor", None)
+    lock = getattr(active, "_lock", None)
+    current = getattr(active, "_span_processors", None)
+    if lock is None or not isinstance(current, tuple):
+        _logger.warning(
+            "otel-gemini: cannot put the cost processor in front of the OTEL_TRACES_EXPORTER "
+            "exporters on this OpenTelemetry SDK; they get unpriced spans (Langfuse and the "
+            "cost store are priced)"
+        )
+        return ()
+    with lock:
+        processors: tuple[SpanProcessor, ...] = active._span_processors  # type: ignore[union-attr]
+        kept = tuple(p for p in processors if isinstance(p, _PipelineSlot))
+        active._span_processors = kept  # type: ignore[union-attr]
+    return tuple(p for p in processors if not isinstance(p, _PipelineSlot))
+
+
+def _warn_if_ignored(**given: Any) -> None:
+    ignored = sorted(name for name, value in given.items() if value is not None)
+    if not ignored:
+        _logger.debug("otel_gemini.configure(): using the pipeline opentelemetry-instrument set up")
+        return
+    _logger.warning(
+        "otel_gemini.configure() was called under opentelemetry-instrument, which already "
+        "configured the pipeline from the environment; keeping it, without %s. Set them "
+        "through the environment (docs/configuration.md), or set "
+        "OTEL_GEMINI_AUTO_CONFIGURE=false to configure the pipeline in the app only.",
+        ", ".join(ignored),
+    )
+
+
+class _Adopted(SpanProcessor):
+    """The processors a configurator had put on the provider, fed by the cost processor.
+
+    Shutdown is the slot's (it also reaches them when no pipeline is configured).
+    """
+
+    def __init__(self, slot: _PipelineSlot) -> None:
+        self._slot = slot
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        for processor in self._slot.adopted:
+            processor.on_start(span, parent_context=parent_context)
+
+    def _on_ending(self, span: Span) -> None:
+        for processor in self._slot.adopted:
+            hook = getattr(processor, "_on_ending", None)
+            if hook is not None:
+                hook(span)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        for processor in self._slot.adopted:
+            processor.on_end(span)
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return _flush_all(self._slot.adopted, timeout_millis)
+
+
+def _flush_all(processors: tuple[SpanProcessor, ...], timeout_millis: int) -> bool:
+    deadline = time.monotonic() + max(0, timeout_millis) / 1000
+    done = True
+    for processor in processors:
+        remaining = int(max(0.0, deadline - time.monotonic()) * 1000)
+        done = processor.force_flush(remaining) and done
+    return done
 
 
 class _PipelineSlot(SpanProcessor):
@@ -308,32 +442,36 @@ class _PipelineSlot(SpanProcessor):
 
     def __init__(self) -> None:
         self.processors: tuple[SpanProcessor, ...] = ()
+        # Processors taken off the provider to sit behind the cost processor (under
+        # opentelemetry-instrument: its OTEL_TRACES_EXPORTER exporters). With no pipeline
+        # configured they get the spans directly, as they did before.
+        self.adopted: tuple[SpanProcessor, ...] = ()
+
+    def _current(self) -> tuple[SpanProcessor, ...]:
+        return self.processors or self.adopted
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        for processor in self.processors:
+        for processor in self._current():
             processor.on_start(span, parent_context=parent_context)
 
     def _on_ending(self, span: Span) -> None:
-        for processor in self.processors:
+        for processor in self._current():
             hook = getattr(processor, "_on_ending", None)
             if hook is not None:
                 hook(span)
 
     def on_end(self, span: ReadableSpan) -> None:
-        for processor in self.processors:
+        for processor in self._current():
             processor.on_end(span)
 
     def shutdown(self) -> None:
         for processor in self.processors:
             processor.shutdown()
+        for processor in self.adopted:
+            processor.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        deadline = time.monotonic() + max(0, timeout_millis) / 1000
-        done = True
-        for processor in self.processors:
-            remaining = int(max(0.0, deadline - time.monotonic()) * 1000)
-            done = processor.force_flush(remaining) and done
-        return done
+        return _flush_all(self._current(), timeout_millis)
 
 
 _slots: weakref.WeakKeyDictionary[TracerProvider, _PipelineSlot] = weakref.WeakKeyDictionary()

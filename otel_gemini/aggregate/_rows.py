@@ -105,11 +105,13 @@ def _count(value: Any) -> int:
 
 def is_generation(attributes: Mapping[str, Any]) -> bool:
     """Whether a span bills: priced by the cost processor, or a billing operation that
-    reported no usage (a failed request). Grouping spans never are."""
+    reported no usage (a failed request). Grouping spans never are, nor covered ones (another
+    span of the same request was priced and stored)."""
     if not is_billed(attributes):
         return False
-    if attrs.COST_STATUS in attributes:
-        return True
+    status = attributes.get(attrs.COST_STATUS)
+    if status is not None:
+        return bool(status != attrs.COST_STATUS_COVERED)
     return attributes.get(attrs.GEN_AI_OPERATION_NAME) in GENERATION_OPERATIONS
 
 

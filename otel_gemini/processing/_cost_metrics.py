@@ -6,7 +6,8 @@ The GenAI semantic conventions define no cost metric, so ours lives under ``otel
   model name that was priced, without resource prefix), ``gen_ai.provider.name`` and, only
   with ``metric_user_id=True``, ``user.id``;
 - ``otel_gemini.cost.spans`` (counter, ``{span}``): spans seen by the cost processor, by
-  ``otel_gemini.cost.status`` (``priced``, ``unknown_model``, ``no_usage``, ``error``).
+  ``otel_gemini.cost.status`` (``priced``, ``unknown_model``, ``no_usage``, ``covered``,
+  ``error``).
 
 Both are observable counters over running totals: the application thread only adds to a
 dictionary, and the SDK reads the totals when it collects.

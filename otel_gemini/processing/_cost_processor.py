@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Final
 
 from opentelemetry import metrics
 from opentelemetry.context import Context
@@ -11,10 +12,20 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from otel_gemini import _attributes as attrs
 from otel_gemini.pricing import PriceTable
 from otel_gemini.processing._cost_metrics import CostMetrics
+from otel_gemini.processing._coverage import Coverage, Release
 from otel_gemini.processing._live_session_cost import LiveSessionCosts, is_live_session
-from otel_gemini.processing._priced_span import CostAttributes, PricedSpan
+from otel_gemini.processing._priced_span import CostAttributes, PricedSpan, plain_attributes
 from otel_gemini.processing._span_pricer import SpanPricer
 from otel_gemini.processing._span_usage import USAGE_KEYS, is_billed
+
+# What a covered span gets on top of its own attributes. Langfuse prices every observation
+# that names a model from its own table, whatever its type: a provided cost (zero) is what
+# stops that; the type ``span`` keeps it out of generation counts and usage totals.
+_COVERED_ATTRIBUTES: Final = {
+    attrs.COST_STATUS: attrs.COST_STATUS_COVERED,
+    attrs.LANGFUSE_OBSERVATION_TYPE: "span",
+    attrs.LANGFUSE_COST_DETAILS: '{"total":0}',
+}
 
 
 class CostSpanProcessor(SpanProcessor):
@@ -44,6 +55,13 @@ class CostSpanProcessor(SpanProcessor):
 
     A Live API session span (a grouping span, never priced itself) gets the sum of its turns'
     costs as ``otel_gemini.live.cost`` and ``otel_gemini.live.cost_details`` (docs/live.md).
+
+    One billed request, one price: a span with usage over a descendant with usage (a
+    framework's model-call span over ours, the official google-genai instrumentation's span
+    over ours), or with the ``gen_ai.response.id`` of another instrumentation's priced span,
+    is *covered*: ``otel_gemini.cost.status=covered``, its usage kept, no cost, and no row,
+    metric or Langfuse cost (see ``docs/costs.md``). Only the span closest to the wire is
+    priced. A span with usage that ends before its descendants is held back until they end.
     """
 
     def __init__(
@@ -58,6 +76,7 @@ class CostSpanProcessor(SpanProcessor):
         table = prices if prices is not None else PriceTable.from_env()
         self._pricer = SpanPricer(table, CostMetrics(meter_provider, user_id=metric_user_id))
         self._live_sessions = LiveSessionCosts(self._pricer.report_error)
+        self._coverage = Coverage()
 
     @property
     def prices(self) -> PriceTable:
@@ -66,16 +85,26 @@ class CostSpanProcessor(SpanProcessor):
 
     def stats(self) -> dict[str, Any]:
         """For health reports: spans by pricing status (``priced``, ``unknown_model``,
-        ``no_usage``, ``error``), errors by place, clamped usages, unknown model names."""
-        return self._pricer.stats()
+        ``no_usage``, ``covered``, ``error``), errors by place, clamped usages, unknown model
+        names, and under ``coverage`` the non-zero counts of covered and held-back spans."""
+        stats = self._pricer.stats()
+        stats["coverage"] = self._coverage.stats()
+        return stats
 
     # --- SpanProcessor -----------------------------------------------------------------------
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
+            released = self._coverage.started(span)
+        except Exception as error:
+            self._pricer.report_error("coverage", error)
+            released = []
+        try:
             self._downstream.on_start(span, parent_context=parent_context)
         except Exception as error:
             self._pricer.report_error("downstream on_start", error)
+        if released:
+            self._forward_released(released)
 
     def _on_ending(self, span: Span) -> None:
         hook = getattr(self._downstream, "_on_ending", None)
@@ -87,8 +116,38 @@ class CostSpanProcessor(SpanProcessor):
             self._pricer.report_error("downstream _on_ending", error)
 
     def on_end(self, span: ReadableSpan) -> None:
+        released: list[Release] = []
+        covered: bool | None = False
+        billed = _billed(span.attributes)
         try:
-            forwarded = self._priced_copy(span)
+            covered, released = self._coverage.ended(span, billed)
+        except Exception as error:
+            self._pricer.report_error("coverage", error)
+        if covered is not None:  # None: held back until its descendants end
+            self._forward(span, covered, billed)
+        if released:
+            self._forward_released(released)
+
+    def shutdown(self) -> None:
+        self.release_held()
+        self._downstream.shutdown()
+
+    def release_held(self) -> None:
+        """Hands downstream the spans held back for their open descendants, decided on what
+        is known now (``shutdown`` does it; so does ``Telemetry.shutdown``)."""
+        self._forward_released(self._coverage.release_all())
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._downstream.force_flush(timeout_millis)
+
+    def _forward(self, span: ReadableSpan, covered: bool, billed: bool = True) -> None:
+        try:
+            if covered:
+                forwarded = self._covered_copy(span)
+            elif billed:
+                forwarded = self._priced_copy(span)
+            else:
+                forwarded = self._unpriced_copy(span)
         except Exception as error:
             self._pricer.report_error("pricing", error)
             forwarded = span
@@ -97,21 +156,35 @@ class CostSpanProcessor(SpanProcessor):
         except Exception as error:
             self._pricer.report_error("downstream on_end", error)
 
-    def shutdown(self) -> None:
-        self._downstream.shutdown()
+    def _forward_released(self, released: list[Release]) -> None:
+        for span, covered in released:  # all held spans: they have usage
+            self._forward(span, covered)
 
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self._downstream.force_flush(timeout_millis)
+    def _covered_copy(self, span: ReadableSpan) -> ReadableSpan:
+        attributes = plain_attributes(span.attributes or {})
+        attributes.update(_COVERED_ATTRIBUTES)
+        self._pricer.metrics.record(attrs.COST_STATUS_COVERED)
+        self._coverage.warn_once(span)
+        return PricedSpan(span, attributes)
+
+    def _unpriced_copy(self, span: ReadableSpan) -> ReadableSpan:
+        """A span without usage to price: a Live session span gets its turns' costs."""
+        attributes = span.attributes
+        if attributes and is_live_session(attributes):
+            return self._live_sessions.session_copy(span)
+        return span
 
     def _priced_copy(self, span: ReadableSpan) -> ReadableSpan:
-        attributes = span.attributes
-        if not attributes:
-            return span
-        if USAGE_KEYS.isdisjoint(attributes) or not is_billed(attributes):
-            if is_live_session(attributes):
-                return self._live_sessions.session_copy(span)
-            return span
+        """A span with usage, of a billed type (held spans and ``_billed`` ones only)."""
+        attributes = span.attributes or {}
         priced = CostAttributes(attributes, self._pricer, span.start_time or 0)
         if attrs.LIVE_TURN_INDEX in attributes and span.parent is not None:
             self._live_sessions.add_turn(span.parent, priced)
         return PricedSpan(span, priced)
+
+
+def _billed(attributes: Mapping[str, Any] | None) -> bool:
+    """Whether the processor prices a span with these attributes (usage, billed type)."""
+    if not attributes:
+        return False
+    return not USAGE_KEYS.isdisjoint(attributes) and is_billed(attributes)

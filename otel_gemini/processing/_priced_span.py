@@ -24,7 +24,8 @@ class AttributePricer(Protocol):
     def price_attributes(self, attributes: dict[str, Any], start_ns: int) -> None: ...
 
 
-def _plain(attributes: Mapping[str, Any]) -> dict[str, Any]:
+def plain_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """A plain dict copy of a span's attributes."""
     copy = getattr(attributes, "copy", None)  # BoundedAttributes and mappingproxy: a dict copy
     plain = copy() if copy is not None else None
     return plain if isinstance(plain, dict) else dict(attributes)
@@ -49,7 +50,7 @@ class CostAttributes(Mapping[str, Any]):
             pricer, start_ns = pending
             with pricer.lock:  # two exporters reading at once must not price (and count) twice
                 if self._pending is not None:
-                    priced = _plain(self._attributes)
+                    priced = plain_attributes(self._attributes)
                     pricer.price_attributes(priced, start_ns)
                     self._attributes = priced
                     self._pending = None

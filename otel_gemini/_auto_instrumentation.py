@@ -1,0 +1,44 @@
+"""``opentelemetry-instrument python app.py``: the whole pipeline with no code change.
+
+``opentelemetry-instrument`` loads a distro, a configurator (the SDK's builds the tracer
+provider and the ``OTEL_TRACES_EXPORTER`` exporters), every ``opentelemetry_instrumentor``
+(ours among them), then every ``opentelemetry_post_instrument`` entry point: ours is
+:func:`post_instrument`. Hooking in there rather than shipping a distro or a configurator
+works whichever distro and configurator the loader picked (it takes the first one found
+unless ``OTEL_PYTHON_DISTRO`` / ``OTEL_PYTHON_CONFIGURATOR`` names one, and
+``opentelemetry-distro`` registers both), and the provider exists by then.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+from typing import Final
+
+from otel_gemini._configure import configure_under_auto_instrumentation
+
+_logger = logging.getLogger("otel_gemini")
+
+ENV_AUTO_CONFIGURE: Final = "OTEL_GEMINI_AUTO_CONFIGURE"
+_OFF: Final = frozenset(("false", "0", "no", "off"))
+
+
+def post_instrument() -> None:
+    """Configures pricing, Langfuse export and the cost store on the provider
+    ``opentelemetry-instrument`` set up (``OTEL_GEMINI_AUTO_CONFIGURE=false``: not), and
+    shuts them down at exit, before the provider, so the last spans are sent."""
+    if os.environ.get(ENV_AUTO_CONFIGURE, "").strip().lower() in _OFF:
+        return
+    try:
+        telemetry = configure_under_auto_instrumentation()
+    except Exception as error:  # never stop the app from starting
+        _logger.error(
+            "otel-gemini: opentelemetry-instrument runs without pricing, Langfuse export and "
+            "the cost store: %s",
+            error,
+        )
+        return
+    if telemetry is not None:
+        # atexit runs handlers last registered first: this one before the provider's own.
+        atexit.register(telemetry.shutdown)
