@@ -8,6 +8,7 @@
 #   OTELCOL=$(collector-config/build-collector.sh) && "$OTELCOL" --config collector-config/agent.yaml
 #
 # Needs: Go (1.24 or newer) and the Go module proxy; nothing else (no Docker).
+# Exit status: 0 built (or cached), 1 failed, 2 bad argument, 3 skipped because Go is absent.
 # Cache: one binary per (builder config, ocb version, Go version), under
 #   ${OTEL_GEMINI_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/otel-gemini}/otelcol-<hash>/otelcol-gemini
 # so a second run is instant and an edit of builder-config.yaml builds a new one. Concurrent
@@ -38,8 +39,10 @@ esac
 log() { echo "build-collector.sh: $*" >&2; }
 
 if ! command -v go >/dev/null 2>&1; then
-  log "Go is not installed (needed to build the Collector)"
-  exit 1
+  # Exit status 3, distinct from a failed build (1): callers (make collector, the test
+  # harness) report "skipped: no Go" instead of failing.
+  log "Go is not installed (needed to build the Collector): skipped"
+  exit 3
 fi
 if [[ ! -f "$manifest" ]]; then
   log "builder config not found: $manifest"

@@ -24,10 +24,10 @@ from opentelemetry.sdk.trace import (
 )
 
 from otel_gemini._langfuse_sdk import LangfuseSdkGuard
+from otel_gemini._langfuse_settings import langfuse_requested
 from otel_gemini._trace_attributes import TraceAttributesSpanProcessor
 from otel_gemini.aggregate import CostStore, default_cost_db
 from otel_gemini.export import LangfuseExporter
-from otel_gemini.export._settings import ENV_BASE_URL, ENV_HOST, ENV_PUBLIC_KEY, ENV_SECRET_KEY
 from otel_gemini.health import HealthReport, HealthReporter
 from otel_gemini.instrumentation import GeminiInstrumentor
 from otel_gemini.instrumentation._internal_errors import internal_error_counts
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
 _logger = logging.getLogger("otel_gemini")
 
-_LANGFUSE_VARIABLES = (ENV_PUBLIC_KEY, ENV_SECRET_KEY, ENV_BASE_URL, ENV_HOST)
 _DEFAULT_TIMEOUT = 5.0
 
 _active_lock = threading.Lock()
@@ -508,9 +507,12 @@ def _price_table(
 
 
 def _langfuse_requested(environ: Mapping[str, str], options: Mapping[str, Any]) -> bool:
-    if any(options.get(name) for name in ("public_key", "secret_key", "base_url")):
-        return True
-    return any(environ.get(name) for name in _LANGFUSE_VARIABLES)
+    return langfuse_requested(
+        environ,
+        base_url=options.get("base_url"),
+        public_key=options.get("public_key"),
+        secret_key=options.get("secret_key"),
+    )
 
 
 def _tracer_provider(

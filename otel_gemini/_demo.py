@@ -13,7 +13,6 @@ import argparse
 import contextlib
 import json
 import os
-import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
@@ -60,17 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from otel_gemini._command_errors import CommandError
+
     real_gemini = _real(args.gemini, _GEMINI_KEYS, any)
-    real_langfuse = _real(args.langfuse, _LANGFUSE_KEYS, all)
-    if args.langfuse == "real" and not real_langfuse:
-        print(
-            f"otel-gemini demo: --langfuse real needs {' and '.join(_LANGFUSE_KEYS)}",
-            file=sys.stderr,
-        )
-        return 2
+    real_langfuse = _real_langfuse(args.langfuse)
     if args.gemini == "real" and not real_gemini:
-        print(f"otel-gemini demo: --gemini real needs {' or '.join(_GEMINI_KEYS)}", file=sys.stderr)
-        return 2
+        raise CommandError(f"--gemini real needs {' or '.join(_GEMINI_KEYS)}")
+    _check_before_starting(args.db)
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="otel-gemini-")))
         gemini = None if real_gemini else stack.enter_context(_fake_gemini())
@@ -88,6 +83,39 @@ def run(args: argparse.Namespace) -> int:
             )
         return 1 if failures else 0
     return 0  # pragma: no cover - the with block returns
+
+
+def _real_langfuse(choice: str) -> bool:
+    """Whether the demo exports to the real Langfuse of ``LANGFUSE_*``: ``real`` always,
+    ``auto`` when any of them is set. Either way they are checked as ``configure()``
+    checks them, so half-set keys or a bad URL stop the demo naming the setting instead of
+    it quietly falling back to the fake."""
+    from otel_gemini._command_errors import CommandError
+    from otel_gemini._langfuse_settings import langfuse_requested, resolve_langfuse
+
+    if choice == "fake":
+        return False
+    if choice == "real" and not langfuse_requested():
+        raise CommandError(f"--langfuse real needs {' and '.join(_LANGFUSE_KEYS)}")
+    if not langfuse_requested():
+        return False
+    resolve_langfuse()  # LangfuseConfigError: cli.main prints it as one line
+    return True
+
+
+def _check_before_starting(db: str | None) -> None:
+    """The price table and the ``--db`` store, checked before any fake server starts."""
+    from otel_gemini._command_errors import CommandError
+    from otel_gemini.aggregate import CostStoreError
+    from otel_gemini.aggregate._schema import open_for_writing
+    from otel_gemini.pricing import PriceTable
+
+    PriceTable.from_env()  # PriceTableError names OTEL_GEMINI_PRICES
+    if db is not None:
+        try:
+            open_for_writing(Path(db).expanduser()).close()
+        except CostStoreError as error:
+            raise CommandError(f"--db: {error}") from None
 
 
 def _real(

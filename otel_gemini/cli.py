@@ -12,8 +12,9 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import Protocol, cast
+from typing import NoReturn, Protocol, cast
 
+from otel_gemini._command_errors import EXIT_STATUS_HELP, EXIT_USAGE, one_line
 from otel_gemini._version import __version__
 
 # name -> module implementing it
@@ -36,10 +37,20 @@ class _Command(Protocol):
     def run(self, args: argparse.Namespace) -> int: ...
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the option (not the usage block):
+    the same shape as every other configuration error the commands report."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="otel-gemini",
         description="Trace, price and export Google Gemini calls; answer cost questions.",
+        epilog=EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"otel-gemini {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -56,7 +67,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         try:
             args = _parser().parse_args(argv)  # --help and --version print, then SystemExit
-            return int(args._run(args))
+            try:
+                return int(args._run(args))
+            except Exception as error:
+                # A configuration or input error: one line naming the setting, no traceback.
+                reported = one_line(error)
+                if reported is None:
+                    raise  # a bug: the traceback is what a report needs
+                message, code = reported
+                print(f"otel-gemini {args.command}: {message}", file=sys.stderr)
+                return code
         finally:
             # Flushed here rather than at interpreter exit, where a closed pipe would print
             # "Exception ignored ... BrokenPipeError" and exit 120.

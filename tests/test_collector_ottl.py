@@ -10,6 +10,8 @@ CostSpanProcessor in memory; the cost attributes must be identical.
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -707,3 +709,58 @@ def test_ottl_prices_path_names_like_the_price_table(
     expected = _expected(PATH_CASES, table)
     got = _priced_by_collector(collector_binary, langfuse, tmp_path, config, PATH_CASES)
     _assert_same_costs(got, expected, PATH_CASES, {"priced", "unknown_model"})
+
+
+@pytest.mark.parametrize(
+    ("unset", "empty", "named"),
+    [
+        (("LANGFUSE_BASE_URL", "LANGFUSE_BASIC_AUTH"), (), "LANGFUSE_BASE_URL"),
+        (("LANGFUSE_BASE_URL",), (), "LANGFUSE_BASE_URL"),
+        ((), ("LANGFUSE_BASE_URL",), "LANGFUSE_BASE_URL"),
+        (("LANGFUSE_BASIC_AUTH",), (), "LANGFUSE_BASIC_AUTH"),
+        ((), ("LANGFUSE_BASIC_AUTH",), "LANGFUSE_BASIC_AUTH"),
+    ],
+)
+def test_direct_collector_refuses_to_start_without_langfuse_settings(
+    collector_binary: Path,
+    tmp_path: Path,
+    unset: tuple[str, ...],
+    empty: tuple[str, ...],
+    named: str,
+) -> None:
+    """Without somewhere to send them, direct.yaml would queue spans on disk forever: the
+    real Collector must exit at startup naming the variable, and never print the other one
+    (the credentials) in its error."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LANGFUSE_")}
+    env.update(
+        {
+            "LANGFUSE_BASE_URL": "http://127.0.0.1:9",
+            "LANGFUSE_BASIC_AUTH": "c2VjcmV0LXZhbHVl",
+            "OTELCOL_STORAGE_DIR": str(tmp_path),
+            # Free of the defaults: a test that fails to fail must not hold shared ports.
+            "OTELCOL_OTLP_GRPC_ENDPOINT": "127.0.0.1:0",
+            "OTELCOL_OTLP_HTTP_ENDPOINT": "127.0.0.1:0",
+            "OTELCOL_HEALTH_ENDPOINT": "127.0.0.1:0",
+            "OTELCOL_METRICS_PORT": "0",
+        }
+    )
+    for name in unset:
+        env.pop(name)
+    for name in empty:
+        env[name] = ""
+    done = subprocess.run(
+        [
+            str(collector_binary),
+            "--config",
+            str(CONFIG_DIR / "direct.yaml"),
+            "--config",
+            str(CONFIG_DIR / "gemini-cost.yaml"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0, done.stderr
+    assert f"{named} must be set" in done.stderr
+    assert "c2VjcmV0LXZhbHVl" not in done.stderr + done.stdout

@@ -281,3 +281,12 @@ def test_after_a_401_a_probe_accepting_the_keys_resumes_sending_at_once(
     wait_until(lambda: reporter.report().status is HealthStatus.HEALTHY, 5, "healthy again")
     with capsys.disabled():
         print(f"\n[401 fixed] sending resumed {seconds:.1f} s after the keys worked again")
+
+
+def test_a_status_prints_as_its_value() -> None:
+    """``print(telemetry.health().status)`` in the README shows ``healthy``."""
+    from otel_gemini.health import HealthStatus
+
+    assert str(HealthStatus.HEALTHY) == "healthy"
+    assert f"{HealthStatus.DEGRADED}" == "degraded"
+    assert HealthStatus("unhealthy") is HealthStatus.UNHEALTHY

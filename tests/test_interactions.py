@@ -276,6 +276,111 @@ def test_background_agent_interaction_is_an_agent_span_without_usage_yet(
     assert not any(key.startswith("gen_ai.usage.") for key in attributes)
 
 
+AGENT = "deep-research-pro-preview-12-2025"
+
+
+def agent_and_generation(recorded: Recorded) -> tuple[Any, Any]:
+    """The ``invoke_agent`` span and its one generation child."""
+    [agent] = recorded.spans_named("invoke_agent")
+    [generation] = recorded.spans_named("generate_content")
+    assert generation.parent is not None and generation.parent.span_id == agent.context.span_id
+    return agent, generation
+
+
+def generation_of_agent(fake: FakeGemini, response_id: str, model: str | None) -> dict[str, Any]:
+    """The attributes of an agent request's generation child (usage aside)."""
+    expected: dict[str, Any] = {
+        "gen_ai.operation.name": "generate_content",
+        "gen_ai.provider.name": "gcp.gemini",
+        "gen_ai.agent.name": AGENT,
+        "gen_ai.response.id": response_id,
+        "gen_ai.response.finish_reasons": ("stop",),
+        "otel_gemini.interaction.status": "completed",
+        "otel_gemini.sdk.method": "interactions.create",
+        "server.address": "127.0.0.1",
+        "server.port": fake.port,
+        **USAGE_ATTRIBUTES,
+    }
+    if model is not None:
+        expected["gen_ai.response.model"] = model
+    return expected
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+@pytest.mark.parametrize("model", [MODEL, None], ids=["model", "no-model"])
+def test_an_agent_interaction_bills_its_usage_on_a_generation_under_the_agent_span(
+    fake_gemini: FakeGemini, instrumented: Recorded, stream: bool, model: str | None
+) -> None:
+    # Langfuse reads no usage or cost of an invoke_agent span: the usage goes on a child.
+    fake_gemini.add_interaction(
+        ["Fin", "dings."], usage=USAGE, interaction_id="int-agent", agent=AGENT, model=model
+    )
+    client = fake_gemini.client()
+    if stream:
+        events = list(client.interactions.create(agent=AGENT, input="Research this", stream=True))
+        assert events[-1].event_type == "interaction.completed"
+    else:
+        assert client.interactions.create(agent=AGENT, input="Research this").id == "int-agent"
+
+    agent, generation = agent_and_generation(instrumented)
+    assert agent.name == f"invoke_agent {AGENT}"
+    agent_attributes = attributes_of(agent)
+    assert agent_attributes["gen_ai.agent.name"] == AGENT
+    assert agent_attributes["langfuse.observation.type"] == "agent"
+    assert agent_attributes["gen_ai.response.id"] == "int-agent"
+    assert not any(
+        key.startswith(("gen_ai.usage.", "otel_gemini.usage.")) for key in agent_attributes
+    )
+    assert generation.name == ("generate_content" if model is None else f"generate_content {model}")
+    expected = generation_of_agent(fake_gemini, "int-agent", model)
+    if stream:  # the generation's first chunk is the request's
+        stream_keys = (
+            "otel_gemini.stream.completed",
+            "gen_ai.response.time_to_first_chunk",
+            "langfuse.observation.completion_start_time",
+        )
+        expected.update((key, agent_attributes[key]) for key in stream_keys)
+    assert attributes_of(generation) == expected
+    # The request's time: the generation is what the agent's request did.
+    assert (generation.start_time, generation.end_time) == (agent.start_time, agent.end_time)
+    assert generation.links == ()
+    tokens = sorted(point.sum for point in instrumented.metric_points("gen_ai.client.token.usage"))
+    assert tokens == [450, 1240]  # once, by the generation
+
+
+def test_a_background_agent_interaction_is_billed_on_a_generation_when_fetched_finished(
+    fake_gemini: FakeGemini, instrumented: Recorded
+) -> None:
+    client = fake_gemini.client()
+    fake_gemini.add_interaction("", status="in_progress", interaction_id="int-bg", agent=AGENT)
+    created = client.interactions.create(agent=AGENT, input="Research this", background=True)
+    updated = time.time_ns() // 1000 * 1000  # google-genai before 2.9 reads microseconds
+    for _ in range(2):  # polled again after it finished: billed once
+        fake_gemini.add_interaction(
+            "Findings.",
+            usage=USAGE,
+            interaction_id="int-bg",
+            fetch=True,
+            model=MODEL,
+            agent=AGENT,
+            updated=iso_z(updated),
+        )
+    assert [client.interactions.get(created.id).status for _ in range(2)] == ["completed"] * 2
+
+    agent, generation = agent_and_generation(instrumented)
+    assert not any(key.startswith("gen_ai.usage.") for key in attributes_of(agent))
+    assert generation.name == f"generate_content {MODEL}"
+    assert attributes_of(generation) == {
+        **generation_of_agent(fake_gemini, "int-bg", MODEL),
+        "otel_gemini.interaction.background": True,
+    }
+    fetches = instrumented.spans_named("fetch_response")
+    assert [link.context.span_id for link in generation.links] == [fetches[0].context.span_id]
+    assert (generation.start_time, generation.end_time) == (agent.start_time, updated)
+    tokens = sorted(point.sum for point in instrumented.metric_points("gen_ai.client.token.usage"))
+    assert tokens == [450, 1240]
+
+
 # --- fetches and background interactions -----------------------------------------------------
 
 

@@ -110,8 +110,10 @@ def test_a_broken_override_in_the_environment_is_reported(
 ) -> None:
     monkeypatch.setenv("OTEL_GEMINI_PRICES", str(tmp_path / "missing.toml"))
 
-    assert main(["prices"]) == 1
-    assert "missing.toml: cannot read the file" in capsys.readouterr().err
+    assert main(["prices"]) == 2  # a configuration error: one line naming the variable
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("otel-gemini prices: OTEL_GEMINI_PRICES=")
+    assert "missing.toml: cannot read the file" in err
 
 
 def test_the_console_script_runs() -> None:

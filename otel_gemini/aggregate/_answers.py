@@ -53,7 +53,8 @@ class CostAnswers:
         default_source: str | None = None,
     ) -> CostAnswers:
         """The local store at ``db`` (default: ``OTEL_GEMINI_COST_DB`` or its default
-        path) and Langfuse when ``LANGFUSE_PUBLIC_KEY`` / ``LANGFUSE_SECRET_KEY`` are set."""
+        path) and Langfuse when ``LANGFUSE_*`` is set (half-set or malformed settings raise
+        :class:`~otel_gemini.export.LangfuseConfigError`)."""
         env = os.environ if environ is None else environ
         local = LocalCostSource(default_cost_db(env) if db is None else db)
         return cls(local, LangfuseMetricsSource.from_env(env), default_source=default_source)

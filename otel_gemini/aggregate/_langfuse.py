@@ -4,7 +4,6 @@ langfuse SDK."""
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -83,21 +82,14 @@ class LangfuseMetricsSource:
         cls, environ: Mapping[str, str] | None = None, **options: Any
     ) -> LangfuseMetricsSource | None:
         """From ``LANGFUSE_BASE_URL`` (or ``LANGFUSE_HOST``), ``LANGFUSE_PUBLIC_KEY`` and
-        ``LANGFUSE_SECRET_KEY``; ``None`` when the keys are not set."""
-        from otel_gemini.export._settings import (
-            DEFAULT_BASE_URL,
-            ENV_BASE_URL,
-            ENV_HOST,
-            ENV_PUBLIC_KEY,
-            ENV_SECRET_KEY,
-        )
+        ``LANGFUSE_SECRET_KEY``; ``None`` when none is set. Half-set keys or a malformed
+        URL raise :class:`~otel_gemini.export.LangfuseConfigError`, as ``configure()`` does."""
+        from otel_gemini._langfuse_settings import langfuse_from_env
 
-        env = os.environ if environ is None else environ
-        public_key, secret_key = env.get(ENV_PUBLIC_KEY), env.get(ENV_SECRET_KEY)
-        if not public_key or not secret_key:
+        settings = langfuse_from_env(environ)
+        if settings is None:
             return None
-        base_url = env.get(ENV_BASE_URL) or env.get(ENV_HOST) or DEFAULT_BASE_URL
-        return cls(base_url, public_key, secret_key, **options)
+        return cls(settings.base_url, settings.public_key, settings.secret_key, **options)
 
     # --- questions ----------------------------------------------------------------------
 

@@ -29,15 +29,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from otel_gemini._command_errors import CommandError
     from otel_gemini.collector._ottl import cost_statements
     from otel_gemini.pricing import PriceTable, PriceTableError
 
     try:
         table = PriceTable.load(args.prices) if args.prices else PriceTable.from_env()
         text = cost_statements(table).to_yaml(args.processor_name)
-    except (PriceTableError, ValueError) as error:
-        print(f"otel-gemini collector-config: {error}", file=sys.stderr)
-        return 2
+    except PriceTableError:
+        raise  # one line naming the file, exit 2 (cli.main)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
     if args.output:
         with open(args.output, "w", encoding="utf-8") as file:
             file.write(text)

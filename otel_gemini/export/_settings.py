@@ -10,18 +10,36 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
+from otel_gemini._langfuse_settings import (
+    DEFAULT_BASE_URL,
+    ENV_BASE_URL,
+    ENV_HOST,
+    ENV_PUBLIC_KEY,
+    ENV_SECRET_KEY,
+    LangfuseConfigError,
+    resolve_langfuse,
+)
 from otel_gemini.export._retry import RetryPolicy
 
-ENV_BASE_URL = "LANGFUSE_BASE_URL"
-ENV_HOST = "LANGFUSE_HOST"
-ENV_PUBLIC_KEY = "LANGFUSE_PUBLIC_KEY"
-ENV_SECRET_KEY = "LANGFUSE_SECRET_KEY"
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "ENV_BASE_URL",
+    "ENV_HOST",
+    "ENV_PUBLIC_KEY",
+    "ENV_SECRET_KEY",
+    "ENV_SPOOL_DIR",
+    "ENV_SPOOL_MAX_BYTES",
+    "ExporterSettings",
+    "LangfuseConfigError",
+    "default_spool_dir",
+    "parse_size",
+    "resolve_settings",
+]
+
 ENV_SPOOL_DIR = "OTEL_GEMINI_SPOOL_DIR"
 ENV_SPOOL_MAX_BYTES = "OTEL_GEMINI_SPOOL_MAX_BYTES"
 
-DEFAULT_BASE_URL = "https://cloud.langfuse.com"
 DEFAULT_SPOOL_MAX_BYTES = 128 * 1024 * 1024
 DEFAULT_MEMORY_MAX_BYTES = 16 * 1024 * 1024
 MIN_SPOOL_MAX_BYTES = 64 * 1024
@@ -29,10 +47,6 @@ MAX_SEGMENT_BYTES = 4 * 1024 * 1024
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(|b|k|kb|kib|m|mb|mib|g|gb|gib)\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-
-
-class LangfuseConfigError(ValueError):
-    """A missing or malformed exporter setting (the message names it, never its secret)."""
 
 
 def default_spool_dir(environ: Mapping[str, str]) -> Path:
@@ -77,48 +91,6 @@ class ExporterSettings:
         return max(1024 * 1024, self.spool_max_bytes // 8)
 
 
-def _text_setting(
-    value: str | None, keyword: str, variables: tuple[str, ...], environ: Mapping[str, str]
-) -> tuple[str | None, str]:
-    """The value and a name for messages: ``keyword=`` when given, else the variable used."""
-    if value is not None:
-        return value, f"{keyword}="
-    for variable in variables:
-        found = environ.get(variable)
-        if found:
-            return found, variable
-    return None, " / ".join(variables)
-
-
-def _check_key(value: str | None, name: str, keyword: str, variable: str) -> str:
-    if not value:
-        raise LangfuseConfigError(
-            f"Langfuse credentials missing: set {variable} (or pass {keyword}=)"
-        )
-    if any(character.isspace() or not character.isprintable() for character in value):
-        raise LangfuseConfigError(
-            f"{name} contains whitespace or control characters (value not shown); "
-            "copy the key again without quotes or line breaks"
-        )
-    return value
-
-
-def _check_base_url(value: str, name: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise LangfuseConfigError(
-            f"{name} must be an http(s) URL such as {DEFAULT_BASE_URL} (got {value!r})"
-        )
-    if parts.username or parts.password:
-        raise LangfuseConfigError(
-            f"{name} must not contain a user name or password (value not shown); "
-            f"use {ENV_PUBLIC_KEY} and {ENV_SECRET_KEY}"
-        )
-    if parts.query or parts.fragment:
-        raise LangfuseConfigError(f"{name} must not have a query or fragment (got {value!r})")
-    return value.rstrip("/")
-
-
 def _check_positive(value: float, keyword: str) -> None:
     if not value > 0:
         raise LangfuseConfigError(f"{keyword}= must be positive (got {value!r})")
@@ -144,17 +116,10 @@ def resolve_settings(
 ) -> ExporterSettings:
     """Merges keyword arguments over ``environ`` (default ``os.environ``) and validates."""
     env = os.environ if environ is None else environ
-    url, url_name = _text_setting(base_url, "base_url", (ENV_BASE_URL, ENV_HOST), env)
-    url = _check_base_url(url or DEFAULT_BASE_URL, url_name)
-    public, public_name = _text_setting(public_key, "public_key", (ENV_PUBLIC_KEY,), env)
-    secret, secret_name = _text_setting(secret_key, "secret_key", (ENV_SECRET_KEY,), env)
-    public = _check_key(public, public_name, "public_key", ENV_PUBLIC_KEY)
-    secret = _check_key(secret, secret_name, "secret_key", ENV_SECRET_KEY)
-    if public.startswith("sk-lf-") or secret.startswith("pk-lf-"):
-        raise LangfuseConfigError(
-            f"{public_name} and {secret_name} look swapped (the public key starts with "
-            "'pk-lf-', the secret key with 'sk-lf-'; values not shown)"
-        )
+    # The Langfuse part is checked where every entry point checks it.
+    langfuse = resolve_langfuse(
+        base_url=base_url, public_key=public_key, secret_key=secret_key, environ=env
+    )
 
     directory: Path
     if spool_dir is not None:
@@ -191,9 +156,9 @@ def resolve_settings(
     if not 0 <= gzip_level <= 9:
         raise LangfuseConfigError(f"gzip_level= must be 0..9 (got {gzip_level!r})")
     return ExporterSettings(
-        base_url=url,
-        public_key=public,
-        secret_key=secret,
+        base_url=langfuse.base_url,
+        public_key=langfuse.public_key,
+        secret_key=langfuse.secret_key,
         spool_dir=directory,
         spool_max_bytes=cap,
         memory_max_bytes=memory_max_bytes,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 HELP = (
     "Receive OTLP traces (gRPC and HTTP), price Gemini spans and export them to Langfuse "
@@ -16,7 +15,10 @@ _MiB = 1024 * 1024
 def _port(text: str) -> int | None:
     if text.lower() == "off":
         return None
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number or 'off': {text!r}") from None
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port must be 0..65535 or 'off' (got {text})")
     return value
@@ -84,13 +86,12 @@ def run(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from otel_gemini.export import LangfuseConfigError, LangfuseExporter, SpoolBusyError
+    from otel_gemini._command_errors import CommandError, check_port_free
+    from otel_gemini.export import LangfuseExporter
+    from otel_gemini.export._settings import resolve_settings
     from otel_gemini.gateway._gateway import Gateway, GatewaySettings
-    from otel_gemini.pricing import PriceTable, PriceTableError
+    from otel_gemini.pricing import PriceTable
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     try:
         settings = GatewaySettings(
             host=args.host,
@@ -101,18 +102,29 @@ def run(args: argparse.Namespace) -> int:
             spool_high_water=args.spool_high_water,
             retry_after=args.retry_after,
         )
-        prices = PriceTable.from_env()
-        # Room for every request in progress at once, so a hand-off is never refused.
-        exporter = LangfuseExporter(memory_max_bytes=4 * settings.max_inflight_bytes)
-    except (ValueError, LangfuseConfigError, PriceTableError, SpoolBusyError) as error:
-        print(f"otel-gemini gateway: {error}", file=sys.stderr)
-        return 2
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    # Everything that can be wrong is checked before anything starts (a bad setting exits
+    # 2 from cli.main, naming it): prices, Langfuse and spool settings, then the ports.
+    prices = PriceTable.from_env()
+    # Room for every request in progress at once, so a hand-off is never refused.
+    memory = 4 * settings.max_inflight_bytes
+    resolve_settings(memory_max_bytes=memory)  # raises LangfuseConfigError, naming it
+    check_port_free(args.host, args.grpc_port, "--grpc-port")
+    check_port_free(args.host, args.http_port, "--http-port")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    exporter = LangfuseExporter(memory_max_bytes=memory)
     gateway = Gateway(exporter, prices, settings)
     try:
         gateway.start()
     except OSError as error:
-        print(f"otel-gemini gateway: cannot listen: {error}", file=sys.stderr)
-        return 2
+        # Taken between the check above and now.
+        exporter.shutdown(0)
+        raise CommandError(
+            f"--grpc-port / --http-port: cannot listen on {args.host}: {error}"
+        ) from None
 
     stop = threading.Event()
 

@@ -36,30 +36,65 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.url:
         return _from_server(args.url, args.timeout, args.json)
+    # The spool is this machine's export pipeline: the LANGFUSE_* settings it is exported
+    # with are checked as every entry point checks them (a bad one exits 2, naming it).
+    from otel_gemini._langfuse_settings import langfuse_from_env
+
+    langfuse_from_env()
     return _from_spool(args.spool_dir, args.json)
 
 
 def _from_server(url: str, timeout: float, as_json: bool) -> int:
     import httpx
 
+    from otel_gemini._command_errors import CommandError
     from otel_gemini._suppress import suppress_instrumentation
     from otel_gemini.health._app import HEALTH_ENDPOINT
 
-    if httpx.URL(url).path in ("", "/"):
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as error:
+        raise CommandError(f"--url {url!r} is not a URL: {error}") from None
+    if parsed.path in ("", "/"):
         url = url.rstrip("/") + HEALTH_ENDPOINT
     try:
         # Under opentelemetry-instrument, our GET would be a span of the command's own.
         with suppress_instrumentation():
             response = httpx.get(url, timeout=timeout)
-        report = response.json()
     except (httpx.HTTPError, ValueError) as error:
+        # ValueError/httpx.InvalidURL: not a URL httpx can request.
         print(f"otel-gemini health: cannot read {url}: {error}", file=sys.stderr)
+        return _UNKNOWN
+    report = _health_document(response)
+    if report is None:
+        print(
+            f"otel-gemini health: {url} is not an otel-gemini health endpoint "
+            f"(HTTP {response.status_code}, {response.headers.get('content-type') or 'no'} "
+            "content type); give --url the server's address or its "
+            f"{HEALTH_ENDPOINT}",
+            file=sys.stderr,
+        )
         return _UNKNOWN
     if as_json:
         print(json.dumps(report, indent=2))
     else:
         _print_report(report)
     return _exit_code(str(report.get("status")))
+
+
+def _health_document(response: Any) -> dict[str, Any] | None:
+    """The report, if ``response`` is one: a JSON object with a known ``status``
+    (served with 200 or, when unhealthy or unknown, 503)."""
+    try:
+        document = response.json()
+    except ValueError:
+        return None
+    if not isinstance(document, dict) or document.get("status") not in _STATUSES:
+        return None
+    return document
+
+
+_STATUSES = ("healthy", "degraded", "unhealthy", "unknown")
 
 
 def _exit_code(status: str) -> int:

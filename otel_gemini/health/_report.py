@@ -21,6 +21,14 @@ class HealthStatus(str, enum.Enum):
     DEGRADED = "degraded"
     UNHEALTHY = "unhealthy"
 
+    def __str__(self) -> str:
+        # The value, as print() and f-strings show it ("healthy", not "HealthStatus.HEALTHY":
+        # Python 3.11+ changed str() of mixed-in enums to the member name).
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
     @property
     def http_status(self) -> int:
         """200 for healthy and degraded, 503 for unhealthy."""

@@ -108,10 +108,13 @@ class InteractionRecorder:
 
     ``fetched``: the interaction was fetched (``interactions.get``), not made by this request,
     so its usage is not this span's (:meth:`generation_attributes` has it) and its status is
-    reported as ``gen_ai.response.status``.
+    reported as ``gen_ai.response.status``. ``agent``: the span is an agent's ``invoke_agent``,
+    whose usage Langfuse drops; the usage goes on a generation span of its own
+    (:meth:`generation_attributes`).
     """
 
     __slots__ = (
+        "_agent",
         "_error",
         "_fetched",
         "_id",
@@ -123,9 +126,12 @@ class InteractionRecorder:
         "_usage",
     )
 
-    def __init__(self, settings: InstrumentationSettings, *, fetched: bool = False) -> None:
+    def __init__(
+        self, settings: InstrumentationSettings, *, fetched: bool = False, agent: bool = False
+    ) -> None:
         self._max_length = settings.content_max_length
         self._fetched = fetched
+        self._agent = agent
         self._id: str | None = None
         self._model: str | None = None
         self._status: str | None = None
@@ -144,6 +150,11 @@ class InteractionRecorder:
     def status(self) -> str | None:
         """The interaction's last reported status."""
         return self._status
+
+    @property
+    def has_usage(self) -> bool:
+        """Whether a response reported the interaction's usage."""
+        return self._usage is not None
 
     @property
     def updated(self) -> str | datetime | None:
@@ -192,14 +203,14 @@ class InteractionRecorder:
             self._output.extend(_output_parts(field(interaction, "steps")))
 
     def attributes(self) -> Mapping[str, AttributeValue]:
-        return self._attributes(fetch=self._fetched)
+        return self._attributes(fetch=self._fetched, usage=not (self._fetched or self._agent))
 
     def generation_attributes(self) -> dict[str, AttributeValue]:
         """What the generation that made the interaction gets: its id, model, status, finish
         reason, usage and (with content capture) output."""
-        return self._attributes(fetch=False)
+        return self._attributes(fetch=False, usage=True)
 
-    def _attributes(self, fetch: bool) -> dict[str, AttributeValue]:
+    def _attributes(self, fetch: bool, usage: bool) -> dict[str, AttributeValue]:
         result: dict[str, AttributeValue] = {}
         if self._id:
             result[attrs.GEN_AI_RESPONSE_ID] = self._id
@@ -218,7 +229,7 @@ class InteractionRecorder:
             result[attrs.ERROR_TYPE] = self._error
         if finish is not None:
             result[attrs.GEN_AI_RESPONSE_FINISH_REASONS] = [finish]
-        if self._usage is not None and not fetch:
+        if self._usage is not None and usage:
             result.update(interaction_usage_attributes(self._usage))
         if self._output:
             message: dict[str, Any] = {"role": "assistant", "parts": self._output}
@@ -228,6 +239,25 @@ class InteractionRecorder:
                 [message], self._max_length
             )
         return result
+
+
+_STREAM_KEYS = (
+    attrs.STREAM_COMPLETED,
+    attrs.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK,
+    attrs.LANGFUSE_COMPLETION_START_TIME,
+)
+"""What a streamed request's span learns of its stream, an agent's generation child too."""
+
+
+def _agent_generation(attributes: Mapping[str, AttributeValue]) -> dict[str, AttributeValue]:
+    """The request attributes of the generation an agent's request bills: the agent's (its
+    name says what ran when the response names no model) under an inference operation
+    Langfuse prices, ``generate_content`` as for a model's interaction."""
+    generation = {
+        key: value for key, value in attributes.items() if key != attrs.LANGFUSE_OBSERVATION_TYPE
+    }
+    generation[attrs.GEN_AI_OPERATION_NAME] = attrs.OP_GENERATE_CONTENT
+    return generation
 
 
 def _append_text(parts: list[dict[str, Any]], text: str) -> None:
@@ -299,7 +329,8 @@ def _request_body(kwargs: Mapping[str, Any]) -> Any:
 
 
 class InteractionWrappers(SpanWrappers):
-    """``generate_content {model}`` (or ``invoke_agent {agent}``) spans per create request."""
+    """``generate_content {model}`` spans per create request; an agent's request is an
+    ``invoke_agent {agent}`` span with a ``generate_content`` child carrying its usage."""
 
     def __init__(
         self,
@@ -326,6 +357,8 @@ class InteractionWrappers(SpanWrappers):
             if agent:
                 operation, name = attrs.OP_INVOKE_AGENT, str(agent)
                 attributes[attrs.GEN_AI_AGENT_NAME] = name
+                # A grouping span, as the AFC parent: its generation child is the billed one.
+                attributes[attrs.LANGFUSE_OBSERVATION_TYPE] = "agent"
             else:
                 operation = attrs.OP_GENERATE_CONTENT
                 name = bare_model_name(str(field(body, "model") or ""))
@@ -339,36 +372,55 @@ class InteractionWrappers(SpanWrappers):
             settings = self._instruments.settings
             if settings.capture_content:
                 self._capture_input(body, settings, attributes)
-            recorder = InteractionRecorder(settings)
+            recorder = InteractionRecorder(settings, agent=bool(agent))
             span_name = f"{operation} {name}"
             return Invocation(
                 self._instruments,
                 span_name,
                 attributes,
                 recorder,
-                on_finish=partial(self._remember_unfinished, recorder, span_name, attributes),
+                on_finish=partial(self._finished, recorder, span_name, attributes, bool(agent)),
             )
         except Exception as error:
             report_internal_error("start interactions.create", error)
             return None
 
-    def _remember_unfinished(
+    def _finished(
         self,
         recorder: InteractionRecorder,
         span_name: str,
         attributes: Mapping[str, AttributeValue],
+        agent: bool,
         invocation: Invocation,
         result: Mapping[str, AttributeValue],
     ) -> None:
-        """Keeps an interaction whose create answered before it ran (background:
-        ``in_progress`` or ``queued``; a Live one: ``idle``) pending until a fetch returns its
-        usage. One answered finished was billed on this span, or has nothing to bill."""
+        """After a create's span ended: an agent's usage goes on a generation child (Langfuse
+        reads no usage or cost of an ``invoke_agent`` span); an interaction answered before it
+        ran (background: ``in_progress`` or ``queued``; a Live one: ``idle``) stays pending
+        until a fetch returns its usage. One answered finished was billed by now, or has
+        nothing to bill."""
+        if agent:
+            # ``attributes`` now holds the trace attributes the Invocation stamped too.
+            span_name, attributes = attrs.OP_GENERATE_CONTENT, _agent_generation(attributes)
+            if recorder.has_usage:
+                # Billed by this request: the generation spans the same time as the request,
+                # and a stream's first-chunk time is its too (Langfuse shows it on generations).
+                generation = recorder.generation_attributes()
+                generation.update((key, result[key]) for key in _STREAM_KEYS if key in result)
+                end_time = getattr(invocation.span, "end_time", None)
+                record_generation(
+                    self._instruments,
+                    pending_generation(span_name, attributes, invocation),
+                    generation,
+                    None,
+                    None,
+                    ended_ns=end_time if isinstance(end_time, int) else None,
+                )
+                return
+        elif attrs.GEN_AI_USAGE_INPUT_TOKENS in result:
+            return
         interaction_id = recorder.interaction_id
-        if (
-            interaction_id is None
-            or recorder.status in FINISHED_STATUSES
-            or attrs.GEN_AI_USAGE_INPUT_TOKENS in result
-        ):
+        if interaction_id is None or recorder.status in FINISHED_STATUSES:
             return
         self._pending.add(interaction_id, pending_generation(span_name, attributes, invocation))
 

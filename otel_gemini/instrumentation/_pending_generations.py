@@ -25,9 +25,10 @@ from datetime import datetime
 from typing import NamedTuple
 
 from opentelemetry import trace
-from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
+from otel_gemini import _attributes as attrs
 from otel_gemini._trace_attributes import current_trace_attributes, restored_trace_attributes
 from otel_gemini.instrumentation._instruments import Instruments
 from otel_gemini.instrumentation._invocation import Invocation, record_metrics
@@ -99,29 +100,53 @@ def record_generation(
     generation: Mapping[str, AttributeValue],
     updated: str | datetime | None,
     returned_by: SpanContext | None,
+    *,
+    ended_ns: int | None = None,
 ) -> None:
     """A generation's span and token usage, recorded once its result arrived: ``generation``
     are its response attributes (usage included), ``updated`` the interaction's last update
-    time (ISO 8601) and ``returned_by`` the span that received it (a fetch), linked."""
+    time (ISO 8601) and ``returned_by`` the span that received it (a fetch), linked.
+    ``ended_ns``: when it ended, if known (an agent's request that billed it ended then)."""
     result = {**pending.attributes, **generation}
     now = time.time_ns()
-    ended_ns = _time_ns(updated)
+    if ended_ns is None or not pending.started_ns <= ended_ns <= now:
+        ended_ns = _time_ns(updated)
     if ended_ns is None or not pending.started_ns <= ended_ns <= now:
         ended_ns = now  # no usable time from the API: when its result arrived
     links = [Link(returned_by)] if returned_by is not None and returned_by.is_valid else None
     # Started on the creator's behalf: span processors stamp the creator's trace attributes.
     with restored_trace_attributes(pending.trace_attributes):
         span = instruments.tracer.start_span(
-            pending.name,
+            _span_name(pending, result),
             trace.set_span_in_context(NonRecordingSpan(pending.span_context)),
             kind=SpanKind.CLIENT,
             attributes=result,
             links=links,
             start_time=pending.started_ns,
         )
+    # A failure the response reported in-band (an agent's stream's error event).
+    error = result.get(attrs.ERROR_TYPE)
+    if isinstance(error, str):
+        span.set_status(Status(StatusCode.ERROR, f"error reported: {error}"))
     span.end(end_time=ended_ns)
     # Tokens only: the create recorded the operation's duration point already.
-    record_metrics(instruments, pending.metric_points, result, None, None)
+    record_metrics(
+        instruments, pending.metric_points, result, None, error if isinstance(error, str) else None
+    )
+
+
+def _span_name(pending: PendingGeneration, result: Mapping[str, AttributeValue]) -> str:
+    """``{operation} {model}``: a generation whose request named no model (an agent's) is
+    named after the model that answered, when the response names it."""
+    model = result.get(attrs.GEN_AI_RESPONSE_MODEL)
+    if (
+        pending.name == pending.attributes.get(attrs.GEN_AI_OPERATION_NAME)
+        and attrs.GEN_AI_REQUEST_MODEL not in pending.attributes
+        and isinstance(model, str)
+        and model
+    ):
+        return f"{pending.name} {model}"
+    return pending.name
 
 
 # ISO 8601 as the API writes it ("2026-11-25T06:40:12.123456789Z"): datetime takes at most

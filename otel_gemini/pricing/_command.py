@@ -104,11 +104,8 @@ def run(args: argparse.Namespace) -> int:
             return 1
         print(f"{args.check}: OK (price table version {table.version})", file=out)
         return 0
-    try:
-        table = PriceTable.load(args.prices) if args.prices else PriceTable.from_env()
-    except PriceTableError as error:
-        print(str(error), file=sys.stderr)
-        return 1
+    # A bad --prices or OTEL_GEMINI_PRICES raises PriceTableError: one line, exit 2 (cli.main).
+    table = PriceTable.load(args.prices) if args.prices else PriceTable.from_env()
     spec = table._spec
     if args.model:
         found = table.entry(args.model)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from typing import TYPE_CHECKING
 
@@ -15,11 +16,26 @@ if TYPE_CHECKING:
 HELP = "Serve the cost, latency and health HTTP API (/api/observability/...)."
 
 
+# uvicorn's names (uvicorn.config.LOG_LEVELS), listed here so --help stays fast.
+_LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
 def _port(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port must be 0..65535 (got {text})")
     return value
+
+
+def _log_level(text: str) -> str:
+    if text.lower() not in _LOG_LEVELS:
+        raise argparse.ArgumentTypeError(
+            f"unknown log level {text!r} (use one of {', '.join(_LOG_LEVELS)})"
+        )
+    return text.lower()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="do not run a Langfuse exporter on the spool (the health endpoint then "
         "answers 503 unknown)",
     )
-    parser.add_argument("--log-level", default="info", help="uvicorn's log level (default info)")
+    parser.add_argument(
+        "--log-level",
+        type=_log_level,
+        default="info",
+        help=f"uvicorn's log level: {', '.join(_LOG_LEVELS)} (default info)",
+    )
 
 
 def build(args: argparse.Namespace) -> tuple[Starlette, CostAnswers, LangfuseExporter | None]:
@@ -74,23 +95,43 @@ def build(args: argparse.Namespace) -> tuple[Starlette, CostAnswers, LangfuseExp
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from otel_gemini.export import LangfuseConfigError
+    from otel_gemini._command_errors import listening_socket
+    from otel_gemini._langfuse_settings import langfuse_from_env
+    from otel_gemini.export._settings import resolve_settings
 
+    # Settings first (a bad one exits 2 from cli.main, naming it), then the port, then
+    # the exporter: nothing starts until all three are good, and the banner below is
+    # printed only once the address is really ours.
+    if langfuse_from_env() is not None and not args.no_export:
+        resolve_settings()
+    sock = listening_socket(args.host, args.port, "--port")
     try:
         app, answers, exporter = build(args)
-    except LangfuseConfigError as error:
-        print(f"otel-gemini serve: {error}", file=sys.stderr)
-        return 2
+    except BaseException:
+        sock.close()
+        raise
+    port = sock.getsockname()[1]
     print(
-        f"otel-gemini serve: http://{args.host}:{args.port}/api/observability/ "
+        f"otel-gemini serve: http://{_url_host(args.host)}:{port}/api/observability/ "
         f"(costs, latency, health); local store {answers.local.path if answers.local else '-'}; "
         f"Langfuse {'on' if answers.langfuse else 'not configured'}",
         file=sys.stderr,
+        flush=True,
     )
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+        config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)
+        server = uvicorn.Server(config)  # config.host/port: only for its "running on" log
+        with contextlib.suppress(KeyboardInterrupt):
+            # uvicorn re-raises the Ctrl-C / SIGINT it shut down on once it is done
+            # (uvicorn.run swallows it the same way): a clean stop, exit 0.
+            server.run(sockets=[sock])
     finally:
+        sock.close()
         answers.close()
         if exporter is not None:
             exporter.shutdown(5000)
     return 0
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

@@ -55,8 +55,9 @@ class InteractionReply(ScriptedReply):
     ``status`` is the interaction's (``completed``, ``requires_continuation`` with a
     ``continuation_token`` for a hop the client continues, ``requires_action``,
     ``in_progress`` for a background one...); ``interaction_id`` defaults to
-    ``fake-interaction-{n}``; ``model`` to the requested one; ``updated`` (ISO 8601) is the
-    time the interaction was last updated.
+    ``fake-interaction-{n}``; ``model`` to the requested one; ``agent`` names the agent that
+    ran it (an agent's interaction names no model unless ``model`` is given); ``updated``
+    (ISO 8601) is the time the interaction was last updated.
     The answer is ``texts`` joined; a stream sends one ``step.delta`` per text and, with
     ``stream_error`` (an error code such as ``"RESOURCE_EXHAUSTED"``), ends with an in-band
     ``error`` event instead of ``interaction.completed``, as the API reports a failure after
@@ -71,6 +72,7 @@ class InteractionReply(ScriptedReply):
     model: str | None = None
     stream_error: str | None = None
     updated: str | None = None
+    agent: str | None = None
     rpcs: frozenset[str] | None = frozenset({CREATE_INTERACTION})
 
     def interaction(self, request: RecordedRequest, *, with_steps: bool) -> dict[str, Any]:
@@ -80,9 +82,12 @@ class InteractionReply(ScriptedReply):
             "object": "interaction",
             "status": self.status,
         }
-        model = self.model or request.model
+        # An agent's request names the agent, not a model: the answer names one if scripted.
+        model = self.model if self.agent is not None else self.model or request.model
         if model is not None:
             body["model"] = model
+        if self.agent is not None:
+            body["agent"] = self.agent
         if with_steps:
             body["steps"] = [
                 {"type": "model_output", "content": [{"type": "text", "text": "".join(self.texts)}]}
@@ -100,8 +105,9 @@ class InteractionReply(ScriptedReply):
         if not wants_stream(request):
             return HttpReply.json(completed)
         started = {"id": completed["id"], "status": "in_progress", "object": "interaction"}
-        if "model" in completed:
-            started["model"] = completed["model"]
+        for key in ("model", "agent"):
+            if key in completed:
+                started[key] = completed[key]
         events: list[dict[str, Any]] = [
             {"event_type": "interaction.created", "interaction": started},
             {

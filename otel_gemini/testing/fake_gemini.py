@@ -362,11 +362,15 @@ class FakeGemini:
         model: str | None = None,
         updated: str | None = None,
         fetch: bool = False,
+        agent: str | None = None,
     ) -> None:
         """Queues an answer to ``interactions.create`` (with ``fetch=True``: to
         ``interactions.get``) (see :class:`InteractionReply`): the ``Interaction``, or when
         the request streams, one ``step.delta`` per text. A fetched interaction's ``model``
-        is the one it names (a get request names none)."""
+        is the one it names (a get request names none). With ``agent``, the interaction is
+        that agent's (``create(agent=...)``, which names no model): ``model``, if given, is
+        the model the answer names; only a request for that agent takes it."""
+        names_model = fetch or agent is not None
         self.add(
             InteractionReply(
                 (texts,) if isinstance(texts, str) else tuple(texts),
@@ -375,11 +379,13 @@ class FakeGemini:
                 continuation_token=continuation_token,
                 interaction_id=interaction_id,
                 stream_error=stream_error,
-                model=model if fetch else None,
+                model=model if names_model else None,
                 updated=updated,
+                agent=agent,
                 rpcs=frozenset({GET_INTERACTION if fetch else CREATE_INTERACTION}),
             ),
-            model=None if fetch else model,
+            # A request's ``model`` is the agent it names, if any (a get names none).
+            model=None if fetch else agent or model,
         )
 
     def add_malformed(
