@@ -8,8 +8,10 @@ OLDEST_GENAI ?= 1.20.0
 # the instrumentation tests against it as well, in the oldest's venv.
 INTERACTIONS_V1_GENAI ?= 2.8.0
 # The oldest Langfuse SDK our dependency range allows (no span filter, no propagate_attributes);
-# CI runs the tests beside the SDK against it too, in the oldest's venv.
+# CI runs the tests beside the SDK against it too, in a venv of its own (the oldest google-genai
+# venv keeps the newest langfuse: Metrics API answers need a newer SDK's API client).
 OLDEST_LANGFUSE ?= 3.0.0
+LANGFUSE_OLDEST_VENV ?= .venv-langfuse-oldest
 BIN = $(VENV)/bin
 
 .PHONY: demo test test-oldest test-interactions-v1 test-langfuse-oldest lint bench install clean collector
@@ -58,9 +60,10 @@ test-interactions-v1: test-oldest
 	$(OLDEST_VENV)/bin/python -m pytest -q -n 2 -m genai tests
 
 test-langfuse-oldest:
-	$(PYTHON) -m venv $(OLDEST_VENV)
-	$(OLDEST_VENV)/bin/pip install -q -e '.[dev]' 'langfuse==$(OLDEST_LANGFUSE)'
-	$(OLDEST_VENV)/bin/python -m pytest -q -n 2 -m langfuse_sdk tests
+	$(PYTHON) -m venv $(LANGFUSE_OLDEST_VENV)
+	$(LANGFUSE_OLDEST_VENV)/bin/pip install -q --upgrade pip
+	$(LANGFUSE_OLDEST_VENV)/bin/pip install -q -e '.[dev]' 'langfuse==$(OLDEST_LANGFUSE)'
+	$(LANGFUSE_OLDEST_VENV)/bin/python -m pytest -q -n 2 -m langfuse_sdk tests
 
 lint: install
 	$(BIN)/ruff check otel_gemini tests benchmarks
@@ -71,4 +74,4 @@ bench: install
 	$(BIN)/python benchmarks/overhead.py
 
 clean:
-	rm -rf $(VENV) $(OLDEST_VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(OLDEST_VENV) $(LANGFUSE_OLDEST_VENV) .pytest_cache .mypy_cache .ruff_cache
