@@ -89,6 +89,17 @@ APP = textwrap.dedent(
                 print("TEXT:", handle(f"question {index}"), flush=True)
         else:
             print("TEXT:", handle(f"question {index}"), flush=True)
+    # The SDK's own generation, another provider's call: it stays as the SDK made it.
+    usage = {"input": 3, "output": 2}
+    if hasattr(langfuse, "start_observation"):
+        other = langfuse.start_observation(
+            name="other-model", as_type="generation", model="other-model", usage_details=usage
+        )
+    else:  # langfuse 3.x
+        other = langfuse.start_generation(
+            name="other-model", model="other-model", usage_details=usage
+        )
+    other.end()
     langfuse.flush()
     if os.environ.get("WAIT"):  # the test takes Langfuse down and up meanwhile
         print("CALLS DONE", flush=True)
@@ -146,8 +157,12 @@ def assert_each_once_and_priced(fake_langfuse: FakeLangfuse) -> list[MappedObser
     observe_ids = {span.span_id for span in spans if span.scope_name == SDK_SCOPE}
     observations = fake_langfuse.observations()
     by_id = {o.id: o for o in observations}
-    generations = [o for o in observations if o.type == "GENERATION"]
-    handlers = [by_id[span_id] for span_id in observe_ids]
+    all_generations = [o for o in observations if o.type == "GENERATION"]
+    (other,) = [o for o in all_generations if o.name == "other-model"]  # the SDK's own
+    assert dict(other.usage_details) == {"input": 3, "output": 2, "total": 5}
+    assert other.id in observe_ids and other.cost_details == {}  # Langfuse prices it
+    generations = [o for o in all_generations if o is not other]
+    handlers = [by_id[span_id] for span_id in observe_ids - {other.id}]
     assert len(generations) == CALLS, [(o.name, o.type) for o in observations]
     assert len(handlers) == CALLS
     for generation in generations:
@@ -231,7 +246,8 @@ def test_a_users_own_generation_with_usage_over_ours_is_covered_not_a_second_gen
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("a Langfuse SDK generation") == 1  # warned once
     generations = assert_each_once_and_priced(fake_langfuse)
-    covered = [s for s in fake_langfuse.spans if s.scope_name == SDK_SCOPE]
+    covered = [s for s in fake_langfuse.spans if s.scope_name == SDK_SCOPE and s.name == "handle"]
+    assert len(covered) == CALLS
     for span in covered:
         assert span.attributes[attrs.COST_STATUS] == attrs.COST_STATUS_COVERED
     assert sum((g.total_cost or Decimal(0)) for g in generations) == CALLS * ONE_CALL
