@@ -175,7 +175,17 @@ class LangfuseMetricsSource:
     def _api(self) -> Any:
         with self._lock:
             if self._client is None:
-                from langfuse.api.client import LangfuseAPI
+                try:
+                    from langfuse.api.client import LangfuseAPI
+                except ImportError:
+                    # langfuse 3.x names its client FernLangfuse and asks the deprecated v1
+                    # Metrics API: say so rather than fail with an import error.
+                    from importlib.metadata import version
+
+                    raise LangfuseUnavailable(
+                        "source=langfuse needs the langfuse SDK 4.0 or newer (Metrics API v2); "
+                        f"langfuse {version('langfuse')} is installed"
+                    ) from None
 
                 self._http = httpx.Client(timeout=self._timeout)
                 self._client = LangfuseAPI(
