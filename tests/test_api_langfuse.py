@@ -3,6 +3,7 @@ Langfuse's rules allow, and answers from the local store, saying so, when it can
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -292,3 +293,19 @@ def test_an_unreachable_langfuse_with_a_missing_store_is_503_not_zero(
         assert "unreachable" in message and "there is no cost store at" in message
         assert str(missing) in message and langfuse.secret_key not in message
     assert not missing.exists()
+
+
+def test_an_sdk_without_langfuse_api_names_the_version_needed(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # langfuse 3.x has no langfuse.api.client.LangfuseAPI (its client asks the v1 Metrics API).
+    monkeypatch.setitem(sys.modules, "langfuse.api.client", None)
+    langfuse = setup.langfuse
+    source = LangfuseMetricsSource(langfuse.base_url, langfuse.public_key, langfuse.secret_key)
+    try:
+        with TestClient(observability_app(CostAnswers(langfuse=source))) as client:
+            response = client.get("/api/observability/costs", params=WINDOW)
+    finally:
+        source.close()
+    assert response.status_code == 503
+    assert "needs the langfuse SDK 4.0 or newer" in response.json()["message"]
