@@ -251,9 +251,12 @@ def socket_dir() -> Iterator[Path]:
         yield Path(directory)
 
 
-@pytest.mark.parametrize("worker_class", ["sync", "gthread"])
-def test_gunicorn_preloaded_workers_export_and_store_every_generation_and_flush_on_sigterm(
+@pytest.mark.parametrize(
+    ("worker_class", "preload"), [("sync", True), ("gthread", True), ("sync", False)]
+)
+def test_gunicorn_workers_export_and_store_every_generation_and_flush_on_sigterm(
     worker_class: str,
+    preload: bool,
     tmp_path: Path,
     socket_dir: Path,
     environment: dict[str, str],
@@ -265,7 +268,6 @@ def test_gunicorn_preloaded_workers_export_and_store_every_generation_and_flush_
         sys.executable,
         "-m",
         "gunicorn",
-        "--preload",
         "--workers",
         "3",
         "--worker-class",
@@ -277,7 +279,9 @@ def test_gunicorn_preloaded_workers_export_and_store_every_generation_and_flush_
         "_prefork_wsgi:app",
     ]
     if worker_class == "gthread":
-        command[4:4] = ["--threads", "2"]
+        command[3:3] = ["--threads", "2"]
+    if preload:  # configure() in the master; else in each worker, on importing the app
+        command[3:3] = ["--preload"]
     server = subprocess.Popen(
         command, env=environment, cwd=TESTS, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
@@ -314,7 +318,10 @@ def test_gunicorn_preloaded_workers_export_and_store_every_generation_and_flush_
             server.kill()
             _, stderr = server.communicate()
     assert server.returncode == 0, stderr.decode()[-4000:]
+    if worker_class == "sync":  # one request at a time each: concurrent ones spread
+        assert len(served) >= 2, served
 
+    assert reports
     for pid, report in reports.items():
         assert report["status"] == "healthy", report["reasons"]
         assert report["cost_store"]["pid"] == pid
