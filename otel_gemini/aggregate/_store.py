@@ -45,8 +45,8 @@ _RETENTION_INTERVAL: Final = 3600.0
 _URGENT_SPANS: Final = 1024
 _NS_PER_DAY: Final = 86_400 * 10**9
 BUSY_RETRY_SECONDS: Final = 30.0
-"""How long a write is retried while other processes hold the database (each attempt also
-waits up to the connection's busy timeout); then its rows are dropped and counted."""
+"""How long a write is retried while other processes hold the database; then its rows are
+dropped and counted."""
 _BUSY_FIRST_BACKOFF: Final = 0.01
 _BUSY_MAX_BACKOFF: Final = 1.0
 _SQLITE_BUSY: Final = 5
@@ -55,6 +55,19 @@ _T = TypeVar("_T")
 
 _INHERITED_CONNECTIONS: list[sqlite3.Connection] = []
 """Connections a forked child inherited: never used, never closed (see _after_fork_in_child)."""
+
+
+_WRITE_BUSY_TIMEOUT_MS: Final = 100
+"""How long one write attempt waits for another process's lock inside SQLite, holding our
+connection lock: short, so that a fork (which waits for that lock) never waits long; the
+retries in ``_transaction`` wait the rest, outside it."""
+
+
+@untraced
+def _open_writer(path: Path) -> sqlite3.Connection:
+    connection = open_for_writing(path)
+    connection.execute(f"PRAGMA busy_timeout={_WRITE_BUSY_TIMEOUT_MS}")
+    return connection
 
 
 def _is_busy(error: sqlite3.OperationalError) -> bool:
@@ -116,7 +129,7 @@ class CostStore(SpanProcessor):
         self._max_queue = max_queue
         self._clock = clock
         self._batch_delay = batch_delay
-        self._connection: sqlite3.Connection | None = open_for_writing(self.path)
+        self._connection: sqlite3.Connection | None = _open_writer(self.path)
         self._init_process_state(closed=False)
         self._worker.start()
         self._started = True
@@ -195,7 +208,7 @@ class CostStore(SpanProcessor):
     def _connect(self) -> None:
         with self._db_lock:
             if self._connection is None:
-                self._connection = open_for_writing(self.path)
+                self._connection = _open_writer(self.path)
 
     def _at_exit(self, timeout: float) -> None:
         self.shutdown(timeout * 1000)
@@ -360,7 +373,8 @@ class CostStore(SpanProcessor):
     def _transaction(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         """Runs ``work`` in one write transaction, retrying (with backoff, for up to
         :data:`BUSY_RETRY_SECONDS`) while other processes hold the database: many workers
-        on one host share one store. Other errors, and a lock held for longer, raise."""
+        on one host share one store. Other errors, and a lock held for longer, raise.
+        Between attempts our connection lock is free (a fork waits for it)."""
         delay = _BUSY_FIRST_BACKOFF
         give_up_at = time.monotonic() + BUSY_RETRY_SECONDS
         while True:
@@ -368,7 +382,7 @@ class CostStore(SpanProcessor):
                 with self._db_lock:
                     connection = self._connection
                     if connection is None:  # a forked child's store before its writer ran
-                        connection = self._connection = open_for_writing(self.path)
+                        connection = self._connection = _open_writer(self.path)
                     # IMMEDIATE: the write lock is taken (or waited for, busy_timeout) up
                     # front, never upgraded mid-transaction, where SQLite gives up at once.
                     connection.execute("BEGIN IMMEDIATE")
