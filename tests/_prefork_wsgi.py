@@ -1,10 +1,11 @@
-"""A small WSGI app for the gunicorn tests (tests/test_prefork.py): ``gunicorn _prefork_wsgi:app``.
+"""A small WSGI app for the gunicorn tests (tests/test_prefork.py): ``gunicorn _prefork_wsgi:app``,
+and the same as an ASGI app for ``uvicorn _prefork_wsgi:asgi_app --workers N``.
 
 ``configure()`` runs at import: in the master with ``--preload`` (workers inherit the
 pipeline through ``fork()``), else in each worker. The fake Gemini is ``FAKE_GEMINI_URL``.
 
 - ``GET /call?n=N``: one ``generate_content`` under
-  ``trace_attributes(user_id="gunicorn-<worker pid>", session_id="gunicorn-N")``; answers
+  ``trace_attributes(user_id="server-<worker pid>", session_id="server-N")``; answers
   the worker's pid.
 - ``GET /health[?flush=1]``: this worker's own health (JSON, after a flush if asked): its
   pid, status, loops, exporter counters, cost store counters and spool slot.
@@ -12,6 +13,7 @@ pipeline through ``fork()``), else in each worker. The fake Gemini is ``FAKE_GEM
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import threading
@@ -58,7 +60,7 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
     path = environ.get("PATH_INFO", "")
     if path == "/call":
         number = parse_qs(environ.get("QUERY_STRING", "")).get("n", ["0"])[0]
-        with trace_attributes(user_id=f"gunicorn-{os.getpid()}", session_id=f"gunicorn-{number}"):
+        with trace_attributes(user_id=f"server-{os.getpid()}", session_id=f"server-{number}"):
             _client().models.generate_content(
                 model="gemini-2.5-flash", contents=f"Question {number}?"
             )
@@ -72,3 +74,20 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
         return [b"not found"]
     start_response("200 OK", [("Content-Type", "application/json")])
     return [body]
+
+
+async def asgi_app(
+    scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]
+) -> None:
+    """The same routes over ASGI (the work runs on a thread: the client is synchronous)."""
+    if scope["type"] != "http":
+        return
+    environ = {"PATH_INFO": scope["path"], "QUERY_STRING": scope["query_string"].decode()}
+    answer: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        answer["status"] = int(status.split()[0])
+
+    body = b"".join(await asyncio.to_thread(lambda: list(app(environ, start_response))))
+    await send({"type": "http.response.start", "status": answer["status"], "headers": []})
+    await send({"type": "http.response.body", "body": body})

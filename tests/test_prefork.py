@@ -241,7 +241,7 @@ def test_a_worker_killed_with_sigkill_loses_at_most_its_last_second_and_no_one_e
     assert max(stored.values()) == 1
 
 
-# --- gunicorn ---
+# --- gunicorn and uvicorn ---
 
 
 @pytest.fixture
@@ -251,44 +251,44 @@ def socket_dir() -> Iterator[Path]:
         yield Path(directory)
 
 
+def server_command(server: str, sock: Path) -> list[str]:
+    """``gunicorn-<worker class>[-preload]`` or ``uvicorn``, serving on the Unix socket."""
+    if server == "uvicorn":
+        pytest.importorskip("uvicorn")
+        # Spawned workers, each importing the app (so configuring its own pipeline).
+        command = [sys.executable, "-m", "uvicorn", "--workers", "3", "--uds", str(sock)]
+        return [*command, "--app-dir", str(TESTS), "_prefork_wsgi:asgi_app"]
+    pytest.importorskip("gunicorn")
+    _, worker_class, *preload = server.split("-")
+    command = [sys.executable, "-m", "gunicorn", "--workers", "3"]
+    command += ["--worker-class", worker_class, "--bind", f"unix:{sock}"]
+    command += ["--graceful-timeout", "20"]
+    if worker_class == "gthread":
+        command += ["--threads", "2"]
+    if preload:  # configure() in the master; else in each worker, on importing the app
+        command += ["--preload"]
+    return [*command, "_prefork_wsgi:app"]
+
+
 @pytest.mark.parametrize(
-    ("worker_class", "preload"), [("sync", True), ("gthread", True), ("sync", False)]
+    "server_kind", ["gunicorn-sync-preload", "gunicorn-gthread-preload", "gunicorn-sync", "uvicorn"]
 )
-def test_gunicorn_workers_export_and_store_every_generation_and_flush_on_sigterm(
-    worker_class: str,
-    preload: bool,
+def test_server_workers_export_and_store_every_generation_and_flush_on_sigterm(
+    server_kind: str,
     tmp_path: Path,
     socket_dir: Path,
     environment: dict[str, str],
     fake_langfuse: FakeLangfuse,
 ) -> None:
-    pytest.importorskip("gunicorn")
-    sock = socket_dir / "gunicorn.sock"
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--workers",
-        "3",
-        "--worker-class",
-        worker_class,
-        "--bind",
-        f"unix:{sock}",
-        "--graceful-timeout",
-        "20",
-        "_prefork_wsgi:app",
-    ]
-    if worker_class == "gthread":
-        command[3:3] = ["--threads", "2"]
-    if preload:  # configure() in the master; else in each worker, on importing the app
-        command[3:3] = ["--preload"]
+    sock = socket_dir / "server.sock"
+    command = server_command(server_kind, sock)
     server = subprocess.Popen(
         command, env=environment, cwd=TESTS, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     calls = 18
     try:
         http = httpx.Client(
-            transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://gunicorn", timeout=30
+            transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://server", timeout=30
         )
 
         def answers() -> bool:
@@ -318,7 +318,7 @@ def test_gunicorn_workers_export_and_store_every_generation_and_flush_on_sigterm
             server.kill()
             _, stderr = server.communicate()
     assert server.returncode == 0, stderr.decode()[-4000:]
-    if worker_class == "sync":  # one request at a time each: concurrent ones spread
+    if server_kind.startswith("gunicorn-sync"):  # one request at a time: concurrent ones spread
         assert len(served) >= 2, served
 
     assert reports
@@ -332,7 +332,7 @@ def test_gunicorn_workers_export_and_store_every_generation_and_flush_on_sigterm
 
     expected: dict[str, str | None] = {}
     for number, pid in enumerate(pids):
-        expected[f"gunicorn-{number}"] = f"gunicorn-{pid}"
+        expected[f"server-{number}"] = f"server-{pid}"
     assert_each_generation_once(fake_langfuse, tmp_path / "costs.sqlite3", expected)
 
 
