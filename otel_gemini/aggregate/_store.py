@@ -101,6 +101,14 @@ class CostStore(SpanProcessor):
     minute). Rows older than ``retention_days`` are deleted hourly (``0``: keep
     everything).
 
+    Many processes on one host may share one file (prefork servers, pools): each write is
+    one ``BEGIN IMMEDIATE`` transaction, retried with backoff for up to
+    :data:`BUSY_RETRY_SECONDS` while another process holds the database; a write that still
+    fails is dropped, counted (``write_error``), logged and reported by :meth:`problems`. In
+    a forked child the store starts afresh on the child's first span (its own queue, counters,
+    writer thread and SQLite connection), and whatever is queued when a process ends
+    normally is written (see docs/deployment.md).
+
     ``path`` defaults to ``OTEL_GEMINI_COST_DB`` or
     ``~/.local/state/otel-gemini/costs.sqlite3``; ``retention_days`` (``None``) to
     ``OTEL_GEMINI_COST_RETENTION_DAYS`` or 90. A path that cannot be opened raises
