@@ -4,6 +4,7 @@ bounded, with retention; over the real OTel SDK and the real CostSpanProcessor."
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -370,3 +371,32 @@ def test_a_write_that_finally_fails_is_counted_and_degrades_health(
     finally:
         telemetry.shutdown()
         provider.shutdown()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_writes_its_own_rows_with_its_own_writer_and_connection(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.span(generation(**VOICE_USAGE, **{attrs.USER_ID: "parent"}))
+    assert len(pipeline.rows()) == 1
+    parent_connection = pipeline.store._connection
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if its own store wrote its rows
+        code = 1
+        try:
+            store = pipeline.store
+            fresh = store.stats()["written"] == 0 and store._connection is None
+            for _ in range(2):
+                pipeline.span(generation(**VOICE_USAGE, **{attrs.USER_ID: "child"}))
+            flushed = store.force_flush(10_000)
+            stats = store.stats()
+            own = store._connection is not None and store._connection is not parent_connection
+            code = 0 if fresh and flushed and own and stats["written"] == 2 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    pipeline.span(generation(**VOICE_USAGE, **{attrs.USER_ID: "parent"}))  # still writing
+    users = sorted(row["user_id"] for row in pipeline.rows())
+    assert users == ["child", "child", "parent", "parent"]
+    assert pipeline.store.stats()["written"] == 2

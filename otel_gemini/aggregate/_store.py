@@ -287,8 +287,9 @@ class CostStore(SpanProcessor):
         return self._writer.status()
 
     def stats(self) -> dict[str, Any]:
-        """Counters: ``written`` rows, ``skipped`` spans (not generations), ``queued``,
-        ``dropped`` by reason, rows ``deleted`` by retention, and the ``path``."""
+        """This process's counters: ``written`` rows, ``skipped`` spans (not generations),
+        ``queued``, ``dropped`` by reason, rows ``deleted`` by retention, ``busy_retries``
+        (waits for another process's lock), and the ``path`` and ``pid``."""
         with self._lock:
             return {
                 "path": str(self.path),
