@@ -17,11 +17,16 @@ Health reads each loop's :class:`LoopStatus`. The watchdog also calls the tick c
 registered with :func:`on_tick` (the exporter refreshes its ``status.json`` there).
 
 Forked children start with no loops and no watchdog: the parent's threads do not exist in
-them, and their owners (the exporter) start new ones.
+them, and their owners (the exporter, the cost store, the health reporter) start new ones,
+with new locks (:func:`fork_hooks`, :func:`renew_locks_after_fork`).
+
+Every process that started a loop flushes at its normal end (:func:`at_exit`): through
+``atexit``, and through ``multiprocessing``'s worker exit, which skips ``atexit``.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -163,6 +168,8 @@ class BackgroundLoop:
         with self._lock:
             self._spawn_locked()
         _watch(self)
+        # A process that runs loops has something to flush when it ends.
+        _ensure_exit_hooks()
         return self
 
     def stop(self) -> None:
@@ -468,3 +475,139 @@ def _forget_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_in_child)
+
+
+# --- fork and exit hooks ---
+
+
+def fork_hooks(
+    *,
+    before: Callable[[], None] | None = None,
+    after_in_parent: Callable[[], None] | None = None,
+    after_in_child: Callable[[], None] | None = None,
+) -> None:
+    """``os.register_at_fork`` for bound methods, held weakly (a hook of an object that is
+    gone does nothing): ``os.register_at_fork`` can never unregister, and configuring again
+    (tests, reloads) must not keep old pipelines alive.
+
+    ``after_in_child`` runs in the child right after ``fork()``: it must start no thread and
+    create no file (the child may be about to ``exec``); owners start anew on first use.
+    """
+
+    def weak(callback: Callable[[], None] | None) -> Callable[[], None] | None:
+        if callback is None:
+            return None
+        reference = weakref.WeakMethod(callback)
+
+        def call() -> None:
+            method = reference()
+            if method is not None:
+                try:
+                    method()
+                except Exception:  # a fork hook must never break the application's fork
+                    _logger.debug("otel-gemini: a fork hook failed", exc_info=True)
+
+        return call
+
+    hooks = {
+        "before": weak(before),
+        "after_in_parent": weak(after_in_parent),
+        "after_in_child": weak(after_in_child),
+    }
+    os.register_at_fork(**{name: hook for name, hook in hooks.items() if hook is not None})
+
+
+def renew_locks_after_fork(owner: object, *names: str) -> None:
+    """Gives ``owner`` new locks at the attributes ``names`` in a forked child.
+
+    A lock another thread held at the moment of ``fork()`` stays held forever in the child
+    (that thread does not exist there): the first span would deadlock. Each attribute gets
+    a new lock of its kind (``threading.Lock`` or ``RLock``).
+    """
+    reference = weakref.ref(owner)
+    reentrant = type(threading.RLock())
+
+    def renew() -> None:
+        target = reference()
+        if target is None:
+            return
+        for name in names:
+            old = getattr(target, name)
+            setattr(
+                target, name, threading.RLock() if isinstance(old, reentrant) else threading.Lock()
+            )
+
+    os.register_at_fork(after_in_child=renew)
+
+
+EXIT_TIMEOUT: Final = 5.0
+"""Seconds a process ending normally spends, at most, flushing what it holds."""
+EXIT_PRIORITY: Final = 100
+"""Our ``multiprocessing.util.Finalize`` priority: before the pool's and queues' own (<= 15)."""
+
+_exit_lock = threading.Lock()
+_exit_callbacks: list[weakref.WeakMethod[Callable[[float], None]]] = []
+_atexit_registered = False
+_finalizer_pid = 0
+_exited_pid = 0
+
+
+def at_exit(callback: Callable[[float], None]) -> None:
+    """Calls the bound method ``callback(timeout)`` when the process ends normally (the last
+    registered first; one shared :data:`EXIT_TIMEOUT`), for as long as its object lives.
+
+    The hooks themselves are set when a loop starts in a process (:func:`_ensure_exit_hooks`):
+    ``atexit`` once (forked children inherit it), and a ``multiprocessing.util.Finalize`` in
+    each process, because a ``multiprocessing`` worker clears the finalizers it inherited and
+    ends with ``os._exit()``, which skips ``atexit``.
+    """
+    with _exit_lock:
+        _exit_callbacks[:] = [ref for ref in _exit_callbacks if ref() is not None]
+        _exit_callbacks.append(weakref.WeakMethod(callback))
+
+
+def _ensure_exit_hooks() -> None:
+    global _atexit_registered, _finalizer_pid
+    pid = os.getpid()
+    with _exit_lock:
+        if not _atexit_registered:
+            _atexit_registered = True
+            atexit.register(run_exit_callbacks)
+        if _finalizer_pid == pid:
+            return
+        _finalizer_pid = pid
+    import multiprocessing.util  # here: 16 ms at import, for a process that may never need it
+
+    # A finalizer of no object runs at multiprocessing's exit: a worker's end (before its
+    # os._exit), and the main process's atexit. Whichever runs first does the work.
+    multiprocessing.util.Finalize(None, run_exit_callbacks, exitpriority=EXIT_PRIORITY)
+
+
+def run_exit_callbacks(timeout: float = EXIT_TIMEOUT) -> None:
+    """Runs the :func:`at_exit` callbacks once in this process, within ``timeout`` seconds
+    altogether (each gets what is left). For runners whose workers end in a way no hook
+    sees (a Celery ``worker_process_shutdown`` handler may call it; see
+    docs/deployment.md)."""
+    global _exited_pid
+    pid = os.getpid()
+    with _exit_lock:
+        if _exited_pid == pid:
+            return
+        _exited_pid = pid
+        callbacks = [reference() for reference in reversed(_exit_callbacks)]
+    deadline = time.monotonic() + max(0.0, timeout)
+    for callback in callbacks:
+        if callback is None:
+            continue
+        try:
+            callback(max(0.0, deadline - time.monotonic()))
+        except Exception:  # one failing part must not keep the others from flushing
+            _logger.warning("otel-gemini: flushing at exit failed", exc_info=True)
+
+
+def _forget_exit_state_in_child() -> None:
+    global _exit_lock
+    _exit_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_exit_state_in_child)

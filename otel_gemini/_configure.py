@@ -23,12 +23,13 @@ from opentelemetry.sdk.trace import (
     TracerProvider,
 )
 
+from otel_gemini import _background
 from otel_gemini._langfuse_sdk import LangfuseSdkGuard
 from otel_gemini._langfuse_settings import langfuse_requested
 from otel_gemini._trace_attributes import TraceAttributesSpanProcessor
 from otel_gemini.aggregate import CostStore, default_cost_db
 from otel_gemini.export import LangfuseExporter
-from otel_gemini.health import HealthReport, HealthReporter
+from otel_gemini.health import HealthReport, HealthReporter, HealthStatus
 from otel_gemini.instrumentation import GeminiInstrumentor
 from otel_gemini.instrumentation._internal_errors import internal_error_counts
 from otel_gemini.instrumentation._settings import InstrumentationSettings
@@ -83,6 +84,12 @@ class Telemetry:
         self._auto = auto  # set up by opentelemetry-instrument, not by the app
         self._lock = threading.Lock()
         self._shut_down = False
+        # At a normal process end (multiprocessing workers too, which skip atexit), held
+        # spans are released and everything is flushed; see docs/deployment.md.
+        _background.at_exit(self._at_exit)
+
+    def _at_exit(self, timeout: float) -> None:
+        self.shutdown(timeout)
 
     @property
     def prices(self) -> PriceTable:
@@ -318,6 +325,11 @@ def _build(
         probe=health_probe,
         sections=sections,
         loops=(lambda: [store._loop_status()]) if store is not None else None,
+        conditions=(
+            (lambda _: [(HealthStatus.DEGRADED, reason) for reason in store.problems()])
+            if store is not None
+            else None
+        ),
     )
     return Telemetry(
         tracer_provider=provider,

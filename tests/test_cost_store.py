@@ -4,6 +4,7 @@ bounded, with retention; over the real OTel SDK and the real CostSpanProcessor."
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -13,11 +14,14 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.trace import Status, StatusCode
+from polling import wait_until
 
-from otel_gemini import CostSpanProcessor
+from otel_gemini import CostSpanProcessor, configure
 from otel_gemini import _attributes as attrs
-from otel_gemini.aggregate import CostStore, CostStoreError
+from otel_gemini.aggregate import CostStore, CostStoreError, _schema, _store
 from otel_gemini.aggregate._schema import ENV_COST_DB, ENV_COST_RETENTION_DAYS
+from otel_gemini.aggregate._store import DROP_WRITE_ERROR
+from otel_gemini.health import HealthStatus
 
 DAY_NS = 86_400 * 10**9
 # 2026-11-20T10:00:00Z: inside the shipped price table's current period.
@@ -306,3 +310,93 @@ def test_rows_read_from_the_langfuse_cost_attribute_alone(pipeline: Pipeline) ->
     rows = pipeline.rows()
     assert rows[-1]["cost_femto"] == 12_500_000_000_000
     assert json.loads(rows[-1]["cost_details"]) == {"total": "0.0125"}
+
+
+# --- many processes on one store ---
+
+
+@pytest.fixture
+def locked_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[sqlite3.Connection]:
+    """Another process's connection holding the store's write lock (``BEGIN EXCLUSIVE``); the
+    store's own connections wait 20 ms per attempt instead of 5 s."""
+    monkeypatch.setattr(_schema, "BUSY_TIMEOUT_MS", 20)
+    CostStore(tmp_path / "costs.sqlite3").shutdown(5000)  # the schema exists
+    blocker = sqlite3.connect(tmp_path / "costs.sqlite3", isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    yield blocker
+    if blocker.in_transaction:
+        blocker.execute("ROLLBACK")
+    blocker.close()
+
+
+def test_a_write_waits_out_another_process_holding_the_database(
+    tmp_path: Path, locked_store: sqlite3.Connection
+) -> None:
+    store = CostStore(tmp_path / "costs.sqlite3", batch_delay=0)
+    try:
+        pipeline = Pipeline(store)
+        pipeline.span(generation(**VOICE_USAGE))
+        wait_until(lambda: store.stats()["busy_retries"] >= 3, 10, "the store to back off")
+        locked_store.execute("COMMIT")
+        assert len(pipeline.rows()) == 1
+        assert store.stats()["dropped"][DROP_WRITE_ERROR] == 0
+        assert store.problems() == []
+    finally:
+        store.shutdown(5000)
+
+
+def test_a_write_that_finally_fails_is_counted_and_degrades_health(
+    tmp_path: Path, locked_store: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_store, "BUSY_RETRY_SECONDS", 0.2)
+    provider = TracerProvider()
+    telemetry = configure(
+        tracer_provider=provider,
+        langfuse=False,
+        cost_store=tmp_path / "costs.sqlite3",
+        instrument=False,
+        health_probe=False,
+    )
+    try:
+        store = telemetry.cost_store
+        assert store is not None
+        span = provider.get_tracer("test").start_span("generate_content")
+        span.set_attributes(generation(**VOICE_USAGE))
+        span.end()
+        assert store.force_flush(10_000)  # processed: not written, and counted
+        assert store.stats()["dropped"][DROP_WRITE_ERROR] == 1
+        report = telemetry.health()
+        assert report.status is HealthStatus.DEGRADED
+        assert any("1 generation(s) could not be written" in reason for reason in report.reasons)
+    finally:
+        telemetry.shutdown()
+        provider.shutdown()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_writes_its_own_rows_with_its_own_writer_and_connection(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.span(generation(**VOICE_USAGE, **{attrs.USER_ID: "parent"}))
+    assert len(pipeline.rows()) == 1
+    parent_connection = pipeline.store._connection
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if its own store wrote its rows
+        code = 1
+        try:
+            store = pipeline.store
+            fresh = store.stats()["written"] == 0 and store._connection is None
+            for _ in range(2):
+                pipeline.span(generation(**VOICE_USAGE, **{attrs.USER_ID: "child"}))
+            flushed = store.force_flush(10_000)
+            stats = store.stats()
+            own = store._connection is not None and store._connection is not parent_connection
+            code = 0 if fresh and flushed and own and stats["written"] == 2 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    pipeline.span(generation(**VOICE_USAGE, **{attrs.USER_ID: "parent"}))  # still writing
+    users = sorted(row["user_id"] for row in pipeline.rows())
+    assert users == ["child", "child", "parent", "parent"]
+    assert pipeline.store.stats()["written"] == 2

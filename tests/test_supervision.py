@@ -359,3 +359,29 @@ def test_a_forked_child_supervises_its_own_loops_and_not_its_parents(
     assert os.waitstatus_to_exitcode(status) == 0
     assert fake_langfuse.span_count == 3
     assert [loop.state for loop in exporter._pipeline.loops()] == ["running", "running"]
+
+
+class _Flushes:
+    def __init__(self, calls: list[tuple[str, float]], name: str) -> None:
+        self._calls, self._name = calls, name
+
+    def flush(self, timeout: float) -> None:
+        self._calls.append((self._name, timeout))
+
+
+def test_exit_callbacks_run_once_per_process_last_registered_first_within_one_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_background, "_exit_callbacks", [])
+    monkeypatch.setattr(_background, "_exited_pid", 0)
+    calls: list[tuple[str, float]] = []
+    first, second = _Flushes(calls, "first"), _Flushes(calls, "second")
+    _background.at_exit(first.flush)
+    _background.at_exit(second.flush)
+    gone = _Flushes(calls, "gone")
+    _background.at_exit(gone.flush)
+    del gone  # held weakly: an object that is gone is not kept alive nor called
+    _background.run_exit_callbacks(timeout=2.0)
+    _background.run_exit_callbacks(timeout=2.0)  # atexit and multiprocessing's exit both
+    assert [name for name, _ in calls] == ["second", "first"]
+    assert all(0 < timeout <= 2.0 for _, timeout in calls)

@@ -110,9 +110,18 @@ def open_for_writing(path: Path) -> sqlite3.Connection:
                 f"the cost store {str(path)!r} was written by a newer otel-gemini "
                 f"(schema {version}, this one knows {SCHEMA_VERSION})"
             )
-        connection.executescript(_CREATE)
-        connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        connection.commit()
+        ready = (
+            version == SCHEMA_VERSION
+            and connection.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='generations'"
+            ).fetchone()
+        )
+        # Only a new store is written to here: many workers open one store at once, and an
+        # open that needs no write lock never waits for (or fails on) another's writes.
+        if not ready:
+            connection.executescript(_CREATE)
+            connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            connection.commit()
     except sqlite3.Error as error:
         connection.close()
         raise CostStoreError(f"cannot use the cost store {str(path)!r}: {error}") from error

@@ -10,11 +10,12 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
+from otel_gemini import _background
 from otel_gemini._background import BatchWorker, LoopStatus
 from otel_gemini._suppress import untraced
 from otel_gemini.aggregate._rows import GenerationRow, generation_row
@@ -43,6 +44,38 @@ _DROP_LOG_INTERVAL: Final = 60.0
 _RETENTION_INTERVAL: Final = 3600.0
 _URGENT_SPANS: Final = 1024
 _NS_PER_DAY: Final = 86_400 * 10**9
+BUSY_RETRY_SECONDS: Final = 30.0
+"""How long a write is retried while other processes hold the database; then its rows are
+dropped and counted."""
+_BUSY_FIRST_BACKOFF: Final = 0.01
+_BUSY_MAX_BACKOFF: Final = 1.0
+_SQLITE_BUSY: Final = 5
+_SQLITE_LOCKED: Final = 6
+_T = TypeVar("_T")
+
+_INHERITED_CONNECTIONS: list[sqlite3.Connection] = []
+"""Connections a forked child inherited: never used, never closed (see _after_fork_in_child)."""
+
+
+_WRITE_BUSY_TIMEOUT_MS: Final = 100
+"""How long one write attempt waits for another process's lock inside SQLite, holding our
+connection lock: short, so that a fork (which waits for that lock) never waits long; the
+retries in ``_transaction`` wait the rest, outside it."""
+
+
+@untraced
+def _open_writer(path: Path) -> sqlite3.Connection:
+    connection = open_for_writing(path)
+    connection.execute(f"PRAGMA busy_timeout={_WRITE_BUSY_TIMEOUT_MS}")
+    return connection
+
+
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)  # Python 3.11+
+    if isinstance(code, int):
+        return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+    text = str(error).lower()
+    return "locked" in text or "busy" in text
 
 
 class CostStore(SpanProcessor):
@@ -67,6 +100,14 @@ class CostStore(SpanProcessor):
     queue drops the span, counts it by reason (:meth:`stats`) and logs (at most once a
     minute). Rows older than ``retention_days`` are deleted hourly (``0``: keep
     everything).
+
+    Many processes on one host may share one file (prefork servers, pools): each write is
+    one ``BEGIN IMMEDIATE`` transaction, retried with backoff for up to
+    :data:`BUSY_RETRY_SECONDS` while another process holds the database; a write that still
+    fails is dropped, counted (``write_error``), logged and reported by :meth:`problems`. In
+    a forked child the store starts afresh on the child's first span (its own queue, counters,
+    writer thread and SQLite connection), and whatever is queued when a process ends
+    normally is written (see docs/deployment.md).
 
     ``path`` defaults to ``OTEL_GEMINI_COST_DB`` or
     ``~/.local/state/otel-gemini/costs.sqlite3``; ``retention_days`` (``None``) to
@@ -95,18 +136,37 @@ class CostStore(SpanProcessor):
         self.retention_days: float | None = retention
         self._max_queue = max_queue
         self._clock = clock
-        self._connection = open_for_writing(self.path)
+        self._batch_delay = batch_delay
+        self._connection: sqlite3.Connection | None = _open_writer(self.path)
+        self._init_process_state(closed=False)
+        self._worker.start()
+        self._started = True
+        # A forked child gets its own queue, locks, counters, writer and connection (SQLite
+        # forbids using a connection across fork()); the fork waits for a write in progress
+        # so the inherited connection holds no lock the child would wait on forever.
+        _background.fork_hooks(
+            before=self._before_fork,
+            after_in_parent=self._after_fork_in_parent,
+            after_in_child=self._after_fork_in_child,
+        )
+        # Rows still queued when the process ends normally are written (also in
+        # multiprocessing workers, which skip atexit).
+        _background.at_exit(self._at_exit)
 
+    def _init_process_state(self, *, closed: bool) -> None:
+        """This process's queue, locks, counters and writer (not started)."""
         self._lock = threading.Lock()  # the queue and counters; never held during I/O
         self._db_lock = threading.Lock()  # the connection (writer thread, apply_retention)
         self._queue: list[ReadableSpan] = []
         self._offered = 0  # spans queued since start (the flush sequence)
         self._processed = 0  # spans the writer has finished with (written or not)
-        self._closed = False
+        self._closed = closed
+        self._started = False
         self._dropped = dict.fromkeys(DROP_REASONS, 0)
         self._written = 0
         self._skipped = 0
         self._deleted = 0
+        self._busy_retries = 0
         self._has_data = threading.Event()
         self._urgent = threading.Event()
         self._progress = threading.Condition(self._lock)
@@ -116,20 +176,50 @@ class CostStore(SpanProcessor):
         self._next_retention = 0.0
         # Supervised: an error restarts it with the batch it had in hand (written again: an
         # upsert keeps one row per span).
-        self._worker = BatchWorker(
+        self._worker: BatchWorker[list[ReadableSpan]] = BatchWorker(
             "cost-store",
             has_data=self._has_data,
             urgent=self._urgent,
-            delay=batch_delay,
+            delay=self._batch_delay,
             drain=self._take_batch,
             process=self._process,
             pending=self._queued,
             on_exit=self._close_db,
+            prepare=self._connect,
             idle=self._maybe_apply_retention,
             idle_interval=_RETENTION_INTERVAL,
         )
         self._writer = self._worker.loop
+
+    # --- fork -------------------------------------------------------------------------------
+
+    def _before_fork(self) -> None:
+        self._db_lock.acquire()
+
+    def _after_fork_in_parent(self) -> None:
+        self._db_lock.release()
+
+    def _after_fork_in_child(self) -> None:
+        # No thread and no file here (the child may be about to exec): the writer starts,
+        # and opens its own connection, on the child's first span.
+        if self._connection is not None:
+            # Never closed: closing would run SQLite's unlock and WAL cleanup on the
+            # parent's behalf. Kept referenced so garbage collection does not close it.
+            _INHERITED_CONNECTIONS.append(self._connection)
+        self._connection = None
+        self._init_process_state(closed=self._closed)
+
+    def _start_in_child_locked(self) -> None:
+        self._started = True
         self._worker.start()
+
+    def _connect(self) -> None:
+        with self._db_lock:
+            if self._connection is None:
+                self._connection = _open_writer(self.path)
+
+    def _at_exit(self, timeout: float) -> None:
+        self.shutdown(timeout * 1000)
 
     # --- SpanProcessor (application thread) ------------------------------------------------
 
@@ -151,6 +241,8 @@ class CostStore(SpanProcessor):
             queue.append(span)
             self._offered += 1
             size = len(queue)
+            if not self._started:  # a forked child's first span
+                self._start_in_child_locked()
         if size == 1:
             self._has_data.set()
         elif size == _URGENT_SPANS:
@@ -195,12 +287,15 @@ class CostStore(SpanProcessor):
         return self._writer.status()
 
     def stats(self) -> dict[str, Any]:
-        """Counters: ``written`` rows, ``skipped`` spans (not generations), ``queued``,
-        ``dropped`` by reason, rows ``deleted`` by retention, and the ``path``."""
+        """This process's counters: ``written`` rows, ``skipped`` spans (not generations),
+        ``queued``, ``dropped`` by reason, rows ``deleted`` by retention, ``busy_retries``
+        (waits for another process's lock), and the ``path`` and ``pid``."""
         with self._lock:
             return {
                 "path": str(self.path),
+                "pid": os.getpid(),
                 "written": self._written,
+                "busy_retries": self._busy_retries,
                 "skipped": self._skipped,
                 "queued": len(self._queue),
                 "queue_capacity": self._max_queue,
@@ -217,10 +312,13 @@ class CostStore(SpanProcessor):
             return 0
         moment = self._clock() if now is None else now
         cutoff_ns = int(moment * 1e9) - int(self.retention_days * _NS_PER_DAY)
-        with self._db_lock, self._connection:
-            deleted = self._connection.execute(
-                "DELETE FROM generations WHERE start_ns < ?", (cutoff_ns,)
-            ).rowcount
+        deleted = self._transaction(
+            lambda connection: (
+                connection.execute(
+                    "DELETE FROM generations WHERE start_ns < ?", (cutoff_ns,)
+                ).rowcount
+            )
+        )
         with self._lock:
             self._deleted += deleted
         return deleted
@@ -246,7 +344,8 @@ class CostStore(SpanProcessor):
 
     def _close_db(self) -> None:
         with self._db_lock, contextlib.suppress(sqlite3.Error):
-            self._connection.close()
+            if self._connection is not None:
+                self._connection.close()
         with self._progress:
             self._progress.notify_all()
 
@@ -268,8 +367,7 @@ class CostStore(SpanProcessor):
         written = 0
         if rows:
             try:
-                with self._db_lock, self._connection:
-                    self._connection.executemany(UPSERT, rows)
+                self._transaction(lambda connection: connection.executemany(UPSERT, rows))
                 written = len(rows)
             except sqlite3.Error as error:
                 self._log_once("write", f"cannot write to the cost store {self.path}", error)
@@ -280,6 +378,49 @@ class CostStore(SpanProcessor):
             self._dropped[DROP_WRITE_ERROR] += len(rows) - written
             self._processed += len(batch)
             self._progress.notify_all()
+
+    def _transaction(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Runs ``work`` in one write transaction, retrying (with backoff, for up to
+        :data:`BUSY_RETRY_SECONDS`) while other processes hold the database: many workers
+        on one host share one store. Other errors, and a lock held for longer, raise.
+        Between attempts our connection lock is free (a fork waits for it)."""
+        delay = _BUSY_FIRST_BACKOFF
+        give_up_at = time.monotonic() + BUSY_RETRY_SECONDS
+        while True:
+            try:
+                with self._db_lock:
+                    connection = self._connection
+                    if connection is None:  # a forked child's store before its writer ran
+                        connection = self._connection = _open_writer(self.path)
+                    # IMMEDIATE: the write lock is taken (or waited for, busy_timeout) up
+                    # front, never upgraded mid-transaction, where SQLite gives up at once.
+                    connection.execute("BEGIN IMMEDIATE")
+                    try:
+                        result = work(connection)
+                        connection.commit()
+                    except BaseException:
+                        with contextlib.suppress(sqlite3.Error):
+                            connection.rollback()
+                        raise
+                return result
+            except sqlite3.OperationalError as error:
+                if not _is_busy(error) or time.monotonic() + delay > give_up_at:
+                    raise
+                with self._lock:
+                    self._busy_retries += 1
+            time.sleep(delay)  # backing off from another process's lock, outside ours
+            delay = min(_BUSY_MAX_BACKOFF, delay * 2)
+
+    def problems(self) -> list[str]:
+        """Health reasons: generations the store could not write (counted, never silent)."""
+        with self._lock:
+            failed = self._dropped[DROP_WRITE_ERROR]
+        if not failed:
+            return []
+        return [
+            f"cost store {self.path}: {failed} generation(s) could not be written (see the "
+            "log); local cost answers miss them, Langfuse still has them"
+        ]
 
     def _maybe_apply_retention(self) -> None:
         now = time.monotonic()

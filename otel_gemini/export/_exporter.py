@@ -12,6 +12,7 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from otel_gemini import _background
 from otel_gemini.export._accounting import ExportStats
 from otel_gemini.export._pipeline import HealthInputs, Pipeline
 from otel_gemini.export._processor import SpoolingSpanProcessor
@@ -126,6 +127,9 @@ class LangfuseExporter(SpanExporter):
                 exporter._after_fork_in_child()
 
         os.register_at_fork(after_in_child=after_fork_in_child)
+        # Whatever this process holds at its normal end is written and sent (within a
+        # bounded time), also in multiprocessing workers, which skip atexit.
+        _background.at_exit(self._at_exit)
         register_self_metrics(self, meter_provider)
 
     # --- handing off spans ---
@@ -169,6 +173,9 @@ class LangfuseExporter(SpanExporter):
         within ``timeout_millis``; whatever was not sent stays in the spool for the next
         start. Idempotent."""
         self._pipeline.shutdown(max(0.0, timeout_millis / 1000))
+
+    def _at_exit(self, timeout: float) -> None:
+        self.shutdown(timeout * 1000)
 
     # --- state ---
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from otel_gemini import _background
 from otel_gemini._background import BackgroundLoop, LoopStatus
 from otel_gemini.export import ExportStats, LangfuseExporter
 from otel_gemini.health._assess import DEFAULT_REQUEST_TIMEOUT, assess
@@ -133,6 +134,14 @@ class HealthReporter:
         self._probed = threading.Condition(self._lock)
         if exporter is not None:
             exporter._set_status_extras(self._status_extras)
+        _background.fork_hooks(after_in_child=self._after_fork_in_child)
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's probe thread does not exist here (a probe "in progress" would block
+        # every later one) and its lock may have been held at fork: the child probes anew.
+        self._lock = threading.Lock()
+        self._probed = threading.Condition(self._lock)
+        self._probing = None
 
     def report(self) -> HealthReport:
         """The current health (cheap; safe from any thread and from async handlers)."""
@@ -148,9 +157,16 @@ class HealthReporter:
             if latest is None or now - latest.checked_at >= interval:
                 self._start_probe()
         extra = {name: section() for name, section in self._sections.items()}
+        conditions = self._conditions(stats) if self._conditions is not None else ()
         if exporter is None:
             return build_report(
-                stats, None, now, loops=self._other_loops(), export_off=True, extra=extra
+                stats,
+                None,
+                now,
+                loops=self._other_loops(),
+                conditions=conditions,
+                export_off=True,
+                extra=extra,
             )
         inputs = exporter._health_inputs()
         return build_report(
@@ -161,7 +177,7 @@ class HealthReporter:
             request_timeout=inputs.request_timeout,
             unanswered_since=inputs.unanswered_since,
             loops=(*inputs.loops, *self._other_loops()),
-            conditions=self._conditions(stats) if self._conditions is not None else (),
+            conditions=conditions,
             extra=extra,
         )
 

@@ -29,6 +29,7 @@ from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, S
 from opentelemetry.util.types import AttributeValue
 
 from otel_gemini import _attributes as attrs
+from otel_gemini._background import renew_locks_after_fork
 from otel_gemini._trace_attributes import current_trace_attributes, restored_trace_attributes
 from otel_gemini.instrumentation._instruments import Instruments
 from otel_gemini.instrumentation._invocation import Invocation, record_metrics
@@ -80,6 +81,7 @@ class PendingGenerations:
     def __init__(self) -> None:
         self._pending: OrderedDict[str, PendingGeneration] = OrderedDict()
         self._lock = threading.Lock()
+        renew_locks_after_fork(self, "_lock")
 
     def add(self, result_id: str, pending: PendingGeneration) -> None:
         with self._lock:

@@ -23,6 +23,7 @@ from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from otel_gemini import _attributes as attrs
+from otel_gemini._background import renew_locks_after_fork
 from otel_gemini._version import __version__
 from otel_gemini.pricing._cost import FEMTO_PER_USD
 
@@ -45,6 +46,7 @@ class CostMetrics:
     ) -> None:
         self._user_id = user_id
         self._lock = threading.Lock()
+        renew_locks_after_fork(self, "_lock")
         self._cost: dict[_Key, int] = {}  # femto-USD
         self._spans: dict[str, int] = {}
         meter = metrics.get_meter(SCOPE, __version__, meter_provider)

@@ -36,6 +36,7 @@ from typing import Final, NamedTuple
 from opentelemetry.sdk.trace import ReadableSpan, Span
 
 from otel_gemini import _attributes as attrs
+from otel_gemini._background import renew_locks_after_fork
 
 _logger = logging.getLogger("otel_gemini.processing")
 
@@ -124,6 +125,7 @@ class Coverage:
         self._hold_seconds = hold_seconds
         self._max_response_ids = max_response_ids
         self._lock = threading.Lock()
+        renew_locks_after_fork(self, "_lock")
         self._spans: dict[int, _Entry] = {}
         self._held: dict[int, _Held] = {}  # insertion order is deadline order
         self._responses: OrderedDict[str, str] = OrderedDict()  # response id -> scope name

@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext
 
 from otel_gemini import _attributes as attrs
+from otel_gemini._background import renew_locks_after_fork
 from otel_gemini.pricing._buckets import TOTAL
 from otel_gemini.pricing._cost import FEMTO_PER_USD, femto_text
 from otel_gemini.processing._priced_span import CostAttributes, PricedSpan
@@ -49,6 +50,7 @@ class LiveSessionCosts:
         self._report_error = report_error
         self._max_sessions = max_sessions
         self._lock = threading.Lock()
+        renew_locks_after_fork(self, "_lock")
         self._turns: OrderedDict[tuple[int, int], list[Mapping[str, Any]]] = OrderedDict()
 
     def add_turn(self, session: SpanContext, turn_attributes: Mapping[str, Any]) -> None:

@@ -7,6 +7,7 @@ import threading
 from typing import Any, Final
 
 from otel_gemini import _attributes as attrs
+from otel_gemini._background import renew_locks_after_fork
 from otel_gemini.pricing import Cost, PriceTable
 from otel_gemini.pricing._cost import FEMTO_PER_USD
 from otel_gemini.pricing._price_table import normalize_model_name
@@ -27,6 +28,7 @@ class SpanPricer:
         self.lock = threading.Lock()
         """Held while pricing a span (see ``CostAttributes.resolved``)."""
         self._incidents_lock = threading.Lock()
+        renew_locks_after_fork(self, "lock", "_incidents_lock")
         self._logged: set[str] = set()
         self._unknown_models: set[str] = set()
         self._errors: dict[str, int] = {}
