@@ -36,6 +36,8 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 
+from otel_gemini._background import renew_locks_after_fork
+
 _logger = logging.getLogger("otel_gemini")
 
 # Set on an SDK processor once guarded (the guard survives reconfiguring: it reads the slot).
@@ -73,6 +75,7 @@ class LangfuseSdkGuard:
     def __init__(self, provider: TracerProvider) -> None:
         self._provider = weakref.ref(provider)
         self._lock = threading.Lock()
+        renew_locks_after_fork(self, "_lock")  # checked on every span start and end
         self._seen: object = None  # the provider's processor tuple last scanned
         self._extra: Callable[[], Iterable[SpanProcessor]] = tuple
         self._guarded: list[weakref.ReferenceType[SpanProcessor]] = []
