@@ -11,6 +11,7 @@ from typing import Any
 import uvicorn
 
 from otel_gemini._background import BackgroundLoop
+from otel_gemini._http_limits import ConnectionLimits, uvicorn_options
 
 
 class _Server(uvicorn.Server):
@@ -46,7 +47,14 @@ class HttpListener:
     thread: if uvicorn ever stops on its own, it is started again on the same port."""
 
     def __init__(
-        self, app: Any, host: str, port: int, *, limit_concurrency: int, grace: float
+        self,
+        app: Any,
+        host: str,
+        port: int,
+        *,
+        limits: ConnectionLimits,
+        grace: float,
+        ssl_options: dict[str, Any] | None = None,
     ) -> None:
         self._host = host
         self._socket = self._bind(port)
@@ -56,8 +64,10 @@ class HttpListener:
             lifespan="off",
             log_config=None,
             access_log=False,
-            # Beyond this many connections uvicorn answers 503: memory stays bounded.
-            limit_concurrency=limit_concurrency,
+            # Header, body and idle timeouts and the connection cap (_http_limits.py);
+            # the app is wrapped in RequestLimit by the caller.
+            **uvicorn_options(limits),
+            **(ssl_options or {}),
             timeout_graceful_shutdown=max(1, int(grace)),
         )
         self._ready = threading.Event()
