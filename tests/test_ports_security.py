@@ -41,6 +41,7 @@ from tls_material import Material, make
 from otel_gemini import _attributes as attrs
 from otel_gemini._listen_security import ListenSecurity, TokenFile
 from otel_gemini.aggregate import CostAnswers, CostStore, LocalCostSource
+from otel_gemini.cli import main as cli_main
 from otel_gemini.export import LangfuseExporter, RetryPolicy
 from otel_gemini.gateway import Gateway, GatewaySettings
 from otel_gemini.server import observability_app
@@ -485,3 +486,80 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def test_otel_gemini_health_reads_a_secured_gateway(
+    langfuse: FakeLangfuse,
+    material: Material,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    gateway = _gateway(langfuse, tmp_path / "spool", security=_secured(material))
+    with gateway.start():
+        assert gateway.http_endpoint is not None
+        url = ["health", "--url", gateway.http_endpoint, "--tls-ca", str(material.ca)]
+        assert cli_main(url) == 3
+        assert "wants a token (HTTP 401)" in capsys.readouterr().err
+        code = cli_main([*url, "--auth-token-file", str(material.token_file), "--json"])
+        assert code in (0, 1)  # healthy, or degraded while its first probe runs
+        assert "inflight_bytes" in capsys.readouterr().out
+
+
+def test_a_full_server_answers_503_with_retry_after(langfuse: FakeLangfuse, tmp_path: Path) -> None:
+    gateway = _gateway(langfuse, tmp_path / "spool", http_limit_concurrency=1, retry_after=2)
+    with gateway.start():
+        address = ("127.0.0.1", gateway.http_port)
+        traces = f"{gateway.http_endpoint}/v1/traces"
+        # One request in progress (its body is on its way): the server is full.
+        busy = socket.create_connection(address)
+        busy.sendall(
+            b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+            b"Content-Length: 1000\r\n\r\n0123456789"
+        )
+        answers: list[httpx.Response] = []
+
+        def refused() -> bool:
+            answers.append(httpx.post(traces, content=_body(), headers=PROTOBUF))
+            return answers[-1].status_code == 503
+
+        wait_until(refused, 10, "a 503 while the server is full")
+        assert answers[-1].headers["retry-after"] == "2"
+        busy.close()
+        wait_until(
+            lambda: httpx.post(traces, content=_body(), headers=PROTOBUF).status_code == 200,
+            10,
+            "room again",
+        )
+
+
+def test_past_the_connection_cap_the_longest_idle_connection_makes_room(
+    langfuse: FakeLangfuse, tmp_path: Path
+) -> None:
+    gateway = _gateway(langfuse, tmp_path / "spool", max_connections=20, header_timeout=60)
+    idle: list[socket.socket] = []
+    with gateway.start():
+        try:
+            for _ in range(40):
+                idle.append(socket.create_connection(("127.0.0.1", gateway.http_port)))
+            response = httpx.post(
+                f"{gateway.http_endpoint}/v1/traces", content=_body(), headers=PROTOBUF
+            )
+            assert response.status_code == 200
+            deadline = time.monotonic() + 5
+            closed = sum(_closed_by_peer(sock, deadline) for sock in idle[:21])
+            assert closed == 21  # the oldest ones, long before the header timeout
+        finally:
+            for sock in idle:
+                sock.close()
+
+
+def test_a_silent_grpc_connection_is_closed_after_the_handshake_timeout(
+    langfuse: FakeLangfuse, tmp_path: Path
+) -> None:
+    gateway = _gateway(langfuse, tmp_path / "spool", header_timeout=1.0)
+    with gateway.start():
+        assert gateway.grpc_port is not None
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", gateway.grpc_port)) as sock:
+            assert _closed_by_peer(sock, started + 6)
+        print(f"\nsilent gRPC connection closed after {time.monotonic() - started:.1f} s")
