@@ -13,7 +13,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from otel_gemini.gateway._gateway import Gateway, GatewaySettings, ListenSecurity
+    from otel_gemini._listen_security import ListenSecurity
+    from otel_gemini.gateway._gateway import Gateway, GatewaySettings
 
 __all__ = ["Gateway", "GatewaySettings", "ListenSecurity"]
 
