@@ -12,7 +12,9 @@ counts *connections*: 255 silent sockets made every request answer 503, with no
   idle the longest (no request in progress) to make room; keep-alive idleness stays
   uvicorn's ``timeout_keep_alive`` (``idle_timeout``);
 - :class:`RequestLimit`: at most ``max_requests`` requests in progress; beyond, ``503`` with
-  ``Retry-After`` (idle connections no longer count).
+  ``Retry-After`` (idle connections no longer count);
+- :class:`GuardedServer`: a TLS handshake must finish within ``header_timeout`` too (asyncio's
+  default is 60 s, and the protocol above only sees a connection once it has).
 
 See docs/security.md ("Connections").
 """
@@ -20,11 +22,14 @@ See docs/security.md ("Connections").
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
+import socket
 from dataclasses import dataclass
 from typing import Any, Final
 
 import h11
+import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 
@@ -221,3 +226,26 @@ def uvicorn_options(limits: ConnectionLimits) -> dict[str, Any]:
         # limit counts idle connections, which is what let silent sockets lock everyone out.
         "limit_concurrency": None,
     }
+
+
+class GuardedServer(uvicorn.Server):
+    """uvicorn's server, with TLS handshakes bounded by ``handshake_timeout`` seconds."""
+
+    def __init__(self, config: uvicorn.Config, *, handshake_timeout: float | None = None) -> None:
+        super().__init__(config)
+        self.handshake_timeout = handshake_timeout
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        if self.config.ssl is None or self.handshake_timeout is None:
+            await super().startup(sockets)
+            return
+        # uvicorn offers no setting for it: its listeners are created with this loop's
+        # create_server, so that call gets the timeout for as long as startup runs.
+        loop.create_server = functools.partial(  # type: ignore[method-assign]
+            loop.create_server, ssl_handshake_timeout=self.handshake_timeout
+        )
+        try:
+            await super().startup(sockets)
+        finally:
+            del loop.create_server  # back to the class's method

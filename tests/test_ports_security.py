@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -376,7 +377,7 @@ def _closed_by_peer(sock: socket.socket, deadline: float) -> bool:
         try:
             if not sock.recv(65536):
                 return True
-        except (ConnectionResetError, BrokenPipeError):
+        except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
             return True
         except TimeoutError:
             return False
@@ -563,3 +564,21 @@ def test_a_silent_grpc_connection_is_closed_after_the_handshake_timeout(
         with socket.create_connection(("127.0.0.1", gateway.grpc_port)) as sock:
             assert _closed_by_peer(sock, started + 6)
         print(f"\nsilent gRPC connection closed after {time.monotonic() - started:.1f} s")
+
+
+def test_silent_connections_to_tls_ports_are_closed_after_the_header_timeout(
+    langfuse: FakeLangfuse, material: Material, tmp_path: Path
+) -> None:
+    security = _secured(material)
+    gateway = _gateway(langfuse, tmp_path / "spool", header_timeout=1.0, security=security)
+    with gateway.start():
+        started = time.monotonic()
+        for port in (gateway.http_port, gateway.grpc_port):
+            assert port is not None
+            # No TLS handshake at all (asyncio alone would wait 60 s) ...
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                assert _closed_by_peer(sock, started + 6), port
+        # ... and a handshake, then silence.
+        raw = socket.create_connection(("127.0.0.1", gateway.http_port))
+        with material.client_context().wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+            assert _closed_by_peer(sock, time.monotonic() + 6)

@@ -99,7 +99,12 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from otel_gemini._command_errors import listening_socket
-    from otel_gemini._http_limits import ConnectionLimits, RequestLimit, uvicorn_options
+    from otel_gemini._http_limits import (
+        ConnectionLimits,
+        GuardedServer,
+        RequestLimit,
+        uvicorn_options,
+    )
     from otel_gemini._langfuse_settings import langfuse_from_env
     from otel_gemini.export._settings import resolve_settings
 
@@ -140,7 +145,8 @@ def run(args: argparse.Namespace) -> int:
             **uvicorn_options(limits),
             **security.uvicorn_options(),
         )
-        server = uvicorn.Server(config)  # config.host/port: only for its "running on" log
+        # config.host/port: only for its "running on" log
+        server = GuardedServer(config, handshake_timeout=limits.header_timeout)
         with contextlib.suppress(KeyboardInterrupt):
             # uvicorn re-raises the Ctrl-C / SIGINT it shut down on once it is done
             # (uvicorn.run swallows it the same way): a clean stop, exit 0.
