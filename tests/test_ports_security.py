@@ -333,6 +333,24 @@ def test_serve_allow_unauthenticated_on_every_interface_warns(tmp_path: Path) ->
     assert banner.startswith("otel-gemini serve: http://0.0.0.0:")
 
 
+def test_gateway_allow_unauthenticated_on_every_interface_warns(
+    langfuse: FakeLangfuse, tmp_path: Path
+) -> None:
+    argv = [*COMMANDS["gateway"], "--host", "0.0.0.0", "--allow-unauthenticated"]
+    process = _start(argv, _env(tmp_path, **langfuse.environment()))
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith("otel-gemini gateway listening grpc=0.0.0.0:")
+    finally:
+        _, err = _stop(process)
+    warnings = [line for line in err.splitlines() if "WARNING" in line]
+    assert warnings == [
+        "otel-gemini gateway: WARNING: listening on 0.0.0.0 without authentication "
+        "(--allow-unauthenticated): anyone who can reach it can send spans and read costs; "
+        "see docs/security.md"
+    ]
+
+
 def test_serve_with_token_and_tls_hides_everyones_costs(material: Material, tmp_path: Path) -> None:
     CostStore(tmp_path / "costs.sqlite3").shutdown()
     process = _start(
