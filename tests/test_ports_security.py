@@ -369,6 +369,8 @@ def test_serve_with_token_and_tls_hides_everyones_costs(material: Material, tmp_
             assert refused.status_code == 401
             assert refused.headers["www-authenticate"].startswith("Bearer")
             assert client.get(f"{base}/health").status_code == 401
+            root = base.removesuffix("/api/observability")
+            assert client.get(f"{root}/").status_code == 401  # the page too
             answer = client.get(costs, headers=material.bearer)
             assert answer.status_code == 200, answer.text
     finally:
@@ -457,7 +459,7 @@ def test_stalled_bodies_count_in_flight_and_stay_bounded(
     """60 connections each send 15 MiB of a declared 16 MiB body and stall."""
     http_port = _free_port()
     process = _start(
-        ["gateway", "--grpc-port", "off", "--http-port", str(http_port), "--body-timeout", "4"],
+        ["gateway", "--grpc-port", "off", "--http-port", str(http_port), "--body-timeout", "8"],
         _env(tmp_path, **langfuse.environment()),
     )
     stalled: list[socket.socket] = []
@@ -492,7 +494,7 @@ def test_stalled_bodies_count_in_flight_and_stay_bounded(
         # The body timeout closes the stalled ones and gives their bytes back.
         wait_until(
             lambda: httpx.get(health_url, timeout=10).json()["gateway"]["inflight_bytes"] == 0,
-            20,
+            30,
             "the stalled bodies to time out",
         )
     finally:
