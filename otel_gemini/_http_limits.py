@@ -51,9 +51,11 @@ class ConnectionLimits:
     """Seconds suggested in ``Retry-After`` when full."""
 
     def __post_init__(self) -> None:
-        for name in ("header_timeout", "body_timeout", "idle_timeout", "retry_after"):
+        for name in ("header_timeout", "body_timeout", "idle_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"connection setting {name} must be positive")
+        if self.retry_after < 0:  # 0 is fine: the header says at least 1 s
+            raise ValueError("connection setting retry_after must not be negative")
         for name in ("max_connections", "max_requests"):
             if getattr(self, name) < 1:
                 raise ValueError(f"connection setting {name} must be at least 1")
