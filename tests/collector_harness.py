@@ -19,6 +19,7 @@ from typing import IO, Any
 
 import httpx
 from polling import wait_until
+from tls_material import Material
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO / "collector-config"
@@ -167,7 +168,8 @@ class Collector(Process):
 
 
 class GatewayProcess(Process):
-    """`otel-gemini gateway` on fixed ports (so a restart takes the same ones)."""
+    """`otel-gemini gateway` on fixed ports (so a restart takes the same ones); with
+    ``secured``, behind its bearer token and TLS certificate."""
 
     def __init__(
         self,
@@ -176,9 +178,13 @@ class GatewayProcess(Process):
         grpc_port: int | None = None,
         http_port: int | None = None,
         extra_args: Sequence[str] = (),
+        secured: Material | None = None,
     ) -> None:
         self.grpc_port = grpc_port or free_port()
         self.http_port = http_port or free_port()
+        self.secured = secured
+        if secured is not None:
+            extra_args = [*extra_args, *secured.gateway_args()]
         argv = [
             sys.executable,
             "-m",
@@ -198,8 +204,13 @@ class GatewayProcess(Process):
         return f"127.0.0.1:{self.grpc_port}"
 
     def health(self) -> dict[str, Any]:
+        if self.secured is None:
+            url, headers, verify = f"http://127.0.0.1:{self.http_port}", {}, True
+        else:
+            url, headers = f"https://127.0.0.1:{self.http_port}", self.secured.bearer
+            verify = self.secured.client_context()
         response = httpx.get(
-            f"http://127.0.0.1:{self.http_port}/api/observability/health", timeout=5
+            f"{url}/api/observability/health", headers=headers, verify=verify, timeout=5
         )
         document: dict[str, Any] = response.json()
         return document

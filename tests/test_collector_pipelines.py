@@ -3,8 +3,9 @@
 - gateway-tier.yaml: spans from a Python app and from a Node.js app (OpenTelemetry JS SDK)
   reach two gateways through the load_balancing exporter, arrive priced, and every trace
   stays on one gateway (each gateway exports to its own fake Langfuse, so we can tell).
-- agent.yaml: a gateway killed (SIGKILL) and restarted loses nothing it had acknowledged,
-  and nothing sent while it was down (the Collector's queue retries).
+- agent.yaml: the agent reaches the gateway over TLS with a bearer token (a gateway with
+  another token refuses it); a gateway killed (SIGKILL) and restarted loses nothing it had
+  acknowledged, and nothing sent while it was down (the Collector's queue retries).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
 from polling import wait_until
+from tls_material import Material, make
 
 from otel_gemini import _attributes as attrs
 from otel_gemini.testing import FakeLangfuse
@@ -48,6 +50,13 @@ def node_app() -> Path:
 def langfuses() -> Iterator[tuple[FakeLangfuse, FakeLangfuse]]:
     with FakeLangfuse() as first, FakeLangfuse() as second:
         yield first, second
+
+
+@pytest.fixture
+def material(tmp_path: Path) -> Material:
+    directory = tmp_path / "tls"
+    directory.mkdir()
+    return make(directory)
 
 
 def _gateway_env(langfuse: FakeLangfuse, spool: Path) -> dict[str, str]:
@@ -141,15 +150,54 @@ def test_gateway_tier_keeps_traces_on_one_gateway_and_prices_python_and_node_spa
     assert all(attrs.COST_STATUS not in span.attributes for span in roots)
 
 
+def test_agent_reaches_the_gateway_with_its_token_over_tls_and_nothing_else_does(
+    collector_binary: Path,
+    langfuses: tuple[FakeLangfuse, FakeLangfuse],
+    material: Material,
+    tmp_path: Path,
+) -> None:
+    langfuse = langfuses[0]
+    gateway = GatewayProcess(_gateway_env(langfuse, tmp_path / "spool"), secured=material)
+    agent_env = {"OTEL_GEMINI_GATEWAY_ENDPOINT": gateway.grpc_endpoint, **material.collector_env()}
+    collector = Collector(collector_binary, ["agent.yaml"], agent_env)
+    try:
+        spans = _python_app(collector.otlp_http_traces, traces=4)
+        langfuse.wait_for_spans(len(spans), timeout=30)
+        assert {span.span_id for span in langfuse.spans} == set(spans)
+        assert gateway.health()["gateway"]["spans_accepted"] == len(spans)
+    finally:
+        collector.stop()
+    # The same agent with a token the gateway does not know: refused, nothing accepted.
+    wrong = tmp_path / "wrong-token"
+    wrong.write_text("not-the-token")
+    collector = Collector(
+        collector_binary,
+        ["agent.yaml"],
+        {**agent_env, "OTEL_GEMINI_GATEWAY_TOKEN_FILE": str(wrong)},
+    )
+    try:
+        _python_app(collector.otlp_http_traces, traces=1)
+        collector.wait_for_output("Unauthenticated", 30)
+        assert gateway.health()["gateway"]["spans_accepted"] == len(spans)
+    finally:
+        collector.stop()
+        gateway.stop()
+
+
 def test_gateway_killed_and_restarted_loses_nothing_it_accepted(
-    collector_binary: Path, langfuses: tuple[FakeLangfuse, FakeLangfuse], tmp_path: Path
+    collector_binary: Path,
+    langfuses: tuple[FakeLangfuse, FakeLangfuse],
+    material: Material,
+    tmp_path: Path,
 ) -> None:
     langfuse = langfuses[0]
     langfuse.refuse_connections()  # nothing leaves the spool until the end
     env = _gateway_env(langfuse, tmp_path / "spool")
-    gateway = GatewayProcess(env)
+    gateway = GatewayProcess(env, secured=material)
     collector = Collector(
-        collector_binary, ["agent.yaml"], {"OTEL_GEMINI_GATEWAY_ENDPOINT": gateway.grpc_endpoint}
+        collector_binary,
+        ["agent.yaml"],
+        {"OTEL_GEMINI_GATEWAY_ENDPOINT": gateway.grpc_endpoint, **material.collector_env()},
     )
     restarted: GatewayProcess | None = None
     try:
@@ -163,7 +211,9 @@ def test_gateway_killed_and_restarted_loses_nothing_it_accepted(
         gateway.kill()
         # Sent while the gateway is down: the Collector's queue holds and retries them.
         during = _python_app(collector.otlp_http_traces, traces=5)
-        restarted = GatewayProcess(env, grpc_port=gateway.grpc_port, http_port=gateway.http_port)
+        restarted = GatewayProcess(
+            env, grpc_port=gateway.grpc_port, http_port=gateway.http_port, secured=material
+        )
         langfuse.up()
         expected = set(before) | set(during)
         wait_until(lambda: len(langfuse.span_keys()) >= len(expected), 60, "every span at Langfuse")

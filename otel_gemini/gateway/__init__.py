@@ -2,7 +2,9 @@
 
 Apps in any language (or an OpenTelemetry Collector tier) send OTLP here; the gateway runs
 the same ``CostSpanProcessor`` as an in-process app and hands the spans to
-``LangfuseExporter`` (durable spool, retries). See docs/collector.md.
+``LangfuseExporter`` (durable spool, retries). ``GatewaySettings(security=ListenSecurity(
+tokens=TokenFile(path), tls_cert=..., tls_key=...))`` puts both ports behind a bearer token
+and TLS. See docs/collector.md and docs/security.md.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from otel_gemini._listen_security import ListenSecurity
     from otel_gemini.gateway._gateway import Gateway, GatewaySettings
 
-__all__ = ["Gateway", "GatewaySettings"]
+__all__ = ["Gateway", "GatewaySettings", "ListenSecurity"]
 
 
 def __getattr__(name: str) -> Any:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from otel_gemini import _listen_security
+
 HELP = (
     "Receive OTLP traces (gRPC and HTTP), price Gemini spans and export them to Langfuse "
     "through the durable spool."
@@ -79,6 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=10.0,
         help="seconds to finish requests and send the spool on SIGTERM (default 10)",
     )
+    _listen_security.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
     from otel_gemini.gateway._gateway import Gateway, GatewaySettings
     from otel_gemini.pricing import PriceTable
 
+    # Who may connect first: a non-loopback address without a token stops here.
+    security = _listen_security.from_arguments(args, args.host)
     try:
         settings = GatewaySettings(
             host=args.host,
@@ -101,6 +106,10 @@ def run(args: argparse.Namespace) -> int:
             max_inflight_bytes=args.max_inflight_bytes,
             spool_high_water=args.spool_high_water,
             retry_after=args.retry_after,
+            header_timeout=args.header_timeout,
+            body_timeout=args.body_timeout,
+            idle_timeout=args.idle_timeout,
+            security=security,
         )
     except ValueError as error:
         raise CommandError(str(error)) from None
@@ -115,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    _listen_security.warn_if_open(security, args.host, "gateway")
     exporter = LangfuseExporter(memory_max_bytes=memory)
     gateway = Gateway(exporter, prices, settings)
     try:

@@ -11,6 +11,8 @@ from types import TracebackType
 import grpc  # type: ignore[import-untyped]
 
 from otel_gemini._background import LoopStatus
+from otel_gemini._http_limits import ConnectionLimits, RequestLimit
+from otel_gemini._listen_security import ListenSecurity, grpc_bearer_auth
 from otel_gemini.export import ExportStats, LangfuseExporter
 from otel_gemini.gateway._grpc import build_grpc_server
 from otel_gemini.gateway._http import build_http_app
@@ -24,6 +26,7 @@ from otel_gemini.processing import CostSpanProcessor
 _logger = logging.getLogger("otel_gemini.gateway")
 
 MiB = 1024 * 1024
+_OPEN = ListenSecurity()  # no token, no TLS: for loopback (the CLI refuses it elsewhere)
 
 
 @dataclass(frozen=True)
@@ -49,8 +52,21 @@ class GatewaySettings:
     grpc_workers: int = 8
     max_concurrent_rpcs: int = 64
     http_limit_concurrency: int = 256
+    """HTTP requests in progress at once; past it, 503 with ``Retry-After``."""
     shutdown_grace: float = 5.0
     """Seconds requests in progress get to finish when the gateway stops."""
+    header_timeout: float = 10.0
+    """Seconds a connection has to send a whole request head (HTTP) or finish its
+    handshake (gRPC) before it is closed."""
+    body_timeout: float = 10.0
+    """Seconds a request body may stall before the connection is closed."""
+    idle_timeout: float = 5.0
+    """Seconds an HTTP keep-alive connection may sit without a request (gRPC channels are
+    long-lived by design: closed after 5 idle minutes)."""
+    max_connections: int = 1024
+    """Open HTTP connections; past it, the one idle the longest is closed."""
+    security: ListenSecurity = _OPEN
+    """Bearer tokens and TLS on both ports (docs/security.md)."""
 
     def __post_init__(self) -> None:
         for name in ("max_request_bytes", "max_inflight_bytes", "grpc_workers"):
@@ -60,6 +76,18 @@ class GatewaySettings:
             raise ValueError("gateway setting spool_high_water must be in (0, 1]")
         if self.grpc_port is None and self.http_port is None:
             raise ValueError("the gateway needs at least one of grpc_port and http_port")
+        self.connection_limits()  # raises ValueError for a bad timeout
+
+    def connection_limits(self) -> ConnectionLimits:
+        """The HTTP listener's timeouts and caps."""
+        return ConnectionLimits(
+            header_timeout=self.header_timeout,
+            body_timeout=self.body_timeout,
+            idle_timeout=self.idle_timeout,
+            max_connections=self.max_connections,
+            max_requests=self.http_limit_concurrency,
+            retry_after=self.retry_after,
+        )
 
 
 class Gateway:
@@ -112,7 +140,8 @@ class Gateway:
             conditions=self._conditions,
         )
         self.app = build_http_app(self.intake, self.health)
-        """The HTTP side as an ASGI app (OTLP ``/v1/traces`` and the health endpoint)."""
+        """The HTTP side as an ASGI app (OTLP ``/v1/traces`` and the health endpoint),
+        without the listener's token check and request limit."""
         self._grpc: grpc.Server | None = None
         self._http: HttpListener | None = None
         self.grpc_port: int | None = None
@@ -125,19 +154,25 @@ class Gateway:
         settings = self.settings
         try:
             if settings.grpc_port is not None:
+                security = settings.security
                 self._grpc, self.grpc_port = build_grpc_server(
                     self.intake,
                     f"{_grpc_host(settings.host)}:{settings.grpc_port}",
                     workers=settings.grpc_workers,
                     max_concurrent_rpcs=settings.max_concurrent_rpcs,
+                    credentials=security.grpc_credentials(),
+                    interceptors=([grpc_bearer_auth(security.tokens)] if security.tokens else []),
+                    handshake_timeout=settings.header_timeout,
                 )
                 self._grpc.start()
             if settings.http_port is not None:
+                limits = settings.connection_limits()
                 self._http = HttpListener(
-                    self.app,
+                    RequestLimit(settings.security.wrap(self.app), limits),
                     settings.host,
                     settings.http_port,
-                    limit_concurrency=settings.http_limit_concurrency,
+                    limits=limits,
+                    ssl_options=settings.security.uvicorn_options(),
                     grace=settings.shutdown_grace,
                 )
                 self.http_port = self._http.port
@@ -196,8 +231,13 @@ class Gateway:
 
     @property
     def http_endpoint(self) -> str | None:
-        """``http://host:port`` of the OTLP/HTTP listener (traces at ``/v1/traces``)."""
-        return None if self.http_port is None else f"http://{self.settings.host}:{self.http_port}"
+        """``http://host:port`` (``https`` with TLS) of the OTLP/HTTP listener (traces at
+        ``/v1/traces``)."""
+        if self.http_port is None:
+            return None
+        return (
+            f"{self.settings.security.scheme}://{_grpc_host(self.settings.host)}:{self.http_port}"
+        )
 
     def health(self) -> HealthReport:
         """The gateway's health: its exporter's, judged as everywhere else (docs/operations.md),

@@ -8,6 +8,7 @@ and always retries UNAVAILABLE. Malformed requests get INVALID_ARGUMENT (not ret
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from concurrent import futures
 from typing import Any, Final
 
@@ -29,6 +30,7 @@ _CODES: Final = {
     Verdict.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
 }
 _STATUS_DETAILS_KEY: Final = "grpc-status-details-bin"
+_IDLE_MS: Final = 5 * 60 * 1000
 
 
 class _RichStatus(grpc.Status):  # type: ignore[misc]
@@ -79,22 +81,41 @@ class TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
 
 
 def build_grpc_server(
-    intake: SpanIntake, address: str, *, workers: int, max_concurrent_rpcs: int
+    intake: SpanIntake,
+    address: str,
+    *,
+    workers: int,
+    max_concurrent_rpcs: int,
+    credentials: Any = None,
+    interceptors: Sequence[Any] = (),
+    handshake_timeout: float = 10.0,
 ) -> tuple[grpc.Server, int]:
-    """A started-ready (not started) gRPC server bound to ``address``, and its port."""
+    """A started-ready (not started) gRPC server bound to ``address``, and its port.
+
+    ``credentials``: ``grpc.ServerCredentials`` for TLS (else plaintext); ``interceptors``:
+    e.g. the bearer token check."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="otel-gemini-grpc"),
+        interceptors=list(interceptors),
         # Beyond this many calls at once gRPC itself answers RESOURCE_EXHAUSTED.
         maximum_concurrent_rpcs=max_concurrent_rpcs,
         options=[
             ("grpc.max_receive_message_length", intake.max_request_bytes),
             ("grpc.so_reuseport", 0),
+            # A connection that never completes its (TLS and HTTP/2) handshake is closed.
+            ("grpc.server_handshake_timeout_ms", int(handshake_timeout * 1000)),
+            # Channels are long-lived by design (the Collector keeps one open): idle ones
+            # are closed only after minutes, so a flood of them cannot stay forever.
+            ("grpc.max_connection_idle_ms", _IDLE_MS),
         ],
     )
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
         TraceServicer(intake), server
     )
-    port = server.add_insecure_port(address)
+    if credentials is not None:
+        port = server.add_secure_port(address, credentials)
+    else:
+        port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot listen for OTLP/gRPC on {address}")
     return server, port

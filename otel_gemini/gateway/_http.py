@@ -21,10 +21,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from otel_gemini._listen_security import liveness_endpoint
 from otel_gemini.gateway._intake import Outcome, SpanIntake, Verdict
 from otel_gemini.gateway._otlp_decode import MalformedPayload, parse_json, parse_protobuf
 from otel_gemini.health import HealthReport, health_route
@@ -47,8 +48,13 @@ class _TooLarge(Exception):
     pass
 
 
+class _Busy(Exception):
+    pass
+
+
 def build_http_app(intake: SpanIntake, health: Callable[[], HealthReport]) -> Starlette:
-    """The gateway's ASGI app: the OTLP trace receiver and the health endpoint.
+    """The gateway's ASGI app: the OTLP trace receiver, the health endpoint and the
+    liveness one.
 
     ``health`` gives the report served at ``GET /api/observability/health``, in the same
     JSON and with the same status codes as every other otel-gemini health endpoint.
@@ -66,11 +72,16 @@ def build_http_app(intake: SpanIntake, health: Callable[[], HealthReport]) -> St
             outcome = intake.malformed(f"unsupported content encoding {encoding!r}; use gzip")
             return _answer(outcome, content_type, status=415)
         try:
-            body = await _read_body(request, intake.max_request_bytes)
+            body = await _read_body(request, intake)
             if encoding == "gzip":
                 body = _gunzip(body, intake.max_request_bytes)
         except _TooLarge:
-            return _answer(intake.too_large(), content_type)
+            return _answer(intake.too_large(), content_type, close=True)
+        except _Busy:
+            return _answer(_budget_full(intake), content_type, close=True)
+        except ClientDisconnect:
+            # Gone (or closed by the body timeout): nobody to answer.
+            return Response(status_code=400, headers={"Connection": "close"})
         except zlib.error as error:
             return _answer(intake.malformed(f"body is not valid gzip: {error}"), content_type)
 
@@ -83,7 +94,22 @@ def build_http_app(intake: SpanIntake, health: Callable[[], HealthReport]) -> St
             intake.release(len(body))
         return _answer(outcome, content_type)
 
-    return Starlette(routes=[Route(TRACES_PATH, traces, methods=["POST"]), health_route(health)])
+    return Starlette(
+        routes=[
+            Route(TRACES_PATH, traces, methods=["POST"]),
+            health_route(health),
+            liveness_endpoint(),
+        ]
+    )
+
+
+def _budget_full(intake: SpanIntake) -> Outcome:
+    outcome = Outcome(
+        Verdict.BUSY,
+        message="too many request bytes in progress; retry later",
+        retry_after=intake.retry_after,
+    )
+    return intake._count(outcome)
 
 
 def _decode_and_process(intake: SpanIntake, body: bytes, content_type: str) -> Outcome:
@@ -96,17 +122,26 @@ def _decode_and_process(intake: SpanIntake, body: bytes, content_type: str) -> O
     return intake.process(request)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request, intake: SpanIntake) -> bytes:
+    """The whole body, its bytes counted in the in-flight budget as they arrive (so bodies
+    that stall half-sent are visible in health and bounded: past the budget, ``_Busy``)."""
+    limit = intake.max_request_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _TooLarge
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            if size + len(chunk) > limit:
+                raise _TooLarge
+            if not intake.budget.try_take(len(chunk)):
+                raise _Busy
+            size += len(chunk)
+            chunks.append(chunk)
+    finally:
+        # admit() takes the whole body's share again (after gunzip, its real size).
+        intake.release(size)
     return b"".join(chunks)
 
 
@@ -124,9 +159,14 @@ def _gunzip(body: bytes, limit: int) -> bytes:
     return data
 
 
-def _answer(outcome: Outcome, content_type: str, status: int | None = None) -> Response:
+def _answer(
+    outcome: Outcome, content_type: str, status: int | None = None, *, close: bool = False
+) -> Response:
     code = status if status is not None else _STATUS_BY_VERDICT[outcome.verdict]
     headers: dict[str, str] = {}
+    if close:
+        # Answered before the body was read to its end: the rest is not wanted.
+        headers["Connection"] = "close"
     if outcome.retry_after:
         headers["Retry-After"] = str(max(1, math.ceil(outcome.retry_after)))
     if code == 200:

@@ -11,13 +11,16 @@ from typing import Any
 import uvicorn
 
 from otel_gemini._background import BackgroundLoop
+from otel_gemini._http_limits import ConnectionLimits, GuardedServer, uvicorn_options
 
 
-class _Server(uvicorn.Server):
+class _Server(GuardedServer):
     """Sets ``ready`` once listening; exits on :meth:`request_exit` (no polling delay)."""
 
-    def __init__(self, config: uvicorn.Config, ready: threading.Event) -> None:
-        super().__init__(config)
+    def __init__(
+        self, config: uvicorn.Config, ready: threading.Event, handshake_timeout: float
+    ) -> None:
+        super().__init__(config, handshake_timeout=handshake_timeout)
         self._ready = ready
         self._loop: asyncio.AbstractEventLoop | None = None
         self._exit: asyncio.Event | None = None
@@ -46,7 +49,14 @@ class HttpListener:
     thread: if uvicorn ever stops on its own, it is started again on the same port."""
 
     def __init__(
-        self, app: Any, host: str, port: int, *, limit_concurrency: int, grace: float
+        self,
+        app: Any,
+        host: str,
+        port: int,
+        *,
+        limits: ConnectionLimits,
+        grace: float,
+        ssl_options: dict[str, Any] | None = None,
     ) -> None:
         self._host = host
         self._socket = self._bind(port)
@@ -56,12 +66,15 @@ class HttpListener:
             lifespan="off",
             log_config=None,
             access_log=False,
-            # Beyond this many connections uvicorn answers 503: memory stays bounded.
-            limit_concurrency=limit_concurrency,
+            # Header, body and idle timeouts and the connection cap (_http_limits.py);
+            # the app is wrapped in RequestLimit by the caller.
+            **uvicorn_options(limits),
+            **(ssl_options or {}),
             timeout_graceful_shutdown=max(1, int(grace)),
         )
         self._ready = threading.Event()
-        self._server = _Server(self._config, self._ready)
+        self._handshake_timeout = limits.header_timeout
+        self._server = _Server(self._config, self._ready, self._handshake_timeout)
         self._served = False
         self._error: BaseException | None = None
         self.loop = BackgroundLoop("gateway-http", self._run)
@@ -88,7 +101,7 @@ class HttpListener:
             with contextlib.suppress(OSError):
                 self._socket.close()
             self._socket = self._bind(self.port)
-            self._server = _Server(self._config, self._ready)
+            self._server = _Server(self._config, self._ready, self._handshake_timeout)
         self._served = True
         try:
             asyncio.run(self._server.serve(sockets=[self._socket]))

@@ -31,11 +31,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--timeout", type=float, default=5.0, help="HTTP timeout in seconds")
+    parser.add_argument(
+        "--auth-token-file",
+        metavar="PATH",
+        default=os.environ.get("OTEL_GEMINI_AUTH_TOKEN_FILE") or None,
+        help="with --url: send its first token as 'Authorization: Bearer' "
+        "(default OTEL_GEMINI_AUTH_TOKEN_FILE)",
+    )
+    parser.add_argument(
+        "--tls-ca",
+        metavar="PATH",
+        help="with an https --url: PEM CA certificate(s) to verify the server with "
+        "(default: the system's)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     if args.url:
-        return _from_server(args.url, args.timeout, args.json)
+        headers = {}
+        if args.auth_token_file:
+            from otel_gemini._command_errors import CommandError
+            from otel_gemini._listen_security import TokenFile, TokenFileError
+
+            try:
+                token = TokenFile(args.auth_token_file).tokens()[0].decode()
+            except TokenFileError as error:
+                raise CommandError(f"--auth-token-file {error}") from None
+            headers["Authorization"] = f"Bearer {token}"
+        return _from_server(args.url, args.timeout, args.json, headers, args.tls_ca)
     # The spool is this machine's export pipeline: the LANGFUSE_* settings it is exported
     # with are checked as every entry point checks them (a bad one exits 2, naming it).
     from otel_gemini._langfuse_settings import langfuse_from_env
@@ -44,7 +67,15 @@ def run(args: argparse.Namespace) -> int:
     return _from_spool(args.spool_dir, args.json)
 
 
-def _from_server(url: str, timeout: float, as_json: bool) -> int:
+def _from_server(
+    url: str,
+    timeout: float,
+    as_json: bool,
+    headers: dict[str, str] | None = None,
+    tls_ca: str | None = None,
+) -> int:
+    import ssl
+
     import httpx
 
     from otel_gemini._command_errors import CommandError
@@ -57,13 +88,28 @@ def _from_server(url: str, timeout: float, as_json: bool) -> int:
         raise CommandError(f"--url {url!r} is not a URL: {error}") from None
     if parsed.path in ("", "/"):
         url = url.rstrip("/") + HEALTH_ENDPOINT
+    verify: ssl.SSLContext | bool = True
+    if tls_ca:
+        try:
+            verify = ssl.create_default_context(cafile=tls_ca)
+        except (OSError, ssl.SSLError) as error:
+            raise CommandError(
+                f"--tls-ca {tls_ca}: not readable PEM certificates: {error}"
+            ) from None
     try:
         # Under opentelemetry-instrument, our GET would be a span of the command's own.
         with suppress_instrumentation():
-            response = httpx.get(url, timeout=timeout)
+            response = httpx.get(url, timeout=timeout, headers=headers, verify=verify)
     except (httpx.HTTPError, ValueError) as error:
         # ValueError/httpx.InvalidURL: not a URL httpx can request.
         print(f"otel-gemini health: cannot read {url}: {error}", file=sys.stderr)
+        return _UNKNOWN
+    if response.status_code == 401:
+        print(
+            f"otel-gemini health: {url} wants a token (HTTP 401): give --auth-token-file "
+            "or OTEL_GEMINI_AUTH_TOKEN_FILE a token it accepts",
+            file=sys.stderr,
+        )
         return _UNKNOWN
     report = _health_document(response)
     if report is None:

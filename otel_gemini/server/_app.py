@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any, Final
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from otel_gemini._listen_security import BearerAuth, TokenFile, liveness_endpoint
 from otel_gemini.aggregate import (
     CostAnswers,
     CostStoreError,
@@ -118,6 +121,8 @@ def observability_routes(
       and error rates, grouped by ``model`` (default), ``provider``, ``day``.
     - ``GET /api/observability/health``: ``health``'s report (the export pipeline's
       health); without a reporter, 503 ``unknown``.
+    - ``GET /api/observability/livez``: ``{"status": "alive"}``, for probes (open even
+      when a token is required).
 
     A bad parameter gets HTTP 400 ``{"error": "bad_parameter", "parameter": ..., "message":
     ...}``; no source able to answer, 503. See docs/api.md.
@@ -127,13 +132,25 @@ def observability_routes(
         routes.append(_answer_route(COSTS_ENDPOINT, "otel_gemini_costs", answers, _costs))
         routes.append(_answer_route(LATENCY_ENDPOINT, "otel_gemini_latency", answers, _latency))
     routes.append(health_route(health) if health is not None else _no_health_route())
+    routes.append(liveness_endpoint())
     return routes
 
 
 def observability_app(
-    answers: CostAnswers | None = None, health: HealthReporter | None = None
+    answers: CostAnswers | None = None,
+    health: HealthReporter | None = None,
+    *,
+    auth: TokenFile | str | os.PathLike[str] | None = None,
 ) -> Starlette:
     """The API as an ASGI app: serve it with uvicorn, or mount it into your app
     (``app.mount("/", observability_app(...))``; its paths start with
-    ``/api/observability/``). See :func:`observability_routes`."""
-    return Starlette(routes=observability_routes(answers, health))
+    ``/api/observability/``). See :func:`observability_routes`.
+
+    ``auth``: a token file (or its :class:`~otel_gemini.server.TokenFile`); every request
+    but ``GET /api/observability/livez`` then needs ``Authorization: Bearer <token>`` and
+    gets 401 without (see docs/security.md). Without it, guard the mount yourself."""
+    middleware = []
+    if auth is not None:
+        tokens = auth if isinstance(auth, TokenFile) else TokenFile(auth)
+        middleware.append(Middleware(BearerAuth, tokens))
+    return Starlette(routes=observability_routes(answers, health), middleware=middleware)

@@ -7,6 +7,8 @@ import contextlib
 import sys
 from typing import TYPE_CHECKING
 
+from otel_gemini import _listen_security
+
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
@@ -64,6 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="info",
         help=f"uvicorn's log level: {', '.join(_LOG_LEVELS)} (default info)",
     )
+    _listen_security.add_arguments(parser)
 
 
 def build(args: argparse.Namespace) -> tuple[Starlette, CostAnswers, LangfuseExporter | None]:
@@ -96,12 +99,25 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from otel_gemini._command_errors import listening_socket
+    from otel_gemini._http_limits import (
+        ConnectionLimits,
+        GuardedServer,
+        RequestLimit,
+        uvicorn_options,
+    )
     from otel_gemini._langfuse_settings import langfuse_from_env
     from otel_gemini.export._settings import resolve_settings
 
     # Settings first (a bad one exits 2 from cli.main, naming it), then the port, then
     # the exporter: nothing starts until all three are good, and the banner below is
-    # printed only once the address is really ours.
+    # printed only once the address is really ours. Who may connect comes first: a
+    # non-loopback address without a token stops here.
+    security = _listen_security.from_arguments(args, args.host)
+    limits = ConnectionLimits(
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+        idle_timeout=args.idle_timeout,
+    )
     if langfuse_from_env() is not None and not args.no_export:
         resolve_settings()
     sock = listening_socket(args.host, args.port, "--port")
@@ -111,16 +127,26 @@ def run(args: argparse.Namespace) -> int:
         sock.close()
         raise
     port = sock.getsockname()[1]
+    _listen_security.warn_if_open(security, args.host, "serve")
     print(
-        f"otel-gemini serve: http://{_url_host(args.host)}:{port}/api/observability/ "
+        f"otel-gemini serve: {security.scheme}://{_url_host(args.host)}:{port}/api/observability/ "
         f"(costs, latency, health); local store {answers.local.path if answers.local else '-'}; "
         f"Langfuse {'on' if answers.langfuse else 'not configured'}",
         file=sys.stderr,
         flush=True,
     )
     try:
-        config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)
-        server = uvicorn.Server(config)  # config.host/port: only for its "running on" log
+        config = uvicorn.Config(
+            # The token check covers every path but the liveness one (the page included).
+            RequestLimit(security.wrap(app), limits),
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            **uvicorn_options(limits),
+            **security.uvicorn_options(),
+        )
+        # config.host/port: only for its "running on" log
+        server = GuardedServer(config, handshake_timeout=limits.header_timeout)
         with contextlib.suppress(KeyboardInterrupt):
             # uvicorn re-raises the Ctrl-C / SIGINT it shut down on once it is done
             # (uvicorn.run swallows it the same way): a clean stop, exit 0.
