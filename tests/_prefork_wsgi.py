@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
@@ -56,9 +57,25 @@ def _health() -> dict[str, Any]:
     }
 
 
+def _meet_another_worker() -> None:
+    """Holds a call until a second worker has taken one too (``PREFORK_RENDEZVOUS``: a
+    directory), so concurrent calls are spread over the workers whatever the kernel's accept
+    order: a sync worker held here cannot take the next connection, another one must. Bounded
+    (10 s): a server with one worker goes on."""
+    directory = os.environ.get("PREFORK_RENDEZVOUS")
+    if not directory:
+        return
+    with open(os.path.join(directory, str(os.getpid())), "w"):
+        pass
+    deadline = time.monotonic() + 10
+    while len(os.listdir(directory)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)  # polling another process's file, with a deadline
+
+
 def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     path = environ.get("PATH_INFO", "")
     if path == "/call":
+        _meet_another_worker()
         number = parse_qs(environ.get("QUERY_STRING", "")).get("n", ["0"])[0]
         with trace_attributes(user_id=f"server-{os.getpid()}", session_id=f"server-{number}"):
             _client().models.generate_content(

@@ -282,8 +282,17 @@ def test_server_workers_export_and_store_every_generation_and_flush_on_sigterm(
 ) -> None:
     sock = socket_dir / "server.sock"
     command = server_command(server_kind, sock)
+    sync_workers = server_kind.startswith("gunicorn-sync")  # one request at a time each
+    if sync_workers:  # the first call waits for a second worker: calls spread whatever accept does
+        rendezvous = tmp_path / "rendezvous"
+        rendezvous.mkdir()
+        environment = {**environment, "PREFORK_RENDEZVOUS": str(rendezvous)}
     server = subprocess.Popen(
-        command, env=environment, cwd=TESTS, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        command,
+        env=environment,
+        cwd=TESTS,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     calls = 18
     try:
@@ -318,7 +327,7 @@ def test_server_workers_export_and_store_every_generation_and_flush_on_sigterm(
             server.kill()
             _, stderr = server.communicate()
     assert server.returncode == 0, stderr.decode()[-4000:]
-    if server_kind.startswith("gunicorn-sync"):  # one request at a time: concurrent ones spread
+    if sync_workers:
         assert len(served) >= 2, served
 
     assert reports
