@@ -425,7 +425,9 @@ def test_otel_gemini_health_reads_the_gateway(
         " requests_unavailable 0, requests_too_large 0, inflight_bytes 0,"
         f" inflight_capacity_bytes {gateway.settings.max_inflight_bytes}"
     ) in lines
-    assert "pricing: spans.priced 2, inconsistent_usage 0, unknown_models []" in lines
+    assert (
+        "pricing: spans.priced 2, inconsistent_usage 0, implausible_usage 0, unknown_models []"
+    ) in lines
 
 
 def test_refused_keys_make_the_gateway_unhealthy_with_503(

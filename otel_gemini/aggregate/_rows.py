@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
 from otel_gemini import _attributes as attrs
+from otel_gemini._limits import cut
 from otel_gemini.aggregate._money import femto_from_text
 from otel_gemini.pricing._cost import femto_text
 from otel_gemini.processing._span_usage import MODEL_KEYS, PROVIDER_KEYS, first_text, is_billed
@@ -204,6 +205,10 @@ def _ttft_ms(attributes: Mapping[str, Any], start_ns: int) -> float | None:
     return None
 
 
+def _bounded(text: str | None) -> str | None:
+    return cut(text) if text is not None else None
+
+
 def generation_row(span: ReadableSpan) -> GenerationRow | None:
     """The row for ``span``, or ``None`` when it is not a generation (or not finished)."""
     context = span.context
@@ -227,11 +232,12 @@ def generation_row(span: ReadableSpan) -> GenerationRow | None:
         span_id=format(context.span_id, "016x"),
         start_ns=start_ns,
         end_ns=end_ns,
-        user_id=first_text(attributes, attrs.USER_ID_KEYS),
-        session_id=first_text(attributes, attrs.SESSION_ID_KEYS),
-        model=first_text(attributes, MODEL_KEYS),
-        provider=first_text(attributes, PROVIDER_KEYS),
-        operation=operation if isinstance(operation, str) else None,
+        # Names are cut to MAX_NAME_CHARS: a peer's 7 MiB model name is not kept 7 MiB a row.
+        user_id=_bounded(first_text(attributes, attrs.USER_ID_KEYS)),
+        session_id=_bounded(first_text(attributes, attrs.SESSION_ID_KEYS)),
+        model=_bounded(first_text(attributes, MODEL_KEYS)),
+        provider=_bounded(first_text(attributes, PROVIDER_KEYS)),
+        operation=_bounded(operation if isinstance(operation, str) else None),
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         total_tokens=total_tokens,
@@ -245,5 +251,7 @@ def generation_row(span: ReadableSpan) -> GenerationRow | None:
         latency_ms=max(0, end_ns - start_ns) / 1e6,
         ttft_ms=_ttft_ms(attributes, start_ns),
         is_error=1 if is_error else 0,
-        error_type=(str(error_type) if error_type is not None else ("error" if is_error else None)),
+        error_type=_bounded(
+            str(error_type) if error_type is not None else ("error" if is_error else None)
+        ),
     )
