@@ -87,7 +87,8 @@ class GenerationRow(NamedTuple):
     cost_details: str | None
     """JSON: USD by bucket as exact decimal strings, with ``total``."""
     cost_status: str | None
-    """``priced``, ``unknown_model``, ``no_usage``, or ``None`` (no usage reported)."""
+    """``priced``, ``unknown_model``, ``implausible_usage``, ``no_usage``, or ``None`` (no
+    usage reported)."""
     prices_version: str | None
     latency_ms: float
     ttft_ms: float | None

@@ -74,13 +74,14 @@ def build_http_app(intake: SpanIntake, health: Callable[[], HealthReport]) -> St
         except zlib.error as error:
             return _answer(intake.malformed(f"body is not valid gzip: {error}"), content_type)
 
-        refused = intake.admit(len(body))
+        is_json = content_type == JSON  # decodes into more memory: a larger reservation
+        refused = intake.admit(len(body), json=is_json)
         if refused is not None:
             return _answer(refused, content_type)
         try:
             outcome = await run_in_threadpool(_decode_and_process, intake, body, content_type)
         finally:
-            intake.release(len(body))
+            intake.release(len(body), json=is_json)
         return _answer(outcome, content_type)
 
     return Starlette(routes=[Route(TRACES_PATH, traces, methods=["POST"]), health_route(health)])
