@@ -264,3 +264,34 @@ def test_20_distinct_7_mib_unknown_names_cost_bounded_memory_health_and_log(
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+# --- serve: dates out of range -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("params", "parameter"),
+    [
+        ({"to": "0001-01-01"}, "to"),
+        ({"from": "9999-12-31T23:59:59", "tz": "-12:00"}, "from"),
+        ({"from": "0001-01-01T00:00:00", "to": "0001-01-02", "tz": "+14:00"}, "to"),
+        ({"from": "1969-12-31", "to": "1970-01-02"}, "from"),
+        ({"to": "9999-12-31"}, "to"),
+    ],
+)
+def test_serve_answers_400_for_dates_out_of_range(
+    tmp_path: Path, params: dict[str, str], parameter: str
+) -> None:
+    from starlette.testclient import TestClient
+
+    from otel_gemini.aggregate import CostAnswers
+    from otel_gemini.server import observability_app
+
+    path = tmp_path / "costs.sqlite3"
+    CostStore(path).shutdown()
+    app = observability_app(CostAnswers(LocalCostSource(path)))
+    with TestClient(app) as client:
+        for endpoint in ("costs", "latency"):
+            response = client.get(f"/api/observability/{endpoint}", params=params)
+            assert response.status_code == 400, response.text
+            assert parameter in response.text and "out of range" in response.text
