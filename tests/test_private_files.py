@@ -173,3 +173,34 @@ def test_a_store_directly_in_a_world_writable_directory_is_refused(tmp_path: Pat
 
     with pytest.raises(CostStoreError, match="writable by other users"):
         CostStore(public / "costs.sqlite3")
+
+
+# --- Langfuse over plain HTTP ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "warns"),
+    [
+        ("http://langfuse.internal.example:3000", True),
+        ("http://10.1.2.3", True),
+        ("https://langfuse.example.com", False),
+        ("http://localhost:3000", False),
+        ("http://127.0.0.5:3000", False),
+        ("http://[::1]:3000", False),
+    ],
+)
+def test_plain_http_langfuse_on_another_host_warns_once(
+    url: str, warns: bool, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from otel_gemini import _langfuse_settings
+
+    _langfuse_settings._warned_cleartext.discard(url)
+    for _ in range(2):
+        exporter = LangfuseExporter(
+            base_url=url, public_key="pk-lf-1", secret_key="sk-lf-1", spool_dir=tmp_path
+        )
+        exporter.shutdown(0)
+    warnings = [r.getMessage() for r in caplog.records if "unencrypted" in r.getMessage()]
+    assert len(warnings) == (1 if warns else 0)
+    if warns:
+        assert url in warnings[0] and "sk-lf-1" not in warnings[0]
