@@ -295,3 +295,22 @@ def test_serve_answers_400_for_dates_out_of_range(
             response = client.get(f"/api/observability/{endpoint}", params=params)
             assert response.status_code == 400, response.text
             assert parameter in response.text and "out of range" in response.text
+
+
+def test_the_inflight_budget_counts_what_a_request_becomes_once_decoded(
+    gateway: Gateway,
+) -> None:
+    # Four concurrent 13.6 MB JSON requests peaked at 880 MB inside a 64 MiB budget of wire
+    # bytes: the budget now reserves the decoded size, so the second waits (429).
+    intake = gateway.intake
+    size = 13 * MiB
+    assert intake.admit(size, json=True) is None  # alone: taken even past the budget
+    try:
+        refused = intake.admit(size, json=True)
+        assert refused is not None and refused.verdict.value == "busy"
+        assert intake.admit(1 * MiB) is not None  # 6 MiB decoded does not fit either
+    finally:
+        intake.release(size, json=True)
+    assert intake.budget.used == 0
+    assert intake.admit(5 * MiB) is None  # 30 MiB decoded: fits
+    intake.release(5 * MiB)
