@@ -314,3 +314,40 @@ def test_the_inflight_budget_counts_what_a_request_becomes_once_decoded(
     assert intake.budget.used == 0
     assert intake.admit(5 * MiB) is None  # 30 MiB decoded: fits
     intake.release(5 * MiB)
+
+
+def test_values_past_sqlite_integers_never_cost_the_store_a_batch(tmp_path: Path) -> None:
+    # One such row made the whole batch's insert fail (OverflowError), legitimate rows with it.
+    path = tmp_path / "costs.sqlite3"
+    store = CostStore(path, batch_delay=0.5, retention_days=0)  # one batch for all
+    provider = TracerProvider()
+    provider.add_span_processor(CostSpanProcessor(store))
+    tracer = provider.get_tracer("t")
+    base = {attrs.GEN_AI_OPERATION_NAME: "generate_content", attrs.GEN_AI_REQUEST_MODEL: "m"}
+    hostile: list[dict[str, Any]] = [
+        {attrs.GEN_AI_USAGE_COST: 1e300},
+        {attrs.GEN_AI_USAGE_COST: -5.0},
+        {attrs.LANGFUSE_USAGE_DETAILS: '{"input": 100000000000000000000000}'},
+        {attrs.LANGFUSE_COST_DETAILS: '{"total": 100000000000000000000000}'},
+        {attrs.LANGFUSE_COST_DETAILS: '{"total": "1E+999999"}'},
+        {attrs.LANGFUSE_COST_DETAILS: '{"total": "' + "9" * 10_000 + '"}'},
+    ]
+    for extra in hostile:
+        tracer.start_span("generate_content", attributes={**base, **extra}).end()
+    tracer.start_span(
+        "generate_content",
+        attributes={
+            **base,
+            attrs.GEN_AI_REQUEST_MODEL: "gemini-2.5-flash",
+            "gen_ai.usage.input_tokens": 5,
+        },
+    ).end()
+    store.shutdown(10_000)
+
+    assert store.stats()["dropped"] == dict.fromkeys(store.stats()["dropped"], 0)
+    query = parse_cost_query({"group_by": "model"}, datetime.now(timezone.utc))
+    groups = {g["model"]: g for g in LocalCostSource(path).costs(query).to_dict()["groups"]}
+    assert groups["m"]["requests"] == len(hostile)
+    # No status and no believable cost: nothing invented (these spans carry no usage of ours).
+    assert groups["m"]["cost"] in (None, "0") and groups["m"]["input_tokens"] == 0
+    assert groups["gemini-2.5-flash"]["cost"] == "0.0000015"

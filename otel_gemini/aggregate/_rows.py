@@ -100,9 +100,18 @@ def _count(value: Any) -> int:
     kind = type(value)
     if kind is int:
         return int(value)
-    if kind is float:
+    if kind is float and math.isfinite(value):
         return int(value)
     return 0
+
+
+# SQLite integers are signed 64-bit: one larger value makes the whole batch's insert fail
+# (OverflowError), and the writer would retry that batch for ever. A row never holds one.
+_SQL_INT_MAX: Final = 2**63 - 1
+
+
+def _storable(*values: int | None) -> bool:
+    return all(value is None or 0 <= value <= _SQL_INT_MAX for value in values)
 
 
 def is_generation(attributes: Mapping[str, Any]) -> bool:
@@ -219,11 +228,21 @@ def generation_row(span: ReadableSpan) -> GenerationRow | None:
     attributes = _plain(span.attributes)
     if not is_generation(attributes):
         return None
+    if not _storable(start_ns, end_ns):
+        return None  # a peer's time past 2262: not a generation we can place in any window
     cost_femto, input_cost, output_cost, cost_details = _costs(attributes)
+    if not _storable(cost_femto, input_cost, output_cost):
+        # A provided cost that is negative or over $9,223 (2**63 femto-dollars) for one
+        # request is no cost we can believe (nor store): unpriced.
+        cost_femto = input_cost = output_cost = None
+        cost_details = None
     status = attributes.get(attrs.COST_STATUS)
     if cost_femto is None and status == attrs.COST_STATUS_NO_USAGE:
         cost_femto = input_cost = output_cost = 0  # nothing billable: a true $0
     input_tokens, output_tokens, total_tokens, usage_details = _tokens(attributes)
+    if not _storable(input_tokens, output_tokens, total_tokens):
+        input_tokens = output_tokens = total_tokens = 0  # counts as sent stay on the span
+        usage_details = None
     prices_version = attributes.get(attrs.PRICES_VERSION)
     is_error = span.status.status_code is StatusCode.ERROR
     error_type = attributes.get(attrs.ERROR_TYPE)
