@@ -129,7 +129,8 @@ def acquire_slot(root: Path, max_slots: int) -> SlotLock:
 def slot_owner(directory: Path) -> int | None:
     """The pid owning a slot, or None when nobody holds its lock (read-only probe)."""
     try:
-        fd = os.open(directory / LOCK_FILE, os.O_RDONLY)
+        # Read only, but never through a link (to a FIFO, say, where open would hang).
+        fd = os.open(directory / LOCK_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
     try:
