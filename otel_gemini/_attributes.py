@@ -126,12 +126,17 @@ USER_ID_KEYS: Final = (LANGFUSE_USER_ID, USER_ID)
 SESSION_ID_KEYS: Final = (LANGFUSE_SESSION_ID, SESSION_ID, GEN_AI_CONVERSATION_ID)
 
 # --- otel_gemini.* (project-specific) -------------------------------------------------------
-# priced | unknown_model | no_usage | covered
+# priced | unknown_model | no_usage | implausible_usage | covered
 COST_STATUS: Final = "otel_gemini.cost.status"
 PRICES_VERSION: Final = "otel_gemini.prices.version"
 COST_STATUS_PRICED: Final = "priced"
 COST_STATUS_UNKNOWN_MODEL: Final = "unknown_model"
 COST_STATUS_NO_USAGE: Final = "no_usage"
+# Counts no Gemini request can bill (negative, fractional, not finite, above the documented
+# bound): kept on the span as sent, never priced (docs/security.md, "Input limits").
+COST_STATUS_IMPLAUSIBLE_USAGE: Final = "implausible_usage"
+# Why a span with usage has no cost (unknown_model, implausible_usage), for people reading it.
+COST_REASON: Final = "otel_gemini.cost.reason"
 # Another span describing the same billed request (a descendant closer to the wire, or one
 # with the same response id) is priced: this one keeps its usage and is counted nowhere.
 COST_STATUS_COVERED: Final = "covered"

@@ -12,8 +12,11 @@ project). A URL is shown, with any user information removed.
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -30,6 +33,40 @@ DEFAULT_BASE_URL = "https://cloud.langfuse.com"
 _API_PATH = "/api/public"
 # What a message shows of a URL: never user information (it may hold a password).
 _USERINFO = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.-]*:)?//)?[^/?#]*@")
+
+
+_logger = logging.getLogger("otel_gemini.export")
+_warned_cleartext: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def warn_if_cleartext(base_url: str) -> bool:
+    """Logs, once per URL and process, that a plain ``http://`` URL to a host that is not
+    this machine sends the keys (HTTP Basic authentication on every request) and the spans
+    unencrypted. Still allowed: Langfuse on a private network behind no TLS is a real setup,
+    but it should be a visible choice. Returns whether it warned."""
+    parts = urlsplit(base_url)
+    if parts.scheme != "http" or _is_loopback(parts.hostname or ""):
+        return False
+    with _warned_lock:
+        if base_url in _warned_cleartext:
+            return False
+        _warned_cleartext.add(base_url)
+    _logger.warning(
+        "otel-gemini: the Langfuse URL %s is plain http:// to another host: the Langfuse "
+        "keys and the spans cross the network unencrypted; use https:// (docs/security.md)",
+        base_url,  # checked: never holds user information
+    )
+    return True
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class LangfuseConfigError(ValueError):

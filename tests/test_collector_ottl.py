@@ -231,9 +231,38 @@ CASES: list[Case] = [
     ),
     (
         "float counts",
-        {**FLASH, "gen_ai.usage.input_tokens": 1000.9, "gen_ai.usage.output_tokens": 200.2},
+        {**FLASH, "gen_ai.usage.input_tokens": 1000.0, "gen_ai.usage.output_tokens": 200.0},
         None,
         0.0008,
+    ),
+    # Counts no request can bill (issue 22): implausible_usage, no cost, empty usage details.
+    (
+        "fractional counts",
+        {**FLASH, "gen_ai.usage.input_tokens": 1000.9, "gen_ai.usage.output_tokens": 200},
+        None,
+        None,
+    ),
+    ("10^15 tokens", {**FLASH, "gen_ai.usage.input_tokens": 10**15}, None, None),
+    ("2^63 - 1 tokens", {**FLASH, "gen_ai.usage.output_tokens": 2**63 - 1}, None, None),
+    ("1e308 tokens", {**FLASH, "gen_ai.usage.input_tokens": 1e308}, None, None),
+    ("negative tokens", {**FLASH, "gen_ai.usage.input_tokens": -1}, None, None),
+    (
+        "a negative part",
+        {
+            **FLASH,
+            "gen_ai.usage.input_tokens": 100,
+            "gen_ai.usage.output_tokens": 10,
+            "gen_ai.usage.reasoning.output_tokens": -5,
+        },
+        None,
+        None,
+    ),
+    ("too many images", {**FLASH, "otel_gemini.usage.output_images": 10**9}, None, None),
+    (
+        "unknown model, 10^15 tokens",
+        {"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 10**15},
+        None,
+        None,
     ),
     (
         "unknown model",
@@ -643,7 +672,9 @@ def test_ottl_costs_equal_price_table(
 ) -> None:
     expected = _expected()
     got = _priced_by_collector(collector_binary, langfuse, tmp_path, "gemini-cost.yaml", CASES)
-    _assert_same_costs(got, expected, CASES, {"priced", "unknown_model", "no_usage", None})
+    _assert_same_costs(
+        got, expected, CASES, {"priced", "unknown_model", "no_usage", "implausible_usage", None}
+    )
 
 
 def test_ottl_bills_audio_by_the_minute_like_the_price_table(

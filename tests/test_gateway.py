@@ -173,6 +173,9 @@ def test_http_json_with_gzip(gateway: Gateway, langfuse: FakeLangfuse) -> None:
 
     assert response.status_code == 200
     assert response.json() == {}
+    # Every byte taken from the in-flight budget (raw as it arrived, then the decoded share
+    # of the gunzipped JSON) went back: exactly 0, neither held nor over-returned.
+    assert _health(gateway)["gateway"]["inflight_bytes"] == 0
     (span,) = langfuse.wait_for_spans(1)
     assert span.key == ("5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174")
     assert span.parent_span_id == "eee19b7ec3c1b173"
@@ -425,7 +428,9 @@ def test_otel_gemini_health_reads_the_gateway(
         " requests_unavailable 0, requests_too_large 0, inflight_bytes 0,"
         f" inflight_capacity_bytes {gateway.settings.max_inflight_bytes}"
     ) in lines
-    assert "pricing: spans.priced 2, inconsistent_usage 0, unknown_models []" in lines
+    assert (
+        "pricing: spans.priced 2, inconsistent_usage 0, implausible_usage 0, unknown_models []"
+    ) in lines
 
 
 def test_refused_keys_make_the_gateway_unhealthy_with_503(

@@ -668,7 +668,6 @@ def test_inconsistent_usage_is_clamped_never_negative(table: PriceTable) -> None
         input_tokens=100,
         cache_read_input_tokens=150,  # more than all input
         output_tokens=10,
-        reasoning_output_tokens=-5,
     )
     cost = table.cost("gemini-2.5-flash", usage, NOW)
 
@@ -676,6 +675,30 @@ def test_inconsistent_usage_is_clamped_never_negative(table: PriceTable) -> None
     assert dict(cost.usage_details) == {"input_cached": 100, "output": 10}
     assert cost.total == D("0.000028")  # 100 x 0.03 + 10 x 2.50
     assert all(value >= 0 for value in cost.breakdown.values())
+
+
+@pytest.mark.parametrize(
+    ("usage", "reason"),
+    [
+        (Usage(input_tokens=10**15), "input_tokens 1000000000000000 exceeds 100,000,000"),
+        (Usage(input_tokens=2**63 - 1), "input_tokens 9223372036854775807 exceeds"),
+        (Usage(input_tokens=100, output_tokens=10, reasoning_output_tokens=-5), "negative"),
+        (Usage(output_tokens=1.5), "output_tokens 1.5 is not a whole number"),  # type: ignore[arg-type]
+        (Usage(output_tokens=float("inf")), "output_tokens is inf, not a count"),  # type: ignore[arg-type]
+        (Usage(output_images=10**9), "output_images 1000000000 exceeds 100,000"),
+        (Usage(output_video_seconds=float("nan")), "output_video_seconds nan is not 0 to"),
+    ],
+)
+def test_implausible_usage_is_never_priced(table: PriceTable, usage: Usage, reason: str) -> None:
+    # Counts no Gemini request can bill (issue 22: 2**63 - 1 tokens became $25 trillion)
+    # are a broken or hostile sender: no cost, no buckets, the reason.
+    cost = table.cost("gemini-2.5-flash", usage, NOW)
+
+    assert cost.status == "implausible_usage"
+    assert cost.total is None
+    assert dict(cost.usage_details) == {}
+    assert cost.reason is not None and reason in cost.reason
+    assert cost.price_model == "gemini-2.5-flash"
 
 
 def test_missing_totals_are_taken_from_their_parts(table: PriceTable) -> None:

@@ -10,6 +10,7 @@ from typing import Any, Final
 
 import httpx
 
+from otel_gemini._langfuse_settings import warn_if_cleartext
 from otel_gemini._suppress import untraced
 from otel_gemini.aggregate._langfuse_queries import (
     COST_METRICS,
@@ -68,6 +69,7 @@ class LangfuseMetricsSource:
         if not 1 <= row_limit <= 1000:
             raise ValueError(f"row_limit must be 1 to 1000 (Langfuse's limit), got {row_limit}")
         self.base_url = base_url.rstrip("/")
+        warn_if_cleartext(self.base_url)  # the keys go with every Metrics API query too
         self._public_key = public_key
         self._secret_key = secret_key
         self._timeout = timeout

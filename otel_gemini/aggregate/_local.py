@@ -105,7 +105,8 @@ class LocalCostSource:
                 for column in ("cost_femto", "input_cost_femto", "output_cost_femto")
             )
             + ", sum(g.input_tokens), sum(g.output_tokens), sum(g.total_tokens), "
-            "sum(g.cost_status = 'unknown_model'), sum(g.is_error)"
+            # Spans with usage and no cost: no price, or counts no request can bill.
+            "sum(g.cost_status IN ('unknown_model', 'implausible_usage')), sum(g.is_error)"
         )
         width = len(sql.keys)
         groups: list[CostGroup] = []

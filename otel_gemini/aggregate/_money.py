@@ -16,6 +16,7 @@ FEMTO: Final = FEMTO_PER_USD
 SPLIT: Final = 10**9
 """Femto-dollars per micro-dollar: the unit of the high part of a split sum."""
 _QUANTUM: Final = Decimal(1)
+_MAX_AMOUNT_CHARS: Final = 64
 
 
 def to_femto(amount: Decimal) -> int:
@@ -26,6 +27,8 @@ def to_femto(amount: Decimal) -> int:
 def femto_from_text(text: str) -> int | None:
     """A decimal number's text (``"0.00012"``, ``"1E-7"``) → femto-dollars (``None``: not a
     finite number). Plain decimals take integer arithmetic only (the common, fast case)."""
+    if len(text) > _MAX_AMOUNT_CHARS:
+        return None  # no cost is written with that many characters: a peer's junk
     digits = text.lstrip("-")
     whole, _, fraction = digits.partition(".")
     if whole.isdigit() and (not fraction or fraction.isdigit()) and len(fraction) <= 15:
@@ -35,7 +38,12 @@ def femto_from_text(text: str) -> int | None:
         value = Decimal(text)
     except InvalidOperation:
         return None
-    return to_femto(value) if value.is_finite() else None
+    if not value.is_finite():
+        return None
+    try:
+        return to_femto(value)
+    except ArithmeticError:  # "1E+999999": Overflow, or more digits than the context holds
+        return None
 
 
 def femto_decimal(amount: int) -> Decimal:

@@ -4,7 +4,7 @@ parameter."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Final
@@ -17,6 +17,11 @@ SOURCES: Final = ("local", "langfuse")
 DEFAULT_WINDOW: Final = timedelta(days=30)
 MAX_DAYS: Final = 3660
 _UTC_NAMES: Final = frozenset(("utc", "z", "etc/utc", "gmt", "etc/gmt"))
+EARLIEST: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
+"""The first moment a query may name: span times count nanoseconds from here."""
+LATEST: Final = datetime(2262, 1, 1, tzinfo=timezone.utc)
+"""The last: nanoseconds since 1970 overflow a 64-bit integer (the store's) in April 2262.
+Moments outside [EARLIEST, LATEST] are a 400 naming the parameter, never an overflow (500)."""
 
 
 class QueryError(ValueError):
@@ -165,19 +170,36 @@ def parse_moment(text: str, parameter: str, zone: tzinfo) -> datetime:
     try:
         if len(value) == 10:
             day = date.fromisoformat(value)
-            return _midnight(day, zone)
-        if value[-1] in "zZ":
-            value = value[:-1] + "+00:00"
-        moment = datetime.fromisoformat(value)
+            moment = datetime(day.year, day.month, day.day)  # local midnight in ``zone``
+        else:
+            if value[-1] in "zZ":
+                value = value[:-1] + "+00:00"
+            moment = datetime.fromisoformat(value)
     except ValueError:
         raise QueryError(
             parameter,
-            f"not an ISO 8601 date or date-time: {text!r} "
+            f"not an ISO 8601 date or date-time: {text[:100]!r} "
             "(e.g. 2026-11-01 or 2026-11-01T00:00:00Z)",
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)
-    return moment.astimezone(timezone.utc)
+    aware = moment
+    return _in_range(lambda: aware.astimezone(timezone.utc), text, parameter)
+
+
+def _in_range(convert: Callable[[], datetime], text: str, parameter: str) -> datetime:
+    # Moving 0001-01-01 or 9999-12-31T23:59:59 by a zone's offset leaves datetime's range
+    # (OverflowError); either end is outside what the store can hold anyway.
+    try:
+        moment = convert()
+    except (OverflowError, ValueError):
+        moment = None
+    if moment is None or not EARLIEST <= moment <= LATEST:
+        raise QueryError(
+            parameter,
+            f"{text[:100]!r} is out of range (from {EARLIEST.date()} to {LATEST.date()}, UTC)",
+        )
+    return moment
 
 
 def parse_window(start: str | None, end: str | None, tz: str | None, now: datetime) -> TimeWindow:

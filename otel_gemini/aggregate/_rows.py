@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
 from otel_gemini import _attributes as attrs
+from otel_gemini._limits import cut
 from otel_gemini.aggregate._money import femto_from_text
 from otel_gemini.pricing._cost import femto_text
 from otel_gemini.processing._span_usage import MODEL_KEYS, PROVIDER_KEYS, first_text, is_billed
@@ -86,7 +87,8 @@ class GenerationRow(NamedTuple):
     cost_details: str | None
     """JSON: USD by bucket as exact decimal strings, with ``total``."""
     cost_status: str | None
-    """``priced``, ``unknown_model``, ``no_usage``, or ``None`` (no usage reported)."""
+    """``priced``, ``unknown_model``, ``implausible_usage``, ``no_usage``, or ``None`` (no
+    usage reported)."""
     prices_version: str | None
     latency_ms: float
     ttft_ms: float | None
@@ -98,9 +100,18 @@ def _count(value: Any) -> int:
     kind = type(value)
     if kind is int:
         return int(value)
-    if kind is float:
+    if kind is float and math.isfinite(value):
         return int(value)
     return 0
+
+
+# SQLite integers are signed 64-bit: one larger value makes the whole batch's insert fail
+# (OverflowError), and the writer would retry that batch for ever. A row never holds one.
+_SQL_INT_MAX: Final = 2**63 - 1
+
+
+def _storable(*values: int | None) -> bool:
+    return all(value is None or 0 <= value <= _SQL_INT_MAX for value in values)
 
 
 def is_generation(attributes: Mapping[str, Any]) -> bool:
@@ -204,6 +215,10 @@ def _ttft_ms(attributes: Mapping[str, Any], start_ns: int) -> float | None:
     return None
 
 
+def _bounded(text: str | None) -> str | None:
+    return cut(text) if text is not None else None
+
+
 def generation_row(span: ReadableSpan) -> GenerationRow | None:
     """The row for ``span``, or ``None`` when it is not a generation (or not finished)."""
     context = span.context
@@ -213,11 +228,21 @@ def generation_row(span: ReadableSpan) -> GenerationRow | None:
     attributes = _plain(span.attributes)
     if not is_generation(attributes):
         return None
+    if not _storable(start_ns, end_ns):
+        return None  # a peer's time past 2262: not a generation we can place in any window
     cost_femto, input_cost, output_cost, cost_details = _costs(attributes)
+    if not _storable(cost_femto, input_cost, output_cost):
+        # A provided cost that is negative or over $9,223 (2**63 femto-dollars) for one
+        # request is no cost we can believe (nor store): unpriced.
+        cost_femto = input_cost = output_cost = None
+        cost_details = None
     status = attributes.get(attrs.COST_STATUS)
     if cost_femto is None and status == attrs.COST_STATUS_NO_USAGE:
         cost_femto = input_cost = output_cost = 0  # nothing billable: a true $0
     input_tokens, output_tokens, total_tokens, usage_details = _tokens(attributes)
+    if not _storable(input_tokens, output_tokens, total_tokens):
+        input_tokens = output_tokens = total_tokens = 0  # counts as sent stay on the span
+        usage_details = None
     prices_version = attributes.get(attrs.PRICES_VERSION)
     is_error = span.status.status_code is StatusCode.ERROR
     error_type = attributes.get(attrs.ERROR_TYPE)
@@ -227,11 +252,12 @@ def generation_row(span: ReadableSpan) -> GenerationRow | None:
         span_id=format(context.span_id, "016x"),
         start_ns=start_ns,
         end_ns=end_ns,
-        user_id=first_text(attributes, attrs.USER_ID_KEYS),
-        session_id=first_text(attributes, attrs.SESSION_ID_KEYS),
-        model=first_text(attributes, MODEL_KEYS),
-        provider=first_text(attributes, PROVIDER_KEYS),
-        operation=operation if isinstance(operation, str) else None,
+        # Names are cut to MAX_NAME_CHARS: a peer's 7 MiB model name is not kept 7 MiB a row.
+        user_id=_bounded(first_text(attributes, attrs.USER_ID_KEYS)),
+        session_id=_bounded(first_text(attributes, attrs.SESSION_ID_KEYS)),
+        model=_bounded(first_text(attributes, MODEL_KEYS)),
+        provider=_bounded(first_text(attributes, PROVIDER_KEYS)),
+        operation=_bounded(operation if isinstance(operation, str) else None),
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         total_tokens=total_tokens,
@@ -245,5 +271,7 @@ def generation_row(span: ReadableSpan) -> GenerationRow | None:
         latency_ms=max(0, end_ns - start_ns) / 1e6,
         ttft_ms=_ttft_ms(attributes, start_ns),
         is_error=1 if is_error else 0,
-        error_type=(str(error_type) if error_type is not None else ("error" if is_error else None)),
+        error_type=_bounded(
+            str(error_type) if error_type is not None else ("error" if is_error else None)
+        ),
     )

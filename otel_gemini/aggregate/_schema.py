@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import sqlite3
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
+from otel_gemini._private_dirs import UnsafeDirectoryError, private_directory
 from otel_gemini._suppress import untraced
 from otel_gemini.aggregate._rows import COLUMNS
 
@@ -86,14 +90,49 @@ def retention_from_env(environ: Mapping[str, str]) -> float | None:
     return days or None
 
 
+def _create_private(path: Path) -> None:
+    """Creates the database file 0600 before SQLite does (it would use 0644 & ~umask), or
+    makes an existing one of ours 0600; SQLite gives ``-wal`` and ``-shm`` the database
+    file's mode. Never through a symlink: one planted there would make SQLite write its
+    pages into whatever file it names."""
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISLNK(os.lstat(path).st_mode):
+            raise UnsafeDirectoryError(path, "is a symlink (not followed)")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, f"{path} is not a regular file")
+        if info.st_uid != os.geteuid():
+            raise UnsafeDirectoryError(path, f"is owned by uid {info.st_uid}, not this user")
+        if stat.S_IMODE(info.st_mode) != 0o600:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm", "-journal"):
+        # Left by an earlier version with 0644: made private too (never through a link).
+        with contextlib.suppress(OSError):
+            companion = os.open(f"{path}{suffix}", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                if os.fstat(companion).st_uid == os.geteuid():
+                    os.fchmod(companion, 0o600)
+            finally:
+                os.close(companion)
+
+
 # The sqlite3 instrumentation wraps every connection sqlite3.connect() returns, whatever the
 # context, and decides per statement; so the statements run here are untraced, and the
 # connection's later users suppress at their own calls.
 @untraced
 def open_for_writing(path: Path) -> sqlite3.Connection:
-    """Opens (creating if needed) the store in WAL mode, for the writer thread."""
+    """Opens (creating if needed) the store in WAL mode, for the writer thread.
+
+    The file and its ``-wal`` / ``-shm`` are 0600 whatever the umask, in a directory only
+    this user can change (``_private_dirs``; a directory writable by all, /tmp itself
+    included, is refused), and a store path that is a symlink is refused."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_directory(path.parent, make_private=False)
+        _create_private(path)
         connection = sqlite3.connect(
             str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
         )

@@ -25,6 +25,11 @@ from decimal import Decimal
 from typing import Final
 
 from otel_gemini import _attributes as attrs
+from otel_gemini._limits import (
+    MAX_SECONDS_PER_REQUEST,
+    MAX_TOKENS_PER_REQUEST,
+    MAX_UNITS_PER_REQUEST,
+)
 from otel_gemini.pricing import PriceTable
 from otel_gemini.pricing._buckets import INPUT_AUDIO, OUTPUT_AUDIO, TOKEN_BUCKETS
 from otel_gemini.pricing._cost import FEMTO_PER_USD
@@ -38,6 +43,10 @@ from otel_gemini.processing._span_usage import (
 )
 
 PROCESSOR_NAME: Final = "transform/gemini_cost"
+IMPLAUSIBLE_REASON: Final = (
+    f"implausible usage: a count is negative, not a whole number, not finite or above "
+    f"{MAX_TOKENS_PER_REQUEST:,} tokens"
+)
 # The audio buckets a per-minute price can bill: bucket -> (price kind, measured seconds).
 _PER_MINUTE: Final = {
     INPUT_AUDIO: ("input_audio_per_minute", "audio_input_seconds"),
@@ -144,13 +153,15 @@ def cost_statements(table: PriceTable | None = None) -> CostStatements:
 
 
 def _read_usage() -> list[str]:
-    out: list[str] = []
+    bad = _c("bad")
+    out: list[str] = [f"set({bad}, false)"]
     for field, keys in USAGE_SOURCES.items():
         target = _u(field)
         if field == "output_video_seconds":
             out.append(f"set({target}, 0.0)")
         elif field not in SECONDS_FIELDS:
             out.append(f"set({target}, 0)")
+        raw = _c("r." + field)
         # Least preferred first: the last one present wins.
         for key in reversed(keys):
             source = _attr(key)
@@ -159,12 +170,31 @@ def _read_usage() -> list[str]:
                     f"set({target}, Double({source})) where IsInt({source}) or IsDouble({source})"
                 )
             else:
-                out.append(f"set({target}, {source}) where IsInt({source})")
-                out.append(f"set({target}, Int({source})) where IsDouble({source})")
+                out.append(f"set({raw}, {source}) where IsInt({source}) or IsDouble({source})")
+        # Negative or NaN (unequal to itself) seconds are ignored, as read_span_usage does.
         if field == "output_video_seconds":
-            out.append(f"set({target}, 0.0) where {target} < 0.0")
+            out.append(f"set({target}, 0.0) where {target} < 0.0 or {target} != {target}")
         elif field in SECONDS_FIELDS:
-            out.append(f'delete_key(cache, "u.{field}") where {target} < 0.0')
+            out.append(
+                f'delete_key(cache, "u.{field}") where {target} < 0.0 or {target} != {target}'
+            )
+        if field in SECONDS_FIELDS:
+            # implausible_reason: infinite or over the bound.
+            limit = f"{MAX_SECONDS_PER_REQUEST:.1f}"
+            out.append(f"set({bad}, true) where {target} != nil and {target} > {limit}")
+            continue
+        # implausible_reason: negative, over the bound, not a whole number, or not finite.
+        limit = str(MAX_UNITS_PER_REQUEST if field == "output_images" else MAX_TOKENS_PER_REQUEST)
+        out.append(
+            f"set({bad}, true) where {raw} != nil and ({raw} < 0 or {raw} > {limit}"
+            f" or {raw} != {raw})"
+        )
+        out.append(
+            f"set({bad}, true) where {bad} == false and IsDouble({raw})"
+            f" and {raw} != Double(Int({raw}))"
+        )
+        out.append(f"set({target}, {raw}) where IsInt({raw}) and {bad} == false")
+        out.append(f"set({target}, Int({raw})) where IsDouble({raw}) and {bad} == false")
     # As read_span_usage: the official instrumentation's Interactions spans leave thoughts
     # out of output_tokens.
     output, reasoning = _u("output_tokens"), _u("reasoning_output_tokens")
@@ -563,14 +593,22 @@ def _femto_text(source: str, condition: str) -> list[str]:
 
 def _write_attributes(version: str, per_minute: bool) -> list[str]:
     found, empty, missing, total = _c("pm"), _c("empty"), _c("missing"), _c("total")
-    priced = f"{empty} == false and {found} != nil and {missing} == false"
+    bad = _c("bad")
+    priced = f"{empty} == false and {found} != nil and {missing} == false and {bad} == false"
     cost_json, usage_json, units = _c("cd"), _c("ud"), _c("units")
     status = _attr(attrs.COST_STATUS)
     out = [
-        f"set({status}, {_quote(attrs.COST_STATUS_NO_USAGE)}) where {empty} == true",
+        f"set({status}, {_quote(attrs.COST_STATUS_NO_USAGE)})"
+        f" where {empty} == true and {bad} == false",
         f"set({status}, {_quote(attrs.COST_STATUS_UNKNOWN_MODEL)})"
-        f" where {empty} == false and ({found} == nil or {missing} == true)",
+        f" where {empty} == false and {bad} == false and ({found} == nil or {missing} == true)",
         f"set({status}, {_quote(attrs.COST_STATUS_PRICED)}) where {priced}",
+        # As PriceTable: counts no request can bill are not priced, and Langfuse gets no
+        # usage to price them itself. The reason is generic here (the Python one names the
+        # count).
+        f"set({status}, {_quote(attrs.COST_STATUS_IMPLAUSIBLE_USAGE)}) where {bad} == true",
+        f"set({_attr(attrs.COST_REASON)}, {_quote(IMPLAUSIBLE_REASON)}) where {bad} == true",
+        f'set({_attr(attrs.LANGFUSE_USAGE_DETAILS)}, "{{}}") where {bad} == true',
         f"set({_attr(attrs.PRICES_VERSION)}, {_quote(version)})",
         f"set({_attr(attrs.PRICES_MODEL)}, {found}) where {found} != nil",
         f"set({_attr(attrs.GEN_AI_USAGE_COST)}, Double({total}) / {_FEMTO}.0) where {priced}",
@@ -618,7 +656,9 @@ def _unpriced_usage_details(found: str, empty: str, missing: str) -> list[str]:
     """``usage_details`` of a span with usage but no price (pricing/_buckets.usage_buckets:
     every non-zero token bucket, then images and video seconds): without it Langfuse would
     parse ``gen_ai.usage.*`` itself and count the per-modality counts again in the total."""
-    unpriced = f"{empty} == false and ({found} == nil or {missing} == true)"
+    unpriced = (
+        f"{empty} == false and {_c('bad')} == false and ({found} == nil or {missing} == true)"
+    )
     usage_json, units = _c("ud"), _c("units")
     images, video = _u("output_images"), _u("output_video_seconds")
     out = [f'set({usage_json}, "{{") where {unpriced}', f"set({units}, 0) where {unpriced}"]

@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_gemini import _background
+from otel_gemini._langfuse_settings import warn_if_cleartext
 from otel_gemini.export._accounting import ExportStats
 from otel_gemini.export._pipeline import HealthInputs, Pipeline
 from otel_gemini.export._processor import SpoolingSpanProcessor
@@ -108,6 +109,7 @@ class LangfuseExporter(SpanExporter):
             retry=retry,
             environ=environ,
         )
+        warn_if_cleartext(self._settings.base_url)
         try:
             self._pipeline = Pipeline.start(self._settings)
         except SpoolBusyError:

@@ -16,6 +16,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from otel_gemini._private_dirs import private_directory
+
 _logger = logging.getLogger(__name__)
 
 SLOT_PREFIX = "slot-"
@@ -95,12 +97,13 @@ def acquire_slot(root: Path, max_slots: int) -> SlotLock:
     """Locks the lowest free slot under ``root`` (creating directories as needed).
 
     Raises ``SpoolBusyError`` when all ``max_slots`` are owned, ``OSError`` when the
-    directory cannot be created or written.
+    directory cannot be created or written, ``UnsafeDirectoryError`` (an ``OSError``) when
+    another user could change it or a directory above it (see ``_private_dirs``).
     """
-    root.mkdir(parents=True, exist_ok=True)
+    root = private_directory(root)
     for number in range(max_slots):
-        directory = root / f"{SLOT_PREFIX}{number}"
-        directory.mkdir(mode=0o700, exist_ok=True)
+        # Checked like the root: a slot planted by another user (or a symlink) is refused.
+        directory = private_directory(root / f"{SLOT_PREFIX}{number}", check_above=False)
         fd = os.open(
             directory / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
         )
@@ -126,7 +129,8 @@ def acquire_slot(root: Path, max_slots: int) -> SlotLock:
 def slot_owner(directory: Path) -> int | None:
     """The pid owning a slot, or None when nobody holds its lock (read-only probe)."""
     try:
-        fd = os.open(directory / LOCK_FILE, os.O_RDONLY)
+        # Read only, but never through a link (to a FIFO, say, where open would hang).
+        fd = os.open(directory / LOCK_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
     try:

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from otel_gemini._private_dirs import private_directory
 from otel_gemini.export._accounting import (
     DROP_CORRUPT,
     DROP_DISK_FULL,
@@ -395,7 +396,8 @@ class Spool:
         if info is not None and not stat.S_ISDIR(info.st_mode):
             raise OSError(errno.ENOTDIR, "not a directory (symlinks are not followed)")
         if info is None:
-            self.directory.parent.mkdir(parents=True, exist_ok=True)
+            # 0700 and checked like at start: nobody else may have put it back for us.
+            private_directory(self.directory.parent)
             with contextlib.suppress(FileExistsError):
                 os.mkdir(self.directory, _DIR_MODE)
             _logger.warning(

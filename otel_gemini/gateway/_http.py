@@ -85,13 +85,14 @@ def build_http_app(intake: SpanIntake, health: Callable[[], HealthReport]) -> St
         except zlib.error as error:
             return _answer(intake.malformed(f"body is not valid gzip: {error}"), content_type)
 
-        refused = intake.admit(len(body))
+        is_json = content_type == JSON  # decodes into more memory: a larger reservation
+        refused = intake.admit(len(body), json=is_json)
         if refused is not None:
             return _answer(refused, content_type)
         try:
             outcome = await run_in_threadpool(_decode_and_process, intake, body, content_type)
         finally:
-            intake.release(len(body))
+            intake.release(len(body), json=is_json)
         return _answer(outcome, content_type)
 
     return Starlette(
@@ -140,8 +141,9 @@ async def _read_body(request: Request, intake: SpanIntake) -> bytes:
             size += len(chunk)
             chunks.append(chunk)
     finally:
-        # admit() takes the whole body's share again (after gunzip, its real size).
-        intake.release(size)
+        # The raw bytes taken above go back; admit() then reserves the whole body's decoded
+        # share (after gunzip, its real size). Not release(): that gives back the decoded share.
+        intake.budget.give_back(size)
     return b"".join(chunks)
 
 

@@ -10,8 +10,8 @@ what was received.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
@@ -26,6 +26,8 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags, TraceState
 from opentelemetry.trace.status import Status, StatusCode
+
+from otel_gemini._limits import quote
 
 _KINDS: Final = {
     ProtoSpan.SPAN_KIND_UNSPECIFIED: SpanKind.INTERNAL,
@@ -45,6 +47,18 @@ _UNSET_STATUS: Final = Status(StatusCode.UNSET)
 _SAMPLED: Final = TraceFlags(TraceFlags.SAMPLED)
 _FLAG_IS_REMOTE: Final = 0x200
 _ID_FIELDS: Final = ("traceId", "spanId", "parentSpanId")
+MAX_JSON_DEPTH: Final = 64
+"""Nesting of an OTLP/JSON body (objects and arrays): a span's attributes sit at depth 8 and
+each nested map value adds 4. Deeper is refused before parsing: the stdlib parser recurses
+(RecursionError, a 500, near 1000 levels) and 100,000 levels cost memory for nothing."""
+MAX_ATTRIBUTE_DEPTH: Final = 16
+"""Nesting of one attribute value (maps and arrays in maps and arrays) a protobuf body may
+carry; deeper is refused (converting it recurses once per level; protobuf itself stops
+near 30, at its 100 message levels)."""
+# A JSON string (escapes included), and a pair of brackets with no bracket inside.
+_JSON_STRING: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_INNERMOST: Final = re.compile(rb"[\[{][^\[\]{}]*[\]}]")
+_NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 class MalformedPayload(ValueError):
@@ -66,10 +80,13 @@ def parse_protobuf(body: bytes) -> ExportTraceServiceRequest:
 
 def parse_json(body: bytes) -> ExportTraceServiceRequest:
     """An ``ExportTraceServiceRequest`` from OTLP/JSON (hex trace and span ids, camelCase)."""
+    check_json_depth(body)
     try:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
         raise MalformedPayload(f"body is not JSON: {error}") from None
+    except RecursionError:  # unreachable after the depth check; never a 500 if it were
+        raise MalformedPayload(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
     if not isinstance(document, dict):
         raise MalformedPayload("OTLP/JSON body must be an object with resourceSpans")
     _hex_ids_to_base64(document)
@@ -78,7 +95,26 @@ def parse_json(body: bytes) -> ExportTraceServiceRequest:
         json_format.ParseDict(document, request, ignore_unknown_fields=True)
     except json_format.ParseError as error:
         raise MalformedPayload(f"not an OTLP/JSON ExportTraceServiceRequest: {error}") from None
+    except RecursionError:
+        raise MalformedPayload(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
     return request
+
+
+def check_json_depth(body: bytes) -> None:
+    """Raises :class:`MalformedPayload` when ``body`` nests more than ``MAX_JSON_DEPTH`` levels.
+
+    Strings are removed, then only brackets kept, then innermost pairs removed once per level
+    (each pass one C-level regex over what is left): linear in the body for each level, and at
+    most ``MAX_JSON_DEPTH`` passes. Unbalanced brackets are left to the parser to refuse."""
+    brackets = _JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
+    for _ in range(MAX_JSON_DEPTH):
+        if not brackets:
+            return
+        brackets, removed = _INNERMOST.subn(b"", brackets)
+        if not removed:
+            return  # unbalanced: json.loads says where
+    if brackets and _INNERMOST.search(brackets):
+        raise MalformedPayload(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
 
 
 def _hex_ids_to_base64(document: dict[str, Any]) -> None:
@@ -104,7 +140,7 @@ def _convert_ids(holder: dict[str, Any]) -> None:
             try:
                 raw = bytes.fromhex(value)
             except ValueError:
-                raise MalformedPayload(f"{field} {value!r} is not hex") from None
+                raise MalformedPayload(f"{field} {quote(value)} is not hex") from None
             holder[field] = base64.b64encode(raw).decode("ascii")
 
 
@@ -208,7 +244,7 @@ def _span_id(raw: bytes, field: str) -> int:
 
 
 def _show(raw: bytes) -> str:
-    return binascii.hexlify(raw).decode("ascii") or "(empty)"
+    return quote(raw)  # a prefix: the id may be megabytes of a hostile request
 
 
 def _trace_state(text: str) -> TraceState | None:
@@ -217,11 +253,11 @@ def _trace_state(text: str) -> TraceState | None:
     return TraceState.from_header([text])
 
 
-def _attributes(pairs: Sequence[KeyValue]) -> dict[str, Any]:
-    return {pair.key: _value(pair.value) for pair in pairs}
+def _attributes(pairs: Sequence[KeyValue], depth: int = 0) -> dict[str, Any]:
+    return {pair.key: _value(pair.value, depth) for pair in pairs}
 
 
-def _value(value: AnyValue) -> Any:
+def _value(value: AnyValue, depth: int = 0) -> Any:
     which = value.WhichOneof("value")
     if which == "string_value":
         return value.string_value
@@ -231,10 +267,14 @@ def _value(value: AnyValue) -> Any:
         return value.double_value
     if which == "bool_value":
         return value.bool_value
-    if which == "array_value":
-        return tuple(_value(item) for item in value.array_value.values)
-    if which == "kvlist_value":
-        return _attributes(value.kvlist_value.values)
+    if which == "array_value" or which == "kvlist_value":
+        if depth >= MAX_ATTRIBUTE_DEPTH:
+            raise MalformedPayload(
+                f"an attribute value nested deeper than {MAX_ATTRIBUTE_DEPTH} levels"
+            )
+        if which == "array_value":
+            return tuple(_value(item, depth + 1) for item in value.array_value.values)
+        return _attributes(value.kvlist_value.values, depth + 1)
     if which == "bytes_value":
         return value.bytes_value
     return None

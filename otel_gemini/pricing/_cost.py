@@ -19,6 +19,7 @@ from otel_gemini.pricing._buckets import TOTAL
 PRICED: Final = attrs.COST_STATUS_PRICED
 UNKNOWN_MODEL: Final = attrs.COST_STATUS_UNKNOWN_MODEL
 NO_USAGE: Final = attrs.COST_STATUS_NO_USAGE
+IMPLAUSIBLE_USAGE: Final = attrs.COST_STATUS_IMPLAUSIBLE_USAGE
 
 FEMTO_DIGITS: Final = 15
 FEMTO_PER_USD: Final = 10**FEMTO_DIGITS
@@ -53,8 +54,10 @@ class Cost:
     """What a usage cost, in USD, split into the same buckets as :attr:`usage_details`.
 
     ``status`` is ``"priced"``, ``"unknown_model"`` (no price for the model, or for a kind of
-    usage it reported: ``total`` is ``None``, never a false ``0``) or ``"no_usage"`` (nothing
-    billable was reported: ``total`` is ``0``).
+    usage it reported: ``total`` is ``None``, never a false ``0``), ``"no_usage"`` (nothing
+    billable was reported: ``total`` is ``0``) or ``"implausible_usage"`` (a count no request
+    can bill: negative, fractional, not finite or above ``MAX_TOKENS_PER_REQUEST``; ``total``
+    is ``None`` and :attr:`usage_details` empty; :attr:`reason` says which count).
     """
 
     __slots__ = (

@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Final
 
+from otel_gemini._limits import MAX_NAME_CHARS, quote
 from otel_gemini._model_names import bare_model_name
 from otel_gemini.pricing import _cost
 from otel_gemini.pricing._buckets import split_tokens, usage_buckets
@@ -30,7 +31,7 @@ from otel_gemini.pricing._table_file import (
     read_table,
     read_table_file,
 )
-from otel_gemini.pricing._usage import Usage
+from otel_gemini.pricing._usage import Usage, implausible_reason
 
 ENV_PRICES: Final = "OTEL_GEMINI_PRICES"
 STANDARD: Final = "standard"
@@ -194,6 +195,8 @@ class PriceTable:
         return found.id if found else None
 
     def _find_as_written(self, model: str) -> PricedModel | None:
+        if len(model) > MAX_NAME_CHARS:
+            return None  # never priced (see cost_at_ns): not worth lowering 7 MiB of text
         written = model.strip().lower()
         if "/" not in written:
             return None
@@ -244,6 +247,9 @@ class PriceTable:
         return None
 
     def _resolve(self, model: str) -> PricedModel | None:
+        if len(model) > MAX_NAME_CHARS:
+            # Never looked up nor cached: the cache would keep every such name alive.
+            return None
         try:
             return self._lookups[model]
         except KeyError:
@@ -295,15 +301,30 @@ class PriceTable:
     ) -> Cost:
         """:meth:`cost` with the time as nanoseconds since the epoch (a span's start time)."""
         found = self._resolve(model)
+        implausible = implausible_reason(usage)
+        if implausible is not None:
+            # Checked before anything else: such counts are never priced nor bucketed (the
+            # buckets would carry them to Langfuse, which prices usage it is given).
+            return Cost(
+                status=_cost.IMPLAUSIBLE_USAGE,
+                model=model,
+                prices_version=self.version,
+                price_model=found.id if found else None,
+                reason=f"implausible usage: {implausible}",
+            )
         if usage.is_empty and (found is None or not _has_audio_seconds(usage)):
             return _no_usage(model, self.version, found)
         if found is None:
+            if len(model) > MAX_NAME_CHARS:
+                reason = f"model name longer than {MAX_NAME_CHARS} characters: {quote(model)}"
+            else:
+                reason = f"no price for model {model!r}"
             return Cost(
                 status=_cost.UNKNOWN_MODEL,
                 model=model,
                 prices_version=self.version,
                 details=usage_buckets(usage),
-                reason=f"no price for model {model!r}",
+                reason=reason,
             )
         period = found.period_at(at_ns)
         tier = service_tier.strip().lower() if service_tier else STANDARD

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Final, NamedTuple
+
+from otel_gemini._limits import (
+    MAX_SECONDS_PER_REQUEST,
+    MAX_TOKENS_PER_REQUEST,
+    MAX_UNITS_PER_REQUEST,
+)
 
 
 class Usage(NamedTuple):
@@ -65,3 +72,50 @@ assert COUNT_FIELDS[: len(REPORTED_COUNT_FIELDS)] == REPORTED_COUNT_FIELDS
 _REPORTED_COUNTS: Final = len(REPORTED_COUNT_FIELDS)
 SECONDS_FIELDS: Final = tuple(name for name in Usage._fields if name.endswith("_seconds"))
 """``Usage``'s measured seconds (floats; the others are whole counts)."""
+_COUNTS: Final = len(COUNT_FIELDS)
+_IMAGES: Final = Usage._fields.index("output_images")
+_SECONDS: Final = tuple(Usage._fields.index(name) for name in SECONDS_FIELDS)
+
+
+def implausible_reason(usage: Usage) -> str | None:
+    """Why ``usage`` cannot be what one request billed, or ``None`` when it can.
+
+    A count that is negative, not a whole number, not finite, or above what any Gemini
+    request can bill (``MAX_TOKENS_PER_REQUEST``…) comes from a broken or hostile sender:
+    priced as given, 2**63 - 1 tokens would be $25 trillion in the store and in Langfuse.
+    """
+    for index in range(_COUNTS + 1):
+        position = index if index < _COUNTS else _IMAGES
+        value = usage[position]
+        if type(value) is int and 0 <= value <= (
+            MAX_TOKENS_PER_REQUEST if index < _COUNTS else MAX_UNITS_PER_REQUEST
+        ):
+            continue  # the usual case, tested first: this runs for every priced span
+        problem = _count_problem(Usage._fields[position], value, index < _COUNTS)
+        if problem is not None:
+            return problem
+    for position in _SECONDS:
+        seconds = usage[position]
+        if seconds is None or (
+            isinstance(seconds, (int, float)) and 0 <= seconds <= MAX_SECONDS_PER_REQUEST
+        ):
+            continue
+        return f"{Usage._fields[position]} {seconds!r} is not 0 to {MAX_SECONDS_PER_REQUEST:.0f} s"
+    return None
+
+
+def _count_problem(name: str, value: object, tokens: bool) -> str | None:
+    limit = MAX_TOKENS_PER_REQUEST if tokens else MAX_UNITS_PER_REQUEST
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return f"{name} is {value!r}, not a count"
+        if value.is_integer() and 0 <= value <= limit:
+            return None  # a whole float (Usage(input_tokens=10.0)): as good as an int
+        if not value.is_integer():
+            return f"{name} {value!r} is not a whole number"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        shown = f"{value:.0f}" if isinstance(value, float) else str(value)
+        if value < 0:
+            return f"{name} {shown} is negative"
+        return f"{name} {shown} exceeds {limit:,} (more than any Gemini request can bill)"
+    return f"{name} {type(value).__name__} is not a count"

@@ -37,6 +37,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span
 
 from otel_gemini import _attributes as attrs
 from otel_gemini._background import renew_locks_after_fork
+from otel_gemini._limits import MAX_NAME_CHARS, cut
 
 _logger = logging.getLogger("otel_gemini.processing")
 
@@ -345,4 +346,8 @@ class Coverage:
 def _link(span: ReadableSpan) -> _Link | None:
     attributes = span.attributes
     value = attributes.get(attrs.GEN_AI_RESPONSE_ID) if attributes else None
-    return (value, scope_name(span)) if isinstance(value, str) and value else None
+    # Remembered MAX_RESPONSE_IDS times over: an id (or scope) longer than any real one is
+    # not, or 10,000 hostile 7 MiB ids would be 70 GB.
+    if not isinstance(value, str) or not value or len(value) > MAX_NAME_CHARS:
+        return None
+    return (value, cut(scope_name(span)))

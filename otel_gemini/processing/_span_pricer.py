@@ -8,6 +8,7 @@ from typing import Any, Final
 
 from otel_gemini import _attributes as attrs
 from otel_gemini._background import renew_locks_after_fork
+from otel_gemini._limits import QUOTE_CHARS, cut, quote
 from otel_gemini.pricing import Cost, PriceTable
 from otel_gemini.pricing._cost import FEMTO_PER_USD
 from otel_gemini.pricing._price_table import normalize_model_name
@@ -15,8 +16,14 @@ from otel_gemini.processing._cost_metrics import STATUS_ERROR, CostMetrics
 from otel_gemini.processing._span_usage import read_span_usage
 
 _logger = logging.getLogger("otel_gemini.processing")
-# Bounds the "logged once" memory when a flood of distinct unknown model names arrives.
+# Bounds the "logged once" memory when a flood of distinct unknown model names arrives:
+# at most this many keys, each of at most MAX_NAME_CHARS + a prefix (under 300 KB).
 _MAX_REMEMBERED: Final = 1000
+# The unknown names health shows: at most this many, each cut to MAX_NAME_CHARS (health
+# stays small whatever names peers send; the full list is in no one's interest).
+_MAX_UNKNOWN_SHOWN: Final = 50
+# A log line quoting span content (usage attributes of an inconsistent span) is cut here.
+_MAX_LOGGED_CHARS: Final = 1000
 
 
 class SpanPricer:
@@ -33,6 +40,7 @@ class SpanPricer:
         self._unknown_models: set[str] = set()
         self._errors: dict[str, int] = {}
         self._inconsistent = 0
+        self._implausible = 0
 
     def price_attributes(self, attributes: dict[str, Any], start_ns: int) -> None:
         """Add ``gen_ai.usage.cost``, the Langfuse details and our status to ``attributes``.
@@ -61,7 +69,12 @@ class SpanPricer:
         if cost.price_model is not None:
             added[attrs.PRICES_MODEL] = cost.price_model
         femto = 0
-        if status == attrs.COST_STATUS_PRICED:
+        if status == attrs.COST_STATUS_IMPLAUSIBLE_USAGE:
+            added[attrs.COST_REASON] = cost.reason
+            # An empty object, so Langfuse neither shows nor prices the counts as sent (with
+            # no usage details it would read gen_ai.usage.* and price them from its table).
+            added[attrs.LANGFUSE_USAGE_DETAILS] = "{}"
+        elif status == attrs.COST_STATUS_PRICED:
             femto = cost.total_femto or 0
             added[attrs.GEN_AI_USAGE_COST] = femto / FEMTO_PER_USD
             added[attrs.LANGFUSE_COST_DETAILS] = cost.cost_details_json()
@@ -73,13 +86,21 @@ class SpanPricer:
         # All or nothing: a failure above leaves the span unpriced, never half priced.
         attributes.update(added)
         if femto:
+            # Metric attributes are kept for the process's life: bounded like any name.
+            provider, user_id = found.provider, found.user_id
             self.metrics.record(
-                status, femto, normalize_model_name(model), found.provider, found.user_id
+                status,
+                femto,
+                normalize_model_name(model),
+                cut(provider) if provider else provider,
+                cut(user_id) if user_id else user_id,
             )
         else:
             self.metrics.record(status)
         if status == attrs.COST_STATUS_UNKNOWN_MODEL:
             self._report_unknown(found.models, cost.reason)
+        elif status == attrs.COST_STATUS_IMPLAUSIBLE_USAGE:
+            self._report_implausible(cost.reason)
         if cost.clamped:
             self._report_inconsistent(cost.price_model or model, attributes)
 
@@ -93,9 +114,11 @@ class SpanPricer:
             return True
 
     def _report_unknown(self, models: tuple[str, ...], reason: str | None) -> None:
-        name = models[0] if models else "(no model name)"
+        # Names are cut before they are kept or logged: a peer sending 7 MiB names must not
+        # make us hold (or print) them.
+        name = cut(models[0]) if models else "(no model name)"
         with self._incidents_lock:
-            if len(self._unknown_models) < _MAX_REMEMBERED:
+            if len(self._unknown_models) < _MAX_UNKNOWN_SHOWN:
                 self._unknown_models.add(name)
         if self._first_time(f"unknown:{name}"):
             _logger.warning(
@@ -103,19 +126,30 @@ class SpanPricer:
                 "otel_gemini.cost.status=unknown_model and no cost. Add a price with an "
                 "override file (OTEL_GEMINI_PRICES, see docs/costs.md). Logged once per model.",
                 name,
-                reason or "no price",
+                cut(reason or "no price", QUOTE_CHARS * 2),
+            )
+
+    def _report_implausible(self, reason: str | None) -> None:
+        with self._incidents_lock:
+            self._implausible += 1
+        if self._first_time("implausible"):
+            _logger.warning(
+                "otel-gemini: a span reports usage no Gemini request can bill (%s); it "
+                "carries otel_gemini.cost.status=implausible_usage and no cost (counted in "
+                "health under pricing.implausible_usage; see docs/security.md). Logged once.",
+                cut(reason or "", QUOTE_CHARS * 2),
             )
 
     def _report_inconsistent(self, model: str, attributes: dict[str, Any]) -> None:
         with self._incidents_lock:
             self._inconsistent += 1
-        if self._first_time(f"inconsistent:{model}"):
+        if self._first_time(f"inconsistent:{cut(model)}"):
             usage = {key: value for key, value in attributes.items() if "usage" in key}
             _logger.warning(
-                "otel-gemini: inconsistent usage on a %r span (a part exceeds its total); "
+                "otel-gemini: inconsistent usage on a %s span (a part exceeds its total); "
                 "priced after clamping the parts. Logged once per model. Usage: %s",
-                model,
-                usage,
+                quote(model),
+                cut(repr(usage), _MAX_LOGGED_CHARS),
             )
 
     def report_error(self, where: str, error: BaseException) -> None:
@@ -127,19 +161,21 @@ class SpanPricer:
         if self._first_time(f"error:{where}"):
             _logger.warning(
                 "otel-gemini cost processor error in %s (logged once; the span goes on "
-                "unpriced): %r",
+                "unpriced): %s",
                 where,
-                error,
+                cut(repr(error), _MAX_LOGGED_CHARS),
                 exc_info=error,
             )
 
     def stats(self) -> dict[str, Any]:
-        """Spans by pricing status, errors by place, inconsistent usages, unknown models."""
+        """Spans by pricing status, errors by place, inconsistent and implausible usages,
+        unknown models (at most ``_MAX_UNKNOWN_SHOWN``, each cut to ``MAX_NAME_CHARS``)."""
         spans = self.metrics.span_counts()
         with self._incidents_lock:
             return {
                 "spans": spans,
                 "errors": dict(self._errors),
                 "inconsistent_usage": self._inconsistent,
+                "implausible_usage": self._implausible,
                 "unknown_models": sorted(self._unknown_models),
             }

@@ -154,8 +154,12 @@ def _usage(attributes: Mapping[str, Any]) -> Usage:
             ranks[index] = rank
             if is_seconds:
                 values[index] = float(value) if value >= 0 else _DEFAULTS[index]
+            elif kind is int or not value.is_integer():
+                # A fractional, infinite or NaN count stays as sent: pricing calls it
+                # implausible (implausible_reason) rather than billing a made-up number.
+                values[index] = value
             else:
-                values[index] = value if kind is int else int(value)
+                values[index] = int(value)
     return Usage(*values)
 
 
