@@ -41,22 +41,24 @@ class OtelGeminiPlugin(BasePlugin):
         super().__init__(name=name)
 
     async def before_run_callback(self, *, invocation_context: Any) -> None:
-        _stamp(invocation_context)
+        """Stamps the invocation's span (``invocation`` / ``invoke_workflow``)."""
+        _stamp(getattr(invocation_context, "session", None))
         return None
 
     async def before_agent_callback(self, *, agent: Any, callback_context: Any) -> None:
-        _stamp(getattr(callback_context, "_invocation_context", None))
+        """Stamps the agent's span (``invoke_agent``)."""
+        _stamp(getattr(callback_context, "session", None))
         return None
 
     async def before_model_callback(self, *, callback_context: Any, llm_request: Any) -> None:
-        _stamp(getattr(callback_context, "_invocation_context", None))
+        """Stamps the span the model call starts under (``call_llm`` or the agent's)."""
+        _stamp(getattr(callback_context, "session", None))
         return None
 
 
-def _stamp(invocation_context: Any) -> None:
-    """``user.id`` and ``session.id`` on the current span, where the app's
-    ``trace_attributes()`` set none."""
-    session = getattr(invocation_context, "session", None)
+def _stamp(session: Any) -> None:
+    """The ADK session's ``user_id`` and ``id`` as ``user.id`` and ``session.id`` on the
+    current span, where the app's ``trace_attributes()`` set none."""
     if session is None:
         return
     span = trace.get_current_span()
