@@ -100,39 +100,31 @@ class TraceAttributesSpanProcessor(SpanProcessor):
         values = _current.get(_EMPTY)
         if values:
             span.set_attributes(values)
-        if attrs.USER_ID in values and attrs.SESSION_ID in values:
+            if attrs.USER_ID in values and attrs.SESSION_ID in values:
+                return
+        # The parent's user and session: only the SDK's own spans have readable attributes
+        # (a remote parent has none); a finished parent has them still.
+        parent = trace.get_current_span(parent_context)
+        attributes = parent.attributes if isinstance(parent, ReadableSpan) else None
+        if not attributes:
             return
-        inherited = _from_parent(parent_context)
-        if inherited:
-            span.set_attributes(
-                {key: value for key, value in inherited.items() if key not in values}
-            )
+        if attrs.USER_ID not in values:
+            user = _text(attributes, attrs.USER_ID_KEYS)
+            if user is not None:
+                span.set_attribute(attrs.USER_ID, user)
+        if attrs.SESSION_ID not in values:
+            session = _text(attributes, attrs.SESSION_ID_KEYS)
+            if session is not None:
+                span.set_attribute(attrs.SESSION_ID, session)
 
     def on_end(self, span: ReadableSpan) -> None:
         return None
 
 
-def _first_text(attributes: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
+def _text(attributes: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
+    """The first of ``keys`` with a non-empty string value (runs on every span start)."""
     for key in keys:
         value = attributes.get(key)
-        if isinstance(value, str) and value:
+        if value and isinstance(value, str):
             return value
     return None
-
-
-def _from_parent(parent_context: Context | None) -> dict[str, AttributeValue]:
-    """The user and session of the parent span, if it is a live span of this process (a
-    remote parent carries no attributes), as ``user.id`` / ``session.id``."""
-    parent = trace.get_current_span(parent_context)
-    # Only the SDK's own spans have readable attributes; a finished parent has them still.
-    attributes = parent.attributes if isinstance(parent, ReadableSpan) else None
-    if not attributes:
-        return {}
-    inherited: dict[str, AttributeValue] = {}
-    user = _first_text(attributes, attrs.USER_ID_KEYS)
-    if user is not None:
-        inherited[attrs.USER_ID] = user
-    session = _first_text(attributes, attrs.SESSION_ID_KEYS)
-    if session is not None:
-        inherited[attrs.SESSION_ID] = session
-    return inherited
