@@ -100,6 +100,53 @@ def assert_billed_once_each(
 
 @pytest.mark.parametrize("opt_in", [False, True], ids=["default", "schema_opt_in"])
 @pytest.mark.parametrize("mode", ["sync", "async", "sse"])
+def _adk_runner(
+    fake_gemini: FakeGemini, monkeypatch: pytest.MonkeyPatch, *, plugin: bool = True
+) -> Any:
+    from google.adk.agents import LlmAgent
+    from google.adk.apps import App
+    from google.adk.runners import InMemoryRunner
+
+    from otel_gemini.adk import OtelGeminiPlugin
+
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", fake_gemini.base_url)
+    monkeypatch.setenv("GOOGLE_API_KEY", "fake-key")
+    monkeypatch.delenv("GOOGLE_GENAI_USE_VERTEXAI", raising=False)
+    agent = LlmAgent(name="geographer", model=FLASH, instruction="Answer briefly.")
+    app = App(name="app", root_agent=agent, plugins=[OtelGeminiPlugin()] if plugin else [])
+    return InMemoryRunner(app=app)
+
+
+def _run_adk(runner: Any, mode: str) -> None:
+    """N turns of one ADK session, the runner given the user and session."""
+    from google.adk.agents.run_config import RunConfig, StreamingMode
+    from google.genai import types
+
+    config = RunConfig(streaming_mode=StreamingMode.SSE if mode == "sse" else StreamingMode.NONE)
+
+    def message() -> Any:
+        return types.Content(role="user", parts=[types.Part(text="Capital?")])
+
+    async def run_async() -> None:
+        for _ in range(N):
+            async for _event in runner.run_async(
+                user_id=USER, session_id=SESSION, new_message=message(), run_config=config
+            ):
+                pass
+
+    asyncio.run(
+        runner.session_service.create_session(app_name="app", user_id=USER, session_id=SESSION)
+    )
+    if mode == "sync":  # ADK runs the agent on a thread of its own
+        for _ in range(N):
+            for _event in runner.run(user_id=USER, session_id=SESSION, new_message=message()):
+                pass
+    else:
+        asyncio.run(run_async())
+
+
+@pytest.mark.parametrize("opt_in", [False, True], ids=["default", "schema_opt_in"])
+@pytest.mark.parametrize("mode", ["sync", "async", "sse"])
 def test_adk_each_request_once_with_the_runners_user_and_session(
     telemetry: Telemetry,
     fake_gemini: FakeGemini,
@@ -110,53 +157,41 @@ def test_adk_each_request_once_with_the_runners_user_and_session(
     opt_in: bool,
 ) -> None:
     _framework("google.adk", "google-adk")
-    from google.adk.agents import LlmAgent
-    from google.adk.agents.run_config import RunConfig, StreamingMode
-    from google.adk.apps import App
-    from google.adk.runners import InMemoryRunner
-    from google.genai import types
-
-    from otel_gemini.adk import OtelGeminiPlugin
-
-    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", fake_gemini.base_url)
-    monkeypatch.setenv("GOOGLE_API_KEY", "fake-key")
-    monkeypatch.delenv("GOOGLE_GENAI_USE_VERTEXAI", raising=False)
     if opt_in:  # adds ADK's call_llm span, with usage, over its generate_content span
         monkeypatch.setenv("ADK_TELEMETRY_SCHEMA_VERSION_OPT_IN", "1")
     else:
         monkeypatch.delenv("ADK_TELEMETRY_SCHEMA_VERSION_OPT_IN", raising=False)
-    agent = LlmAgent(name="geographer", model=FLASH, instruction="Answer briefly.")
-    app = App(name="app", root_agent=agent, plugins=[OtelGeminiPlugin()])
-    runner = InMemoryRunner(app=app)
-    config = RunConfig(streaming_mode=StreamingMode.SSE if mode == "sse" else StreamingMode.NONE)
+    runner = _adk_runner(fake_gemini, monkeypatch)
     _script(fake_gemini)
 
-    async def run_async() -> None:
-        await runner.session_service.create_session(
-            app_name="app", user_id=USER, session_id=SESSION
-        )
-        for _ in range(N):
-            message = types.Content(role="user", parts=[types.Part(text="Capital?")])
-            async for _event in runner.run_async(
-                user_id=USER, session_id=SESSION, new_message=message, run_config=config
-            ):
-                pass
-
-    if mode == "sync":
-        asyncio.run(
-            runner.session_service.create_session(app_name="app", user_id=USER, session_id=SESSION)
-        )
-        for _ in range(N):
-            message = types.Content(role="user", parts=[types.Part(text="Capital?")])
-            for _event in runner.run(user_id=USER, session_id=SESSION, new_message=message):
-                pass
-    else:
-        asyncio.run(run_async())
+    _run_adk(runner, mode)
 
     assert len(fake_gemini.requests) == N
     assert_billed_once_each(telemetry, fake_langfuse_env, tmp_path)
     names = {o.name for o in fake_langfuse_env.observations()}
     assert ("call_llm" in names) is opt_in
+
+
+@pytest.mark.parametrize("plugin", [False, True], ids=["no_plugin", "plugin"])
+def test_adk_the_apps_trace_attributes_win_and_the_session_needs_no_plugin(
+    telemetry: Telemetry,
+    fake_gemini: FakeGemini,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    plugin: bool,
+) -> None:
+    _framework("google.adk", "google-adk")
+    runner = _adk_runner(fake_gemini, monkeypatch, plugin=plugin)
+    _script(fake_gemini)
+
+    with trace_attributes(user_id="from-the-app"):
+        _run_adk(runner, "async")
+
+    assert telemetry.force_flush(timeout=10)
+    with sqlite3.connect(tmp_path / "costs.sqlite3") as db:
+        rows = db.execute("SELECT user_id, session_id FROM generations").fetchall()
+    # The session from ADK's gen_ai.conversation.id; the user the app set, over the runner's.
+    assert rows == [("from-the-app", SESSION)] * N
 
 
 # --- pydantic-ai -------------------------------------------------------------------------------
