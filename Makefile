@@ -12,9 +12,13 @@ INTERACTIONS_V1_GENAI ?= 2.8.0
 # venv keeps the newest langfuse: Metrics API answers need a newer SDK's API client).
 OLDEST_LANGFUSE ?= 3.0.0
 LANGFUSE_OLDEST_VENV ?= .venv-langfuse-oldest
+# Agent frameworks on top of google-genai (tests marked frameworks, docs/frameworks.md): heavy,
+# so a venv of their own, with the versions the tests were written against.
+FRAMEWORKS_VENV ?= .venv-frameworks
+FRAMEWORKS ?= google-adk==2.15.0 'pydantic-ai-slim[google]==2.78.0' langchain-google-genai==4.4.3 langsmith==0.15.1
 BIN = $(VENV)/bin
 
-.PHONY: demo test test-oldest test-interactions-v1 test-langfuse-oldest lint bench install clean collector
+.PHONY: demo test test-oldest test-interactions-v1 test-langfuse-oldest test-frameworks lint bench install clean collector
 
 $(BIN)/otel-gemini: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +37,7 @@ test: install collector
 	$(BIN)/python -m pytest -q -n 2 tests
 	$(MAKE) test-interactions-v1
 	$(MAKE) test-langfuse-oldest
+	$(MAKE) test-frameworks
 
 ## The OpenTelemetry Collector the collector tests run (built once, then cached) and the
 ## Node.js test app's packages. Without Go (or npm) this says so and goes on: the tests
@@ -65,6 +70,14 @@ test-langfuse-oldest:
 	$(LANGFUSE_OLDEST_VENV)/bin/pip install -q -e '.[dev]' 'langfuse==$(OLDEST_LANGFUSE)'
 	$(LANGFUSE_OLDEST_VENV)/bin/python -m pytest -q -n 2 -m langfuse_sdk tests
 
+## ADK, pydantic-ai, LangChain and LangSmith against the fake Gemini (about a minute: most of it
+## the install; the tests themselves take seconds).
+test-frameworks:
+	$(PYTHON) -m venv $(FRAMEWORKS_VENV)
+	$(FRAMEWORKS_VENV)/bin/pip install -q --upgrade pip
+	$(FRAMEWORKS_VENV)/bin/pip install -q -e '.[dev]' $(FRAMEWORKS)
+	$(FRAMEWORKS_VENV)/bin/python -m pytest -q -n 2 -m frameworks tests
+
 lint: install
 	$(BIN)/ruff check otel_gemini tests benchmarks
 	$(BIN)/ruff format --check otel_gemini tests benchmarks
@@ -74,4 +87,4 @@ bench: install
 	$(BIN)/python benchmarks/overhead.py
 
 clean:
-	rm -rf $(VENV) $(OLDEST_VENV) $(LANGFUSE_OLDEST_VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(OLDEST_VENV) $(LANGFUSE_OLDEST_VENV) $(FRAMEWORKS_VENV) .pytest_cache .mypy_cache .ruff_cache

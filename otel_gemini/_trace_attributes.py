@@ -5,6 +5,12 @@ The values live in a :class:`contextvars.ContextVar`, so they follow ``asyncio``
 places: our instrumentation stamps them onto the spans it starts, and
 :class:`TraceAttributesSpanProcessor` (installed by ``configure()``) stamps them onto every
 other span, so a user's own spans carry them too.
+
+Where the context sets no user or session, a span started under a parent of this process
+takes the parent's (``langfuse.user.id`` / ``user.id``; ``langfuse.session.id`` /
+``session.id`` / ``gen_ai.conversation.id``, the session an agent framework names): a
+framework's model-call span carries the conversation, the google-genai call below it would
+not, and it is that span the cost store and Langfuse bill. See ``docs/frameworks.md``.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Any
 
+from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.util.types import AttributeValue
@@ -86,12 +93,38 @@ def restored_trace_attributes(values: Mapping[str, AttributeValue]) -> Iterator[
 
 
 class TraceAttributesSpanProcessor(SpanProcessor):
-    """Copies the current ``trace_attributes()`` onto each span as it starts."""
+    """Copies the current ``trace_attributes()`` onto each span as it starts, and the
+    parent span's user and session where those set none (see the module docstring)."""
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         values = _current.get(_EMPTY)
         if values:
             span.set_attributes(values)
+            if attrs.USER_ID in values and attrs.SESSION_ID in values:
+                return
+        # The parent's user and session: only the SDK's own spans have readable attributes
+        # (a remote parent has none); a finished parent has them still.
+        parent = trace.get_current_span(parent_context)
+        attributes = parent.attributes if isinstance(parent, ReadableSpan) else None
+        if not attributes:
+            return
+        if attrs.USER_ID not in values:
+            user = _text(attributes, attrs.USER_ID_KEYS)
+            if user is not None:
+                span.set_attribute(attrs.USER_ID, user)
+        if attrs.SESSION_ID not in values:
+            session = _text(attributes, attrs.SESSION_ID_KEYS)
+            if session is not None:
+                span.set_attribute(attrs.SESSION_ID, session)
 
     def on_end(self, span: ReadableSpan) -> None:
         return None
+
+
+def _text(attributes: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
+    """The first of ``keys`` with a non-empty string value (runs on every span start)."""
+    for key in keys:
+        value = attributes.get(key)
+        if value and isinstance(value, str):
+            return value
+    return None

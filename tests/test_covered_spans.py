@@ -15,12 +15,13 @@ from typing import Any
 
 import pytest
 from google import genai
+from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanContext, TraceFlags, set_span_in_context
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 
 from otel_gemini import CostSpanProcessor, GeminiInstrumentor, PriceTable, configure
 from otel_gemini import _attributes as attrs
@@ -336,3 +337,132 @@ def test_telemetry_shutdown_stores_the_spans_still_held(tmp_path: Path) -> None:
             1,
             int(COST * 10**15),
         )
+
+
+# --- frameworks (issue 26): agent spans, LangSmith's own traces, user and session ------------
+
+LANGSMITH = "langsmith"
+
+
+@pytest.mark.parametrize("operation", ["invoke_agent", "invoke_workflow", "execute_tool"])
+def test_an_agent_span_with_usage_and_no_model_is_a_grouping_span(
+    pipeline: Pipeline, caplog: pytest.LogCaptureFixture, operation: str
+) -> None:
+    """pydantic-ai's invoke_agent with use_aggregated_usage_attribute_names=False: the run's
+    usage, no model. Alone (its model calls priced elsewhere, or not yet): no price, no
+    unknown_model, no warning, no row."""
+    usage = {**USAGE, attrs.GEN_AI_OPERATION_NAME: operation}
+    del usage[attrs.GEN_AI_REQUEST_MODEL]
+    with caplog.at_level(logging.WARNING, logger="otel_gemini.processing"):
+        pipeline.start("pydantic-ai", "agent run", **usage).end()
+    span = pipeline.spans()["agent run"]
+    assert _status(span) is None and attrs.GEN_AI_USAGE_COST not in (span.attributes or {})
+    assert generation_row(span) is None
+    assert pipeline.processor.stats()["spans"] == {}
+    assert caplog.records == []
+
+
+def test_an_agent_span_typed_generation_by_the_app_is_priced(pipeline: Pipeline) -> None:
+    usage = {**USAGE, attrs.GEN_AI_OPERATION_NAME: "invoke_agent"}
+    pipeline.start("app", "agent", **usage, **{attrs.LANGFUSE_OBSERVATION_TYPE: "generation"}).end()
+    assert_priced(pipeline.spans()["agent"])
+
+
+def test_langsmith_spans_in_their_own_traces_are_covered_while_ours_is_active(
+    pipeline: Pipeline, caplog: pytest.LogCaptureFixture
+) -> None:
+    langsmith_usage = {**USAGE, attrs.GEN_AI_OPERATION_NAME: "chat", attrs.GEN_AI_SYSTEM: "gemini"}
+    # Before any span of ours in this process: nothing says ours prices it.
+    pipeline.start(LANGSMITH, "before").end()  # no usage: passes
+    pipeline.start(LANGSMITH, "alone", **langsmith_usage).end()
+    with caplog.at_level(logging.WARNING, logger="otel_gemini.processing"):
+        for index in range(2):
+            pipeline.start(OURS, f"ours {index}", **USAGE).end()  # its own trace
+            pipeline.start(LANGSMITH, f"langsmith {index}", **langsmith_usage).end()
+        other = {
+            **langsmith_usage,
+            attrs.GEN_AI_SYSTEM: "openai",
+            attrs.GEN_AI_REQUEST_MODEL: "gpt",
+        }
+        pipeline.start(LANGSMITH, "another provider", **other).end()
+    spans = pipeline.spans()
+    assert_priced(spans["alone"])
+    for index in range(2):
+        assert_priced(spans[f"ours {index}"])
+        assert_covered(spans[f"langsmith {index}"])
+    assert _status(spans["another provider"]) == attrs.COST_STATUS_UNKNOWN_MODEL
+    [warning] = [r.getMessage() for r in caplog.records if "LangSmith" in r.getMessage()]
+    assert "'langsmith'" in warning and "LANGSMITH_TRACING_MODE" in warning
+
+
+def test_a_span_takes_its_parents_user_and_conversation_as_session() -> None:
+    from otel_gemini import trace_attributes
+    from otel_gemini._trace_attributes import TraceAttributesSpanProcessor
+
+    exported = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(TraceAttributesSpanProcessor())
+    provider.add_span_processor(SimpleSpanProcessor(exported))
+    tracer = provider.get_tracer(FRAMEWORK)
+    framework = tracer.start_span(
+        "generate_content", attributes={attrs.GEN_AI_CONVERSATION_ID: "conv", attrs.USER_ID: "u"}
+    )
+    child = tracer.start_span("ours", set_span_in_context(framework))
+    grandchild = tracer.start_span("below", set_span_in_context(child))
+    with trace_attributes(session_id="app-session"):  # the app's own value wins
+        overridden = tracer.start_span("overridden", set_span_in_context(framework))
+    remote = SpanContext(trace_id=1, span_id=2, is_remote=True, trace_flags=TraceFlags(1))
+    orphan = tracer.start_span("remote parent", set_span_in_context(NonRecordingSpan(remote)))
+    for span in (orphan, overridden, grandchild, child, framework):
+        span.end()
+    spans = {span.name: dict(span.attributes or {}) for span in exported.get_finished_spans()}
+    for name in ("ours", "below"):
+        assert (spans[name][attrs.USER_ID], spans[name][attrs.SESSION_ID]) == ("u", "conv")
+    assert spans["overridden"][attrs.SESSION_ID] == "app-session"
+    assert spans["overridden"][attrs.USER_ID] == "u"
+    assert attrs.SESSION_ID not in spans["remote parent"]
+    provider.shutdown()
+
+
+@pytest.mark.genai
+def test_a_stream_read_after_the_framework_span_ended_is_billed_once(
+    fake_gemini: FakeGemini, gemini_client: genai.Client, tmp_path: Path
+) -> None:
+    """The framework's model-call span (usage) ends before the caller reads the stream
+    below it: it is held, then covered when our span ends with the usage."""
+    provider = TracerProvider()
+    telemetry = configure(
+        tracer_provider=provider,
+        cost_store=tmp_path / "costs.sqlite3",
+        langfuse=False,
+        health_probe=False,
+        environ={},
+    )
+    try:
+        tracer = provider.get_tracer(FRAMEWORK)
+        streams: list[Iterator[Any]] = []
+        for _ in range(2):
+            fake_gemini.add_text("Hi", usage=ScriptedUsage(prompt=1_000, candidates=200))
+            framework = tracer.start_span(
+                "generate_content", attributes={**USAGE, attrs.GEN_AI_CONVERSATION_ID: "conv"}
+            )
+            with trace.use_span(framework, end_on_exit=True):
+                stream = iter(
+                    gemini_client.models.generate_content_stream(model=FLASH, contents="Hi")
+                )
+                # The framework reads the first chunk (the request goes out under its span:
+                # google-genai's stream sends nothing until read), then returns the stream.
+                next(stream)
+                streams.append(stream)
+        for stream in streams:  # the rest read after the framework's span ended
+            for _chunk in stream:
+                pass
+        assert telemetry.force_flush(timeout=10)
+        coverage = telemetry.health().extra["pricing"]["coverage"]  # type: ignore[index]
+        assert coverage == {"held": 2, "covered": 2}
+    finally:
+        telemetry.shutdown()
+        provider.shutdown()
+    with sqlite3.connect(tmp_path / "costs.sqlite3") as db:
+        rows = db.execute("SELECT cost_femto, session_id FROM generations").fetchall()
+    assert rows == [(int(COST * 10**15), "conv")] * 2

@@ -37,6 +37,7 @@ from otel_gemini.pricing._price_table import STANDARD, STANDARD_NAMES
 from otel_gemini.pricing._usage import COUNT_FIELDS, REPORTED_COUNT_FIELDS, SECONDS_FIELDS
 from otel_gemini.processing._span_usage import (
     BILLED_TYPES,
+    GROUPING_OPERATIONS,
     LIVE_MARKERS,
     MODEL_KEYS,
     USAGE_SOURCES,
@@ -143,8 +144,13 @@ def cost_statements(table: PriceTable | None = None) -> CostStatements:
     usage_keys = sorted({key for keys in USAGE_SOURCES.values() for key in keys})
     has_usage = " or ".join(f"{_attr(key)} != nil" for key in usage_keys)
     kind = _attr(attrs.LANGFUSE_OBSERVATION_TYPE)
+    operation = _attr(attrs.GEN_AI_OPERATION_NAME)
+    # No type: billed unless the operation groups model calls (an agent run, a tool).
+    untyped = " and ".join(
+        [f"{kind} == nil", *(f"{operation} != {_quote(o)}" for o in sorted(GROUPING_OPERATIONS))]
+    )
     billed = " or ".join(
-        [f"{kind} == nil", *(f"{kind} == {_quote(t)}" for t in sorted(BILLED_TYPES))]
+        [f"({untyped})", *(f"{kind} == {_quote(t)}" for t in sorted(BILLED_TYPES))]
     )
     return CostStatements((f"({has_usage}) and ({billed})",), tuple(out), table.version)
 

@@ -42,7 +42,9 @@ class CostSpanProcessor(SpanProcessor):
     ``otel_gemini.cost.status``, ``otel_gemini.prices.version`` and
     ``otel_gemini.prices.model``. A model without a price gets status ``unknown_model`` and
     no cost (never a false $0); it is counted and logged once per model. Spans without usage,
-    and grouping spans (Langfuse type ``agent``, ``span``, ``tool``…), pass through untouched.
+    and grouping spans (Langfuse type ``agent``, ``span``, ``tool``…, or an agent run or tool
+    by ``gen_ai.operation.name``: ``invoke_agent``, ``invoke_workflow``, ``create_agent``,
+    ``execute_tool``), pass through untouched.
 
     ``on_end`` runs on the application thread, so it only copies the span: the price is
     worked out when the copy's attributes are first read (on the export thread behind a
@@ -63,7 +65,9 @@ class CostSpanProcessor(SpanProcessor):
     metric or Langfuse cost (see ``docs/costs.md``). Only the span closest to the wire is
     priced. A span with usage that ends before its descendants is held back until they end.
     A Langfuse SDK generation stating usage only as ``langfuse.observation.usage_details`` (or
-    a cost) is never priced, but is covered the same way over a priced descendant.
+    a cost) is never priced, but is covered the same way over a priced descendant. LangSmith's
+    OTel-mode spans of Gemini calls (a trace of their own) are covered once our instrumentation
+    is active in the process (``docs/frameworks.md``).
     """
 
     def __init__(

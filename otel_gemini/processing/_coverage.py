@@ -8,6 +8,10 @@ closest to the wire is priced; a span with usage that has a descendant with usag
 process, same trace) is *covered*: it keeps its usage, gets no cost, and nothing counts it.
 Where the two are not nested (a span in another trace), the same ``gen_ai.response.id`` from
 a different instrumentation scope links them: the first to end is priced, the later covered.
+A framework known to put its model-call span in a trace of its own, with no response id
+(LangSmith in OTel mode: ``SEPARATE_TRACE_FRAMEWORKS``), is covered by scope: its Gemini
+spans with usage are never priced once our instrumentation has started a span in this
+process (it prices the same requests below the framework), with a warning logged once.
 
 The bookkeeping, bounded in memory and time:
 
@@ -77,6 +81,35 @@ OTHER_GENAI_INSTRUMENTATIONS: Final = {
 }
 
 
+class SeparateTraceFramework(NamedTuple):
+    """A framework whose model-call spans describe our requests from a trace of their own."""
+
+    name: str
+    turn_off: str
+
+
+# By instrumentation scope name. Their spans name neither our span nor its response id, so
+# nothing links the two but the process: while our instrumentation is active there, each
+# Gemini request they report is one it has priced already (langchain-google-genai calls
+# google.genai.Client).
+SEPARATE_TRACE_FRAMEWORKS: Final = {
+    "langsmith": SeparateTraceFramework(
+        "LangSmith's OTel mode (LANGSMITH_TRACING_MODE=otel)",
+        "unset LANGSMITH_TRACING_MODE (LangSmith then sends its runs to LangSmith itself) or "
+        "LANGSMITH_TRACING",
+    ),
+}
+# Words in a span's provider or model that make it a Gemini request (another provider's
+# calls, which our instrumentation does not see, are priced as before).
+_GEMINI_WORDS: Final = ("gemini", "google", "vertex")
+_PROVIDER_OR_MODEL_KEYS: Final = (
+    attrs.GEN_AI_SYSTEM,
+    attrs.GEN_AI_PROVIDER_NAME,
+    attrs.GEN_AI_REQUEST_MODEL,
+    attrs.GEN_AI_RESPONSE_MODEL,
+)
+
+
 class Release(NamedTuple):
     """A span that may now go downstream: ``covered`` says how."""
 
@@ -132,6 +165,8 @@ class Coverage:
         self._responses: OrderedDict[str, str] = OrderedDict()  # response id -> scope name
         self._counts = {"covered": 0, "held": 0, "held_expired": 0, "hold_full": 0, "forgotten": 0}
         self._warned: set[str] = set()
+        # Set once our instrumentation started a span here (SEPARATE_TRACE_FRAMEWORKS).
+        self._ours_active = False
 
     # --- span lifecycle ----------------------------------------------------------------------
 
@@ -142,6 +177,8 @@ class Coverage:
             return []
         parent = span.parent
         parent_id = parent.span_id if parent is not None else None
+        if not self._ours_active and scope_name(span) == OUR_SCOPE:
+            self._ours_active = True
         with self._lock:
             spans = self._spans
             if len(spans) >= self._max_spans:
@@ -178,7 +215,7 @@ class Coverage:
             fate: bool | None = False
             if billed:
                 self._cover_ancestors(entry, released)
-                if entry.covered or self._linked(link):
+                if entry.covered or self._linked(link) or self._reported_by_ours(span):
                     fate = True
                 elif entry.open_children and scope_name(span) != OUR_SCOPE:
                     if len(self._held) < self._max_held:
@@ -288,6 +325,18 @@ class Coverage:
         # carry the job's name): only another instrumentation's span is the same request.
         return scope is not None and scope != link[1]
 
+    def _reported_by_ours(self, span: ReadableSpan) -> bool:
+        """Whether ``span`` is a separate-trace framework's Gemini call while our
+        instrumentation is active in this process."""
+        if not self._ours_active or scope_name(span) not in SEPARATE_TRACE_FRAMEWORKS:
+            return False
+        attributes = span.attributes or {}
+        for key in _PROVIDER_OR_MODEL_KEYS:
+            value = attributes.get(key)
+            if isinstance(value, str) and any(word in value.lower() for word in _GEMINI_WORDS):
+                return True
+        return False
+
     def _remember_response(self, link: _Link | None) -> None:
         if link is None or link[0] in self._responses:
             return
@@ -302,12 +351,26 @@ class Coverage:
         whose span was covered, once."""
         scope = scope_name(span)
         other = OTHER_GENAI_INSTRUMENTATIONS.get(scope)
-        if other is None and scope != LANGFUSE_SDK_SCOPE:
+        framework = SEPARATE_TRACE_FRAMEWORKS.get(scope)
+        if other is None and framework is None and scope != LANGFUSE_SDK_SCOPE:
             return
         with self._lock:
             if scope in self._warned:
                 return
             self._warned.add(scope)
+        if framework is not None:
+            _logger.warning(
+                "otel-gemini: %s reports Gemini requests (spans of scope %r, in traces of "
+                "their own) that otel-gemini's instrumentation already priced in this "
+                "process. otel-gemini prices its own span and marks every span of scope %r "
+                "with usage otel_gemini.cost.status=covered (counted nowhere, no cost in "
+                "Langfuse). To drop the duplicate spans, %s (docs/frameworks.md). Logged once.",
+                framework.name,
+                scope,
+                scope,
+                framework.turn_off,
+            )
+            return
         if other is None:
             _logger.warning(
                 'otel-gemini: a Langfuse SDK generation (%r: @observe(as_type="generation") '

@@ -88,6 +88,14 @@ LIVE_MARKERS: Final = frozenset(
 # Langfuse observation types that bill usage; other typed spans (agent, span, tool…) only
 # group work whose generations carry the cost, so pricing them would count it twice.
 BILLED_TYPES: Final = frozenset(("generation", "embedding"))
+GROUPING_OPERATIONS: Final = frozenset(
+    (attrs.OP_INVOKE_AGENT, "create_agent", "invoke_workflow", attrs.OP_EXECUTE_TOOL)
+)
+"""``gen_ai.operation.name`` values of spans that group model calls (an agent run, a tool).
+Some carry the run's summed usage and no model (pydantic-ai's ``invoke_agent`` with
+``use_aggregated_usage_attribute_names=False``): pricing them would bill the run again, or
+report an ``unknown_model`` for what is no model at all. Langfuse reads no usage from agent
+operations either. A ``langfuse.observation.type`` on the span decides before this."""
 
 
 def first_text(attributes: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
@@ -177,9 +185,12 @@ class SpanUsage(NamedTuple):
 
 
 def is_billed(attributes: Mapping[str, Any]) -> bool:
-    """Whether a span carrying usage should be priced (see ``BILLED_TYPES``)."""
+    """Whether a span carrying usage should be priced (see ``BILLED_TYPES`` and
+    ``GROUPING_OPERATIONS``)."""
     observation_type = attributes.get(attrs.LANGFUSE_OBSERVATION_TYPE)
-    return observation_type is None or observation_type in BILLED_TYPES
+    if observation_type is not None:
+        return observation_type in BILLED_TYPES
+    return attributes.get(attrs.GEN_AI_OPERATION_NAME) not in GROUPING_OPERATIONS
 
 
 def has_usage(attributes: Mapping[str, Any]) -> bool:
