@@ -125,7 +125,9 @@ class BackgroundLoop:
     ``on_error(error)`` runs on the loop's thread after each failure, before the backoff
     (to release waiters, reset half-done state); ``on_exit()`` runs once, when the loop has
     finished after :meth:`stop`. With ``oneshot``, a body that returns has finished (a job,
-    such as one health probe, rather than a loop).
+    such as one health probe, rather than a loop). With ``last_run=False``, a loop asked to
+    stop while backing off after an error finishes without running its body again (a
+    listener has no work to finish).
     """
 
     def __init__(
@@ -136,6 +138,7 @@ class BackgroundLoop:
         on_error: Callable[[BaseException], None] | None = None,
         on_exit: Callable[[], None] | None = None,
         oneshot: bool = False,
+        last_run: bool = True,
         initial_backoff: float = INITIAL_BACKOFF,
         max_backoff: float = MAX_BACKOFF,
     ) -> None:
@@ -144,6 +147,7 @@ class BackgroundLoop:
         self._on_error = on_error
         self._on_exit = on_exit
         self._oneshot = oneshot
+        self._last_run = last_run
         self._initial_backoff = initial_backoff
         self._max_backoff = max_backoff
         self._lock = threading.Lock()
@@ -175,7 +179,7 @@ class BackgroundLoop:
     def stop(self) -> None:
         """Marks the loop as asked to stop (its body must return on its own signal). A loop
         whose thread is gone finishes at once; one backing off after an error gets one last
-        run to finish its work."""
+        run to finish its work (unless made with ``last_run=False``)."""
         with self._lock:
             self._stop_requested = True
             idle = self._state == STOPPED or self._thread is None
@@ -259,7 +263,7 @@ class BackgroundLoop:
                 self._wake.wait(delay)
                 with self._lock:
                     if self._stop_requested:
-                        if last_try:
+                        if last_try or not self._last_run:
                             break
                         last_try = True
                     self._state = RUNNING
@@ -375,8 +379,10 @@ class BatchWorker(Generic[Batch]):
 
     def stop(self) -> None:
         """Process what is queued, then finish (see :meth:`BackgroundLoop.join`)."""
-        self.stopping = True
+        # The loop first: a body returning once it sees ``stopping`` must find the loop
+        # already asked to stop (else: "returned without being asked to stop", run again).
         self.loop.stop()
+        self.stopping = True
         self._urgent.set()
         self._has_data.set()
 

@@ -385,3 +385,52 @@ def test_exit_callbacks_run_once_per_process_last_registered_first_within_one_de
     _background.run_exit_callbacks(timeout=2.0)  # atexit and multiprocessing's exit both
     assert [name for name, _ in calls] == ["second", "first"]
     assert all(0 < timeout <= 2.0 for _, timeout in calls)
+
+
+def test_stopping_asks_the_loop_to_stop_before_its_body_can_see_it(
+    make_exporter: Callable[..., LangfuseExporter],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A body that returns once it sees ``stopping`` (or the sender's deadline) in the
+    # window before loop.stop() was logged at ERROR and run again.
+    exporter = make_exporter()
+    produce(exporter, 3)
+    assert exporter.force_flush(5_000)
+    pipeline = exporter._pipeline
+    writer, sender = pipeline._writer, pipeline._sender
+    assert writer is not None and sender is not None
+    seen: dict[str, object] = {}
+
+    def watching(name: str, loop: BackgroundLoop, visible: Callable[[], object]) -> None:
+        real = loop.stop
+
+        def stop() -> None:
+            seen[name] = visible()
+            real()
+
+        monkeypatch.setattr(loop, "stop", stop)
+
+    watching("writer", writer.loop, lambda: writer._worker.stopping)
+    watching("sender", sender.loop, lambda: sender._stop_deadline)
+    exporter.shutdown()
+    assert seen == {"writer": False, "sender": None}
+    assert not [r for r in caplog.records if "without being asked to stop" in r.getMessage()]
+
+
+def test_a_loop_without_a_last_run_finishes_when_stopped_in_its_backoff() -> None:
+    runs: list[int] = []
+    failed = threading.Event()
+
+    def body() -> None:
+        runs.append(1)
+        failed.set()
+        raise ValueError("listener failed")
+
+    loop = BackgroundLoop("test-no-last-run", body, last_run=False, initial_backoff=5.0)
+    loop.start()
+    assert failed.wait(5)
+    wait_until(lambda: loop.status().state == "restarting", 2, "the backoff")
+    loop.stop()
+    assert loop.join(5)
+    assert runs == [1] and loop.status().state == "finished"
