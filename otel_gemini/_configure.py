@@ -536,6 +536,9 @@ def _tracer_provider(
     if isinstance(current, TracerProvider):
         return current, False
     attributes = {"service.name": service_name} if service_name else {}
-    provider = TracerProvider(resource=Resource.create(attributes))
+    # No atexit of its own: Telemetry.shutdown() shuts it down, within our one exit deadline
+    # (the SDK's handler, registered after ours, would run first and shut the exporter and
+    # the cost store down with its own, longer timeouts).
+    provider = TracerProvider(resource=Resource.create(attributes), shutdown_on_exit=False)
     trace.set_tracer_provider(provider)
     return provider, True

@@ -285,3 +285,22 @@ def test_configuring_again_after_shutdown_leaves_no_closed_pipeline_behind(
     assert second.cost_processor.stats()["spans"]["priced"] == 1
     assert second.cost_store is not None
     assert second.cost_store.stats()["written"] == 1
+
+
+def test_a_provider_configure_owns_has_no_exit_handler_of_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Telemetry.shutdown() shuts it down within the one exit deadline; the SDK's atexit
+    (registered after ours, so run first) would shut the exporter and store down unbounded."""
+    from opentelemetry import trace
+
+    from otel_gemini import _configure
+
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: trace.ProxyTracerProvider())
+    monkeypatch.setattr(trace, "set_tracer_provider", lambda provider: None)
+    provider, owned = _configure._tracer_provider(None, "svc")
+    try:
+        assert owned
+        assert provider._atexit_handler is None
+    finally:
+        provider.shutdown()
