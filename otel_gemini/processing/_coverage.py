@@ -36,7 +36,7 @@ from typing import Final, NamedTuple
 from opentelemetry.sdk.trace import ReadableSpan, Span
 
 from otel_gemini import _attributes as attrs
-from otel_gemini._background import renew_locks_after_fork
+from otel_gemini._background import fork_hooks, renew_locks_after_fork
 from otel_gemini._limits import MAX_NAME_CHARS, cut
 
 _logger = logging.getLogger("otel_gemini.processing")
@@ -132,6 +132,15 @@ class Coverage:
         self._responses: OrderedDict[str, str] = OrderedDict()  # response id -> scope name
         self._counts = {"covered": 0, "held": 0, "held_expired": 0, "hold_full": 0, "forgotten": 0}
         self._warned: set[str] = set()
+        fork_hooks(after_in_child=self._forget_in_child)
+
+    def _forget_in_child(self) -> None:
+        # The parent's held spans are the parent's to price and export: a forked child that
+        # kept them would send them again (at its exit's release_held(), or their expiry).
+        self._spans = {}
+        self._held = {}
+        self._responses = OrderedDict()
+        self._counts = dict.fromkeys(self._counts, 0)
 
     # --- span lifecycle ----------------------------------------------------------------------
 
