@@ -52,6 +52,8 @@ Batch = TypeVar("Batch")
 
 INITIAL_BACKOFF: Final = 0.1
 MAX_BACKOFF: Final = 5.0
+MAX_BATCH_FAILURES: Final = 5
+"""Failures in a row after which a :class:`BatchWorker` gives its batch in hand up."""
 TICK: Final = 0.25
 """Seconds between watchdog checks (a stopped loop is restarted, status files refreshed)."""
 
@@ -343,6 +345,10 @@ class BatchWorker(Generic[Batch]):
 
     ``prepare`` runs once before the first batch (opening files; retried if it raises);
     ``idle`` runs before each wait, which lasts at most ``idle_interval`` (housekeeping).
+
+    A batch whose processing fails :data:`MAX_BATCH_FAILURES` times in a row is given up:
+    ``discard(batch, error)`` counts it as dropped (logged once), and the worker goes on
+    with the next one. One bad item must not stop the worker for good.
     """
 
     def __init__(
@@ -359,7 +365,14 @@ class BatchWorker(Generic[Batch]):
         prepare: Callable[[], None] | None = None,
         idle: Callable[[], None] | None = None,
         idle_interval: float | None = None,
+        discard: Callable[[Batch, BaseException], None] | None = None,
+        max_failures: int | None = None,
     ) -> None:
+        self.name = name
+        self._discard = discard
+        self._max_failures = MAX_BATCH_FAILURES if max_failures is None else max_failures
+        self._failures = 0  # consecutive failures of the batch in hand
+        self._discard_logged = False
         self._has_data = has_data
         self._urgent = urgent
         self._delay = delay
@@ -400,10 +413,35 @@ class BatchWorker(Generic[Batch]):
                     # Gather a batch: one write for many items is much cheaper.
                     self._urgent.wait(self._delay)
                 self._in_hand = (self._drain(),)
-            self._process(self._in_hand[0])
+                self._failures = 0
+            try:
+                self._process(self._in_hand[0])
+            except Exception as error:
+                self._failures += 1
+                if self._discard is not None and self._failures >= self._max_failures:
+                    self._give_up(error)
+                raise  # the supervisor logs, counts and runs the body again after a backoff
             self._in_hand = None
             if self.stopping and not self._pending():
                 return
+
+    def _give_up(self, error: Exception) -> None:
+        assert self._in_hand is not None and self._discard is not None
+        batch = self._in_hand[0]
+        failures, self._in_hand, self._failures = self._failures, None, 0
+        if not self._discard_logged:
+            self._discard_logged = True
+            _logger.error(
+                "otel-gemini: %s gave up a batch that failed %d times in a row (%s); it is "
+                "counted as dropped (logged once; health shows further drops)",
+                self.name,
+                failures,
+                _describe(error),
+            )
+        try:
+            self._discard(batch, error)
+        except Exception:
+            _logger.debug("otel-gemini: %s's discard failed", self.name, exc_info=True)
 
 
 # --- the watchdog ---

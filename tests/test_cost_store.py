@@ -400,3 +400,38 @@ def test_a_forked_child_writes_its_own_rows_with_its_own_writer_and_connection(
     users = sorted(row["user_id"] for row in pipeline.rows())
     assert users == ["child", "child", "parent", "parent"]
     assert pipeline.store.stats()["written"] == 2
+
+
+def test_a_row_sqlite_cannot_take_is_dropped_alone_and_the_writer_goes_on(
+    tmp_path: Path,
+) -> None:
+    # A lone surrogate cannot be encoded to UTF-8: executemany raised UnicodeEncodeError,
+    # which the writer did not catch; it retried that batch forever, writing nothing more.
+    provider = TracerProvider()
+    telemetry = configure(
+        tracer_provider=provider,
+        langfuse=False,
+        cost_store=tmp_path / "costs.sqlite3",
+        instrument=False,
+        health_probe=False,
+    )
+    try:
+        store = telemetry.cost_store
+        assert store is not None
+        tracer = provider.get_tracer("test")
+        for user in ("alice", "bob\udc80", "carol"):
+            span = tracer.start_span("generate_content")
+            span.set_attributes(generation(**VOICE_USAGE, **{attrs.USER_ID: user}))
+            span.end()
+        assert store.force_flush(10_000)
+        with sqlite3.connect(store.path) as connection:
+            users = connection.execute("SELECT user_id FROM generations").fetchall()
+        assert sorted(users) == [("alice",), ("carol",)]
+        stats = store.stats()
+        assert stats["written"] == 2 and stats["dropped"][DROP_WRITE_ERROR] == 1
+        report = telemetry.health()
+        assert report.status is HealthStatus.DEGRADED
+        assert any("1 generation(s) could not be written" in reason for reason in report.reasons)
+    finally:
+        telemetry.shutdown()
+        provider.shutdown()

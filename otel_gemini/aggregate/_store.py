@@ -53,6 +53,9 @@ _SQLITE_BUSY: Final = 5
 _SQLITE_LOCKED: Final = 6
 _T = TypeVar("_T")
 
+_ROW_ERRORS: Final = (sqlite3.Error, ValueError, OverflowError)
+"""What one row SQLite cannot take raises (``UnicodeEncodeError`` is a ``ValueError``)."""
+
 _INHERITED_CONNECTIONS: list[sqlite3.Connection] = []
 """Connections a forked child inherited: never used, never closed (see _after_fork_in_child)."""
 
@@ -188,6 +191,7 @@ class CostStore(SpanProcessor):
             prepare=self._connect,
             idle=self._maybe_apply_retention,
             idle_interval=_RETENTION_INTERVAL,
+            discard=self._discard,
         )
         self._writer = self._worker.loop
 
@@ -364,18 +368,50 @@ class CostStore(SpanProcessor):
                 skipped += 1
             else:
                 rows.append(row)
-        written = 0
-        if rows:
-            try:
-                self._transaction(lambda connection: connection.executemany(UPSERT, rows))
-                written = len(rows)
-            except sqlite3.Error as error:
-                self._log_once("write", f"cannot write to the cost store {self.path}", error)
+        written = self._write_rows(rows) if rows else 0
         with self._progress:
             self._written += written
             self._skipped += skipped
             self._dropped[DROP_READ_ERROR] += read_errors
             self._dropped[DROP_WRITE_ERROR] += len(rows) - written
+            self._processed += len(batch)
+            self._progress.notify_all()
+
+    def _write_rows(self, rows: list[GenerationRow]) -> int:
+        """Writes ``rows`` in one transaction; if a row is refused (a value SQLite cannot
+        bind: a lone surrogate in a user id, an integer out of range), row by row, so only
+        the bad rows are lost. Returns how many were written."""
+        try:
+            self._transaction(lambda connection: connection.executemany(UPSERT, rows))
+            return len(rows)
+        except sqlite3.OperationalError as error:  # the database (locked, full): not a row
+            self._log_once("write", f"cannot write to the cost store {self.path}", error)
+            return 0
+        except _ROW_ERRORS as error:
+            if len(rows) == 1:
+                self._log_once("row", f"cannot write a row to the cost store {self.path}", error)
+                return 0
+        written = 0
+        for row in rows:
+
+            def one(connection: sqlite3.Connection, row: GenerationRow = row) -> None:
+                connection.execute(UPSERT, row)
+
+            try:
+                self._transaction(one)
+                written += 1
+            except sqlite3.OperationalError as error:
+                self._log_once("write", f"cannot write to the cost store {self.path}", error)
+                break  # the database itself: the rest would fail the same way
+            except _ROW_ERRORS as error:
+                self._log_once("row", f"cannot write a row to the cost store {self.path}", error)
+        return written
+
+    def _discard(self, batch: list[ReadableSpan], error: BaseException) -> None:
+        """The writer gave this batch up (it failed again and again): counted as dropped."""
+        self._log_once("batch", f"gave up a batch for the cost store {self.path}", error)
+        with self._progress:
+            self._dropped[DROP_WRITE_ERROR] += len(batch)
             self._processed += len(batch)
             self._progress.notify_all()
 
