@@ -435,3 +435,43 @@ def test_a_row_sqlite_cannot_take_is_dropped_alone_and_the_writer_goes_on(
     finally:
         telemetry.shutdown()
         provider.shutdown()
+
+
+def test_recent_queue_full_and_read_error_drops_degrade_health_for_10_minutes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1_000_000.0]
+    store = CostStore(
+        tmp_path / "c.sqlite3",
+        retention_days=0,
+        max_queue=3,
+        batch_delay=60,
+        clock=lambda: now[0],
+    )
+    pipeline = Pipeline(store)
+    try:
+        for index in range(5):
+            pipeline.span(generation(**VOICE_USAGE), start_ns=T0 + index)
+        assert store.force_flush(10_000)
+        (queue_full,) = store.problems()
+        assert "2 span(s) dropped (queue_full)" in queue_full
+        now[0] += _store.RECENT_DROP_SECONDS + 1
+        assert store.problems() == []  # no longer recent
+
+        real = _store.generation_row
+
+        def unreadable(span: ReadableSpan) -> Any:
+            if (span.attributes or {}).get(attrs.USER_ID) == "bad":
+                raise ValueError("cannot read it")
+            return real(span)
+
+        monkeypatch.setattr(_store, "generation_row", unreadable)
+        pipeline.span(generation(**VOICE_USAGE, **{attrs.USER_ID: "bad"}))
+        assert store.force_flush(10_000)
+        (read_error,) = store.problems()
+        assert "1 span(s) dropped (read_error)" in read_error
+    finally:
+        store.shutdown(5000)
+    pipeline.span(generation(**VOICE_USAGE))  # after shutdown: no problem
+    now[0] += 1
+    assert len(store.problems()) == 1

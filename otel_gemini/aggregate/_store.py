@@ -38,6 +38,9 @@ DROP_READ_ERROR: Final = "read_error"
 """The span's attributes could not be turned into a row (a bug: logged with the error)."""
 DROP_REASONS: Final = (DROP_QUEUE_FULL, DROP_SHUTDOWN, DROP_WRITE_ERROR, DROP_READ_ERROR)
 
+RECENT_DROP_SECONDS: Final = 600.0
+"""How long a drop (``queue_full``, ``read_error``) keeps health degraded."""
+
 DEFAULT_MAX_QUEUE: Final = 20_000
 DEFAULT_BATCH_DELAY: Final = 0.2
 _DROP_LOG_INTERVAL: Final = 60.0
@@ -166,6 +169,7 @@ class CostStore(SpanProcessor):
         self._closed = closed
         self._started = False
         self._dropped = dict.fromkeys(DROP_REASONS, 0)
+        self._last_drop_at: dict[str, float] = {}  # by reason: the clock at the last drop
         self._written = 0
         self._skipped = 0
         self._deleted = 0
@@ -240,7 +244,7 @@ class CostStore(SpanProcessor):
                 return
             queue = self._queue
             if len(queue) >= self._max_queue:
-                self._dropped[DROP_QUEUE_FULL] += 1
+                self._drop_locked(DROP_QUEUE_FULL, 1)
                 return
             queue.append(span)
             self._offered += 1
@@ -372,8 +376,8 @@ class CostStore(SpanProcessor):
         with self._progress:
             self._written += written
             self._skipped += skipped
-            self._dropped[DROP_READ_ERROR] += read_errors
-            self._dropped[DROP_WRITE_ERROR] += len(rows) - written
+            self._drop_locked(DROP_READ_ERROR, read_errors)
+            self._drop_locked(DROP_WRITE_ERROR, len(rows) - written)
             self._processed += len(batch)
             self._progress.notify_all()
 
@@ -411,7 +415,7 @@ class CostStore(SpanProcessor):
         """The writer gave this batch up (it failed again and again): counted as dropped."""
         self._log_once("batch", f"gave up a batch for the cost store {self.path}", error)
         with self._progress:
-            self._dropped[DROP_WRITE_ERROR] += len(batch)
+            self._drop_locked(DROP_WRITE_ERROR, len(batch))
             self._processed += len(batch)
             self._progress.notify_all()
 
@@ -447,16 +451,35 @@ class CostStore(SpanProcessor):
             time.sleep(delay)  # backing off from another process's lock, outside ours
             delay = min(_BUSY_MAX_BACKOFF, delay * 2)
 
+    def _drop_locked(self, reason: str, count: int) -> None:
+        if count:
+            self._dropped[reason] += count
+            self._last_drop_at[reason] = self._clock()
+
     def problems(self) -> list[str]:
-        """Health reasons: generations the store could not write (counted, never silent)."""
+        """Health reasons: generations the store could not write (counted, never silent),
+        and spans dropped for another reason (but ``shutdown``) in the last
+        :data:`RECENT_DROP_SECONDS`."""
+        now = self._clock()
         with self._lock:
-            failed = self._dropped[DROP_WRITE_ERROR]
-        if not failed:
-            return []
-        return [
-            f"cost store {self.path}: {failed} generation(s) could not be written (see the "
-            "log); local cost answers miss them, Langfuse still has them"
-        ]
+            dropped = dict(self._dropped)
+            last_drop_at = dict(self._last_drop_at)
+        reasons = []
+        failed = dropped[DROP_WRITE_ERROR]
+        if failed:
+            reasons.append(
+                f"cost store {self.path}: {failed} generation(s) could not be written (see "
+                "the log); local cost answers miss them, Langfuse still has them"
+            )
+        for reason in (DROP_QUEUE_FULL, DROP_READ_ERROR):
+            at = last_drop_at.get(reason)
+            if at is not None and now - at < RECENT_DROP_SECONDS:
+                reasons.append(
+                    f"cost store {self.path}: {dropped[reason]} span(s) dropped ({reason}), "
+                    f"the last {max(0.0, now - at):.0f} s ago; local cost answers miss them, "
+                    "Langfuse still has them"
+                )
+        return reasons
 
     def _maybe_apply_retention(self) -> None:
         now = time.monotonic()
