@@ -11,7 +11,6 @@ unless ``OTEL_PYTHON_DISTRO`` / ``OTEL_PYTHON_CONFIGURATOR`` names one, and
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 from typing import Final
@@ -27,11 +26,13 @@ _OFF: Final = frozenset(("false", "0", "no", "off"))
 def post_instrument() -> None:
     """Configures pricing, Langfuse export and the cost store on the provider
     ``opentelemetry-instrument`` set up (``OTEL_GEMINI_AUTO_CONFIGURE=false``: not), and
-    shuts them down at exit, before the provider, so the last spans are sent."""
+    shuts them down at exit, before the provider, so the last spans are sent (the
+    pipeline's own exit hook, registered when its loops start, after the provider's)."""
     if os.environ.get(ENV_AUTO_CONFIGURE, "").strip().lower() in _OFF:
         return
     try:
-        telemetry = configure_under_auto_instrumentation()
+        # No atexit here: the pipeline shuts itself down at exit (_background.at_exit), once.
+        configure_under_auto_instrumentation()
     except Exception as error:  # never stop the app from starting
         _logger.error(
             "otel-gemini: opentelemetry-instrument runs without pricing, Langfuse export and "
@@ -39,6 +40,3 @@ def post_instrument() -> None:
             error,
         )
         return
-    if telemetry is not None:
-        # atexit runs handlers last registered first: this one before the provider's own.
-        atexit.register(telemetry.shutdown)

@@ -52,6 +52,8 @@ Batch = TypeVar("Batch")
 
 INITIAL_BACKOFF: Final = 0.1
 MAX_BACKOFF: Final = 5.0
+MAX_BATCH_FAILURES: Final = 5
+"""Failures in a row after which a :class:`BatchWorker` gives its batch in hand up."""
 TICK: Final = 0.25
 """Seconds between watchdog checks (a stopped loop is restarted, status files refreshed)."""
 
@@ -125,7 +127,9 @@ class BackgroundLoop:
     ``on_error(error)`` runs on the loop's thread after each failure, before the backoff
     (to release waiters, reset half-done state); ``on_exit()`` runs once, when the loop has
     finished after :meth:`stop`. With ``oneshot``, a body that returns has finished (a job,
-    such as one health probe, rather than a loop).
+    such as one health probe, rather than a loop). With ``last_run=False``, a loop asked to
+    stop while backing off after an error finishes without running its body again (a
+    listener has no work to finish).
     """
 
     def __init__(
@@ -136,6 +140,7 @@ class BackgroundLoop:
         on_error: Callable[[BaseException], None] | None = None,
         on_exit: Callable[[], None] | None = None,
         oneshot: bool = False,
+        last_run: bool = True,
         initial_backoff: float = INITIAL_BACKOFF,
         max_backoff: float = MAX_BACKOFF,
     ) -> None:
@@ -144,6 +149,7 @@ class BackgroundLoop:
         self._on_error = on_error
         self._on_exit = on_exit
         self._oneshot = oneshot
+        self._last_run = last_run
         self._initial_backoff = initial_backoff
         self._max_backoff = max_backoff
         self._lock = threading.Lock()
@@ -175,7 +181,7 @@ class BackgroundLoop:
     def stop(self) -> None:
         """Marks the loop as asked to stop (its body must return on its own signal). A loop
         whose thread is gone finishes at once; one backing off after an error gets one last
-        run to finish its work."""
+        run to finish its work (unless made with ``last_run=False``)."""
         with self._lock:
             self._stop_requested = True
             idle = self._state == STOPPED or self._thread is None
@@ -259,7 +265,7 @@ class BackgroundLoop:
                 self._wake.wait(delay)
                 with self._lock:
                     if self._stop_requested:
-                        if last_try:
+                        if last_try or not self._last_run:
                             break
                         last_try = True
                     self._state = RUNNING
@@ -339,6 +345,10 @@ class BatchWorker(Generic[Batch]):
 
     ``prepare`` runs once before the first batch (opening files; retried if it raises);
     ``idle`` runs before each wait, which lasts at most ``idle_interval`` (housekeeping).
+
+    A batch whose processing fails :data:`MAX_BATCH_FAILURES` times in a row is given up:
+    ``discard(batch, error)`` counts it as dropped (logged once), and the worker goes on
+    with the next one. One bad item must not stop the worker for good.
     """
 
     def __init__(
@@ -355,7 +365,14 @@ class BatchWorker(Generic[Batch]):
         prepare: Callable[[], None] | None = None,
         idle: Callable[[], None] | None = None,
         idle_interval: float | None = None,
+        discard: Callable[[Batch, BaseException], None] | None = None,
+        max_failures: int | None = None,
     ) -> None:
+        self.name = name
+        self._discard = discard
+        self._max_failures = MAX_BATCH_FAILURES if max_failures is None else max_failures
+        self._failures = 0  # consecutive failures of the batch in hand
+        self._discard_logged = False
         self._has_data = has_data
         self._urgent = urgent
         self._delay = delay
@@ -375,8 +392,10 @@ class BatchWorker(Generic[Batch]):
 
     def stop(self) -> None:
         """Process what is queued, then finish (see :meth:`BackgroundLoop.join`)."""
-        self.stopping = True
+        # The loop first: a body returning once it sees ``stopping`` must find the loop
+        # already asked to stop (else: "returned without being asked to stop", run again).
         self.loop.stop()
+        self.stopping = True
         self._urgent.set()
         self._has_data.set()
 
@@ -394,10 +413,35 @@ class BatchWorker(Generic[Batch]):
                     # Gather a batch: one write for many items is much cheaper.
                     self._urgent.wait(self._delay)
                 self._in_hand = (self._drain(),)
-            self._process(self._in_hand[0])
+                self._failures = 0
+            try:
+                self._process(self._in_hand[0])
+            except Exception as error:
+                self._failures += 1
+                if self._discard is not None and self._failures >= self._max_failures:
+                    self._give_up(error)
+                raise  # the supervisor logs, counts and runs the body again after a backoff
             self._in_hand = None
             if self.stopping and not self._pending():
                 return
+
+    def _give_up(self, error: Exception) -> None:
+        assert self._in_hand is not None and self._discard is not None
+        batch = self._in_hand[0]
+        failures, self._in_hand, self._failures = self._failures, None, 0
+        if not self._discard_logged:
+            self._discard_logged = True
+            _logger.error(
+                "otel-gemini: %s gave up a batch that failed %d times in a row (%s); it is "
+                "counted as dropped (logged once; health shows further drops)",
+                self.name,
+                failures,
+                _describe(error),
+            )
+        try:
+            self._discard(batch, error)
+        except Exception:
+            _logger.debug("otel-gemini: %s's discard failed", self.name, exc_info=True)
 
 
 # --- the watchdog ---

@@ -467,12 +467,27 @@ class _PipelineSlot(SpanProcessor):
         # opentelemetry-instrument: its OTEL_TRACES_EXPORTER exporters). With no pipeline
         # configured they get the spans directly, as they did before.
         self.adopted: tuple[SpanProcessor, ...] = ()
+        self._guard_failed = False
+
+    def _check_guard(self) -> None:
+        # On every span start and end, in the app's thread: a failure never reaches the app
+        # (logged once; the SDK's processor then exports as it would without us).
+        try:
+            self.guard.check()
+        except Exception:
+            if not self._guard_failed:
+                self._guard_failed = True
+                _logger.warning(
+                    "otel-gemini: checking for the Langfuse SDK's span processor failed "
+                    "(logged once); spans it exports may reach Langfuse twice",
+                    exc_info=True,
+                )
 
     def _current(self) -> tuple[SpanProcessor, ...]:
         return self.processors or self.adopted
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        self.guard.check()
+        self._check_guard()
         for processor in self._current():
             processor.on_start(span, parent_context=parent_context)
 
@@ -483,7 +498,7 @@ class _PipelineSlot(SpanProcessor):
                 hook(span)
 
     def on_end(self, span: ReadableSpan) -> None:
-        self.guard.check()
+        self._check_guard()
         for processor in self._current():
             processor.on_end(span)
 
@@ -536,6 +551,9 @@ def _tracer_provider(
     if isinstance(current, TracerProvider):
         return current, False
     attributes = {"service.name": service_name} if service_name else {}
-    provider = TracerProvider(resource=Resource.create(attributes))
+    # No atexit of its own: Telemetry.shutdown() shuts it down, within our one exit deadline
+    # (the SDK's handler, registered after ours, would run first and shut the exporter and
+    # the cost store down with its own, longer timeouts).
+    provider = TracerProvider(resource=Resource.create(attributes), shutdown_on_exit=False)
     trace.set_tracer_provider(provider)
     return provider, True

@@ -139,7 +139,8 @@ class LangfuseSdkGuard:
         return alive
 
     def _describe(self, processor: SpanProcessor) -> None:
-        key = getattr(processor, "public_key", None)
+        # Never the public key itself (it identifies the project; see _langfuse_settings).
+        key = key_fingerprint(getattr(processor, "public_key", None))
         if self.public_key is None:
             _logger.debug("otel-gemini: found the Langfuse SDK's span processor (%s)", key)
             return
@@ -149,7 +150,7 @@ class LangfuseSdkGuard:
                 "otel-gemini to %s: each exports its spans to its own project (the SDK's "
                 "copies of Gemini generations carry no otel-gemini cost)",
                 key,
-                self.public_key,
+                key_fingerprint(self.public_key),
             )
             return
         _logger.info(
@@ -167,6 +168,16 @@ class LangfuseSdkGuard:
                 "Mask at the source (Langfuse(mask=...), content capture off) instead; see "
                 "docs/langfuse.md"
             )
+
+
+def key_fingerprint(key: object) -> str:
+    """What a message shows of a Langfuse public key: ``pk-…`` and its last 4 characters
+    (enough to tell two projects apart; the key itself is never logged)."""
+    if not isinstance(key, str) or not key:
+        return "(no key)"
+    if len(key) < 12:
+        return "pk-…"
+    return f"pk-…{key[-4:]}"
 
 
 class _Filter:

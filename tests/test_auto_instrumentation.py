@@ -305,3 +305,20 @@ def test_the_configurators_exporters_get_the_priced_span_and_configure_returns_t
     provider.get_tracer("test").start_span("after", attributes=usage).end()
     assert [s.name for s in exported.get_finished_spans()] == ["priced", "after"]
     provider.shutdown()
+
+
+def test_post_instrument_registers_no_second_exit_handler(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pipeline shuts itself down at exit (_background.at_exit); one more atexit would
+    shut it down a second time, outside the one exit deadline."""
+    import atexit
+
+    from otel_gemini import _auto_instrumentation
+
+    registered: list[object] = []
+    monkeypatch.delenv(_auto_instrumentation.ENV_AUTO_CONFIGURE, raising=False)
+    monkeypatch.setattr(
+        _auto_instrumentation, "configure_under_auto_instrumentation", lambda: object()
+    )
+    monkeypatch.setattr(atexit, "register", lambda *args, **kwargs: registered.append(args))
+    _auto_instrumentation.post_instrument()
+    assert registered == []

@@ -285,3 +285,43 @@ def test_configuring_again_after_shutdown_leaves_no_closed_pipeline_behind(
     assert second.cost_processor.stats()["spans"]["priced"] == 1
     assert second.cost_store is not None
     assert second.cost_store.stats()["written"] == 1
+
+
+def test_a_provider_configure_owns_has_no_exit_handler_of_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Telemetry.shutdown() shuts it down within the one exit deadline; the SDK's atexit
+    (registered after ours, so run first) would shut the exporter and store down unbounded."""
+    from opentelemetry import trace
+
+    from otel_gemini import _configure
+
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: trace.ProxyTracerProvider())
+    monkeypatch.setattr(trace, "set_tracer_provider", lambda provider: None)
+    provider, owned = _configure._tracer_provider(None, "svc")
+    try:
+        assert owned
+        assert provider._atexit_handler is None
+    finally:
+        provider.shutdown()
+
+
+def test_a_failing_langfuse_sdk_guard_never_raises_into_the_app_and_is_logged_once(
+    make_telemetry: Callable[..., Telemetry],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    telemetry = make_telemetry(langfuse=False, instrument=False)
+    guard = telemetry._slot.guard
+
+    def broken() -> None:
+        raise RuntimeError("guard broke")
+
+    monkeypatch.setattr(guard, "check", broken)
+    tracer = telemetry.tracer_provider.get_tracer("app")
+    for _ in range(3):
+        with tracer.start_as_current_span("chat") as span:  # neither start nor end raises
+            span.set_attribute(attrs.GEN_AI_OPERATION_NAME, "chat")
+    assert telemetry.force_flush(10)
+    logged = [r for r in caplog.records if "Langfuse SDK's span processor failed" in r.message]
+    assert len(logged) == 1 and logged[0].exc_info is not None

@@ -400,3 +400,78 @@ def test_a_forked_child_writes_its_own_rows_with_its_own_writer_and_connection(
     users = sorted(row["user_id"] for row in pipeline.rows())
     assert users == ["child", "child", "parent", "parent"]
     assert pipeline.store.stats()["written"] == 2
+
+
+def test_a_row_sqlite_cannot_take_is_dropped_alone_and_the_writer_goes_on(
+    tmp_path: Path,
+) -> None:
+    # A lone surrogate cannot be encoded to UTF-8: executemany raised UnicodeEncodeError,
+    # which the writer did not catch; it retried that batch forever, writing nothing more.
+    provider = TracerProvider()
+    telemetry = configure(
+        tracer_provider=provider,
+        langfuse=False,
+        cost_store=tmp_path / "costs.sqlite3",
+        instrument=False,
+        health_probe=False,
+    )
+    try:
+        store = telemetry.cost_store
+        assert store is not None
+        tracer = provider.get_tracer("test")
+        for user in ("alice", "bob\udc80", "carol"):
+            span = tracer.start_span("generate_content")
+            span.set_attributes(generation(**VOICE_USAGE, **{attrs.USER_ID: user}))
+            span.end()
+        assert store.force_flush(10_000)
+        with sqlite3.connect(store.path) as connection:
+            users = connection.execute("SELECT user_id FROM generations").fetchall()
+        assert sorted(users) == [("alice",), ("carol",)]
+        stats = store.stats()
+        assert stats["written"] == 2 and stats["dropped"][DROP_WRITE_ERROR] == 1
+        report = telemetry.health()
+        assert report.status is HealthStatus.DEGRADED
+        assert any("1 generation(s) could not be written" in reason for reason in report.reasons)
+    finally:
+        telemetry.shutdown()
+        provider.shutdown()
+
+
+def test_recent_queue_full_and_read_error_drops_degrade_health_for_10_minutes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1_000_000.0]
+    store = CostStore(
+        tmp_path / "c.sqlite3",
+        retention_days=0,
+        max_queue=3,
+        batch_delay=60,
+        clock=lambda: now[0],
+    )
+    pipeline = Pipeline(store)
+    try:
+        for index in range(5):
+            pipeline.span(generation(**VOICE_USAGE), start_ns=T0 + index)
+        assert store.force_flush(10_000)
+        (queue_full,) = store.problems()
+        assert "2 span(s) dropped (queue_full)" in queue_full
+        now[0] += _store.RECENT_DROP_SECONDS + 1
+        assert store.problems() == []  # no longer recent
+
+        real = _store.generation_row
+
+        def unreadable(span: ReadableSpan) -> Any:
+            if (span.attributes or {}).get(attrs.USER_ID) == "bad":
+                raise ValueError("cannot read it")
+            return real(span)
+
+        monkeypatch.setattr(_store, "generation_row", unreadable)
+        pipeline.span(generation(**VOICE_USAGE, **{attrs.USER_ID: "bad"}))
+        assert store.force_flush(10_000)
+        (read_error,) = store.problems()
+        assert "1 span(s) dropped (read_error)" in read_error
+    finally:
+        store.shutdown(5000)
+    pipeline.span(generation(**VOICE_USAGE))  # after shutdown: no problem
+    now[0] += 1
+    assert len(store.problems()) == 1

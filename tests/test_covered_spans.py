@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -466,3 +467,29 @@ def test_a_stream_read_after_the_framework_span_ended_is_billed_once(
     with sqlite3.connect(tmp_path / "costs.sqlite3") as db:
         rows = db.execute("SELECT cost_femto, session_id FROM generations").fetchall()
     assert rows == [(int(COST * 10**15), "conv")] * 2
+
+
+def test_a_forked_child_never_releases_its_parents_held_spans(pipeline: Pipeline) -> None:
+    framework = pipeline.start(FRAMEWORK, "framework", **USAGE)
+    ours = pipeline.start(OURS, "ours", framework)  # the stream: never ends before the fork
+    framework.end()  # held
+    live = pipeline.processor._live_sessions
+    session = SpanContext(trace_id=1, span_id=2, is_remote=False, trace_flags=TraceFlags(1))
+    live.add_turn(session, USAGE)
+    assert len(live) == 1
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if it holds nothing of its parent's
+        code = 1
+        try:
+            coverage = pipeline.processor._coverage
+            clean = coverage.stats() == {} and coverage.tracked() == 0 and len(live) == 0
+            pipeline.processor.release_held()  # what the child's exit does
+            code = 0 if clean and pipeline.spans() == {} else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert pipeline.processor.stats()["coverage"] == {"held": 1, "holding": 1}  # the parent's
+    assert len(live) == 1
+    ours.end()
+    assert set(pipeline.spans()) == {"framework", "ours"}

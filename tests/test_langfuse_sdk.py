@@ -405,3 +405,41 @@ def test_a_langfuse_generation_stating_usage_over_a_priced_call_is_covered_and_w
     assert (spans[f"generate_content {FLASH}"].attributes or {})[attrs.COST_STATUS] == "priced"
     warnings = [r for r in caplog.records if "a Langfuse SDK generation" in r.getMessage()]
     assert len(warnings) == 1
+
+
+def test_messages_about_the_sdks_processor_show_no_public_key(
+    fake_langfuse: FakeLangfuse, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from langfuse._client.span_processor import LangfuseSpanProcessor
+
+    other_key = "pk-lf-another-project-9f3e"
+    keys = {"public_key": other_key, "secret_key": "sk-lf-another-project-secret"}
+    try:
+        other = LangfuseSpanProcessor(**keys, base_url=fake_langfuse.base_url)  # type: ignore[call-arg]
+    except TypeError:  # 3.x
+        other = LangfuseSpanProcessor(**keys, host=fake_langfuse.base_url)  # type: ignore[call-arg]
+    provider = TracerProvider()
+    provider.add_span_processor(other)  # type: ignore[arg-type]
+    provider.add_span_processor(sdk_processor(fake_langfuse))  # type: ignore[arg-type]
+    caplog.set_level(logging.DEBUG, logger="otel_gemini")
+    telemetry = configure(
+        tracer_provider=provider,
+        cost_store=False,
+        health_probe=False,
+        instrument=False,
+        spool_dir=tmp_path / "spool",
+        environ=fake_langfuse.environment(),
+    )
+    try:
+        with provider.get_tracer("app").start_as_current_span("chat"):
+            pass
+        messages = [r.getMessage() for r in caplog.records if "Langfuse SDK" in r.getMessage()]
+        (two_projects,) = [m for m in messages if "its own project" in m]
+        assert "pk-…9f3e" in two_projects
+        assert f"pk-…{fake_langfuse.public_key[-4:]}" in two_projects
+        assert [m for m in messages if "beside the Langfuse SDK" in m]
+        for message in messages:
+            assert other_key not in message and fake_langfuse.public_key not in message
+    finally:
+        telemetry.shutdown()
+        provider.shutdown()

@@ -385,3 +385,98 @@ def test_exit_callbacks_run_once_per_process_last_registered_first_within_one_de
     _background.run_exit_callbacks(timeout=2.0)  # atexit and multiprocessing's exit both
     assert [name for name, _ in calls] == ["second", "first"]
     assert all(0 < timeout <= 2.0 for _, timeout in calls)
+
+
+def test_stopping_asks_the_loop_to_stop_before_its_body_can_see_it(
+    make_exporter: Callable[..., LangfuseExporter],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A body that returns once it sees ``stopping`` (or the sender's deadline) in the
+    # window before loop.stop() was logged at ERROR and run again.
+    exporter = make_exporter()
+    produce(exporter, 3)
+    assert exporter.force_flush(5_000)
+    pipeline = exporter._pipeline
+    writer, sender = pipeline._writer, pipeline._sender
+    assert writer is not None and sender is not None
+    seen: dict[str, object] = {}
+
+    def watching(name: str, loop: BackgroundLoop, visible: Callable[[], object]) -> None:
+        real = loop.stop
+
+        def stop() -> None:
+            seen[name] = visible()
+            real()
+
+        monkeypatch.setattr(loop, "stop", stop)
+
+    watching("writer", writer.loop, lambda: writer._worker.stopping)
+    watching("sender", sender.loop, lambda: sender._stop_deadline)
+    exporter.shutdown()
+    assert seen == {"writer": False, "sender": None}
+    assert not [r for r in caplog.records if "without being asked to stop" in r.getMessage()]
+
+
+def test_a_loop_without_a_last_run_finishes_when_stopped_in_its_backoff() -> None:
+    runs: list[int] = []
+    failed = threading.Event()
+
+    def body() -> None:
+        runs.append(1)
+        failed.set()
+        raise ValueError("listener failed")
+
+    loop = BackgroundLoop("test-no-last-run", body, last_run=False, initial_backoff=5.0)
+    loop.start()
+    assert failed.wait(5)
+    wait_until(lambda: loop.status().state == "restarting", 2, "the backoff")
+    loop.stop()
+    assert loop.join(5)
+    assert runs == [1] and loop.status().state == "finished"
+
+
+def test_a_spool_writer_batch_failing_again_and_again_is_given_up_and_counted(
+    make_exporter: Callable[..., LangfuseExporter],
+    fake_langfuse: FakeLangfuse,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    exporter = make_exporter()
+    spool = exporter._pipeline.spool
+    assert spool is not None
+    fault = Fault(spool.append, lambda: RuntimeError("injected spool fault"))
+    monkeypatch.setattr(spool, "append", fault)
+    produce(exporter, 10)
+    wait_until(lambda: exporter.stats().dropped_total == 10, 10, "the batch to be given up")
+    assert fault.raised == _background.MAX_BATCH_FAILURES
+    stats = exporter.stats()
+    assert stats.dropped == {"spool_error": 10} and stats.balanced
+    fault.armed.clear()
+    produce(exporter, 5)
+    assert exporter.force_flush(10_000)
+    stats = exporter.stats()
+    assert (stats.accepted, stats.sent, stats.dropped_total, stats.queued) == (15, 5, 10, 0)
+    assert stats.balanced and fake_langfuse.span_count == 5
+    gave_up = [r for r in caplog.records if "spool-writer gave up a batch" in r.getMessage()]
+    assert len(gave_up) == 1
+
+
+def test_a_cost_store_batch_failing_again_and_again_is_given_up_and_counted(
+    telemetry_factory: Callable[..., Telemetry], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    telemetry = telemetry_factory(langfuse=False)
+    store = telemetry.cost_store
+    assert store is not None
+    fault = Fault(store._write, lambda: RuntimeError("injected store bug"))
+    monkeypatch.setattr(store, "_write", fault)
+    produce(telemetry.tracer_provider, 4, generation=True)
+    assert telemetry.force_flush(10)  # given up: processed, counted
+    assert fault.raised == _background.MAX_BATCH_FAILURES
+    assert store.stats()["dropped"]["write_error"] == 4
+    fault.armed.clear()
+    produce(telemetry.tracer_provider, 2, generation=True)
+    assert telemetry.force_flush(10)
+    assert store.stats()["written"] == 2
+    report = telemetry.health()
+    assert any("4 generation(s) could not be written" in reason for reason in report.reasons)

@@ -38,6 +38,9 @@ DROP_READ_ERROR: Final = "read_error"
 """The span's attributes could not be turned into a row (a bug: logged with the error)."""
 DROP_REASONS: Final = (DROP_QUEUE_FULL, DROP_SHUTDOWN, DROP_WRITE_ERROR, DROP_READ_ERROR)
 
+RECENT_DROP_SECONDS: Final = 600.0
+"""How long a drop (``queue_full``, ``read_error``) keeps health degraded."""
+
 DEFAULT_MAX_QUEUE: Final = 20_000
 DEFAULT_BATCH_DELAY: Final = 0.2
 _DROP_LOG_INTERVAL: Final = 60.0
@@ -52,6 +55,9 @@ _BUSY_MAX_BACKOFF: Final = 1.0
 _SQLITE_BUSY: Final = 5
 _SQLITE_LOCKED: Final = 6
 _T = TypeVar("_T")
+
+_ROW_ERRORS: Final = (sqlite3.Error, ValueError, OverflowError)
+"""What one row SQLite cannot take raises (``UnicodeEncodeError`` is a ``ValueError``)."""
 
 _INHERITED_CONNECTIONS: list[sqlite3.Connection] = []
 """Connections a forked child inherited: never used, never closed (see _after_fork_in_child)."""
@@ -163,6 +169,7 @@ class CostStore(SpanProcessor):
         self._closed = closed
         self._started = False
         self._dropped = dict.fromkeys(DROP_REASONS, 0)
+        self._last_drop_at: dict[str, float] = {}  # by reason: the clock at the last drop
         self._written = 0
         self._skipped = 0
         self._deleted = 0
@@ -188,6 +195,7 @@ class CostStore(SpanProcessor):
             prepare=self._connect,
             idle=self._maybe_apply_retention,
             idle_interval=_RETENTION_INTERVAL,
+            discard=self._discard,
         )
         self._writer = self._worker.loop
 
@@ -236,7 +244,7 @@ class CostStore(SpanProcessor):
                 return
             queue = self._queue
             if len(queue) >= self._max_queue:
-                self._dropped[DROP_QUEUE_FULL] += 1
+                self._drop_locked(DROP_QUEUE_FULL, 1)
                 return
             queue.append(span)
             self._offered += 1
@@ -364,18 +372,50 @@ class CostStore(SpanProcessor):
                 skipped += 1
             else:
                 rows.append(row)
-        written = 0
-        if rows:
-            try:
-                self._transaction(lambda connection: connection.executemany(UPSERT, rows))
-                written = len(rows)
-            except sqlite3.Error as error:
-                self._log_once("write", f"cannot write to the cost store {self.path}", error)
+        written = self._write_rows(rows) if rows else 0
         with self._progress:
             self._written += written
             self._skipped += skipped
-            self._dropped[DROP_READ_ERROR] += read_errors
-            self._dropped[DROP_WRITE_ERROR] += len(rows) - written
+            self._drop_locked(DROP_READ_ERROR, read_errors)
+            self._drop_locked(DROP_WRITE_ERROR, len(rows) - written)
+            self._processed += len(batch)
+            self._progress.notify_all()
+
+    def _write_rows(self, rows: list[GenerationRow]) -> int:
+        """Writes ``rows`` in one transaction; if a row is refused (a value SQLite cannot
+        bind: a lone surrogate in a user id, an integer out of range), row by row, so only
+        the bad rows are lost. Returns how many were written."""
+        try:
+            self._transaction(lambda connection: connection.executemany(UPSERT, rows))
+            return len(rows)
+        except sqlite3.OperationalError as error:  # the database (locked, full): not a row
+            self._log_once("write", f"cannot write to the cost store {self.path}", error)
+            return 0
+        except _ROW_ERRORS as error:
+            if len(rows) == 1:
+                self._log_once("row", f"cannot write a row to the cost store {self.path}", error)
+                return 0
+        written = 0
+        for row in rows:
+
+            def one(connection: sqlite3.Connection, row: GenerationRow = row) -> None:
+                connection.execute(UPSERT, row)
+
+            try:
+                self._transaction(one)
+                written += 1
+            except sqlite3.OperationalError as error:
+                self._log_once("write", f"cannot write to the cost store {self.path}", error)
+                break  # the database itself: the rest would fail the same way
+            except _ROW_ERRORS as error:
+                self._log_once("row", f"cannot write a row to the cost store {self.path}", error)
+        return written
+
+    def _discard(self, batch: list[ReadableSpan], error: BaseException) -> None:
+        """The writer gave this batch up (it failed again and again): counted as dropped."""
+        self._log_once("batch", f"gave up a batch for the cost store {self.path}", error)
+        with self._progress:
+            self._drop_locked(DROP_WRITE_ERROR, len(batch))
             self._processed += len(batch)
             self._progress.notify_all()
 
@@ -411,16 +451,35 @@ class CostStore(SpanProcessor):
             time.sleep(delay)  # backing off from another process's lock, outside ours
             delay = min(_BUSY_MAX_BACKOFF, delay * 2)
 
+    def _drop_locked(self, reason: str, count: int) -> None:
+        if count:
+            self._dropped[reason] += count
+            self._last_drop_at[reason] = self._clock()
+
     def problems(self) -> list[str]:
-        """Health reasons: generations the store could not write (counted, never silent)."""
+        """Health reasons: generations the store could not write (counted, never silent),
+        and spans dropped for another reason (but ``shutdown``) in the last
+        :data:`RECENT_DROP_SECONDS`."""
+        now = self._clock()
         with self._lock:
-            failed = self._dropped[DROP_WRITE_ERROR]
-        if not failed:
-            return []
-        return [
-            f"cost store {self.path}: {failed} generation(s) could not be written (see the "
-            "log); local cost answers miss them, Langfuse still has them"
-        ]
+            dropped = dict(self._dropped)
+            last_drop_at = dict(self._last_drop_at)
+        reasons = []
+        failed = dropped[DROP_WRITE_ERROR]
+        if failed:
+            reasons.append(
+                f"cost store {self.path}: {failed} generation(s) could not be written (see "
+                "the log); local cost answers miss them, Langfuse still has them"
+            )
+        for reason in (DROP_QUEUE_FULL, DROP_READ_ERROR):
+            at = last_drop_at.get(reason)
+            if at is not None and now - at < RECENT_DROP_SECONDS:
+                reasons.append(
+                    f"cost store {self.path}: {dropped[reason]} span(s) dropped ({reason}), "
+                    f"the last {max(0.0, now - at):.0f} s ago; local cost answers miss them, "
+                    "Langfuse still has them"
+                )
+        return reasons
 
     def _maybe_apply_retention(self) -> None:
         now = time.monotonic()

@@ -156,10 +156,12 @@ class Sender:
 
     def stop(self, deadline: float) -> None:
         """Sends what it can until ``deadline`` (monotonic), then exits (first failure ends it)."""
+        # The loop first: a body returning once it sees the deadline must find the loop
+        # already asked to stop (else: "returned without being asked to stop", run again).
+        self.loop.stop()
         with self._condition:
             self._stop_deadline = deadline
             self._condition.notify_all()
-        self.loop.stop()
 
     # --- the thread ---
 

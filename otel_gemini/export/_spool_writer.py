@@ -11,7 +11,12 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_gemini._background import BatchWorker
-from otel_gemini.export._accounting import DROP_ENCODE_ERROR, DROP_QUEUE_FULL, Accounting
+from otel_gemini.export._accounting import (
+    DROP_ENCODE_ERROR,
+    DROP_QUEUE_FULL,
+    DROP_SPOOL_ERROR,
+    Accounting,
+)
 from otel_gemini.export._handoff import SpanHandoff
 from otel_gemini.export._otlp_wire import SpanOrigin, encode_span, framed_span
 from otel_gemini.export._spool import Spool, describe_error, drop_reason
@@ -71,6 +76,7 @@ class SpoolWriter:
         self.ready = ready
         """Set once the spool was first tried (if it failed to open, writes try again)."""
         self.open_error: OSError | None = None
+        self._appended: object | None = None  # the batch the spool has accounted for
         # Supervised: an error restarts it with the batch it had in hand, so no span is
         # lost from the accounting by a bug.
         self._worker = BatchWorker(
@@ -83,6 +89,7 @@ class SpoolWriter:
             pending=handoff.has_data.is_set,
             on_exit=on_exit,
             prepare=self._open,
+            discard=self._discard,
         )
         self.loop = self._worker.loop
 
@@ -109,13 +116,27 @@ class SpoolWriter:
 
     def _write(self, batch: tuple[list[ReadableSpan], int, int]) -> None:
         spans, size, offered = batch
-        if spans or self._retry_pending():
-            self._persist(spans, size)
+        if self._appended is not batch and (spans or self._retry_pending()):
+            self._persist(spans, size, batch)
         with self._persisted:
             self._persisted_through = offered
             self._persisted.notify_all()
         if spans:
             self._on_persisted()
+        self._appended = None
+
+    def _discard(self, batch: tuple[list[ReadableSpan], int, int], error: BaseException) -> None:
+        """The worker gave this batch up (it failed again and again): its spans leave
+        memory as dropped (``spool_error``), unless the spool already accounted for them,
+        so ``accepted == sent + dropped + dead_lettered + queued`` still holds."""
+        spans, size, offered = batch
+        if self._appended is not batch and spans:
+            self._accounting.left_memory(
+                len(spans), size, persisted=0, dropped={DROP_SPOOL_ERROR: len(spans)}
+            )
+        with self._persisted:
+            self._persisted_through = max(self._persisted_through, offered)
+            self._persisted.notify_all()
 
     def _open(self) -> None:
         try:
@@ -138,7 +159,7 @@ class SpoolWriter:
         """Whether the spool must be tried again with no new spans (held, or not open)."""
         return self.open_error is not None or self._spool.held_spans > 0
 
-    def _persist(self, spans: list[ReadableSpan], size: int) -> None:
+    def _persist(self, spans: list[ReadableSpan], size: int, batch: object) -> None:
         encoded: list[tuple[SpanOrigin, bytes]] = []
         failed = 0
         for span in spans:
@@ -157,6 +178,7 @@ class SpoolWriter:
             dropped={DROP_ENCODE_ERROR: failed} if failed else {},
             retry_now=self._stopping,  # the last chance: no backoff
         )
+        self._appended = batch  # accounted for: a failure from here on writes it not again
         if self.open_error is not None and self._spool.is_open:
             self.open_error = None
         self._note_write_outcome(failure)

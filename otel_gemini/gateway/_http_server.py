@@ -77,7 +77,7 @@ class HttpListener:
         self._server = _Server(self._config, self._ready, self._handshake_timeout)
         self._served = False
         self._error: BaseException | None = None
-        self.loop = BackgroundLoop("gateway-http", self._run)
+        self.loop = BackgroundLoop("gateway-http", self._run, last_run=False)
 
     def _bind(self, port: int) -> socket.socket:
         family = socket.AF_INET6 if ":" in self._host else socket.AF_INET

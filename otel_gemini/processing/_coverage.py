@@ -40,7 +40,7 @@ from typing import Final, NamedTuple
 from opentelemetry.sdk.trace import ReadableSpan, Span
 
 from otel_gemini import _attributes as attrs
-from otel_gemini._background import renew_locks_after_fork
+from otel_gemini._background import fork_hooks, renew_locks_after_fork
 from otel_gemini._limits import MAX_NAME_CHARS, cut
 
 _logger = logging.getLogger("otel_gemini.processing")
@@ -167,6 +167,15 @@ class Coverage:
         self._warned: set[str] = set()
         # Set once our instrumentation started a span here (SEPARATE_TRACE_FRAMEWORKS).
         self._ours_active = False
+        fork_hooks(after_in_child=self._forget_in_child)
+
+    def _forget_in_child(self) -> None:
+        # The parent's held spans are the parent's to price and export: a forked child that
+        # kept them would send them again (at its exit's release_held(), or their expiry).
+        self._spans = {}
+        self._held = {}
+        self._responses = OrderedDict()
+        self._counts = dict.fromkeys(self._counts, 0)
 
     # --- span lifecycle ----------------------------------------------------------------------
 

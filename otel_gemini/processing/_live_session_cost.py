@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext
 
 from otel_gemini import _attributes as attrs
-from otel_gemini._background import renew_locks_after_fork
+from otel_gemini._background import fork_hooks, renew_locks_after_fork
 from otel_gemini.pricing._buckets import TOTAL
 from otel_gemini.pricing._cost import FEMTO_PER_USD, femto_text
 from otel_gemini.processing._priced_span import CostAttributes, PricedSpan
@@ -52,6 +52,11 @@ class LiveSessionCosts:
         self._lock = threading.Lock()
         renew_locks_after_fork(self, "_lock")
         self._turns: OrderedDict[tuple[int, int], list[Mapping[str, Any]]] = OrderedDict()
+        fork_hooks(after_in_child=self._forget_in_child)
+
+    def _forget_in_child(self) -> None:
+        # The parent's open sessions end in the parent: a forked child has none of its own.
+        self._turns = OrderedDict()
 
     def add_turn(self, session: SpanContext, turn_attributes: Mapping[str, Any]) -> None:
         """Remember a turn's (priced, possibly not yet resolved) attributes."""
