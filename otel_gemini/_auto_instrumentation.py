@@ -16,7 +16,8 @@ import logging
 import os
 from typing import Final
 
-from otel_gemini._configure import configure_under_auto_instrumentation
+from otel_gemini._configure import Telemetry, configure_under_auto_instrumentation
+from otel_gemini.aggregate._schema import CostStoreError
 
 _logger = logging.getLogger("otel_gemini")
 
@@ -31,7 +32,7 @@ def post_instrument() -> None:
     if os.environ.get(ENV_AUTO_CONFIGURE, "").strip().lower() in _OFF:
         return
     try:
-        telemetry = configure_under_auto_instrumentation()
+        telemetry = _configure()
     except Exception as error:  # never stop the app from starting
         _logger.error(
             "otel-gemini: opentelemetry-instrument runs without pricing, Langfuse export and "
@@ -42,3 +43,15 @@ def post_instrument() -> None:
     if telemetry is not None:
         # atexit runs handlers last registered first: this one before the provider's own.
         atexit.register(telemetry.shutdown)
+
+
+def _configure() -> Telemetry | None:
+    """The pipeline; when the cost store cannot be used (a directory another user could
+    change, say), without it, logged in one line: Langfuse export goes on."""
+    try:
+        return configure_under_auto_instrumentation()
+    except CostStoreError as error:
+        _logger.error(
+            "otel-gemini: opentelemetry-instrument runs without the cost store: %s", error
+        )
+        return configure_under_auto_instrumentation(cost_store=False)
