@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -233,6 +234,24 @@ def test_span_with_invalid_id_rejects_the_request(gateway: Gateway, langfuse: Fa
     assert _health(gateway)["exporter"]["accepted"] == 0
 
 
+def test_a_sender_gone_mid_body_is_counted_aborted(gateway: Gateway) -> None:
+    assert gateway.http_port is not None
+    head = (
+        b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+        b"Content-Length: 100000\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", gateway.http_port)) as sock:
+        sock.sendall(head + b"\0" * 1000)  # then gone, 99 000 bytes short
+
+    def aborted() -> int:
+        count: int = _health(gateway)["gateway"]["requests_aborted"]
+        return count
+
+    wait_until(lambda: aborted() == 1, 10, "the aborted request to be counted")
+    counts = _health(gateway)["gateway"]
+    assert (counts["requests"], counts["requests_malformed"], counts["inflight_bytes"]) == (1, 0, 0)
+
+
 def test_request_over_the_size_limit_is_413(langfuse: FakeLangfuse, tmp_path: Path) -> None:
     with _gateway(langfuse, tmp_path, max_request_bytes=2048).start() as gateway:
         big = _request(_spans(1, {**FLASH, "blob": "x" * 4096})).SerializeToString()
@@ -425,7 +444,7 @@ def test_otel_gemini_health_reads_the_gateway(
     assert "sent 2, failed attempts 0, dropped 0, dead-lettered 0" in lines
     assert (
         "gateway: requests 1, spans_accepted 2, requests_malformed 0, requests_busy 0,"
-        " requests_unavailable 0, requests_too_large 0, inflight_bytes 0,"
+        " requests_unavailable 0, requests_too_large 0, requests_aborted 0, inflight_bytes 0,"
         f" inflight_capacity_bytes {gateway.settings.max_inflight_bytes}"
     ) in lines
     assert (
