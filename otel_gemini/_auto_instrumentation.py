@@ -15,7 +15,8 @@ import logging
 import os
 from typing import Final
 
-from otel_gemini._configure import configure_under_auto_instrumentation
+from otel_gemini._configure import Telemetry, configure_under_auto_instrumentation
+from otel_gemini.aggregate import CostStoreError
 
 _logger = logging.getLogger("otel_gemini")
 
@@ -32,7 +33,7 @@ def post_instrument() -> None:
         return
     try:
         # No atexit here: the pipeline shuts itself down at exit (_background.at_exit), once.
-        configure_under_auto_instrumentation()
+        _configure()
     except Exception as error:  # never stop the app from starting
         _logger.error(
             "otel-gemini: opentelemetry-instrument runs without pricing, Langfuse export and "
@@ -40,3 +41,15 @@ def post_instrument() -> None:
             error,
         )
         return
+
+
+def _configure() -> Telemetry | None:
+    """The pipeline; when the cost store cannot be used (a directory another user could
+    change, say), without it, logged in one line: Langfuse export goes on."""
+    try:
+        return configure_under_auto_instrumentation()
+    except CostStoreError as error:
+        _logger.error(
+            "otel-gemini: opentelemetry-instrument runs without the cost store: %s", error
+        )
+        return configure_under_auto_instrumentation(cost_store=False)

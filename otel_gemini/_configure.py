@@ -344,7 +344,7 @@ def _build(
     )
 
 
-def configure_under_auto_instrumentation() -> Telemetry | None:
+def configure_under_auto_instrumentation(*, cost_store: bool = True) -> Telemetry | None:
     """The pipeline ``opentelemetry-instrument`` gets (its ``opentelemetry_post_instrument``
     hook, after the configurator and every instrumentor ran): ``configure()`` on the global
     provider, with the span processors the configurator put there for ``OTEL_TRACES_EXPORTER``
@@ -361,7 +361,7 @@ def configure_under_auto_instrumentation() -> Telemetry | None:
             meter_provider=None,
             prices=None,
             langfuse=None,
-            cost_store=True,
+            cost_store=cost_store,
             instrument=False,
             capture_content=None,
             health_probe=True,

@@ -7,12 +7,15 @@ directory writable by all), planted symlinks turn its writes into writes to any 
 text). So before writing anywhere we check, once, that nobody else can:
 
 - the directory we write in (spool root, slot, the store's directory) is a real directory (no
-  symlink), owned by us and writable by nobody else (a world-writable directory is refused
-  even with the sticky bit: others could still create the names we are about to use); it is
-  made 0700 if it is only readable by others;
+  symlink), owned by us and not writable by all (a world-writable directory is refused even
+  with the sticky bit: others could still create the names we are about to use); a spool
+  directory readable or group-writable (umask 002, an earlier version's 0775 slot, a 2775
+  volume) is made 0700; the store's directory (one a user may name) is left as it is, and
+  may be group-writable only by the owner's private group;
 - every directory above it is owned by root or us, and writable by others only with the sticky
-  bit (as /tmp), which stops them renaming what is ours; a symlink on the way is owned by root
-  or us.
+  bit (as /tmp), which stops them renaming what is ours, or writable by its group when that
+  is the owner's private group (a group whose only member is the owner: ``~/.local`` 0775 on
+  user-private-group distros); a symlink on the way is owned by root or us.
 
 A directory we create is 0700 whatever the umask. Files are opened 0600 with O_NOFOLLOW by
 their writers. See docs/security.md, "Files".
@@ -22,13 +25,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import grp
 import os
+import pwd
 import stat
 from pathlib import Path
 from typing import Final
 
 DIR_MODE: Final = 0o700
-_OTHERS_WRITE: Final = stat.S_IWGRP | stat.S_IWOTH
 
 
 class UnsafeDirectoryError(OSError):
@@ -49,6 +53,17 @@ def _owner(uid: int) -> str:
     return f"owned by uid {uid}"
 
 
+def _private_group(info: os.stat_result) -> bool:
+    """The directory's group is its owner's private group: the owner's primary group, with
+    no other member listed (so group-write gives nobody else a way in)."""
+    try:
+        return (
+            pwd.getpwuid(info.st_uid).pw_gid == info.st_gid and not grp.getgrgid(info.st_gid).gr_mem
+        )
+    except KeyError:  # no such user or group (a container's arbitrary uid): not known private
+        return False
+
+
 def _check_above(directory: Path) -> None:
     """The directories above ``directory`` (absolute): nobody else can rename its parts."""
     given = Path(os.path.abspath(directory))
@@ -62,28 +77,43 @@ def _check_above(directory: Path) -> None:
         info = os.stat(part)
         if not _trusted_owner(info.st_uid):
             raise UnsafeDirectoryError(part, f"is {_owner(info.st_uid)}, another user")
-        if info.st_mode & _OTHERS_WRITE and not info.st_mode & stat.S_ISVTX:
+        if info.st_mode & stat.S_ISVTX:
+            continue  # as /tmp: others cannot rename or remove what is ours
+        if info.st_mode & stat.S_IWOTH:
             raise UnsafeDirectoryError(
                 part, "is writable by other users without the sticky bit (chmod o-w or +t)"
             )
+        if info.st_mode & stat.S_IWGRP and not _private_group(info):
+            raise UnsafeDirectoryError(
+                part,
+                f"is writable by its group (gid {info.st_gid}, not its owner's private group) "
+                "without the sticky bit (chmod g-w or +t)",
+            )
 
 
-def _check_own(directory: Path, info: os.stat_result) -> None:
+def _check_own(directory: Path, info: os.stat_result, *, made_private: bool = True) -> None:
+    """``made_private``: a group-writable directory is fine, it is about to be made 0700."""
     if stat.S_ISLNK(info.st_mode):
         raise UnsafeDirectoryError(directory, "is a symlink (not followed)")
     if not stat.S_ISDIR(info.st_mode):
         raise UnsafeDirectoryError(directory, "is not a directory")
     if info.st_uid != os.geteuid():
         raise UnsafeDirectoryError(directory, f"is {_owner(info.st_uid)}, not this user")
-    if info.st_mode & _OTHERS_WRITE:
+    if info.st_mode & stat.S_IWOTH:
         raise UnsafeDirectoryError(directory, "is writable by other users (chmod go-w)")
+    if info.st_mode & stat.S_IWGRP and not made_private and not _private_group(info):
+        raise UnsafeDirectoryError(
+            directory,
+            f"is writable by its group (gid {info.st_gid}, not its owner's private group) "
+            "(chmod g-w)",
+        )
 
 
 def private_directory(
     directory: Path, *, check_above: bool = True, make_private: bool = True
 ) -> Path:
     """``directory``, created 0700 (with any missing parents) if absent, checked as above;
-    with ``make_private`` an existing one readable by others is made 0700 (not for a
+    with ``make_private`` an existing one readable or group-writable is made 0700 (not for a
     directory that is not only ours, such as the one a user names for the cost store file).
 
     Raises :class:`UnsafeDirectoryError` (an ``OSError``) naming the directory another user
@@ -102,9 +132,9 @@ def private_directory(
         with contextlib.suppress(FileExistsError):
             os.mkdir(part, DIR_MODE)  # umask can only remove bits from 0700
     info = os.lstat(directory)
-    _check_own(directory, info)
+    _check_own(directory, info, made_private=make_private)
     if make_private and stat.S_IMODE(info.st_mode) != DIR_MODE:
-        os.chmod(directory, DIR_MODE)  # ours, readable by others: made private
+        os.chmod(directory, DIR_MODE)  # ours, readable or group-writable: made private
     for part in missing[1:]:
-        _check_own(part, os.lstat(part))  # created by us just now, unless raced
+        _check_own(part, os.lstat(part), made_private=False)  # created by us, unless raced
     return directory

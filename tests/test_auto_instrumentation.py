@@ -172,6 +172,26 @@ def test_zero_code_prices_exports_and_stores_every_request(
         assert all(attrs.COST_STATUS in a for a in with_usage)  # none went round the pricing
 
 
+def test_a_cost_store_that_cannot_be_used_leaves_langfuse_export_on(
+    fake_gemini: FakeGemini, fake_langfuse: FakeLangfuse, tmp_path: Path
+) -> None:
+    public = tmp_path / "public"
+    public.mkdir()
+    public.chmod(0o777)  # another user could plant links there: the store is refused
+    environment = {
+        **pipeline_environment(fake_langfuse, tmp_path),
+        "OTEL_GEMINI_COST_DB": str(public / "state" / "costs.sqlite3"),
+    }
+    result = run_instrumented(fake_gemini, tmp_path, environment)
+
+    assert result.returncode == 0, result.stderr
+    refused = [line for line in result.stderr.splitlines() if "cost store" in line]
+    assert len(refused) == 1 and "runs without the cost store" in refused[0], result.stderr
+    assert "Langfuse export" not in result.stderr
+    assert_priced_generations(fake_langfuse.spans)
+    assert not (public / "state").exists()
+
+
 def test_an_explicit_configure_in_the_app_doubles_nothing(
     fake_gemini: FakeGemini, fake_langfuse: FakeLangfuse, tmp_path: Path
 ) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -233,6 +234,75 @@ def test_span_with_invalid_id_rejects_the_request(gateway: Gateway, langfuse: Fa
     assert _health(gateway)["exporter"]["accepted"] == 0
 
 
+def test_a_sender_gone_mid_body_is_counted_aborted(gateway: Gateway) -> None:
+    assert gateway.http_port is not None
+    head = (
+        b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+        b"Content-Length: 100000\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", gateway.http_port)) as sock:
+        sock.sendall(head + b"\0" * 1000)  # then gone, 99 000 bytes short
+
+    def aborted() -> int:
+        count: int = _health(gateway)["gateway"]["requests_aborted"]
+        return count
+
+    wait_until(lambda: aborted() == 1, 10, "the aborted request to be counted")
+    counts = _health(gateway)["gateway"]
+    assert (counts["requests"], counts["requests_malformed"], counts["inflight_bytes"]) == (1, 0, 0)
+
+
+def test_a_10_mib_request_is_taken_while_another_is_in_flight(
+    gateway: Gateway, langfuse: FakeLangfuse
+) -> None:
+    assert gateway.http_port is not None and gateway.grpc_endpoint is not None
+    # Another request in progress: 5 MiB of its body received, the rest still coming.
+    head = (
+        b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+        b"Content-Length: %d\r\n\r\n" % (8 * 2**20)
+    )
+    with socket.create_connection(("127.0.0.1", gateway.http_port)) as sending:
+        sending.sendall(head + b"\0" * (5 * 2**20))
+        wait_until(
+            lambda: _health(gateway)["gateway"]["inflight_bytes"] >= 5 * 2**20,
+            10,
+            "the other body to be in flight",
+        )
+        large = _request(_spans(1, {**FLASH, "payload": "x" * (10 * 2**20)})).SerializeToString()
+        assert 10 * 2**20 < len(large) < 11 * 2**20
+
+        # Decoding it takes 6 times its size: the default budget has room beside the other.
+        assert _post(gateway, large, PROTOBUF).status_code == 200
+        with grpc.insecure_channel(
+            gateway.grpc_endpoint, options=[("grpc.max_send_message_length", 16 * 2**20)]
+        ) as channel:
+            export = channel.unary_unary(
+                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                request_serializer=None,
+                response_deserializer=ExportTraceServiceResponse.FromString,
+            )
+            assert isinstance(export(large, timeout=30), ExportTraceServiceResponse)
+            # Decoded after admission now, by the gateway: not protobuf is its malformed.
+            with pytest.raises(grpc.RpcError) as raised:
+                export(b"\xff\xff\xff", timeout=10)
+    langfuse.wait_for_spans(2)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not an OTLP protobuf" in raised.value.details()
+    counts = _health(gateway)["gateway"]
+    assert (counts["requests_busy"], counts["requests_malformed"]) == (0, 1)
+
+
+def test_an_inflight_budget_below_the_largest_request_is_refused_naming_both() -> None:
+    with pytest.raises(ValueError, match="max_inflight_bytes") as refused:
+        GatewaySettings(max_request_bytes=16 * 2**20, max_inflight_bytes=64 * 2**20)
+    message = str(refused.value)
+    assert "--max-inflight-bytes" in message and "--max-request-bytes" in message
+    assert "\n" not in message
+    derived = GatewaySettings(max_request_bytes=2**20)
+    assert derived.max_inflight_bytes == 12 * 2**20 + 16 * 2**20
+    assert GatewaySettings().max_inflight_bytes == 208 * 2**20
+
+
 def test_request_over_the_size_limit_is_413(langfuse: FakeLangfuse, tmp_path: Path) -> None:
     with _gateway(langfuse, tmp_path, max_request_bytes=2048).start() as gateway:
         big = _request(_spans(1, {**FLASH, "blob": "x" * 4096})).SerializeToString()
@@ -425,7 +495,7 @@ def test_otel_gemini_health_reads_the_gateway(
     assert "sent 2, failed attempts 0, dropped 0, dead-lettered 0" in lines
     assert (
         "gateway: requests 1, spans_accepted 2, requests_malformed 0, requests_busy 0,"
-        " requests_unavailable 0, requests_too_large 0, inflight_bytes 0,"
+        " requests_unavailable 0, requests_too_large 0, requests_aborted 0, inflight_bytes 0,"
         f" inflight_capacity_bytes {gateway.settings.max_inflight_bytes}"
     ) in lines
     assert (

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -203,6 +205,35 @@ def test_the_cli_reads_a_spool_directory(
     assert cli_main(["health", "--spool-dir", str(root)]) == 1
     assert "4 span(s) wait in" in capsys.readouterr().out
     assert cli_main(["health", "--spool-dir", str(root / "nothing-here")]) == 3
+
+
+def test_the_cli_calls_an_owner_whose_status_is_over_300_s_old_degraded_at_best(
+    fake_langfuse: FakeLangfuse, exporter: LangfuseExporter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = exporter.spool_root
+    produce(exporter, 2)
+    wait_until(lambda: exporter.stats().sent == 2)
+    status_file = root / "slot-0" / "status.json"
+
+    def sent_on_file() -> int:
+        return int(json.loads(status_file.read_text())["sent"])
+
+    wait_until(lambda: status_file.exists() and sent_on_file() == 2)
+    assert cli_main(["health", "--spool-dir", str(root)]) == 0
+    capsys.readouterr()
+    # The owner's last word was healthy, but it has not said anything for 400 s: stuck.
+    frozen = root.parent / "frozen"
+    (frozen / "slot-0").mkdir(parents=True, mode=0o700)
+    document = json.loads(status_file.read_text())
+    document["written_at"] = time.time() - 400
+    (frozen / "slot-0" / "status.json").write_text(json.dumps(document))
+    with open(frozen / "slot-0" / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a live owner that stopped writing
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        assert cli_main(["health", "--spool-dir", str(frozen)]) == 1
+    out = capsys.readouterr().out
+    assert "status: degraded" in out and "s old (stuck?)" in out
 
 
 def test_rules_langfuse_not_answering_for_a_request_timeout_is_degraded() -> None:

@@ -304,11 +304,12 @@ def test_the_inflight_budget_counts_what_a_request_becomes_once_decoded(
     # bytes: the budget now reserves the decoded size, so the second waits (429).
     intake = gateway.intake
     size = 13 * MiB
-    assert intake.admit(size, json=True) is None  # alone: taken even past the budget
+    assert intake.admit(size, json=True) is None  # 156 MiB decoded, in a 208 MiB budget
     try:
         refused = intake.admit(size, json=True)
         assert refused is not None and refused.verdict.value == "busy"
-        assert intake.admit(1 * MiB) is not None  # 6 MiB decoded does not fit either
+        left = intake.budget.capacity - intake.reservation(size, json=True)
+        assert intake.admit(left // 6 + 1) is not None  # 6 times that does not fit either
     finally:
         intake.release(size, json=True)
     assert intake.budget.used == 0

@@ -21,6 +21,7 @@ from otel_gemini._private_dirs import UnsafeDirectoryError, private_directory
 from otel_gemini.aggregate import CostStore
 from otel_gemini.aggregate._schema import CostStoreError
 from otel_gemini.export import LangfuseConfigError, LangfuseExporter
+from otel_gemini.export._slots import acquire_slot
 from otel_gemini.testing import FakeLangfuse
 
 NOBODY = 65534
@@ -144,6 +145,58 @@ def test_a_world_writable_directory_without_sticky_bit_above_is_refused(tmp_path
 
     with pytest.raises(UnsafeDirectoryError, match="writable by other users without the sticky"):
         private_directory(public / "spool" / "slot-0")
+
+
+@as_root
+@pytest.mark.parametrize(("group", "accepted"), [(0, True), (NOBODY, False)])
+def test_a_group_writable_directory_above_is_accepted_when_the_group_is_its_owners_own(
+    group: int, accepted: bool, tmp_path: Path
+) -> None:
+    # ~/.local on user-private-group distros (umask 002): 0775, group = the owner's own.
+    local = tmp_path / "local"
+    local.mkdir()
+    os.chown(local, 0, group)  # root's group 0 has no other member; nogroup is not root's
+    local.chmod(0o775)
+
+    if accepted:
+        assert private_directory(local / "spool" / "slot-0").is_dir()
+        CostStore(local / "state" / "costs.sqlite3").shutdown()
+    else:
+        with pytest.raises(UnsafeDirectoryError, match="writable by its group"):
+            private_directory(local / "spool")
+        assert not (local / "spool").exists()
+
+
+@pytest.mark.parametrize("mode", [0o775, 0o2775])
+def test_a_group_writable_spool_slot_of_ours_is_made_0700_and_used(
+    mode: int, tmp_path: Path
+) -> None:
+    # An earlier version's slot (umask 002), a Kubernetes volume with fsGroup (2775).
+    root = tmp_path / "spool"
+    (root / "slot-0").mkdir(parents=True)
+    for directory in (root, root / "slot-0"):
+        directory.chmod(mode)
+
+    slot = acquire_slot(root, 1)
+    try:
+        assert slot.directory == root / "slot-0"
+        assert stat.S_IMODE(root.stat().st_mode) == 0o700
+        assert stat.S_IMODE(slot.directory.stat().st_mode) == 0o700
+    finally:
+        slot.release()
+
+
+def test_another_writable_directory_is_still_refused_above_and_as_the_spool(
+    tmp_path: Path,
+) -> None:
+    public = tmp_path / "public"
+    public.mkdir()
+    public.chmod(0o777)
+    with pytest.raises(UnsafeDirectoryError, match="writable by other users without the sticky"):
+        private_directory(public / "spool")
+    with pytest.raises(UnsafeDirectoryError, match="writable by other users"):
+        private_directory(public)
+    assert stat.S_IMODE(public.stat().st_mode) == 0o777
 
 
 def test_a_spool_slot_that_is_a_symlink_is_refused(tmp_path: Path) -> None:

@@ -6,6 +6,8 @@ import errno
 import os
 import shutil
 import stat
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -404,6 +406,68 @@ def test_a_removed_slot_directory_is_recreated_private_and_writing_goes_on(
     stats = accounting.snapshot()
     assert (stats.dropped["missing_segment"], stats.queued, stats.balanced) == (50, 0, True)
     assert all(stat.S_IMODE(path.stat().st_mode) == 0o600 for path in directory.iterdir())
+
+
+def test_a_recreated_slot_another_process_locked_first_gets_nothing_until_ours_again(
+    tmp_path: Path,
+) -> None:
+    slot = acquire_slot(tmp_path, 1)
+    holder: list[subprocess.Popen[str]] = []
+
+    def taken_in_between() -> bool:
+        # Between our mkdir and our lock, a second process takes the recreated slot.
+        if not holder:
+            holder.append(hold_lock(slot.directory / "lock"))
+        return slot.relock()
+
+    accounting = Accounting(1 << 20, 10 * 1024 * 1024)
+    spool = Spool(
+        slot.directory,
+        accounting,
+        max_bytes=10 * 1024 * 1024,
+        segment_bytes=64 * 1024,
+        dead_letter_max_bytes=1 << 20,
+        on_recreated=taken_in_between,
+    )
+    spool.open()
+    try:
+        write(spool, accounting, range(5))
+        shutil.rmtree(slot.directory)
+        for number in (5, 6):  # held and retried, never written into the other's slot
+            with accounting.lock:
+                accounting.accept_locked(1)
+            failure = spool.append(
+                [(ORIGIN, span_bytes(number))], memory_spans=1, memory_bytes=1, dropped={}
+            )
+            assert failure is not None and failure.errno == errno.EBUSY
+            assert segment_files(slot.directory) == []
+        assert slot_owner(slot.directory) == holder[0].pid
+    finally:
+        for process in holder:
+            process.kill()
+            process.wait()
+    # The other process is gone: the lock is ours again and writing goes on.
+    assert spool.append([], memory_spans=0, memory_bytes=0, dropped={}, retry_now=True) is None
+    assert slot_owner(slot.directory) == os.getpid()
+    assert drain(spool) == [5, 6]
+    slot.release()
+
+
+def hold_lock(path: Path) -> subprocess.Popen[str]:
+    """A second process holding ``path``'s lock until killed (started once it holds it)."""
+    code = (
+        "import fcntl, os, sys, time\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "os.pwrite(fd, f'{os.getpid()}\\n'.encode(), 0)\n"
+        "print('held', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None and process.stdout.readline() == "held\n"
+    return process
 
 
 def test_a_full_disk_creates_no_file_and_frees_a_fully_sent_segment(

@@ -43,9 +43,10 @@ class SlotLock:
                 fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
-    def relock(self) -> None:
+    def relock(self) -> bool:
         """Locks the slot again after its directory was deleted and recreated (the old lock
-        file went with it, so another process could otherwise take the slot)."""
+        file went with it, so another process could otherwise take the slot); False when
+        that fails (another process took it in between): nothing may be written there."""
         try:
             fd = os.open(
                 self.directory / LOCK_FILE,
@@ -54,7 +55,7 @@ class SlotLock:
             )
         except OSError as error:
             _logger.error("otel-gemini: cannot recreate the lock of %s: %s", self.directory, error)
-            return
+            return False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
@@ -65,13 +66,14 @@ class SlotLock:
                 self.directory,
                 error,
             )
-            return
+            return False
         with contextlib.suppress(OSError):
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         old, self._fd = self._fd, fd
         if old is not None:
             with contextlib.suppress(OSError):
                 os.close(old)
+        return True
 
     def forget_in_child(self) -> None:
         """In a forked child: drop the inherited descriptor without unlocking the parent's

@@ -211,7 +211,7 @@ class Spool:
         segment_bytes: int,
         dead_letter_max_bytes: int,
         fsync: bool = False,
-        on_recreated: Callable[[], None] | None = None,
+        on_recreated: Callable[[], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.directory = directory
@@ -221,6 +221,8 @@ class Spool:
         self._dead_letter_max_bytes = dead_letter_max_bytes
         self._fsync = fsync
         self._on_recreated = on_recreated
+        # The slot was recreated and its lock not taken again yet: nothing is written there.
+        self._unlocked = False
         self._clock = clock
         self._lock = threading.Lock()
         self._segments: list[_Segment] = []
@@ -406,8 +408,19 @@ class Spool:
                 self.directory,
                 DROP_MISSING_SEGMENT,
             )
-            if self._on_recreated is not None:
-                self._on_recreated()
+            self._unlocked = self._on_recreated is not None
+        if self._unlocked:
+            assert self._on_recreated is not None
+            if not self._on_recreated():
+                # Another process took the slot between our mkdir and our lock: two owners
+                # would send the same spans. Held (the append fails and is retried) until
+                # the lock is ours again.
+                raise OSError(
+                    errno.EBUSY,
+                    f"cannot lock the recreated spool directory {self.directory}; another "
+                    "process holds it",
+                )
+            self._unlocked = False
         self._reopen_state_files_locked()
 
     def _reopen_state_files_locked(self) -> None:
@@ -493,6 +506,8 @@ class Spool:
 
     def _start_segment_locked(self) -> None:
         self._seal_active_locked()
+        if self._unlocked:
+            self._ensure_directory_locked()  # the lock again, or EBUSY: no segment there
         # Segments already sent go first: their space and inode are the new one's.
         self._collect_locked()
         seq = self._last_segment_seq + 1

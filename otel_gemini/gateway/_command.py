@@ -58,9 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-inflight-bytes",
         type=int,
-        default=64 * _MiB,
-        help="request bytes processed at once; beyond it senders are told to retry "
-        "(default 64 MiB)",
+        default=0,
+        help="memory for requests processed at once (6 bytes per protobuf byte, 12 per JSON "
+        "byte); beyond it senders are told to retry; at least 12 x --max-request-bytes "
+        "(default 12 x --max-request-bytes + 16 MiB: 208 MiB)",
     )
     parser.add_argument(
         "--spool-high-water",

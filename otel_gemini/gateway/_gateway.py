@@ -17,7 +17,7 @@ from otel_gemini.export import ExportStats, LangfuseExporter
 from otel_gemini.gateway._grpc import build_grpc_server
 from otel_gemini.gateway._http import build_http_app
 from otel_gemini.gateway._http_server import HttpListener
-from otel_gemini.gateway._intake import SpanIntake
+from otel_gemini.gateway._intake import DECODED_PER_JSON_BYTE, SpanIntake
 from otel_gemini.health import HealthReport, HealthReporter, HealthStatus
 from otel_gemini.health._report import iso_time
 from otel_gemini.pricing import PriceTable
@@ -26,6 +26,8 @@ from otel_gemini.processing import CostSpanProcessor
 _logger = logging.getLogger("otel_gemini.gateway")
 
 MiB = 1024 * 1024
+# Beyond the largest request's reservation, for the others in flight (default in-flight budget).
+INFLIGHT_HEADROOM = 16 * MiB
 _OPEN = ListenSecurity()  # no token, no TLS: for loopback (the CLI refuses it elsewhere)
 
 
@@ -41,8 +43,11 @@ class GatewaySettings:
     http_port: int | None = 4318
     max_request_bytes: int = 16 * MiB
     """Largest request body, after decompression (the Collector's batches are far smaller)."""
-    max_inflight_bytes: int = 64 * MiB
-    """Request bytes being decoded and priced at once; more waits (429 / RESOURCE_EXHAUSTED)."""
+    max_inflight_bytes: int = 0
+    """Memory for requests being received, decoded and priced at once, each reserving what
+    decoding makes of it (6 bytes per protobuf byte, 12 per JSON byte); more waits (429 /
+    RESOURCE_EXHAUSTED). At least 12 × ``max_request_bytes``, so that the largest request
+    is ever taken; 0 (the default): 12 × ``max_request_bytes`` + 16 MiB (208 MiB)."""
     spool_high_water: float = 0.9
     """Refuse requests once the spool holds this fraction of its byte cap."""
     persist_timeout: float = 10.0
@@ -69,9 +74,22 @@ class GatewaySettings:
     """Bearer tokens and TLS on both ports (docs/security.md)."""
 
     def __post_init__(self) -> None:
-        for name in ("max_request_bytes", "max_inflight_bytes", "grpc_workers"):
+        for name in ("max_request_bytes", "grpc_workers"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"gateway setting {name} must be positive")
+        largest = self.max_request_bytes * DECODED_PER_JSON_BYTE
+        if self.max_inflight_bytes == 0:
+            object.__setattr__(self, "max_inflight_bytes", largest + INFLIGHT_HEADROOM)
+        elif self.max_inflight_bytes < largest:
+            # Else a request near the limit is refused (429) whenever anything else is in
+            # flight: under steady traffic, for ever.
+            raise ValueError(
+                f"gateway setting max_inflight_bytes (--max-inflight-bytes, "
+                f"{self.max_inflight_bytes}) must be at least {DECODED_PER_JSON_BYTE} x "
+                f"max_request_bytes (--max-request-bytes, {self.max_request_bytes}) = {largest}, "
+                "what decoding the largest JSON request takes; raise it, lower "
+                "max_request_bytes, or leave it out"
+            )
         if not 0 < self.spool_high_water <= 1:
             raise ValueError("gateway setting spool_high_water must be in (0, 1]")
         if self.grpc_port is None and self.http_port is None:

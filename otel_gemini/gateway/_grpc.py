@@ -17,11 +17,11 @@ from google.protobuf import any_pb2, duration_pb2  # type: ignore[import-untyped
 from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 
 from otel_gemini.gateway._intake import Outcome, SpanIntake, Verdict
+from otel_gemini.gateway._otlp_decode import MalformedPayload, parse_protobuf
 
 _CODES: Final = {
     Verdict.MALFORMED: grpc.StatusCode.INVALID_ARGUMENT,
@@ -31,6 +31,7 @@ _CODES: Final = {
 }
 _STATUS_DETAILS_KEY: Final = "grpc-status-details-bin"
 _IDLE_MS: Final = 5 * 60 * 1000
+_SERVICE: Final = "opentelemetry.proto.collector.trace.v1.TraceService"
 
 
 class _RichStatus(grpc.Status):  # type: ignore[misc]
@@ -65,14 +66,22 @@ class TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
         self._intake = intake
 
     def Export(  # the gRPC method name
-        self, request: ExportTraceServiceRequest, context: grpc.ServicerContext
+        self, message: bytes, context: grpc.ServicerContext
     ) -> ExportTraceServiceResponse:
-        size = request.ByteSize()
+        # The message's bytes, not yet decoded: admitted first, as on HTTP, so the in-flight
+        # budget bounds what decoding takes. What gRPC holds before this is the raw messages
+        # of the calls in progress: at most max_concurrent_rpcs x max_request_bytes.
+        size = len(message)
         refused = self._intake.admit(size)
         if refused is not None:
             context.abort_with_status(_status_for(refused))
         try:
-            outcome = self._intake.process(request)
+            try:
+                request = parse_protobuf(message)
+            except MalformedPayload as error:
+                outcome = self._intake.malformed(str(error))
+            else:
+                outcome = self._intake.process(request)
         finally:
             self._intake.release(size)
         if outcome.verdict is not Verdict.ACCEPTED:
@@ -109,8 +118,14 @@ def build_grpc_server(
             ("grpc.max_connection_idle_ms", _IDLE_MS),
         ],
     )
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        TraceServicer(intake), server
+    # TraceService/Export as generated, but handed the message undecoded (admitted first).
+    export = grpc.unary_unary_rpc_method_handler(
+        TraceServicer(intake).Export,
+        request_deserializer=None,
+        response_serializer=ExportTraceServiceResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(_SERVICE, {"Export": export}),)
     )
     if credentials is not None:
         port = server.add_secure_port(address, credentials)

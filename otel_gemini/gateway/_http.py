@@ -78,9 +78,11 @@ def build_http_app(intake: SpanIntake, health: Callable[[], HealthReport]) -> St
         except _TooLarge:
             return _answer(intake.too_large(), content_type, close=True)
         except _Busy:
-            return _answer(_budget_full(intake), content_type, close=True)
+            busy = intake.busy("too many request bytes in progress; retry later")
+            return _answer(busy, content_type, close=True)
         except ClientDisconnect:
-            # Gone (or closed by the body timeout): nobody to answer.
+            # Gone (or closed by the body timeout): nobody to answer, but counted.
+            intake.aborted()
             return Response(status_code=400, headers={"Connection": "close"})
         except zlib.error as error:
             return _answer(intake.malformed(f"body is not valid gzip: {error}"), content_type)
@@ -102,15 +104,6 @@ def build_http_app(intake: SpanIntake, health: Callable[[], HealthReport]) -> St
             liveness_endpoint(),
         ]
     )
-
-
-def _budget_full(intake: SpanIntake) -> Outcome:
-    outcome = Outcome(
-        Verdict.BUSY,
-        message="too many request bytes in progress; retry later",
-        retry_after=intake.retry_after,
-    )
-    return intake._count(outcome)
 
 
 def _decode_and_process(intake: SpanIntake, body: bytes, content_type: str) -> Outcome:

@@ -136,6 +136,7 @@ class SpanIntake:
             "requests_busy": 0,
             "requests_unavailable": 0,
             "requests_too_large": 0,
+            "requests_aborted": 0,
         }
         self._last_malformed: str | None = None
         # The size of the last request refused because the spool was past its high-water mark.
@@ -171,13 +172,7 @@ class SpanIntake:
                 )
             )
         if not self.budget.try_take(self.reservation(size, json=json)):
-            return self._count(
-                Outcome(
-                    Verdict.BUSY,
-                    message="too many requests in progress; retry later",
-                    retry_after=self.retry_after,
-                )
-            )
+            return self.busy("too many requests in progress; retry later")
         return None
 
     def release(self, size: int, *, json: bool = False) -> None:
@@ -220,6 +215,17 @@ class SpanIntake:
                 "bytes (--max-request-bytes); send smaller batches",
             )
         )
+
+    def busy(self, message: str) -> Outcome:
+        """Counts a request refused for the in-flight budget: retry later (HTTP 429)."""
+        return self._count(Outcome(Verdict.BUSY, message=message, retry_after=self.retry_after))
+
+    def aborted(self) -> None:
+        """Counts a request whose sender went away (or was timed out) before the end of its
+        body: nothing of it was taken, the sender sends it again or loses it."""
+        with self._lock:
+            self._counts["requests"] += 1
+            self._counts["requests_aborted"] += 1
 
     def malformed(self, message: str) -> Outcome:
         """Counts a malformed payload; logs the first one and every 1000th after it.

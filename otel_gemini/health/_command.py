@@ -270,7 +270,11 @@ def _from_spool(spool_dir: str | None, as_json: bool) -> int:
             status = judged.status
             report = judged.to_dict()
             if now - written_at > _STALE_STATUS_SECONDS:
-                # Owners rewrite the file at least once a minute: this one is stuck.
+                # Owners rewrite the file at least once a minute: this one is stuck, and what
+                # it last said (healthy, say) is no longer known to hold: degraded at best.
+                if status is HealthStatus.HEALTHY:
+                    status = HealthStatus.DEGRADED
+                    report["status"] = status.value
                 report["reasons"] = [
                     *judged.reasons,
                     f"the owner's status is {now - written_at:.0f} s old (stuck?)",
