@@ -71,8 +71,9 @@ def build_http_app(intake: SpanIntake, health: Callable[[], HealthReport]) -> St
         if encoding not in ("gzip", "identity", ""):
             outcome = intake.malformed(f"unsupported content encoding {encoding!r}; use gzip")
             return _answer(outcome, content_type, status=415)
+        is_json = content_type == JSON  # decodes into more memory: a larger reservation
         try:
-            body = await _read_body(request, intake)
+            body = await _read_body(request, intake, json=is_json)
             if encoding == "gzip":
                 body = _gunzip(body, intake.max_request_bytes)
         except _TooLarge:
@@ -87,7 +88,6 @@ def build_http_app(intake: SpanIntake, health: Callable[[], HealthReport]) -> St
         except zlib.error as error:
             return _answer(intake.malformed(f"body is not valid gzip: {error}"), content_type)
 
-        is_json = content_type == JSON  # decodes into more memory: a larger reservation
         refused = intake.admit(len(body), json=is_json)
         if refused is not None:
             return _answer(refused, content_type)
@@ -116,9 +116,13 @@ def _decode_and_process(intake: SpanIntake, body: bytes, content_type: str) -> O
     return intake.process(request)
 
 
-async def _read_body(request: Request, intake: SpanIntake) -> bytes:
-    """The whole body, its bytes counted in the in-flight budget as they arrive (so bodies
-    that stall half-sent are visible in health and bounded: past the budget, ``_Busy``)."""
+async def _read_body(request: Request, intake: SpanIntake, *, json: bool) -> bytes:
+    """The whole body, counted in the in-flight budget as it arrives (so bodies that stall
+    half-sent are visible in health and bounded: past the budget, ``_Busy``).
+
+    Each chunk takes what it may become once decoded, as :meth:`SpanIntake.admit` reserves
+    for a whole body: the budget (at least 12 requests' raw size) then bounds the memory of
+    stalled bodies too, rather than letting raw bytes fill all of it."""
     limit = intake.max_request_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -129,14 +133,14 @@ async def _read_body(request: Request, intake: SpanIntake) -> bytes:
         async for chunk in request.stream():
             if size + len(chunk) > limit:
                 raise _TooLarge
-            if not intake.budget.try_take(len(chunk)):
+            if not intake.budget.try_take(intake.reservation(len(chunk), json=json)):
                 raise _Busy
             size += len(chunk)
             chunks.append(chunk)
     finally:
-        # The raw bytes taken above go back; admit() then reserves the whole body's decoded
-        # share (after gunzip, its real size). Not release(): that gives back the decoded share.
-        intake.budget.give_back(size)
+        # What was taken above goes back; admit() then reserves the whole body's decoded
+        # share again (after gunzip, at its real size).
+        intake.release(size, json=json)
     return b"".join(chunks)
 
 
