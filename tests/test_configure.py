@@ -12,12 +12,11 @@ import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 from google import genai
-from opentelemetry.sdk.trace import TracerProvider
 from starlette.testclient import TestClient
+from telemetry_maker import telemetry_maker
 
 import otel_gemini
 from otel_gemini import Telemetry, configure, trace_attributes
@@ -44,23 +43,7 @@ LANGFUSE_VARIABLES = (
 @pytest.fixture
 def make_telemetry(tmp_path: Path) -> Iterator[Callable[..., Telemetry]]:
     """configure() with this test's own provider and cost store, and no Langfuse probe."""
-    provider = TracerProvider()
-    made: list[Telemetry] = []
-
-    def make(**options: Any) -> Telemetry:
-        defaults = {
-            "tracer_provider": provider,
-            "cost_store": tmp_path / "costs.sqlite3",
-            "health_probe": False,
-        }
-        telemetry = configure(**{**defaults, **options})
-        made.append(telemetry)
-        return telemetry
-
-    yield make
-    for telemetry in made:
-        telemetry.shutdown()
-    provider.shutdown()
+    yield from telemetry_maker(tmp_path, health_probe=False)
 
 
 def _ask(fake: FakeGemini, client: genai.Client, user: str) -> str:

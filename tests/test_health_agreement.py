@@ -10,15 +10,13 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
 from polling import wait_until
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
+from telemetry_maker import telemetry_maker
 
-from otel_gemini import configure
 from otel_gemini._configure import Telemetry
 from otel_gemini.cli import main as cli_main
 from otel_gemini.export import RetryPolicy
@@ -54,24 +52,7 @@ def route_answer(app: Starlette) -> Answer:
 
 @pytest.fixture
 def make_telemetry(tmp_path: Path) -> Iterator[Callable[..., Telemetry]]:
-    provider = TracerProvider()
-    made: list[Telemetry] = []
-
-    def make(**options: Any) -> Telemetry:
-        settings = {
-            "tracer_provider": provider,
-            "cost_store": tmp_path / "costs.sqlite3",
-            "instrument": False,
-            **options,
-        }
-        telemetry = configure(**settings)
-        made.append(telemetry)
-        return telemetry
-
-    yield make
-    for telemetry in made:
-        telemetry.shutdown()
-    provider.shutdown()
+    yield from telemetry_maker(tmp_path, instrument=False)
 
 
 def produce(telemetry: Telemetry, count: int) -> None:

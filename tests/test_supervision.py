@@ -17,9 +17,10 @@ import pytest
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import TracerProvider
 from polling import wait_until
+from telemetry_maker import telemetry_maker
 
 from otel_gemini import _attributes as attrs
-from otel_gemini import _background, configure
+from otel_gemini import _background
 from otel_gemini._background import BackgroundLoop
 from otel_gemini._configure import Telemetry
 from otel_gemini.export import LangfuseExporter, RetryPolicy
@@ -222,25 +223,7 @@ def test_a_fault_in_the_sender_is_survived_without_sending_a_span_twice(
 
 @pytest.fixture
 def telemetry_factory(tmp_path: Path) -> Iterator[Callable[..., Telemetry]]:
-    provider = TracerProvider()
-    made: list[Telemetry] = []
-
-    def make(**options: Any) -> Telemetry:
-        settings = {
-            "tracer_provider": provider,
-            "cost_store": tmp_path / "costs.sqlite3",
-            "instrument": False,
-            "health_probe": False,
-            **options,
-        }
-        telemetry = configure(**settings)
-        made.append(telemetry)
-        return telemetry
-
-    yield make
-    for telemetry in made:
-        telemetry.shutdown()
-    provider.shutdown()
+    yield from telemetry_maker(tmp_path, instrument=False, health_probe=False)
 
 
 def test_a_fault_in_the_cost_store_writer_is_survived_without_losing_a_row(
