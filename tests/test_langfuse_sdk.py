@@ -16,6 +16,7 @@ import textwrap
 import time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry import trace
@@ -23,7 +24,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otel_gemini import CostSpanProcessor, GeminiInstrumentor, PriceTable, Usage, configure
+from otel_gemini import (
+    CostSpanProcessor,
+    GeminiInstrumentor,
+    PriceTable,
+    Telemetry,
+    Usage,
+    configure,
+)
 from otel_gemini import _attributes as attrs
 from otel_gemini.testing import FakeGemini, FakeLangfuse, ScriptedUsage
 from otel_gemini.testing._langfuse_mapping import MappedObservation
@@ -272,17 +280,29 @@ def sdk_processor(fake_langfuse: FakeLangfuse) -> object:
         return LangfuseSpanProcessor(**keys, host=fake_langfuse.base_url)  # type: ignore[call-arg]
 
 
-def test_an_sdk_processor_added_after_configure_exports_nothing_of_ours_until_shutdown(
-    fake_langfuse: FakeLangfuse, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    provider = TracerProvider()
-    telemetry = configure(
+def configure_without_extras(provider: TracerProvider, **options: Any) -> Telemetry:
+    """configure() on ``provider``: no cost store, health probe or instrumentation."""
+    return configure(
         tracer_provider=provider,
         cost_store=False,
         health_probe=False,
         instrument=False,
-        spool_dir=tmp_path / "spool",
-        environ=fake_langfuse.environment(),
+        **options,
+    )
+
+
+def record_chat(provider: TracerProvider) -> None:
+    """One ``chat`` span of the app's own, through ``provider``."""
+    with provider.get_tracer("app").start_as_current_span("chat") as span:
+        span.set_attribute(attrs.GEN_AI_OPERATION_NAME, "chat")
+
+
+def test_an_sdk_processor_added_after_configure_exports_nothing_of_ours_until_shutdown(
+    fake_langfuse: FakeLangfuse, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider = TracerProvider()
+    telemetry = configure_without_extras(
+        provider, spool_dir=tmp_path / "spool", environ=fake_langfuse.environment()
     )
     processor = sdk_processor(fake_langfuse)
     caplog.set_level(logging.INFO, logger="otel_gemini")
@@ -311,16 +331,10 @@ def test_an_sdk_processor_found_at_configure_is_named_once_and_exports_nothing_o
     processor = sdk_processor(fake_langfuse)
     provider.add_span_processor(processor)  # type: ignore[arg-type]  # get_client() first
     caplog.set_level(logging.INFO, logger="otel_gemini")
-    telemetry = configure(
-        tracer_provider=provider,
-        cost_store=False,
-        health_probe=False,
-        instrument=False,
-        spool_dir=tmp_path / "spool",
-        environ=fake_langfuse.environment(),
+    telemetry = configure_without_extras(
+        provider, spool_dir=tmp_path / "spool", environ=fake_langfuse.environment()
     )
-    with provider.get_tracer("app").start_as_current_span("chat") as span:
-        span.set_attribute(attrs.GEN_AI_OPERATION_NAME, "chat")
+    record_chat(provider)
     assert telemetry.force_flush(timeout=10)
     assert processor.force_flush(5000)  # type: ignore[attr-defined]
     assert [s.name for s in fake_langfuse.spans] == ["chat"]
@@ -335,15 +349,8 @@ def test_with_export_off_the_sdk_processor_exports_as_it_would_alone(
     provider = TracerProvider()
     processor = sdk_processor(fake_langfuse)
     provider.add_span_processor(processor)  # type: ignore[arg-type]
-    telemetry = configure(
-        tracer_provider=provider,
-        cost_store=False,
-        health_probe=False,
-        instrument=False,
-        langfuse=False,
-    )
-    with provider.get_tracer("app").start_as_current_span("chat") as span:
-        span.set_attribute(attrs.GEN_AI_OPERATION_NAME, "chat")
+    telemetry = configure_without_extras(provider, langfuse=False)
+    record_chat(provider)
     assert processor.force_flush(5000)  # type: ignore[attr-defined]
     assert [s.name for s in fake_langfuse.spans] == ["chat"]  # nobody else delivers it
     telemetry.shutdown()
@@ -357,16 +364,10 @@ def test_an_sdk_processor_for_another_project_is_left_alone(
     processor = sdk_processor(fake_langfuse)
     provider.add_span_processor(processor)  # type: ignore[arg-type]
     with FakeLangfuse(public_key="pk-lf-other-project") as ours:
-        telemetry = configure(
-            tracer_provider=provider,
-            cost_store=False,
-            health_probe=False,
-            instrument=False,
-            spool_dir=tmp_path / "spool",
-            environ=ours.environment(),
+        telemetry = configure_without_extras(
+            provider, spool_dir=tmp_path / "spool", environ=ours.environment()
         )
-        with provider.get_tracer("app").start_as_current_span("chat") as span:
-            span.set_attribute(attrs.GEN_AI_OPERATION_NAME, "chat")
+        record_chat(provider)
         assert telemetry.force_flush(timeout=10)
         assert processor.force_flush(5000)  # type: ignore[attr-defined]
         assert [s.name for s in ours.spans] == ["chat"]
@@ -422,13 +423,8 @@ def test_messages_about_the_sdks_processor_show_no_public_key(
     provider.add_span_processor(other)  # type: ignore[arg-type]
     provider.add_span_processor(sdk_processor(fake_langfuse))  # type: ignore[arg-type]
     caplog.set_level(logging.DEBUG, logger="otel_gemini")
-    telemetry = configure(
-        tracer_provider=provider,
-        cost_store=False,
-        health_probe=False,
-        instrument=False,
-        spool_dir=tmp_path / "spool",
-        environ=fake_langfuse.environment(),
+    telemetry = configure_without_extras(
+        provider, spool_dir=tmp_path / "spool", environ=fake_langfuse.environment()
     )
     try:
         with provider.get_tracer("app").start_as_current_span("chat"):

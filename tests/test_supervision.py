@@ -9,6 +9,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,15 @@ class Fault:
         return self.real(*args, **kwargs)
 
 
+def inject(
+    monkeypatch: pytest.MonkeyPatch, owner: object, name: str, error: Callable[[], BaseException]
+) -> Fault:
+    """Puts a ``Fault`` raising ``error()`` in place of ``owner.name``."""
+    fault = Fault(getattr(owner, name), error)
+    monkeypatch.setattr(owner, name, fault)
+    return fault
+
+
 def produce(provider_target: Any, count: int, *, generation: bool = False) -> None:
     provider = TracerProvider(shutdown_on_exit=False)
     if isinstance(provider_target, LangfuseExporter):
@@ -102,6 +112,29 @@ def report_naming(report: Callable[[], HealthReport], name: str) -> HealthReport
 
     wait_until(named, 2, f"health to name {name}")
     return seen[0]
+
+
+@dataclass
+class Recovered:
+    """What is checked once a faulted loop of ``exporter`` has recovered."""
+
+    exporter: LangfuseExporter
+    reporter: HealthReporter
+    fake_langfuse: FakeLangfuse
+    caplog: pytest.LogCaptureFixture
+
+    def check(self, fault: Fault, index: int, name: str, *, spans: int) -> Any:
+        """All ``spans`` sent once, loop ``index`` is ``name`` and running, its failure logged
+        once, health healthy again. Returns the exporter's stats."""
+        stats = self.exporter.stats()
+        counts = (stats.accepted, stats.sent, stats.dropped_total, stats.queued)
+        assert counts == (spans, spans, 0, 0)
+        assert self.fake_langfuse.span_count == len(self.fake_langfuse.span_keys()) == spans
+        status = self.exporter._pipeline.loops()[index]
+        assert (status.name, status.state, status.errors) == (name, "running", fault.raised)
+        assert len(loop_failures_logged(self.caplog, name)) == 1
+        assert self.reporter.report().status is HealthStatus.HEALTHY
+        return stats
 
 
 # --- the supervisor itself -----------------------------------------------------------------
@@ -175,8 +208,7 @@ def test_a_fault_in_the_spool_writer_is_survived_without_losing_a_span(
     reporter = HealthReporter(exporter, probe=False)
     spool = exporter._pipeline.spool
     assert spool is not None
-    fault = Fault(spool.append, lambda: RuntimeError("injected spool fault"))
-    monkeypatch.setattr(spool, "append", fault)
+    fault = inject(monkeypatch, spool, "append", lambda: RuntimeError("injected spool fault"))
     produce(exporter, 10)
     report = report_naming(reporter.report, "spool-writer")
     assert report.status is HealthStatus.DEGRADED
@@ -184,14 +216,8 @@ def test_a_fault_in_the_spool_writer_is_survived_without_losing_a_span(
     fault.armed.clear()
     produce(exporter, 10)
     assert exporter.force_flush(10_000)
-    stats = exporter.stats()
-    assert (stats.accepted, stats.sent, stats.dropped_total, stats.queued) == (20, 20, 0, 0)
-    assert stats.balanced
-    assert fake_langfuse.span_count == len(fake_langfuse.span_keys()) == 20
-    status = exporter._pipeline.loops()[0]
-    assert (status.name, status.state, status.errors) == ("spool-writer", "running", fault.raised)
-    assert len(loop_failures_logged(caplog, "spool-writer")) == 1
-    assert reporter.report().status is HealthStatus.HEALTHY
+    recovered = Recovered(exporter, reporter, fake_langfuse, caplog)
+    assert recovered.check(fault, 0, "spool-writer", spans=20).balanced
 
 
 def test_a_fault_in_the_sender_is_survived_without_sending_a_span_twice(
@@ -204,21 +230,14 @@ def test_a_fault_in_the_sender_is_survived_without_sending_a_span_twice(
     reporter = HealthReporter(exporter, probe=False)
     transport = exporter._pipeline._transport
     assert transport is not None
-    fault = Fault(transport.post, lambda: RuntimeError("injected transport fault"))
-    monkeypatch.setattr(transport, "post", fault)
+    fault = inject(monkeypatch, transport, "post", lambda: RuntimeError("injected transport fault"))
     produce(exporter, 10)
     assert report_naming(reporter.report, "sender").status is not HealthStatus.HEALTHY
     fault.armed.clear()
     produce(exporter, 5)
     wait_until(lambda: exporter.stats().sent == 15, 10, "the spans to be delivered")
     assert exporter.force_flush(5_000)
-    stats = exporter.stats()
-    assert (stats.accepted, stats.sent, stats.dropped_total, stats.queued) == (15, 15, 0, 0)
-    assert fake_langfuse.span_count == len(fake_langfuse.span_keys()) == 15
-    status = exporter._pipeline.loops()[1]
-    assert (status.name, status.state, status.errors) == ("sender", "running", fault.raised)
-    assert len(loop_failures_logged(caplog, "sender")) == 1
-    assert reporter.report().status is HealthStatus.HEALTHY
+    Recovered(exporter, reporter, fake_langfuse, caplog).check(fault, 1, "sender", spans=15)
 
 
 @pytest.fixture
@@ -234,8 +253,7 @@ def test_a_fault_in_the_cost_store_writer_is_survived_without_losing_a_row(
     telemetry = telemetry_factory(langfuse=False)
     store = telemetry.cost_store
     assert store is not None
-    fault = Fault(store._write, lambda: OSError("injected store fault"))
-    monkeypatch.setattr(store, "_write", fault)
+    fault = inject(monkeypatch, store, "_write", lambda: OSError("injected store fault"))
     produce(telemetry.tracer_provider, 7, generation=True)
     assert report_naming(telemetry.health, "cost-store").status is HealthStatus.DEGRADED
     fault.armed.clear()
@@ -259,8 +277,7 @@ def test_a_loop_stopped_for_good_makes_health_unhealthy_within_2_s_and_is_restar
     reporter = HealthReporter(exporter, probe=False)
     sender = exporter._pipeline._sender
     assert sender is not None
-    fault = Fault(sender._await_turn, Kill)
-    monkeypatch.setattr(sender, "_await_turn", fault)
+    fault = inject(monkeypatch, sender, "_await_turn", Kill)
     produce(exporter, 3)  # wakes the sender, whose next turn ends its thread
     wait_until(lambda: fault.first_raised_at is not None, 5, "the fault to strike")
     assert fault.first_raised_at is not None
@@ -428,8 +445,7 @@ def test_a_spool_writer_batch_failing_again_and_again_is_given_up_and_counted(
     exporter = make_exporter()
     spool = exporter._pipeline.spool
     assert spool is not None
-    fault = Fault(spool.append, lambda: RuntimeError("injected spool fault"))
-    monkeypatch.setattr(spool, "append", fault)
+    fault = inject(monkeypatch, spool, "append", lambda: RuntimeError("injected spool fault"))
     produce(exporter, 10)
     wait_until(lambda: exporter.stats().dropped_total == 10, 10, "the batch to be given up")
     assert fault.raised == _background.MAX_BATCH_FAILURES
@@ -451,8 +467,7 @@ def test_a_cost_store_batch_failing_again_and_again_is_given_up_and_counted(
     telemetry = telemetry_factory(langfuse=False)
     store = telemetry.cost_store
     assert store is not None
-    fault = Fault(store._write, lambda: RuntimeError("injected store bug"))
-    monkeypatch.setattr(store, "_write", fault)
+    fault = inject(monkeypatch, store, "_write", lambda: RuntimeError("injected store bug"))
     produce(telemetry.tracer_provider, 4, generation=True)
     assert telemetry.force_flush(10)  # given up: processed, counted
     assert fault.raised == _background.MAX_BATCH_FAILURES
