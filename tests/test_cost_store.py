@@ -8,6 +8,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.trace import Status, StatusCode
 from polling import wait_until
 
-from otel_gemini import CostSpanProcessor, configure
+from otel_gemini import CostSpanProcessor, Telemetry, configure
 from otel_gemini import _attributes as attrs
 from otel_gemini.aggregate import CostStore, CostStoreError, _schema, _store
 from otel_gemini.aggregate._schema import ENV_COST_DB, ENV_COST_RETENTION_DAYS
@@ -329,6 +330,26 @@ def locked_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[sq
     blocker.close()
 
 
+@contextmanager
+def configured_store(tmp_path: Path) -> Iterator[tuple[TracerProvider, Telemetry, CostStore]]:
+    """configure() with a cost store and nothing else; shut down on leaving."""
+    provider = TracerProvider()
+    telemetry = configure(
+        tracer_provider=provider,
+        langfuse=False,
+        cost_store=tmp_path / "costs.sqlite3",
+        instrument=False,
+        health_probe=False,
+    )
+    try:
+        store = telemetry.cost_store
+        assert store is not None
+        yield provider, telemetry, store
+    finally:
+        telemetry.shutdown()
+        provider.shutdown()
+
+
 def test_a_write_waits_out_another_process_holding_the_database(
     tmp_path: Path, locked_store: sqlite3.Connection
 ) -> None:
@@ -349,17 +370,7 @@ def test_a_write_that_finally_fails_is_counted_and_degrades_health(
     tmp_path: Path, locked_store: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_store, "BUSY_RETRY_SECONDS", 0.2)
-    provider = TracerProvider()
-    telemetry = configure(
-        tracer_provider=provider,
-        langfuse=False,
-        cost_store=tmp_path / "costs.sqlite3",
-        instrument=False,
-        health_probe=False,
-    )
-    try:
-        store = telemetry.cost_store
-        assert store is not None
+    with configured_store(tmp_path) as (provider, telemetry, store):
         span = provider.get_tracer("test").start_span("generate_content")
         span.set_attributes(generation(**VOICE_USAGE))
         span.end()
@@ -368,9 +379,6 @@ def test_a_write_that_finally_fails_is_counted_and_degrades_health(
         report = telemetry.health()
         assert report.status is HealthStatus.DEGRADED
         assert any("1 generation(s) could not be written" in reason for reason in report.reasons)
-    finally:
-        telemetry.shutdown()
-        provider.shutdown()
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
@@ -407,17 +415,7 @@ def test_a_row_sqlite_cannot_take_is_dropped_alone_and_the_writer_goes_on(
 ) -> None:
     # A lone surrogate cannot be encoded to UTF-8: executemany raised UnicodeEncodeError,
     # which the writer did not catch; it retried that batch forever, writing nothing more.
-    provider = TracerProvider()
-    telemetry = configure(
-        tracer_provider=provider,
-        langfuse=False,
-        cost_store=tmp_path / "costs.sqlite3",
-        instrument=False,
-        health_probe=False,
-    )
-    try:
-        store = telemetry.cost_store
-        assert store is not None
+    with configured_store(tmp_path) as (provider, telemetry, store):
         tracer = provider.get_tracer("test")
         for user in ("alice", "bob\udc80", "carol"):
             span = tracer.start_span("generate_content")
@@ -432,9 +430,6 @@ def test_a_row_sqlite_cannot_take_is_dropped_alone_and_the_writer_goes_on(
         report = telemetry.health()
         assert report.status is HealthStatus.DEGRADED
         assert any("1 generation(s) could not be written" in reason for reason in report.reasons)
-    finally:
-        telemetry.shutdown()
-        provider.shutdown()
 
 
 def test_recent_queue_full_and_read_error_drops_degrade_health_for_10_minutes(

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from issue_usage import ISSUE_USAGE
 from opentelemetry.sdk.trace import SynchronousMultiSpanProcessor, TracerProvider
 
 from otel_gemini import CostSpanProcessor, GeminiInstrumentor, PriceTable, Usage
 from otel_gemini.aggregate import CostStore
 from otel_gemini.export import LangfuseExporter
-from otel_gemini.testing import FakeGemini, FakeLangfuse, MappedObservation, ScriptedUsage
+from otel_gemini.testing import FakeGemini, FakeLangfuse, MappedObservation
 
 pytestmark = [
     pytest.mark.genai,
@@ -33,16 +34,7 @@ pytestmark = [
 
 AGENT = "deep-research-pro-preview-12-2025"
 MODEL = "gemini-2.5-flash"
-# Input 80 + 20 cached, output 50 + 10 reasoning: 160 tokens.
-USAGE = ScriptedUsage(
-    prompt=100,
-    cached=20,
-    candidates=50,
-    thoughts=10,
-    prompt_by_modality={"TEXT": 100},
-    candidates_by_modality={"TEXT": 50},
-    cache_by_modality={"TEXT": 20},
-)
+USAGE = ISSUE_USAGE  # input 80 + 20 cached, output 50 + 10 reasoning: 160 tokens
 USAGE_DETAILS = {
     "input": 80,
     "input_cached": 20,

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from google import genai
 from google.genai import types
+from issue_usage import ISSUE_USAGE
 from opentelemetry.sdk.trace import TracerProvider
 
 from otel_gemini import CostSpanProcessor, GeminiInstrumentor, PriceTable
@@ -37,16 +38,6 @@ pytestmark = pytest.mark.genai
 
 MODEL = "gemini-2.5-flash"
 LIVE_MODEL = "gemini-2.5-flash-native-audio-preview-09-2025"
-# The issue's request: input 80 + 20 cached, output 50 + 10 reasoning; 160 tokens in all.
-ISSUE_USAGE = ScriptedUsage(
-    prompt=100,
-    cached=20,
-    candidates=50,
-    thoughts=10,
-    prompt_by_modality={"TEXT": 100},
-    candidates_by_modality={"TEXT": 50},
-    cache_by_modality={"TEXT": 20},
-)
 
 
 @dataclasses.dataclass
