@@ -6,8 +6,9 @@ Collector configs themselves live in the repository's ``collector-config/`` dire
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from otel_gemini._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from otel_gemini.collector._ottl import CostStatements, cost_statements
@@ -15,11 +16,6 @@ if TYPE_CHECKING:
 __all__ = ["CostStatements", "cost_statements"]
 
 
-def __getattr__(name: str) -> Any:
-    # Loaded on first use: the CLI imports this package's command module to build its
-    # parser, and should not pay for the implementation then.
-    if name not in __all__:
-        raise AttributeError(f"module 'otel_gemini.collector' has no attribute {name!r}")
-    value = getattr(importlib.import_module("otel_gemini.collector._ottl"), name)
-    globals()[name] = value
-    return value
+# Loaded on first use: the CLI imports this package's command module to build its
+# parser, and should not pay for the implementation then.
+__getattr__ = lazy_exports(__name__, "otel_gemini.collector._ottl", __all__, globals())

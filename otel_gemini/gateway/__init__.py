@@ -9,8 +9,9 @@ and TLS. See docs/collector.md and docs/security.md.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from otel_gemini._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from otel_gemini._listen_security import ListenSecurity
@@ -19,11 +20,6 @@ if TYPE_CHECKING:
 __all__ = ["Gateway", "GatewaySettings", "ListenSecurity"]
 
 
-def __getattr__(name: str) -> Any:
-    # Loaded on first use: the CLI imports this package's command module to build its
-    # parser, and should not pay for the implementation then.
-    if name not in __all__:
-        raise AttributeError(f"module 'otel_gemini.gateway' has no attribute {name!r}")
-    value = getattr(importlib.import_module("otel_gemini.gateway._gateway"), name)
-    globals()[name] = value
-    return value
+# Loaded on first use: the CLI imports this package's command module to build its
+# parser, and should not pay for the implementation then.
+__getattr__ = lazy_exports(__name__, "otel_gemini.gateway._gateway", __all__, globals())
