@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
+from otel_gemini._attributes import LANGFUSE_COMPLETION_START_TIME
 from otel_gemini.testing._langfuse_otlp import ReceivedSpan
 
 LANGFUSE_COMMIT: Final = "62751446149b702b419a9292ddfc2280cdf74b8c"
@@ -231,6 +232,10 @@ class MappedObservation:
     """Tool name -> ``{"description", "parameters"}`` (``gen_ai.tool.definitions``)."""
     start_time_unix_nano: int = 0
     end_time_unix_nano: int = 0
+    environment: str = "default"
+    """``langfuse.environment``, else the resource's ``deployment.environment.name``."""
+    completion_start_time: str | None = None
+    """``langfuse.observation.completion_start_time`` as sent (ISO 8601), if a string."""
 
     @property
     def total_usage(self) -> int:
@@ -608,6 +613,10 @@ def map_observation(span: ReceivedSpan) -> MappedObservation:
     status_message = attributes.get("langfuse.observation.status_message")
     if status_message is None:
         status_message = span.status_message or None
+    environment = attributes.get("langfuse.environment") or span.resource.get(
+        "deployment.environment.name"
+    )
+    completion_start = attributes.get(LANGFUSE_COMPLETION_START_TIME)
     return MappedObservation(
         id=span.span_id,
         trace_id=span.trace_id,
@@ -636,6 +645,8 @@ def map_observation(span: ReceivedSpan) -> MappedObservation:
         },
         start_time_unix_nano=span.start_time_unix_nano,
         end_time_unix_nano=span.end_time_unix_nano,
+        environment=environment if isinstance(environment, str) else "default",
+        completion_start_time=completion_start if isinstance(completion_start, str) else None,
     )
 
 

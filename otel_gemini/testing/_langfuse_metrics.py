@@ -26,9 +26,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from otel_gemini import _attributes as attrs
 from otel_gemini.testing._langfuse_app import LangfuseRoutes
-from otel_gemini.testing._langfuse_mapping import latest_copies, map_observation
+from otel_gemini.testing._langfuse_mapping import (
+    MappedObservation,
+    latest_copies,
+    map_observation,
+)
 from otel_gemini.testing._langfuse_otlp import ReceivedSpan
 from otel_gemini.testing._langfuse_state import LangfuseState
 
@@ -66,57 +69,48 @@ class _Invalid(ValueError):
     """A query Langfuse would refuse with 400."""
 
 
-@dataclass(frozen=True)
-class Observation:
-    """A span as Langfuse stores it (the fields the Metrics API reads)."""
+def _ms(unix_nano: int) -> int:
+    """Milliseconds, as ClickHouse stores the times."""
+    return unix_nano // 1_000_000
 
-    id: str
-    trace_id: str
-    parent_id: str | None
-    name: str
-    type: str
-    level: str
-    model: str | None
-    user_id: str | None
-    session_id: str | None
-    environment: str
-    start_ms: int
-    end_ms: int
-    completion_start_ms: int | None
-    cost_details: dict[str, Decimal]
-    usage_details: dict[str, Decimal]
 
-    def dimension(self, name: str) -> str | None:
-        return {
-            "id": self.id,
-            "traceId": self.trace_id,
-            "environment": self.environment,
-            "parentObservationId": self.parent_id,
-            "type": self.type,
-            "name": self.name,
-            "level": self.level,
-            "providedModelName": self.model,
-            "userId": self.user_id,
-            "sessionId": self.session_id,
-            "startTimeMonth": _utc(self.start_ms).strftime("%Y-%m"),
-        }[name]
+def dimension(observation: MappedObservation, name: str) -> str | None:
+    """The value of dimension ``name`` of ``observation``."""
+    return {
+        "id": observation.id,
+        "traceId": observation.trace_id,
+        "environment": observation.environment,
+        "parentObservationId": observation.parent_id,
+        "type": observation.type,
+        "name": observation.name,
+        "level": observation.level,
+        "providedModelName": observation.model,
+        "userId": observation.user_id,
+        "sessionId": observation.session_id,
+        "startTimeMonth": _utc(_ms(observation.start_time_unix_nano)).strftime("%Y-%m"),
+    }[name]
 
-    def measure(self, name: str) -> Decimal | None:
-        if name == "count":
-            return Decimal(1)
-        if name == "latency":
-            return Decimal(self.end_ms - self.start_ms)
-        if name == "timeToFirstToken":
-            if self.completion_start_ms is None:
-                return None
-            return Decimal(self.completion_start_ms - self.start_ms)
-        if name == "totalCost":
-            return self.cost_details.get("total", Decimal(0))
-        if name == "totalTokens":
-            return self.usage_details.get("total", Decimal(0))
-        details = self.cost_details if name.endswith("Cost") else self.usage_details
-        side = "input" if name.startswith("input") else "output"
-        return sum((value for key, value in details.items() if side in key), Decimal(0))
+
+def measure(observation: MappedObservation, name: str) -> Decimal | None:
+    """The value of measure ``name`` of ``observation`` (None: it has none)."""
+    start_ms = _ms(observation.start_time_unix_nano)
+    if name == "count":
+        return Decimal(1)
+    if name == "latency":
+        return Decimal(_ms(observation.end_time_unix_nano) - start_ms)
+    if name == "timeToFirstToken":
+        completion_start_ms = _iso_ms(observation.completion_start_time)
+        if completion_start_ms is None:
+            return None
+        return Decimal(completion_start_ms - start_ms)
+    usage = {key: Decimal(value) for key, value in observation.usage_details.items()}
+    if name == "totalCost":
+        return observation.cost_details.get("total", Decimal(0))
+    if name == "totalTokens":
+        return usage.get("total", Decimal(0))
+    details = observation.cost_details if name.endswith("Cost") else usage
+    side = "input" if name.startswith("input") else "output"
+    return sum((value for key, value in details.items() if side in key), Decimal(0))
 
 
 def _utc(ms: int) -> datetime:
@@ -133,35 +127,6 @@ def _iso_ms(value: Any) -> int | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return int(moment.timestamp() * 1000)
-
-
-def observation(span: ReceivedSpan) -> Observation:
-    """How Langfuse stores ``span`` (times truncated to milliseconds, as ClickHouse does).
-
-    Type, model, user, session, level, usage and cost follow Langfuse's own mapping rules
-    (:func:`otel_gemini.testing._langfuse_mapping.map_observation`)."""
-    attributes = span.attributes
-    mapped = map_observation(span)
-    environment = attributes.get("langfuse.environment") or span.resource.get(
-        "deployment.environment.name"
-    )
-    return Observation(
-        id=span.span_id,
-        trace_id=span.trace_id,
-        parent_id=span.parent_span_id,
-        name=mapped.name,
-        type=mapped.type,
-        level=mapped.level,
-        model=mapped.model,
-        user_id=mapped.user_id,
-        session_id=mapped.session_id,
-        environment=environment if isinstance(environment, str) else "default",
-        start_ms=span.start_time_unix_nano // 1_000_000,
-        end_ms=span.end_time_unix_nano // 1_000_000,
-        completion_start_ms=_iso_ms(attributes.get(attrs.LANGFUSE_COMPLETION_START_TIME)),
-        cost_details=dict(mapped.cost_details),
-        usage_details={key: Decimal(value) for key, value in mapped.usage_details.items()},
-    )
 
 
 # --- query evaluation ------------------------------------------------------------------------
@@ -240,10 +205,10 @@ def validate(query: Mapping[str, Any]) -> None:
         )
 
 
-def _matches(observation_: Observation, item: Mapping[str, Any]) -> bool:
+def _matches(observation_: MappedObservation, item: Mapping[str, Any]) -> bool:
     column, operator, value = item.get("column"), item.get("operator"), item.get("value")
     _require(column in DIMENSIONS, f"Invalid filter column {column}")
-    actual = observation_.dimension(str(column))
+    actual = dimension(observation_, str(column))
     if operator == "=":
         return actual == value
     if operator in ("any of", "none of"):
@@ -303,7 +268,9 @@ def _json_number(value: Decimal | int | None, measure: str) -> Any:
     return float(value)
 
 
-def evaluate(query: Mapping[str, Any], observations: Iterable[Observation]) -> list[dict[str, Any]]:
+def evaluate(
+    query: Mapping[str, Any], observations: Iterable[MappedObservation]
+) -> list[dict[str, Any]]:
     """The rows Langfuse would answer ``query`` with (after :func:`validate`)."""
     from_ms = _iso_ms(query["fromTimestamp"])
     to_ms = _iso_ms(query["toTimestamp"])
@@ -312,25 +279,26 @@ def evaluate(query: Mapping[str, Any], observations: Iterable[Observation]) -> l
     metrics = [(m["measure"], m["aggregation"]) for m in query["metrics"]]
     filters = query.get("filters") or []
     granularity = (query.get("timeDimension") or {}).get("granularity")
-    groups: dict[tuple[Any, ...], list[Observation]] = {}
+    groups: dict[tuple[Any, ...], list[MappedObservation]] = {}
     for item in observations:
-        if not from_ms <= item.start_ms <= to_ms:
+        start_ms = _ms(item.start_time_unix_nano)
+        if not from_ms <= start_ms <= to_ms:
             continue
         if not all(_matches(item, f) for f in filters):
             continue
-        key = tuple(item.dimension(d) for d in dimensions)
+        key = tuple(dimension(item, d) for d in dimensions)
         if granularity is not None:
-            key += (_bucket(item.start_ms, granularity),)
+            key += (_bucket(start_ms, granularity),)
         groups.setdefault(key, []).append(item)
     rows: list[dict[str, Any]] = []
     for key, members in groups.items():
         row: dict[str, Any] = dict(zip(dimensions, key, strict=False))
         if granularity is not None:
             row["time_dimension"] = key[-1]
-        for measure, aggregation in metrics:
-            values = [v for m in members if (v := m.measure(measure)) is not None]
+        for measure_name, aggregation in metrics:
+            values = [v for m in members if (v := measure(m, measure_name)) is not None]
             result = _aggregate(values, aggregation)
-            row[f"{aggregation}_{measure}"] = _json_number(result, measure)
+            row[f"{aggregation}_{measure_name}"] = _json_number(result, measure_name)
         rows.append(row)
     _order(rows, query, metrics, granularity is not None, dimensions)
     limit = (query.get("config") or {}).get("row_limit")
@@ -376,9 +344,9 @@ class MetricsApi:
     def routes(self) -> list[BaseRoute]:
         return [Route(METRICS_PATH, self._metrics, methods=["GET"])]
 
-    def observations(self) -> list[Observation]:
+    def observations(self) -> list[MappedObservation]:
         """The stored observations: accepted spans, the last copy of each (trace, span) id."""
-        return [observation(span) for span in latest_copies(self.spans())]
+        return [map_observation(span) for span in latest_copies(self.spans())]
 
     def wait_for_queries(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         """Blocks until ``count`` queries arrived; raises ``TimeoutError`` if not in time."""
