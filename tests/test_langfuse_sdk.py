@@ -151,6 +151,21 @@ def app_environment(
     }
 
 
+def run_app(
+    fake_gemini: FakeGemini, fake_langfuse: FakeLangfuse, tmp_path: Path, mode: str, **extra: str
+) -> subprocess.CompletedProcess[str]:
+    """Runs the app in ``mode`` to its end (90 s at most), its output captured."""
+    return subprocess.run(
+        app_command(tmp_path, mode),
+        env=app_environment(fake_gemini, fake_langfuse, tmp_path, **extra),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+
+
 def sdk_has_propagate_attributes() -> bool:
     import langfuse
 
@@ -198,15 +213,7 @@ def assert_each_once_and_priced(fake_langfuse: FakeLangfuse) -> list[MappedObser
 def test_beside_the_sdk_each_span_reaches_langfuse_once_and_every_generation_is_priced(
     fake_gemini: FakeGemini, fake_langfuse: FakeLangfuse, tmp_path: Path, mode: str
 ) -> None:
-    result = subprocess.run(
-        app_command(tmp_path, mode),
-        env=app_environment(fake_gemini, fake_langfuse, tmp_path),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
+    result = run_app(fake_gemini, fake_langfuse, tmp_path, mode)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("TEXT: Hello from the fake") == CALLS
     assert_each_once_and_priced(fake_langfuse)
@@ -247,15 +254,7 @@ def test_beside_the_sdk_langfuse_down_during_the_run_loses_and_doubles_nothing(
 def test_a_users_own_generation_with_usage_over_ours_is_covered_not_a_second_generation(
     fake_gemini: FakeGemini, fake_langfuse: FakeLangfuse, tmp_path: Path
 ) -> None:
-    result = subprocess.run(
-        app_command(tmp_path, "sdk-first"),
-        env=app_environment(fake_gemini, fake_langfuse, tmp_path, OBSERVE_AS="generation"),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
+    result = run_app(fake_gemini, fake_langfuse, tmp_path, "sdk-first", OBSERVE_AS="generation")
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("a Langfuse SDK generation") == 1  # warned once
     generations = assert_each_once_and_priced(fake_langfuse)
