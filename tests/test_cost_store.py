@@ -470,3 +470,41 @@ def test_recent_queue_full_and_read_error_drops_degrade_health_for_10_minutes(
     pipeline.span(generation(**VOICE_USAGE))  # after shutdown: no problem
     now[0] += 1
     assert len(store.problems()) == 1
+
+
+def test_a_new_store_another_process_is_creating_is_opened_once_it_is_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prefork workers start together: switching a new file to WAL answers "database is
+    # locked" at once (no busy wait) to all but one, as this stand-in does twice. The others
+    # must try again, not fail (tests/test_prefork.py races two real processes).
+    real_open = _schema._open_store
+    attempts: list[Path] = []
+
+    def racing(target: Path) -> sqlite3.Connection:
+        attempts.append(target)
+        if len(attempts) <= 2:
+            locked = sqlite3.OperationalError("database is locked")
+            raise CostStoreError(f"cannot use the cost store: {locked}") from locked
+        return real_open(target)
+
+    monkeypatch.setattr(_schema, "_open_store", racing)
+    store = CostStore(tmp_path / "costs.sqlite3")
+    store.shutdown()
+    assert len(attempts) == 3
+
+
+def test_a_store_that_cannot_be_opened_for_another_reason_fails_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    attempts: list[Path] = []
+
+    def broken(target: Path) -> sqlite3.Connection:
+        attempts.append(target)
+        error = sqlite3.DatabaseError("file is not a database")
+        raise CostStoreError(f"cannot use the cost store: {error}") from error
+
+    monkeypatch.setattr(_schema, "_open_store", broken)
+    with pytest.raises(CostStoreError, match="file is not a database"):
+        CostStore(tmp_path / "costs.sqlite3")
+    assert len(attempts) == 1

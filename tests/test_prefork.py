@@ -367,7 +367,9 @@ def test_two_processes_writing_10000_rows_each_into_one_store_at_once(
     try:
         for writer in writers:
             assert writer.stdout is not None
-            assert writer.stdout.readline().strip() == "ready"
+            line = writer.stdout.readline().strip()
+            # Not ready: the writer has ended; its stderr says why.
+            assert line == "ready", writer.communicate(timeout=30)[1][-4000:]
         for writer in writers:  # both go at once
             assert writer.stdin is not None
             writer.stdin.write("go\n")

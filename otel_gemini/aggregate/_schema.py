@@ -7,6 +7,7 @@ import errno
 import os
 import sqlite3
 import stat
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
@@ -133,10 +134,32 @@ def open_for_writing(path: Path) -> sqlite3.Connection:
     try:
         private_directory(path.parent, make_private=False)
         _create_private(path)
+    except OSError as error:
+        raise CostStoreError(f"cannot open the cost store {str(path)!r}: {error}") from error
+    # Processes starting together (prefork workers) race to turn a new file into a store:
+    # switching it to WAL answers "database is locked" at once, without SQLite's busy wait.
+    # The loser tries again, briefly backing off, until the store is there.
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            return _open_store(path)
+        except CostStoreError as error:
+            locked = isinstance(error.__cause__, sqlite3.OperationalError) and (
+                "locked" in str(error.__cause__) or "busy" in str(error.__cause__)
+            )
+            if not locked or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)  # backoff before trying again, not synchronisation
+        delay = min(delay * 2, 0.2)
+
+
+def _open_store(path: Path) -> sqlite3.Connection:
+    try:
         connection = sqlite3.connect(
             str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
         )
-    except (OSError, sqlite3.Error) as error:
+    except sqlite3.Error as error:
         raise CostStoreError(f"cannot open the cost store {str(path)!r}: {error}") from error
     try:
         connection.execute("PRAGMA journal_mode=WAL")
