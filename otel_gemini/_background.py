@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
-from opentelemetry import context as otel_context
+from otel_gemini._suppress import suppress_instrumentation
 
 _logger = logging.getLogger("otel_gemini")
 
@@ -106,14 +106,6 @@ class LoopStatus:
             last_error=data.get("last_error"),
             last_error_at=data.get("last_error_at"),
         )
-
-
-def _suppressed() -> object:
-    """Attaches a context suppressing instrumentation (as ``suppress_instrumentation()`` and
-    the SDK's ``BatchProcessor`` do) for the rest of the thread; returns the detach token."""
-    ctx = otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True)
-    ctx = otel_context.set_value(otel_context._SUPPRESS_HTTP_INSTRUMENTATION_KEY, True, ctx)
-    return otel_context.attach(ctx)
 
 
 def _describe(error: BaseException) -> str:
@@ -240,39 +232,45 @@ class BackgroundLoop:
         return min(self._max_backoff, self._initial_backoff * 2.0 ** min(self._streak - 1, 30))
 
     def _run(self) -> None:
-        token = _suppressed()
+        # Our own I/O on this thread is never traced, for the thread's whole life (as the
+        # SDK's BatchProcessor does for its worker).
+        with suppress_instrumentation():
+            finished = self._supervise()
+        if finished:
+            self._finish()
+
+    def _supervise(self) -> bool:
+        """Runs the body until asked to stop; False when a fatal error left it for the
+        watchdog to start again (then it does not finish)."""
         last_try = False  # asked to stop while failing: one more run to finish its work
-        try:
-            while True:
-                started = time.monotonic()
-                try:
-                    self._body()
-                except Exception as error:
-                    failure: BaseException = error
-                except BaseException as error:
-                    self._failed(error, fatal=True, ran=time.monotonic() - started)
-                    with self._lock:
-                        if not self._stop_requested:
-                            return  # the watchdog starts it again
-                    break
-                else:
-                    with self._lock:
-                        done = self._stop_requested or self._oneshot
-                    if done:
-                        break
-                    failure = RuntimeError("the loop returned without being asked to stop")
-                delay = self._failed(failure, fatal=False, ran=time.monotonic() - started)
-                self._wake.wait(delay)
+        while True:
+            started = time.monotonic()
+            try:
+                self._body()
+            except Exception as error:
+                failure: BaseException = error
+            except BaseException as error:
+                self._failed(error, fatal=True, ran=time.monotonic() - started)
                 with self._lock:
-                    if self._stop_requested:
-                        if last_try or not self._last_run:
-                            break
-                        last_try = True
-                    self._state = RUNNING
-                    self._restarts += 1
-        finally:
-            otel_context.detach(token)  # type: ignore[arg-type]
-        self._finish()
+                    if not self._stop_requested:
+                        return False  # the watchdog starts it again
+                break
+            else:
+                with self._lock:
+                    done = self._stop_requested or self._oneshot
+                if done:
+                    break
+                failure = RuntimeError("the loop returned without being asked to stop")
+            delay = self._failed(failure, fatal=False, ran=time.monotonic() - started)
+            self._wake.wait(delay)
+            with self._lock:
+                if self._stop_requested:
+                    if last_try or not self._last_run:
+                        break
+                    last_try = True
+                self._state = RUNNING
+                self._restarts += 1
+        return True
 
     def _failed(self, error: BaseException, *, fatal: bool, ran: float) -> float:
         with self._lock:
@@ -478,35 +476,34 @@ def _ensure_watchdog() -> None:
 
 
 def _watch_loops() -> None:
-    token = _suppressed()
-    try:
-        while True:
-            time.sleep(TICK)
-            with _registry_lock:
-                loops = list(_loops)
-                ticks = list(_ticks)
-            for loop in loops:
-                try:
-                    if not loop._restart_if_due():
-                        with _registry_lock:
-                            _loops.discard(loop)
-                except Exception:  # never let the watchdog die of one loop
-                    _logger.debug(
-                        "otel-gemini watchdog: checking %s failed", loop.name, exc_info=True
-                    )
-            for reference in ticks:
-                callback = reference()
-                if callback is None:
+    with suppress_instrumentation():
+        _watch_loops_forever()
+
+
+def _watch_loops_forever() -> None:
+    while True:
+        time.sleep(TICK)
+        with _registry_lock:
+            loops = list(_loops)
+            ticks = list(_ticks)
+        for loop in loops:
+            try:
+                if not loop._restart_if_due():
                     with _registry_lock:
-                        if reference in _ticks:
-                            _ticks.remove(reference)
-                    continue
-                try:
-                    callback()
-                except Exception:
-                    _logger.debug("otel-gemini watchdog: a tick callback failed", exc_info=True)
-    finally:
-        otel_context.detach(token)  # type: ignore[arg-type]
+                        _loops.discard(loop)
+            except Exception:  # never let the watchdog die of one loop
+                _logger.debug("otel-gemini watchdog: checking %s failed", loop.name, exc_info=True)
+        for reference in ticks:
+            callback = reference()
+            if callback is None:
+                with _registry_lock:
+                    if reference in _ticks:
+                        _ticks.remove(reference)
+                continue
+            try:
+                callback()
+            except Exception:
+                _logger.debug("otel-gemini watchdog: a tick callback failed", exc_info=True)
 
 
 def _forget_in_child() -> None:
