@@ -324,7 +324,7 @@ def _build(
         exporter,
         probe=health_probe,
         sections=sections,
-        loops=(lambda: [store._loop_status()]) if store is not None else None,
+        loops=(lambda: [store.loop_status()]) if store is not None else None,
         conditions=(
             (lambda _: [(HealthStatus.DEGRADED, reason) for reason in store.problems()])
             if store is not None

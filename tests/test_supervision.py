@@ -261,7 +261,7 @@ def test_a_fault_in_the_cost_store_writer_is_survived_without_losing_a_row(
     assert telemetry.force_flush(10)
     stats = store.stats()
     assert stats["written"] == 10 and sum(stats["dropped"].values()) == 0
-    assert store._loop_status().errors == fault.raised
+    assert store.loop_status().errors == fault.raised
     assert len(loop_failures_logged(caplog, "cost-store")) == 1
     report = telemetry.health()
     assert report.status is HealthStatus.HEALTHY

@@ -290,7 +290,7 @@ class CostStore(SpanProcessor):
 
     # --- state --------------------------------------------------------------------------------
 
-    def _loop_status(self) -> LoopStatus:
+    def loop_status(self) -> LoopStatus:
         """The writer loop's state, for health."""
         return self._writer.status()
 

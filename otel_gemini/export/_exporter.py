@@ -185,15 +185,17 @@ class LangfuseExporter(SpanExporter):
         """A consistent snapshot of counters and sender state (see :class:`ExportStats`)."""
         return self._pipeline.stats()
 
-    def _health_inputs(self) -> HealthInputs:
+    # --- what a HealthReporter reads and sets (health/_reporter.py) ---
+
+    def health_inputs(self) -> HealthInputs:
         """Loop states, the request timeout and how long Langfuse has not answered."""
         return self._pipeline.health_inputs()
 
-    def _credentials_confirmed(self) -> bool:
+    def credentials_confirmed(self) -> bool:
         """The health probe found the keys accepted: a 401/403 pause ends now."""
         return self._pipeline.credentials_confirmed()
 
-    def _set_status_extras(self, extras: Callable[[], dict[str, object]] | None) -> None:
+    def set_status_extras(self, extras: Callable[[], dict[str, object]] | None) -> None:
         """What a health reporter adds to this exporter's status.json."""
         self._status_extras = extras
         self._pipeline.status_extras = extras

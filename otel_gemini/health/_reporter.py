@@ -133,7 +133,7 @@ class HealthReporter:
         self._probing: BackgroundLoop | None = None
         self._probed = threading.Condition(self._lock)
         if exporter is not None:
-            exporter._set_status_extras(self._status_extras)
+            exporter.set_status_extras(self._status_extras)
         _background.fork_hooks(after_in_child=self._after_fork_in_child)
 
     def _after_fork_in_child(self) -> None:
@@ -168,7 +168,7 @@ class HealthReporter:
                 export_off=True,
                 extra=extra,
             )
-        inputs = exporter._health_inputs()
+        inputs = exporter.health_inputs()
         return build_report(
             stats,
             latest,
@@ -232,4 +232,4 @@ class HealthReporter:
             self._latest = result
             self._probed.notify_all()
         if result.credentials_valid and self._exporter is not None:
-            self._exporter._credentials_confirmed()
+            self._exporter.credentials_confirmed()
