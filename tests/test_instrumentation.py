@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 import pytest
+from afc_exchange import queue_afc
 from google.genai import errors, types
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
@@ -343,16 +344,6 @@ def assert_afc_trace(recorded: Recorded) -> None:
     assert tool.end_time <= generations[1].start_time  # type: ignore[operator]
     assert "gen_ai.usage.input_tokens" not in attributes_of(parent)
     assert attributes_of(parent)["langfuse.observation.type"] == "agent"
-
-
-def queue_afc(fake: FakeGemini) -> None:
-    fake.add_afc_exchange(
-        "get_weather",
-        {"city": "Paris"},
-        call_usage=ScriptedUsage(prompt=1000, candidates=50),
-        final_text="It is sunny in Paris.",
-        final_usage=ScriptedUsage(prompt=1100, candidates=5),
-    )
 
 
 def test_afc_gives_each_http_request_its_own_generation_span(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from afc_exchange import queue_afc
 from google import genai
 from google.genai import types
 from issue_usage import ISSUE_USAGE
@@ -130,16 +131,6 @@ GET_WEATHER = {
     "name": "get_weather",
     "description": "Returns the weather in a city.",
 }
-
-
-def queue_afc(fake: FakeGemini) -> None:
-    fake.add_afc_exchange(
-        "get_weather",
-        {"city": "Paris"},
-        call_usage=ScriptedUsage(prompt=1000, candidates=50),
-        final_text="It is sunny in Paris.",
-        final_usage=ScriptedUsage(prompt=1100, candidates=5),
-    )
 
 
 def run_afc(client: genai.Client, how: str) -> str:
