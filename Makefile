@@ -23,6 +23,8 @@ BIN = $(VENV)/bin
 $(BIN)/otel-gemini: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	# dev includes every extra ([all]: server, gateway, testing, langfuse): the demo runs the
+	# fakes ([testing]), the tests everything.
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 

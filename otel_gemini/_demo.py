@@ -60,6 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from otel_gemini._command_errors import CommandError
+    from otel_gemini._extras import require_extra
+
+    # The workload is scripted with the fakes' reply types, whichever servers it runs against.
+    require_extra("testing", "otel-gemini demo")
 
     real_gemini = _real(args.gemini, _GEMINI_KEYS, any)
     real_langfuse = _real_langfuse(args.langfuse)

@@ -80,7 +80,7 @@ def _from_server(
 
     from otel_gemini._command_errors import CommandError
     from otel_gemini._suppress import suppress_instrumentation
-    from otel_gemini.health._app import HEALTH_ENDPOINT
+    from otel_gemini.health._report import HEALTH_ENDPOINT
 
     try:
         parsed = httpx.URL(url)

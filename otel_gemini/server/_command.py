@@ -96,6 +96,9 @@ def build(args: argparse.Namespace) -> tuple[Starlette, CostAnswers, LangfuseExp
 
 
 def run(args: argparse.Namespace) -> int:
+    from otel_gemini._extras import require_extra
+
+    require_extra("server", "otel-gemini serve")
     import uvicorn
 
     from otel_gemini._command_errors import listening_socket
