@@ -50,9 +50,9 @@ def one_line(error: BaseException) -> tuple[str, int] | None:
     # Imported here: the error path may be taken before (or without) these modules loading.
     from otel_gemini._extras import MissingExtraError
     from otel_gemini._langfuse_settings import LangfuseConfigError
-    from otel_gemini.aggregate._schema import CostStoreError
-    from otel_gemini.export._slots import SpoolBusyError
-    from otel_gemini.pricing._table_file import PriceTableError
+    from otel_gemini.aggregate import CostStoreError
+    from otel_gemini.export import SpoolBusyError
+    from otel_gemini.pricing import PriceTableError
 
     if isinstance(error, CommandError):
         return str(error), error.exit_code

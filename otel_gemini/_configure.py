@@ -30,9 +30,11 @@ from otel_gemini._trace_attributes import TraceAttributesSpanProcessor
 from otel_gemini.aggregate import CostStore, default_cost_db
 from otel_gemini.export import LangfuseExporter
 from otel_gemini.health import HealthReport, HealthReporter, HealthStatus
-from otel_gemini.instrumentation import GeminiInstrumentor
-from otel_gemini.instrumentation._internal_errors import internal_error_counts
-from otel_gemini.instrumentation._settings import InstrumentationSettings
+from otel_gemini.instrumentation import (
+    GeminiInstrumentor,
+    InstrumentationSettings,
+    internal_error_counts,
+)
 from otel_gemini.pricing import PriceTable
 from otel_gemini.processing import CostSpanProcessor
 

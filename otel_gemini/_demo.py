@@ -110,8 +110,7 @@ def _real_langfuse(choice: str) -> bool:
 def _check_before_starting(db: str | None) -> None:
     """The price table and the ``--db`` store, checked before any fake server starts."""
     from otel_gemini._command_errors import CommandError
-    from otel_gemini.aggregate import CostStoreError
-    from otel_gemini.aggregate._schema import open_for_writing
+    from otel_gemini.aggregate import CostStoreError, open_for_writing
     from otel_gemini.pricing import PriceTable
 
     PriceTable.from_env()  # PriceTableError names OTEL_GEMINI_PRICES
@@ -215,8 +214,9 @@ def _report(telemetry: Telemetry, langfuse: FakeLangfuse | None) -> None:
         LocalCostSource,
         parse_cost_query,
         parse_latency_query,
+        print_costs,
+        print_latency,
     )
-    from otel_gemini.aggregate._command import print_costs, print_latency
 
     assert telemetry.cost_store is not None
     answers = CostAnswers(LocalCostSource(telemetry.cost_store.path))

@@ -53,3 +53,11 @@ __all__ = [
     "parse_cost_query",
     "parse_latency_query",
 ]
+
+# The internal interface other otel_gemini modules use (the HTTP API's parameters, the demo's
+# store and report). Not in __all__: not for users.
+from otel_gemini.aggregate._command import print_costs as print_costs
+from otel_gemini.aggregate._command import print_latency as print_latency
+from otel_gemini.aggregate._query import FILTER_KEYS as FILTER_KEYS
+from otel_gemini.aggregate._query import parse_source as parse_source
+from otel_gemini.aggregate._schema import open_for_writing as open_for_writing

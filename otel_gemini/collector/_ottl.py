@@ -30,17 +30,24 @@ from otel_gemini._limits import (
     MAX_TOKENS_PER_REQUEST,
     MAX_UNITS_PER_REQUEST,
 )
-from otel_gemini.pricing import PriceTable
-from otel_gemini.pricing._buckets import INPUT_AUDIO, OUTPUT_AUDIO, TOKEN_BUCKETS
-from otel_gemini.pricing._cost import FEMTO_PER_USD
-from otel_gemini.pricing._price_table import STANDARD, STANDARD_NAMES
-from otel_gemini.pricing._usage import COUNT_FIELDS, REPORTED_COUNT_FIELDS, SECONDS_FIELDS
-from otel_gemini.processing._span_usage import (
+from otel_gemini._money import FEMTO_PER_USD, exact_femto
+from otel_gemini._span_usage import (
     BILLED_TYPES,
     GROUPING_OPERATIONS,
     LIVE_MARKERS,
     MODEL_KEYS,
     USAGE_SOURCES,
+)
+from otel_gemini.pricing import (
+    COUNT_FIELDS,
+    INPUT_AUDIO,
+    OUTPUT_AUDIO,
+    REPORTED_COUNT_FIELDS,
+    SECONDS_FIELDS,
+    STANDARD,
+    STANDARD_NAMES,
+    TOKEN_BUCKETS,
+    PriceTable,
 )
 
 PROCESSOR_NAME: Final = "transform/gemini_cost"
@@ -83,12 +90,6 @@ def _n(bucket: str) -> str:
 
 def _f(bucket: str) -> str:
     return _c("f." + bucket)
-
-
-def _femto(price: Decimal) -> int | None:
-    """USD → whole femto-dollars, or None if that is not exact."""
-    value = price * FEMTO_PER_USD
-    return int(value) if value == value.to_integral_value() else None
 
 
 @dataclass(frozen=True)
@@ -446,7 +447,7 @@ def _rate_map(per_token: Mapping[str, int], prices: Mapping[str, Decimal]) -> st
     supported = True
     for kind in ("per_image", "per_video_second", *sorted(_PER_MINUTE_KINDS)):
         if kind in prices:
-            femto = _femto(prices[kind])
+            femto = exact_femto(prices[kind])
             if femto is None:
                 supported = False
             else:

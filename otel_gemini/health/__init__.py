@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING
 from otel_gemini._lazy import lazy_exports
 from otel_gemini.health._probe import LangfuseProbe
 from otel_gemini.health._report import HEALTH_ENDPOINT, HealthReport, HealthStatus, ProbeResult
+
+# The internal interface: the gateway's own health fields use the same time format.
+from otel_gemini.health._report import iso_time as iso_time
 from otel_gemini.health._reporter import HealthReporter
 
 if TYPE_CHECKING:

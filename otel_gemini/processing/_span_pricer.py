@@ -9,11 +9,10 @@ from typing import Any, Final
 from otel_gemini import _attributes as attrs
 from otel_gemini._background import renew_locks_after_fork
 from otel_gemini._limits import QUOTE_CHARS, cut, quote
-from otel_gemini.pricing import Cost, PriceTable
-from otel_gemini.pricing._cost import FEMTO_PER_USD
-from otel_gemini.pricing._price_table import normalize_model_name
+from otel_gemini._money import FEMTO_PER_USD
+from otel_gemini._span_usage import read_span_usage
+from otel_gemini.pricing import Cost, PriceTable, normalize_model_name
 from otel_gemini.processing._cost_metrics import STATUS_ERROR, CostMetrics
-from otel_gemini.processing._span_usage import read_span_usage
 
 _logger = logging.getLogger("otel_gemini.processing")
 # Bounds the "logged once" memory when a flood of distinct unknown model names arrives:

@@ -16,14 +16,15 @@ from starlette.routing import BaseRoute, Route
 
 from otel_gemini._listen_security import BearerAuth, TokenFile, liveness_endpoint
 from otel_gemini.aggregate import (
+    FILTER_KEYS,
     CostAnswers,
     CostStoreError,
     QueryError,
     SourceUnavailable,
     parse_cost_query,
     parse_latency_query,
+    parse_source,
 )
-from otel_gemini.aggregate._query import FILTER_KEYS, parse_source
 from otel_gemini.health import HEALTH_ENDPOINT, HealthReporter, health_route
 
 COSTS_ENDPOINT: Final = "/api/observability/costs"

@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         uvicorn_options,
     )
     from otel_gemini._langfuse_settings import langfuse_from_env
-    from otel_gemini.export._settings import resolve_settings
+    from otel_gemini.export import resolve_settings
 
     # Settings first (a bad one exits 2 from cli.main, naming it), then the port, then
     # the exporter: nothing starts until all three are good, and the banner below is
