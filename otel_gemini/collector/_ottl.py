@@ -370,18 +370,24 @@ def _split_tokens() -> list[str]:
         f"set({audio_out}, {to} - {reasoning}) where {audio_out} > {to} - {reasoning}",
         f"set({image_out}, {to} - {reasoning} - {audio_out})"
         f" where {image_out} > {to} - {reasoning} - {audio_out}",
-        # The buckets (pricing/_buckets.py TOKEN_BUCKETS).
-        f"set({_n('input')}, {fresh} - {audio} - {video} - {image})",
-        f"set({_n('input_image')}, {image})",
-        f"set({_n('input_video')}, {video})",
-        f"set({_n('input_audio')}, {audio})",
-        f"set({_n('input_tool_use')}, {tool})",
-        f"set({_n('input_cached')}, {cached} - {c_audio})",
-        f"set({_n('input_cached_audio')}, {c_audio})",
-        f"set({_n('output')}, {to} - {reasoning} - {audio_out} - {image_out})",
-        f"set({_n('output_reasoning')}, {reasoning})",
-        f"set({_n('output_image')}, {image_out})",
-        f"set({_n('output_audio')}, {audio_out})",
+    ]
+    # The buckets, named and ordered by the pricing package (TOKEN_BUCKETS): a bucket added
+    # there without its expression here fails at once (zip strict).
+    values = (
+        f"{fresh} - {audio} - {video} - {image}",
+        image,
+        video,
+        audio,
+        tool,
+        f"{cached} - {c_audio}",
+        c_audio,
+        f"{to} - {reasoning} - {audio_out} - {image_out}",
+        reasoning,
+        image_out,
+        audio_out,
+    )
+    out += [
+        f"set({_n(bucket)}, {value})" for bucket, value in zip(TOKEN_BUCKETS, values, strict=True)
     ]
     return out
 
