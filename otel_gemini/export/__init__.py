@@ -26,6 +26,7 @@ __all__ = [
 # serve and the gateway resolve exporter settings, the health probe authenticates). Not in
 # __all__: not for users. (``import X as X``: an intended re-export.)
 from otel_gemini.export._settings import ENV_SPOOL_DIR as ENV_SPOOL_DIR
+from otel_gemini.export._settings import ExporterOptions as ExporterOptions
 from otel_gemini.export._settings import default_spool_dir as default_spool_dir
 from otel_gemini.export._settings import resolve_settings as resolve_settings
 from otel_gemini.export._slots import slot_directories as slot_directories
