@@ -52,8 +52,7 @@ def _imported_top_level(python: str, code: str, env: dict[str, str] | None = Non
         "import otel_gemini",
         # the whole pipeline's modules, and the CLI's parser (every command's module)
         "import otel_gemini._configure, otel_gemini.cli; otel_gemini.cli._parser()",
-        # the pytest plugin every pytest run in the app's environment loads
-        "import otel_gemini.testing.pytest_plugin, otel_gemini.health",
+        "import otel_gemini.health, otel_gemini.server, otel_gemini.gateway",
     ],
 )
 def test_the_core_imports_no_optional_dependency(code: str) -> None:
@@ -136,7 +135,7 @@ def test_a_fresh_core_install_prices_and_exports_and_the_server_extra_serves(
     assert result["text"] == "Lisbon." and result["flushed"] is True
     assert result["loaded"] == []
     assert result["messages"] == {
-        "otel_gemini.testing.FakeGemini": "otel_gemini.testing.FakeGemini needs 'starlette', "
+        "otel_gemini.testing.FakeGemini": "otel_gemini.testing needs 'starlette', "
         "which is not installed: pip install 'otel-gemini[testing]'",
         "otel_gemini.server.observability_app": "otel_gemini.server.observability_app needs "
         "'starlette', which is not installed: pip install 'otel-gemini[server]'",

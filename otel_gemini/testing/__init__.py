@@ -1,57 +1,24 @@
 """Fakes of Gemini and Langfuse servers for tests, ours and users'.
 
-They need the ``testing`` extra (``pip install 'otel-gemini[testing]'``); the names load on
-first use, so this package (and the pytest plugin in it, which every pytest run in an
-environment with otel-gemini loads) imports without it.
+They need the ``testing`` extra (``pip install 'otel-gemini[testing]'``). Without it this
+package still imports (pytest loads the plugin in it, ``otel_gemini.testing.pytest_plugin``,
+in every environment with otel-gemini installed), and asking it for a fake raises
+:class:`ImportError` saying which extra to install.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from otel_gemini._extras import MissingExtraError, require_extra
 
-from otel_gemini._lazy import lazy_exports
+try:
+    require_extra("testing", "otel_gemini.testing")
+    _missing: MissingExtraError | None = None
+except MissingExtraError as error:
+    _missing = error
 
-if TYPE_CHECKING:
-    from otel_gemini.testing.fake_gemini import (
-        BatchReply,
-        ClientEvent,
-        CloseConnection,
-        DropConnection,
-        EmbedReply,
-        ErrorReply,
-        FakeGemini,
-        GenerateReply,
-        GenerationComplete,
-        InputTranscription,
-        InteractionReply,
-        Interrupted,
-        JsonReply,
-        LiveRawMessage,
-        LiveScript,
-        LiveStep,
-        LiveUsage,
-        ModelAudio,
-        ModelText,
-        OutputTranscription,
-        RawReply,
-        RecordedLiveSession,
-        RecordedRequest,
-        ScriptedReply,
-        ScriptedUsage,
-        StreamReply,
-        ToolCall,
-        ToolCallCancellation,
-        TurnComplete,
-        WaitFor,
-        error_reply,
-        estimate_tokens,
-        fake_credentials,
-        function_call_reply,
-        live_client_takes_ssl_context,
-        malformed_reply,
-        stream_reply,
-        text_reply,
-    )
+if _missing is None:
+    from otel_gemini.testing import fake_gemini
+    from otel_gemini.testing.fake_gemini import *  # noqa: F403 (the names in its __all__)
     from otel_gemini.testing.fake_langfuse import (
         FakeLangfuse,
         MappedObservation,
@@ -60,66 +27,18 @@ if TYPE_CHECKING:
         ReceivedSpan,
     )
 
-__all__ = [
-    "BatchReply",
-    "ClientEvent",
-    "CloseConnection",
-    "DropConnection",
-    "EmbedReply",
-    "ErrorReply",
-    "FakeGemini",
-    "FakeLangfuse",
-    "GenerateReply",
-    "GenerationComplete",
-    "InputTranscription",
-    "InteractionReply",
-    "Interrupted",
-    "JsonReply",
-    "LiveRawMessage",
-    "LiveScript",
-    "LiveStep",
-    "LiveUsage",
-    "MappedObservation",
-    "MappedTrace",
-    "ModelAudio",
-    "ModelText",
-    "OutputTranscription",
-    "RawReply",
-    "ReceivedRequest",
-    "ReceivedSpan",
-    "RecordedLiveSession",
-    "RecordedRequest",
-    "ScriptedReply",
-    "ScriptedUsage",
-    "StreamReply",
-    "ToolCall",
-    "ToolCallCancellation",
-    "TurnComplete",
-    "WaitFor",
-    "error_reply",
-    "estimate_tokens",
-    "fake_credentials",
-    "function_call_reply",
-    "live_client_takes_ssl_context",
-    "malformed_reply",
-    "stream_reply",
-    "text_reply",
-]
+    __all__ = [
+        "FakeLangfuse",
+        "MappedObservation",
+        "MappedTrace",
+        "ReceivedRequest",
+        "ReceivedSpan",
+    ]
+    __all__ += fake_gemini.__all__
+else:
 
-_FAKE_LANGFUSE_NAMES = frozenset(
-    {"FakeLangfuse", "MappedObservation", "MappedTrace", "ReceivedRequest", "ReceivedSpan"}
-)
-_FAKE_GEMINI_NAMES = frozenset(__all__) - _FAKE_LANGFUSE_NAMES
-
-_from_fake_gemini = lazy_exports(
-    __name__, "otel_gemini.testing.fake_gemini", _FAKE_GEMINI_NAMES, globals(), extra="testing"
-)
-_from_fake_langfuse = lazy_exports(
-    __name__, "otel_gemini.testing.fake_langfuse", _FAKE_LANGFUSE_NAMES, globals(), extra="testing"
-)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _FAKE_LANGFUSE_NAMES:
-        return _from_fake_langfuse(name)
-    return _from_fake_gemini(name)
+    def __getattr__(name: str) -> object:
+        if name.startswith("__"):  # module protocol lookups (``__path__``, ``__file__``...)
+            raise AttributeError(name)
+        assert _missing is not None
+        raise _missing
