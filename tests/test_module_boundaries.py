@@ -142,3 +142,23 @@ def test_no_import_cycle(level: str) -> None:
         graph.pop("otel_gemini", None)  # the top level re-exports and configures everything
         graph = {p: {t for t in ts if t in graph} for p, ts in graph.items()}
     assert _cycles(graph) == []
+
+
+def test_no_test_module_imports_another_test_module() -> None:
+    """Shared test helpers live in helper modules (``tests/usage_fixtures.py``…), not in a
+    test module another one imports: that would collect and run its tests twice over."""
+    tests_dir = Path(__file__).resolve().parent
+    found = []
+    for path in sorted(tests_dir.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            for name in names:
+                if name.split(".")[-1].startswith("test_"):
+                    found.append(f"{path.name}:{node.lineno} {name}")
+    assert found == []
