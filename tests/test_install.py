@@ -15,6 +15,7 @@ import venv
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import pytest
 
 from otel_gemini import _attributes as attrs
@@ -154,36 +155,27 @@ def test_a_fresh_core_install_prices_and_exports_and_the_server_extra_serves(
         "pip install 'otel-gemini[server]'\n",
     )
 
-    # With the server extra, the API answers the cost the core install stored.
+    # With the server extra, `otel-gemini serve` answers the cost the core install stored.
     _pip_install(python, f"{REPO}[server]")
-    asked = subprocess.run(
-        [
-            str(python),
-            "-c",
-            "import sys; from starlette.testclient import TestClient;"
-            "from otel_gemini.aggregate import CostAnswers;"
-            "from otel_gemini.server import observability_app;"
-            "app = observability_app(CostAnswers.from_env(sys.argv[1]), None);"
-            "print(TestClient(app).get('/api/observability/costs?group_by=model').text)",
-            str(tmp_path / "costs.sqlite3"),
-        ],
-        capture_output=True,
+    server = subprocess.Popen(
+        serve,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=60,
         env=env,
         cwd=tmp_path,
     )
-    assert asked.returncode == 0, asked.stderr[-3000:]
-    groups = json.loads(asked.stdout)["groups"]
+    try:
+        assert server.stderr is not None
+        # "otel-gemini serve: http://127.0.0.1:PORT/api/observability/ (...)" on stderr,
+        # printed (flushed) once the port is bound: the line is the readiness signal.
+        announced = server.stderr.readline()
+        base = announced.split()[2]
+        assert base.startswith("http://127.0.0.1:"), announced
+        answer = httpx.get(f"{base}costs", params={"group_by": "model"}, timeout=10)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert answer.status_code == 200, answer.text
+    groups = answer.json()["groups"]
     assert [(g["model"], Decimal(g["cost"]), g["requests"]) for g in groups] == [(FLASH, COST, 1)]
-
-
-def test_the_testing_package_lists_every_public_name_of_its_fakes() -> None:
-    from otel_gemini import testing
-    from otel_gemini.testing import fake_gemini, fake_langfuse
-
-    assert set(fake_gemini.__all__) <= set(testing.__all__)
-    for name in testing.__all__:
-        assert getattr(testing, name) is getattr(
-            fake_langfuse if name in fake_langfuse.__all__ else fake_gemini, name
-        )
