@@ -592,7 +592,7 @@ def _price(per_minute: bool) -> list[str]:
 
 
 def _femto_text(source: str, condition: str) -> list[str]:
-    """Statements leaving ``femto_text(source)`` (pricing/_cost.py) in ``cache["txt"]``."""
+    """Statements leaving ``femto_text(source)`` (otel_gemini/_money.py) in ``cache["txt"]``."""
     whole, fraction, digits, text = _c("t.whole"), _c("t.fraction"), _c("t.digits"), _c("txt")
     return [
         f"set({whole}, {source} / {_FEMTO}) where {condition}",
