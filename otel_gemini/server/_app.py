@@ -1,4 +1,4 @@
-"""The observability HTTP API as Starlette routes: costs, latency and health."""
+"""The observability HTTP API as Starlette routes: costs, latency, health and the dashboard."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from otel_gemini.aggregate import (
 )
 from otel_gemini.aggregate._query import FILTER_KEYS, parse_source
 from otel_gemini.health import HEALTH_ENDPOINT, HealthReporter, health_route
+from otel_gemini.server._dashboard import dashboard_routes
 
 COSTS_ENDPOINT: Final = "/api/observability/costs"
 LATENCY_ENDPOINT: Final = "/api/observability/latency"
@@ -107,7 +108,10 @@ def _no_health_route() -> Route:
 
 
 def observability_routes(
-    answers: CostAnswers | None = None, health: HealthReporter | None = None
+    answers: CostAnswers | None = None,
+    health: HealthReporter | None = None,
+    *,
+    dashboard: bool = True,
 ) -> list[BaseRoute]:
     """The API's routes, to add to an existing Starlette or FastAPI app::
 
@@ -123,6 +127,10 @@ def observability_routes(
       health); without a reporter, 503 ``unknown``.
     - ``GET /api/observability/livez``: ``{"status": "alive"}``, for probes (open even
       when a token is required).
+    - ``GET /`` and ``GET /dashboard`` (unless ``dashboard=False``): the dashboard page,
+      which draws these answers; its files under ``/api/observability/assets/``
+      (docs/dashboard.md). Routes are matched in order, so your own ``/`` added before
+      these keeps winning.
 
     A bad parameter gets HTTP 400 ``{"error": "bad_parameter", "parameter": ..., "message":
     ...}``; no source able to answer, 503. See docs/api.md.
@@ -133,6 +141,8 @@ def observability_routes(
         routes.append(_answer_route(LATENCY_ENDPOINT, "otel_gemini_latency", answers, _latency))
     routes.append(health_route(health) if health is not None else _no_health_route())
     routes.append(liveness_endpoint())
+    if dashboard:
+        routes.extend(dashboard_routes())
     return routes
 
 
@@ -142,9 +152,11 @@ def observability_app(
     *,
     auth: TokenFile | str | os.PathLike[str] | None = None,
 ) -> Starlette:
-    """The API as an ASGI app: serve it with uvicorn, or mount it into your app
-    (``app.mount("/", observability_app(...))``; its paths start with
-    ``/api/observability/``). See :func:`observability_routes`.
+    """The API and its dashboard page as an ASGI app: serve it with uvicorn, or mount
+    it into your app (``app.mount("/obs", observability_app(...))``: the page is then
+    ``/obs/``; mounted at ``/``, it answers ``/`` and ``/dashboard`` unless your app matched
+    them first, and its other paths start with ``/api/observability/``). See
+    :func:`observability_routes`.
 
     ``auth``: a token file (or its :class:`~otel_gemini.server.TokenFile`); every request
     but ``GET /api/observability/livez`` then needs ``Authorization: Bearer <token>`` and
