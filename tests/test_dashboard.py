@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
-from cost_workload import Call, record
+from cost_workload import CALLS, WINDOW, Call, record
 from polling import wait_until
 from starlette.testclient import TestClient
 
@@ -358,7 +358,9 @@ def test_the_langfuse_source_shows_the_same_figures(
 @pytest.fixture(scope="module")
 def app_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     path = tmp_path_factory.mktemp("dashboard-app") / "costs.sqlite3"
-    CostStore(path, retention_days=0).shutdown(1000)
+    store = CostStore(path, retention_days=0)
+    record(CALLS, store)
+    store.shutdown(10_000)
     with TestClient(observability_app(CostAnswers(LocalCostSource(path)))) as client:
         yield client
 
@@ -411,3 +413,22 @@ def test_the_page_is_behind_the_same_token_as_the_api(tmp_path: Path) -> None:
         assert client.get("/api/observability/assets/x.js").status_code == 401
         page = client.get("/", headers={"Authorization": "Bearer s3cret-token-for-the-page"})
         assert page.status_code == 200
+
+
+def test_top_keeps_the_costliest_groups_and_the_whole_total(app_client: TestClient) -> None:
+    every = app_client.get("/api/observability/costs", params={"group_by": "user", **WINDOW})
+    top = app_client.get(
+        "/api/observability/costs", params={"group_by": "user", "top": "2", **WINDOW}
+    )
+    assert every.status_code == top.status_code == 200
+    groups = every.json()["groups"]
+    ranked = sorted(groups, key=lambda group: -Decimal(group["cost"]))
+    assert len(groups) > 2
+    assert top.json()["groups"] == ranked[:2]
+    assert (top.json()["top"], top.json()["group_count"]) == (2, len(groups))
+    assert top.json()["total"] == every.json()["total"]
+    for bad in ("0", "1001", "ten", "-1", "2.5"):
+        answer = app_client.get("/api/observability/costs", params={"top": bad})
+        assert answer.status_code == 400
+        assert answer.json()["parameter"] == "top"
+    assert app_client.get("/api/observability/latency", params={"top": "2"}).status_code == 400

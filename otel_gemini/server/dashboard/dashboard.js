@@ -536,30 +536,52 @@
 
   // --- the page -------------------------------------------------------------------------
 
+  /** Every question the page asks, sent at once: name -> promise of the answer. */
+  function askAll(filters) {
+    const common = {};
+    for (const name of API_FILTERS) if (filters[name]) common[name] = filters[name];
+    const costs = (extra) => ask("costs", Object.assign(extra, common));
+    const latency = (extra) => ask("latency", Object.assign(extra, common));
+    return {
+      byModel: costs({ group_by: "model" }),
+      byDay: costs({ group_by: "day," + filters.group }),
+      users: costs({ group_by: "user", top: String(TOP) }),
+      sessions: costs({ group_by: "session", top: String(TOP) }),
+      latencyByModel: latency({ group_by: "model" }),
+      latencyByDay: latency({ group_by: "day,model" }),
+      health: ask("health"),
+      budgets: ask("budgets"),
+    };
+  }
+
+  /** Resolves once the document is parsed and every deferred script (plotly.js) has run. */
+  function documentParsed() {
+    return new Promise((resolve) => {
+      if (document.readyState === "complete" || window.Plotly) {
+        resolve();
+        return;
+      }
+      document.addEventListener("DOMContentLoaded", () => resolve(), { once: true });
+      window.addEventListener("load", () => resolve(), { once: true });
+    });
+  }
+
   async function main() {
     const filters = readFilters();
+    // The questions go out at once; plotly.js (a deferred script after this one) is parsed
+    // while they are answered, and the page is drawn once both are there.
+    const asked = askAll(filters);
+    await documentParsed();
     setUpForm(filters);
     if (!window.Plotly) {
       notice("Charts need plotly.js, from the plotly package: pip install 'otel-gemini[server]'. " +
         "The tables below show every figure.");
       for (const details of document.querySelectorAll("main details")) details.open = true;
     }
-    const common = {};
-    for (const name of API_FILTERS) if (filters[name]) common[name] = filters[name];
-    const group = filters.group;
-    const asked = {
-      byModel: ask("costs", Object.assign({ group_by: "model" }, common)),
-      byDay: ask("costs", Object.assign({ group_by: "day," + group }, common)),
-      users: ask("costs", Object.assign({ group_by: "user" }, common)),
-      sessions: ask("costs", Object.assign({ group_by: "session" }, common)),
-      latencyByModel: ask("latency", Object.assign({ group_by: "model" }, common)),
-      latencyByDay: ask("latency", Object.assign({ group_by: "day,model" }, common)),
-      health: ask("health"),
-      budgets: ask("budgets"),
-    };
     const answers = {};
     for (const [name, promise] of Object.entries(asked)) answers[name] = await promise;
     const apiDone = performance.now();
+    const group = filters.group;
 
     const panels = [
       ["byModel", "panel-by-model", "costs by model", (r) => { renderTotals(r); renderByModel(r); }],
@@ -571,10 +593,12 @@
     ];
     for (const [name, panelId, what, render] of panels) {
       const answer = answers[name];
+      const started = performance.now();
       try {
         if (!answer.ok || !answer.body) throw new Error(failureText(what, answer));
         noteAnswer(what, answer.body);
         render(answer.body);
+        performance.measure("render " + name, { start: started });
       } catch (error) {
         const text = error instanceof Error ? error.message : String(error);
         notice(text, "error");
@@ -602,16 +626,8 @@
     document.body.dataset.state = "ready";
   }
 
-  function start() {
-    main().catch((error) => {
-      notice("The dashboard failed: " + String(error), "error");
-      document.body.dataset.state = "failed";
-    });
-  }
-
-  if (document.readyState === "loading") {
-    document.addEventListener("DOMContentLoaded", start);
-  } else {
-    start();
-  }
+  main().catch((error) => {
+    notice("The dashboard failed: " + String(error), "error");
+    document.body.dataset.state = "failed";
+  });
 })();
