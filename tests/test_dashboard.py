@@ -352,6 +352,91 @@ def test_the_langfuse_source_shows_the_same_figures(
     browser.save_screenshot(str(artifacts / "dashboard-langfuse.png"))
 
 
+@pytest.mark.browser
+def test_a_bad_filter_shows_the_apis_message_in_the_page(browser: Any, served: Served) -> None:
+    open_page(browser, f"{served.url}/?tz=Mars/Base")
+    refused = served.api.get("/api/observability/costs", params={"tz": "Mars/Base"}).json()
+    assert refused["parameter"] == "tz"
+    assert f"HTTP 400 (tz): {refused['message']}" in text(browser, "notices")
+    assert refused["message"] in text(browser, "table-by-model")
+    assert text(browser, "total-cost") == "—"  # not $0
+
+
+def _canned_answers_app() -> Any:
+    """The page's questions answered with fixed documents: a window with spans dropped by
+    the store, a degraded pipeline, and a budgets endpoint with rules (issue 19's)."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from otel_gemini.server._dashboard import dashboard_routes
+
+    head = {"source": "local", "requested_source": "local", "stale": False, "dropped": 3}
+    window = {"from": "2026-12-01T00:00:00Z", "to": "2026-12-02T00:00:00Z", "tz": "UTC"}
+    totals = {
+        "cost": "0.5",
+        "input_cost": "0.2",
+        "output_cost": "0.3",
+        "input_tokens": 1000,
+        "output_tokens": 100,
+        "total_tokens": 1100,
+        "requests": 2,
+        "unpriced_requests": 0,
+        "errors": 0,
+    }
+
+    async def costs(request: Request) -> JSONResponse:
+        groups = (
+            [{"model": "gemini-2.5-pro", **totals}]
+            if request.query_params.get("group_by") == "model"
+            else []
+        )
+        return JSONResponse({**head, **window, "groups": groups, "total": totals})
+
+    async def latency(request: Request) -> JSONResponse:
+        return JSONResponse({**head, **window, "groups": []})
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "degraded", "reasons": ["<b>Langfuse</b> is slow"]})
+
+    async def budgets(request: Request) -> JSONResponse:
+        rules = [
+            {"name": "monthly <i>team</i>", "limit": "100", "spent": "85", "utilization": 0.85}
+        ]
+        return JSONResponse({"rules": rules})
+
+    routes = [
+        Route("/api/observability/costs", costs),
+        Route("/api/observability/latency", latency),
+        Route("/api/observability/health", health),
+        Route("/api/observability/budgets", budgets),
+    ]
+    return Starlette(routes=[*routes, *dashboard_routes()])
+
+
+@pytest.mark.browser
+def test_dropped_spans_budgets_and_health_reasons_are_shown(browser: Any) -> None:
+    from otel_gemini.testing._uvicorn_thread import UvicornThread
+
+    server = UvicornThread(_canned_answers_app(), name="canned-answers")
+    server.start()
+    try:
+        open_page(browser, f"http://127.0.0.1:{server.port}/")
+        assert text(browser, "dropped-mark") == "⚠ 3 dropped"
+        assert "⚠ 3 spans were dropped by the cost store in this window" in text(browser, "notices")
+        assert text(browser, "total-cost") == "$0.5"
+        assert browser.find_element("id", "panel-budgets").get_attribute("hidden") is None
+        assert rows(browser, "table-budgets")[0][:2] == ["monthly <i>team</i>", "85.0 %"]
+        assert text(browser, "health-status") == "degraded"
+        assert text(browser, "health-reasons") == "<b>Langfuse</b> is slow"
+        assert (
+            browser.execute_script("return document.querySelectorAll('main b, main i').length") == 0
+        )
+    finally:
+        server.stop()
+
+
 # --- without a browser: what the page and its files are served with --------------------------
 
 
