@@ -517,3 +517,31 @@ def test_top_keeps_the_costliest_groups_and_the_whole_total(app_client: TestClie
         assert answer.status_code == 400
         assert answer.json()["parameter"] == "top"
     assert app_client.get("/api/observability/latency", params={"top": "2"}).status_code == 400
+
+
+def test_serve_open_opens_the_page_in_the_users_browser(tmp_path: Path) -> None:
+    db = tmp_path / "costs.sqlite3"
+    CostStore(db, retention_days=0).shutdown(1000)
+    opened = tmp_path / "opened.txt"
+    recorder = tmp_path / "browser.py"
+    recorder.write_text(
+        f"import sys, pathlib; pathlib.Path({str(opened)!r}).write_text(sys.argv[1])\n"
+    )
+    serve = subprocess.Popen(
+        [*SERVE, "--db", str(db), "--port", "0", "--no-export", "--open"],
+        # webbrowser runs $BROWSER with the URL in place of %s
+        env=_environment(tmp_path, BROWSER=f"{sys.executable} {recorder} %s"),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert serve.stderr is not None
+        banner = serve.stderr.readline()
+        found = re.search(r"dashboard (http://127\.0\.0\.1:\d+/)", banner)
+        assert found, banner
+        wait_until(lambda: opened.exists() and opened.read_text() != "", what="the browser")
+        assert opened.read_text() == found.group(1)
+        assert httpx.get(found.group(1), timeout=10).status_code == 200
+    finally:
+        serve.terminate()
+        serve.wait(timeout=30)
