@@ -545,3 +545,26 @@ def test_serve_open_opens_the_page_in_the_users_browser(tmp_path: Path) -> None:
     finally:
         serve.terminate()
         serve.wait(timeout=30)
+
+
+def test_the_page_works_under_a_mount_prefix(tmp_path: Path) -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    path = tmp_path / "costs.sqlite3"
+    CostStore(path, retention_days=0).shutdown(1000)
+    host = Starlette(
+        routes=[Mount("/observability", observability_app(CostAnswers(LocalCostSource(path))))]
+    )
+    with TestClient(host) as client:
+        bare = client.get("/observability", follow_redirects=False)
+        assert (bare.status_code, bare.headers.get("location")) == (
+            307,
+            "http://testserver/observability/",
+        )
+        page = client.get("/observability/")
+        assert page.status_code == 200
+        # Relative URLs: the page's files and questions resolve under the prefix.
+        for name in re.findall(r'(?:src|href)="(api/observability/assets/[^"]+)"', page.text):
+            assert client.get(f"/observability/{name}").status_code == 200
+        assert client.get("/observability/api/observability/costs").status_code == 200
