@@ -13,7 +13,8 @@ prints the median of what the page itself records (``document.body.dataset``):
   parallel);
 - ``page``: the rest, ``ready - api``: HTML and CSS before the first question, and drawing
   the tables and charts after the last answer (plotly.js is parsed while the questions are
-  answered).
+  answered);
+- ``draw``: of which drawing, from the last answer to every panel drawn.
 
 It also times the same 8 answers over plain HTTP, one after another (``http``), which is
 the answers API's own cost, whatever the page does.
@@ -162,7 +163,7 @@ def page_load(session: Any, url: str) -> dict[str, float]:
         raise SystemExit("the page failed to draw")
     data = session.execute_script("return Object.assign({}, document.body.dataset)")
     ready, api = float(data["readyMs"]), float(data["apiMs"])
-    return {"ready": ready, "api": api, "page": ready - api}
+    return {"ready": ready, "api": api, "page": ready - api, "draw": float(data["renderMs"])}
 
 
 def http_answers(url: str) -> float:
@@ -208,7 +209,7 @@ def main() -> None:
                 print(f"built a {rows:,}-row store in {time.perf_counter() - started:.1f} s")
             print(f"median of {rounds} page loads (cache warm), milliseconds")
             print(
-                f"{'rows':>10} {'ready':>8} {'api':>8} {'page':>8} {'http':>8} "
+                f"{'rows':>10} {'ready':>8} {'api':>8} {'page':>8} {'draw':>8} {'http':>8} "
                 f"{'ready/base':>10} {'page/base':>10}"
             )
             baseline = measure(session, stores[BASELINE_ROWS], rounds)
@@ -216,7 +217,7 @@ def main() -> None:
                 figures = baseline if rows == BASELINE_ROWS else measure(session, path, rounds)
                 print(
                     f"{rows:>10,} {figures['ready']:>8.0f} {figures['api']:>8.0f} "
-                    f"{figures['page']:>8.0f} {figures['http']:>8.0f} "
+                    f"{figures['page']:>8.0f} {figures['draw']:>8.0f} {figures['http']:>8.0f} "
                     f"{figures['ready'] / baseline['ready']:>9.2f}x "
                     f"{figures['page'] / baseline['page']:>9.2f}x"
                 )
