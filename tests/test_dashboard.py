@@ -568,3 +568,16 @@ def test_the_page_works_under_a_mount_prefix(tmp_path: Path) -> None:
         for name in re.findall(r'(?:src|href)="(api/observability/assets/[^"]+)"', page.text):
             assert client.get(f"/observability/{name}").status_code == 200
         assert client.get("/observability/api/observability/costs").status_code == 200
+
+
+def test_without_plotly_the_page_loads_no_chart_script(monkeypatch: pytest.MonkeyPatch) -> None:
+    from otel_gemini.server import _dashboard
+
+    monkeypatch.setattr(_dashboard, "plotly_js", lambda: None)
+    dashboard = _dashboard.Dashboard()
+    page = dashboard.page.decode()
+    assert "plotly" not in re.sub(r"<!--.*?-->", "", page, flags=re.S).lower()
+    assert sorted(Path(name).suffix for name in dashboard.assets) == [".css", ".js"]
+    # dashboard.js then says so and opens every table (it draws with window.Plotly only).
+    script = (Path(_dashboard.__file__).parent / "dashboard" / "dashboard.js").read_text()
+    assert "Charts need plotly.js, from the plotly package" in script
