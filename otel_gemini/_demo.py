@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
@@ -82,9 +83,9 @@ def run(args: argparse.Namespace) -> int:
         telemetry.force_flush(timeout=10.0)
         _report(telemetry, langfuse)
         if args.db:
-            print(
-                f"\nThe cost store is kept at {args.db}: otel-gemini costs --db {args.db} --by user"
-            )
+            db = shlex.quote(args.db)
+            print(f"\nThe cost store is kept at {args.db}: otel-gemini costs --db {db} --by user")
+            print(f"Open its dashboard: otel-gemini serve --db {db} --open")
         return 1 if failures else 0
     return 0  # pragma: no cover - the with block returns
 
