@@ -193,7 +193,7 @@ def _costs(
     if isinstance(cost, (int, float)) and not isinstance(cost, bool) and math.isfinite(cost):
         total = femto_from_text(repr(float(cost)))
         if total is not None:
-            return total, None, None, '{"total":%s}' % femto_text(total)
+            return total, None, None, f'{{"total":{femto_text(total)}}}'
     return None, None, None, None
 
 
@@ -295,6 +295,7 @@ def record_row(record: SpanRecord) -> GenerationRow | None:
         cost_details = None
     if cost_femto is None and status == attrs.COST_STATUS_NO_USAGE:
         cost_femto = input_cost = output_cost = 0  # nothing billable: a true $0
+    usage_details: str | None
     if figures is not None and figures.usage_details is not None:
         input_tokens, output_tokens = figures.input_tokens, figures.output_tokens
         total_tokens, usage_details = figures.total_tokens, figures.usage_details

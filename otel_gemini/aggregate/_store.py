@@ -18,7 +18,6 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from otel_gemini import _attributes as attrs
-
 from otel_gemini import _background
 from otel_gemini._background import BatchWorker, LoopStatus
 from otel_gemini._suppress import untraced
@@ -288,10 +287,7 @@ class CostStore(SpanProcessor):
                 self._drop_locked(DROP_SHUTDOWN, 1, record[2])
                 return
             queue = self._queue
-            if (
-                len(queue) >= self._max_queue
-                or self._queue_bytes + size > self._max_queue_bytes
-            ):
+            if len(queue) >= self._max_queue or self._queue_bytes + size > self._max_queue_bytes:
                 self._drop_locked(DROP_QUEUE_FULL, 1, record[2])
                 return
             queue.append(record)

@@ -10,4 +10,10 @@ from otel_gemini.processing._priced_span import (
     unread_attributes,
 )
 
-__all__ = ["CostSpanProcessor", "PricedFigures", "priced_figures", "raw_attributes", "unread_attributes"]
+__all__ = [
+    "CostSpanProcessor",
+    "PricedFigures",
+    "priced_figures",
+    "raw_attributes",
+    "unread_attributes",
+]

@@ -43,9 +43,7 @@ class SpanPricer:
         self._inconsistent = 0
         self._implausible = 0
 
-    def price_attributes(
-        self, attributes: dict[str, Any], start_ns: int
-    ) -> PricedFigures | None:
+    def price_attributes(self, attributes: dict[str, Any], start_ns: int) -> PricedFigures | None:
         """Add ``gen_ai.usage.cost``, the Langfuse details and our status to ``attributes``
         and return the figures behind them (``None`` if pricing failed: no cost added).
 
