@@ -358,3 +358,56 @@ def test_the_gateway_command_writes_the_store_for_the_node_app_at_full_rate(
         "node-user",
         0,
     )
+
+
+def test_serves_health_shows_the_drops_another_process_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import argparse
+
+    from starlette.testclient import TestClient
+
+    from otel_gemini.health import HEALTH_ENDPOINT
+    from otel_gemini.server import _command as serve_command
+
+    db = tmp_path / "costs.sqlite3"
+    # The writing process: its queue holds one span; the second is dropped and recorded.
+    writer = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[2]); import test_cost_store_scale as t;"
+            "t.write_with_one_drop(sys.argv[1])",
+            str(db),
+            str(Path(__file__).parent),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert writer.returncode == 0, writer.stderr
+    with FakeLangfuse() as langfuse:
+        for name, value in langfuse.environment().items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("OTEL_GEMINI_SPOOL_DIR", str(tmp_path / "spool"))
+        args = argparse.Namespace(db=str(db), source=None, no_export=False)
+        app, answers, exporter = serve_command.build(args)
+        try:
+            with TestClient(app) as client:
+                report = client.get(HEALTH_ENDPOINT).json()
+        finally:
+            answers.close()
+            if exporter is not None:
+                exporter.shutdown(5000)
+    assert report["status"] == "degraded"
+    assert report["cost_store"]["dropped_last_24h"] == {"queue_full": 1}
+    assert any("1 generation(s) dropped in the last 24 h" in r for r in report["reasons"])
+
+
+def write_with_one_drop(db: str) -> None:
+    """(Run in another process by the test above.)"""
+    store = CostStore(db, retention_days=0, max_queue_bytes=RECORD_BYTES, batch_delay=60)
+    tracer = _tracer(CostSpanProcessor(store))
+    _span(tracer, FLASH)
+    _span(tracer, FLASH, T0 + 1)
+    store.shutdown(5000)
