@@ -411,3 +411,46 @@ def write_with_one_drop(db: str) -> None:
     _span(tracer, FLASH)
     _span(tracer, FLASH, T0 + 1)
     store.shutdown(5000)
+
+
+def test_a_queued_span_holds_no_more_than_record_bytes(tmp_path: Path) -> None:
+    import gc
+    import tracemalloc
+
+    count = 1000  # below the 1,024 queued spans that wake the writer at once
+    store = CostStore(tmp_path / "c.sqlite3", retention_days=0, batch_delay=60)
+    tracer = _tracer(TraceAttributesSpanProcessor(), CostSpanProcessor(store))
+
+    def generation(index: int) -> None:
+        # The attributes our instrumentation puts on a generate_content span, with the
+        # values that differ from call to call made distinct.
+        with trace_attributes(user_id=f"user-{index}", session_id=f"s-{index}", tags=["b"]):
+            _span(
+                tracer,
+                {
+                    **FLASH,
+                    attrs.SERVER_ADDRESS: "generativelanguage.googleapis.com",
+                    attrs.SERVER_PORT: 443,
+                    attrs.GEN_AI_RESPONSE_ID: f"response-{index:08d}",
+                    attrs.GEN_AI_RESPONSE_MODEL: "gemini-2.5-flash",
+                    attrs.GEN_AI_RESPONSE_FINISH_REASONS: ("stop",),
+                    attrs.usage_input_tokens_by_modality("text"): 1000,
+                    attrs.usage_output_tokens_by_modality("text"): 200,
+                },
+                T0 + index,
+            )
+
+    try:
+        generation(-1)  # warm-up: caches, the provider's first span
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        for index in range(count):
+            generation(index)
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+        assert store.stats()["queued"] == count + 1
+        assert held / count <= RECORD_BYTES, f"{held / count:.0f} bytes a queued span"
+    finally:
+        store.shutdown(10_000)
