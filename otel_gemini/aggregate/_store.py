@@ -64,6 +64,7 @@ _CONTENT_KEYS: Final = (
     attrs.GEN_AI_SYSTEM_INSTRUCTIONS,
     attrs.GEN_AI_TOOL_DEFINITIONS,
 )
+_CONTENT_KEY_SET: Final = frozenset(_CONTENT_KEYS)
 DEFAULT_BATCH_DELAY: Final = 0.2
 _DROP_LOG_INTERVAL: Final = 60.0
 _RETENTION_INTERVAL: Final = 3600.0
@@ -278,10 +279,11 @@ class CostStore(SpanProcessor):
             return
         size = RECORD_BYTES
         attributes = raw_attributes(span)  # never prices here
-        for key in _CONTENT_KEYS:
-            content = attributes.get(key)
-            if type(content) is str:
-                size += len(content)
+        if not _CONTENT_KEY_SET.isdisjoint(attributes):  # captured content: counted too
+            for key in _CONTENT_KEYS:
+                content = attributes.get(key)
+                if type(content) is str:
+                    size += len(content)
         with self._lock:
             if self._closed:
                 self._drop_locked(DROP_SHUTDOWN, 1, record[2])
