@@ -122,12 +122,17 @@ class CostStore(SpanProcessor):
     Spans that are not generations (agent, tool, HTTP spans…) are skipped. Writing the
     same span twice keeps one row (the key is the trace and span id).
 
-    ``on_end`` only appends the span to a bounded in-memory queue: the background writer
-    thread reads its attributes (so a deferred price is worked out there, not on the
-    application thread) and writes batches in one transaction. The database is in WAL
-    mode, so queries from other threads and processes never block the writer. A full
-    queue drops the span, counts it by reason (:meth:`stats`) and logs (at most once a
-    minute). Rows older than ``retention_days`` are deleted hourly (``0``: keep
+    ``on_end`` only appends a small record of the span (ids, times, its attribute mapping,
+    its resource; not the span) to a queue bounded in bytes (``max_queue_bytes``:
+    :data:`RECORD_BYTES` a span plus its captured content) and in spans (``max_queue``):
+    the background writer thread builds the rows (so a deferred price is worked out there,
+    not on the application thread; the cost processor's figures are taken as computed) and
+    writes batches in one transaction. The database is in WAL mode, so queries from other
+    threads and processes never block the writer. A full queue drops the span, counts it by
+    reason (:meth:`stats`), records it in the file by hour and reason (every local answer
+    over that hour says ``dropped``) and logs (at most once a minute), saying whether
+    ``exported_to`` (``"Langfuse"``: ``configure()`` sets it when export is on) still has
+    it or it is lost. Rows older than ``retention_days`` are deleted hourly (``0``: keep
     everything).
 
     Many processes on one host may share one file (prefork servers, pools): each write is
@@ -277,23 +282,26 @@ class CostStore(SpanProcessor):
         record = span_record(span)
         if record is None:
             return
-        size = RECORD_BYTES
+        record_bytes = RECORD_BYTES
         attributes = raw_attributes(span)  # never prices here
         if not _CONTENT_KEY_SET.isdisjoint(attributes):  # captured content: counted too
             for key in _CONTENT_KEYS:
                 content = attributes.get(key)
                 if type(content) is str:
-                    size += len(content)
+                    record_bytes += len(content)
         with self._lock:
             if self._closed:
                 self._drop_locked(DROP_SHUTDOWN, 1, record[2])
                 return
             queue = self._queue
-            if len(queue) >= self._max_queue or self._queue_bytes + size > self._max_queue_bytes:
+            if (
+                len(queue) >= self._max_queue
+                or self._queue_bytes + record_bytes > self._max_queue_bytes
+            ):
                 self._drop_locked(DROP_QUEUE_FULL, 1, record[2])
                 return
             queue.append(record)
-            self._queue_bytes += size
+            self._queue_bytes += record_bytes
             self._offered += 1
             size = len(queue)
             if not self._started:  # a forked child's first span
