@@ -454,3 +454,25 @@ def test_a_queued_span_holds_no_more_than_record_bytes(tmp_path: Path) -> None:
         assert held / count <= RECORD_BYTES, f"{held / count:.0f} bytes a queued span"
     finally:
         store.shutdown(10_000)
+
+
+def test_retention_deletes_old_drops_with_old_rows(tmp_path: Path) -> None:
+    store = CostStore(
+        tmp_path / "c.sqlite3", retention_days=1, max_queue_bytes=RECORD_BYTES, batch_delay=60
+    )
+    tracer = _tracer(CostSpanProcessor(store))
+    old = T0 - 3 * 86_400 * 10**9
+    try:
+        _span(tracer, FLASH, old)
+        _span(tracer, FLASH, old + 1)  # dropped: the queue holds one
+        _span(tracer, FLASH)  # dropped too, this hour
+        assert store.force_flush(10_000)
+        assert store.apply_retention(NOW_NS / 1e9) == 1
+        connection = sqlite3.connect(store.path)
+        try:
+            drops = connection.execute("SELECT hour_ns, reason, count FROM dropped_generations")
+            assert drops.fetchall() == [(HOUR, "queue_full", 1)]
+        finally:
+            connection.close()
+    finally:
+        store.shutdown(5000)

@@ -372,18 +372,23 @@ class CostStore(SpanProcessor):
     @untraced  # the app may call it too: our DELETE is no span of the app's
     def apply_retention(self, now: float | None = None) -> int:
         """Deletes rows that started more than ``retention_days`` before ``now`` (Unix
-        seconds; default: the clock) and returns how many. The writer does this hourly."""
+        seconds; default: the clock) and returns how many; the drops recorded for hours
+        that ended before then go too. The writer does this hourly."""
         if self.retention_days is None:
             return 0
         moment = self._clock() if now is None else now
         cutoff_ns = int(moment * 1e9) - int(self.retention_days * _NS_PER_DAY)
-        deleted = self._transaction(
-            lambda connection: (
-                connection.execute(
-                    "DELETE FROM generations WHERE start_ns < ?", (cutoff_ns,)
-                ).rowcount
+
+        def delete(connection: sqlite3.Connection) -> int:
+            connection.execute(
+                "DELETE FROM dropped_generations WHERE hour_ns < ?", (cutoff_ns - HOUR_NS,)
             )
-        )
+            rows: int = connection.execute(
+                "DELETE FROM generations WHERE start_ns < ?", (cutoff_ns,)
+            ).rowcount
+            return rows
+
+        deleted = self._transaction(delete)
         with self._lock:
             self._deleted += deleted
         return deleted
