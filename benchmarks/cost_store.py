@@ -33,6 +33,7 @@ from otel_gemini import CostSpanProcessor, PriceTable
 from otel_gemini.aggregate import CostStore
 from otel_gemini.aggregate._rows import generation_row
 from otel_gemini.aggregate._schema import UPSERT, open_for_writing
+from otel_gemini.aggregate._store import RECORD_BYTES
 
 
 def _best_us(run_round: Callable[[], float], rounds: int) -> float:
@@ -88,7 +89,12 @@ def _store_rows_per_second(
     """Rows/s through a CostStore; ``priced_before``: the spans' prices were worked out
     already (by an exporter reading them first), so the writer only builds and writes rows."""
     name = f"throughput-{time.monotonic_ns()}.sqlite3"
-    store = CostStore(directory / name, retention_days=0, max_queue=len(spans))
+    store = CostStore(
+        directory / name,
+        retention_days=0,
+        max_queue=len(spans),
+        max_queue_bytes=len(spans) * RECORD_BYTES,
+    )
     if priced_before:
         hand_off: Callable[[ReadableSpan], None] = store.on_end
         spans = _priced(spans, prices)
@@ -132,7 +138,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as name:
         directory = Path(name)
         store = CostStore(
-            directory / "app.sqlite3", retention_days=0, max_queue=count * (rounds + 2)
+            directory / "app.sqlite3",
+            retention_days=0,
+            max_queue=count * (rounds + 2),
+            max_queue_bytes=count * (rounds + 2) * RECORD_BYTES,
         )
         keep_chain = CostSpanProcessor(KeepLast(), prices)
         store_chain = CostSpanProcessor(store, prices)

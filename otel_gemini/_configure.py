@@ -277,7 +277,10 @@ def _build(
                 "or pass langfuse=True"
             )
         if cost_store is not False:
-            store = CostStore(default_cost_db(environ) if cost_store is True else cost_store)
+            store = CostStore(
+                default_cost_db(environ) if cost_store is True else cost_store,
+                exported_to="Langfuse" if exporter is not None else None,
+            )
     except BaseException:
         if exporter is not None:
             exporter.shutdown(0)

@@ -120,7 +120,7 @@ def test_a_priced_generation_becomes_one_exact_row(pipeline: Pipeline) -> None:
         "output_reasoning": 200,
         "total": 1500,
     }
-    assert json.loads(row["cost_details"]) == {
+    assert json.loads(row["cost_details"], parse_float=str) == {
         "input": "0.00012",
         "input_audio": "0.0003",
         "input_cached": "0.000006",
@@ -230,7 +230,9 @@ def test_a_full_queue_drops_and_counts(tmp_path: Path, caplog: pytest.LogCapture
             pipeline.span(generation(**VOICE_USAGE), start_ns=T0 + index)
         assert store.stats()["dropped"]["queue_full"] == 2
         assert len(pipeline.rows()) == 3
-        assert "dropped 2 span(s)" in caplog.text
+        assert "dropped 2 generation(s) so far (by reason: queue_full=2)" in caplog.text
+        # No Langfuse export here: the log says they are gone, not where they still are.
+        assert "they are lost" in caplog.text and "Langfuse" not in caplog.text
     finally:
         store.shutdown(5000)
     pipeline.span(generation(**VOICE_USAGE))
@@ -310,7 +312,7 @@ def test_rows_read_from_the_langfuse_cost_attribute_alone(pipeline: Pipeline) ->
     )
     rows = pipeline.rows()
     assert rows[-1]["cost_femto"] == 12_500_000_000_000
-    assert json.loads(rows[-1]["cost_details"]) == {"total": "0.0125"}
+    assert json.loads(rows[-1]["cost_details"], parse_float=str) == {"total": "0.0125"}
 
 
 # --- many processes on one store ---
@@ -453,14 +455,14 @@ def test_recent_queue_full_and_read_error_drops_degrade_health_for_10_minutes(
         now[0] += _store.RECENT_DROP_SECONDS + 1
         assert store.problems() == []  # no longer recent
 
-        real = _store.generation_row
+        real = _store.record_row
 
-        def unreadable(span: ReadableSpan) -> Any:
-            if (span.attributes or {}).get(attrs.USER_ID) == "bad":
+        def unreadable(record: Any) -> Any:
+            if record[5].get(attrs.USER_ID) == "bad":
                 raise ValueError("cannot read it")
-            return real(span)
+            return real(record)
 
-        monkeypatch.setattr(_store, "generation_row", unreadable)
+        monkeypatch.setattr(_store, "record_row", unreadable)
         pipeline.span(generation(**VOICE_USAGE, **{attrs.USER_ID: "bad"}))
         assert store.force_flush(10_000)
         (read_error,) = store.problems()

@@ -7,6 +7,7 @@ and falls back to the local store when Langfuse cannot answer. See docs/api.md.
 """
 
 from otel_gemini.aggregate._answers import CostAnswers, SourceUnavailable
+from otel_gemini.aggregate._drops import store_drops
 from otel_gemini.aggregate._langfuse import LangfuseMetricsSource, LangfuseUnavailable
 from otel_gemini.aggregate._local import LocalCostSource
 from otel_gemini.aggregate._query import (
@@ -42,6 +43,7 @@ __all__ = [
     "default_cost_db",
     "parse_cost_query",
     "parse_latency_query",
+    "store_drops",
 ]
 
 # The internal interface other otel_gemini modules use (the HTTP API's parameters, the demo's

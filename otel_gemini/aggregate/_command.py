@@ -151,6 +151,17 @@ def print_costs(document: dict[str, Any]) -> None:
         rows = [["TOTAL", *rows[-1]]]
     print(_header(document))
     print(table(headers, rows, max(1, len(keys))))
+    _print_dropped(document)
+
+
+def _print_dropped(document: dict[str, Any]) -> None:
+    """The line under a table whose window had drops: its numbers are a lower bound."""
+    dropped = document.get("dropped")
+    if dropped:
+        print(
+            f"WARNING: the cost store dropped {dropped:,} generation(s) in this window "
+            "(see `otel-gemini health` and the log); the figures above miss them"
+        )
 
 
 def _ms(value: float | None) -> str:
@@ -187,3 +198,4 @@ def print_latency(document: dict[str, Any]) -> None:
         )
     print(_header(document))
     print(table(headers, rows, len(keys)))
+    _print_dropped(document)

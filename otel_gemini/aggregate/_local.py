@@ -12,6 +12,7 @@ from typing import Any, Final
 
 from otel_gemini._money import femto_decimal
 from otel_gemini._suppress import untraced
+from otel_gemini.aggregate._drops import dropped_between
 from otel_gemini.aggregate._money import joined, split_sum_sql
 from otel_gemini.aggregate._percentiles import PERCENTILES, interpolate
 from otel_gemini.aggregate._query import CostQuery, Filters, LatencyQuery, TimeWindow
@@ -112,7 +113,12 @@ class LocalCostSource:
         width = len(sql.keys)
         groups: list[CostGroup] = []
         with self._connection() as connection:
-            rows = self._run(connection, statement, sql.parameters)
+            connection.execute("BEGIN")  # one snapshot for the rows and the drops (WAL)
+            try:
+                rows = self._run(connection, statement, sql.parameters)
+                dropped = self._dropped(connection, query.window)
+            finally:
+                connection.execute("COMMIT")
         for row in rows:
             key = dict(zip(query.group_by, row[:width], strict=True))
             values = row[width:]
@@ -142,7 +148,7 @@ class LocalCostSource:
                     errors=int(values[14] or 0),
                 )
             )
-        return CostReport(query, origin or Origin(LOCAL, LOCAL), tuple(groups))
+        return CostReport(query, origin or Origin(LOCAL, LOCAL), tuple(groups), dropped)
 
     @untraced
     def latency(self, query: LatencyQuery, origin: Origin | None = None) -> LatencyReport:
@@ -159,6 +165,7 @@ class LocalCostSource:
                 rows = self._run(connection, summary, sql.parameters)
                 latency = self._ranked(connection, sql, "latency_ms")
                 ttft = self._ranked(connection, sql, "ttft_ms")
+                dropped = self._dropped(connection, query.window)
             finally:
                 connection.execute("COMMIT")
         groups: list[LatencyGroup] = []
@@ -176,7 +183,15 @@ class LocalCostSource:
                     time_to_first_token_ms=_percentiles(ttft.get(key_values), values[5], values[6]),
                 )
             )
-        return LatencyReport(query, origin or Origin(LOCAL, LOCAL), tuple(groups))
+        return LatencyReport(query, origin or Origin(LOCAL, LOCAL), tuple(groups), dropped)
+
+    def _dropped(self, connection: sqlite3.Connection, window: TimeWindow) -> int:
+        try:
+            return dropped_between(connection, window.start_ns, window.end_ns)
+        except sqlite3.Error as error:
+            raise CostStoreError(
+                f"cannot query the cost store {str(self.path)!r}: {error}"
+            ) from error
 
     def _ranked(
         self, connection: sqlite3.Connection, sql: _Sql, column: str

@@ -114,6 +114,9 @@ class CostReport:
     query: CostQuery
     origin: Origin
     groups: tuple[CostGroup, ...]
+    dropped: int | None = None
+    """Generations the local store dropped in the window (their cost is missing from these
+    numbers: a lower bound then); ``None`` from a source that cannot tell (Langfuse)."""
     total: CostGroup = field(init=False)
 
     def __post_init__(self) -> None:
@@ -124,6 +127,7 @@ class CostReport:
         document["currency"] = "USD"
         document["groups"] = [group.to_dict() for group in self.groups]
         document["total"] = self.total.to_dict()
+        _add_dropped(document, self.dropped)
         return document
 
 
@@ -190,12 +194,20 @@ class LatencyReport:
     query: LatencyQuery
     origin: Origin
     groups: tuple[LatencyGroup, ...]
+    dropped: int | None = None
+    """As :attr:`CostReport.dropped`: these generations are missing from the figures."""
 
     def to_dict(self) -> dict[str, Any]:
         document = _report_head(self.origin, self.query)
         document["percentile_method"] = PERCENTILE_METHOD
         document["groups"] = [group.to_dict() for group in self.groups]
+        _add_dropped(document, self.dropped)
         return document
+
+
+def _add_dropped(document: dict[str, Any], dropped: int | None) -> None:
+    if dropped is not None:
+        document["dropped"] = dropped
 
 
 def _report_head(origin: Origin, query: CostQuery | LatencyQuery) -> dict[str, Any]:

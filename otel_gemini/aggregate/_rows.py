@@ -1,7 +1,11 @@
 """A finished span → one cost-store row, or nothing if it is not a GenAI generation.
 
-Runs on the store's writer thread, never the application's: reading a priced span's
-attributes is what makes ``CostSpanProcessor`` work out its price.
+The application thread only takes a :data:`SpanRecord` (ids, times, the attribute mapping
+and the resource: no span); the row is built from it on the store's writer thread, where
+reading a priced span's attributes is what makes ``CostSpanProcessor`` work out its price.
+The cost processor's own figures (:func:`~otel_gemini.processing.priced_figures`) are taken
+as computed; a span priced elsewhere (the gateway's input, another pipeline) is read from
+its attributes.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final, NamedTuple
 
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
@@ -19,6 +24,7 @@ from otel_gemini import _attributes as attrs
 from otel_gemini._limits import cut
 from otel_gemini._money import femto_from_text, femto_text
 from otel_gemini._span_usage import MODEL_KEYS, PROVIDER_KEYS, first_text, is_billed
+from otel_gemini.processing import PricedFigures, priced_figures, unread_attributes
 
 # Operations that bill (Langfuse makes them generations or embeddings). A span carrying one
 # is stored even without usage, so that failed requests count in error rates.
@@ -59,7 +65,16 @@ COLUMNS: Final = (
     "ttft_ms",
     "is_error",
     "error_type",
+    "service_name",
+    "tags",
 )
+
+SpanRecord = tuple[int, int, int, int, bool, Mapping[str, Any], Resource | None]
+"""What the store keeps of a finished span until its writer builds the row: trace id, span
+id, start and end (ns), whether its status is ERROR, its attribute mapping (priced lazily)
+and its resource (shared by all spans of a provider)."""
+
+_SERVICE_NAME: Final = "service.name"
 
 
 class GenerationRow(NamedTuple):
@@ -93,6 +108,10 @@ class GenerationRow(NamedTuple):
     ttft_ms: float | None
     is_error: int
     error_type: str | None
+    service_name: str | None
+    """The resource's ``service.name``."""
+    tags: str | None
+    """JSON array of the span's trace tags (``trace_attributes(tags=...)``), sorted."""
 
 
 def _count(value: Any) -> int:
@@ -130,6 +149,11 @@ def _plain(attributes: Any) -> Mapping[str, Any]:
     # proxy, where every lookup costs three calls. (mappingproxy.copy copies the mapping.)
     if not attributes:
         return {}
+    resolved = getattr(attributes, "resolved", None)  # CostAttributes: its own priced dict
+    if resolved is not None:
+        mapping = resolved()
+        if isinstance(mapping, dict):
+            return mapping
     copy = getattr(attributes, "copy", None)
     plain = copy() if copy is not None else None
     return plain if isinstance(plain, dict) else dict(attributes)
@@ -149,9 +173,8 @@ def _costs(
     attributes: Mapping[str, Any],
 ) -> tuple[int | None, int | None, int | None, str | None]:
     # Number literals stay text (no float): each becomes femto-dollars by integer arithmetic.
-    details = _json_object(
-        attributes.get(attrs.LANGFUSE_COST_DETAILS), parse_float=str, parse_int=str
-    )
+    text = attributes.get(attrs.LANGFUSE_COST_DETAILS)
+    details = _json_object(text, parse_float=str, parse_int=str)
     if details is not None and "total" in details:
         femto: dict[str, int] = {}
         for key, value in details.items():
@@ -163,13 +186,13 @@ def _costs(
             # Langfuse's inputCost / outputCost: the buckets whose name has the word.
             input_cost = sum(amount for key, amount in femto.items() if "input" in key)
             output_cost = sum(amount for key, amount in femto.items() if "output" in key)
-            # The breakdown keeps the span's own decimal text, as strings (exact, no float).
-            return femto["total"], input_cost, output_cost, json.dumps(details)
+            # The breakdown is the span's own text (exact decimals, no float).
+            return femto["total"], input_cost, output_cost, str(text)
     cost = attributes.get(attrs.GEN_AI_USAGE_COST)
     if isinstance(cost, (int, float)) and not isinstance(cost, bool) and math.isfinite(cost):
         total = femto_from_text(repr(float(cost)))
         if total is not None:
-            return total, None, None, json.dumps({"total": femto_text(total)})
+            return total, None, None, f'{{"total":{femto_text(total)}}}'
     return None, None, None, None
 
 
@@ -218,59 +241,108 @@ def _bounded(text: str | None) -> str | None:
     return cut(text) if text is not None else None
 
 
-def generation_row(span: ReadableSpan) -> GenerationRow | None:
-    """The row for ``span``, or ``None`` when it is not a generation (or not finished)."""
+def _tags(value: Any) -> str | None:
+    if isinstance(value, str):
+        value = (value,)
+    elif not isinstance(value, (tuple, list)) or not value:
+        return None
+    return json.dumps(sorted({cut(str(tag)) for tag in value}))
+
+
+def span_record(span: ReadableSpan) -> SpanRecord | None:
+    """What the store keeps of ``span`` (on the application thread: no attribute is read,
+    so nothing is priced here); ``None`` when it is not finished or has no context."""
     context = span.context
     start_ns, end_ns = span.start_time, span.end_time
     if context is None or start_ns is None or end_ns is None:
         return None
-    attributes = _plain(span.attributes)
+    return (
+        context.trace_id,
+        context.span_id,
+        start_ns,
+        end_ns,
+        span.status.status_code is StatusCode.ERROR,
+        unread_attributes(span),
+        span.resource,
+    )
+
+
+def generation_row(span: ReadableSpan) -> GenerationRow | None:
+    """The row for ``span``, or ``None`` when it is not a generation (or not finished)."""
+    record = span_record(span)
+    return None if record is None else record_row(record)
+
+
+def record_row(record: SpanRecord) -> GenerationRow | None:
+    """The row for a :func:`span_record`, or ``None`` when it is not a generation."""
+    trace_id, span_id, start_ns, end_ns, is_error, lazy_attributes, resource = record
+    figures = priced_figures(lazy_attributes)  # prices it now if nobody has yet
+    attributes = _plain(lazy_attributes)
     if not is_generation(attributes):
         return None
     if not _storable(start_ns, end_ns):
         return None  # a peer's time past 2262: not a generation we can place in any window
-    cost_femto, input_cost, output_cost, cost_details = _costs(attributes)
+    status = attributes.get(attrs.COST_STATUS)
+    if figures is not None:
+        cost_femto, input_cost, output_cost, cost_details = _figures_costs(figures)
+    else:
+        cost_femto, input_cost, output_cost, cost_details = _costs(attributes)
     if not _storable(cost_femto, input_cost, output_cost):
         # A provided cost that is negative or over $9,223 (2**63 femto-dollars) for one
         # request is no cost we can believe (nor store): unpriced.
         cost_femto = input_cost = output_cost = None
         cost_details = None
-    status = attributes.get(attrs.COST_STATUS)
     if cost_femto is None and status == attrs.COST_STATUS_NO_USAGE:
         cost_femto = input_cost = output_cost = 0  # nothing billable: a true $0
-    input_tokens, output_tokens, total_tokens, usage_details = _tokens(attributes)
+    usage_details: str | None
+    if figures is not None and figures.usage_details is not None:
+        input_tokens, output_tokens = figures.input_tokens, figures.output_tokens
+        total_tokens, usage_details = figures.total_tokens, figures.usage_details
+    else:
+        input_tokens, output_tokens, total_tokens, usage_details = _tokens(attributes)
     if not _storable(input_tokens, output_tokens, total_tokens):
         input_tokens = output_tokens = total_tokens = 0  # counts as sent stay on the span
         usage_details = None
     prices_version = attributes.get(attrs.PRICES_VERSION)
-    is_error = span.status.status_code is StatusCode.ERROR
     error_type = attributes.get(attrs.ERROR_TYPE)
     operation = attributes.get(attrs.GEN_AI_OPERATION_NAME)
+    service_name = resource.attributes.get(_SERVICE_NAME) if resource is not None else None
     return GenerationRow(
-        trace_id=format(context.trace_id, "032x"),
-        span_id=format(context.span_id, "016x"),
-        start_ns=start_ns,
-        end_ns=end_ns,
+        format(trace_id, "032x"),
+        format(span_id, "016x"),
+        start_ns,
+        end_ns,
         # Names are cut to MAX_NAME_CHARS: a peer's 7 MiB model name is not kept 7 MiB a row.
-        user_id=_bounded(first_text(attributes, attrs.USER_ID_KEYS)),
-        session_id=_bounded(first_text(attributes, attrs.SESSION_ID_KEYS)),
-        model=_bounded(first_text(attributes, MODEL_KEYS)),
-        provider=_bounded(first_text(attributes, PROVIDER_KEYS)),
-        operation=_bounded(operation if isinstance(operation, str) else None),
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        total_tokens=total_tokens,
-        usage_details=usage_details,
-        cost_femto=cost_femto,
-        input_cost_femto=input_cost,
-        output_cost_femto=output_cost,
-        cost_details=cost_details,
-        cost_status=status if isinstance(status, str) else None,
-        prices_version=prices_version if isinstance(prices_version, str) else None,
-        latency_ms=max(0, end_ns - start_ns) / 1e6,
-        ttft_ms=_ttft_ms(attributes, start_ns),
-        is_error=1 if is_error else 0,
-        error_type=_bounded(
-            str(error_type) if error_type is not None else ("error" if is_error else None)
-        ),
+        _bounded(first_text(attributes, attrs.USER_ID_KEYS)),
+        _bounded(first_text(attributes, attrs.SESSION_ID_KEYS)),
+        _bounded(first_text(attributes, MODEL_KEYS)),
+        _bounded(first_text(attributes, PROVIDER_KEYS)),
+        _bounded(operation if isinstance(operation, str) else None),
+        input_tokens,
+        output_tokens,
+        total_tokens,
+        usage_details,
+        cost_femto,
+        input_cost,
+        output_cost,
+        cost_details,
+        status if isinstance(status, str) else None,
+        prices_version if isinstance(prices_version, str) else None,
+        max(0, end_ns - start_ns) / 1e6,
+        _ttft_ms(attributes, start_ns),
+        1 if is_error else 0,
+        _bounded(str(error_type) if error_type is not None else ("error" if is_error else None)),
+        _bounded(service_name if isinstance(service_name, str) else None),
+        _tags(attributes.get(attrs.LANGFUSE_TRACE_TAGS)),
+    )
+
+
+def _figures_costs(
+    figures: PricedFigures,
+) -> tuple[int | None, int | None, int | None, str | None]:
+    return (
+        figures.cost_femto,
+        figures.input_cost_femto,
+        figures.output_cost_femto,
+        figures.cost_details,
     )

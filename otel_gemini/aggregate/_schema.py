@@ -19,11 +19,18 @@ from otel_gemini.aggregate._rows import COLUMNS
 ENV_COST_DB: Final = "OTEL_GEMINI_COST_DB"
 ENV_COST_RETENTION_DAYS: Final = "OTEL_GEMINI_COST_RETENTION_DAYS"
 DEFAULT_RETENTION_DAYS: Final = 90.0
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+"""1: ``generations``. 2: ``service_name`` and ``tags`` columns, ``dropped_generations``."""
+HOUR_NS: Final = 3600 * 10**9
 BUSY_TIMEOUT_MS: Final = 5000
 
-_CREATE: Final = """
-CREATE TABLE IF NOT EXISTS generations (
+# Rows go in append order (an INTEGER rowid); the span key is a small index. (A WITHOUT ROWID
+# table keyed by the random span id inserted 2.5x slower: each row landed mid-tree.)
+# dropped_generations: generations the store could not keep (queue full, write errors...),
+# by the hour their span started (hour_ns: its first nanosecond) and reason; answers over
+# a window say how many (see _drops.py).
+_CREATE: Final = (
+    """CREATE TABLE IF NOT EXISTS generations (
     trace_id TEXT NOT NULL,
     span_id TEXT NOT NULL,
     start_ns INTEGER NOT NULL,
@@ -46,17 +53,48 @@ CREATE TABLE IF NOT EXISTS generations (
     latency_ms REAL NOT NULL,
     ttft_ms REAL,
     is_error INTEGER NOT NULL,
-    error_type TEXT
-);
--- Rows go in append order (rowid); the span key is a small index. (A WITHOUT ROWID table
--- keyed by the random span id inserted 2.5x slower: each row landed mid-tree.)
-CREATE UNIQUE INDEX IF NOT EXISTS generations_by_span ON generations (span_id, trace_id);
-CREATE INDEX IF NOT EXISTS generations_by_start ON generations (start_ns);
-"""
+    error_type TEXT,
+    service_name TEXT,
+    tags TEXT
+)""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS generations_by_span ON generations (span_id, trace_id)",
+    "CREATE INDEX IF NOT EXISTS generations_by_start ON generations (start_ns)",
+    """CREATE TABLE IF NOT EXISTS dropped_generations (
+    hour_ns INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (hour_ns, reason)
+)""",
+)
+
+# Version 1 (otel-gemini before the drops table) → 2: new columns are NULL for old rows.
+_MIGRATE_FROM_1: Final = (
+    "ALTER TABLE generations ADD COLUMN service_name TEXT",
+    "ALTER TABLE generations ADD COLUMN tags TEXT",
+)
 
 UPSERT: Final = (
     f"INSERT OR REPLACE INTO generations ({', '.join(COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in COLUMNS)})"
+)
+
+ROWS_PER_STATEMENT: Final = 256
+"""Rows one INSERT carries (256 x 25 values, under SQLite's 32,766 host parameters): one
+statement, one step, for many rows; the writer then drops the GIL a few times a batch
+rather than once a row (``executemany`` steps, and releases it, row by row)."""
+
+
+def upsert_many(count: int) -> str:
+    """The INSERT of ``count`` rows (``INSERT OR REPLACE``: the span key keeps one row)."""
+    row = f"({', '.join('?' for _ in COLUMNS)})"
+    return f"INSERT OR REPLACE INTO generations ({', '.join(COLUMNS)}) VALUES " + ", ".join(
+        row for _ in range(count)
+    )
+
+
+ADD_DROPS: Final = (
+    "INSERT INTO dropped_generations (hour_ns, reason, count) VALUES (?, ?, ?) "
+    "ON CONFLICT (hour_ns, reason) DO UPDATE SET count = count + excluded.count"
 )
 
 
@@ -178,16 +216,38 @@ def _open_store(path: Path) -> sqlite3.Connection:
                 "SELECT 1 FROM sqlite_master WHERE type='table' AND name='generations'"
             ).fetchone()
         )
-        # Only a new store is written to here: many workers open one store at once, and an
-        # open that needs no write lock never waits for (or fails on) another's writes.
+        # Only a new or older store is written to here: many workers open one store at
+        # once, and an open that needs no write lock never waits for (or fails on) another's
+        # writes.
         if not ready:
-            connection.executescript(_CREATE)
-            connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            connection.commit()
+            _create_or_migrate(connection)
     except sqlite3.Error as error:
         connection.close()
         raise CostStoreError(f"cannot use the cost store {str(path)!r}: {error}") from error
     return connection
+
+
+def _create_or_migrate(connection: sqlite3.Connection) -> None:
+    """Makes the file a store of :data:`SCHEMA_VERSION`, in one transaction: created when
+    new, migrated from an older version (another process may have done it meanwhile: the
+    version is read again under the write lock)."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        exists = connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='generations'"
+        ).fetchone()
+        if exists and version == 1:
+            for statement in _MIGRATE_FROM_1:
+                connection.execute(statement)
+        if not exists or version < SCHEMA_VERSION:
+            for statement in _CREATE:
+                connection.execute(statement)
+            connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        connection.commit()
+    except BaseException:
+        connection.rollback()
+        raise
 
 
 @untraced

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 import logging
 import os
 import sqlite3
@@ -15,17 +17,23 @@ from typing import Any, Final, TypeVar
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
+from otel_gemini import _attributes as attrs
 from otel_gemini import _background
 from otel_gemini._background import BatchWorker, LoopStatus
 from otel_gemini._incidents import IncidentLog
 from otel_gemini._suppress import untraced
-from otel_gemini.aggregate._rows import GenerationRow, generation_row
+from otel_gemini.aggregate._rows import GenerationRow, SpanRecord, record_row, span_record
 from otel_gemini.aggregate._schema import (
+    ADD_DROPS,
+    HOUR_NS,
+    ROWS_PER_STATEMENT,
     UPSERT,
     open_for_writing,
     path_from,
     retention_from_env,
+    upsert_many,
 )
+from otel_gemini.processing import raw_attributes
 
 _logger = logging.getLogger("otel_gemini.aggregate")
 
@@ -43,6 +51,21 @@ RECENT_DROP_SECONDS: Final = 600.0
 """How long a drop (``queue_full``, ``read_error``) keeps health degraded."""
 
 DEFAULT_MAX_QUEUE: Final = 20_000
+"""At most this many spans wait for the writer (besides the byte bound)."""
+DEFAULT_MAX_QUEUE_BYTES: Final = 8 * 1024 * 1024
+"""At most this many bytes (estimated: :data:`RECORD_BYTES` a span plus its captured
+content) wait for the writer; a span that would go over is dropped (``queue_full``)."""
+RECORD_BYTES: Final = 2048
+"""What one queued span holds besides captured content: its attribute mapping (about 25
+attributes, their keys shared) and the record's tuple, measured with tracemalloc (see
+tests/test_cost_store_scale.py)."""
+_CONTENT_KEYS: Final = (
+    attrs.GEN_AI_INPUT_MESSAGES,
+    attrs.GEN_AI_OUTPUT_MESSAGES,
+    attrs.GEN_AI_SYSTEM_INSTRUCTIONS,
+    attrs.GEN_AI_TOOL_DEFINITIONS,
+)
+_CONTENT_KEY_SET: Final = frozenset(_CONTENT_KEYS)
 DEFAULT_BATCH_DELAY: Final = 0.2
 _DROP_LOG_INTERVAL: Final = 60.0
 _RETENTION_INTERVAL: Final = 3600.0
@@ -100,12 +123,17 @@ class CostStore(SpanProcessor):
     Spans that are not generations (agent, tool, HTTP spans…) are skipped. Writing the
     same span twice keeps one row (the key is the trace and span id).
 
-    ``on_end`` only appends the span to a bounded in-memory queue: the background writer
-    thread reads its attributes (so a deferred price is worked out there, not on the
-    application thread) and writes batches in one transaction. The database is in WAL
-    mode, so queries from other threads and processes never block the writer. A full
-    queue drops the span, counts it by reason (:meth:`stats`) and logs (at most once a
-    minute). Rows older than ``retention_days`` are deleted hourly (``0``: keep
+    ``on_end`` only appends a small record of the span (ids, times, its attribute mapping,
+    its resource; not the span) to a queue bounded in bytes (``max_queue_bytes``:
+    :data:`RECORD_BYTES` a span plus its captured content) and in spans (``max_queue``):
+    the background writer thread builds the rows (so a deferred price is worked out there,
+    not on the application thread; the cost processor's figures are taken as computed) and
+    writes batches in one transaction. The database is in WAL mode, so queries from other
+    threads and processes never block the writer. A full queue drops the span, counts it by
+    reason (:meth:`stats`), records it in the file by hour and reason (every local answer
+    over that hour says ``dropped``) and logs (at most once a minute), saying whether
+    ``exported_to`` (``"Langfuse"``: ``configure()`` sets it when export is on) still has
+    it or it is lost. Rows older than ``retention_days`` are deleted hourly (``0``: keep
     everything).
 
     Many processes on one host may share one file (prefork servers, pools): each write is
@@ -128,8 +156,10 @@ class CostStore(SpanProcessor):
         *,
         retention_days: float | None = None,
         max_queue: int = DEFAULT_MAX_QUEUE,
+        max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
         batch_delay: float = DEFAULT_BATCH_DELAY,
         clock: Callable[[], float] = time.time,
+        exported_to: str | None = None,
     ) -> None:
         self.path: Path = path_from(path, os.environ)
         if retention_days is None:
@@ -140,6 +170,12 @@ class CostStore(SpanProcessor):
             retention = float(retention_days) or None
         if max_queue < 1:
             raise ValueError(f"max_queue must be at least 1 (got {max_queue!r})")
+        if max_queue_bytes < 1:
+            raise ValueError(f"max_queue_bytes must be at least 1 (got {max_queue_bytes!r})")
+        self._max_queue_bytes = max_queue_bytes
+        self.exported_to: str | None = exported_to
+        """Where these spans also go (``"Langfuse"``), said when the store drops some;
+        ``None``: the store is their only record, a dropped span is lost."""
         self.retention_days: float | None = retention
         self._max_queue = max_queue
         self._clock = clock
@@ -164,7 +200,10 @@ class CostStore(SpanProcessor):
         """This process's queue, locks, counters and writer (not started)."""
         self._lock = threading.Lock()  # the queue and counters; never held during I/O
         self._db_lock = threading.Lock()  # the connection (writer thread, apply_retention)
-        self._queue: list[ReadableSpan] = []
+        self._queue: list[SpanRecord] = []
+        self._queue_bytes = 0
+        # Drops not yet in the file's dropped_generations: (hour_ns, reason) -> count.
+        self._unsaved_drops: dict[tuple[int, str], int] = {}
         self._offered = 0  # spans queued since start (the flush sequence)
         self._processed = 0  # spans the writer has finished with (written or not)
         self._closed = closed
@@ -184,7 +223,7 @@ class CostStore(SpanProcessor):
         self._next_retention = 0.0
         # Supervised: an error restarts it with the batch it had in hand (written again: an
         # upsert keeps one row per span).
-        self._worker: BatchWorker[list[ReadableSpan]] = BatchWorker(
+        self._worker: BatchWorker[list[SpanRecord]] = BatchWorker(
             "cost-store",
             has_data=self._has_data,
             urgent=self._urgent,
@@ -239,15 +278,31 @@ class CostStore(SpanProcessor):
         context = span.context
         if context is None or not context.trace_flags.sampled:
             return
+        # What is kept is a small record (ids, times, the attribute mapping, the shared
+        # resource), not the span: events, links, status and the span objects go now.
+        record = span_record(span)
+        if record is None:
+            return
+        record_bytes = RECORD_BYTES
+        attributes = raw_attributes(span)  # never prices here
+        if not _CONTENT_KEY_SET.isdisjoint(attributes):  # captured content: counted too
+            for key in _CONTENT_KEYS:
+                content = attributes.get(key)
+                if type(content) is str:
+                    record_bytes += len(content)
         with self._lock:
             if self._closed:
-                self._dropped[DROP_SHUTDOWN] += 1
+                self._drop_locked(DROP_SHUTDOWN, 1, record[2])
                 return
             queue = self._queue
-            if len(queue) >= self._max_queue:
-                self._drop_locked(DROP_QUEUE_FULL, 1)
+            if (
+                len(queue) >= self._max_queue
+                or self._queue_bytes + record_bytes > self._max_queue_bytes
+            ):
+                self._drop_locked(DROP_QUEUE_FULL, 1, record[2])
                 return
-            queue.append(span)
+            queue.append(record)
+            self._queue_bytes += record_bytes
             self._offered += 1
             size = len(queue)
             if not self._started:  # a forked child's first span
@@ -308,6 +363,8 @@ class CostStore(SpanProcessor):
                 "skipped": self._skipped,
                 "queued": len(self._queue),
                 "queue_capacity": self._max_queue,
+                "queue_bytes": self._queue_bytes,
+                "queue_capacity_bytes": self._max_queue_bytes,
                 "dropped": dict(self._dropped),
                 "deleted_by_retention": self._deleted,
                 "retention_days": self.retention_days,
@@ -316,27 +373,33 @@ class CostStore(SpanProcessor):
     @untraced  # the app may call it too: our DELETE is no span of the app's
     def apply_retention(self, now: float | None = None) -> int:
         """Deletes rows that started more than ``retention_days`` before ``now`` (Unix
-        seconds; default: the clock) and returns how many. The writer does this hourly."""
+        seconds; default: the clock) and returns how many; the drops recorded for hours
+        that ended before then go too. The writer does this hourly."""
         if self.retention_days is None:
             return 0
         moment = self._clock() if now is None else now
         cutoff_ns = int(moment * 1e9) - int(self.retention_days * _NS_PER_DAY)
-        deleted = self._transaction(
-            lambda connection: (
-                connection.execute(
-                    "DELETE FROM generations WHERE start_ns < ?", (cutoff_ns,)
-                ).rowcount
+
+        def delete(connection: sqlite3.Connection) -> int:
+            connection.execute(
+                "DELETE FROM dropped_generations WHERE hour_ns < ?", (cutoff_ns - HOUR_NS,)
             )
-        )
+            rows: int = connection.execute(
+                "DELETE FROM generations WHERE start_ns < ?", (cutoff_ns,)
+            ).rowcount
+            return rows
+
+        deleted = self._transaction(delete)
         with self._lock:
             self._deleted += deleted
         return deleted
 
     # --- writer thread ------------------------------------------------------------------------
 
-    def _take_batch(self) -> list[ReadableSpan]:
+    def _take_batch(self) -> list[SpanRecord]:
         with self._lock:
             batch, self._queue = self._queue, []
+            self._queue_bytes = 0
             self._has_data.clear()
             self._urgent.clear()
         return batch
@@ -345,11 +408,13 @@ class CostStore(SpanProcessor):
         with self._lock:
             return bool(self._queue)
 
-    def _process(self, batch: list[ReadableSpan]) -> None:
+    def _process(self, batch: list[SpanRecord]) -> None:
         # Before writing: a flush waiting on this batch then also sees the log.
         self._log_drops()
         if batch:
             self._write(batch)
+        else:
+            self._save_drops_alone()
 
     def _close_db(self) -> None:
         with self._db_lock, contextlib.suppress(sqlite3.Error):
@@ -359,64 +424,100 @@ class CostStore(SpanProcessor):
             self._progress.notify_all()
 
     @untraced  # our INSERTs are no spans of the app's
-    def _write(self, batch: list[ReadableSpan]) -> None:
+    def _write(self, batch: list[SpanRecord]) -> None:
         rows: list[GenerationRow] = []
-        skipped = read_errors = 0
-        for span in batch:
+        skipped = 0
+        read_errors: list[int] = []
+        for record in batch:
             try:
-                row = generation_row(span)
+                row = record_row(record)
             except Exception as error:
-                read_errors += 1
+                read_errors.append(record[2])
                 self._log_once("read", "cannot read a span for the cost store", error)
                 continue
             if row is None:
                 skipped += 1
             else:
                 rows.append(row)
-        written = self._write_rows(rows) if rows else 0
+        with self._lock:
+            for start_ns in read_errors:
+                self._drop_locked(DROP_READ_ERROR, 1, start_ns)
+        failed = self._write_rows(rows) if rows else []
+        if not rows:
+            self._save_drops_alone()
         with self._progress:
-            self._written += written
+            self._written += len(rows) - len(failed)
             self._skipped += skipped
-            self._drop_locked(DROP_READ_ERROR, read_errors)
-            self._drop_locked(DROP_WRITE_ERROR, len(rows) - written)
+            for row in failed:
+                self._drop_locked(DROP_WRITE_ERROR, 1, row.start_ns)
             self._processed += len(batch)
             self._progress.notify_all()
 
-    def _write_rows(self, rows: list[GenerationRow]) -> int:
-        """Writes ``rows`` in one transaction; if a row is refused (a value SQLite cannot
-        bind: a lone surrogate in a user id, an integer out of range), row by row, so only
-        the bad rows are lost. Returns how many were written."""
+    def _take_unsaved_drops(self) -> dict[tuple[int, str], int]:
+        with self._lock:
+            drops, self._unsaved_drops = self._unsaved_drops, {}
+        return drops
+
+    def _put_back_drops(self, drops: dict[tuple[int, str], int]) -> None:
+        with self._lock:
+            for key, count in drops.items():
+                self._unsaved_drops[key] = self._unsaved_drops.get(key, 0) + count
+
+    def _save_drops_alone(self) -> None:
+        """Writes the drops counted since the last write (none with rows to go with them)."""
+        drops = self._take_unsaved_drops()
+        if not drops:
+            return
         try:
-            self._transaction(lambda connection: connection.executemany(UPSERT, rows))
-            return len(rows)
+            self._transaction(lambda connection: _insert(connection, [], drops))
+        except sqlite3.Error as error:
+            self._put_back_drops(drops)
+            self._log_once("drops", f"cannot record drops in the cost store {self.path}", error)
+
+    def _write_rows(self, rows: list[GenerationRow]) -> list[GenerationRow]:
+        """Writes ``rows`` (and the drops counted so far) in one transaction; if a row is
+        refused (a value SQLite cannot bind: a lone surrogate in a user id, an integer out
+        of range), row by row, so only the bad rows are lost. Returns the rows not written
+        (the caller counts them as dropped)."""
+        drops = self._take_unsaved_drops()
+        try:
+            self._transaction(lambda connection: _insert(connection, rows, drops))
+            return []
         except sqlite3.OperationalError as error:  # the database (locked, full): not a row
+            self._put_back_drops(drops)
             self._log_once("write", f"cannot write to the cost store {self.path}", error)
-            return 0
+            return rows
         except _ROW_ERRORS as error:
+            self._put_back_drops(drops)
             if len(rows) == 1:
                 self._log_once("row", f"cannot write a row to the cost store {self.path}", error)
-                return 0
-        written = 0
-        for row in rows:
+                return rows
+        except BaseException:
+            self._put_back_drops(drops)
+            raise
+        failed: list[GenerationRow] = []
+        for index, row in enumerate(rows):
 
             def one(connection: sqlite3.Connection, row: GenerationRow = row) -> None:
                 connection.execute(UPSERT, row)
 
             try:
                 self._transaction(one)
-                written += 1
             except sqlite3.OperationalError as error:
                 self._log_once("write", f"cannot write to the cost store {self.path}", error)
+                failed.extend(rows[index:])
                 break  # the database itself: the rest would fail the same way
             except _ROW_ERRORS as error:
                 self._log_once("row", f"cannot write a row to the cost store {self.path}", error)
-        return written
+                failed.append(row)
+        return failed
 
-    def _discard(self, batch: list[ReadableSpan], error: BaseException) -> None:
+    def _discard(self, batch: list[SpanRecord], error: BaseException) -> None:
         """The writer gave this batch up (it failed again and again): counted as dropped."""
         self._log_once("batch", f"gave up a batch for the cost store {self.path}", error)
         with self._progress:
-            self._drop_locked(DROP_WRITE_ERROR, len(batch))
+            for record in batch:
+                self._drop_locked(DROP_WRITE_ERROR, 1, record[2])
             self._processed += len(batch)
             self._progress.notify_all()
 
@@ -452,10 +553,14 @@ class CostStore(SpanProcessor):
             time.sleep(delay)  # backing off from another process's lock, outside ours
             delay = min(_BUSY_MAX_BACKOFF, delay * 2)
 
-    def _drop_locked(self, reason: str, count: int) -> None:
+    def _drop_locked(self, reason: str, count: int, start_ns: int) -> None:
+        """Counts ``count`` generations dropped for ``reason``, and keeps them for the file's
+        ``dropped_generations`` under the hour of ``start_ns`` (saved with the next write)."""
         if count:
             self._dropped[reason] += count
             self._last_drop_at[reason] = self._clock()
+            key = (start_ns - start_ns % HOUR_NS, reason)
+            self._unsaved_drops[key] = self._unsaved_drops.get(key, 0) + count
 
     def problems(self) -> list[str]:
         """Health reasons: generations the store could not write (counted, never silent),
@@ -470,17 +575,22 @@ class CostStore(SpanProcessor):
         if failed:
             reasons.append(
                 f"cost store {self.path}: {failed} generation(s) could not be written (see "
-                "the log); local cost answers miss them, Langfuse still has them"
+                f"the log); local cost answers miss them; {self._where_they_are()}"
             )
         for reason in (DROP_QUEUE_FULL, DROP_READ_ERROR):
             at = last_drop_at.get(reason)
             if at is not None and now - at < RECENT_DROP_SECONDS:
                 reasons.append(
                     f"cost store {self.path}: {dropped[reason]} span(s) dropped ({reason}), "
-                    f"the last {max(0.0, now - at):.0f} s ago; local cost answers miss them, "
-                    "Langfuse still has them"
+                    f"the last {max(0.0, now - at):.0f} s ago; local cost answers miss them "
+                    f"(and say so: 'dropped'); {self._where_they_are()}"
                 )
         return reasons
+
+    def _where_they_are(self) -> str:
+        if self.exported_to:
+            return f"{self.exported_to} still has them"
+        return "they are lost (no export: the cost store was their only record)"
 
     def _maybe_apply_retention(self) -> None:
         now = time.monotonic()
@@ -509,8 +619,40 @@ class CostStore(SpanProcessor):
         self._logged_drops = total
         self._last_drop_log = now
         _logger.warning(
-            "otel-gemini cost store dropped %d span(s) so far (by reason: %s); "
-            "their costs are missing from local answers (Langfuse still has them)",
+            "otel-gemini cost store %s dropped %d generation(s) so far (by reason: %s); "
+            "their costs are missing from local answers, which say so ('dropped'); %s",
+            self.path,
             total,
             ", ".join(f"{reason}={count}" for reason, count in dropped.items() if count),
+            self._where_they_are(),
         )
+
+
+def _insert(
+    connection: sqlite3.Connection,
+    rows: list[GenerationRow],
+    drops: dict[tuple[int, str], int],
+) -> None:
+    """Inserts ``rows`` with as few statements as it takes (:data:`ROWS_PER_STATEMENT` rows
+    each, then powers of two: a handful of prepared statements cached by the connection)
+    and adds ``drops`` to ``dropped_generations``."""
+    start = 0
+    remaining = len(rows)
+    chunk = ROWS_PER_STATEMENT
+    while remaining:
+        while chunk > remaining:
+            chunk //= 2
+        connection.execute(
+            _statement(chunk), list(itertools.chain.from_iterable(rows[start : start + chunk]))
+        )
+        start += chunk
+        remaining -= chunk
+    if drops:
+        connection.executemany(
+            ADD_DROPS, [(hour_ns, reason, count) for (hour_ns, reason), count in drops.items()]
+        )
+
+
+@functools.cache
+def _statement(rows: int) -> str:
+    return upsert_many(rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from otel_gemini import _listen_security
 
@@ -30,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         HELP + " Langfuse and the spool are configured by LANGFUSE_BASE_URL, "
         "LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY, OTEL_GEMINI_SPOOL_DIR, "
-        "OTEL_GEMINI_SPOOL_MAX_BYTES; prices by OTEL_GEMINI_PRICES."
+        "OTEL_GEMINI_SPOOL_MAX_BYTES; prices by OTEL_GEMINI_PRICES; the local cost store "
+        "by --db or OTEL_GEMINI_COST_DB."
     )
     parser.add_argument(
         "--host",
@@ -75,6 +77,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=1.0,
         help="seconds suggested to refused senders (default 1)",
+    )
+    parser.add_argument(
+        "--db",
+        default=os.environ.get("OTEL_GEMINI_COST_DB") or None,
+        help="keep every priced span in this cost store too (what serve, costs and budgets "
+        "read; default OTEL_GEMINI_COST_DB; none when neither is set)",
     )
     parser.add_argument(
         "--shutdown-timeout",
@@ -128,13 +136,23 @@ def run(args: argparse.Namespace) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     _listen_security.warn_if_open(security, args.host, "gateway")
+    cost_store = None
+    if args.db:
+        from otel_gemini.aggregate import CostStore, CostStoreError
+
+        try:
+            cost_store = CostStore(args.db)
+        except CostStoreError as error:
+            raise CommandError(f"--db / OTEL_GEMINI_COST_DB: {error}") from None
     exporter = LangfuseExporter(memory_max_bytes=memory)
-    gateway = Gateway(exporter, prices, settings)
+    gateway = Gateway(exporter, prices, settings, cost_store=cost_store)
     try:
         gateway.start()
     except OSError as error:
         # Taken between the check above and now.
         exporter.shutdown(0)
+        if cost_store is not None:
+            cost_store.shutdown(0)
         raise CommandError(
             f"--grpc-port / --http-port: cannot listen on {args.host}: {error}"
         ) from None
@@ -149,7 +167,8 @@ def run(args: argparse.Namespace) -> int:
     # One machine-readable line: scripts and tests read the ports from it (0 = any free port).
     print(
         f"otel-gemini gateway listening grpc={gateway.grpc_endpoint or 'off'} "
-        f"http={gateway.http_endpoint or 'off'} spool={exporter.spool_directory}",
+        f"http={gateway.http_endpoint or 'off'} spool={exporter.spool_directory}"
+        + (f" db={cost_store.path}" if cost_store is not None else ""),
         flush=True,
     )
     stop.wait()

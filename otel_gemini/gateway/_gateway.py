@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from types import TracebackType
 
 import grpc  # type: ignore[import-untyped]
+from opentelemetry.sdk.trace import SpanProcessor, SynchronousMultiSpanProcessor
 
 from otel_gemini._background import LoopStatus
 from otel_gemini._http_limits import ConnectionLimits, RequestLimit
 from otel_gemini._listen_security import ListenSecurity, grpc_bearer_auth
+from otel_gemini.aggregate import CostStore
 from otel_gemini.export import ExportStats, LangfuseExporter
 from otel_gemini.gateway._grpc import build_grpc_server
 from otel_gemini.gateway._http import build_http_app
@@ -116,6 +118,10 @@ class Gateway:
     is killed; a full spool or memory budget answers "retry later" instead of growing memory.
     The gateway owns ``exporter`` and shuts it down in :meth:`shutdown`.
 
+    With ``cost_store``, every span it prices is also kept there (the store ``otel-gemini
+    serve``, ``costs`` and budgets read), as in-process with ``configure()``; the gateway
+    owns it too.
+
         exporter = LangfuseExporter(memory_max_bytes=4 * settings.max_inflight_bytes)
         with Gateway(exporter, settings=settings).start() as gateway:
             gateway.wait()  # until shutdown() from another thread or a signal handler
@@ -128,10 +134,19 @@ class Gateway:
         settings: GatewaySettings | None = None,
         *,
         probe: bool = True,
+        cost_store: CostStore | None = None,
     ) -> None:
         self.settings = settings or GatewaySettings()
         self.exporter = exporter
-        self.processor = CostSpanProcessor(exporter.span_processor(), prices)
+        self.cost_store = cost_store
+        downstream: SpanProcessor = exporter.span_processor()
+        if cost_store is not None:
+            cost_store.exported_to = "Langfuse"
+            fan_out = SynchronousMultiSpanProcessor()  # type: ignore[no-untyped-call]
+            fan_out.add_span_processor(downstream)
+            fan_out.add_span_processor(cost_store)
+            downstream = fan_out
+        self.processor = CostSpanProcessor(downstream, prices)
         self.intake = SpanIntake(
             exporter,
             self.processor,
@@ -152,6 +167,7 @@ class Gateway:
                 "started_at": lambda: iso_time(self._started_at),
                 "gateway": self.intake.stats,
                 "pricing": self.processor.stats,
+                **({"cost_store": cost_store.stats} if cost_store is not None else {}),
             },
             loops=self._loops,
             conditions=self._conditions,
@@ -222,6 +238,9 @@ class Gateway:
             self._http.stop(grace + 1)
         remaining = max(0.5, deadline - time.monotonic())
         self.exporter.shutdown(timeout_millis=remaining * 1000)
+        if self.cost_store is not None:
+            remaining = max(0.5, deadline - time.monotonic())
+            self.cost_store.shutdown(remaining * 1000)
         self._stopped.set()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -265,7 +284,10 @@ class Gateway:
     def _loops(self) -> list[LoopStatus]:
         # gRPC's worker pool is gRPC's own (a failing call fails alone); the HTTP listener
         # is ours.
-        return [self._http.loop.status()] if self._http is not None else []
+        loops = [self._http.loop.status()] if self._http is not None else []
+        if self.cost_store is not None:
+            loops.append(self.cost_store.loop_status())
+        return loops
 
     def _conditions(self, stats: ExportStats) -> list[tuple[HealthStatus, str]]:
         conditions = []
@@ -278,6 +300,8 @@ class Gateway:
                     "spool at its high-water mark: new requests are refused for now",
                 )
             )
+        if self.cost_store is not None:
+            conditions.extend((HealthStatus.DEGRADED, text) for text in self.cost_store.problems())
         return conditions
 
 

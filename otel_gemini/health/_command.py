@@ -29,6 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--spool-dir",
         help="the spool root to inspect (default: OTEL_GEMINI_SPOOL_DIR or its default)",
     )
+    parser.add_argument(
+        "--db",
+        help="the cost store whose recorded drops to show (default: OTEL_GEMINI_COST_DB or "
+        "its default, when there is one)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--timeout", type=float, default=5.0, help="HTTP timeout in seconds")
     parser.add_argument(
@@ -64,7 +69,15 @@ def run(args: argparse.Namespace) -> int:
     from otel_gemini._langfuse_settings import langfuse_from_env
 
     langfuse_from_env()
-    return _from_spool(args.spool_dir, args.json)
+    return _from_spool(args.spool_dir, args.json, _cost_store(args.db))
+
+
+def _cost_store(db: str | None) -> tuple[dict[str, object], list[str]] | None:
+    """The drops recorded in the cost store file (by whichever process wrote it)."""
+    from otel_gemini.aggregate import default_cost_db, store_drops
+
+    path = Path(db).expanduser() if db else default_cost_db(os.environ)
+    return store_drops(path, time.time())
 
 
 def _from_server(
@@ -232,7 +245,11 @@ def _size(count: object) -> str:
     return f"{value:.1f} GiB"
 
 
-def _from_spool(spool_dir: str | None, as_json: bool) -> int:
+def _from_spool(
+    spool_dir: str | None,
+    as_json: bool,
+    store: tuple[dict[str, object], list[str]] | None = None,
+) -> int:
     from otel_gemini.export import (
         ENV_SPOOL_DIR,
         default_spool_dir,
@@ -245,11 +262,18 @@ def _from_spool(spool_dir: str | None, as_json: bool) -> int:
 
     root = Path(spool_dir or os.environ.get(ENV_SPOOL_DIR) or default_spool_dir(os.environ))
     slots = slot_directories(root)
-    if not slots:
+    if not slots and store is None:
         print(f"otel-gemini health: no spool under {root}", file=sys.stderr)
         return _UNKNOWN
     now = time.time()
     worst = HealthStatus.HEALTHY
+    store_document: dict[str, object] | None = None
+    store_reasons: list[str] = []
+    if store is not None:
+        section, store_reasons = store
+        store_document = {**section, "reasons": store_reasons}
+        if store_reasons:
+            worst = HealthStatus.DEGRADED
     documents: list[dict[str, Any]] = []
     for slot in slots:
         owner = slot_owner(slot)
@@ -304,9 +328,18 @@ def _from_spool(spool_dir: str | None, as_json: bool) -> int:
             worst = status
         documents.append(document)
     if as_json:
-        print(json.dumps({"status": worst.value, "slots": documents}, indent=2))
+        whole: dict[str, object] = {"status": worst.value, "slots": documents}
+        if store_document is not None:
+            whole["cost_store"] = store_document
+        print(json.dumps(whole, indent=2))
     else:
         print(f"status: {worst.value} ({root})")
+        if not slots:
+            print(f"no spool under {root}")
+        if store_document is not None:
+            print(f"cost store {store_document['path']}:")
+            for reason in store_reasons or ["no generations dropped recently"]:
+                print(f"  - {reason}")
         for document in documents:
             owner = document["owner_pid"]
             on_disk = document["on_disk"]

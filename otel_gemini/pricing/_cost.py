@@ -118,6 +118,11 @@ class Cost:
         return self._femto_total / FEMTO_PER_USD
 
     @property
+    def femto_breakdown(self) -> Mapping[str, int]:
+        """Femto-dollars (1e-15 USD) by bucket, exact (empty when unpriced)."""
+        return MappingProxyType(self._femto or {})
+
+    @property
     def breakdown(self) -> Mapping[str, Decimal]:
         """USD by bucket; the keys are those of :attr:`usage_details`."""
         femto = self._femto or {}

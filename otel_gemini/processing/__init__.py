@@ -3,5 +3,17 @@
 from __future__ import annotations
 
 from otel_gemini.processing._cost_processor import CostSpanProcessor
+from otel_gemini.processing._priced_span import (
+    PricedFigures,
+    priced_figures,
+    raw_attributes,
+    unread_attributes,
+)
 
-__all__ = ["CostSpanProcessor"]
+__all__ = [
+    "CostSpanProcessor",
+    "PricedFigures",
+    "priced_figures",
+    "raw_attributes",
+    "unread_attributes",
+]

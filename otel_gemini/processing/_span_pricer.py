@@ -14,6 +14,7 @@ from otel_gemini._money import FEMTO_PER_USD
 from otel_gemini._span_usage import read_span_usage
 from otel_gemini.pricing import Cost, PriceTable, normalize_model_name
 from otel_gemini.processing._cost_metrics import STATUS_ERROR, CostMetrics
+from otel_gemini.processing._priced_span import PricedFigures
 
 _logger = logging.getLogger("otel_gemini.processing")
 # Bounds the "logged once" memory when a flood of distinct unknown model names arrives:
@@ -41,16 +42,18 @@ class SpanPricer:
         self._inconsistent = 0
         self._implausible = 0
 
-    def price_attributes(self, attributes: dict[str, Any], start_ns: int) -> None:
-        """Add ``gen_ai.usage.cost``, the Langfuse details and our status to ``attributes``.
+    def price_attributes(self, attributes: dict[str, Any], start_ns: int) -> PricedFigures | None:
+        """Add ``gen_ai.usage.cost``, the Langfuse details and our status to ``attributes``
+        and return the figures behind them (``None`` if pricing failed: no cost added).
 
         Usage details go on every span with usage, priced or not; cost only on priced ones."""
         try:
-            self._price(attributes, start_ns)
+            return self._price(attributes, start_ns)
         except Exception as error:
             self.report_error("pricing", error)
+            return None
 
-    def _price(self, attributes: dict[str, Any], start_ns: int) -> None:
+    def _price(self, attributes: dict[str, Any], start_ns: int) -> PricedFigures:
         found = read_span_usage(attributes)
         prices = self.prices
         cost: Cost | None = None
@@ -68,22 +71,43 @@ class SpanPricer:
         if cost.price_model is not None:
             added[attrs.PRICES_MODEL] = cost.price_model
         femto = 0
+        cost_details: str | None = None
+        usage_details: str | None = None
+        input_cost = output_cost = None
         if status == attrs.COST_STATUS_IMPLAUSIBLE_USAGE:
             added[attrs.COST_REASON] = cost.reason
             # An empty object, so Langfuse neither shows nor prices the counts as sent (with
             # no usage details it would read gen_ai.usage.* and price them from its table).
-            added[attrs.LANGFUSE_USAGE_DETAILS] = "{}"
+            usage_details = added[attrs.LANGFUSE_USAGE_DETAILS] = "{}"
         elif status == attrs.COST_STATUS_PRICED:
             femto = cost.total_femto or 0
             added[attrs.GEN_AI_USAGE_COST] = femto / FEMTO_PER_USD
-            added[attrs.LANGFUSE_COST_DETAILS] = cost.cost_details_json()
-        if cost.usage_details:
+            cost_details = added[attrs.LANGFUSE_COST_DETAILS] = cost.cost_details_json()
+            buckets = cost.femto_breakdown
+            input_cost = sum(amount for key, amount in buckets.items() if "input" in key)
+            output_cost = sum(amount for key, amount in buckets.items() if "output" in key)
+        details = cost.usage_details
+        if details:
             # Priced or not: without it Langfuse parses gen_ai.usage.* itself, keeps each
             # per-modality count as one more bucket and sums them all into the total (160
             # tokens become 320). A cost it cannot know stays absent, never a false 0.
-            added[attrs.LANGFUSE_USAGE_DETAILS] = cost.usage_details_json()
+            usage_details = added[attrs.LANGFUSE_USAGE_DETAILS] = cost.usage_details_json()
         # All or nothing: a failure above leaves the span unpriced, never half priced.
         attributes.update(added)
+        input_tokens = sum(units for key, units in details.items() if "input" in key)
+        output_tokens = sum(units for key, units in details.items() if "output" in key)
+        figures = PricedFigures(
+            status,
+            prices.version,
+            femto if status == attrs.COST_STATUS_PRICED else None,
+            input_cost,
+            output_cost,
+            cost_details,
+            input_tokens,
+            output_tokens,
+            sum(details.values()),
+            usage_details,
+        )
         if femto:
             # Metric attributes are kept for the process's life: bounded like any name.
             provider, user_id = found.provider, found.user_id
@@ -102,6 +126,7 @@ class SpanPricer:
             self._report_implausible(cost.reason)
         if cost.clamped:
             self._report_inconsistent(cost.price_model or model, attributes)
+        return figures
 
     # --- incidents ---------------------------------------------------------------------------
 

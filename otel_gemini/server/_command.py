@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from otel_gemini import _listen_security
 
@@ -100,8 +100,35 @@ def build(args: argparse.Namespace) -> tuple[Starlette, CostAnswers, LangfuseExp
             raise
     # The same reporter as configure()'s. Without an exporter, serve runs no pipeline at
     # all (it only reads), so there is nothing to judge: its health is "unknown".
-    reporter = HealthReporter(exporter) if exporter is not None else None
+    reporter = None
+    if exporter is not None:
+        sections, conditions = _cost_store_health(answers)
+        reporter = HealthReporter(exporter, sections=sections, conditions=conditions)
     return observability_app(answers, reporter), answers, exporter
+
+
+def _cost_store_health(answers: CostAnswers) -> tuple[dict[str, Any], Any]:
+    """Health's view of the drops the local store recorded (whichever process wrote them):
+    a ``cost_store`` section, and DEGRADED while the last day had any."""
+    import time
+
+    from otel_gemini.aggregate import store_drops
+    from otel_gemini.health import HealthStatus
+
+    local = answers.local
+    if local is None:
+        return {}, None
+    path = local.path
+
+    def section() -> object:
+        found = store_drops(path, time.time())
+        return found[0] if found is not None else None
+
+    def conditions(_stats: object) -> list[tuple[HealthStatus, str]]:
+        found = store_drops(path, time.time())
+        return [(HealthStatus.DEGRADED, reason) for reason in (found[1] if found else [])]
+
+    return {"cost_store": section}, conditions
 
 
 def run(args: argparse.Namespace) -> int:
