@@ -26,6 +26,7 @@ from otel_gemini.aggregate._reports import (
     Origin,
     Percentiles,
 )
+from otel_gemini.aggregate._rows import GenerationRow
 from otel_gemini.aggregate._schema import CostStoreError, default_cost_db
 from otel_gemini.aggregate._store import DROP_REASONS, CostStore
 
@@ -38,6 +39,7 @@ __all__ = [
     "CostStore",
     "CostStoreError",
     "Filters",
+    "GenerationRow",
     "LangfuseMetricsSource",
     "LangfuseUnavailable",
     "LatencyGroup",

@@ -60,6 +60,8 @@ COLUMNS: Final = (
     "ttft_ms",
     "is_error",
     "error_type",
+    "service_name",
+    "tags",
 )
 
 
@@ -94,6 +96,10 @@ class GenerationRow(NamedTuple):
     ttft_ms: float | None
     is_error: int
     error_type: str | None
+    service_name: str | None = None
+    """The resource's ``service.name`` (budgets by service, anomalies by service)."""
+    tags: str | None = None
+    """JSON array of the trace's tags (``langfuse.trace.tags``), sorted; ``None`` when none."""
 
 
 def _count(value: Any) -> int:
@@ -219,6 +225,21 @@ def _bounded(text: str | None) -> str | None:
     return cut(text) if text is not None else None
 
 
+def _service_name(span: ReadableSpan) -> str | None:
+    resource = span.resource
+    name = resource.attributes.get(attrs.SERVICE_NAME) if resource is not None else None
+    return cut(name) if isinstance(name, str) and name else None
+
+
+def _tags(attributes: Mapping[str, Any]) -> str | None:
+    value = attributes.get(attrs.LANGFUSE_TRACE_TAGS)
+    if isinstance(value, str):
+        value = (value,)
+    if not isinstance(value, (list, tuple)) or not value:
+        return None
+    return json.dumps(sorted({cut(str(tag)) for tag in value}))
+
+
 def generation_row(span: ReadableSpan) -> GenerationRow | None:
     """The row for ``span``, or ``None`` when it is not a generation (or not finished)."""
     context = span.context
@@ -274,4 +295,6 @@ def generation_row(span: ReadableSpan) -> GenerationRow | None:
         error_type=_bounded(
             str(error_type) if error_type is not None else ("error" if is_error else None)
         ),
+        service_name=_service_name(span),
+        tags=_tags(attributes),
     )

@@ -19,7 +19,8 @@ from otel_gemini.aggregate._rows import COLUMNS
 ENV_COST_DB: Final = "OTEL_GEMINI_COST_DB"
 ENV_COST_RETENTION_DAYS: Final = "OTEL_GEMINI_COST_RETENTION_DAYS"
 DEFAULT_RETENTION_DAYS: Final = 90.0
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+"""1: the first store; 2 adds ``service_name`` and ``tags`` (budgets by service and tag)."""
 BUSY_TIMEOUT_MS: Final = 5000
 
 _CREATE: Final = """
@@ -46,13 +47,23 @@ CREATE TABLE IF NOT EXISTS generations (
     latency_ms REAL NOT NULL,
     ttft_ms REAL,
     is_error INTEGER NOT NULL,
-    error_type TEXT
+    error_type TEXT,
+    service_name TEXT,
+    tags TEXT
 );
 -- Rows go in append order (rowid); the span key is a small index. (A WITHOUT ROWID table
 -- keyed by the random span id inserted 2.5x slower: each row landed mid-tree.)
 CREATE UNIQUE INDEX IF NOT EXISTS generations_by_span ON generations (span_id, trace_id);
 CREATE INDEX IF NOT EXISTS generations_by_start ON generations (start_ns);
 """
+
+# What each older schema needs to become the current one (run in one transaction).
+_MIGRATIONS: Final = {
+    1: (
+        "ALTER TABLE generations ADD COLUMN service_name TEXT",
+        "ALTER TABLE generations ADD COLUMN tags TEXT",
+    ),
+}
 
 UPSERT: Final = (
     f"INSERT OR REPLACE INTO generations ({', '.join(COLUMNS)}) "
@@ -181,13 +192,36 @@ def _open_store(path: Path) -> sqlite3.Connection:
         # Only a new store is written to here: many workers open one store at once, and an
         # open that needs no write lock never waits for (or fails on) another's writes.
         if not ready:
-            connection.executescript(_CREATE)
-            connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            connection.commit()
+            _create_or_migrate(connection)
     except sqlite3.Error as error:
         connection.close()
         raise CostStoreError(f"cannot use the cost store {str(path)!r}: {error}") from error
     return connection
+
+
+def _create_or_migrate(connection: sqlite3.Connection) -> None:
+    """Makes a new file a store, or brings an older store's schema up to date, each in one
+    write transaction (another process may be doing the same at once)."""
+    has_table = connection.execute(
+        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='generations'"
+    ).fetchone()
+    if not has_table:  # idempotent statements: a second process creating it changes nothing
+        connection.executescript(
+            f"BEGIN IMMEDIATE; {_CREATE} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
+        )
+        return
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        # Read again under the write lock: another process may have migrated meanwhile.
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        for step in range(max(1, version), SCHEMA_VERSION):
+            for statement in _MIGRATIONS[step]:
+                connection.execute(statement)
+        connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        connection.commit()
+    except BaseException:
+        connection.rollback()
+        raise
 
 
 @untraced

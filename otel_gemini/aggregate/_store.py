@@ -8,7 +8,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -181,6 +181,9 @@ class CostStore(SpanProcessor):
         self._last_drop_log = 0.0
         self._logged_errors: set[str] = set()
         self._next_retention = 0.0
+        self._commit_listeners: list[Callable[[Sequence[GenerationRow]], None]] = getattr(
+            self, "_commit_listeners", []
+        )  # kept across fork: the child's listeners are the parent's
         # Supervised: an error restarts it with the batch it had in hand (written again: an
         # upsert keeps one row per span).
         self._worker: BatchWorker[list[ReadableSpan]] = BatchWorker(
@@ -288,6 +291,19 @@ class CostStore(SpanProcessor):
         self._worker.stop()
         self._writer.join(max(0.0, deadline - time.monotonic()))
 
+    def add_commit_listener(self, callback: Callable[[Sequence[GenerationRow]], None]) -> None:
+        """Calls ``callback(rows)`` on the writer thread after each committed batch, with
+        the rows it wrote (budgets evaluate there). The callback must be quick and must not
+        write to the store; an exception it raises is logged once and ignored."""
+        self._commit_listeners.append(callback)
+
+    def _notify_committed(self, rows: Sequence[GenerationRow]) -> None:
+        for callback in self._commit_listeners:
+            try:
+                callback(rows)
+            except Exception as error:
+                self._log_once("listener", "a cost store commit listener failed", error)
+
     # --- state --------------------------------------------------------------------------------
 
     def loop_status(self) -> LoopStatus:
@@ -373,6 +389,8 @@ class CostStore(SpanProcessor):
             else:
                 rows.append(row)
         written = self._write_rows(rows) if rows else 0
+        if written:
+            self._notify_committed(rows)
         with self._progress:
             self._written += written
             self._skipped += skipped
