@@ -7,8 +7,10 @@ and falls back to the local store when Langfuse cannot answer. See docs/api.md.
 """
 
 from otel_gemini.aggregate._answers import CostAnswers, SourceUnavailable
+from otel_gemini.aggregate._command import table as text_table
 from otel_gemini.aggregate._langfuse import LangfuseMetricsSource, LangfuseUnavailable
 from otel_gemini.aggregate._local import LocalCostSource
+from otel_gemini.aggregate._money import femto_decimal, joined, split_sum_sql, to_femto, usd_text
 from otel_gemini.aggregate._query import (
     CostQuery,
     Filters,
@@ -27,11 +29,12 @@ from otel_gemini.aggregate._reports import (
     Percentiles,
 )
 from otel_gemini.aggregate._rows import GenerationRow
-from otel_gemini.aggregate._schema import CostStoreError, default_cost_db
-from otel_gemini.aggregate._store import DROP_REASONS, CostStore
+from otel_gemini.aggregate._schema import CostStoreError, default_cost_db, open_for_reading
+from otel_gemini.aggregate._store import DROP_REASONS, CommittedRows, CostStore
 
 __all__ = [
     "DROP_REASONS",
+    "CommittedRows",
     "CostAnswers",
     "CostGroup",
     "CostQuery",
@@ -52,6 +55,13 @@ __all__ = [
     "SourceUnavailable",
     "TimeWindow",
     "default_cost_db",
+    "femto_decimal",
+    "joined",
+    "open_for_reading",
     "parse_cost_query",
     "parse_latency_query",
+    "split_sum_sql",
+    "text_table",
+    "to_femto",
+    "usd_text",
 ]

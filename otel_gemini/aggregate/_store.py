@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -74,6 +74,22 @@ def _open_writer(path: Path) -> sqlite3.Connection:
     connection = open_for_writing(path)
     connection.execute(f"PRAGMA busy_timeout={_WRITE_BUSY_TIMEOUT_MS}")
     return connection
+
+
+class CommittedRows(NamedTuple):
+    """One committed write, as commit listeners get it."""
+
+    rows: Sequence[GenerationRow]
+    last_rowid: int
+    """The highest ``rowid`` in ``generations`` after the commit: a reader whose snapshot's
+    ``max(rowid)`` is at least this has these rows (writes are serialised, and each row
+    written, replaced or not, gets a rowid above every earlier one)."""
+
+
+def _insert(connection: sqlite3.Connection, rows: Sequence[GenerationRow]) -> int:
+    connection.executemany(UPSERT, rows)
+    last = connection.execute("SELECT max(rowid) FROM generations").fetchone()[0]
+    return int(last or 0)
 
 
 def _is_busy(error: sqlite3.OperationalError) -> bool:
@@ -181,7 +197,7 @@ class CostStore(SpanProcessor):
         self._last_drop_log = 0.0
         self._logged_errors: set[str] = set()
         self._next_retention = 0.0
-        self._commit_listeners: list[Callable[[Sequence[GenerationRow]], None]] = getattr(
+        self._commit_listeners: list[Callable[[CommittedRows], None]] = getattr(
             self, "_commit_listeners", []
         )  # kept across fork: the child's listeners are the parent's
         # Supervised: an error restarts it with the batch it had in hand (written again: an
@@ -291,16 +307,18 @@ class CostStore(SpanProcessor):
         self._worker.stop()
         self._writer.join(max(0.0, deadline - time.monotonic()))
 
-    def add_commit_listener(self, callback: Callable[[Sequence[GenerationRow]], None]) -> None:
-        """Calls ``callback(rows)`` on the writer thread after each committed batch, with
-        the rows it wrote (budgets evaluate there). The callback must be quick and must not
-        write to the store; an exception it raises is logged once and ignored."""
+    def add_commit_listener(self, callback: Callable[[CommittedRows], None]) -> None:
+        """Calls ``callback(committed)`` on the writer thread after each committed
+        transaction, with the rows it wrote and the highest rowid it left (budgets evaluate
+        there). The callback must be quick and must not touch the store; an exception it
+        raises is logged once and ignored."""
         self._commit_listeners.append(callback)
 
-    def _notify_committed(self, rows: Sequence[GenerationRow]) -> None:
+    def _notify_committed(self, rows: Sequence[GenerationRow], last_rowid: int) -> None:
+        committed = CommittedRows(rows, last_rowid)
         for callback in self._commit_listeners:
             try:
-                callback(rows)
+                callback(committed)
             except Exception as error:
                 self._log_once("listener", "a cost store commit listener failed", error)
 
@@ -389,8 +407,6 @@ class CostStore(SpanProcessor):
             else:
                 rows.append(row)
         written = self._write_rows(rows) if rows else 0
-        if written:
-            self._notify_committed(rows)
         with self._progress:
             self._written += written
             self._skipped += skipped
@@ -404,7 +420,8 @@ class CostStore(SpanProcessor):
         bind: a lone surrogate in a user id, an integer out of range), row by row, so only
         the bad rows are lost. Returns how many were written."""
         try:
-            self._transaction(lambda connection: connection.executemany(UPSERT, rows))
+            last_rowid = self._transaction(lambda connection: _insert(connection, rows))
+            self._notify_committed(rows, last_rowid)
             return len(rows)
         except sqlite3.OperationalError as error:  # the database (locked, full): not a row
             self._log_once("write", f"cannot write to the cost store {self.path}", error)
@@ -416,11 +433,12 @@ class CostStore(SpanProcessor):
         written = 0
         for row in rows:
 
-            def one(connection: sqlite3.Connection, row: GenerationRow = row) -> None:
-                connection.execute(UPSERT, row)
+            def one(connection: sqlite3.Connection, row: GenerationRow = row) -> int:
+                return _insert(connection, [row])
 
             try:
-                self._transaction(one)
+                last_rowid = self._transaction(one)
+                self._notify_committed([row], last_rowid)
                 written += 1
             except sqlite3.OperationalError as error:
                 self._log_once("write", f"cannot write to the cost store {self.path}", error)
