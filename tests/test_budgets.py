@@ -310,15 +310,43 @@ def test_the_cli_prints_budgets_as_tables(
         '[[budget]]\nname = "team"\nlimit_usd = 100\nperiod = "month"\n'
     )
     assert main(["budgets", "--rules", str(rules), "--db", str(store.path)]) == 0
-    out = capsys.readouterr().out
-    lines = out.splitlines()
-    assert lines[0].split() == ["rule", "scope", "period", "ends", "spend", "limit", "used", "status"]
-    assert lines[2].split()[:3] == ["per-user", "user", "day"]
-    assert lines[2].split()[-7:] == ["-", "$0.005", "120.0", "%", "1", "over", "a", "threshold"][
-        -7:
-    ] or "120.0 %" in lines[2]
-    assert "team" in lines[3] and "$0.006" in lines[3] and "0.0 %" in lines[3]
-    assert any(line.split()[:3] == ["per-user", "ana", "$0.006"] for line in lines)
+    lines = capsys.readouterr().out.splitlines()
+    day_end = lines[2].split()[4]
+    assert [line.split() for line in lines] == [
+        ["rule", "scope", "period", "ends", "spend", "limit", "used", "status"],
+        lines[1].split(),
+        [
+            "per-user",
+            "user",
+            "day",
+            "(UTC)",
+            day_end,
+            "-",
+            "$0.005",
+            "120.0",
+            "%",
+            "1",
+            "over",
+            "a",
+            "threshold",
+        ],
+        [
+            "team",
+            "total",
+            "month",
+            "(UTC)",
+            lines[3].split()[4],
+            "$0.006",
+            "$100",
+            "0.0",
+            "%",
+            "ok",
+        ],
+        [],
+        ["rule", "scope", "value", "spend", "used", "status", "requests"],
+        lines[6].split(),
+        ["per-user", "ana", "$0.006", "120.0", "%", "exceeded", "1"],
+    ]
 
 
 # --- evaluation over the store, with a clock ------------------------------------------------
@@ -420,7 +448,9 @@ def test_spend_before_and_after_midnight_counts_in_the_rules_own_day(
         ("utc-day", "warning", "0.012", "2026-11-20T00:00:00+00:00"),
         ("utc-day", "limit", "0.012", "2026-11-20T00:00:00+00:00"),
     ]
-    status = budget_status(evaluator.rules, store.path, now=datetime.fromtimestamp(clock.now, BERLIN))
+    status = budget_status(
+        evaluator.rules, store.path, now=datetime.fromtimestamp(clock.now, BERLIN)
+    )
     berlin, utc = status["budgets"]
     assert (berlin["period_start"], berlin["period_end"]) == (
         "2026-11-21T00:00:00+01:00",
@@ -509,9 +539,12 @@ def test_two_processes_sharing_one_store_see_one_total_and_a_restart_keeps_it(
     assert [(a["kind"], a["spend_usd"]) for a in alerts(caplog)] == [("warning", "0.018")]
     pipeline.spend("ana", ns(moment) - 3 * 10**9)  # $0.024: this process adds its own
     flush(store, evaluator)
-    assert budget_status(evaluator.rules, store.path, now=moment)["budgets"][0]["entries"][0][
-        "spend_usd"
-    ] == "0.024"
+    assert (
+        budget_status(evaluator.rules, store.path, now=moment)["budgets"][0]["entries"][0][
+            "spend_usd"
+        ]
+        == "0.024"
+    )
     evaluator.shutdown()
 
     # A restart: the period's spend is read back; the warning is not sent again.
@@ -549,7 +582,11 @@ def test_enforcement_refuses_a_call_before_it_reaches_gemini_and_fails_open(
     with trace_attributes(user_id="ana"), pytest.raises(BudgetExceededError) as raised:
         gemini_client.models.generate_content(model=FLASH, contents="one more")
     assert len(fake_gemini.requests) == 2  # nothing was sent
-    assert (raised.value.rule, raised.value.scope, raised.value.scope_value) == ("cap", "user", "ana")
+    assert (raised.value.rule, raised.value.scope, raised.value.scope_value) == (
+        "cap",
+        "user",
+        "ana",
+    )
     assert raised.value.spend_usd == usd(cost * 2)
     ask(fake_gemini, gemini_client, "bob")  # another user's scope is open
     assert len(fake_gemini.requests) == 3
