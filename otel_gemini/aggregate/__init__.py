@@ -29,11 +29,17 @@ from otel_gemini.aggregate._reports import (
     Percentiles,
 )
 from otel_gemini.aggregate._rows import GenerationRow
-from otel_gemini.aggregate._schema import CostStoreError, default_cost_db, open_for_reading
+from otel_gemini.aggregate._schema import (
+    ENV_COST_DB,
+    CostStoreError,
+    default_cost_db,
+    open_for_reading,
+)
 from otel_gemini.aggregate._store import DROP_REASONS, CommittedRows, CostStore
 
 __all__ = [
     "DROP_REASONS",
+    "ENV_COST_DB",
     "CommittedRows",
     "CostAnswers",
     "CostGroup",

@@ -82,15 +82,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=10.0,
         help="seconds to finish requests and send the spool on SIGTERM (default 10)",
     )
+    parser.add_argument(
+        "--cost-db",
+        help="also keep the local cost store here (with --budgets, default: "
+        "OTEL_GEMINI_COST_DB or its default path)",
+    )
+    parser.add_argument(
+        "--budgets",
+        help="budget rules (TOML) evaluated over everything the gateway prices "
+        "(default: OTEL_GEMINI_BUDGETS); needs the cost store",
+    )
     _listen_security.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     import logging
+    import os
     import signal
     import threading
 
     from otel_gemini._command_errors import CommandError, check_port_free
+    from otel_gemini.aggregate import CostStore, default_cost_db
+    from otel_gemini.budgets import BudgetRules
     from otel_gemini.export import LangfuseExporter
     from otel_gemini.export._settings import resolve_settings
     from otel_gemini.gateway._gateway import Gateway, GatewaySettings
@@ -117,6 +130,9 @@ def run(args: argparse.Namespace) -> int:
     # Everything that can be wrong is checked before anything starts (a bad setting exits
     # 2 from cli.main, naming it): prices, Langfuse and spool settings, then the ports.
     prices = PriceTable.from_env()
+    rules = BudgetRules.load(args.budgets) if args.budgets else BudgetRules.from_env(os.environ)
+    # With budgets the store is their ledger: OTEL_GEMINI_COST_DB or its default path.
+    cost_db = args.cost_db or (str(default_cost_db(os.environ)) if rules is not None else None)
     # Room for every request in progress at once, so a hand-off is never refused.
     memory = 4 * settings.max_inflight_bytes
     resolve_settings(memory_max_bytes=memory)  # raises LangfuseConfigError, naming it
@@ -127,7 +143,12 @@ def run(args: argparse.Namespace) -> int:
     )
     _listen_security.warn_if_open(security, args.host, "gateway")
     exporter = LangfuseExporter(memory_max_bytes=memory)
-    gateway = Gateway(exporter, prices, settings)
+    try:
+        store = CostStore(cost_db) if cost_db is not None else None
+    except BaseException:
+        exporter.shutdown(0)
+        raise
+    gateway = Gateway(exporter, prices, settings, cost_store=store, budgets=rules)
     try:
         gateway.start()
     except OSError as error:
