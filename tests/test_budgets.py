@@ -651,3 +651,80 @@ def test_an_anomaly_alerts_once_when_cost_per_request_triples(
     assert evaluator.force_flush(10)
     assert len(alerts(caplog)) == 1  # once
     evaluator.shutdown()
+
+
+def status_now(telemetry: Telemetry) -> Any:
+    assert telemetry.budgets is not None
+    return budget_status(telemetry.budgets.rules, telemetry.budgets.store_path)
+
+
+# --- Live sessions --------------------------------------------------------------------------
+
+LIVE_MODEL = "gemini-2.5-flash-native-audio-preview-09-2025"
+LIVE_TURN = ScriptedUsage(
+    prompt=150,
+    candidates=75,
+    thoughts=12,
+    prompt_by_modality={"TEXT": 112, "AUDIO": 38},
+    candidates_by_modality={"AUDIO": 75},
+)  # $0.001094 (tests/test_live.py)
+
+
+@pytest.mark.genai
+async def test_an_open_live_session_gets_an_event_and_a_new_one_is_refused(
+    fake_gemini_live: FakeGemini,
+    gemini_live_client: genai.Client,
+    make_telemetry: Callable[..., Telemetry],
+) -> None:
+    import asyncio
+
+    from google.genai import types
+    from live_audio import pcm
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from otel_gemini.testing import LiveScript, ModelText, TurnComplete, WaitFor
+
+    telemetry = make_telemetry(
+        budgets={
+            "budget": [{"name": "voice", "scope": "user", "limit_usd": "0.001", "enforce": True}]
+        }
+    )
+    finished = InMemorySpanExporter()
+    telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(finished))
+    turn = [WaitFor("audio_stream_end"), ModelText("Hello."), TurnComplete(usage=LIVE_TURN)]
+    fake_gemini_live.add_live_session(LiveScript([*turn, *turn], session_id="voice-1"))
+
+    async def one_turn(session: Any) -> list[types.LiveServerMessage]:
+        await session.send_realtime_input(audio=pcm(0.5))
+        await session.send_realtime_input(audio_stream_end=True)
+        return [message async for message in session.receive()]
+
+    with trace_attributes(user_id="caller-7"):
+        async with gemini_live_client.aio.live.connect(
+            model=LIVE_MODEL, config={"response_modalities": ["TEXT"]}
+        ) as session:
+            await one_turn(session)  # $0.001094: over the $0.001 limit
+            await session.send_realtime_input(audio=pcm(0.5))
+            await session.send_realtime_input(audio_stream_end=True)
+            second = []
+            async for message in session.receive():
+                second.append(message)
+                if len(second) == 1:
+                    # Turn 2's first output finalises turn 1 (its span ends): the store and
+                    # the budgets see it mid-turn; the turn goes on to its end.
+                    assert await asyncio.to_thread(telemetry.force_flush, 10)
+                    (entry,) = status_now(telemetry)["budgets"][0]["entries"]
+                    assert entry["spend_usd"] == "0.001094"
+            assert second[-1].server_content and second[-1].server_content.turn_complete
+        with pytest.raises(BudgetExceededError):
+            async with gemini_live_client.aio.live.connect(model=LIVE_MODEL) as refused:
+                await one_turn(refused)
+    assert len(fake_gemini_live.live_sessions) == 1  # the second never connected
+    (span,) = [s for s in finished.get_finished_spans() if s.name.startswith("live_session")]
+    (event,) = [e for e in span.events if e.name == "otel_gemini.budget.exhausted"]
+    assert dict(event.attributes or {}) == {
+        "otel_gemini.budget.rule": "voice",
+        "otel_gemini.budget.scope": "user",
+        "otel_gemini.budget.period_end": event.attributes["otel_gemini.budget.period_end"],  # type: ignore[index]
+    }
