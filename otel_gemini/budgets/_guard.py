@@ -20,8 +20,19 @@ from typing import Final, NamedTuple
 from otel_gemini import _attributes as attrs
 from otel_gemini._model_names import bare_model_name
 from otel_gemini._trace_attributes import current_trace_attributes
+from otel_gemini.budgets._rules import (
+    SCOPE_MODEL,
+    SCOPE_SERVICE,
+    SCOPE_SESSION,
+    SCOPE_TAG,
+    SCOPE_TOTAL,
+    SCOPE_USER,
+)
 
 _logger = logging.getLogger("otel_gemini.budgets")
+
+TOTAL_VALUE: Final = "*"
+"""The scope value of a ``total`` rule (one value: everything)."""
 
 ScopeKey = tuple[str, str]
 """(scope kind, scope value): ``("user", "u-42")``, ``("total", "*")``, ``("tag", "voice")``."""
@@ -61,14 +72,17 @@ class BudgetExceededError(Exception):
         )
 
 
-_NONE: Final[Mapping[ScopeKey, Exhaustion]] = MappingProxyType({})
+_NONE: Final[dict[ScopeKey, Exhaustion]] = {}  # never changed
+_TOTAL: Final = (SCOPE_TOTAL, TOTAL_VALUE)
 
 
 class _State:
     __slots__ = ("exhausted", "live_sessions", "lock", "refused", "service_name")
 
     def __init__(self) -> None:
-        self.exhausted: Mapping[ScopeKey, Exhaustion] = _NONE
+        # Replaced whole, never changed in place: readers need no lock (a plain dict, as
+        # its get() is the fastest lookup there is).
+        self.exhausted: dict[ScopeKey, Exhaustion] = _NONE
         self.refused = 0
         self.service_name: str | None = None
         self.lock = threading.Lock()
@@ -87,21 +101,21 @@ class _LiveWatch(NamedTuple):
 
 
 def _request_keys(model: str | None) -> list[ScopeKey]:
-    keys: list[ScopeKey] = [("total", "*")]
+    keys: list[ScopeKey] = [_TOTAL]
     if _state.service_name:
-        keys.append(("service.name", _state.service_name))
+        keys.append((SCOPE_SERVICE, _state.service_name))
     if model:
-        keys.append(("model", bare_model_name(str(model))))
+        keys.append((SCOPE_MODEL, bare_model_name(model)))
     values = current_trace_attributes()
     user = values.get(attrs.USER_ID)
     if isinstance(user, str):
-        keys.append(("user", user))
+        keys.append((SCOPE_USER, user))
     session = values.get(attrs.SESSION_ID)
     if isinstance(session, str):
-        keys.append(("session", session))
+        keys.append((SCOPE_SESSION, session))
     tags = values.get(attrs.LANGFUSE_TRACE_TAGS)
     if isinstance(tags, (list, tuple)):
-        keys.extend(("tag", str(tag)) for tag in tags)
+        keys.extend((SCOPE_TAG, str(tag)) for tag in tags)
     return keys
 
 
@@ -109,9 +123,13 @@ def check_request(model: object) -> None:
     """Raises :class:`BudgetExceededError` if the request about to be sent (for ``model``,
     in the current ``trace_attributes()`` context) falls in an exhausted scope."""
     exhausted = _state.exhausted
-    if not exhausted:
-        return
-    for key in _request_keys(model if isinstance(model, str) else None):
+    if exhausted:
+        _check(exhausted, model if isinstance(model, str) else None)
+
+
+def _check(exhausted: dict[ScopeKey, Exhaustion], model: str | None) -> None:
+    # One lookup per scope kind the request has; no list built unless one is exhausted.
+    for key in _request_keys(model):
         hit = exhausted.get(key)
         if hit is not None:
             _state.refused += 1  # health's count (a rare race may miss one: no lock here)
@@ -141,7 +159,7 @@ def publish(exhausted: Mapping[ScopeKey, Exhaustion], service_name: str | None =
     """The evaluator's side: the scopes now closed to new requests (replaces the last set),
     then tells open Live sessions that fall in one."""
     _state.service_name = service_name
-    _state.exhausted = MappingProxyType(dict(exhausted)) if exhausted else _NONE
+    _state.exhausted = dict(exhausted) if exhausted else _NONE
     if not exhausted:
         return
     with _state.lock:
@@ -159,5 +177,5 @@ def publish(exhausted: Mapping[ScopeKey, Exhaustion], service_name: str | None =
 
 
 def exhausted_scopes() -> Mapping[ScopeKey, Exhaustion]:
-    """The scopes closed now (read-only)."""
-    return _state.exhausted
+    """The scopes closed now."""
+    return MappingProxyType(_state.exhausted)

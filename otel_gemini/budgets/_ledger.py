@@ -17,6 +17,7 @@ from typing import Final, NamedTuple
 
 from otel_gemini._suppress import suppress_instrumentation, untraced
 from otel_gemini.aggregate import joined, split_sum_sql
+from otel_gemini.budgets import _guard
 from otel_gemini.budgets._periods import Period
 from otel_gemini.budgets._rules import (
     SCOPE_MODEL,
@@ -35,8 +36,7 @@ COLUMNS: Final = {
 }
 """The ``generations`` column each per-value scope groups by."""
 
-TOTAL_VALUE: Final = "*"
-"""The scope value of a ``total`` rule (one value: everything)."""
+TOTAL_VALUE: Final = _guard.TOTAL_VALUE
 
 _BUSY_TIMEOUT_S: Final = 5.0
 
