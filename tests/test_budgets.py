@@ -728,3 +728,115 @@ async def test_an_open_live_session_gets_an_event_and_a_new_one_is_refused(
         "otel_gemini.budget.scope": "user",
         "otel_gemini.budget.period_end": event.attributes["otel_gemini.budget.period_end"],  # type: ignore[index]
     }
+
+
+# --- webhook formats and failures; tag scopes; the API's edges ------------------------------
+
+
+def test_a_webhook_that_keeps_failing_is_counted_and_makes_health_degraded(
+    store: CostStore,
+) -> None:
+    failing = Receiver(failures=1000)
+    try:
+        moment = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
+        rule = {"name": "cap", "scope": "tag", "tag": "voice", "limit_usd": "0.01"}
+        hook = {"url": failing.url, "attempts": 2, "retry_initial_seconds": 0.01}
+        evaluator = evaluator_for(store, {"budget": [rule], "webhook": hook}, Clock(moment))
+        pipeline = Pipeline(store)
+        for tags in (("voice",), ("chat",), ("beta", "voice")):
+            span = pipeline.tracer.start_span("generate_content", start_time=ns(moment) - 10**9)
+            span.set_attributes(
+                {
+                    attrs.GEN_AI_OPERATION_NAME: attrs.OP_GENERATE_CONTENT,
+                    attrs.GEN_AI_REQUEST_MODEL: FLASH,
+                    attrs.GEN_AI_USAGE_INPUT_TOKENS: 10_000,
+                    attrs.GEN_AI_USAGE_OUTPUT_TOKENS: 1_200,
+                    attrs.LANGFUSE_TRACE_TAGS: tags,
+                }
+            )
+            span.end(end_time=ns(moment) - 10**8)
+        flush(store, evaluator)
+        # Two "voice" requests ($0.012): the warning and the limit, two tries each.
+        wait_until(lambda: evaluator.stats()["webhook"]["dropped"]["gave_up"] == 2)
+        stats = evaluator.stats()["webhook"]
+        assert (stats["delivered"], stats["failed_attempts"]) == (0, 4)
+        assert evaluator.problems() == [
+            "budget webhook (127.0.0.1): 2 alert(s) could not be delivered (HTTP 500); "
+            "they are in the log"
+        ]
+        assert failing.attempts == 4
+        (entry,) = budget_status(evaluator.rules, store.path, now=moment)["budgets"][0]["entries"]
+        assert (entry["scope_value"], entry["spend_usd"], entry["requests"]) == (
+            "voice",
+            "0.012",
+            2,
+        )
+        evaluator.shutdown()
+    finally:
+        failing.close()
+
+
+def test_the_slack_payload_is_text_and_one_section() -> None:
+    from otel_gemini.budgets import BudgetAlert
+
+    alert = BudgetAlert(
+        kind="limit",
+        rule="cap",
+        scope="user",
+        scope_value="ana",
+        period_start="2026-11-20T00:00:00+00:00",
+        period_end="2026-11-21T00:00:00+00:00",
+        spend_usd="0.012",
+        limit_usd="0.01",
+        utilization="1.2",
+        threshold="1",
+        message="budget 'cap': user 'ana' reached its limit",
+    )
+    assert alert.slack_payload() == {
+        "text": ":no_entry: budget 'cap': user 'ana' reached its limit",
+        "blocks": [
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": ":no_entry: budget 'cap': user 'ana' reached its limit",
+                },
+            }
+        ],
+    }
+
+
+def test_the_budgets_endpoint_without_rules_is_404_and_refuses_parameters(
+    make_telemetry: Callable[..., Telemetry],
+) -> None:
+    plain = TestClient(make_telemetry().asgi_app())
+    response = plain.get("/api/observability/budgets")
+    assert response.status_code == 404
+    assert response.json()["error"] == "not_configured"
+
+
+def test_the_budgets_endpoint_refuses_parameters_and_answers_503_without_a_store(
+    tmp_path: Path,
+) -> None:
+    from otel_gemini.server import observability_app
+
+    rules = BudgetRules.parse('[[budget]]\nname = "t"\nlimit_usd = 1\n')
+    app = observability_app(budgets=lambda: budget_status(rules, tmp_path / "none.sqlite3"))
+    client = TestClient(app)
+    response = client.get("/api/observability/budgets", params={"rule": "t"})
+    assert (response.status_code, response.json()["parameter"]) == (400, "rule")
+    response = client.get("/api/observability/budgets")
+    assert response.status_code == 503
+    assert "there is no cost store at" in response.json()["message"]
+
+
+def test_serve_names_a_bad_budgets_file_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "budgets.toml"
+    rules.write_text('[[budget]]\nname = "x"\nlimit_usd = "ten"\n')
+    code = main(["serve", "--port", "0", "--budgets", str(rules), "--db", str(tmp_path / "c")])
+    assert code == 2
+    assert capsys.readouterr().err == (
+        "otel-gemini serve: budget rule 'x': key 'limit_usd' must be a number (got 'ten')\n"
+    )
