@@ -33,6 +33,7 @@ from otel_gemini import CostSpanProcessor, Telemetry, trace_attributes
 from otel_gemini import _attributes as attrs
 from otel_gemini.aggregate import CostStore
 from otel_gemini.budgets import (
+    ALERTS_METRIC,
     UTILIZATION_METRIC,
     BudgetConfigError,
     BudgetEvaluator,
@@ -127,13 +128,15 @@ def ask(fake: FakeGemini, client: genai.Client, user: str) -> None:
         client.models.generate_content(model=FLASH, contents="hi")
 
 
-def utilization_points(reader: InMemoryMetricReader) -> list[tuple[dict[str, Any], float]]:
+def metric_points(
+    reader: InMemoryMetricReader, name: str = UTILIZATION_METRIC
+) -> list[tuple[dict[str, Any], float]]:
     data = reader.get_metrics_data()
     points = []
     for resource_metrics in data.resource_metrics if data else ():
         for scope_metrics in resource_metrics.scope_metrics:
             for metric in scope_metrics.metrics:
-                if metric.name == UTILIZATION_METRIC:
+                if metric.name == name:
                     points.extend(
                         (dict(p.attributes or {}), p.value) for p in metric.data.data_points
                     )
@@ -265,10 +268,16 @@ def test_a_user_daily_budget_warns_at_80_and_alerts_at_100_at_the_predicted_call
     wait_until(lambda: len(receiver.accepted) == 2, what="both alerts at the webhook")
     assert [body["kind"] for body in receiver.accepted] == ["warning", "limit"]
     assert receiver.attempts == 4
-    webhook = telemetry.health().extra["budgets"]["webhook"]
-    assert (webhook["delivered"], webhook["failed_attempts"]) == (2, 2)
-    # The metric: by rule, no user id (the most spent user's utilization).
-    assert utilization_points(reader) == [
+    wait_until(
+        lambda: telemetry.health().extra["budgets"]["webhook"]["delivered"] == 2,
+        what="the sender to count both deliveries",
+    )
+    assert telemetry.health().extra["budgets"]["webhook"]["failed_attempts"] == 2
+    # The metrics: by rule, no user id (the most spent user's utilization); one alert each.
+    assert sorted(
+        (p["otel_gemini.budget.alert.kind"], v) for p, v in metric_points(reader, ALERTS_METRIC)
+    ) == [("limit", 1), ("warning", 1)]
+    assert metric_points(reader) == [
         (
             {"otel_gemini.budget.rule": "voice-user-daily", "otel_gemini.budget.scope": "user"},
             float(cost * (limit_call + 1) / limit),
@@ -840,3 +849,25 @@ def test_serve_names_a_bad_budgets_file_and_exits_2(
     assert capsys.readouterr().err == (
         "otel-gemini serve: budget rule 'x': key 'limit_usd' must be a number (got 'ten')\n"
     )
+
+
+def test_a_batch_with_more_users_than_one_query_takes_is_exact(
+    store: CostStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="otel_gemini.budgets")
+    moment = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
+    rules = {"budget": [{"name": "cap", "scope": "user", "limit_usd": "0.012", "warn_at": [0.5]}]}
+    pipeline = Pipeline(store)
+    for user in range(600):  # one batch, 600 users: read in chunks of 500
+        pipeline.spend(f"u{user:04}", ns(moment) - 10**9)
+    evaluator = evaluator_for(store, rules, Clock(moment))
+    flush(store, evaluator)
+    evaluator.evaluate_now()
+    assert evaluator.force_flush(10)
+    assert len(alerts(caplog)) == 600  # each user's $0.006 is 50 %
+    for user in range(600):
+        pipeline.spend(f"u{user:04}", ns(moment) - 10**9)
+    flush(store, evaluator)
+    assert [a["kind"] for a in alerts(caplog)].count("limit") == 600
+    assert {a["spend_usd"] for a in alerts(caplog)[600:]} == {"0.012"}
+    evaluator.shutdown()

@@ -33,18 +33,19 @@ from otel_gemini.budgets._rules import (
 
 if TYPE_CHECKING:
     from otel_gemini.budgets._alerts import BudgetAlert
-    from otel_gemini.budgets._evaluator import UTILIZATION_METRIC, BudgetEvaluator
+    from otel_gemini.budgets._evaluator import ALERTS_METRIC, UTILIZATION_METRIC, BudgetEvaluator
     from otel_gemini.budgets._status import budget_status
 
 # Loaded on first use: the instrumentation imports this package for the request check only.
 __getattr__ = lazy_exports(
     __name__,
     "otel_gemini.budgets._exports",
-    ("BudgetAlert", "BudgetEvaluator", "UTILIZATION_METRIC", "budget_status"),
+    ("ALERTS_METRIC", "BudgetAlert", "BudgetEvaluator", "UTILIZATION_METRIC", "budget_status"),
     globals(),
 )
 
 __all__ = [
+    "ALERTS_METRIC",
     "ENV_BUDGETS",
     "UTILIZATION_METRIC",
     "AnomalyRule",

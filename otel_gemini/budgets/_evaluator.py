@@ -62,6 +62,7 @@ from otel_gemini.budgets._rules import (
 _logger = logging.getLogger("otel_gemini.budgets")
 
 UTILIZATION_METRIC: Final = "otel_gemini.budget.utilization"
+ALERTS_METRIC: Final = "otel_gemini.budget.alerts"
 _HOUR_NS: Final = 3600 * 10**9
 _WEEK_NS: Final = 7 * 24 * _HOUR_NS
 _IDLE_CHECK: Final = 1.0
@@ -142,6 +143,9 @@ class BudgetEvaluator:
             unit="1",
             description="Spend in the current period over the budget's limit, by rule "
             "(the highest scope value's unless scope values are opted in)",
+        )
+        self._alert_counter = meter.create_counter(
+            ALERTS_METRIC, unit="{alert}", description="Budget alerts sent, by rule and kind"
         )
         self._init_process_state(closed=False)
         self._worker.start()
@@ -451,6 +455,9 @@ class BudgetEvaluator:
         with self._lock:
             self._alerts += 1
         log_alert(alert)
+        self._alert_counter.add(
+            1, {"otel_gemini.budget.rule": alert.rule, "otel_gemini.budget.alert.kind": alert.kind}
+        )
         if self.webhook is not None:
             self.webhook.send(alert)
 

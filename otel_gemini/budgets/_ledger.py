@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from otel_gemini._suppress import suppress_instrumentation, untraced
 from otel_gemini.aggregate import joined, split_sum_sql
@@ -122,6 +122,10 @@ def _scope_value(rule: BudgetRule) -> str:
     return rule.tag if rule.scope == SCOPE_TAG and rule.tag else TOTAL_VALUE
 
 
+_VALUES_PER_QUERY: Final = 500
+"""Scope values per ``IN (...)`` list: well under SQLite's bound-parameter limit."""
+
+
 @untraced
 def period_spend(
     connection: sqlite3.Connection,
@@ -133,25 +137,33 @@ def period_spend(
     clause, parameters, group = _scope_filter(rule)
     grouped = group != "?"
     select_value = group if grouped else "?"
-    head_parameters: list[object] = [] if grouped else [_scope_value(rule)]
+    head: list[object] = [] if grouped else [_scope_value(rule)]
     sql = (
         f"SELECT {select_value}, {split_sum_sql('cost_femto')}, count(*) "
         f"FROM generations WHERE start_ns >= ? AND start_ns < ?{clause}"
     )
-    tail: list[object] = [period.start_ns, period.end_ns, *parameters]
-    if grouped and values is not None:
-        chosen = sorted(values)
-        if not chosen:
-            return {}
-        sql += f" AND {group} IN ({', '.join('?' for _ in chosen)})"
-        tail.extend(chosen)
-    if grouped:
-        sql += f" GROUP BY {group}"
+    where: list[object] = [period.start_ns, period.end_ns, *parameters]
+    if not grouped:
+        return _spend(connection.execute(sql, [*head, *where]))
+    if values is None:
+        return _spend(connection.execute(f"{sql} GROUP BY {group}", where))
+    chosen = sorted(values)
     result: dict[str, Spend] = {}
-    for value, high, low, priced, requests in connection.execute(sql, [*head_parameters, *tail]):
-        if not requests:
-            continue
-        result[str(value)] = Spend(joined(high, low, priced) or 0, requests, requests - priced)
+    for index in range(0, len(chosen), _VALUES_PER_QUERY):
+        part = chosen[index : index + _VALUES_PER_QUERY]
+        marks = ", ".join("?" for _ in part)
+        rows = connection.execute(
+            f"{sql} AND {group} IN ({marks}) GROUP BY {group}", [*where, *part]
+        )
+        result.update(_spend(rows))
+    return result
+
+
+def _spend(rows: Iterable[tuple[Any, ...]]) -> dict[str, Spend]:
+    result: dict[str, Spend] = {}
+    for value, high, low, priced, requests in rows:
+        if requests:
+            result[str(value)] = Spend(joined(high, low, priced) or 0, requests, requests - priced)
     return result
 
 
