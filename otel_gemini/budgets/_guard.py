@@ -77,13 +77,14 @@ _TOTAL: Final = (SCOPE_TOTAL, TOTAL_VALUE)
 
 
 class _State:
-    __slots__ = ("exhausted", "live_sessions", "lock", "refused", "service_name")
+    __slots__ = ("exhausted", "live_sessions", "lock", "logged_error", "refused", "service_name")
 
     def __init__(self) -> None:
         # Replaced whole, never changed in place: readers need no lock (a plain dict, as
         # its get() is the fastest lookup there is).
         self.exhausted: dict[ScopeKey, Exhaustion] = _NONE
         self.refused = 0
+        self.logged_error = False
         self.service_name: str | None = None
         self.lock = threading.Lock()
         self.live_sessions: weakref.WeakKeyDictionary[object, _LiveWatch] = (
@@ -128,8 +129,19 @@ def check_request(model: object) -> None:
 
 
 def _check(exhausted: dict[ScopeKey, Exhaustion], model: str | None) -> None:
-    # One lookup per scope kind the request has; no list built unless one is exhausted.
-    for key in _request_keys(model):
+    # One lookup per scope kind the request has (the list is built only when something is
+    # exhausted). Only the refusal itself may reach the caller: a bug here lets it through.
+    try:
+        keys = _request_keys(model)
+    except Exception:
+        if not _state.logged_error:
+            _state.logged_error = True
+            _logger.warning(
+                "otel-gemini: the budget check failed (logged once); the request goes through",
+                exc_info=True,
+            )
+        return
+    for key in keys:
         hit = exhausted.get(key)
         if hit is not None:
             _state.refused += 1  # health's count (a rare race may miss one: no lock here)
