@@ -871,3 +871,37 @@ def test_a_batch_with_more_users_than_one_query_takes_is_exact(
     assert [a["kind"] for a in alerts(caplog)].count("limit") == 600
     assert {a["spend_usd"] for a in alerts(caplog)[600:]} == {"0.012"}
     evaluator.shutdown()
+
+
+async def test_enforcement_refuses_async_and_streaming_calls_too(
+    fake_gemini: FakeGemini,
+    gemini_client: genai.Client,
+    make_telemetry: Callable[..., Telemetry],
+) -> None:
+    import asyncio
+
+    telemetry = make_telemetry(
+        budgets={"budget": [{"name": "model-cap", "scope": "model", "limit_usd": "0.001"}]}
+    )
+    assert telemetry.budgets is not None and not telemetry.budgets.stats()["enforcing"]
+    telemetry.shutdown()  # alerts only: nothing refused; now one that enforces
+    telemetry = make_telemetry(
+        budgets={
+            "budget": [
+                {"name": "model-cap", "scope": "model", "limit_usd": "0.001", "enforce": True}
+            ]
+        }
+    )
+    fake_gemini.add_text("ok", usage=USAGE, model=FLASH)
+    await gemini_client.aio.models.generate_content(model=f"models/{FLASH}", contents="hi")
+    assert await asyncio.to_thread(telemetry.force_flush, 10)
+    with pytest.raises(BudgetExceededError) as raised:
+        await gemini_client.aio.models.generate_content(model=FLASH, contents="again")
+    assert (raised.value.scope, raised.value.scope_value) == ("model", FLASH)
+    with pytest.raises(BudgetExceededError):
+        for _ in gemini_client.models.generate_content_stream(model=FLASH, contents="s"):
+            pass
+    assert len(fake_gemini.requests) == 1
+    fake_gemini.add_text("ok", usage=USAGE)
+    await gemini_client.aio.models.generate_content(model="gemini-2.5-pro", contents="other")
+    assert len(fake_gemini.requests) == 2
