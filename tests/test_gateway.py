@@ -451,6 +451,24 @@ def test_cli_gateway_bad_configuration_names_the_setting(tmp_path: Path) -> None
     assert "LANGFUSE_PUBLIC_KEY" in result.stderr
 
 
+def test_cli_gateway_names_a_bad_budget_rule(langfuse: FakeLangfuse, tmp_path: Path) -> None:
+    rules = tmp_path / "budgets.toml"
+    rules.write_text('[[budget]]\nname = "fleet"\nscope = "team"\nlimit_usd = 5\n')
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LANGFUSE_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "otel_gemini.cli", "gateway", "--budgets", str(rules)],
+        env={**env, **langfuse.environment(), "OTEL_GEMINI_SPOOL_DIR": str(tmp_path / "s")},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (result.returncode, result.stderr) == (
+        2,
+        "otel-gemini gateway: budget rule 'fleet': key 'scope' must be one of total, user, "
+        "session, model, service.name, tag (got 'team')\n",
+    )
+
+
 def test_health_is_the_shared_report_with_the_gateways_counters(
     langfuse: FakeLangfuse, tmp_path: Path
 ) -> None:
