@@ -275,11 +275,11 @@ def _build(
     environ: Mapping[str, str],
     exporter_options: dict[str, Any],
     auto: bool = False,
-    budgets: BudgetRules | str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    budgets: BudgetRules | str | os.PathLike[str] | Mapping[str, Any] | bool | None = None,
 ) -> Telemetry:
     # Everything that can fail on bad configuration comes first, before anything starts.
     table = _price_table(prices, environ)
-    rules = rules_from(budgets, environ)
+    rules = None if budgets is False or budgets is True else rules_from(budgets, environ)
     if rules is not None and cost_store is False:
         raise BudgetConfigError(
             "budgets (OTEL_GEMINI_BUDGETS / budgets=) are evaluated over the cost store, "
@@ -402,7 +402,9 @@ def _problems(store: CostStore, evaluator: BudgetEvaluator | None) -> list[str]:
     return store.problems() + (evaluator.problems() if evaluator is not None else [])
 
 
-def configure_under_auto_instrumentation(*, cost_store: bool = True) -> Telemetry | None:
+def configure_under_auto_instrumentation(
+    *, cost_store: bool = True, budgets: bool = True
+) -> Telemetry | None:
     """The pipeline ``opentelemetry-instrument`` gets (its ``opentelemetry_post_instrument``
     hook, after the configurator and every instrumentor ran): ``configure()`` on the global
     provider, with the span processors the configurator put there for ``OTEL_TRACES_EXPORTER``
@@ -426,6 +428,7 @@ def configure_under_auto_instrumentation(*, cost_store: bool = True) -> Telemetr
             environ=os.environ,
             exporter_options={},
             auto=True,
+            budgets=None if budgets else False,  # None: OTEL_GEMINI_BUDGETS
         )
         _active = telemetry
         return telemetry
