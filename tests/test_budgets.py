@@ -488,8 +488,10 @@ def test_an_exhausted_scope_opens_again_when_its_period_ends(
         check_request(FLASH)
     assert raised.value.period_end == datetime(2026, 11, 21, tzinfo=ZoneInfo("UTC"))
     clock.now = datetime(2026, 11, 21, 0, 0, 1, tzinfo=timezone.utc).timestamp()
-    # The worker notices the period's end by itself (it checks every second).
-    wait_until(lambda: _admitted("ana"), what="ana's new day")
+    # Open at once (the closed scope carries its period's end), and the worker notices the
+    # period's end by itself (it checks every second) and re-reads: nothing exhausted.
+    assert _admitted("ana")
+    wait_until(lambda: evaluator.stats()["exhausted_scopes"] == 0, what="ana's new day")
     evaluator.shutdown()
 
 

@@ -480,9 +480,10 @@ class BudgetEvaluator:
                         period.end,
                         usd_text(femto_decimal(total.femto)) or "0",
                         usd_text(rule.limit) or "0",
+                        period.end_ns / 1e9,
                     ),
                 )
-        _guard.publish(exhausted, self._service_name)
+        _guard.publish(exhausted, self._service_name, self._clock)
 
     # --- re-reading everything ---------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -47,6 +48,9 @@ class Exhaustion(NamedTuple):
     period_end: datetime
     spend_usd: str
     limit_usd: str
+    until: float = float("inf")
+    """``period_end`` in the evaluator's clock (Unix seconds): past it the scope is open,
+    even if no evaluation has run since (a stalled worker, a forked child's copy)."""
 
 
 class BudgetExceededError(Exception):
@@ -77,7 +81,15 @@ _TOTAL: Final = (SCOPE_TOTAL, TOTAL_VALUE)
 
 
 class _State:
-    __slots__ = ("exhausted", "live_sessions", "lock", "logged_error", "refused", "service_name")
+    __slots__ = (
+        "clock",
+        "exhausted",
+        "live_sessions",
+        "lock",
+        "logged_error",
+        "refused",
+        "service_name",
+    )
 
     def __init__(self) -> None:
         # Replaced whole, never changed in place: readers need no lock (a plain dict, as
@@ -85,6 +97,7 @@ class _State:
         self.exhausted: dict[ScopeKey, Exhaustion] = _NONE
         self.refused = 0
         self.logged_error = False
+        self.clock: Callable[[], float] = time.time
         self.service_name: str | None = None
         self.lock = threading.Lock()
         self.live_sessions: weakref.WeakKeyDictionary[object, _LiveWatch] = (
@@ -143,7 +156,7 @@ def _check(exhausted: dict[ScopeKey, Exhaustion], model: str | None) -> None:
         return
     for key in keys:
         hit = exhausted.get(key)
-        if hit is not None:
+        if hit is not None and _state.clock() < hit.until:
             _state.refused += 1  # health's count (a rare race may miss one: no lock here)
             raise BudgetExceededError(hit)
 
@@ -167,10 +180,16 @@ def forget_live_session(owner: object) -> None:
         _state.live_sessions.pop(owner, None)
 
 
-def publish(exhausted: Mapping[ScopeKey, Exhaustion], service_name: str | None = None) -> None:
+def publish(
+    exhausted: Mapping[ScopeKey, Exhaustion],
+    service_name: str | None = None,
+    clock: Callable[[], float] = time.time,
+) -> None:
     """The evaluator's side: the scopes now closed to new requests (replaces the last set),
-    then tells open Live sessions that fall in one."""
+    then tells open Live sessions that fall in one. ``clock`` is the evaluator's (Unix
+    seconds), against which each scope's ``until`` is checked."""
     _state.service_name = service_name
+    _state.clock = clock
     _state.exhausted = dict(exhausted) if exhausted else _NONE
     if not exhausted:
         return
