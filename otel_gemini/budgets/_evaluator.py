@@ -165,6 +165,7 @@ class BudgetEvaluator:
         self._connection: sqlite3.Connection | None = None
         self._inode: tuple[int, int] | None = None
         self._totals: dict[TotalKey, _Total] = {}
+        self._exhausted: dict[_guard.ScopeKey, _guard.Exhaustion] = {}  # what enforcement sees
         self._periods: dict[int, Period] = {}  # rule index -> its latest period
         self._fired: set[tuple[str, str, str, str]] = set()
         self._unreadable: str | None = None
@@ -311,6 +312,7 @@ class BudgetEvaluator:
             self._unreadable = f"{type(error).__name__}: {error}"
         self._close()
         self._totals = {}
+        self._exhausted = {}
         if self._enforce:
             _guard.publish({}, self._service_name)  # fail-open
         if first:
@@ -388,13 +390,33 @@ class BudgetEvaluator:
 
     # --- judging ------------------------------------------------------------------------------
 
-    def _judge(self, keys: Iterable[TotalKey]) -> None:
+    def _judge(self, keys: Iterable[TotalKey], *, rebuild: bool = False) -> None:
+        """Alerts on the totals at ``keys``; with enforcement, closes the scopes among them
+        now at or over a hard limit (``rebuild``: the closed set is made anew from them)."""
         now_ns = self._now_ns()
+        closed: dict[_guard.ScopeKey, _guard.Exhaustion] | None = {} if rebuild else None
         for key in keys:
             total = self._totals.get(key)
-            if total is not None:
-                self._check(self.rules.budgets[key[0]], key[1], total, now_ns)
-        self._publish(now_ns)
+            if total is None:
+                continue
+            rule = self.rules.budgets[key[0]]
+            self._check(rule, key[1], total, now_ns)
+            if not (self._enforce and rule.enforce) or not self._over(rule, total, now_ns):
+                continue
+            scope = (rule.scope, key[1])
+            if closed is None:
+                if scope in self._exhausted:
+                    continue
+                closed = dict(self._exhausted)  # copied once, when something changes
+            closed.setdefault(scope, _exhaustion(rule, key[1], total))
+        if self._enforce and closed is not None:
+            self._exhausted = closed
+            _guard.publish(closed, self._service_name, self._clock)
+
+    @staticmethod
+    def _over(rule: BudgetRule, total: _Total, now_ns: int) -> bool:
+        period = total.period
+        return period.start_ns <= now_ns < period.end_ns and total.femto >= to_femto(rule.limit)
 
     def _check(self, rule: BudgetRule, value: str, total: _Total, now_ns: int) -> None:
         limit_femto = to_femto(rule.limit)
@@ -461,30 +483,6 @@ class BudgetEvaluator:
         if self.webhook is not None:
             self.webhook.send(alert)
 
-    def _publish(self, now_ns: int) -> None:
-        if not self._enforce:
-            return
-        exhausted: dict[_guard.ScopeKey, _guard.Exhaustion] = {}
-        for (index, value, _), total in self._totals.items():
-            rule = self.rules.budgets[index]
-            period = total.period
-            if not rule.enforce or not period.start_ns <= now_ns < period.end_ns:
-                continue
-            if total.femto >= to_femto(rule.limit):
-                exhausted.setdefault(
-                    (rule.scope, value),
-                    _guard.Exhaustion(
-                        rule.name,
-                        rule.scope,
-                        value,
-                        period.end,
-                        usd_text(femto_decimal(total.femto)) or "0",
-                        usd_text(rule.limit) or "0",
-                        period.end_ns / 1e9,
-                    ),
-                )
-        _guard.publish(exhausted, self._service_name, self._clock)
-
     # --- re-reading everything ---------------------------------------------------------------
 
     def _refresh(self) -> None:
@@ -526,7 +524,7 @@ class BudgetEvaluator:
         current = {period.key for period in self._periods.values()}
         current.add(period_of("hour", _UTC_ZONE, now_ns).key)
         self._fired = {memo for memo in self._fired if memo[2] in current}
-        self._judge(list(totals))
+        self._judge(list(totals), rebuild=True)
         for anomaly, recent_spend, baseline_spend in anomalies:
             self._check_anomaly(anomaly, recent_spend, baseline_spend, now_ns)
 
@@ -612,6 +610,19 @@ class BudgetEvaluator:
 
 
 _UTC_ZONE: Final = ZoneInfo("UTC")
+
+
+def _exhaustion(rule: BudgetRule, value: str, total: _Total) -> _guard.Exhaustion:
+    period = total.period
+    return _guard.Exhaustion(
+        rule.name,
+        rule.scope,
+        value,
+        period.end,
+        usd_text(femto_decimal(total.femto)) or "0",
+        usd_text(rule.limit) or "0",
+        period.end_ns / 1e9,
+    )
 
 
 def _anomaly_alert(
