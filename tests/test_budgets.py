@@ -907,3 +907,33 @@ async def test_enforcement_refuses_async_and_streaming_calls_too(
     fake_gemini.add_text("ok", usage=USAGE)
     await gemini_client.aio.models.generate_content(model="gemini-2.5-pro", contents="other")
     assert len(fake_gemini.requests) == 2
+
+
+def test_user_ids_reach_the_metric_only_when_opted_in(store: CostStore) -> None:
+    moment = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
+    pipeline = Pipeline(store)
+    pipeline.spend("ana", ns(moment) - 2 * 10**9)  # $0.006
+    pipeline.spend("bob", ns(moment) - 10**9, tokens=(20_000, 2_400))  # $0.012
+    found = []
+    for opted_in in (False, True):
+        reader = InMemoryMetricReader()
+        rules = {
+            "budget": [{"name": "cap", "scope": "user", "limit_usd": "0.024"}],
+            "settings": {"metric_user_ids": opted_in},
+        }
+        evaluator = evaluator_for(
+            store, rules, Clock(moment), meter_provider=MeterProvider(metric_readers=[reader])
+        )
+        flush(store, evaluator)
+        evaluator.evaluate_now()
+        assert evaluator.force_flush(10)
+        found.append(sorted(metric_points(reader), key=lambda point: point[1]))
+        evaluator.shutdown()
+    base = {"otel_gemini.budget.rule": "cap", "otel_gemini.budget.scope": "user"}
+    assert found == [
+        [(base, 0.5)],  # the most spent user's, no id
+        [
+            ({**base, "otel_gemini.budget.scope_value": "ana"}, 0.25),
+            ({**base, "otel_gemini.budget.scope_value": "bob"}, 0.5),
+        ],
+    ]
