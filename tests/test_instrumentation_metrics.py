@@ -7,13 +7,13 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from polling import wait_until
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
+from polling import wait_until
 
 from otel_gemini import GeminiInstrumentor
 from otel_gemini.instrumentation import _metric_queue
