@@ -30,7 +30,7 @@ from otel_gemini._trace_attributes import TraceAttributesSpanProcessor
 from otel_gemini.aggregate import CostStore, default_cost_db
 from otel_gemini.export import LangfuseExporter
 from otel_gemini.health import HealthReport, HealthReporter, HealthStatus
-from otel_gemini.instrumentation import GeminiInstrumentor
+from otel_gemini.instrumentation import GeminiInstrumentor, metrics_loops
 from otel_gemini.instrumentation._internal_errors import internal_error_counts
 from otel_gemini.instrumentation._settings import InstrumentationSettings
 from otel_gemini.pricing import PriceTable
@@ -324,7 +324,8 @@ def _build(
         exporter,
         probe=health_probe,
         sections=sections,
-        loops=(lambda: [store.loop_status()]) if store is not None else None,
+        # The metrics worker (instrumentation) and the cost store's writer.
+        loops=lambda: [*metrics_loops(), *([store.loop_status()] if store is not None else [])],
         conditions=(
             (lambda _: [(HealthStatus.DEGRADED, reason) for reason in store.problems()])
             if store is not None

@@ -184,6 +184,12 @@ def record_points(record: MetricRecord) -> None:
 QUEUE: Final = MetricQueue()
 
 
+def metrics_loops() -> list[LoopStatus]:
+    """The metrics worker's loop, for health (none before a call started it)."""
+    status = QUEUE.loop_status()
+    return [status] if status is not None else []
+
+
 def record_queued_on_collect(options: CallbackOptions) -> Iterable[Observation]:
     """An observable instrument's callback: the SDK runs it as a collection starts, so the
     points of every call finished by then are recorded before the collection reads them."""
