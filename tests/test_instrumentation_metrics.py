@@ -3,6 +3,7 @@ to their trace by exemplars, bounded with counted drops."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 
@@ -136,3 +137,41 @@ def test_a_full_metrics_queue_drops_counted_calls_and_keeps_the_rest(
     [duration] = instrumented.metric_points("gen_ai.client.operation.duration")
     assert duration.count == 3  # type: ignore[attr-defined]
     assert _tokens(instrumented)["input"] == (3, 30)
+
+
+def test_a_forked_child_records_its_own_calls_on_a_worker_of_its_own(
+    fake_gemini: FakeGemini, instrumented: Recorded
+) -> None:
+    client = fake_gemini.inprocess_client()
+    fake_gemini.add_text("a", usage=ScriptedUsage(prompt=10, candidates=1))
+    client.models.generate_content(model=MODEL, contents="Hi")  # starts the parent's worker
+    [before] = instrumented.metric_points("gen_ai.client.operation.duration")
+    assert before.count == 1  # type: ignore[attr-defined]
+    for _ in range(3):
+        fake_gemini.add_text("b", usage=ScriptedUsage(prompt=20, candidates=2))
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report what it recorded, then leave without running tests' exit
+        code = 1
+        try:
+            for _ in range(3):
+                client.models.generate_content(model=MODEL, contents="Hi")
+            wait_until(
+                lambda: (
+                    not _metric_queue.QUEUE._records
+                    and any(t.name == "otel-gemini-metrics" for t in threading.enumerate())
+                ),
+                what="the child's metrics worker recording its calls",
+            )
+            [point] = instrumented.metric_points("gen_ai.client.operation.duration")
+            os.write(write, f"{point.count} {_tokens(instrumented)['input']}".encode())  # type: ignore[attr-defined]
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        reported = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # The parent's call (collected before the fork) and the child's three, each once.
+    assert reported == "4 (4, 70)"
