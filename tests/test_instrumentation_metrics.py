@@ -65,13 +65,21 @@ def test_metrics_count_every_call_with_a_ten_percent_sampler(
         for _chunk in client.models.generate_content_stream(model=MODEL, contents="Hi"):
             pass
 
+    embedded = 20  # a recorder read on the caller's thread, sampled out or not
+    for _ in range(embedded):
+        fake_gemini.add_embeddings([[0.1, 0.2, 0.3]])
+        client.models.embed_content(model="gemini-embedding-001", contents="hello")
+
     # Most calls were sampled out; every one is counted.
-    assert len(sampled_tenth.spans()) < (plain + streamed) // 2
-    [duration] = sampled_tenth.metric_points("gen_ai.client.operation.duration")
-    assert duration.count == plain + streamed  # type: ignore[attr-defined]
+    assert len(sampled_tenth.spans()) < (plain + streamed + embedded) // 2
+    durations = {
+        dict(p.attributes)["gen_ai.operation.name"]: p.count  # type: ignore[attr-defined]
+        for p in sampled_tenth.metric_points("gen_ai.client.operation.duration")
+    }
+    assert durations == {"generate_content": plain + streamed, "embeddings": embedded}
     [first_chunk] = sampled_tenth.metric_points("gen_ai.client.operation.time_to_first_chunk")
     assert first_chunk.count == streamed  # type: ignore[attr-defined]
-    assert _tokens(sampled_tenth) == {
+    assert _tokens(sampled_tenth) == {  # the embeddings report no tokens on the Gemini API
         "input": (plain + streamed, plain * 100 + streamed * 7),
         "output": (plain + streamed, plain * 13 + streamed * 2),
     }

@@ -22,7 +22,12 @@ from otel_gemini.instrumentation._metric_queue import QUEUE, FinalAttributes, Me
 
 
 class ResponseRecorder(Protocol):
-    """Turns what a request returned (one response, or each chunk of a stream) into attributes."""
+    """Turns what a request returned (one response, or each chunk of a stream) into attributes.
+
+    A recorder whose class sets ``final_once_finished = True`` reads only state that no longer
+    changes once its invocation finished: for a span that is not recorded, its
+    ``attributes()`` are then read on the metrics worker instead of the caller's thread.
+    """
 
     def add(self, response: Any) -> None: ...
 
@@ -155,9 +160,14 @@ class Invocation:
         span = self.span
         result: Mapping[str, AttributeValue] = {}
         try:
-            if not span.is_recording() and self._on_finish is None:
+            if (
+                not span.is_recording()
+                and self._on_finish is None
+                and getattr(self._recorder, "final_once_finished", False)
+            ):
                 # Sampled out: no attributes to set; the metrics worker works out the
-                # tokens from the recorder, off the caller's thread.
+                # tokens from the recorder (whose state no longer changes), off the
+                # caller's thread.
                 self._record_metrics(self._recorder.attributes, None, ended, stream_completed)
             else:
                 result = self._recorder.attributes()
