@@ -18,22 +18,29 @@ FRAMEWORKS_VENV ?= .venv-frameworks
 FRAMEWORKS ?= google-adk==2.15.0 'pydantic-ai-slim[google]==2.78.0' langchain-google-genai==4.4.3 langsmith==0.15.1
 BIN = $(VENV)/bin
 
-.PHONY: demo test test-oldest test-interactions-v1 test-langfuse-oldest test-frameworks lint bench install clean collector
+.PHONY: demo browser test test-oldest test-interactions-v1 test-langfuse-oldest test-frameworks lint bench install clean collector
 
 $(BIN)/otel-gemini: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	# dev includes every extra ([all]: server, gateway, testing, langfuse): the demo runs the
+	# fakes ([testing]), the tests everything.
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
 install: $(BIN)/otel-gemini
 
-## The product's main job on its embedded default: no keys, no network.
+# Where `make demo` keeps its cost store, for the dashboard it ends by pointing to.
+DEMO_DB ?= .demo/costs.sqlite3
+
+## The product's main job on its embedded default: no keys, no network. It ends by printing
+## the command that opens the dashboard on the demo's store (a fresh store each run).
 demo: install
-	$(BIN)/otel-gemini demo
+	rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
+	$(BIN)/otel-gemini demo --db $(DEMO_DB)
 
 ## The whole test suite (newest google-genai), then the compatibility runs on older ones.
-test: install collector
+test: install collector browser
 	$(BIN)/python -m pytest -q -n 2 tests
 	$(MAKE) test-interactions-v1
 	$(MAKE) test-langfuse-oldest
@@ -52,6 +59,24 @@ collector:
 		cd tests/node_app && npm ci --no-audit --no-fund; \
 	else \
 		echo "make collector: npm is not installed: not installing tests/node_app; the Node.js tests will skip" >&2; \
+	fi
+
+## Headless Chromium and its WebDriver for the dashboard's browser test (tests/test_dashboard.py):
+## Debian's packages, installed only where missing, as root or through sudo. Elsewhere this says
+## so and goes on, and that test skips with the reason.
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
+		:; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+		echo "make browser: no apt-get here: not installing Chromium; the dashboard's browser test will skip" >&2; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
+			|| echo "make browser: installing chromium failed; the dashboard's browser test will skip" >&2; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
+			|| echo "make browser: installing chromium failed; the dashboard's browser test will skip" >&2; \
+	else \
+		echo "make browser: not root and no sudo: not installing Chromium; the dashboard's browser test will skip" >&2; \
 	fi
 
 test-oldest:

@@ -48,13 +48,16 @@ def one_line(error: BaseException) -> tuple[str, int] | None:
     (``LangfuseConfigError``, ``PriceTableError``, ``CostStoreError``, ``SpoolBusyError``);
     ``None`` for anything else, which is a bug and keeps its traceback."""
     # Imported here: the error path may be taken before (or without) these modules loading.
+    from otel_gemini._extras import MissingExtraError
     from otel_gemini._langfuse_settings import LangfuseConfigError
-    from otel_gemini.aggregate._schema import CostStoreError
-    from otel_gemini.export._slots import SpoolBusyError
-    from otel_gemini.pricing._table_file import PriceTableError
+    from otel_gemini.aggregate import CostStoreError
+    from otel_gemini.export import SpoolBusyError
+    from otel_gemini.pricing import PriceTableError
 
     if isinstance(error, CommandError):
         return str(error), error.exit_code
+    if isinstance(error, MissingExtraError):
+        return str(error), EXIT_USAGE
     if isinstance(error, PriceTableError):
         return "; ".join(error.problems), EXIT_USAGE
     if isinstance(error, (LangfuseConfigError, SpoolBusyError)):

@@ -28,16 +28,20 @@ from otel_gemini._langfuse_sdk import LangfuseSdkGuard
 from otel_gemini._langfuse_settings import langfuse_requested
 from otel_gemini._trace_attributes import TraceAttributesSpanProcessor
 from otel_gemini.aggregate import CostStore, default_cost_db
-from otel_gemini.export import LangfuseExporter
+from otel_gemini.export import ExporterOptions, LangfuseExporter
 from otel_gemini.health import HealthReport, HealthReporter, HealthStatus
-from otel_gemini.instrumentation import GeminiInstrumentor, metrics_loops
-from otel_gemini.instrumentation._internal_errors import internal_error_counts
-from otel_gemini.instrumentation._settings import InstrumentationSettings
+from otel_gemini.instrumentation import (
+    GeminiInstrumentor,
+    InstrumentationSettings,
+    internal_error_counts,
+    metrics_loops,
+)
 from otel_gemini.pricing import PriceTable
 from otel_gemini.processing import CostSpanProcessor
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
+    from typing_extensions import Unpack
 
 _logger = logging.getLogger("otel_gemini")
 
@@ -171,7 +175,7 @@ def configure(
     capture_content: bool | None = None,
     health_probe: bool = True,
     environ: Mapping[str, str] | None = None,
-    **exporter_options: Any,
+    **exporter_options: Unpack[ExporterOptions],
 ) -> Telemetry:
     """Sets up tracing, Gemini instrumentation, pricing, Langfuse export and the local cost
     store in one call, from the environment, and returns the handle on it.
@@ -249,13 +253,16 @@ def _build(
     capture_content: bool | None,
     health_probe: bool,
     environ: Mapping[str, str],
-    exporter_options: dict[str, Any],
+    exporter_options: ExporterOptions,
     auto: bool = False,
 ) -> Telemetry:
     # Everything that can fail on bad configuration comes first, before anything starts.
     table = _price_table(prices, environ)
-    if instrument:  # the instrumentor reads the same settings again when it starts
-        InstrumentationSettings.resolve(capture_content=capture_content)
+    # Resolved once, here (a bad setting fails before anything starts), and handed to the
+    # instrumentor.
+    instrumentation = (
+        InstrumentationSettings.resolve(capture_content=capture_content) if instrument else None
+    )
     export = langfuse if langfuse is not None else _langfuse_requested(environ, exporter_options)
     exporter: LangfuseExporter | None = None
     store: CostStore | None = None
@@ -310,7 +317,7 @@ def _build(
             candidate.instrument(
                 tracer_provider=provider,
                 meter_provider=meter_provider,
-                capture_content=capture_content,
+                settings=instrumentation,
             )
             instrumentor = candidate
 
@@ -534,7 +541,7 @@ def _price_table(
     return PriceTable.from_env(environ)
 
 
-def _langfuse_requested(environ: Mapping[str, str], options: Mapping[str, Any]) -> bool:
+def _langfuse_requested(environ: Mapping[str, str], options: ExporterOptions) -> bool:
     return langfuse_requested(
         environ,
         base_url=options.get("base_url"),

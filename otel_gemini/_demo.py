@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
@@ -60,6 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from otel_gemini._command_errors import CommandError
+    from otel_gemini._extras import require_extra
+
+    # The workload is scripted with the fakes' reply types, whichever servers it runs against.
+    require_extra("testing", "otel-gemini demo")
 
     real_gemini = _real(args.gemini, _GEMINI_KEYS, any)
     real_langfuse = _real_langfuse(args.langfuse)
@@ -78,9 +83,9 @@ def run(args: argparse.Namespace) -> int:
         telemetry.force_flush(timeout=10.0)
         _report(telemetry, langfuse)
         if args.db:
-            print(
-                f"\nThe cost store is kept at {args.db}: otel-gemini costs --db {args.db} --by user"
-            )
+            db = shlex.quote(args.db)
+            print(f"\nThe cost store is kept at {args.db}: otel-gemini costs --db {db} --by user")
+            print(f"Open its dashboard: otel-gemini serve --db {db} --open")
         return 1 if failures else 0
     return 0  # pragma: no cover - the with block returns
 
@@ -106,8 +111,7 @@ def _real_langfuse(choice: str) -> bool:
 def _check_before_starting(db: str | None) -> None:
     """The price table and the ``--db`` store, checked before any fake server starts."""
     from otel_gemini._command_errors import CommandError
-    from otel_gemini.aggregate import CostStoreError
-    from otel_gemini.aggregate._schema import open_for_writing
+    from otel_gemini.aggregate import CostStoreError, open_for_writing
     from otel_gemini.pricing import PriceTable
 
     PriceTable.from_env()  # PriceTableError names OTEL_GEMINI_PRICES
@@ -211,8 +215,9 @@ def _report(telemetry: Telemetry, langfuse: FakeLangfuse | None) -> None:
         LocalCostSource,
         parse_cost_query,
         parse_latency_query,
+        print_costs,
+        print_latency,
     )
-    from otel_gemini.aggregate._command import print_costs, print_latency
 
     assert telemetry.cost_store is not None
     answers = CostAnswers(LocalCostSource(telemetry.cost_store.path))

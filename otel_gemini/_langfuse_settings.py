@@ -16,10 +16,11 @@ import ipaddress
 import logging
 import os
 import re
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+from otel_gemini._incidents import IncidentLog
 
 ENV_BASE_URL = "LANGFUSE_BASE_URL"
 ENV_HOST = "LANGFUSE_HOST"  # the Langfuse SDK's older name, accepted as an alias
@@ -36,8 +37,7 @@ _USERINFO = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.-]*:)?//)?[^/?#]*@")
 
 
 _logger = logging.getLogger("otel_gemini.export")
-_warned_cleartext: set[str] = set()
-_warned_lock = threading.Lock()
+_warned_cleartext = IncidentLog(_logger)
 
 
 def warn_if_cleartext(base_url: str) -> bool:
@@ -48,10 +48,8 @@ def warn_if_cleartext(base_url: str) -> bool:
     parts = urlsplit(base_url)
     if parts.scheme != "http" or _is_loopback(parts.hostname or ""):
         return False
-    with _warned_lock:
-        if base_url in _warned_cleartext:
-            return False
-        _warned_cleartext.add(base_url)
+    if not _warned_cleartext.first_time(base_url):
+        return False
     _logger.warning(
         "otel-gemini: the Langfuse URL %s is plain http:// to another host: the Langfuse "
         "keys and the spans cross the network unencrypted; use https:// (docs/security.md)",

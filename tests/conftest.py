@@ -63,10 +63,10 @@ def priced(fake_gemini: FakeGemini) -> Iterator[InMemorySpanExporter]:
 
 
 @pytest.fixture(autouse=True)
-def _internal_errors_logged_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
+def _internal_errors_logged_afresh() -> None:
     """Each test sees instrumentation errors logged "once" afresh: which test of a worker
     process first hit a place would otherwise decide which one sees its log."""
-    monkeypatch.setattr(_internal_errors, "_seen", set())
+    _internal_errors.INCIDENTS.forget_logged()
 
 
 @pytest.fixture

@@ -9,12 +9,11 @@ from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from usage_fixtures import attributes_of, iso_z
 
 from otel_gemini import GeminiInstrumentor, trace_attributes
 from otel_gemini.testing import BatchReply, FakeGemini, ScriptedUsage
 from tests.conftest import Recorded
-from tests.test_instrumentation import attributes_of
-from tests.test_interactions import iso_z
 
 
 def _inlined_batches_on_the_gemini_api() -> bool:

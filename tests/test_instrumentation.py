@@ -16,6 +16,7 @@ from google.genai import errors, types
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import SpanKind, StatusCode
+from usage_fixtures import RICH_USAGE_ATTRIBUTES, attributes_of, rich_usage
 
 from otel_gemini import trace_attributes
 from otel_gemini.testing import FakeGemini, ScriptedUsage
@@ -24,37 +25,6 @@ from tests.conftest import Recorded
 pytestmark = pytest.mark.genai
 
 MODEL = "gemini-2.5-flash"
-
-
-def attributes_of(span: Any) -> dict[str, Any]:
-    return dict(span.attributes or {})
-
-
-def rich_usage() -> ScriptedUsage:
-    return ScriptedUsage(
-        prompt=1200,
-        cached=1000,
-        candidates=300,
-        thoughts=150,
-        tool_use_prompt=40,
-        prompt_by_modality={"TEXT": 1000, "AUDIO": 200},
-        candidates_by_modality={"TEXT": 300},
-        cache_by_modality={"TEXT": 900, "AUDIO": 100},
-        tool_use_prompt_by_modality={"TEXT": 40},
-    )
-
-
-RICH_USAGE_ATTRIBUTES = {
-    "gen_ai.usage.input_tokens": 1240,
-    "gen_ai.usage.output_tokens": 450,
-    "gen_ai.usage.cache_read.input_tokens": 1000,
-    "gen_ai.usage.reasoning.output_tokens": 150,
-    "otel_gemini.usage.tool_use_prompt.input_tokens": 40,
-    "gen_ai.usage.text.input_tokens": 1040,
-    "gen_ai.usage.audio.input_tokens": 200,
-    "gen_ai.usage.text.output_tokens": 450,
-    "otel_gemini.usage.cache_read.audio.input_tokens": 100,
-}
 
 
 def test_generate_content_span_has_the_full_attribute_set(

@@ -9,7 +9,6 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -18,12 +17,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
+from usage_fixtures import RICH_USAGE_ATTRIBUTES, attributes_of, iso_z, rich_usage
 
 from otel_gemini import CostSpanProcessor, GeminiInstrumentor, trace_attributes
 from otel_gemini._trace_attributes import TraceAttributesSpanProcessor
 from otel_gemini.testing import FakeGemini, ScriptedUsage
 from tests.conftest import Recorded
-from tests.test_instrumentation import RICH_USAGE_ATTRIBUTES, attributes_of, rich_usage
 
 # google-genai 2.9+ (``_gaos``) continues long decodes automatically; 1.55 to 2.8 have an
 # earlier generated client (``_interactions``) without it; before 1.55 there is no API.
@@ -400,12 +399,6 @@ def fetch_attributes(fake: FakeGemini, status: str, finish: str | None) -> dict[
     if finish is not None:
         expected["gen_ai.response.finish_reasons"] = (finish,)
     return expected
-
-
-def iso_z(nanoseconds: int) -> str:
-    """The API's way of writing a time: UTC, nine fraction digits, "Z"."""
-    moment = datetime.fromtimestamp(nanoseconds // 10**9, tz=timezone.utc)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{nanoseconds % 10**9:09d}Z"
 
 
 def test_a_background_interaction_is_billed_once_by_the_fetch_that_returns_it_finished(

@@ -358,7 +358,7 @@ async def test_every_observation_totals_what_its_span_used_and_cost(
     import asyncio
     from decimal import Decimal
 
-    from tests.test_live import run_voice_session, voice_session_script
+    from voice_session import run_voice_session, voice_session_script
 
     fake_gemini_live.add_live_session(voice_session_script())
     queue_afc(fake_gemini_live)

@@ -29,8 +29,8 @@ import httpx
 import pytest
 from polling import wait_until
 
+from otel_gemini._money import FEMTO_PER_USD
 from otel_gemini.export import LangfuseExporter
-from otel_gemini.pricing._cost import FEMTO_PER_USD
 from otel_gemini.testing import FakeGemini, FakeLangfuse
 
 TESTS = Path(__file__).parent

@@ -247,7 +247,7 @@ def test_plain_http_langfuse_on_another_host_warns_once(
 ) -> None:
     from otel_gemini import _langfuse_settings
 
-    _langfuse_settings._warned_cleartext.discard(url)
+    _langfuse_settings._warned_cleartext.forget_logged()
     for _ in range(2):
         exporter = LangfuseExporter(
             base_url=url, public_key="pk-lf-1", secret_key="sk-lf-1", spool_dir=tmp_path

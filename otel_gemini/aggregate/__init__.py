@@ -11,45 +11,50 @@ from otel_gemini.aggregate._langfuse import LangfuseMetricsSource, LangfuseUnava
 from otel_gemini.aggregate._local import LocalCostSource
 from otel_gemini.aggregate._query import (
     CostQuery,
-    Filters,
     LatencyQuery,
     QueryError,
-    TimeWindow,
     parse_cost_query,
     parse_latency_query,
 )
 from otel_gemini.aggregate._reports import (
-    CostGroup,
     CostReport,
-    LatencyGroup,
     LatencyReport,
-    Origin,
-    Percentiles,
 )
 from otel_gemini.aggregate._schema import CostStoreError, default_cost_db
-from otel_gemini.aggregate._store import DROP_REASONS, CostStore
+from otel_gemini.aggregate._store import CostStore
 
+# The answers API for embedding (docs/api.md) and the cost store; the report's parts
+# (groups, origin, percentiles, filters, time window) are reached through it, and stay
+# importable here for tests without being promised to users.
 __all__ = [
-    "DROP_REASONS",
     "CostAnswers",
-    "CostGroup",
     "CostQuery",
     "CostReport",
     "CostStore",
     "CostStoreError",
-    "Filters",
     "LangfuseMetricsSource",
     "LangfuseUnavailable",
-    "LatencyGroup",
     "LatencyQuery",
     "LatencyReport",
     "LocalCostSource",
-    "Origin",
-    "Percentiles",
     "QueryError",
     "SourceUnavailable",
-    "TimeWindow",
     "default_cost_db",
     "parse_cost_query",
     "parse_latency_query",
 ]
+
+# The internal interface other otel_gemini modules use (the HTTP API's parameters, the demo's
+# store and report). Not in __all__: not for users.
+from otel_gemini.aggregate._command import print_costs as print_costs
+from otel_gemini.aggregate._command import print_latency as print_latency
+from otel_gemini.aggregate._query import FILTER_KEYS as FILTER_KEYS
+from otel_gemini.aggregate._query import Filters as Filters
+from otel_gemini.aggregate._query import TimeWindow as TimeWindow
+from otel_gemini.aggregate._query import parse_source as parse_source
+from otel_gemini.aggregate._reports import CostGroup as CostGroup
+from otel_gemini.aggregate._reports import LatencyGroup as LatencyGroup
+from otel_gemini.aggregate._reports import Origin as Origin
+from otel_gemini.aggregate._reports import Percentiles as Percentiles
+from otel_gemini.aggregate._schema import open_for_writing as open_for_writing
+from otel_gemini.aggregate._store import DROP_REASONS as DROP_REASONS

@@ -177,6 +177,12 @@ class LangfuseMetricsSource:
     def _api(self) -> Any:
         with self._lock:
             if self._client is None:
+                from otel_gemini._extras import MissingExtraError, require_extra
+
+                try:
+                    require_extra("langfuse", "source=langfuse")
+                except MissingExtraError as missing:
+                    raise LangfuseUnavailable(str(missing)) from None
                 try:
                     from langfuse.api.client import LangfuseAPI
                 except ImportError:
@@ -202,11 +208,12 @@ class LangfuseMetricsSource:
     @untraced  # the SDK's GET goes through httpx: no span of the app's
     def _ask(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
         """One Metrics API call; its rows, or :class:`LangfuseUnavailable`."""
+        api = self._api()  # first: says which extra to install when langfuse is missing
         from langfuse.api.core.api_error import ApiError
 
         text = json.dumps(body, separators=(",", ":"))
         try:
-            response = self._api().metrics.metrics(query=text, request_options={"max_retries": 0})
+            response = api.metrics.metrics(query=text, request_options={"max_retries": 0})
         except httpx.TimeoutException as error:
             raise LangfuseUnavailable(
                 f"Langfuse at {self.base_url} did not answer within {self._timeout:g} s "

@@ -10,8 +10,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
+from otel_gemini._money import femto_decimal
 from otel_gemini._suppress import untraced
-from otel_gemini.aggregate._money import femto_decimal, joined, split_sum_sql
+from otel_gemini.aggregate._money import joined, split_sum_sql
 from otel_gemini.aggregate._percentiles import PERCENTILES, interpolate
 from otel_gemini.aggregate._query import CostQuery, Filters, LatencyQuery, TimeWindow
 from otel_gemini.aggregate._reports import (

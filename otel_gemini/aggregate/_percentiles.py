@@ -23,15 +23,6 @@ def rank_bounds(count: int, percentile: int) -> tuple[int, int, float]:
     return lower, upper, remainder / 100
 
 
-def needed_ranks(count: int, percentiles: Sequence[int] = PERCENTILES) -> set[int]:
-    """The indexes whose values :func:`interpolate` needs."""
-    ranks: set[int] = set()
-    for percentile in percentiles:
-        lower, upper, _ = rank_bounds(count, percentile)
-        ranks.update((lower, upper))
-    return ranks
-
-
 def interpolate(count: int, percentile: int, values_at: Mapping[int, float]) -> float | None:
     """The percentile from the values at the needed ranks (``None`` for no values)."""
     if count <= 0:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final
 
-from otel_gemini.aggregate._money import usd_text
+from otel_gemini._money import usd_text
 from otel_gemini.aggregate._query import CostQuery, LatencyQuery
 
 PERCENTILE_METHOD: Final = (

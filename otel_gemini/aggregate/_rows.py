@@ -17,9 +17,8 @@ from opentelemetry.trace import StatusCode
 
 from otel_gemini import _attributes as attrs
 from otel_gemini._limits import cut
-from otel_gemini.aggregate._money import femto_from_text
-from otel_gemini.pricing._cost import femto_text
-from otel_gemini.processing._span_usage import MODEL_KEYS, PROVIDER_KEYS, first_text, is_billed
+from otel_gemini._money import femto_from_text, femto_text
+from otel_gemini._span_usage import MODEL_KEYS, PROVIDER_KEYS, first_text, is_billed
 
 # Operations that bill (Langfuse makes them generations or embeddings). A span carrying one
 # is stored even without usage, so that failed requests count in error rates.

@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from otel_gemini import _background
 from otel_gemini._background import BatchWorker, LoopStatus
+from otel_gemini._incidents import IncidentLog
 from otel_gemini._suppress import untraced
 from otel_gemini.aggregate._rows import GenerationRow, generation_row
 from otel_gemini.aggregate._schema import (
@@ -179,7 +180,7 @@ class CostStore(SpanProcessor):
         self._progress = threading.Condition(self._lock)
         self._logged_drops = 0
         self._last_drop_log = 0.0
-        self._logged_errors: set[str] = set()
+        self._incidents = IncidentLog(_logger)
         self._next_retention = 0.0
         # Supervised: an error restarts it with the batch it had in hand (written again: an
         # upsert keeps one row per span).
@@ -492,9 +493,8 @@ class CostStore(SpanProcessor):
             self._log_once("retention", "cannot apply the cost store's retention", error)
 
     def _log_once(self, where: str, message: str, error: BaseException) -> None:
-        if where in self._logged_errors:
+        if not self._incidents.first_time(where):
             return
-        self._logged_errors.add(where)
         _logger.warning("otel-gemini: %s (logged once): %r", message, error, exc_info=error)
 
     def _log_drops(self) -> None:

@@ -30,17 +30,24 @@ from otel_gemini._limits import (
     MAX_TOKENS_PER_REQUEST,
     MAX_UNITS_PER_REQUEST,
 )
-from otel_gemini.pricing import PriceTable
-from otel_gemini.pricing._buckets import INPUT_AUDIO, OUTPUT_AUDIO, TOKEN_BUCKETS
-from otel_gemini.pricing._cost import FEMTO_PER_USD
-from otel_gemini.pricing._price_table import STANDARD, STANDARD_NAMES
-from otel_gemini.pricing._usage import COUNT_FIELDS, REPORTED_COUNT_FIELDS, SECONDS_FIELDS
-from otel_gemini.processing._span_usage import (
+from otel_gemini._money import FEMTO_PER_USD, exact_femto
+from otel_gemini._span_usage import (
     BILLED_TYPES,
     GROUPING_OPERATIONS,
     LIVE_MARKERS,
     MODEL_KEYS,
     USAGE_SOURCES,
+)
+from otel_gemini.pricing import (
+    COUNT_FIELDS,
+    INPUT_AUDIO,
+    OUTPUT_AUDIO,
+    REPORTED_COUNT_FIELDS,
+    SECONDS_FIELDS,
+    STANDARD,
+    STANDARD_NAMES,
+    TOKEN_BUCKETS,
+    PriceTable,
 )
 
 PROCESSOR_NAME: Final = "transform/gemini_cost"
@@ -83,12 +90,6 @@ def _n(bucket: str) -> str:
 
 def _f(bucket: str) -> str:
     return _c("f." + bucket)
-
-
-def _femto(price: Decimal) -> int | None:
-    """USD → whole femto-dollars, or None if that is not exact."""
-    value = price * FEMTO_PER_USD
-    return int(value) if value == value.to_integral_value() else None
 
 
 @dataclass(frozen=True)
@@ -369,18 +370,24 @@ def _split_tokens() -> list[str]:
         f"set({audio_out}, {to} - {reasoning}) where {audio_out} > {to} - {reasoning}",
         f"set({image_out}, {to} - {reasoning} - {audio_out})"
         f" where {image_out} > {to} - {reasoning} - {audio_out}",
-        # The buckets (pricing/_buckets.py TOKEN_BUCKETS).
-        f"set({_n('input')}, {fresh} - {audio} - {video} - {image})",
-        f"set({_n('input_image')}, {image})",
-        f"set({_n('input_video')}, {video})",
-        f"set({_n('input_audio')}, {audio})",
-        f"set({_n('input_tool_use')}, {tool})",
-        f"set({_n('input_cached')}, {cached} - {c_audio})",
-        f"set({_n('input_cached_audio')}, {c_audio})",
-        f"set({_n('output')}, {to} - {reasoning} - {audio_out} - {image_out})",
-        f"set({_n('output_reasoning')}, {reasoning})",
-        f"set({_n('output_image')}, {image_out})",
-        f"set({_n('output_audio')}, {audio_out})",
+    ]
+    # The buckets, named and ordered by the pricing package (TOKEN_BUCKETS): a bucket added
+    # there without its expression here fails at once (zip strict).
+    values = (
+        f"{fresh} - {audio} - {video} - {image}",
+        image,
+        video,
+        audio,
+        tool,
+        f"{cached} - {c_audio}",
+        c_audio,
+        f"{to} - {reasoning} - {audio_out} - {image_out}",
+        reasoning,
+        image_out,
+        audio_out,
+    )
+    out += [
+        f"set({_n(bucket)}, {value})" for bucket, value in zip(TOKEN_BUCKETS, values, strict=True)
     ]
     return out
 
@@ -446,7 +453,7 @@ def _rate_map(per_token: Mapping[str, int], prices: Mapping[str, Decimal]) -> st
     supported = True
     for kind in ("per_image", "per_video_second", *sorted(_PER_MINUTE_KINDS)):
         if kind in prices:
-            femto = _femto(prices[kind])
+            femto = exact_femto(prices[kind])
             if femto is None:
                 supported = False
             else:
@@ -585,7 +592,7 @@ def _price(per_minute: bool) -> list[str]:
 
 
 def _femto_text(source: str, condition: str) -> list[str]:
-    """Statements leaving ``femto_text(source)`` (pricing/_cost.py) in ``cache["txt"]``."""
+    """Statements leaving ``femto_text(source)`` (otel_gemini/_money.py) in ``cache["txt"]``."""
     whole, fraction, digits, text = _c("t.whole"), _c("t.fraction"), _c("t.digits"), _c("txt")
     return [
         f"set({whole}, {source} / {_FEMTO}) where {condition}",

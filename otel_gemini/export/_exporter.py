@@ -7,6 +7,7 @@ import os
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import ReadableSpan
@@ -17,16 +18,18 @@ from otel_gemini._langfuse_settings import warn_if_cleartext
 from otel_gemini.export._accounting import ExportStats
 from otel_gemini.export._pipeline import HealthInputs, Pipeline
 from otel_gemini.export._processor import SpoolingSpanProcessor
-from otel_gemini.export._retry import RetryPolicy
 from otel_gemini.export._self_metrics import register_self_metrics
 from otel_gemini.export._settings import (
-    DEFAULT_MEMORY_MAX_BYTES,
     ENV_SPOOL_DIR,
+    ExporterOptions,
     ExporterSettings,
     LangfuseConfigError,
     resolve_settings,
 )
 from otel_gemini.export._slots import SpoolBusyError
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 _logger = logging.getLogger(__name__)
 
@@ -75,40 +78,12 @@ class LangfuseExporter(SpanExporter):
     def __init__(
         self,
         *,
-        base_url: str | None = None,
-        public_key: str | None = None,
-        secret_key: str | None = None,
-        spool_dir: str | os.PathLike[str] | None = None,
-        spool_max_bytes: int | str | None = None,
-        memory_max_bytes: int = DEFAULT_MEMORY_MAX_BYTES,
-        request_timeout: float = 10.0,
-        retry: RetryPolicy | None = None,
-        batch_max_spans: int = 1000,
-        batch_max_bytes: int = 2 * 1024 * 1024,
-        spool_slots: int = 16,
-        persist_interval: float = 0.1,
-        fsync: bool = False,
-        gzip_level: int = 1,
         meter_provider: MeterProvider | None = None,
         environ: Mapping[str, str] | None = None,
+        **options: Unpack[ExporterOptions],
     ) -> None:
-        self._settings: ExporterSettings = resolve_settings(
-            base_url=base_url,
-            public_key=public_key,
-            secret_key=secret_key,
-            spool_dir=spool_dir,
-            spool_max_bytes=spool_max_bytes,
-            memory_max_bytes=memory_max_bytes,
-            request_timeout=request_timeout,
-            batch_max_spans=batch_max_spans,
-            batch_max_bytes=batch_max_bytes,
-            spool_slots=spool_slots,
-            persist_interval=persist_interval,
-            fsync=fsync,
-            gzip_level=gzip_level,
-            retry=retry,
-            environ=environ,
-        )
+        # The options and their defaults have one home: export/_settings.py.
+        self._settings: ExporterSettings = resolve_settings(environ=environ, **options)
         warn_if_cleartext(self._settings.base_url)
         try:
             self._pipeline = Pipeline.start(self._settings)

@@ -7,7 +7,6 @@ No I/O, no encoding, one uncontended lock. The spool writer thread drains the li
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan
 
@@ -61,10 +60,6 @@ class SpanHandoff:
         if urgent and not self.urgent.is_set():
             self.urgent.set()
         return True
-
-    def offer_all(self, spans: Sequence[ReadableSpan]) -> int:
-        """Offers each span; returns how many were taken."""
-        return sum(1 for span in spans if self.offer(span))
 
     def drain(self) -> tuple[list[ReadableSpan], int, int]:
         """Everything waiting: (spans, their estimated bytes, offers so far)."""

@@ -8,8 +8,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, TypedDict
 
 from otel_gemini._langfuse_settings import (
     DEFAULT_BASE_URL,
@@ -22,6 +23,9 @@ from otel_gemini._langfuse_settings import (
 )
 from otel_gemini.export._retry import RetryPolicy
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 __all__ = [
     "DEFAULT_BASE_URL",
     "ENV_BASE_URL",
@@ -30,6 +34,8 @@ __all__ = [
     "ENV_SECRET_KEY",
     "ENV_SPOOL_DIR",
     "ENV_SPOOL_MAX_BYTES",
+    "EXPORTER_OPTIONS",
+    "ExporterOptions",
     "ExporterSettings",
     "LangfuseConfigError",
     "default_spool_dir",
@@ -64,8 +70,34 @@ def parse_size(text: str) -> int | None:
     return int(match.group(1)) * _UNITS[match.group(2)[:1].lower()]
 
 
+class ExporterOptions(TypedDict, total=False):
+    """The keyword options of :class:`LangfuseExporter` (and of ``configure()``, which
+    passes them on); their defaults are :class:`ExporterSettings`'s."""
+
+    base_url: str | None
+    public_key: str | None
+    secret_key: str | None
+    spool_dir: str | os.PathLike[str] | None
+    spool_max_bytes: int | str | None
+    memory_max_bytes: int
+    request_timeout: float
+    retry: RetryPolicy | None
+    batch_max_spans: int
+    batch_max_bytes: int
+    spool_slots: int
+    persist_interval: float
+    fsync: bool
+    gzip_level: int
+
+
+EXPORTER_OPTIONS: Final = frozenset(ExporterOptions.__annotations__)
+
+
 @dataclass(frozen=True)
 class ExporterSettings:
+    """The exporter's resolved settings; the field defaults are the one home of its
+    defaults (``LangfuseExporter``, ``configure()``, ``serve`` and the gateway use them)."""
+
     base_url: str
     public_key: str
     secret_key: str = field(repr=False)
@@ -96,31 +128,36 @@ def _check_positive(value: float, keyword: str) -> None:
         raise LangfuseConfigError(f"{keyword}= must be positive (got {value!r})")
 
 
+# Options that are settings as they are (the others are resolved against the environment).
+_TUNING: Final = (
+    "memory_max_bytes",
+    "request_timeout",
+    "batch_max_spans",
+    "batch_max_bytes",
+    "spool_slots",
+    "persist_interval",
+    "fsync",
+    "gzip_level",
+)
+
+
 def resolve_settings(
-    *,
-    base_url: str | None = None,
-    public_key: str | None = None,
-    secret_key: str | None = None,
-    spool_dir: str | os.PathLike[str] | None = None,
-    spool_max_bytes: int | str | None = None,
-    memory_max_bytes: int = DEFAULT_MEMORY_MAX_BYTES,
-    request_timeout: float = 10.0,
-    batch_max_spans: int = 1000,
-    batch_max_bytes: int = 2 * 1024 * 1024,
-    spool_slots: int = 16,
-    persist_interval: float = 0.1,
-    fsync: bool = False,
-    gzip_level: int = 1,
-    retry: RetryPolicy | None = None,
-    environ: Mapping[str, str] | None = None,
+    *, environ: Mapping[str, str] | None = None, **options: Unpack[ExporterOptions]
 ) -> ExporterSettings:
-    """Merges keyword arguments over ``environ`` (default ``os.environ``) and validates."""
+    """Merges keyword options over ``environ`` (default ``os.environ``) and validates."""
+    unknown = set(options) - EXPORTER_OPTIONS
+    if unknown:
+        raise TypeError(f"unexpected exporter option(s): {', '.join(sorted(unknown))}")
     env = os.environ if environ is None else environ
     # The Langfuse part is checked where every entry point checks it.
     langfuse = resolve_langfuse(
-        base_url=base_url, public_key=public_key, secret_key=secret_key, environ=env
+        base_url=options.get("base_url"),
+        public_key=options.get("public_key"),
+        secret_key=options.get("secret_key"),
+        environ=env,
     )
 
+    spool_dir = options.get("spool_dir")
     directory: Path
     if spool_dir is not None:
         directory = Path(spool_dir)
@@ -129,6 +166,7 @@ def resolve_settings(
     else:
         directory = default_spool_dir(env)
 
+    spool_max_bytes = options.get("spool_max_bytes")
     cap_name = "spool_max_bytes=" if spool_max_bytes is not None else ENV_SPOOL_MAX_BYTES
     raw_cap = spool_max_bytes if spool_max_bytes is not None else env.get(ENV_SPOOL_MAX_BYTES)
     if raw_cap is None or raw_cap == "":
@@ -142,32 +180,29 @@ def resolve_settings(
             )
         cap = parsed
 
-    _check_positive(memory_max_bytes, "memory_max_bytes")
-    _check_positive(request_timeout, "request_timeout")
-    _check_positive(batch_max_spans, "batch_max_spans")
-    _check_positive(batch_max_bytes, "batch_max_bytes")
-    _check_positive(spool_slots, "spool_slots")
-    _check_positive(persist_interval, "persist_interval")
-    if persist_interval > 0.5:
-        # Spans that ended a second before a crash must be on disk.
-        raise LangfuseConfigError(
-            f"persist_interval= must be at most 0.5 s (got {persist_interval!r})"
-        )
-    if not 0 <= gzip_level <= 9:
-        raise LangfuseConfigError(f"gzip_level= must be 0..9 (got {gzip_level!r})")
-    return ExporterSettings(
+    tuning: dict[str, Any] = {name: options[name] for name in _TUNING if name in options}
+    settings = ExporterSettings(
         base_url=langfuse.base_url,
         public_key=langfuse.public_key,
         secret_key=langfuse.secret_key,
         spool_dir=directory,
         spool_max_bytes=cap,
-        memory_max_bytes=memory_max_bytes,
-        request_timeout=request_timeout,
-        batch_max_spans=batch_max_spans,
-        batch_max_bytes=min(batch_max_bytes, max(16 * 1024, cap // 8)),
-        spool_slots=spool_slots,
-        persist_interval=persist_interval,
-        fsync=fsync,
-        gzip_level=gzip_level,
-        retry=retry or RetryPolicy(),
+        retry=options.get("retry") or RetryPolicy(),
+        **tuning,
+    )
+    _check_positive(settings.memory_max_bytes, "memory_max_bytes")
+    _check_positive(settings.request_timeout, "request_timeout")
+    _check_positive(settings.batch_max_spans, "batch_max_spans")
+    _check_positive(settings.batch_max_bytes, "batch_max_bytes")
+    _check_positive(settings.spool_slots, "spool_slots")
+    _check_positive(settings.persist_interval, "persist_interval")
+    if settings.persist_interval > 0.5:
+        # Spans that ended a second before a crash must be on disk.
+        raise LangfuseConfigError(
+            f"persist_interval= must be at most 0.5 s (got {settings.persist_interval!r})"
+        )
+    if not 0 <= settings.gzip_level <= 9:
+        raise LangfuseConfigError(f"gzip_level= must be 0..9 (got {settings.gzip_level!r})")
+    return replace(
+        settings, batch_max_bytes=min(settings.batch_max_bytes, max(16 * 1024, cap // 8))
     )

@@ -22,4 +22,6 @@ __all__ = ["Gateway", "GatewaySettings", "ListenSecurity"]
 
 # Loaded on first use: the CLI imports this package's command module to build its
 # parser, and should not pay for the implementation then.
-__getattr__ = lazy_exports(__name__, "otel_gemini.gateway._gateway", __all__, globals())
+__getattr__ = lazy_exports(
+    __name__, "otel_gemini.gateway._gateway", __all__, globals(), extra="gateway"
+)

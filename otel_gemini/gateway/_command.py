@@ -91,8 +91,10 @@ def run(args: argparse.Namespace) -> int:
     import threading
 
     from otel_gemini._command_errors import CommandError, check_port_free
-    from otel_gemini.export import LangfuseExporter
-    from otel_gemini.export._settings import resolve_settings
+    from otel_gemini._extras import require_extra
+
+    require_extra("gateway", "otel-gemini gateway")
+    from otel_gemini.export import LangfuseExporter, resolve_settings
     from otel_gemini.gateway._gateway import Gateway, GatewaySettings
     from otel_gemini.pricing import PriceTable
 

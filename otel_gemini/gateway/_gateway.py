@@ -18,8 +18,7 @@ from otel_gemini.gateway._grpc import build_grpc_server
 from otel_gemini.gateway._http import build_http_app
 from otel_gemini.gateway._http_server import HttpListener
 from otel_gemini.gateway._intake import DECODED_PER_JSON_BYTE, SpanIntake
-from otel_gemini.health import HealthReport, HealthReporter, HealthStatus
-from otel_gemini.health._report import iso_time
+from otel_gemini.health import HealthReport, HealthReporter, HealthStatus, iso_time
 from otel_gemini.pricing import PriceTable
 from otel_gemini.processing import CostSpanProcessor
 

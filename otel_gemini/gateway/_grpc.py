@@ -20,7 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from otel_gemini.gateway._intake import Outcome, SpanIntake, Verdict
+from otel_gemini.gateway._intake import IntakeResult, SpanIntake, Verdict
 from otel_gemini.gateway._otlp_decode import MalformedPayload, parse_protobuf
 
 _CODES: Final = {
@@ -43,7 +43,7 @@ class _RichStatus(grpc.Status):  # type: ignore[misc]
         self.trailing_metadata = trailing
 
 
-def _status_for(outcome: Outcome) -> _RichStatus:
+def _status_for(outcome: IntakeResult) -> _RichStatus:
     code = _CODES[outcome.verdict]
     status = status_pb2.Status(code=code.value[0], message=outcome.message)
     if outcome.retry_after:

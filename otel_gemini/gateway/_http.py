@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from otel_gemini._listen_security import liveness_endpoint
-from otel_gemini.gateway._intake import Outcome, SpanIntake, Verdict
+from otel_gemini.gateway._intake import IntakeResult, SpanIntake, Verdict
 from otel_gemini.gateway._otlp_decode import MalformedPayload, parse_json, parse_protobuf
 from otel_gemini.health import HealthReport, health_route
 
@@ -106,7 +106,7 @@ def build_http_app(intake: SpanIntake, health: Callable[[], HealthReport]) -> St
     )
 
 
-def _decode_and_process(intake: SpanIntake, body: bytes, content_type: str) -> Outcome:
+def _decode_and_process(intake: SpanIntake, body: bytes, content_type: str) -> IntakeResult:
     try:
         request: ExportTraceServiceRequest = (
             parse_protobuf(body) if content_type == PROTOBUF else parse_json(body)
@@ -159,7 +159,7 @@ def _gunzip(body: bytes, limit: int) -> bytes:
 
 
 def _answer(
-    outcome: Outcome, content_type: str, status: int | None = None, *, close: bool = False
+    outcome: IntakeResult, content_type: str, status: int | None = None, *, close: bool = False
 ) -> Response:
     code = status if status is not None else _STATUS_BY_VERDICT[outcome.verdict]
     headers: dict[str, str] = {}

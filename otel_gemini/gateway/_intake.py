@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 
 from otel_gemini._limits import QUOTE_CHARS, cut
 from otel_gemini.export import ExportStats, LangfuseExporter
-from otel_gemini.gateway._otlp_decode import MalformedPayload, count_spans, to_readable_spans
+from otel_gemini.gateway._otlp_decode import MalformedPayload, to_readable_spans
 
 _logger = logging.getLogger("otel_gemini.gateway")
 # What decoding makes of a request's bytes at most, as measured (the protobuf message, then
@@ -71,7 +71,7 @@ class Verdict(enum.Enum):
 
 
 @dataclass(frozen=True)
-class Outcome:
+class IntakeResult:
     verdict: Verdict
     spans: int = 0
     message: str = ""
@@ -151,21 +151,21 @@ class SpanIntake:
         """The budget a request of ``size`` bytes takes: what it may become once decoded."""
         return size * (DECODED_PER_JSON_BYTE if json else DECODED_PER_BYTE)
 
-    def admit(self, size: int, *, json: bool = False) -> Outcome | None:
+    def admit(self, size: int, *, json: bool = False) -> IntakeResult | None:
         """Reserves the decoded size of a ``size``-byte request (OTLP/JSON when ``json``); an
-        ``Outcome`` to answer at once if it cannot be taken now. Call :meth:`release` with
+        ``IntakeResult`` to answer at once if it cannot be taken now. Call :meth:`release` with
         the same arguments after a ``None``."""
         if self._closed:
-            return self._count(Outcome(Verdict.UNAVAILABLE, message="gateway shutting down"))
+            return self._count(IntakeResult(Verdict.UNAVAILABLE, message="gateway shutting down"))
         if size > self.max_request_bytes:
             return self.too_large()
         stats = self.exporter.stats()
         if stats.shut_down:
-            return self._count(Outcome(Verdict.UNAVAILABLE, message="exporter shut down"))
+            return self._count(IntakeResult(Verdict.UNAVAILABLE, message="exporter shut down"))
         if self._past_high_water(stats, size):
             self._refused_for_spool = size
             return self._count(
-                Outcome(
+                IntakeResult(
                     Verdict.BUSY,
                     message="spool full (Langfuse is not keeping up); retry later",
                     retry_after=self.retry_after,
@@ -178,7 +178,7 @@ class SpanIntake:
     def release(self, size: int, *, json: bool = False) -> None:
         self.budget.give_back(self.reservation(size, json=json))
 
-    def process(self, request: ExportTraceServiceRequest) -> Outcome:
+    def process(self, request: ExportTraceServiceRequest) -> IntakeResult:
         """Prices and spools every span of an admitted request; answers once they are on disk."""
         try:
             spans = to_readable_spans(request)
@@ -190,7 +190,7 @@ class SpanIntake:
             self.processor.on_end(span)
         if spans and not self.exporter.wait_persisted(self._persist_timeout_millis):
             return self._count(
-                Outcome(
+                IntakeResult(
                     Verdict.UNAVAILABLE,
                     message="spool write did not complete in time; retry later",
                     retry_after=self.retry_after,
@@ -198,27 +198,29 @@ class SpanIntake:
             )
         if self.exporter.stats().spool_error is not None:
             return self._count(
-                Outcome(
+                IntakeResult(
                     Verdict.UNAVAILABLE,
                     message="the gateway's spool cannot be written; retry later",
                     retry_after=self.retry_after,
                 )
             )
-        return self._count(Outcome(Verdict.ACCEPTED, spans=len(spans)))
+        return self._count(IntakeResult(Verdict.ACCEPTED, spans=len(spans)))
 
-    def too_large(self) -> Outcome:
+    def too_large(self) -> IntakeResult:
         """Counts a request over ``max_request_bytes`` (compressed or not)."""
         return self._count(
-            Outcome(
+            IntakeResult(
                 Verdict.TOO_LARGE,
                 message=f"request exceeds the gateway's limit of {self.max_request_bytes} "
                 "bytes (--max-request-bytes); send smaller batches",
             )
         )
 
-    def busy(self, message: str) -> Outcome:
+    def busy(self, message: str) -> IntakeResult:
         """Counts a request refused for the in-flight budget: retry later (HTTP 429)."""
-        return self._count(Outcome(Verdict.BUSY, message=message, retry_after=self.retry_after))
+        return self._count(
+            IntakeResult(Verdict.BUSY, message=message, retry_after=self.retry_after)
+        )
 
     def aborted(self) -> None:
         """Counts a request whose sender went away (or was timed out) before the end of its
@@ -227,7 +229,7 @@ class SpanIntake:
             self._counts["requests"] += 1
             self._counts["requests_aborted"] += 1
 
-    def malformed(self, message: str) -> Outcome:
+    def malformed(self, message: str) -> IntakeResult:
         """Counts a malformed payload; logs the first one and every 1000th after it.
 
         The reason is cut: it may quote the bad input (a 10 MiB trace id), and it is answered,
@@ -238,11 +240,7 @@ class SpanIntake:
             log = self._counts["requests_malformed"] % 1000 == 0
         if log:
             _logger.warning("otel-gemini gateway: malformed OTLP request refused: %s", message)
-        return self._count(Outcome(Verdict.MALFORMED, message=message))
-
-    @staticmethod
-    def spans_in(request: ExportTraceServiceRequest) -> int:
-        return count_spans(request)
+        return self._count(IntakeResult(Verdict.MALFORMED, message=message))
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -269,7 +267,7 @@ class SpanIntake:
         counts["inflight_capacity_bytes"] = self.budget.capacity
         return counts
 
-    def _count(self, outcome: Outcome) -> Outcome:
+    def _count(self, outcome: IntakeResult) -> IntakeResult:
         key = {
             Verdict.ACCEPTED: "spans_accepted",
             Verdict.MALFORMED: "requests_malformed",

@@ -5,10 +5,20 @@
 docs/operations.md.
 """
 
-from otel_gemini.health._app import HEALTH_ENDPOINT, health_app, health_route
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from otel_gemini._lazy import lazy_exports
 from otel_gemini.health._probe import LangfuseProbe
-from otel_gemini.health._report import HealthReport, HealthStatus, ProbeResult
+from otel_gemini.health._report import HEALTH_ENDPOINT, HealthReport, HealthStatus, ProbeResult
+
+# The internal interface: the gateway's own health fields use the same time format.
+from otel_gemini.health._report import iso_time as iso_time
 from otel_gemini.health._reporter import HealthReporter
+
+if TYPE_CHECKING:
+    from otel_gemini.health._app import health_app, health_route
 
 __all__ = [
     "HEALTH_ENDPOINT",
@@ -20,3 +30,8 @@ __all__ = [
     "health_app",
     "health_route",
 ]
+
+# The HTTP route and app need Starlette (the ``server`` extra); the reporter does not.
+__getattr__ = lazy_exports(
+    __name__, "otel_gemini.health._app", ("health_app", "health_route"), globals(), extra="server"
+)

@@ -9,10 +9,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from otel_gemini.health._report import HealthReport
+from otel_gemini.health._report import HEALTH_ENDPOINT, HealthReport
 from otel_gemini.health._reporter import HealthReporter
-
-HEALTH_ENDPOINT = "/api/observability/health"
 
 
 def health_route(

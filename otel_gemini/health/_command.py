@@ -80,7 +80,7 @@ def _from_server(
 
     from otel_gemini._command_errors import CommandError
     from otel_gemini._suppress import suppress_instrumentation
-    from otel_gemini.health._app import HEALTH_ENDPOINT
+    from otel_gemini.health._report import HEALTH_ENDPOINT
 
     try:
         parsed = httpx.URL(url)
@@ -233,9 +233,13 @@ def _size(count: object) -> str:
 
 
 def _from_spool(spool_dir: str | None, as_json: bool) -> int:
-    from otel_gemini.export._settings import ENV_SPOOL_DIR, default_spool_dir
-    from otel_gemini.export._slots import slot_directories, slot_owner
-    from otel_gemini.export._spool import read_backlog
+    from otel_gemini.export import (
+        ENV_SPOOL_DIR,
+        default_spool_dir,
+        read_backlog,
+        slot_directories,
+        slot_owner,
+    )
     from otel_gemini.health._report import HealthStatus
     from otel_gemini.health._reporter import report_from_status
 

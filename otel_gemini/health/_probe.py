@@ -7,7 +7,7 @@ import time
 import httpx
 
 from otel_gemini._suppress import untraced
-from otel_gemini.export._transport import basic_auth
+from otel_gemini.export import basic_auth
 from otel_gemini.health._report import ProbeResult
 
 HEALTH_PATH = "/api/public/health"

@@ -11,6 +11,9 @@ from typing import Any
 from otel_gemini._background import LoopStatus
 from otel_gemini.export import ExportStats
 
+# Where the health report is served (the health route, ``otel-gemini serve``, the gateway).
+HEALTH_ENDPOINT = "/api/observability/health"
+
 
 class HealthStatus(str, enum.Enum):
     """``healthy``: spans flow. ``degraded``: delivery is failing or slow but spans are safe

@@ -70,7 +70,8 @@ class GeminiInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return (f"google-genai >= {SUPPORTED_MIN}",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        settings = InstrumentationSettings.resolve(
+        # configure() hands over the settings it resolved; a direct call resolves them here.
+        settings = kwargs.get("settings") or InstrumentationSettings.resolve(
             capture_content=kwargs.get("capture_content"),
             content_max_length=kwargs.get("content_max_length"),
         )

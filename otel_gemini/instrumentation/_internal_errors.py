@@ -3,30 +3,23 @@
 from __future__ import annotations
 
 import logging
-import threading
 
-_logger = logging.getLogger("otel_gemini.instrumentation")
-_lock = threading.Lock()
-_seen: set[str] = set()
-_counts: dict[str, int] = {}
+from otel_gemini._incidents import IncidentLog
+
+INCIDENTS = IncidentLog(logging.getLogger("otel_gemini.instrumentation"))
 
 
 def report_internal_error(where: str, error: BaseException) -> None:
     """Record that instrumentation code failed at ``where``; the caller's call goes on."""
-    with _lock:
-        _counts[where] = _counts.get(where, 0) + 1
-        first = where not in _seen
-        _seen.add(where)
-    if first:
-        _logger.warning(
-            "otel-gemini instrumentation error in %s (logged once; the call is unaffected): %r",
-            where,
-            error,
-            exc_info=error,
-        )
+    INCIDENTS.error(
+        where,
+        error,
+        "otel-gemini instrumentation error in %s (logged once; the call is unaffected): %r",
+        where,
+        error,
+    )
 
 
 def internal_error_counts() -> dict[str, int]:
     """How many instrumentation errors happened, by place (for health and tests)."""
-    with _lock:
-        return dict(_counts)
+    return INCIDENTS.counts()

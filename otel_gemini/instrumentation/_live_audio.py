@@ -113,10 +113,6 @@ class AudioMeter:
         self._bytes_by_rate[rate] = self._bytes_by_rate.get(rate, 0) + size
         return True
 
-    def add_meter(self, other: AudioMeter) -> None:
-        for rate, size in other._bytes_by_rate.items():
-            self.add(rate, size)
-
     @property
     def seconds(self) -> float:
         return sum(size / (BYTES_PER_SAMPLE * rate) for rate, size in self._bytes_by_rate.items())

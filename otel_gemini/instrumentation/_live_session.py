@@ -28,7 +28,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from opentelemetry.trace import Link, SpanContext, SpanKind
+from opentelemetry.trace import Link, SpanContext
 from opentelemetry.util.types import AttributeValue
 
 from otel_gemini import _attributes as attrs
@@ -36,12 +36,11 @@ from otel_gemini._trace_attributes import current_trace_attributes
 from otel_gemini.instrumentation import _content
 from otel_gemini.instrumentation import _live_resumption as resumption
 from otel_gemini.instrumentation._fields import field
-from otel_gemini.instrumentation._generate_content import json_attribute
 from otel_gemini.instrumentation._instruments import Instruments
 from otel_gemini.instrumentation._internal_errors import report_internal_error
 from otel_gemini.instrumentation._invocation import Invocation
 from otel_gemini.instrumentation._live_turn import LiveTurn
-from otel_gemini.instrumentation._recorders import ToolRecorder
+from otel_gemini.instrumentation._recorders import start_tool_invocation
 
 END_CLOSED = "closed"
 END_SERVER_CLOSED = "server_closed"
@@ -354,26 +353,8 @@ class LiveSessionTracker:
         turn.add_tool_call(call)
         self._tool_calls += 1
         name = call.name or "tool"
-        attributes: dict[str, AttributeValue] = {
-            attrs.GEN_AI_OPERATION_NAME: attrs.OP_EXECUTE_TOOL,
-            attrs.GEN_AI_TOOL_NAME: name,
-            attrs.GEN_AI_TOOL_TYPE: "function",
-        }
-        if call.id:
-            attributes[attrs.GEN_AI_TOOL_CALL_ID] = call.id
-        settings = self._instruments.settings
-        if settings.capture_content:
-            attributes[attrs.GEN_AI_TOOL_CALL_ARGUMENTS] = json_attribute(
-                call.args, settings.content_max_length
-            )
         with turn.invocation.activate():
-            tool = Invocation(
-                self._instruments,
-                f"{attrs.OP_EXECUTE_TOOL} {name}",
-                attributes,
-                ToolRecorder(settings),
-                kind=SpanKind.INTERNAL,
-            )
+            tool = start_tool_invocation(self._instruments, name, call.args, call.id)
         self._tools[str(call.id) if call.id else f"name:{name}"] = tool
 
     def _cancel_tools(self, ids: list[str]) -> None:

@@ -19,7 +19,6 @@ from urllib.parse import urlsplit
 
 from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
-from opentelemetry.trace import SpanKind
 from opentelemetry.util.types import AttributeValue
 
 from otel_gemini import _attributes as attrs
@@ -29,7 +28,6 @@ from otel_gemini.instrumentation._generate_content import (
     AgentAnswerRecorder,
     GenerateContentRecorder,
     input_content_attributes,
-    json_attribute,
     request_attributes,
     tool_definition_attributes,
 )
@@ -41,7 +39,7 @@ from otel_gemini.instrumentation._recorders import (
     CountTokensRecorder,
     EmbeddingsRecorder,
     ImagesRecorder,
-    ToolRecorder,
+    start_tool_invocation,
 )
 from otel_gemini.instrumentation._settings import InstrumentationSettings
 from otel_gemini.instrumentation._stream import InstrumentedStream
@@ -377,23 +375,7 @@ class ToolWrappers(SpanWrappers):
             call_args = args[0] if args else kwargs.get("args")
             function = args[1] if len(args) > 1 else kwargs.get("function_to_invoke")
             name = getattr(function, "__name__", None) or "tool"
-            attributes: dict[str, AttributeValue] = {
-                attrs.GEN_AI_OPERATION_NAME: attrs.OP_EXECUTE_TOOL,
-                attrs.GEN_AI_TOOL_NAME: name,
-                attrs.GEN_AI_TOOL_TYPE: "function",
-            }
-            settings = self._instruments.settings
-            if settings.capture_content:
-                attributes[attrs.GEN_AI_TOOL_CALL_ARGUMENTS] = json_attribute(
-                    call_args, settings.content_max_length
-                )
-            return Invocation(
-                self._instruments,
-                f"{attrs.OP_EXECUTE_TOOL} {name}",
-                attributes,
-                ToolRecorder(settings),
-                kind=SpanKind.INTERNAL,
-            )
+            return start_tool_invocation(self._instruments, name, call_args)
         except Exception as error:
             report_internal_error("start execute_tool", error)
             return None

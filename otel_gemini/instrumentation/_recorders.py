@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from opentelemetry.trace import SpanKind
 from opentelemetry.util.types import AttributeValue
 
 from otel_gemini import _attributes as attrs
 from otel_gemini.instrumentation._generate_content import json_attribute
+from otel_gemini.instrumentation._instruments import Instruments
+from otel_gemini.instrumentation._invocation import Invocation
 from otel_gemini.instrumentation._settings import InstrumentationSettings
 
 
@@ -90,3 +93,29 @@ class ToolRecorder:
 
     def attributes(self) -> Mapping[str, AttributeValue]:
         return self._result
+
+
+def start_tool_invocation(
+    instruments: Instruments, name: str, arguments: Any, call_id: str | None = None
+) -> Invocation:
+    """The ``execute_tool {name}`` span of a function call (AFC's or a Live session's), started
+    in the current context; the arguments are recorded only when content capture is on."""
+    attributes: dict[str, AttributeValue] = {
+        attrs.GEN_AI_OPERATION_NAME: attrs.OP_EXECUTE_TOOL,
+        attrs.GEN_AI_TOOL_NAME: name,
+        attrs.GEN_AI_TOOL_TYPE: "function",
+    }
+    if call_id:
+        attributes[attrs.GEN_AI_TOOL_CALL_ID] = call_id
+    settings = instruments.settings
+    if settings.capture_content:
+        attributes[attrs.GEN_AI_TOOL_CALL_ARGUMENTS] = json_attribute(
+            arguments, settings.content_max_length
+        )
+    return Invocation(
+        instruments,
+        f"{attrs.OP_EXECUTE_TOOL} {name}",
+        attributes,
+        ToolRecorder(settings),
+        kind=SpanKind.INTERNAL,
+    )

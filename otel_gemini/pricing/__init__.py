@@ -13,3 +13,21 @@ from otel_gemini.pricing._table_file import PriceTableError
 from otel_gemini.pricing._usage import Usage
 
 __all__ = ["Cost", "PriceTable", "PriceTableError", "Usage"]
+
+# The internal interface other otel_gemini packages use (the span reader, the cost processor,
+# the OTTL generator), so none reaches into this package's private modules. Not in __all__:
+# not for users. (``import X as X``: an intended re-export.)
+from otel_gemini.pricing._buckets import INPUT_AUDIO as INPUT_AUDIO
+from otel_gemini.pricing._buckets import OUTPUT_AUDIO as OUTPUT_AUDIO
+from otel_gemini.pricing._buckets import TOKEN_BUCKETS as TOKEN_BUCKETS
+from otel_gemini.pricing._buckets import split_tokens as split_tokens
+from otel_gemini.pricing._price_table import STANDARD as STANDARD
+from otel_gemini.pricing._price_table import STANDARD_NAMES as STANDARD_NAMES
+from otel_gemini.pricing._price_table import (
+    normalize_model_name as normalize_model_name,
+)
+from otel_gemini.pricing._usage import COUNT_FIELDS as COUNT_FIELDS
+from otel_gemini.pricing._usage import (
+    REPORTED_COUNT_FIELDS as REPORTED_COUNT_FIELDS,
+)
+from otel_gemini.pricing._usage import SECONDS_FIELDS as SECONDS_FIELDS

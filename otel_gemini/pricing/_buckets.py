@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from otel_gemini import _money as money
 from otel_gemini.pricing._usage import COUNT_FIELDS, Usage
 
 INPUT: Final = "input"  # text (and document) input, not cached, not tool-use
@@ -25,7 +26,7 @@ OUTPUT_IMAGE: Final = "output_image"  # image output tokens (Gemini image models
 OUTPUT_AUDIO: Final = "output_audio"
 OUTPUT_IMAGE_COUNT: Final = "output_image_count"  # generated images (Imagen)
 OUTPUT_VIDEO_SECONDS: Final = "output_video_seconds"  # generated video (Veo)
-TOTAL: Final = "total"
+TOTAL: Final = money.TOTAL
 
 TOKEN_BUCKETS: Final = (
     INPUT,

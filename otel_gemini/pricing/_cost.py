@@ -1,8 +1,8 @@
 """``Cost``: the USD cost of one usage, by bucket, with how it was priced.
 
-Amounts are kept as integers of 1e-15 USD ("femto-dollars") while pricing, so the breakdown
-adds up to the total exactly whatever the caller's ``decimal`` context; they become
-:class:`~decimal.Decimal` only when read.
+Amounts are kept as integers of 1e-15 USD ("femto-dollars", otel_gemini/_money.py) while
+pricing, so the breakdown adds up to the total exactly whatever the caller's ``decimal``
+context; they become :class:`~decimal.Decimal` only when read.
 """
 
 from __future__ import annotations
@@ -14,40 +14,12 @@ from types import MappingProxyType
 from typing import Final
 
 from otel_gemini import _attributes as attrs
-from otel_gemini.pricing._buckets import TOTAL
+from otel_gemini._money import FEMTO_PER_USD, details_json, femto_text
 
 PRICED: Final = attrs.COST_STATUS_PRICED
 UNKNOWN_MODEL: Final = attrs.COST_STATUS_UNKNOWN_MODEL
 NO_USAGE: Final = attrs.COST_STATUS_NO_USAGE
 IMPLAUSIBLE_USAGE: Final = attrs.COST_STATUS_IMPLAUSIBLE_USAGE
-
-FEMTO_DIGITS: Final = 15
-FEMTO_PER_USD: Final = 10**FEMTO_DIGITS
-
-
-def femto_text(amount: int) -> str:
-    """A femto-dollar amount as a plain decimal string: ``674500000000`` → ``"0.0006745"``."""
-    if 0 < amount < FEMTO_PER_USD:  # the usual case: less than a dollar
-        return f"0.{amount:015d}".rstrip("0")
-    if amount < 0:
-        return "-" + femto_text(-amount)
-    digits = str(amount)
-    whole, fraction = digits[:-FEMTO_DIGITS] or "0", digits[-FEMTO_DIGITS:].rstrip("0")
-    return f"{whole}.{fraction}" if fraction else whole
-
-
-# JSON object templates by bucket names: '{"input":%s,"output":%s,"total":%s}'. Keys are our
-# bucket names (plain ASCII) and values number literals, so no escaping is needed.
-_TEMPLATES: dict[tuple[str, ...], str] = {}
-
-
-def _json_template(keys: tuple[str, ...]) -> str:
-    template = _TEMPLATES.get(keys)
-    if template is None:
-        template = "{" + ",".join(f'"{key}":%s' for key in (*keys, TOTAL)) + "}"
-        if len(_TEMPLATES) < 1024:
-            _TEMPLATES[keys] = template
-    return template
 
 
 class Cost:
@@ -159,14 +131,13 @@ class Cost:
     def cost_details_json(self) -> str:
         """``langfuse.observation.cost_details``: USD by bucket plus ``total`` (exact decimals)."""
         femto = self._femto or {}
-        values = [femto_text(amount) for amount in femto.values()]
-        values.append(femto_text(self._femto_total or 0))
-        return _json_template(tuple(femto)) % tuple(values)
+        values = {key: femto_text(amount) for key, amount in femto.items()}
+        return details_json(values, femto_text(self._femto_total or 0))
 
     def usage_details_json(self) -> str:
         """``langfuse.observation.usage_details``: the buckets' units plus ``total``."""
         details = self._details
-        return _json_template(tuple(details)) % (*details.values(), sum(details.values()))
+        return details_json(details, sum(details.values()))
 
     def __repr__(self) -> str:
         return (

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, InvalidOperation, Overflow
 from typing import Final, NamedTuple
 
+from otel_gemini._money import FEMTO_PER_USD
 from otel_gemini.pricing import _buckets as buckets
-from otel_gemini.pricing._cost import FEMTO_PER_USD
 from otel_gemini.pricing._table_file import (
     PRICE_KINDS,
     TOKEN_PRICE_KINDS,

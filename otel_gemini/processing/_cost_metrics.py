@@ -24,8 +24,8 @@ from opentelemetry.metrics import CallbackOptions, Observation
 
 from otel_gemini import _attributes as attrs
 from otel_gemini._background import renew_locks_after_fork
+from otel_gemini._money import FEMTO_PER_USD
 from otel_gemini._version import __version__
-from otel_gemini.pricing._cost import FEMTO_PER_USD
 
 SCOPE: Final = "otel_gemini.processing"
 COST_METRIC: Final = "otel_gemini.client.cost"

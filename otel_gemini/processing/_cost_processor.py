@@ -10,13 +10,13 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from otel_gemini import _attributes as attrs
+from otel_gemini._span_usage import BILLED_TYPES, USAGE_KEYS, is_billed
 from otel_gemini.pricing import PriceTable
 from otel_gemini.processing._cost_metrics import CostMetrics
 from otel_gemini.processing._coverage import Coverage, Release
 from otel_gemini.processing._live_session_cost import LiveSessionCosts, is_live_session
 from otel_gemini.processing._priced_span import CostAttributes, PricedSpan, plain_attributes
 from otel_gemini.processing._span_pricer import SpanPricer
-from otel_gemini.processing._span_usage import BILLED_TYPES, USAGE_KEYS, is_billed
 
 # What a covered span gets on top of its own attributes. Langfuse prices every observation
 # that names a model from its own table, whatever its type: a provided cost (zero) is what

@@ -12,11 +12,9 @@ when the copy's attributes are first read (on the export thread behind a batch p
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from decimal import Decimal
 from typing import Any, Final
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -24,8 +22,7 @@ from opentelemetry.trace import SpanContext
 
 from otel_gemini import _attributes as attrs
 from otel_gemini._background import fork_hooks, renew_locks_after_fork
-from otel_gemini.pricing._buckets import TOTAL
-from otel_gemini.pricing._cost import FEMTO_PER_USD, femto_text
+from otel_gemini._money import TOTAL, cost_details_femto, cost_details_json, femto_float
 from otel_gemini.processing._priced_span import CostAttributes, PricedSpan
 
 # Sessions whose turns are remembered at once; beyond, the oldest is forgotten (its session
@@ -114,19 +111,13 @@ def session_cost_attributes(turns: list[Mapping[str, Any]]) -> dict[str, Any]:
     for turn, status in zip(turns, statuses, strict=True):
         if status != attrs.COST_STATUS_PRICED:
             continue
-        details = json.loads(
-            str(turn[attrs.LANGFUSE_COST_DETAILS]), parse_float=Decimal, parse_int=Decimal
-        )
-        for bucket, amount in details.items():
-            value = int(Decimal(amount) * FEMTO_PER_USD)
+        for bucket, value in cost_details_femto(str(turn[attrs.LANGFUSE_COST_DETAILS])).items():
             if bucket == TOTAL:
                 total += value
             else:
                 femto[bucket] = femto.get(bucket, 0) + value
-    parts = [f'"{bucket}":{femto_text(amount)}' for bucket, amount in femto.items()]
-    parts.append(f'"{TOTAL}":{femto_text(total)}')
     return {
         attrs.LIVE_SESSION_COST_STATUS: attrs.COST_STATUS_PRICED,
-        attrs.LIVE_SESSION_COST: total / FEMTO_PER_USD,
-        attrs.LIVE_SESSION_COST_DETAILS: "{" + ",".join(parts) + "}",
+        attrs.LIVE_SESSION_COST: femto_float(total),
+        attrs.LIVE_SESSION_COST_DETAILS: cost_details_json(femto, total),
     }

@@ -8,12 +8,12 @@ from typing import Any, Final
 
 from otel_gemini import _attributes as attrs
 from otel_gemini._background import renew_locks_after_fork
+from otel_gemini._incidents import IncidentLog
 from otel_gemini._limits import QUOTE_CHARS, cut, quote
-from otel_gemini.pricing import Cost, PriceTable
-from otel_gemini.pricing._cost import FEMTO_PER_USD
-from otel_gemini.pricing._price_table import normalize_model_name
+from otel_gemini._money import FEMTO_PER_USD
+from otel_gemini._span_usage import read_span_usage
+from otel_gemini.pricing import Cost, PriceTable, normalize_model_name
 from otel_gemini.processing._cost_metrics import STATUS_ERROR, CostMetrics
-from otel_gemini.processing._span_usage import read_span_usage
 
 _logger = logging.getLogger("otel_gemini.processing")
 # Bounds the "logged once" memory when a flood of distinct unknown model names arrives:
@@ -36,9 +36,8 @@ class SpanPricer:
         """Held while pricing a span (see ``CostAttributes.resolved``)."""
         self._incidents_lock = threading.Lock()
         renew_locks_after_fork(self, "lock", "_incidents_lock")
-        self._logged: set[str] = set()
+        self._incidents = IncidentLog(_logger, _MAX_REMEMBERED)
         self._unknown_models: set[str] = set()
-        self._errors: dict[str, int] = {}
         self._inconsistent = 0
         self._implausible = 0
 
@@ -106,13 +105,6 @@ class SpanPricer:
 
     # --- incidents ---------------------------------------------------------------------------
 
-    def _first_time(self, key: str) -> bool:
-        with self._incidents_lock:
-            if key in self._logged or len(self._logged) >= _MAX_REMEMBERED:
-                return False
-            self._logged.add(key)
-            return True
-
     def _report_unknown(self, models: tuple[str, ...], reason: str | None) -> None:
         # Names are cut before they are kept or logged: a peer sending 7 MiB names must not
         # make us hold (or print) them.
@@ -120,7 +112,7 @@ class SpanPricer:
         with self._incidents_lock:
             if len(self._unknown_models) < _MAX_UNKNOWN_SHOWN:
                 self._unknown_models.add(name)
-        if self._first_time(f"unknown:{name}"):
+        if self._incidents.first_time(f"unknown:{name}"):
             _logger.warning(
                 "otel-gemini: cannot price model %r (%s); its spans carry "
                 "otel_gemini.cost.status=unknown_model and no cost. Add a price with an "
@@ -132,7 +124,7 @@ class SpanPricer:
     def _report_implausible(self, reason: str | None) -> None:
         with self._incidents_lock:
             self._implausible += 1
-        if self._first_time("implausible"):
+        if self._incidents.first_time("implausible"):
             _logger.warning(
                 "otel-gemini: a span reports usage no Gemini request can bill (%s); it "
                 "carries otel_gemini.cost.status=implausible_usage and no cost (counted in "
@@ -143,7 +135,7 @@ class SpanPricer:
     def _report_inconsistent(self, model: str, attributes: dict[str, Any]) -> None:
         with self._incidents_lock:
             self._inconsistent += 1
-        if self._first_time(f"inconsistent:{cut(model)}"):
+        if self._incidents.first_time(f"inconsistent:{cut(model)}"):
             usage = {key: value for key, value in attributes.items() if "usage" in key}
             _logger.warning(
                 "otel-gemini: inconsistent usage on a %s span (a part exceeds its total); "
@@ -154,18 +146,15 @@ class SpanPricer:
 
     def report_error(self, where: str, error: BaseException) -> None:
         """Count an internal error and log it the first time it happens at ``where``."""
-        with self._incidents_lock:
-            self._errors[where] = self._errors.get(where, 0) + 1
         if where == "pricing":
             self.metrics.record(STATUS_ERROR)
-        if self._first_time(f"error:{where}"):
-            _logger.warning(
-                "otel-gemini cost processor error in %s (logged once; the span goes on "
-                "unpriced): %s",
-                where,
-                cut(repr(error), _MAX_LOGGED_CHARS),
-                exc_info=error,
-            )
+        self._incidents.error(
+            where,
+            error,
+            "otel-gemini cost processor error in %s (logged once; the span goes on unpriced): %s",
+            where,
+            cut(repr(error), _MAX_LOGGED_CHARS),
+        )
 
     def stats(self) -> dict[str, Any]:
         """Spans by pricing status, errors by place, inconsistent and implausible usages,
@@ -174,7 +163,7 @@ class SpanPricer:
         with self._incidents_lock:
             return {
                 "spans": spans,
-                "errors": dict(self._errors),
+                "errors": self._incidents.counts(),
                 "inconsistent_usage": self._inconsistent,
                 "implausible_usage": self._implausible,
                 "unknown_models": sorted(self._unknown_models),

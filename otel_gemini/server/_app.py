@@ -1,10 +1,11 @@
-"""The observability HTTP API as Starlette routes: costs, latency and health."""
+"""The observability HTTP API as Starlette routes: costs, latency, health and the dashboard."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any, Final
 
 from starlette.applications import Starlette
@@ -16,19 +17,25 @@ from starlette.routing import BaseRoute, Route
 
 from otel_gemini._listen_security import BearerAuth, TokenFile, liveness_endpoint
 from otel_gemini.aggregate import (
+    FILTER_KEYS,
     CostAnswers,
     CostStoreError,
     QueryError,
     SourceUnavailable,
     parse_cost_query,
     parse_latency_query,
+    parse_source,
 )
-from otel_gemini.aggregate._query import FILTER_KEYS, parse_source
 from otel_gemini.health import HEALTH_ENDPOINT, HealthReporter, health_route
+from otel_gemini.server._dashboard import dashboard_routes
 
 COSTS_ENDPOINT: Final = "/api/observability/costs"
 LATENCY_ENDPOINT: Final = "/api/observability/latency"
 _PARAMETERS: Final = frozenset(("group_by", "from", "to", "tz", "source", *FILTER_KEYS))
+_COST_PARAMETERS: Final = _PARAMETERS | {"top"}
+# top=N keeps the N most costly groups (the dashboard's top users and sessions): a month of
+# sessions is tens of thousands of groups, which no page needs to download.
+MAX_TOP: Final = 1000
 _NO_STORE: Final = {"Cache-Control": "no-store"}
 
 
@@ -40,12 +47,12 @@ def _bad_parameter(error: QueryError) -> JSONResponse:
     )
 
 
-def _parameters(request: Request) -> dict[str, str]:
+def _parameters(request: Request, known: frozenset[str]) -> dict[str, str]:
     """The query parameters, each at most once and all known (else :class:`QueryError`)."""
     values: dict[str, str] = {}
     for name, value in request.query_params.multi_items():
-        if name not in _PARAMETERS:
-            raise QueryError(name, f"unknown parameter; use {', '.join(sorted(_PARAMETERS))}")
+        if name not in known:
+            raise QueryError(name, f"unknown parameter; use {', '.join(sorted(known))}")
         if name in values:
             raise QueryError(name, "given more than once; give one comma-separated value")
         values[name] = value
@@ -56,14 +63,15 @@ def _answer_route(
     path: str,
     name: str,
     answers: CostAnswers,
-    ask: Callable[[CostAnswers, dict[str, str], datetime, str | None], Any],
+    ask: Callable[[CostAnswers, dict[str, str], datetime, str | None], dict[str, Any]],
+    known: frozenset[str] = _PARAMETERS,
 ) -> Route:
     async def endpoint(request: Request) -> JSONResponse:
         try:
-            parameters = _parameters(request)
+            parameters = _parameters(request, known)
             source = parse_source(parameters.get("source"), default=answers.default_source)
             now = datetime.now(timezone.utc)
-            report = await run_in_threadpool(ask, answers, parameters, now, source)
+            document = await run_in_threadpool(ask, answers, parameters, now, source)
         except QueryError as error:
             return _bad_parameter(error)
         except (SourceUnavailable, CostStoreError) as error:
@@ -72,21 +80,43 @@ def _answer_route(
                 status_code=503,
                 headers=_NO_STORE,
             )
-        return JSONResponse(report.to_dict(), headers=_NO_STORE)
+        return JSONResponse(document, headers=_NO_STORE)
 
     return Route(path, endpoint, methods=["GET"], name=name)
 
 
 def _costs(
     answers: CostAnswers, parameters: dict[str, str], now: datetime, source: str | None
-) -> Any:
-    return answers.costs(parse_cost_query(parameters, now), source)
+) -> dict[str, Any]:
+    top = _top(parameters.get("top"))
+    document = answers.costs(parse_cost_query(parameters, now), source).to_dict()
+    return document if top is None else keep_top(document, top)
 
 
 def _latency(
     answers: CostAnswers, parameters: dict[str, str], now: datetime, source: str | None
-) -> Any:
-    return answers.latency(parse_latency_query(parameters, now), source)
+) -> dict[str, Any]:
+    return answers.latency(parse_latency_query(parameters, now), source).to_dict()
+
+
+def _top(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if not text.isdigit() or not 1 <= int(text) <= MAX_TOP:
+        raise QueryError("top", f"must be a whole number from 1 to {MAX_TOP} (got {text!r})")
+    return int(text)
+
+
+def keep_top(document: dict[str, Any], top: int) -> dict[str, Any]:
+    """A costs answer with only its ``top`` most costly groups, costliest first (a group
+    of unknown cost after every known one; ties in key order). ``total`` still covers every
+    group; ``group_count`` says how many there were."""
+    groups: list[dict[str, Any]] = document["groups"]
+    ranked = sorted(
+        groups,
+        key=lambda group: (group["cost"] is None, -Decimal(group["cost"] or 0)),
+    )
+    return {**document, "groups": ranked[:top], "top": top, "group_count": len(groups)}
 
 
 def _no_health_route() -> Route:
@@ -107,7 +137,10 @@ def _no_health_route() -> Route:
 
 
 def observability_routes(
-    answers: CostAnswers | None = None, health: HealthReporter | None = None
+    answers: CostAnswers | None = None,
+    health: HealthReporter | None = None,
+    *,
+    dashboard: bool = True,
 ) -> list[BaseRoute]:
     """The API's routes, to add to an existing Starlette or FastAPI app::
 
@@ -116,23 +149,31 @@ def observability_routes(
     - ``GET /api/observability/costs``: cost and tokens grouped by any of ``user``,
       ``day``, ``model``, ``provider``, ``session`` (``group_by``), between ``from`` and
       ``to`` (ISO 8601), days in ``tz``; filters ``user``, ``session``, ``model``,
-      ``provider``; ``source=local|langfuse``.
+      ``provider``; ``source=local|langfuse``; ``top=N``: only the N most costly groups.
     - ``GET /api/observability/latency``: p50 / p95 / p99 latency and time to first token,
       and error rates, grouped by ``model`` (default), ``provider``, ``day``.
     - ``GET /api/observability/health``: ``health``'s report (the export pipeline's
       health); without a reporter, 503 ``unknown``.
     - ``GET /api/observability/livez``: ``{"status": "alive"}``, for probes (open even
       when a token is required).
+    - ``GET /`` and ``GET /dashboard`` (unless ``dashboard=False``): the dashboard page,
+      which draws these answers; its files under ``/api/observability/assets/``
+      (docs/dashboard.md). Routes are matched in order, so your own ``/`` added before
+      these keeps winning.
 
     A bad parameter gets HTTP 400 ``{"error": "bad_parameter", "parameter": ..., "message":
     ...}``; no source able to answer, 503. See docs/api.md.
     """
     routes: list[BaseRoute] = []
     if answers is not None:
-        routes.append(_answer_route(COSTS_ENDPOINT, "otel_gemini_costs", answers, _costs))
+        routes.append(
+            _answer_route(COSTS_ENDPOINT, "otel_gemini_costs", answers, _costs, _COST_PARAMETERS)
+        )
         routes.append(_answer_route(LATENCY_ENDPOINT, "otel_gemini_latency", answers, _latency))
     routes.append(health_route(health) if health is not None else _no_health_route())
     routes.append(liveness_endpoint())
+    if dashboard:
+        routes.extend(dashboard_routes())
     return routes
 
 
@@ -142,9 +183,11 @@ def observability_app(
     *,
     auth: TokenFile | str | os.PathLike[str] | None = None,
 ) -> Starlette:
-    """The API as an ASGI app: serve it with uvicorn, or mount it into your app
-    (``app.mount("/", observability_app(...))``; its paths start with
-    ``/api/observability/``). See :func:`observability_routes`.
+    """The API and its dashboard page as an ASGI app: serve it with uvicorn, or mount
+    it into your app (``app.mount("/obs", observability_app(...))``: the page is then
+    ``/obs/``; mounted at ``/``, it answers ``/`` and ``/dashboard`` unless your app matched
+    them first, and its other paths start with ``/api/observability/``). See
+    :func:`observability_routes`.
 
     ``auth``: a token file (or its :class:`~otel_gemini.server.TokenFile`); every request
     but ``GET /api/observability/livez`` then needs ``Authorization: Bearer <token>`` and

@@ -1,4 +1,5 @@
-"""``otel-gemini serve``: the observability HTTP API (costs, latency, health) with uvicorn."""
+"""``otel-gemini serve``: the observability HTTP API (costs, latency, health) and the
+dashboard page, with uvicorn."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ if TYPE_CHECKING:
     from otel_gemini.aggregate import CostAnswers
     from otel_gemini.export import LangfuseExporter
 
-HELP = "Serve the cost, latency and health HTTP API (/api/observability/...)."
+HELP = (
+    "Serve the cost, latency and health HTTP API (/api/observability/...) and the "
+    "dashboard page (/)."
+)
 
 
 # uvicorn's names (uvicorn.config.LOG_LEVELS), listed here so --help stays fast.
@@ -66,6 +70,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="info",
         help=f"uvicorn's log level: {', '.join(_LOG_LEVELS)} (default info)",
     )
+    parser.add_argument(
+        "--open",
+        action="store_true",
+        help="open the dashboard in the default web browser once the server listens",
+    )
     _listen_security.add_arguments(parser)
 
 
@@ -96,6 +105,9 @@ def build(args: argparse.Namespace) -> tuple[Starlette, CostAnswers, LangfuseExp
 
 
 def run(args: argparse.Namespace) -> int:
+    from otel_gemini._extras import require_extra
+
+    require_extra("server", "otel-gemini serve")
     import uvicorn
 
     from otel_gemini._command_errors import listening_socket
@@ -106,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         uvicorn_options,
     )
     from otel_gemini._langfuse_settings import langfuse_from_env
-    from otel_gemini.export._settings import resolve_settings
+    from otel_gemini.export import resolve_settings
 
     # Settings first (a bad one exits 2 from cli.main, naming it), then the port, then
     # the exporter: nothing starts until all three are good, and the banner below is
@@ -128,13 +140,16 @@ def run(args: argparse.Namespace) -> int:
         raise
     port = sock.getsockname()[1]
     _listen_security.warn_if_open(security, args.host, "serve")
+    base = f"{security.scheme}://{_url_host(args.host)}:{port}"
     print(
-        f"otel-gemini serve: {security.scheme}://{_url_host(args.host)}:{port}/api/observability/ "
-        f"(costs, latency, health); local store {answers.local.path if answers.local else '-'}; "
+        f"otel-gemini serve: {base}/api/observability/ (costs, latency, health), "
+        f"dashboard {base}/; local store {answers.local.path if answers.local else '-'}; "
         f"Langfuse {'on' if answers.langfuse else 'not configured'}",
         file=sys.stderr,
         flush=True,
     )
+    if args.open:
+        _open_in_browser(f"{base}/")
     try:
         config = uvicorn.Config(
             # The token check covers every path but the liveness one (the page included).
@@ -157,6 +172,24 @@ def run(args: argparse.Namespace) -> int:
         if exporter is not None:
             exporter.shutdown(5000)
     return 0
+
+
+def _open_in_browser(url: str) -> None:
+    """Opens ``url`` in the user's browser without holding up the server: the socket
+    already listens, so the browser's request waits for uvicorn to accept it. A machine
+    without a browser just gets the URL, which the banner has printed."""
+    import threading
+    import webbrowser
+
+    def open_it() -> None:
+        try:
+            opened = webbrowser.open(url)
+        except Exception:  # webbrowser.Error, or a browser launcher failing
+            opened = False
+        if not opened:
+            print(f"otel-gemini serve: no web browser to open here; open {url}", file=sys.stderr)
+
+    threading.Thread(target=open_it, name="otel-gemini-open-browser", daemon=True).start()
 
 
 def _url_host(host: str) -> str:

@@ -290,15 +290,7 @@ def text_reply(
     if thought is not None:
         parts.append({"text": thought, "thought": True})
     parts.append({"text": text})
-    return GenerateReply(
-        generate_body(
-            parts,
-            usage=usage,
-            finish_reason=finish_reason,
-            response_id=response_id,
-            model_version=model_version,
-        )
-    )
+    return _reply(parts, usage, finish_reason, response_id, model_version)
 
 
 def function_call_reply(
@@ -310,15 +302,24 @@ def function_call_reply(
 ) -> GenerateReply:
     """An answer asking to call functions: one ``functionCall`` part per ``(name, args)``."""
     parts = [{"functionCall": {"name": name, "args": dict(args)}} for name, args in calls]
-    return GenerateReply(
-        generate_body(
-            parts,
-            usage=usage,
-            finish_reason=finish_reason,
-            response_id=response_id,
-            model_version=model_version,
-        )
+    return _reply(parts, usage, finish_reason, response_id, model_version)
+
+
+def _reply(
+    parts: list[dict[str, Any]],
+    usage: ScriptedUsage | None,
+    finish_reason: str,
+    response_id: str | None,
+    model_version: str | None,
+) -> GenerateReply:
+    body = generate_body(
+        parts,
+        usage=usage,
+        finish_reason=finish_reason,
+        response_id=response_id,
+        model_version=model_version,
     )
+    return GenerateReply(body)
 
 
 def stream_reply(

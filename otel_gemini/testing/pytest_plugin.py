@@ -6,19 +6,26 @@ project that has ``otel-gemini`` installed.
 
 from __future__ import annotations
 
-# --- fake Gemini fixtures ---
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
-from google import genai
 
-from otel_gemini.testing.fake_gemini import FakeGemini, live_client_takes_ssl_context
-from otel_gemini.testing.fake_langfuse import FakeLangfuse
+# The fakes are imported inside the fixtures: pytest loads this plugin in every environment
+# with otel-gemini installed, with or without the ``testing`` extra the fakes need.
+if TYPE_CHECKING:
+    from google import genai
+
+    from otel_gemini.testing import FakeGemini, FakeLangfuse
+
+# --- fake Gemini fixtures ---
 
 
 @pytest.fixture(scope="session")
 def fake_gemini_server() -> Iterator[FakeGemini]:
     """One fake Gemini server for the whole session (prefer ``fake_gemini``, reset per test)."""
+    from otel_gemini.testing import FakeGemini
+
     with FakeGemini() as server:
         yield server
 
@@ -47,6 +54,8 @@ def gemini_vertex_client(fake_gemini: FakeGemini) -> genai.Client:
 def fake_gemini_live_server() -> Iterator[FakeGemini]:
     """One fake Gemini over HTTPS (a self-signed certificate) for the session: the Live API
     needs ``wss://`` (prefer ``fake_gemini_live``)."""
+    from otel_gemini.testing import FakeGemini
+
     with FakeGemini(tls=True) as server:
         yield server
 
@@ -58,6 +67,8 @@ def fake_gemini_live(
     """The session's TLS fake Gemini, reset, whose certificate clients trust: google-genai 3.x
     clients from ``client()`` are given an SSL context; for 1.x, whose Live client takes none,
     ``SSL_CERT_FILE`` points at a bundle with the certificate for the test."""
+    from otel_gemini.testing import live_client_takes_ssl_context
+
     if not live_client_takes_ssl_context():
         monkeypatch.setenv("SSL_CERT_FILE", fake_gemini_live_server.ca_bundle())
     fake_gemini_live_server.reset()
@@ -92,6 +103,8 @@ def fake_langfuse(request: pytest.FixtureRequest) -> Iterator[FakeLangfuse]:
     The test fails at teardown if the fake accepted any span id twice (a double export),
     unless it is marked ``@pytest.mark.allow_duplicate_spans``.
     """
+    from otel_gemini.testing import FakeLangfuse
+
     with FakeLangfuse() as server:
         yield server
         duplicates = server.duplicate_span_ids

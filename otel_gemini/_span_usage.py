@@ -17,8 +17,7 @@ from collections.abc import Mapping
 from typing import Any, Final, NamedTuple
 
 from otel_gemini import _attributes as attrs
-from otel_gemini.pricing import Usage
-from otel_gemini.pricing._usage import SECONDS_FIELDS
+from otel_gemini.pricing import SECONDS_FIELDS, Usage
 
 _INPUT: Final = (
     attrs.GEN_AI_USAGE_INPUT_TOKENS,
