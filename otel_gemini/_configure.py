@@ -35,6 +35,7 @@ from otel_gemini.instrumentation import (
     GeminiInstrumentor,
     InstrumentationSettings,
     internal_error_counts,
+    metrics_loops,
 )
 from otel_gemini.pricing import PriceTable
 from otel_gemini.processing import CostSpanProcessor
@@ -379,7 +380,8 @@ def _build(
         exporter,
         probe=health_probe,
         sections=sections,
-        loops=(lambda: _loops(store, evaluator)) if store is not None else None,
+        # The metrics worker (instrumentation), the cost store's writer, the budget evaluator.
+        loops=lambda: _loops(store, evaluator),
         conditions=(
             (lambda _: [(HealthStatus.DEGRADED, reason) for reason in _problems(store, evaluator)])
             if store is not None
@@ -400,8 +402,12 @@ def _build(
     )
 
 
-def _loops(store: CostStore, evaluator: BudgetEvaluator | None) -> list[_background.LoopStatus]:
-    loops = [store.loop_status()]
+def _loops(
+    store: CostStore | None, evaluator: BudgetEvaluator | None
+) -> list[_background.LoopStatus]:
+    loops = list(metrics_loops())
+    if store is not None:
+        loops.append(store.loop_status())
     if evaluator is not None:
         loops.extend(evaluator.loop_statuses())
     return loops
