@@ -98,8 +98,9 @@ class LocalCostSource:
     duration histograms), built by the first query and brought up to date before each
     one, plus the raw rows at window edges and those not folded yet: money and counts
     are exact, and latency percentiles exact up to ``exact_percentile_rows`` generations
-    in the window, within 1 % above. Answers filtered by user or session, and any answer
-    while the rollups cannot be used, read the raw rows (exact).
+    in the window, within 1 % above. Answers filtered by user or session, any answer
+    while the rollups cannot be used, and every answer with ``rollups=False`` (which
+    leaves the file as it is), read the raw rows (exact).
     """
 
     def __init__(
@@ -107,10 +108,11 @@ class LocalCostSource:
         path: str | os.PathLike[str] | None = None,
         *,
         exact_percentile_rows: int = EXACT_PERCENTILE_ROWS,
+        rollups: bool = True,
     ) -> None:
         self.path: Path = path_from(path, os.environ)
         self.exact_percentile_rows = exact_percentile_rows
-        self.rollups = Rollups(self.path)
+        self.rollups: Rollups | None = Rollups(self.path) if rollups else None
 
     @untraced  # our SQL is no span of the app's
     def costs(self, query: CostQuery, origin: Origin | None = None) -> CostReport:
@@ -118,7 +120,7 @@ class LocalCostSource:
         connection = self._open()
         try:
             connection.execute("BEGIN")  # one snapshot: the watermark and what it covers
-            folded = watermark(connection) if rollup_filters(query.filters) else None
+            folded = self._watermark(connection, query.filters)
             if folded is not None:
                 rollup = costs_statement(query.window, query.group_by, query.filters, folded)
                 rows = self._run(connection, rollup.sql, rollup.parameters)
@@ -130,8 +132,15 @@ class LocalCostSource:
 
     def _open(self) -> sqlite3.Connection:
         connection = open_for_reading(self.path)  # raises for a path holding no store
-        self.rollups.refresh()
+        if self.rollups is not None:
+            self.rollups.refresh()
         return connection
+
+    def _watermark(self, connection: sqlite3.Connection, filters: Filters) -> int | None:
+        """Up to which rowid the rollups answer (``None``: read the raw rows)."""
+        if self.rollups is None or not rollup_filters(filters):
+            return None
+        return watermark(connection)
 
     @staticmethod
     def _raw_costs(query: CostQuery) -> tuple[str, list[Any]]:
@@ -193,7 +202,7 @@ class LocalCostSource:
         connection = self._open()
         try:
             connection.execute("BEGIN")  # one snapshot for the statements (WAL)
-            folded = watermark(connection) if rollup_filters(query.filters) else None
+            folded = self._watermark(connection, query.filters)
             if folded is None:
                 summary = sql.select(
                     "count(*), sum(g.is_error), avg(g.latency_ms), max(g.latency_ms), "

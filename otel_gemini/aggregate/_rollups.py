@@ -366,6 +366,8 @@ class Rollups:
         uri = f"file:{urllib.parse.quote(str(self.path))}?mode=rw"
         connection = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)
         try:
+            # As the writer: the store is in WAL mode; a commit need not wait for fsync.
+            connection.execute("PRAGMA synchronous=NORMAL")
             yield connection
         finally:
             connection.close()
