@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from otel_gemini.aggregate import LocalCostSource, parse_cost_query, parse_latency_query
+from otel_gemini.aggregate._rollups import fold_pending
 from otel_gemini.aggregate._rows import COLUMNS
 from otel_gemini.aggregate._schema import UPSERT, open_for_writing
 
@@ -105,6 +106,29 @@ def build_store(path: Path, count: int) -> None:
     connection.close()
 
 
+def write_batches(path: Path, seed: int, fold: bool) -> float:
+    """Seconds to write 5,000 new rows (of the last minutes, as a writer's are) in batches
+    of 500, each one transaction as the writer's (with ``fold``: also folding them into
+    the rollups, as the writer does)."""
+    end_ns = int(END.timestamp()) * 10**9
+    rows = [
+        (f"{seed:08x}{i:024x}", f"{seed:04x}{i:012x}", end_ns + (seed * 5000 + i) * 10**7, *row[3:])
+        for i, row in enumerate(generated_rows(5000, seed=seed))
+    ]
+    connection = open_for_writing(path)
+    connection.isolation_level = None
+    started = time.perf_counter()
+    for first in range(0, len(rows), 500):
+        connection.execute("BEGIN IMMEDIATE")
+        connection.executemany(UPSERT, rows[first : first + 500])
+        if fold:
+            fold_pending(connection)
+        connection.execute("COMMIT")
+    took = time.perf_counter() - started
+    connection.close()
+    return took
+
+
 def best_ms(action: Callable[[], object], rounds: int = 3) -> float:
     best = float("inf")
     for _ in range(rounds):
@@ -158,17 +182,29 @@ def run(count: int, raw: bool) -> None:
         path = Path(directory) / "costs.sqlite3"
         started = time.perf_counter()
         build_store(path, count)
-        print(f"\n{count:,} rows (store written in {time.perf_counter() - started:.1f} s, "
-              f"{path.stat().st_size / 1e6:.0f} MB)")
+        print(
+            f"\n{count:,} rows (store written in {time.perf_counter() - started:.1f} s, "
+            f"{path.stat().st_size / 1e6:.0f} MB)"
+        )
+        plain = min(write_batches(path, seed, fold=False) for seed in (101, 102))
         source = LocalCostSource(path)
         started = time.perf_counter()
         source.rollups.refresh()  # type: ignore[union-attr]
-        print(f"  first build of the rollups: {time.perf_counter() - started:.2f} s "
-              f"({path.stat().st_size / 1e6:.0f} MB after)")
+        print(
+            f"  first build of the rollups: {time.perf_counter() - started:.2f} s "
+            f"({path.stat().st_size / 1e6:.0f} MB after)"
+        )
+        folding = min(write_batches(path, seed, fold=True) for seed in (103, 104))
+        print(
+            f"  writer, 5,000 rows in batches of 500: {plain * 1000:.0f} ms without rollups, "
+            f"{folding * 1000:.0f} ms with their triggers and fold ({folding / plain:.2f}x)"
+        )
         connection = open_for_writing(path)
         extra = [
             (f"{i:032x}", f"{i:016x}", *row[2:])
-            for i, row in zip(range(10**9, 10**9 + 1000), generated_rows(1000, seed=7), strict=False)
+            for i, row in zip(
+                range(10**9, 10**9 + 1000), generated_rows(1000, seed=7), strict=False
+            )
         ]
         connection.executemany(UPSERT, extra)
         connection.commit()

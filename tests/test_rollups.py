@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cost_workload import CALLS, WINDOW, record
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -289,9 +290,7 @@ def test_retention_deletes_leave_rollups_equal_to_the_rows_left(scratch: Path) -
         assert connection.execute(f"SELECT count(*) FROM {table} WHERE requests <= 0").fetchone()[
             0
         ] == (0)
-    assert connection.execute("SELECT count(*) FROM rollup_latency WHERE n <= 0").fetchone() == (
-        0,
-    )
+    assert connection.execute("SELECT count(*) FROM rollup_latency WHERE n <= 0").fetchone() == (0,)
 
 
 def test_a_span_written_again_after_it_was_folded_counts_once(scratch: Path) -> None:
@@ -370,3 +369,28 @@ def test_rollups_of_another_version_are_rebuilt_or_left_alone(scratch: Path) -> 
     assert cost_answers(fast, params) == expected  # newer: left alone, raw rows answer
     version = sqlite3.connect(path).execute("SELECT version FROM rollup_state").fetchone()
     assert version == (ROLLUP_VERSION + 1,)
+
+
+def test_the_writer_folds_what_it_writes_once_the_rollups_exist(scratch: Path) -> None:
+    path = scratch / "costs.sqlite3"
+    store = CostStore(path, retention_days=0)
+    try:
+        record(CALLS[:10], store)
+        assert store.force_flush(10_000)
+        fast, raw = both(path)
+        assert cost_answers(fast, dict(WINDOW, group_by="model"))["total"]["requests"] == 10
+        record(CALLS[10:], store)  # real spans through the real pricing pipeline
+        assert store.force_flush(10_000)
+        connection = sqlite3.connect(path)
+        folded, top = connection.execute(
+            "SELECT folded_rowid, (SELECT max(rowid) FROM generations) FROM rollup_state"
+        ).fetchone()
+        connection.close()
+        assert folded == top  # folded by the writer, before any answer
+    finally:
+        store.shutdown(10_000)
+    for group_by in ("model", "user,day", "session"):
+        params = dict(WINDOW, group_by=group_by)
+        answer = cost_answers(fast, params)
+        assert answer == cost_answers(raw, params)
+        assert answer["total"]["requests"] == len(CALLS)

@@ -11,7 +11,7 @@ from typing import Any, Final
 
 from otel_gemini._suppress import untraced
 from otel_gemini.aggregate._money import femto_decimal, joined, split_sum_sql
-from otel_gemini.aggregate._percentiles import PERCENTILES, interpolate
+from otel_gemini.aggregate._percentiles import EXACT_PERCENTILE_ROWS, PERCENTILES, interpolate
 from otel_gemini.aggregate._query import CostQuery, Filters, LatencyQuery, TimeWindow
 from otel_gemini.aggregate._reports import (
     CostGroup,
@@ -33,10 +33,6 @@ from otel_gemini.aggregate._schema import CostStoreError, open_for_reading, path
 from otel_gemini.aggregate._sketch import percentiles as sketch_percentiles
 
 LOCAL: Final = "local"
-EXACT_PERCENTILE_ROWS: Final = 20_000
-"""Up to this many generations in a latency answer's window, percentiles are exact (the
-values at the ranks, read from the raw rows); above, they come from the rollups' log-bucket
-histograms, within 1 %."""
 _KEY_COLUMNS: Final = {
     "user": "g.user_id",
     "session": "g.session_id",

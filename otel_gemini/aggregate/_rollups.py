@@ -432,6 +432,24 @@ def migrate(connection: sqlite3.Connection) -> bool:
     return True
 
 
+def fold_pending(connection: sqlite3.Connection, limit: int = CHUNK_ROWS) -> int:
+    """Folds up to ``limit`` rows above the watermark, inside the caller's write
+    transaction, if this version's rollups are in the store (building them is the first
+    answer's job). Returns how many rowids it covered. The writer calls this after each
+    batch, so answers rarely find rows to fold."""
+    folded = watermark(connection)
+    if folded is None:
+        return 0
+    top = int(connection.execute("SELECT ifnull(max(rowid), 0) FROM generations").fetchone()[0])
+    high = min(top, folded + limit)
+    if high <= folded:
+        return 0
+    for statement in FOLD_STATEMENTS:
+        connection.execute(statement, {"lo": folded, "hi": high})
+    connection.execute("UPDATE rollup_state SET folded_rowid = ? WHERE id = 1", (high,))
+    return high - folded
+
+
 def catch_up(connection: sqlite3.Connection) -> None:
     """Migrates if needed, then folds every row above the watermark, a chunk of
     :data:`CHUNK_ROWS` per transaction."""
@@ -445,16 +463,11 @@ def catch_up(connection: sqlite3.Connection) -> None:
             return
         connection.execute("BEGIN IMMEDIATE")
         try:
-            folded = watermark(connection)  # another process may have folded meanwhile
-            if folded is None:
-                connection.execute("COMMIT")
-                return
-            high = min(top, folded + CHUNK_ROWS)
-            for statement in FOLD_STATEMENTS:
-                connection.execute(statement, {"lo": folded, "hi": high})
-            connection.execute("UPDATE rollup_state SET folded_rowid = ? WHERE id = 1", (high,))
+            covered = fold_pending(connection)  # another process may have folded meanwhile
             connection.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 connection.execute("ROLLBACK")
             raise
+        if not covered:
+            return

@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from otel_gemini import _background
 from otel_gemini._background import BatchWorker, LoopStatus
 from otel_gemini._suppress import untraced
+from otel_gemini.aggregate._rollups import fold_pending
 from otel_gemini.aggregate._rows import GenerationRow, generation_row
 from otel_gemini.aggregate._schema import (
     UPSERT,
@@ -373,6 +374,8 @@ class CostStore(SpanProcessor):
             else:
                 rows.append(row)
         written = self._write_rows(rows) if rows else 0
+        if written:
+            self._fold_rollups()
         with self._progress:
             self._written += written
             self._skipped += skipped
@@ -410,6 +413,15 @@ class CostStore(SpanProcessor):
             except _ROW_ERRORS as error:
                 self._log_once("row", f"cannot write a row to the cost store {self.path}", error)
         return written
+
+    def _fold_rollups(self) -> None:
+        """Brings the answers' rollups (``_rollups``) up to date with the rows just
+        written, so that answers rarely have rows to fold. A failure costs no row: answers
+        fold or read those rows themselves."""
+        try:
+            self._transaction(fold_pending)
+        except sqlite3.Error as error:
+            self._log_once("rollups", f"cannot update the rollups of {self.path}", error)
 
     def _discard(self, batch: list[ReadableSpan], error: BaseException) -> None:
         """The writer gave this batch up (it failed again and again): counted as dropped."""
