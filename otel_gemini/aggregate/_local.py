@@ -28,7 +28,13 @@ from otel_gemini.aggregate._rollup_answers import (
     latency_summary_statement,
     rollup_filters,
 )
-from otel_gemini.aggregate._rollups import LATENCY, TIME_TO_FIRST_TOKEN, Rollups, watermark
+from otel_gemini.aggregate._rollups import (
+    LATENCY,
+    TIME_TO_FIRST_TOKEN,
+    UNPRICED_STATUSES,
+    Rollups,
+    watermark,
+)
 from otel_gemini.aggregate._schema import CostStoreError, open_for_reading, path_from
 from otel_gemini.aggregate._sketch import percentiles as sketch_percentiles
 
@@ -149,7 +155,7 @@ class LocalCostSource:
             )
             + ", sum(g.input_tokens), sum(g.output_tokens), sum(g.total_tokens), "
             # Spans with usage and no cost: no price, or counts no request can bill.
-            "sum(g.cost_status IN ('unknown_model', 'implausible_usage')), sum(g.is_error)"
+            f"sum(g.cost_status IN {UNPRICED_STATUSES}), sum(g.is_error)"
         )
         return statement, sql.parameters
 

@@ -357,8 +357,14 @@ class Rollups:
         except OSError:
             yield None
             return
-        if stat.S_ISLNK(info.st_mode) or not stat.S_ISREG(info.st_mode):
-            yield None  # never written through a link; the answer reads raw rows
+        if (
+            stat.S_ISLNK(info.st_mode)
+            or not stat.S_ISREG(info.st_mode)
+            or info.st_uid != os.geteuid()
+        ):
+            # Never written through a link, nor into another user's file (as the writer,
+            # _schema): the answer reads the rows instead.
+            yield None
             return
         if not os.access(self.path, os.W_OK):
             yield None  # a read-only store: answers read the rows above the watermark
