@@ -1,13 +1,16 @@
-"""A time range as signed pieces the rollups can answer: whole 15-minute periods, whole
-UTC days, and the raw rows at edges that fall inside a 15-minute period.
+"""A time range as signed pieces the rollups can answer: whole periods of the rollups
+(15 minutes, and 6 hours and UTC days where a table has them), and the raw rows at edges
+that fall inside a 15-minute period.
 
 Every zone's offset today is a whole number of 15 minutes (+05:30 and +05:45 included),
 so local midnights fall on 15-minute boundaries; a window edge that does not (``to=now``)
 is read from the raw rows between it and the nearest boundary (``generations_by_start``).
 
-Sums and counts subtract exactly, so a part of a day longer than half of it is read as
-the whole day minus the rest: a local day in +05:45 is the UTC day it mostly covers, plus
-23 quarters of the day before, minus the 23 last quarters of its own.
+Sums and counts subtract exactly, so a part of a period is read either as its smaller
+periods or as the whole period minus the smaller periods of the rest, whichever reads
+fewer periods: a local day in +05:30 (18:30 to 18:30 UTC) is the UTC day it mostly covers,
+plus the six hours from 18:00 the day before, minus the two quarters from 18:00, minus the
+same six hours and two quarters of its own day.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from otel_gemini.aggregate._rollups import DAY_QUARTERS, QUARTER_NS
+from otel_gemini.aggregate._rollups import QUARTER_NS
 
 RAW: Final = 0
 """A piece of raw rows (``lo``/``hi`` in nanoseconds)."""
@@ -33,53 +36,65 @@ class Piece:
     lo: int
     hi: int
 
+    @property
+    def periods(self) -> int:
+        return 0 if self.span == RAW else (self.hi - self.lo) // self.span
 
-def pieces(
-    ranges: Iterable[tuple[str, int, int]], spans: Sequence[int] = (1, DAY_QUARTERS)
-) -> list[Piece]:
-    """The pieces of each ``(label, start ns, end ns)``, with rollups of ``spans``."""
+
+def pieces(ranges: Iterable[tuple[str, int, int]], spans: Sequence[int] = (1,)) -> list[Piece]:
+    """The pieces of each ``(label, start ns, end ns)``, with rollups of ``spans``
+    (quarters; 1 among them)."""
+    sizes = sorted(set(spans), reverse=True)
     result: list[Piece] = []
     for label, lo, hi in ranges:
-        result.extend(_range(label, lo, hi, DAY_QUARTERS in spans))
+        first = -(-lo // QUARTER_NS)
+        last = hi // QUARTER_NS
+        if first >= last:
+            if lo < hi:
+                result.append(Piece(label, 1, RAW, lo, hi))
+            continue
+        if lo < first * QUARTER_NS:
+            result.append(Piece(label, 1, RAW, lo, first * QUARTER_NS))
+        if last * QUARTER_NS < hi:
+            result.append(Piece(label, 1, RAW, last * QUARTER_NS, hi))
+        result.extend(_cover(label, 1, first, last, sizes))
     return result
 
 
-def _range(label: str, lo: int, hi: int, days: bool) -> list[Piece]:
-    first = -(-lo // QUARTER_NS)
-    last = hi // QUARTER_NS
-    if first >= last:
-        return [Piece(label, 1, RAW, lo, hi)] if lo < hi else []
+def _cover(label: str, sign: int, start: int, end: int, sizes: Sequence[int]) -> list[Piece]:
+    """``[start, end)`` (quarters) as periods of ``sizes`` (largest first, ending with 1)."""
+    if start >= end:
+        return []
+    size, finer = sizes[0], sizes[1:]
+    if size == 1:
+        return [Piece(label, sign, 1, start, end)]
+    first = -(-start // size) * size
+    last = end // size * size
     result: list[Piece] = []
-    if lo < first * QUARTER_NS:
-        result.append(Piece(label, 1, RAW, lo, first * QUARTER_NS))
-    if last * QUARTER_NS < hi:
-        result.append(Piece(label, 1, RAW, last * QUARTER_NS, hi))
-    if not days:
-        result.append(Piece(label, 1, 1, first, last))
-        return result
-    first_day = -(-first // DAY_QUARTERS) * DAY_QUARTERS
-    last_day = last // DAY_QUARTERS * DAY_QUARTERS
-    if first_day < last_day:
-        result.append(Piece(label, 1, DAY_QUARTERS, first_day, last_day))
-        partial = [(first, first_day), (last_day, last)]
-    elif first < last_day < last:  # across one midnight, no whole day
-        partial = [(first, last_day), (last_day, last)]
-    else:  # inside one day
-        partial = [(first, last)]
-    for start, end in partial:
-        if start < end:
-            result.extend(_part_of_day(label, start, end))
+    if first < last:
+        result.append(Piece(label, sign, size, first, last))
+        parts = [(start, first), (last, end)]
+    elif first == last:  # across one boundary of this size, no whole period
+        parts = [(start, first), (first, end)]
+    else:  # inside one period of this size
+        parts = [(start, end)]
+    for part_start, part_end in parts:
+        if part_start < part_end:
+            result.extend(_part(label, sign, part_start, part_end, size, finer))
     return result
 
 
-def _part_of_day(label: str, start: int, end: int) -> list[Piece]:
-    day = start // DAY_QUARTERS * DAY_QUARTERS
-    inside = end - start
-    if DAY_QUARTERS - inside >= inside:
-        return [Piece(label, 1, 1, start, end)]
-    result = [Piece(label, 1, DAY_QUARTERS, day, day + DAY_QUARTERS)]
-    if day < start:
-        result.append(Piece(label, -1, 1, day, start))
-    if end < day + DAY_QUARTERS:
-        result.append(Piece(label, -1, 1, end, day + DAY_QUARTERS))
-    return result
+def _part(
+    label: str, sign: int, start: int, end: int, size: int, finer: Sequence[int]
+) -> list[Piece]:
+    """Part of one period of ``size``: its finer periods, or the whole period minus the
+    finer periods of the rest, whichever reads fewer periods."""
+    period = start // size * size
+    direct = _cover(label, sign, start, end, finer)
+    complement = [
+        Piece(label, sign, size, period, period + size),
+        *_cover(label, -sign, period, start, finer),
+        *_cover(label, -sign, end, period + size, finer),
+    ]
+    cost = sum(piece.periods for piece in direct)
+    return complement if sum(piece.periods for piece in complement) < cost else direct

@@ -16,13 +16,13 @@ from typing import Any, Final
 from otel_gemini.aggregate._periods import RAW, Piece, pieces
 from otel_gemini.aggregate._query import Filters, TimeWindow
 from otel_gemini.aggregate._rollups import (
-    DAY_QUARTERS,
     DURATION_MAXIMA,
     DURATION_VALUES,
     LATENCY,
     LATENCY_TABLE,
     MODEL_TABLE,
     QUARTER_NS,
+    SPANS,
     SUM_VALUES,
     TIME_TO_FIRST_TOKEN,
     USER_TABLE,
@@ -157,7 +157,7 @@ def costs_statement(
     """Requests, money (split sums and counts), tokens, unpriced and errors by group, in
     the raw cost statement's column order."""
     table = cost_table(group_by)
-    spans = (1, DAY_QUARTERS) if table == USER_TABLE else (1,)
+    spans = SPANS if table == USER_TABLE else (1,)
     plan = _Plan(window, group_by, filters, spans, folded)
     names = [name for name, _ in SUM_VALUES]
     rollup = ", ".join([*plan.keys(True), "p.sign AS sign", *(f"r.{n} AS {n}" for n in names)])
@@ -199,7 +199,7 @@ def histogram_statement(
     window: TimeWindow, group_by: Sequence[str], filters: Filters, folded: int
 ) -> Statement:
     """Duration counts by group, measure and log bucket (:mod:`._sketch`)."""
-    plan = _Plan(window, group_by, filters, (1, DAY_QUARTERS), folded)
+    plan = _Plan(window, group_by, filters, SPANS, folded)
     rollup = ", ".join(
         [
             *plan.keys(True),

@@ -2,15 +2,15 @@
 answers read thousands of rollup rows instead of millions of generations.
 
 Three tables, each keyed by a period (``span`` quarters of an hour starting at quarter
-``q``, counted from 1970 UTC: ``span`` 1 is 15 minutes, 96 a UTC day):
+``q``, counted from 1970 UTC: ``span`` 1 is 15 minutes, 24 six hours, 96 a UTC day):
 
 - ``rollup_by_model`` (15 minutes × model × provider): requests, errors, unpriced requests,
   tokens, money as exact split sums (:mod:`._money`), latency and time-to-first-token sums
   and maxima. Small whatever the traffic: about 3,000 periods a month per model.
-- ``rollup_by_user`` (15 minutes and days × user × session × model × provider): the same
-  sums without durations, for answers grouped by user or session.
-- ``rollup_latency`` (15 minutes and days × model × provider × measure × bucket): counts
-  of durations by log bucket (:mod:`._sketch`), for percentiles within 1 %.
+- ``rollup_by_user`` (15 minutes, 6 hours and days × user × session × model × provider):
+  the same sums without durations, for answers grouped by user or session.
+- ``rollup_latency`` (15 minutes, 6 hours and days × model × provider × measure × bucket):
+  counts of durations by log bucket (:mod:`._sketch`), for percentiles within 1 %.
 
 Unknown stays unknown: a cost's sums carry the count of known values beside them, and
 unpriced requests are counted apart, exactly as the raw query does. A missing key (no
@@ -60,6 +60,9 @@ _logger = logging.getLogger("otel_gemini.aggregate")
 ROLLUP_VERSION: Final = 1
 QUARTER_NS: Final = 900 * 10**9
 DAY_QUARTERS: Final = 96
+SPANS: Final = (DAY_QUARTERS, 24, 1)
+"""The periods of ``rollup_by_user`` and ``rollup_latency``, in quarters: a UTC day, six
+hours, 15 minutes (``rollup_by_model`` has 15 minutes only)."""
 CHUNK_ROWS: Final = 100_000
 """Rows folded per transaction: a writer waiting on a first build waits for one chunk."""
 BUSY_TIMEOUT_S: Final = 5.0
@@ -116,7 +119,7 @@ def bucket_sql(value: str) -> str:
     )
 
 
-_SPANS: Final = f"(SELECT 1 AS span UNION ALL SELECT {DAY_QUARTERS})"
+_SPANS: Final = "(" + " UNION ALL ".join(f"SELECT {span} AS span" for span in SPANS) + ")"
 _MEASURES: Final = f"(SELECT {LATENCY} AS measure UNION ALL SELECT {TIME_TO_FIRST_TOKEN})"
 _QUARTER: Final = f"g.start_ns / {QUARTER_NS}"
 
