@@ -57,7 +57,7 @@ from otel_gemini.aggregate._sketch import BOUNDS
 
 _logger = logging.getLogger("otel_gemini.aggregate")
 
-ROLLUP_VERSION: Final = 1
+ROLLUP_VERSION: Final = 2
 QUARTER_NS: Final = 900 * 10**9
 DAY_QUARTERS: Final = 96
 SPANS: Final = (DAY_QUARTERS, 24, 1)
