@@ -63,8 +63,9 @@ DAY_QUARTERS: Final = 96
 SPANS: Final = (DAY_QUARTERS, 24, 1)
 """The periods of ``rollup_by_user`` and ``rollup_latency``, in quarters: a UTC day, six
 hours, 15 minutes (``rollup_by_model`` has 15 minutes only)."""
-CHUNK_ROWS: Final = 100_000
-"""Rows folded per transaction: a writer waiting on a first build waits for one chunk."""
+CHUNK_ROWS: Final = 20_000
+"""Rows folded per transaction: a writer waiting on a first build waits for one chunk
+(well under a second), never long enough to fill its queue."""
 BUSY_TIMEOUT_S: Final = 5.0
 LATENCY: Final = 0
 TIME_TO_FIRST_TOKEN: Final = 1
