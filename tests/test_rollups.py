@@ -26,6 +26,7 @@ from otel_gemini.aggregate import (
     parse_latency_query,
 )
 from otel_gemini.aggregate._percentiles import percentile
+from otel_gemini.aggregate._periods import RAW, pieces
 from otel_gemini.aggregate._rollups import ROLLUP_VERSION
 from otel_gemini.aggregate._rows import COLUMNS
 from otel_gemini.aggregate._schema import UPSERT, open_for_writing
@@ -394,3 +395,35 @@ def test_the_writer_folds_what_it_writes_once_the_rollups_exist(scratch: Path) -
         answer = cost_answers(fast, params)
         assert answer == cost_answers(raw, params)
         assert answer["total"]["requests"] == len(CALLS)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    start=st.integers(0, 5 * 96 * QUARTER_NS),
+    length=st.integers(1, 5 * 96 * QUARTER_NS),
+    spans=st.sampled_from([(1,), (96, 24, 1)]),
+)
+def test_signed_pieces_cover_each_moment_of_the_range_once(
+    start: int, length: int, spans: tuple[int, ...]
+) -> None:
+    chosen = pieces([("", start, start + length)], spans)
+    # Every quarter counted by the rollup pieces (sign included), and the raw ranges.
+    counted: dict[int, int] = {}
+    raw: list[tuple[int, int]] = []
+    for piece in chosen:
+        if piece.span == RAW:
+            raw.append((piece.lo, piece.hi))
+            continue
+        assert piece.lo % piece.span == 0 and piece.hi % piece.span == 0
+        for quarter in range(piece.lo, piece.hi):
+            counted[quarter] = counted.get(quarter, 0) + piece.sign
+    inside = {q for q, n in counted.items() if n}
+    assert all(n in (0, 1) for n in counted.values())
+    first, last = -(-start // QUARTER_NS), (start + length) // QUARTER_NS
+    assert inside == set(range(first, last))
+    raw_ns = sum(hi - lo for lo, hi in raw)
+    rolled_ns = len(inside) * QUARTER_NS
+    assert raw_ns + rolled_ns == length
+    assert all(start <= lo < hi <= start + length for lo, hi in raw)
+    # at most one period of each size at each end, and a few quarters: a handful of pieces
+    assert len(chosen) <= 12
