@@ -287,7 +287,7 @@ def test_retention_deletes_leave_rollups_equal_to_the_rows_left(scratch: Path) -
     # the maximum of the day the cutoff cuts (its slowest rows went) is that of the rows left
     assert [g["latency_ms"]["max"] for g in fast_latency["groups"]] == [784.0, 712.0]
     connection = sqlite3.connect(path)
-    for table in ("rollup_by_model", "rollup_by_user"):
+    for table in ("rollup_by_model", "rollup_by_user", "rollup_by_session"):
         assert connection.execute(f"SELECT count(*) FROM {table} WHERE requests <= 0").fetchone()[
             0
         ] == (0)

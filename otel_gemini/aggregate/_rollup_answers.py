@@ -22,6 +22,7 @@ from otel_gemini.aggregate._rollups import (
     LATENCY_TABLE,
     MODEL_TABLE,
     QUARTER_NS,
+    SESSION_TABLE,
     SPANS,
     SUM_VALUES,
     TIME_TO_FIRST_TOKEN,
@@ -47,7 +48,9 @@ def rollup_filters(filters: Filters) -> bool:
 
 def cost_table(group_by: Sequence[str]) -> str:
     """The smallest rollup holding the keys asked for."""
-    return USER_TABLE if {"user", "session"} & set(group_by) else MODEL_TABLE
+    if "session" in group_by:
+        return SESSION_TABLE
+    return USER_TABLE if "user" in group_by else MODEL_TABLE
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,7 @@ def costs_statement(
     """Requests, money (split sums and counts), tokens, unpriced and errors by group, in
     the raw cost statement's column order."""
     table = cost_table(group_by)
-    spans = SPANS if table == USER_TABLE else (1,)
+    spans = (1,) if table == MODEL_TABLE else SPANS
     plan = _Plan(window, group_by, filters, spans, folded)
     names = [name for name, _ in SUM_VALUES]
     rollup = ", ".join([*plan.keys(True), "p.sign AS sign", *(f"r.{n} AS {n}" for n in names)])

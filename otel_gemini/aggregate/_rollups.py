@@ -7,8 +7,9 @@ Three tables, each keyed by a period (``span`` quarters of an hour starting at q
 - ``rollup_by_model`` (15 minutes × model × provider): requests, errors, unpriced requests,
   tokens, money as exact split sums (:mod:`._money`), latency and time-to-first-token sums
   and maxima. Small whatever the traffic: about 3,000 periods a month per model.
-- ``rollup_by_user`` (15 minutes, 6 hours and days × user × session × model × provider):
-  the same sums without durations, for answers grouped by user or session.
+- ``rollup_by_user`` (15 minutes, 6 hours and days × user × model × provider) and
+  ``rollup_by_session`` (the same × session): the same sums without durations, for answers
+  grouped by user, or by session.
 - ``rollup_latency`` (15 minutes, 6 hours and days × model × provider × measure × bucket):
   counts of durations by log bucket (:mod:`._sketch`), for percentiles within 1 %.
 
@@ -57,12 +58,12 @@ from otel_gemini.aggregate._sketch import BOUNDS
 
 _logger = logging.getLogger("otel_gemini.aggregate")
 
-ROLLUP_VERSION: Final = 2
+ROLLUP_VERSION: Final = 3
 QUARTER_NS: Final = 900 * 10**9
 DAY_QUARTERS: Final = 96
 SPANS: Final = (DAY_QUARTERS, 24, 1)
-"""The periods of ``rollup_by_user`` and ``rollup_latency``, in quarters: a UTC day, six
-hours, 15 minutes (``rollup_by_model`` has 15 minutes only)."""
+"""The periods of ``rollup_by_user``, ``rollup_by_session`` and ``rollup_latency``, in
+quarters: a UTC day, six hours, 15 minutes (``rollup_by_model`` has 15 minutes only)."""
 CHUNK_ROWS: Final = 20_000
 """Rows folded per transaction: a writer waiting on a first build waits for one chunk
 (well under a second), never long enough to fill its queue."""
@@ -72,8 +73,16 @@ TIME_TO_FIRST_TOKEN: Final = 1
 
 MODEL_TABLE: Final = "rollup_by_model"
 USER_TABLE: Final = "rollup_by_user"
+SESSION_TABLE: Final = "rollup_by_session"
 LATENCY_TABLE: Final = "rollup_latency"
-_TABLES: Final = (MODEL_TABLE, USER_TABLE, LATENCY_TABLE, "rollup_bins", "rollup_state")
+_TABLES: Final = (
+    MODEL_TABLE,
+    USER_TABLE,
+    SESSION_TABLE,
+    LATENCY_TABLE,
+    "rollup_bins",
+    "rollup_state",
+)
 _TRIGGERS: Final = ("rollup_on_delete", "rollup_on_replace")
 _INDEXES: Final = ("generations_by_user", "generations_by_session")
 
@@ -141,6 +150,11 @@ CREATE TABLE {MODEL_TABLE} (
     PRIMARY KEY (span, q, model, provider)
 ) WITHOUT ROWID;
 CREATE TABLE {USER_TABLE} (
+    span INTEGER NOT NULL, q INTEGER NOT NULL, user_id NOT NULL,
+    model NOT NULL, provider NOT NULL, {sums},
+    PRIMARY KEY (span, q, user_id, model, provider)
+) WITHOUT ROWID;
+CREATE TABLE {SESSION_TABLE} (
     span INTEGER NOT NULL, q INTEGER NOT NULL, user_id NOT NULL, session_id NOT NULL,
     model NOT NULL, provider NOT NULL, {sums},
     PRIMARY KEY (span, q, user_id, session_id, model, provider)
@@ -192,18 +206,26 @@ class _Fold:
             f"{self._upsert(keys, values)}{update_maxima}"
         )
 
-    def user(self) -> str:
+    def by_key(self, table: str, dimensions: Sequence[str]) -> str:
+        """Sums by period of every span and ``dimensions`` (generations columns)."""
         values = [(n, f"{self.sign} * ifnull(sum({e}), 0)") for n, e in SUM_VALUES]
-        keys = ("span", "q", "user_id", "session_id", "model", "provider")
+        keys = ("span", "q", *dimensions)
         columns = [*keys, *(n for n, _ in values)]
+        positions = ", ".join(str(i + 1) for i in range(len(keys)))
         return (
-            f"INSERT INTO {USER_TABLE} ({', '.join(columns)}) "
-            f"SELECT s.span, {_QUARTER} / s.span * s.span, {key_sql('user_id')}, "
-            f"{key_sql('session_id')}, {key_sql('model')}, {key_sql('provider')}, "
+            f"INSERT INTO {table} ({', '.join(columns)}) "
+            f"SELECT s.span, {_QUARTER} / s.span * s.span, "
+            f"{', '.join(key_sql(d) for d in dimensions)}, "
             f"{', '.join(e for _, e in values)} "
-            f"FROM {self.source} CROSS JOIN {_SPANS} s WHERE true GROUP BY 1, 2, 3, 4, 5, 6 "
+            f"FROM {self.source} CROSS JOIN {_SPANS} s WHERE true GROUP BY {positions} "
             f"{self._upsert(keys, values)}"
         )
+
+    def user(self) -> str:
+        return self.by_key(USER_TABLE, ("user_id", "model", "provider"))
+
+    def session(self) -> str:
+        return self.by_key(SESSION_TABLE, ("user_id", "session_id", "model", "provider"))
 
     def latency(self, latency_bucket: str, ttft_bucket: str) -> str:
         keys = ("span", "q", "model", "provider", "measure", "bucket")
@@ -243,6 +265,7 @@ class _Fold:
             f"{quarter}",
             f"UPDATE {MODEL_TABLE} SET {maxima} WHERE (span, q, model, provider) IN {quarter}",
             f"DELETE FROM {USER_TABLE} WHERE requests <= 0 AND (span, q) IN {periods}",
+            f"DELETE FROM {SESSION_TABLE} WHERE requests <= 0 AND (span, q) IN {periods}",
             f"DELETE FROM {LATENCY_TABLE} WHERE n <= 0 AND (span, q) IN {periods}",
         ]
 
@@ -281,6 +304,7 @@ def _triggers() -> list[str]:
         statements = [
             fold.model(),
             fold.user(),
+            fold.session(),
             fold.latency(bucket_sql("g.latency_ms"), bucket_sql("g.ttft_ms")),
             *fold.cleanup(),
         ]
@@ -313,7 +337,7 @@ def _fold_statements() -> list[str]:
         f"{bucket_sql('ttft_ms')} AS tb FROM generations WHERE rowid > :lo AND rowid <= :hi) "
     )
     latency = binned + _Fold("g", 1).latency("g.lb", "g.tb")
-    return [fold.model(), fold.user(), latency]
+    return [fold.model(), fold.user(), fold.session(), latency]
 
 
 FOLD_STATEMENTS: Final = _fold_statements()
