@@ -22,6 +22,7 @@ from otel_gemini import _background
 from otel_gemini._background import BatchWorker, LoopStatus
 from otel_gemini._incidents import IncidentLog
 from otel_gemini._suppress import untraced
+from otel_gemini.aggregate._rollups import fold_pending
 from otel_gemini.aggregate._rows import GenerationRow, SpanRecord, record_row, span_record
 from otel_gemini.aggregate._schema import (
     ADD_DROPS,
@@ -465,6 +466,8 @@ class CostStore(SpanProcessor):
         failed = self._write_rows(rows) if rows else []
         if not rows:
             self._save_drops_alone()
+        elif len(failed) < len(rows):
+            self._fold_rollups()
         with self._progress:
             self._written += len(rows) - len(failed)
             self._skipped += skipped
@@ -533,6 +536,15 @@ class CostStore(SpanProcessor):
                 self._log_once("row", f"cannot write a row to the cost store {self.path}", error)
                 failed.append(row)
         return failed
+
+    def _fold_rollups(self) -> None:
+        """Brings the answers' rollups (``_rollups``) up to date with the rows just
+        written, so that answers rarely have rows to fold. A failure costs no row: answers
+        fold or read those rows themselves."""
+        try:
+            self._transaction(fold_pending)
+        except sqlite3.Error as error:
+            self._log_once("rollups", f"cannot update the rollups of {self.path}", error)
 
     def _discard(self, batch: list[SpanRecord], error: BaseException) -> None:
         """The writer gave this batch up (it failed again and again): counted as dropped."""
