@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 from cost_workload import CALLS, WINDOW, Call, record
+from cost_workload import money as workload_money
 from polling import wait_until
 from starlette.testclient import TestClient
 
@@ -500,6 +501,7 @@ def test_the_budgets_panel_shows_the_endpoints_figures_for_each_rule(
     # The figures are the demo's: its whole spend is today's (unless the day began while
     # the fixture ran), over the $0.01 daily total; the tag no request carries is at 0.
     team, per_user, per_model, beta = document["budgets"]
+    assert beta["entries"][0]["requests"] == 0
     today = datetime.fromisoformat(team["period_start"])
     if datetime.now(timezone.utc) - today > timedelta(minutes=10):
         assert shown[0] == [
@@ -516,9 +518,7 @@ def test_the_budgets_panel_shows_the_endpoints_figures_for_each_rule(
             "exceeded (80 %, 100 %)",
             "12",  # the store's generations: the demo's 11 and the unknown model's
         ]
-        assert per_user["entries"] and all(
-            entry["status"] != "ok" for entry in per_user["entries"]
-        )
+        assert per_user["entries"] and all(entry["status"] != "ok" for entry in per_user["entries"])
     assert shown[-1][:3] == ["beta-feature", "tag beta", "beta"]
     assert shown[-1][5:9] == ["$0", "$1", "0 %", "ok"]
     assert per_model["entries"] == []  # $100 a month: no model near a threshold
@@ -609,9 +609,30 @@ def test_a_bad_filter_shows_the_apis_message_in_the_page(browser: Any, served: S
     assert text(browser, "total-cost") == "—"  # not $0
 
 
-def _canned_answers_app() -> Any:
+CANNED_RULES = """
+[[budget]]
+name = "monthly <i>team</i>"
+period = "month"
+limit_usd = "0.06"
+
+[[budget]]
+name = "per-user-daily"
+scope = "user"
+limit_usd = "0.003"
+
+[[anomaly]]
+name = "cost-per-request"
+by = "model"
+ratio = 3
+min_requests = 2
+"""
+CANNED_NOW = datetime(2026, 11, 21, 23, 59, tzinfo=timezone.utc)
+
+
+def _canned_answers_app(budgets_document: dict[str, Any] | None) -> Any:
     """The page's questions answered with fixed documents: a window with spans dropped by
-    the store, a degraded pipeline, and a budgets endpoint with rules (issue 19's)."""
+    the store (every costs answer says 3), a degraded pipeline, and the budgets endpoint
+    answering ``budgets_document`` (``None``: 503, no store)."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse
@@ -648,10 +669,12 @@ def _canned_answers_app() -> Any:
         return JSONResponse({"status": "degraded", "reasons": ["<b>Langfuse</b> is slow"]})
 
     async def budgets(request: Request) -> JSONResponse:
-        rules = [
-            {"name": "monthly <i>team</i>", "limit": "100", "spent": "85", "utilization": 0.85}
-        ]
-        return JSONResponse({"rules": rules})
+        if budgets_document is None:
+            return JSONResponse(
+                {"error": "unavailable", "message": "there is no cost store at '/x'"},
+                status_code=503,
+            )
+        return JSONResponse(budgets_document)
 
     routes = [
         Route("/api/observability/costs", costs),
@@ -662,26 +685,88 @@ def _canned_answers_app() -> Any:
     return Starlette(routes=[*routes, *dashboard_routes()])
 
 
-@pytest.mark.browser
-def test_dropped_spans_budgets_and_health_reasons_are_shown(browser: Any) -> None:
+@contextmanager
+def canned_page(browser: Any, budgets_document: dict[str, Any] | None) -> Iterator[None]:
     from otel_gemini.testing._uvicorn_thread import UvicornThread
 
-    server = UvicornThread(_canned_answers_app(), name="canned-answers")
+    server = UvicornThread(_canned_answers_app(budgets_document), name="canned-answers")
     server.start()
     try:
         open_page(browser, f"http://127.0.0.1:{server.port}/")
+        yield
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def canned_budgets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """budget_status()'s real answer over the test workload's store, at a moment in it."""
+    from otel_gemini.budgets import BudgetRules, budget_status
+
+    path = tmp_path_factory.mktemp("canned-budgets") / "costs.sqlite3"
+    store = CostStore(path, retention_days=0)
+    record(CALLS, store)
+    store.shutdown(10_000)
+    return budget_status(BudgetRules.parse(CANNED_RULES), path, now=CANNED_NOW)
+
+
+@pytest.mark.browser
+def test_dropped_spans_budgets_and_health_reasons_are_shown(
+    browser: Any, canned_budgets: dict[str, Any]
+) -> None:
+    with canned_page(browser, canned_budgets):
         assert text(browser, "dropped-mark") == "⚠ 3 dropped"
         assert "⚠ 3 spans were dropped by the cost store in this window" in text(browser, "notices")
         assert text(browser, "total-cost") == "$0.5"
         assert browser.find_element("id", "panel-budgets").get_attribute("hidden") is None
-        assert rows(browser, "table-budgets")[0][:2] == ["monthly <i>team</i>", "85.0 %"]
+        # Every rule's period had drops: each spend is flagged as a lower bound (≥).
+        # The workload's whole spend is November's; alice alone is over $0.003 on the 21st.
+        team, per_user = canned_budgets["budgets"]
+        month = workload_money(sum(call.cost for call in CALLS))
+        assert (team["entries"][0]["spend_usd"], month) == ("0.05120125", "0.05120125")
+        assert [(e["scope_value"], e["spend_usd"]) for e in per_user["entries"]] == [
+            ("alice", "0.0229745")
+        ]
+        shown = rows(browser, "table-budgets")
+        assert shown == budget_rows(canned_budgets, lower_bound=True)
+        # (+ unknown: the budgets ledger counts the two failed requests, no usage and no
+        # cost, as unpriced; the costs answer does not.)
+        unpriced = team["entries"][0]["unpriced_requests"]
+        assert shown[0][5:9] == [
+            f"≥ $0.05120125 + unknown ({unpriced} unpriced)",
+            "$0.06",
+            "85.34 %",
+            "warning (80 %)",
+        ]
+        assert shown[1][2:3] + shown[1][5:9] == [
+            "alice",
+            "≥ $0.0229745",
+            "$0.003",
+            "765.82 %",  # 7.6582: the API rounds utilization to 4 places
+            "exceeded (80 %, 100 %)",
+        ]
+        assert budget_bars(browser) == expected_bars(canned_budgets, lower_bound=True)
+        assert rows(browser, "table-anomalies") == anomaly_rows(canned_budgets)
+        for rule in canned_budgets["budgets"]:
+            assert (
+                f"⚠ budget {rule['rule']}: the cost store dropped 3 generations between "
+                f"{rule['period_start']} and {rule['period_end']}"
+            ) in text(browser, "notices")
         assert text(browser, "health-status") == "degraded"
         assert text(browser, "health-reasons") == "<b>Langfuse</b> is slow"
         assert (
             browser.execute_script("return document.querySelectorAll('main b, main i').length") == 0
         )
-    finally:
-        server.stop()
+
+
+@pytest.mark.browser
+def test_a_budgets_endpoint_that_cannot_answer_shows_its_message(browser: Any) -> None:
+    with canned_page(browser, None):
+        assert browser.find_element("id", "panel-budgets").get_attribute("hidden") is None
+        message = "budgets: HTTP 503: there is no cost store at '/x'"
+        assert message in text(browser, "notices")
+        assert text(browser, "table-budgets") == message
+        assert text(browser, "total-cost") == "$0.5"  # the other panels still draw
 
 
 # --- without a browser: what the page and its files are served with --------------------------
