@@ -98,7 +98,7 @@ def build_store(path: Path, rows: int, now_ns: int) -> None:
     connection = open_for_writing(path)
     span = DAYS * 86_400 * 10**9
     batch: list[tuple[Any, ...]] = []
-    assert len(COLUMNS) == 23
+    assert len(COLUMNS) == 25  # the tuple below, in the store's column order
     for index in range(rows):
         start = now_ns - span + (span * index) // max(rows, 1)
         user = randomness.randrange(USERS)
@@ -134,6 +134,8 @@ def build_store(path: Path, rows: int, now_ns: int) -> None:
                 latency / 4 if index % 3 == 0 else None,
                 int(error),
                 "503" if error else None,
+                "bench-service",  # service_name
+                None,  # tags
             )
         )
         if len(batch) == 10_000:
