@@ -795,7 +795,9 @@
     }
     renderHealth(answers.health);
     try {
+      const started = performance.now();
       renderBudgets(answers.budgets);
+      timed("render budgets", started);
     } catch (error) {
       notice("budgets: " + String(error), "error");
     }
