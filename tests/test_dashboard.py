@@ -520,7 +520,8 @@ def test_the_budgets_panel_shows_the_endpoints_figures_for_each_rule(
     assert shown[-1][:3] == ["beta-feature", "tag beta", "beta"]
     assert shown[-1][5:9] == ["$0", "$1", "0 %", "ok"]
     assert per_model["entries"] == []  # $100 a month: no model near a threshold
-    browser.save_screenshot(str(artifacts / "dashboard-budgets.png"))
+    panel = browser.find_element("id", "panel-budgets")
+    assert panel.screenshot(str(artifacts / "dashboard-budgets.png"))
 
 
 def test_serve_with_budgets_gives_the_page_its_endpoint(served_with_budgets: Served) -> None:

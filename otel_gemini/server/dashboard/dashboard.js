@@ -605,18 +605,24 @@
         y: mine.map(name),
         x: mine.map((row) => 100 * Number(row.entry.utilization)), // bar length only
         text: mine.map((row) => (row.lowerBound ? LOWER_BOUND : "") + percent(row.entry.utilization)),
-        textposition: "auto",
+        textposition: "outside", // beside the bar, in the text colour: readable on any fill
+        cliponaxis: false,
         customdata: mine.map((row) => (row.lowerBound ? LOWER_BOUND : "") + money(row.entry.spend_usd,
           row.entry.unpriced_requests) + " of " + money(row.rule.limit_usd)),
         hovertemplate: "%{y}<br>%{text} used: %{customdata}<extra>" + status + "</extra>",
-        marker: { color: look.colour, pattern: { shape: look.shape }, line: { color: "#000000", width: 1 } },
+        // The hatching is drawn over the status colour (not instead of it), in white.
+        marker: {
+          color: look.colour,
+          pattern: { shape: look.shape, fillmode: "overlay", fgcolor: "#ffffff", size: 8, solidity: 0.3 },
+          line: { color: "#000000", width: 1 },
+        },
       };
     }).filter((trace) => trace.y.length);
     const longest = Math.max(100, ...shown.map((row) => 100 * Number(row.entry.utilization)));
     chart("chart-budgets", traces, {
       barmode: "overlay",
       margin: { l: 160, r: 10, t: 10, b: 40 },
-      xaxis: { title: { text: "% of the limit used" }, ticksuffix: " %", range: [0, longest * 1.05] },
+      xaxis: { title: { text: "% of the limit used" }, ticksuffix: " %", range: [0, longest * 1.2] },
       yaxis: { type: "category", automargin: true, categoryorder: "array", categoryarray: shown.map(name) },
       shapes: [{ type: "line", xref: "x", yref: "paper", x0: 100, x1: 100, y0: 0, y1: 1,
         line: { color: "#000000", dash: "dash", width: 1 } }],
