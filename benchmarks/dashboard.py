@@ -19,8 +19,13 @@ prints the median of what the page itself records (``document.body.dataset``):
 It also times the same 8 answers over plain HTTP, one after another (``http``), which is
 the answers API's own cost, whatever the page does.
 
-    python benchmarks/dashboard.py [--rounds N] [rows ...]     # default: 5 rounds; 10000 100000
+    python benchmarks/dashboard.py [--rounds N] [--budgets] [rows ...]  # 5 rounds; 10k 100k
     python benchmarks/dashboard.py --rounds 2 1000000
+
+``--budgets`` serves every store (the baseline's too) with budget rules (a daily total, a
+daily per-user cap, a monthly per-model budget, an anomaly rule), so the page also draws its
+Budgets panel: the budgets answer, then one costs question per distinct rule period (the
+store's drops in it). ``http`` then asks those too.
 
 Needs Debian's chromium and chromium-driver (``make browser``) and selenium (dev extra).
 """
@@ -53,6 +58,26 @@ MODELS = (
     ("gemini-2.5-flash-native-audio-preview-09-2025", 500_000, 2_000_000),
 )
 BASELINE_ROWS = 100
+BUDGET_RULES = """
+[[budget]]
+name = "team-daily"
+limit_usd = 50
+
+[[budget]]
+name = "per-user-daily"
+scope = "user"
+limit_usd = "0.05"
+
+[[budget]]
+name = "per-model-monthly"
+scope = "model"
+period = "month"
+limit_usd = 500
+
+[[anomaly]]
+name = "cost-per-request"
+by = "model"
+"""
 SERVE = (sys.executable, "-m", "otel_gemini.cli", "serve")
 # What the page asks for on load (dashboard.js), for the plain-HTTP timing.
 PAGE_QUESTIONS = (
@@ -73,7 +98,7 @@ def build_store(path: Path, rows: int, now_ns: int) -> None:
     connection = open_for_writing(path)
     span = DAYS * 86_400 * 10**9
     batch: list[tuple[Any, ...]] = []
-    assert len(COLUMNS) == 23
+    assert len(COLUMNS) == 25  # the tuple below, in the store's column order
     for index in range(rows):
         start = now_ns - span + (span * index) // max(rows, 1)
         user = randomness.randrange(USERS)
@@ -109,6 +134,8 @@ def build_store(path: Path, rows: int, now_ns: int) -> None:
                 latency / 4 if index % 3 == 0 else None,
                 int(error),
                 "503" if error else None,
+                "bench-service",  # service_name
+                None,  # tags
             )
         )
         if len(batch) == 10_000:
@@ -120,9 +147,10 @@ def build_store(path: Path, rows: int, now_ns: int) -> None:
     connection.close()
 
 
-def start_serve(db: Path) -> tuple[subprocess.Popen[str], str]:
+def start_serve(db: Path, budgets: Path | None) -> tuple[subprocess.Popen[str], str]:
+    rules = ["--budgets", str(budgets)] if budgets else []
     serve = subprocess.Popen(
-        [*SERVE, "--db", str(db), "--port", "0", "--no-export", "--log-level", "warning"],
+        [*SERVE, "--db", str(db), "--port", "0", "--no-export", "--log-level", "warning", *rules],
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -170,12 +198,17 @@ def http_answers(url: str) -> float:
     with httpx.Client(base_url=url, timeout=600) as client:
         started = time.perf_counter()
         for path, params in PAGE_QUESTIONS:
-            client.get(f"/api/observability/{path}", params=params)
+            answer = client.get(f"/api/observability/{path}", params=params)
+            if path == "budgets" and answer.status_code == 200:
+                windows = {(r["period_start"], r["period_end"]) for r in answer.json()["budgets"]}
+                for start, end in sorted(windows):
+                    window = {"from": start, "to": end, "source": "local"}
+                    client.get("/api/observability/costs", params=window)
         return (time.perf_counter() - started) * 1000
 
 
-def measure(session: Any, db: Path, rounds: int) -> dict[str, float]:
-    serve, url = start_serve(db)
+def measure(session: Any, db: Path, rounds: int, budgets: Path | None) -> dict[str, float]:
+    serve, url = start_serve(db, budgets)
     try:
         # Warm-up: the browser caches plotly.js (and, from its second run, its compiled
         # code); SQLite's pages get into the OS cache.
@@ -195,11 +228,16 @@ def main() -> None:
     rounds = 5
     if arguments[:1] == ["--rounds"]:
         rounds, arguments = int(arguments[1]), arguments[2:]
+    with_budgets = arguments[:1] == ["--budgets"]
+    arguments = arguments[1:] if with_budgets else arguments
     sizes = [int(argument) for argument in arguments] or [10_000, 100_000]
     now_ns = time.time_ns()
     session = browser()
     try:
         with tempfile.TemporaryDirectory(prefix="otel-gemini-dashboard-") as directory:
+            budgets = Path(directory) / "budgets.toml" if with_budgets else None
+            if budgets is not None:
+                budgets.write_text(BUDGET_RULES)
             stores = {BASELINE_ROWS: Path(directory) / "baseline.sqlite3"}
             build_store(stores[BASELINE_ROWS], BASELINE_ROWS, now_ns)
             for rows in sizes:
@@ -212,9 +250,11 @@ def main() -> None:
                 f"{'rows':>10} {'ready':>8} {'api':>8} {'page':>8} {'draw':>8} {'http':>8} "
                 f"{'ready/base':>10} {'page/base':>10}"
             )
-            baseline = measure(session, stores[BASELINE_ROWS], rounds)
+            baseline = measure(session, stores[BASELINE_ROWS], rounds, budgets)
             for rows, path in stores.items():
-                figures = baseline if rows == BASELINE_ROWS else measure(session, path, rounds)
+                figures = (
+                    baseline if rows == BASELINE_ROWS else measure(session, path, rounds, budgets)
+                )
                 print(
                     f"{rows:>10,} {figures['ready']:>8.0f} {figures['api']:>8.0f} "
                     f"{figures['page']:>8.0f} {figures['draw']:>8.0f} {figures['http']:>8.0f} "

@@ -937,3 +937,28 @@ def test_user_ids_reach_the_metric_only_when_opted_in(store: CostStore) -> None:
             ({**base, "otel_gemini.budget.scope_value": "bob"}, 0.5),
         ],
     ]
+
+
+def test_a_failed_request_without_usage_costs_nothing_and_is_not_unpriced(
+    store: CostStore,
+) -> None:
+    """As in the costs answer: only a request of unknown price is unpriced; a failed
+    request that reported no usage billed nothing, and counts as a request only."""
+    from cost_workload import Call, money, record
+
+    calls = [
+        Call("ana", None, FLASH, "2026-11-20T10:00:00Z", 100, 1000, 100),
+        Call("ana", None, "gemini-9-imaginary", "2026-11-20T10:01:00Z", 100, 1000, 100),
+        Call("ana", None, FLASH, "2026-11-20T10:02:00Z", 50, 0, 0, error=True),
+    ]
+    record(calls, store)
+    assert store.force_flush(10_000)
+    rules = BudgetRules.from_dict({"budget": [{"name": "all", "limit_usd": "1"}]})
+    moment = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
+    (budget,) = budget_status(rules, store.path, now=moment)["budgets"]
+    (entry,) = budget["entries"]
+    assert (entry["spend_usd"], entry["requests"], entry["unpriced_requests"]) == (
+        money(calls[0].cost),
+        3,
+        1,
+    )

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -25,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 from cost_workload import CALLS, WINDOW, Call, record
+from cost_workload import money as workload_money
 from polling import wait_until
 from starlette.testclient import TestClient
 
@@ -69,11 +71,39 @@ class Served:
         return document
 
 
+@contextmanager
+def serving(db: Path, home: Path, settings: dict[str, str], *options: str) -> Iterator[Served]:
+    """``otel-gemini serve --db db [options]`` on a free port, until the block ends."""
+    serve = subprocess.Popen(
+        [*SERVE, "--db", str(db), "--port", "0", "--no-export", "--log-level", "warning", *options],
+        env=_environment(home, **settings),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert serve.stderr is not None
+        banner = serve.stderr.readline()
+        found = re.search(r"dashboard (http://127\.0\.0\.1:\d+)/", banner)
+        assert found, banner
+        with httpx.Client(base_url=found.group(1), timeout=30) as api:
+            yield Served(found.group(1), api)
+    finally:
+        serve.terminate()
+        serve.wait(timeout=30)
+
+
+@dataclass
+class DemoStore:
+    db: Path
+    home: Path
+    settings: dict[str, str]
+
+
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """``otel-gemini serve`` on the demo's store, with the demo's spans in a fake Langfuse
-    too (the demo exported them there), plus one generation of a model without a price by
-    a user whose id is HTML, written to the store only."""
+def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoStore]:
+    """A store filled by the demo workload, with the demo's spans in a fake Langfuse too
+    (the demo exported them there), plus one generation of a model without a price by a
+    user whose id is HTML, written to the store only."""
     directory = tmp_path_factory.mktemp("dashboard")
     db = directory / "costs.sqlite3"
     with FakeLangfuse() as langfuse:
@@ -93,23 +123,59 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         start = (datetime.now(timezone.utc) - timedelta(minutes=5)).isoformat()
         record([Call(HOSTILE, HOSTILE, UNKNOWN_MODEL, start, 700, 1000, 100, ttft_ms=120)], store)
         store.shutdown(10_000)
+        yield DemoStore(db, directory, settings)
 
-        serve = subprocess.Popen(
-            [*SERVE, "--db", str(db), "--port", "0", "--no-export", "--log-level", "warning"],
-            env=_environment(directory, **settings),
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert serve.stderr is not None
-            banner = serve.stderr.readline()
-            found = re.search(r"dashboard (http://127\.0\.0\.1:\d+)/", banner)
-            assert found, banner
-            with httpx.Client(base_url=found.group(1), timeout=30) as api:
-                yield Served(found.group(1), api)
-        finally:
-            serve.terminate()
-            serve.wait(timeout=30)
+
+@pytest.fixture(scope="module")
+def served(demo_store: DemoStore) -> Iterator[Served]:
+    """``otel-gemini serve`` on the demo's store, without budget rules."""
+    with serving(demo_store.db, demo_store.home, demo_store.settings) as served:
+        yield served
+
+
+BUDGET_RULES = """
+[[budget]]
+name = "team-daily"
+scope = "total"
+period = "day"
+limit_usd = "0.01"
+
+[[budget]]
+name = "per-user-daily"
+scope = "user"
+period = "day"
+limit_usd = "0.003"
+warn_at = [0.5, 0.8]
+
+[[budget]]
+name = "per-model-monthly"
+scope = "model"
+period = "month"
+limit_usd = 100
+
+[[budget]]
+name = "beta-feature"
+scope = "tag"
+tag = "beta"
+period = "month"
+limit_usd = 1
+
+[[anomaly]]
+name = "cost-per-request"
+by = "model"
+ratio = 3
+"""
+
+
+@pytest.fixture(scope="module")
+def served_with_budgets(demo_store: DemoStore) -> Iterator[Served]:
+    """``otel-gemini serve --budgets rules.toml`` on the demo's store."""
+    rules = demo_store.home / "budgets.toml"
+    rules.write_text(BUDGET_RULES)
+    with serving(
+        demo_store.db, demo_store.home, demo_store.settings, "--budgets", str(rules)
+    ) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
@@ -253,6 +319,101 @@ def csp_violations(browser: Any) -> list[str]:
     ]
 
 
+def percent(decimal: str | None) -> str:
+    """A utilization (a decimal string) as the page shows it: times 100, exactly."""
+    if decimal is None:
+        return "—"
+    text = format(Decimal(decimal).scaleb(2), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return f"{text} %"
+
+
+def shown_value(rule: dict[str, Any], entry: dict[str, Any]) -> str:
+    return "(all)" if rule["scope"] == "total" else str(entry["scope_value"])
+
+
+def budget_rows(document: dict[str, Any], lower_bound: bool = False) -> list[list[str]]:
+    """The budgets table the page must show for a ``/budgets`` answer: one row per rule and
+    scope value listed, one row for a per-value rule with none over a threshold."""
+    expected = []
+    for rule in document["budgets"]:
+        scope = f"tag {rule['tag']}" if rule["scope"] == "tag" else rule["scope"]
+        head = [rule["rule"], scope]
+        period = [f"{rule['period']} ({rule['timezone']})", rule["period_end"]]
+        if not rule["entries"]:
+            value = f"none over a threshold ({rule['scope_values_with_spend']:,} with spend)"
+            highest = f"highest {percent(rule['highest_utilization'])}"
+            expected.append(
+                [*head, value, *period, "—", f"${rule['limit_usd']}", highest, "ok", "—"]
+            )
+        for entry in rule["entries"]:
+            spend = money(entry["spend_usd"], entry["unpriced_requests"])
+            crossed = [percent(threshold) for threshold in entry["thresholds_crossed"]]
+            status = f"{entry['status']} ({', '.join(crossed)})" if crossed else entry["status"]
+            expected.append(
+                [
+                    *head,
+                    shown_value(rule, entry),
+                    *period,
+                    f"≥ {spend}" if lower_bound else spend,
+                    f"${rule['limit_usd']}",
+                    percent(entry["utilization"]),
+                    status,
+                    count(entry["requests"]),
+                ]
+            )
+    return expected
+
+
+def anomaly_rows(document: dict[str, Any]) -> list[list[str]]:
+    def cost(value: str | None) -> str:
+        return "—" if value is None else f"${value}"
+
+    expected = []
+    for rule in document["anomalies"]:
+        for entry in rule["entries"]:
+            expected.append(
+                [
+                    rule["rule"],
+                    rule["scope"],
+                    entry["scope_value"],
+                    cost(entry["recent_cost_per_request"]),
+                    cost(entry["baseline_cost_per_request"]),
+                    "—" if entry["ratio"] is None else f"{entry['ratio']}×",
+                    f"{rule['ratio']}×",
+                    f"{entry['recent_requests']:,} / {entry['baseline_requests']:,}",
+                    entry["status"].replace("_", " "),
+                ]
+            )
+    return expected
+
+
+def budget_bars(browser: Any) -> dict[str, list[tuple[str, str]]]:
+    """The budgets chart's bars by status trace: (label, text on the bar), top to bottom."""
+    traces: list[dict[str, Any]] = browser.execute_script(
+        "return document.getElementById('chart-budgets').data"
+        ".map(t => ({name: t.name, y: t.y, text: t.text}))"
+    )
+    return {
+        trace["name"]: list(zip(trace["y"], trace["text"], strict=True))[::-1] for trace in traces
+    }
+
+
+def expected_bars(document: dict[str, Any], lower_bound: bool = False) -> dict[str, Any]:
+    bars: dict[str, list[tuple[str, str]]] = {}
+    for rule in document["budgets"]:
+        for entry in rule["entries"]:
+            text = ("≥ " if lower_bound else "") + percent(entry["utilization"])
+            bar = (html_escaped(f"{rule['rule']} · {shown_value(rule, entry)}"), text)
+            bars.setdefault(entry["status"], []).append(bar)
+    return bars
+
+
+def html_escaped(value: str) -> str:
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 # --- the tests ------------------------------------------------------------------------------
 
 
@@ -275,7 +436,10 @@ def test_the_page_shows_the_apis_figures_and_follows_its_filters(
     ]
     assert rows(browser, "table-top-users")[0][1] == "ben"
     assert text(browser, "health-status") == "unknown"  # serve --no-export runs no pipeline
+    # No budget rules: the endpoint says 404 and the page leaves the panel out, quietly.
+    assert served.api.get("/api/observability/budgets").status_code == 404
     assert browser.find_element("id", "panel-budgets").get_attribute("hidden") is not None
+    assert "budget" not in text(browser, "notices").lower()
     assert csp_violations(browser) == []
     screenshot = artifacts / "dashboard-local.png"
     assert browser.save_screenshot(str(screenshot))
@@ -307,6 +471,88 @@ def test_the_page_shows_the_apis_figures_and_follows_its_filters(
         [group["day"], group["user"], money(group["cost"], group["unpriced_requests"])]
         for group in by_day
     ]
+
+
+@pytest.mark.browser
+def test_the_budgets_panel_shows_the_endpoints_figures_for_each_rule(
+    browser: Any, served_with_budgets: Served, artifacts: Path
+) -> None:
+    served = served_with_budgets
+    open_page(browser, f"{served.url}/")
+    document = served.answer("budgets")
+    assert browser.find_element("id", "panel-budgets").get_attribute("hidden") is None
+    assert [rule["rule"] for rule in document["budgets"]] == [
+        "team-daily",
+        "per-user-daily",
+        "per-model-monthly",
+        "beta-feature",
+    ]
+    shown = rows(browser, "table-budgets")
+    assert shown == budget_rows(document)
+    assert rows(browser, "table-anomalies") == anomaly_rows(document)
+    assert budget_bars(browser) == expected_bars(document)
+    # Each answer says when it was made: the page's was a moment before the test's.
+    assert re.fullmatch(
+        r"Enforcement off\. As of \d{4}-\d\d-\d\dT[\d:.]+\+00:00\.",
+        text(browser, "budgets-enforcement"),
+    )
+    assert "budget" not in text(browser, "notices").lower()  # no drops, no failures
+
+    # The figures are the demo's: its whole spend is today's (unless the day began while
+    # the fixture ran), over the $0.01 daily total; the tag no request carries is at 0.
+    team, per_user, per_model, beta = document["budgets"]
+    assert beta["entries"][0]["requests"] == 0
+    today = datetime.fromisoformat(team["period_start"])
+    if datetime.now(timezone.utc) - today > timedelta(minutes=10):
+        assert shown[0] == [
+            "team-daily",
+            "total",
+            "(all)",
+            f"day ({team['timezone']})",
+            team["period_end"],
+            f"${DEMO_TOTAL} + unknown (1 unpriced)",  # as the costs answer: the same
+            "$0.01",
+            "118.4 %",  # the API rounds utilization to 4 places: 1.184
+            "exceeded (80 %, 100 %)",
+            "12",  # the store's generations: the demo's 11 and the unknown model's
+        ]
+        assert per_user["entries"] and all(entry["status"] != "ok" for entry in per_user["entries"])
+    assert shown[-1][:3] == ["beta-feature", "tag beta", "beta"]
+    assert shown[-1][5:9] == ["$0", "$1", "0 %", "ok"]
+    assert per_model["entries"] == []  # $100 a month: no model near a threshold
+    panel = browser.find_element("id", "panel-budgets")
+    assert panel.screenshot(str(artifacts / "dashboard-budgets.png"))
+
+
+def test_serve_with_budgets_gives_the_page_its_endpoint(served_with_budgets: Served) -> None:
+    page = served_with_budgets.api.get("/")
+    assert page.status_code == 200 and 'id="panel-budgets"' in page.text
+    document = served_with_budgets.answer("budgets")
+    assert len(document["budgets"]) == 4 and len(document["anomalies"]) == 1
+
+
+def test_telemetry_asgi_app_with_budgets_gives_the_page_its_endpoint(tmp_path: Path) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from otel_gemini import configure
+
+    rules = tmp_path / "budgets.toml"
+    rules.write_text(BUDGET_RULES)
+    telemetry = configure(
+        tracer_provider=TracerProvider(),
+        cost_store=tmp_path / "costs.sqlite3",
+        budgets=rules,
+        langfuse=False,
+        health_probe=False,
+    )
+    try:
+        client = TestClient(telemetry.asgi_app())
+        assert 'id="panel-budgets"' in client.get("/").text
+        answer = client.get("/api/observability/budgets")
+        assert answer.status_code == 200
+        assert [rule["rule"] for rule in answer.json()["budgets"]][:1] == ["team-daily"]
+    finally:
+        telemetry.shutdown()
 
 
 @pytest.mark.browser
@@ -362,9 +608,30 @@ def test_a_bad_filter_shows_the_apis_message_in_the_page(browser: Any, served: S
     assert text(browser, "total-cost") == "—"  # not $0
 
 
-def _canned_answers_app() -> Any:
+CANNED_RULES = """
+[[budget]]
+name = "monthly <i>team</i>"
+period = "month"
+limit_usd = "0.06"
+
+[[budget]]
+name = "per-user-daily"
+scope = "user"
+limit_usd = "0.003"
+
+[[anomaly]]
+name = "cost-per-request"
+by = "model"
+ratio = 3
+min_requests = 2
+"""
+CANNED_NOW = datetime(2026, 11, 21, 23, 59, tzinfo=timezone.utc)
+
+
+def _canned_answers_app(budgets_document: dict[str, Any] | None) -> Any:
     """The page's questions answered with fixed documents: a window with spans dropped by
-    the store, a degraded pipeline, and a budgets endpoint with rules (issue 19's)."""
+    the store (every costs answer says 3), a degraded pipeline, and the budgets endpoint
+    answering ``budgets_document`` (``None``: 503, no store)."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse
@@ -401,10 +668,12 @@ def _canned_answers_app() -> Any:
         return JSONResponse({"status": "degraded", "reasons": ["<b>Langfuse</b> is slow"]})
 
     async def budgets(request: Request) -> JSONResponse:
-        rules = [
-            {"name": "monthly <i>team</i>", "limit": "100", "spent": "85", "utilization": 0.85}
-        ]
-        return JSONResponse({"rules": rules})
+        if budgets_document is None:
+            return JSONResponse(
+                {"error": "unavailable", "message": "there is no cost store at '/x'"},
+                status_code=503,
+            )
+        return JSONResponse(budgets_document)
 
     routes = [
         Route("/api/observability/costs", costs),
@@ -415,26 +684,85 @@ def _canned_answers_app() -> Any:
     return Starlette(routes=[*routes, *dashboard_routes()])
 
 
-@pytest.mark.browser
-def test_dropped_spans_budgets_and_health_reasons_are_shown(browser: Any) -> None:
+@contextmanager
+def canned_page(browser: Any, budgets_document: dict[str, Any] | None) -> Iterator[None]:
     from otel_gemini.testing._uvicorn_thread import UvicornThread
 
-    server = UvicornThread(_canned_answers_app(), name="canned-answers")
+    server = UvicornThread(_canned_answers_app(budgets_document), name="canned-answers")
     server.start()
     try:
         open_page(browser, f"http://127.0.0.1:{server.port}/")
+        yield
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def canned_budgets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """budget_status()'s real answer over the test workload's store, at a moment in it."""
+    from otel_gemini.budgets import BudgetRules, budget_status
+
+    path = tmp_path_factory.mktemp("canned-budgets") / "costs.sqlite3"
+    store = CostStore(path, retention_days=0)
+    record(CALLS, store)
+    store.shutdown(10_000)
+    return budget_status(BudgetRules.parse(CANNED_RULES), path, now=CANNED_NOW)
+
+
+@pytest.mark.browser
+def test_dropped_spans_budgets_and_health_reasons_are_shown(
+    browser: Any, canned_budgets: dict[str, Any]
+) -> None:
+    with canned_page(browser, canned_budgets):
         assert text(browser, "dropped-mark") == "⚠ 3 dropped"
         assert "⚠ 3 spans were dropped by the cost store in this window" in text(browser, "notices")
         assert text(browser, "total-cost") == "$0.5"
         assert browser.find_element("id", "panel-budgets").get_attribute("hidden") is None
-        assert rows(browser, "table-budgets")[0][:2] == ["monthly <i>team</i>", "85.0 %"]
+        # Every rule's period had drops: each spend is flagged as a lower bound (≥).
+        # The workload's whole spend is November's; alice alone is over $0.003 on the 21st.
+        team, per_user = canned_budgets["budgets"]
+        month = workload_money(sum(call.cost for call in CALLS))
+        assert (team["entries"][0]["spend_usd"], month) == ("0.05120125", "0.05120125")
+        assert [(e["scope_value"], e["spend_usd"]) for e in per_user["entries"]] == [
+            ("alice", "0.0229745")
+        ]
+        shown = rows(browser, "table-budgets")
+        assert shown == budget_rows(canned_budgets, lower_bound=True)
+        assert shown[0][5:9] == [
+            "≥ $0.05120125",  # the two failed requests (no usage) cost nothing: not unknown
+            "$0.06",
+            "85.34 %",
+            "warning (80 %)",
+        ]
+        assert shown[1][2:3] + shown[1][5:9] == [
+            "alice",
+            "≥ $0.0229745",
+            "$0.003",
+            "765.82 %",  # 7.6582: the API rounds utilization to 4 places
+            "exceeded (80 %, 100 %)",
+        ]
+        assert budget_bars(browser) == expected_bars(canned_budgets, lower_bound=True)
+        assert rows(browser, "table-anomalies") == anomaly_rows(canned_budgets)
+        for rule in canned_budgets["budgets"]:
+            assert (
+                f"⚠ budget {rule['rule']}: the cost store dropped 3 generations between "
+                f"{rule['period_start']} and {rule['period_end']}"
+            ) in text(browser, "notices")
         assert text(browser, "health-status") == "degraded"
         assert text(browser, "health-reasons") == "<b>Langfuse</b> is slow"
         assert (
             browser.execute_script("return document.querySelectorAll('main b, main i').length") == 0
         )
-    finally:
-        server.stop()
+
+
+@pytest.mark.browser
+def test_a_budgets_endpoint_that_cannot_answer_shows_its_message(browser: Any) -> None:
+    with canned_page(browser, None):
+        assert browser.find_element("id", "panel-budgets").get_attribute("hidden") is None
+        message = "budgets: HTTP 503: there is no cost store at '/x'"
+        assert message in text(browser, "notices")
+        assert text(browser, "table-budgets") == message
+        assert text(browser, "total-cost") == "$0.5"  # the other panels still draw
 
 
 # --- without a browser: what the page and its files are served with --------------------------

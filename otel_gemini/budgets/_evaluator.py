@@ -341,10 +341,10 @@ class BudgetEvaluator:
                     change = changes[key] = [0, 0, 0]
                     periods[key] = period
                 cost = row.cost_femto
-                if cost is None:
-                    change[2] += 1
-                else:
+                if cost is not None:
                     change[0] += cost
+                elif row.cost_status in _ledger.UNPRICED_STATUSES:
+                    change[2] += 1
                 change[1] += 1
         if not changes:
             return

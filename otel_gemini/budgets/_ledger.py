@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
+from otel_gemini._attributes import COST_STATUS_IMPLAUSIBLE_USAGE, COST_STATUS_UNKNOWN_MODEL
 from otel_gemini._suppress import suppress_instrumentation, untraced
 from otel_gemini.aggregate import joined, split_sum_sql
 from otel_gemini.budgets import _guard
@@ -122,6 +123,13 @@ def _scope_value(rule: BudgetRule) -> str:
     return rule.tag if rule.scope == SCOPE_TAG and rule.tag else TOTAL_VALUE
 
 
+UNPRICED_STATUSES: Final = frozenset({COST_STATUS_UNKNOWN_MODEL, COST_STATUS_IMPLAUSIBLE_USAGE})
+"""Cost statuses of a request that billed an unknown amount. A failed request that reported
+no usage has no cost either, but costs nothing: it is not unpriced (as in the costs answer)."""
+_UNPRICED_SQL: Final = (
+    f"sum(cost_status IN ('{COST_STATUS_UNKNOWN_MODEL}', '{COST_STATUS_IMPLAUSIBLE_USAGE}'))"
+)
+
 _VALUES_PER_QUERY: Final = 500
 """Scope values per ``IN (...)`` list: well under SQLite's bound-parameter limit."""
 
@@ -139,7 +147,7 @@ def period_spend(
     select_value = group if grouped else "?"
     head: list[object] = [] if grouped else [_scope_value(rule)]
     sql = (
-        f"SELECT {select_value}, {split_sum_sql('cost_femto')}, count(*) "
+        f"SELECT {select_value}, {split_sum_sql('cost_femto')}, count(*), {_UNPRICED_SQL} "
         f"FROM generations WHERE start_ns >= ? AND start_ns < ?{clause}"
     )
     where: list[object] = [period.start_ns, period.end_ns, *parameters]
@@ -161,9 +169,9 @@ def period_spend(
 
 def _spend(rows: Iterable[tuple[Any, ...]]) -> dict[str, Spend]:
     result: dict[str, Spend] = {}
-    for value, high, low, priced, requests in rows:
+    for value, high, low, priced, requests, unpriced in rows:
         if requests:
-            result[str(value)] = Spend(joined(high, low, priced) or 0, requests, requests - priced)
+            result[str(value)] = Spend(joined(high, low, priced) or 0, requests, int(unpriced or 0))
     return result
 
 

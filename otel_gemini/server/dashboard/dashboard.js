@@ -490,48 +490,226 @@
     ], flatten(rest, "", []));
   }
 
-  /** Budgets (when the service has a budgets endpoint with rules): shape read loosely. */
-  function renderBudgets(answer) {
-    if (answer.status === 404 || !answer.ok || !answer.body) return; // no budgets here
-    const body = answer.body;
-    const rules = Array.isArray(body) ? body : body.rules || body.budgets || [];
-    if (!Array.isArray(rules) || !rules.length) return;
-    byId("panel-budgets").hidden = false;
-    const name = (rule, index) => label(rule.name || rule.id || rule.rule || "rule " + (index + 1));
-    const utilization = (rule) => {
-      if (typeof rule.utilization === "number") return rule.utilization;
-      const spent = Number(rule.spent ?? rule.cost ?? NaN);
-      const limit = Number(rule.limit ?? rule.budget ?? NaN);
-      return Number.isFinite(spent) && Number.isFinite(limit) && limit > 0 ? spent / limit : null;
-    };
-    const rows = rules.map((rule, index) => ({ rule, name: name(rule, index), used: utilization(rule) }));
-    const scalar = new Set();
-    for (const { rule } of rows) {
-      for (const [key, value] of Object.entries(rule)) {
-        if (value === null || typeof value !== "object") scalar.add(key);
+  // --- budgets ----------------------------------------------------------------------------
+  //
+  // The answer of GET /api/observability/budgets (otel_gemini.budgets.budget_status, see
+  // docs/budgets.md): {generated_at, budgets: [{rule, scope, tag, period, timezone,
+  // period_start, period_end, limit_usd, warn_at, scope_values_with_spend,
+  // highest_utilization, entries: [{scope_value, spend_usd, limit_usd, utilization,
+  // thresholds_crossed, status, requests, unpriced_requests}]}], anomalies: [{rule, scope,
+  // ratio, min_requests, entries: [{scope_value, recent_requests, baseline_requests,
+  // recent_cost_per_request, baseline_cost_per_request, ratio, status}]}], enforcement}.
+  // Money and utilization are exact decimal strings and are shown as such.
+
+  // Status by colour (Okabe & Ito: blue, orange, vermillion) and by bar pattern as well.
+  const BUDGET_STATUS = {
+    ok: { colour: PALETTE[0], shape: "" },
+    warning: { colour: PALETTE[1], shape: "/" },
+    exceeded: { colour: PALETTE[5], shape: "x" },
+  };
+  const LOWER_BOUND = "≥ ";
+
+  /** A non-negative decimal string times 100, exactly ("1.155" -> "115.5 %"). */
+  function percent(decimal) {
+    if (decimal === null || decimal === undefined) return "—";
+    const [whole, fraction = ""] = String(decimal).split(".");
+    const padded = fraction.padEnd(2, "0");
+    const digits = (whole + padded.slice(0, 2)).replace(/^0+(?=\d)/, "");
+    const rest = padded.slice(2).replace(/0+$/, "");
+    return (rest ? digits + "." + rest : digits) + " %";
+  }
+
+  const windowKey = (rule) => rule.period_start + "/" + rule.period_end;
+
+  /** The budgets answer and, for each rule's period, how many generations the cost store
+   * dropped in it (the local costs answer's "dropped": the spend is then a lower bound).
+   * Asked as soon as the budgets answer is in, beside the page's other questions. */
+  async function askBudgets() {
+    const answer = await ask("budgets");
+    const drops = new Map();
+    if (!answer.ok || !answer.body || !Array.isArray(answer.body.budgets)) return { answer, drops };
+    const windows = new Map(answer.body.budgets.map((rule) => [windowKey(rule), rule]));
+    await Promise.all([...windows].map(async ([key, rule]) => {
+      const costs = await ask("costs", { from: rule.period_start, to: rule.period_end, source: "local" });
+      drops.set(key, costs.ok && costs.body ? Number(costs.body.dropped || 0) : failureText(
+        "budgets: whether the cost store dropped spans from " + rule.period_start, costs));
+    }));
+    return { answer, drops };
+  }
+
+  /** One row per rule and scope value the answer lists; a per-value rule with none over a
+   * threshold gets one row saying so, with its highest utilization. */
+  function budgetRows(budgets, drops) {
+    const rows = [];
+    for (const rule of budgets) {
+      const dropped = drops.get(windowKey(rule));
+      const lowerBound = typeof dropped === "number" && dropped > 0;
+      const common = { rule, lowerBound };
+      if (rule.entries.length) {
+        for (const entry of rule.entries) rows.push(Object.assign({ entry }, common));
+      } else {
+        rows.push(Object.assign({ entry: null }, common));
       }
     }
-    table("table-budgets", [
-      { title: "Budget", value: (row) => row.name },
-      { title: "Used", num: true, value: (row) => (row.used === null ? "—" : (100 * row.used).toFixed(1) + " %") },
-      ...[...scalar].filter((key) => !["name", "id", "utilization"].includes(key)).map((key) => ({
-        title: key,
-        value: (row) => (row.rule[key] === null || row.rule[key] === undefined ? "—" : String(row.rule[key])),
-      })),
-    ], rows);
-    const shown = rows.filter((row) => row.used !== null);
-    chart("chart-budgets", shown.length ? [{
-      type: "bar",
-      orientation: "h",
-      y: shown.map((row) => plotText(row.name)),
-      x: shown.map((row) => 100 * row.used),
-      marker: { color: shown.map((row) => (row.used >= 1 ? PALETTE[5] : row.used >= 0.8 ? PALETTE[1] : PALETTE[0])) },
-      hovertemplate: "%{y}: %{x:.1f} %<extra></extra>",
-    }] : [], {
-      margin: { l: 120, r: 10, t: 10, b: 40 },
-      xaxis: { title: { text: "% used" }, range: [0, Math.max(100, ...shown.map((row) => 100 * row.used))] },
-      yaxis: { type: "category", automargin: true },
+    return rows;
+  }
+
+  // A total rule's one scope value is "*" in the answer: everything.
+  const scopeValue = (rule, entry) => (rule.scope === "total" ? "(all)" : label(entry.scope_value));
+
+  function scopeText(rule) {
+    return rule.scope === "tag" ? "tag " + label(rule.tag) : rule.scope;
+  }
+
+  function statusText(entry) {
+    const crossed = entry.thresholds_crossed.map(percent);
+    return crossed.length ? entry.status + " (" + crossed.join(", ") + ")" : entry.status;
+  }
+
+  const budgetColumns = [
+    { title: "Rule", value: (row) => row.rule.rule },
+    { title: "Scope", value: (row) => scopeText(row.rule) },
+    {
+      title: "Value",
+      value: (row) => (row.entry ? scopeValue(row.rule, row.entry) :
+        "none over a threshold (" + integer(row.rule.scope_values_with_spend) + " with spend)"),
+    },
+    { title: "Period", value: (row) => row.rule.period + " (" + row.rule.timezone + ")" },
+    { title: "Ends", value: (row) => row.rule.period_end },
+    {
+      title: "Spend",
+      num: true,
+      value: (row) => (row.entry ? (row.lowerBound ? LOWER_BOUND : "") +
+        money(row.entry.spend_usd, row.entry.unpriced_requests) : "—"),
+    },
+    { title: "Limit", num: true, value: (row) => money(row.rule.limit_usd) },
+    {
+      title: "Used",
+      num: true,
+      value: (row) => (row.entry ? percent(row.entry.utilization) :
+        "highest " + percent(row.rule.highest_utilization)),
+    },
+    { title: "Status", value: (row) => (row.entry ? statusText(row.entry) : "ok") },
+    { title: "Requests", num: true, value: (row) => (row.entry ? integer(row.entry.requests) : "—") },
+  ];
+
+  function budgetChart(rows) {
+    const shown = rows.filter((row) => row.entry).reverse(); // plotly draws bottom-up
+    const name = (row) => plotText(row.rule.rule + " · " + scopeValue(row.rule, row.entry));
+    const traces = Object.entries(BUDGET_STATUS).map(([status, look]) => {
+      const mine = shown.filter((row) => row.entry.status === status);
+      return {
+        type: "bar",
+        orientation: "h",
+        name: status,
+        y: mine.map(name),
+        x: mine.map((row) => 100 * Number(row.entry.utilization)), // bar length only
+        text: mine.map((row) => (row.lowerBound ? LOWER_BOUND : "") + percent(row.entry.utilization)),
+        textposition: "outside", // beside the bar, in the text colour: readable on any fill
+        cliponaxis: false,
+        customdata: mine.map((row) => (row.lowerBound ? LOWER_BOUND : "") + money(row.entry.spend_usd,
+          row.entry.unpriced_requests) + " of " + money(row.rule.limit_usd)),
+        hovertemplate: "%{y}<br>%{text} used: %{customdata}<extra>" + status + "</extra>",
+        // The hatching is drawn over the status colour (not instead of it), in white.
+        marker: {
+          color: look.colour,
+          pattern: { shape: look.shape, fillmode: "overlay", fgcolor: "#ffffff", size: 8, solidity: 0.3 },
+          line: { color: "#000000", width: 1 },
+        },
+      };
+    }).filter((trace) => trace.y.length);
+    const longest = Math.max(100, ...shown.map((row) => 100 * Number(row.entry.utilization)));
+    chart("chart-budgets", traces, {
+      barmode: "overlay",
+      margin: { l: 160, r: 10, t: 10, b: 40 },
+      xaxis: { title: { text: "% of the limit used" }, ticksuffix: " %", range: [0, longest * 1.2] },
+      yaxis: { type: "category", automargin: true, categoryorder: "array", categoryarray: shown.map(name) },
+      shapes: [{ type: "line", xref: "x", yref: "paper", x0: 100, x1: 100, y0: 0, y1: 1,
+        line: { color: "#000000", dash: "dash", width: 1 } }],
     });
+  }
+
+  const anomalyColumns = [
+    { title: "Rule", value: (row) => row.rule.rule },
+    { title: "By", value: (row) => row.rule.scope },
+    { title: "Value", value: (row) => (row.entry ? label(row.entry.scope_value) : "no requests") },
+    {
+      title: "Last hour $/request",
+      num: true,
+      value: (row) => (row.entry && row.entry.recent_cost_per_request !== null ? money(row.entry.recent_cost_per_request) : "—"),
+    },
+    {
+      title: "Previous 7 days $/request",
+      num: true,
+      value: (row) => (row.entry && row.entry.baseline_cost_per_request !== null ? money(row.entry.baseline_cost_per_request) : "—"),
+    },
+    { title: "Ratio", num: true, value: (row) => (row.entry && row.entry.ratio !== null ? row.entry.ratio + "×" : "—") },
+    { title: "Alerts at", num: true, value: (row) => row.rule.ratio + "×" },
+    {
+      title: "Requests (hour / 7 days)",
+      num: true,
+      value: (row) => (row.entry ? integer(row.entry.recent_requests) + " / " + integer(row.entry.baseline_requests) : "—"),
+    },
+    { title: "Status", value: (row) => (row.entry ? row.entry.status.replace("_", " ") : "no data") },
+  ];
+
+  function enforcementText(body) {
+    const enforcement = body.enforcement || {};
+    const closed = enforcement.exhausted_in_this_process || [];
+    let text = "Enforcement " + (enforcement.enabled ? "on" : "off");
+    if (closed.length) {
+      text += "; closed in this process: " + closed.map((e) => e.rule + " (" + e.scope + " " +
+        label(e.scope_value) + ")").join(", ");
+    }
+    return text + ". As of " + body.generated_at + ".";
+  }
+
+  /** The budgets panel: absent when the service has no rules (404), the API's message
+   * when it cannot answer (503: no store), else each rule as the API states it. */
+  function renderBudgets(asked) {
+    const { answer, drops } = asked;
+    const panel = byId("panel-budgets");
+    if (answer.status === 404) return; // no budget rules here: no panel
+    panel.hidden = false;
+    const body = answer.body;
+    if (!answer.ok || !body || !Array.isArray(body.budgets) || !Array.isArray(body.anomalies)) {
+      const text = failureText("budgets", answer);
+      notice(text, "error");
+      byId("anomalies").hidden = true;
+      failedPanel("panel-budgets", text);
+      return;
+    }
+    if (!body.budgets.length && !body.anomalies.length) {
+      panel.hidden = true;
+      return;
+    }
+    byId("budgets-enforcement").textContent = enforcementText(body);
+    for (const rule of body.budgets) {
+      const dropped = drops.get(windowKey(rule));
+      if (typeof dropped === "string") {
+        notice(dropped, "error");
+      } else if (dropped > 0) {
+        notice("⚠ budget " + rule.rule + ": the cost store dropped " + integer(dropped) +
+          " generations between " + rule.period_start + " and " + rule.period_end +
+          ": its spend (marked ≥) is at least what is shown.");
+      }
+    }
+    const rows = budgetRows(body.budgets, drops);
+    byId("budgets-rules").hidden = !rows.length;
+    if (rows.length) {
+      table("table-budgets", budgetColumns, rows);
+      budgetChart(rows);
+    }
+    const anomalyRows = [];
+    for (const rule of body.anomalies) {
+      if (rule.entries.length) {
+        for (const entry of rule.entries) anomalyRows.push({ rule, entry });
+      } else {
+        anomalyRows.push({ rule, entry: null });
+      }
+    }
+    byId("anomalies").hidden = !anomalyRows.length;
+    if (anomalyRows.length) table("table-anomalies", anomalyColumns, anomalyRows);
   }
 
   // --- the page -------------------------------------------------------------------------
@@ -550,7 +728,7 @@
       latencyByModel: latency({ group_by: "model" }),
       latencyByDay: latency({ group_by: "day,model" }),
       health: ask("health"),
-      budgets: ask("budgets"),
+      budgets: askBudgets(),
     };
   }
 
@@ -623,7 +801,9 @@
     }
     renderHealth(answers.health);
     try {
+      const started = performance.now();
       renderBudgets(answers.budgets);
+      timed("render budgets", started);
     } catch (error) {
       notice("budgets: " + String(error), "error");
     }
