@@ -80,10 +80,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--db",
-        default=os.environ.get("OTEL_GEMINI_COST_DB") or None,
         help="keep every priced span in this cost store too (what serve, costs and budgets "
         "read; default OTEL_GEMINI_COST_DB; none when neither is set, unless budgets are: "
         "then the store's default path)",
+    )
+    parser.add_argument(
+        "--retention-days",
+        help="days the cost store keeps rows, 0 for ever "
+        "(default: OTEL_GEMINI_COST_RETENTION_DAYS or 90)",
     )
     parser.add_argument(
         "--shutdown-timeout",
@@ -101,7 +105,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import logging
-    import os
     import signal
     import threading
 
@@ -109,7 +112,13 @@ def run(args: argparse.Namespace) -> int:
     from otel_gemini._extras import require_extra
 
     require_extra("gateway", "otel-gemini gateway")
-    from otel_gemini.aggregate import CostStore, CostStoreError, default_cost_db
+    from otel_gemini.aggregate import (
+        ENV_COST_DB,
+        CostStore,
+        CostStoreError,
+        CostStoreSettings,
+        default_cost_db,
+    )
     from otel_gemini.budgets import BudgetRules
     from otel_gemini.export import LangfuseExporter, resolve_settings
     from otel_gemini.gateway._gateway import Gateway, GatewaySettings
@@ -138,7 +147,13 @@ def run(args: argparse.Namespace) -> int:
     prices = PriceTable.from_env()
     rules = BudgetRules.load(args.budgets) if args.budgets else BudgetRules.from_env(os.environ)
     # With budgets the store is their ledger: --db, OTEL_GEMINI_COST_DB or its default path.
-    cost_db = args.db or (str(default_cost_db(os.environ)) if rules is not None else None)
+    cost_db = (
+        args.db
+        or os.environ.get(ENV_COST_DB)
+        or (str(default_cost_db(os.environ)) if rules is not None else None)
+    )
+    # Checked whether or not a store is kept: a bad value is named either way (exit 2).
+    store_settings = CostStoreSettings.resolve(cost_db, retention_days=args.retention_days)
     # Room for every request in progress at once, so a hand-off is never refused.
     memory = 4 * settings.max_inflight_bytes
     resolve_settings(memory_max_bytes=memory)  # raises LangfuseConfigError, naming it
@@ -151,7 +166,9 @@ def run(args: argparse.Namespace) -> int:
     cost_store = None
     if cost_db:
         try:
-            cost_store = CostStore(cost_db)
+            cost_store = CostStore(
+                store_settings.path, retention_days=store_settings.retention_days or 0
+            )
         except CostStoreError as error:
             raise CommandError(f"--db / OTEL_GEMINI_COST_DB: {error}") from None
     exporter = LangfuseExporter(memory_max_bytes=memory)

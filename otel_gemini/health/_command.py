@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from otel_gemini import _listen_security
+
 HELP = "Show the export pipeline's health (from a running server's URL or the spool directory)."
 
 _UNKNOWN = 3
@@ -39,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--auth-token-file",
         metavar="PATH",
-        default=os.environ.get("OTEL_GEMINI_AUTH_TOKEN_FILE") or None,
+        default=os.environ.get(_listen_security.TOKEN_FILE_ENV) or None,
         help="with --url: send its first token as 'Authorization: Bearer' "
         "(default OTEL_GEMINI_AUTH_TOKEN_FILE)",
     )
