@@ -6,13 +6,13 @@ import argparse
 import os
 
 from otel_gemini import _listen_security
+from otel_gemini._listen_security import DEFAULT_RETRY_AFTER, LOOPBACK_HOST
+from otel_gemini.gateway import _defaults as defaults
 
 HELP = (
     "Receive OTLP traces (gRPC and HTTP), price Gemini spans and export them to Langfuse "
     "through the durable spool."
 )
-
-_MiB = 1024 * 1024
 
 
 def _port(text: str) -> int | None:
@@ -36,26 +36,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--host",
-        default="127.0.0.1",
-        help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)",
+        default=LOOPBACK_HOST,
+        help=f"address to listen on (default {LOOPBACK_HOST}; 0.0.0.0 for every interface)",
     )
     parser.add_argument(
         "--grpc-port",
         type=_port,
-        default=4317,
-        help="OTLP/gRPC port (default 4317; 0: any free port; 'off')",
+        default=defaults.GRPC_PORT,
+        help=f"OTLP/gRPC port (default {defaults.GRPC_PORT}; 0: any free port; 'off')",
     )
     parser.add_argument(
         "--http-port",
         type=_port,
-        default=4318,
-        help="OTLP/HTTP port, also serving /api/observability/health (default 4318; 0; 'off')",
+        default=defaults.HTTP_PORT,
+        help="OTLP/HTTP port, also serving /api/observability/health "
+        f"(default {defaults.HTTP_PORT}; 0; 'off')",
     )
     parser.add_argument(
         "--max-request-bytes",
         type=int,
-        default=16 * _MiB,
-        help="largest request body after decompression (default 16 MiB)",
+        default=defaults.MAX_REQUEST_BYTES,
+        help="largest request body after decompression "
+        f"(default {defaults.MAX_REQUEST_BYTES // defaults.MiB} MiB)",
     )
     parser.add_argument(
         "--max-inflight-bytes",
@@ -68,15 +70,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--spool-high-water",
         type=float,
-        default=0.9,
+        default=defaults.SPOOL_HIGH_WATER,
         help="refuse requests (429 / RESOURCE_EXHAUSTED) once the spool is this full "
-        "(fraction of OTEL_GEMINI_SPOOL_MAX_BYTES, default 0.9)",
+        f"(fraction of OTEL_GEMINI_SPOOL_MAX_BYTES, default {defaults.SPOOL_HIGH_WATER})",
     )
     parser.add_argument(
         "--retry-after",
         type=float,
-        default=1.0,
-        help="seconds suggested to refused senders (default 1)",
+        default=DEFAULT_RETRY_AFTER,
+        help=f"seconds suggested to refused senders (default {DEFAULT_RETRY_AFTER:g})",
     )
     parser.add_argument(
         "--db",

@@ -51,7 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "with LANGFUSE_PUBLIC_KEY / LANGFUSE_SECRET_KEY / LANGFUSE_BASE_URL set, from "
         "Langfuse's Metrics API (source=langfuse), whose exporter health it also reports."
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    parser.add_argument(
+        "--host",
+        default=_listen_security.LOOPBACK_HOST,
+        help=f"address (default {_listen_security.LOOPBACK_HOST})",
+    )
     parser.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
     parser.add_argument("--db", help="the cost store (default: OTEL_GEMINI_COST_DB or its default)")
     parser.add_argument(
