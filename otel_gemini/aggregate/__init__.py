@@ -66,5 +66,6 @@ from otel_gemini.aggregate._settings import ENV_COST_DB as ENV_COST_DB
 from otel_gemini.aggregate._settings import CostStoreConfigError as CostStoreConfigError
 from otel_gemini.aggregate._settings import CostStoreOptions as CostStoreOptions
 from otel_gemini.aggregate._settings import CostStoreSettings as CostStoreSettings
+from otel_gemini.aggregate._settings import path_from as path_from
 from otel_gemini.aggregate._store import DROP_REASONS as DROP_REASONS
 from otel_gemini.aggregate._store import CommittedRows as CommittedRows

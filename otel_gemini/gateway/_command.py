@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         CostStoreSettings,
         default_cost_db,
     )
-    from otel_gemini.budgets import BudgetRules
+    from otel_gemini.budgets import rules_from
     from otel_gemini.export import LangfuseExporter, resolve_settings
     from otel_gemini.gateway._gateway import Gateway, GatewaySettings
     from otel_gemini.pricing import PriceTable
@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     # Everything that can be wrong is checked before anything starts (a bad setting exits
     # 2 from cli.main, naming it): prices, Langfuse and spool settings, then the ports.
     prices = PriceTable.from_env()
-    rules = BudgetRules.load(args.budgets) if args.budgets else BudgetRules.from_env(os.environ)
+    rules = rules_from(args.budgets or None, os.environ)
     # With budgets the store is their ledger: --db, OTEL_GEMINI_COST_DB or its default path.
     cost_db = (
         args.db

@@ -76,9 +76,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _cost_store(db: str | None) -> tuple[dict[str, object], list[str]] | None:
     """The drops recorded in the cost store file (by whichever process wrote it)."""
-    from otel_gemini.aggregate import default_cost_db, store_drops
+    from otel_gemini.aggregate import path_from, store_drops
 
-    path = Path(db).expanduser() if db else default_cost_db(os.environ)
+    path = path_from(db or None, os.environ)
     return store_drops(path, time.time())
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from otel_gemini import _listen_security
@@ -95,20 +94,16 @@ def build(args: argparse.Namespace) -> tuple[Starlette, CostAnswers, LangfuseExp
     """
     import os
 
-    from otel_gemini.aggregate import CostAnswers, default_cost_db
-    from otel_gemini.budgets import BudgetRules, budget_status
+    from otel_gemini.aggregate import CostAnswers, path_from
+    from otel_gemini.budgets import budget_status, rules_from
     from otel_gemini.export import LangfuseExporter
     from otel_gemini.health import HealthReporter
     from otel_gemini.server._app import BudgetAnswer, observability_app
 
-    rules = (
-        BudgetRules.load(args.budgets)
-        if getattr(args, "budgets", None)
-        else BudgetRules.from_env(os.environ)
-    )
+    rules = rules_from(getattr(args, "budgets", None) or None, os.environ)
     budgets: BudgetAnswer | None = None
     if rules is not None:
-        db = Path(args.db).expanduser() if args.db else default_cost_db(os.environ)
+        db = path_from(args.db or None, os.environ)
         budgets = lambda: budget_status(rules, db)  # noqa: E731
     answers = CostAnswers.from_env(args.db, default_source=args.source)
     exporter: LangfuseExporter | None = None
