@@ -27,7 +27,12 @@ from otel_gemini import _background
 from otel_gemini._langfuse_sdk import LangfuseSdkGuard
 from otel_gemini._langfuse_settings import langfuse_requested
 from otel_gemini._trace_attributes import TraceAttributesSpanProcessor
-from otel_gemini.aggregate import CostStore, default_cost_db
+from otel_gemini.aggregate import (
+    CostStore,
+    CostStoreOptions,
+    CostStoreSettings,
+    default_cost_db,
+)
 from otel_gemini.budgets import BudgetConfigError, BudgetRules, rules_from
 from otel_gemini.export import ExporterOptions, LangfuseExporter
 from otel_gemini.health import HealthReport, HealthReporter, HealthStatus
@@ -194,6 +199,7 @@ def configure(
     health_probe: bool = True,
     environ: Mapping[str, str] | None = None,
     budgets: BudgetRules | str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    cost_store_options: CostStoreOptions | None = None,
     **exporter_options: Unpack[ExporterOptions],
 ) -> Telemetry:
     """Sets up tracing, Gemini instrumentation, pricing, Langfuse export and the local cost
@@ -212,7 +218,9 @@ def configure(
     ``exporter_options`` go to :class:`LangfuseExporter` (``spool_dir``,
     ``spool_max_bytes``, …). ``prices``: a table or an override file (default
     ``OTEL_GEMINI_PRICES``). ``cost_store``: ``True`` (``OTEL_GEMINI_COST_DB`` or the
-    default path), a path, or ``False``. ``capture_content`` overrides
+    default path), a path, or ``False``; ``cost_store_options`` go to the
+    :class:`~otel_gemini.aggregate.CostStore` (``retention_days``, default
+    ``OTEL_GEMINI_COST_RETENTION_DAYS`` or 90; queue bounds). ``capture_content`` overrides
     ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``. ``budgets``: budget rules (a
     :class:`~otel_gemini.budgets.BudgetRules`, a TOML file, or its parsed document; default
     ``OTEL_GEMINI_BUDGETS``), evaluated over the cost store (docs/budgets.md); a bad rule
@@ -239,6 +247,7 @@ def configure(
                     health_probe=None if health_probe else False,
                     environ=environ,
                     budgets=budgets,
+                    cost_store_options=cost_store_options,
                     **exporter_options,
                 )
                 return _active
@@ -260,6 +269,7 @@ def configure(
             environ=os.environ if environ is None else environ,
             exporter_options=exporter_options,
             budgets=budgets,
+            cost_store_options=cost_store_options or {},
         )
         _active = telemetry
         return telemetry
@@ -280,6 +290,7 @@ def _build(
     exporter_options: ExporterOptions,
     auto: bool = False,
     budgets: BudgetRules | str | os.PathLike[str] | Mapping[str, Any] | bool | None = None,
+    cost_store_options: CostStoreOptions | None = None,
 ) -> Telemetry:
     # Everything that can fail on bad configuration comes first, before anything starts.
     table = _price_table(prices, environ)
@@ -288,6 +299,13 @@ def _build(
         raise BudgetConfigError(
             "budgets (OTEL_GEMINI_BUDGETS / budgets=) are evaluated over the cost store, "
             "which is off (cost_store=False)"
+        )
+    store_settings = None
+    if cost_store is not False:
+        store_settings = CostStoreSettings.resolve(
+            default_cost_db(environ) if cost_store is True else cost_store,
+            environ=environ,
+            **(cost_store_options or {}),
         )
     # Resolved once, here (a bad setting fails before anything starts), and handed to the
     # instrumentor.
@@ -308,9 +326,13 @@ def _build(
                 "but Langfuse export is off; set LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY "
                 "or pass langfuse=True"
             )
-        if cost_store is not False:
+        if store_settings is not None:
             store = CostStore(
-                default_cost_db(environ) if cost_store is True else cost_store,
+                store_settings.path,
+                retention_days=store_settings.retention_days or 0,  # 0: kept for ever
+                max_queue=store_settings.max_queue,
+                max_queue_bytes=store_settings.max_queue_bytes,
+                batch_delay=store_settings.batch_delay,
                 exported_to="Langfuse" if exporter is not None else None,
             )
     except BaseException:

@@ -160,12 +160,13 @@ def _fake_langfuse() -> Iterator[FakeLangfuse]:
 
 def _configure(workdir: Path, db: str | None, langfuse: FakeLangfuse | None) -> Telemetry:
     from otel_gemini import configure
+    from otel_gemini.export import ENV_SPOOL_DIR
 
     environ = dict(os.environ)
     if langfuse is not None:
         environ.pop("LANGFUSE_HOST", None)
         environ.update(langfuse.environment())
-        environ["OTEL_GEMINI_SPOOL_DIR"] = str(workdir / "spool")
+        environ[ENV_SPOOL_DIR] = str(workdir / "spool")
     return configure(
         service_name="otel-gemini-demo",
         cost_store=Path(db) if db else workdir / "costs.sqlite3",

@@ -32,22 +32,31 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from otel_gemini._listen_security import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_REQUESTS,
+    DEFAULT_RETRY_AFTER,
+)
+
 
 @dataclass(frozen=True)
 class ConnectionLimits:
     """Timeouts (seconds) and caps of one HTTP listener."""
 
-    header_timeout: float = 10.0
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
     """A request head (request line and headers) must arrive whole within this."""
-    body_timeout: float = 10.0
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
     """A request body may stall (no bytes while the server waits for them) this long."""
-    idle_timeout: float = 5.0
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     """A keep-alive connection without a request is closed after this."""
-    max_connections: int = 1024
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
     """Open connections; past it, the one idle the longest is closed."""
-    max_requests: int = 256
+    max_requests: int = DEFAULT_MAX_REQUESTS
     """Requests in progress at once; past it, 503 with ``Retry-After``."""
-    retry_after: float = 1.0
+    retry_after: float = DEFAULT_RETRY_AFTER
     """Seconds suggested in ``Retry-After`` when full."""
 
     def __post_init__(self) -> None:

@@ -28,6 +28,16 @@ _logger = logging.getLogger("otel_gemini.security")
 TOKEN_FILE_ENV: Final = "OTEL_GEMINI_AUTH_TOKEN_FILE"
 TLS_CERT_ENV: Final = "OTEL_GEMINI_TLS_CERT"
 TLS_KEY_ENV: Final = "OTEL_GEMINI_TLS_KEY"
+LOOPBACK_HOST: Final = "127.0.0.1"
+"""Where ``serve`` and ``gateway`` listen by default: reachable from this host only."""
+# A listener's connection limits (ConnectionLimits, GatewaySettings and the options of both
+# commands take their defaults from here: _http_limits loads uvicorn, the CLI must not).
+DEFAULT_HEADER_TIMEOUT: Final = 10.0
+DEFAULT_BODY_TIMEOUT: Final = 10.0
+DEFAULT_IDLE_TIMEOUT: Final = 5.0
+DEFAULT_MAX_CONNECTIONS: Final = 1024
+DEFAULT_MAX_REQUESTS: Final = 256
+DEFAULT_RETRY_AFTER: Final = 1.0
 LIVENESS_PATH: Final = "/api/observability/livez"
 """Answers ``200 {"status": "alive"}`` without a token: for load balancers and probes."""
 
@@ -318,21 +328,23 @@ def add_timeout_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--header-timeout",
         type=_seconds,
-        default=10.0,
+        default=DEFAULT_HEADER_TIMEOUT,
         help="seconds a connection has to send a whole request head before it is closed "
-        "(gRPC: to finish its handshake) (default 10)",
+        f"(gRPC: to finish its handshake) (default {DEFAULT_HEADER_TIMEOUT:g})",
     )
     group.add_argument(
         "--body-timeout",
         type=_seconds,
-        default=10.0,
-        help="seconds a request body may stall before the connection is closed (default 10)",
+        default=DEFAULT_BODY_TIMEOUT,
+        help="seconds a request body may stall before the connection is closed "
+        f"(default {DEFAULT_BODY_TIMEOUT:g})",
     )
     group.add_argument(
         "--idle-timeout",
         type=_seconds,
-        default=5.0,
-        help="seconds a keep-alive HTTP connection may wait for its next request (default 5)",
+        default=DEFAULT_IDLE_TIMEOUT,
+        help="seconds a keep-alive HTTP connection may wait for its next request "
+        f"(default {DEFAULT_IDLE_TIMEOUT:g})",
     )
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from otel_gemini import configure
+from otel_gemini.aggregate import CostStore, CostStoreConfigError, CostStoreOptions
 from otel_gemini.export import LangfuseConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -272,3 +273,64 @@ def test_a_bad_spool_size_is_one_line_exit_2(argv: list[str], run: Callable[...,
     environment = {**KEYS, "OTEL_GEMINI_SPOOL_MAX_BYTES": "lots"}
     outcome = run(argv, environment)
     assert_one_line(outcome, argv[0], "OTEL_GEMINI_SPOOL_MAX_BYTES", 2)
+
+
+NEGATIVE_RETENTION = (
+    "retention_days / OTEL_GEMINI_COST_RETENTION_DAYS / --retention-days must be 0 or more "
+    "days (got -1)"
+)
+
+
+def test_a_negative_retention_is_the_same_line_from_configure_the_store_env_and_cli(
+    run: Callable[..., Outcome], tmp_path: Path
+) -> None:
+    """One check, one message, wherever the cost store's retention comes from."""
+    db = tmp_path / "costs.sqlite3"
+    messages = []
+    cases: list[tuple[CostStoreOptions, dict[str, str]]] = [
+        ({"retention_days": -1}, {}),
+        ({}, {"OTEL_GEMINI_COST_RETENTION_DAYS": "-1"}),
+    ]
+    for options, environment in cases:
+        with pytest.raises(CostStoreConfigError) as raised:
+            configure(
+                environ=environment,
+                cost_store=db,
+                cost_store_options=options,
+                instrument=False,
+                langfuse=False,
+            )
+        messages.append(str(raised.value))
+    with pytest.raises(ValueError) as refused:  # CostStore's own check, as before
+        CostStore(db, retention_days=-1)
+    messages.append(str(refused.value))
+    gateway = ["gateway", "--grpc-port", "0", "--http-port", "0", "--db", str(db)]
+    outcomes = [
+        ("gateway", run([*gateway, "--retention-days", "-1"], KEYS)),
+        ("gateway", run(gateway, {**KEYS, "OTEL_GEMINI_COST_RETENTION_DAYS": "-1"})),
+        ("demo", run(["demo", "--quiet"], {"OTEL_GEMINI_COST_RETENTION_DAYS": "-1"})),
+    ]
+    for command, outcome in outcomes:
+        messages.append(assert_one_line(outcome, command, "--retention-days", 2))
+    assert messages == [NEGATIVE_RETENTION] * 6
+    assert not db.exists()  # refused before anything was opened
+
+
+def test_every_otel_gemini_variable_is_named_in_one_module() -> None:
+    """Each ``OTEL_GEMINI_*`` variable is spelled in one module, the home of its setting;
+    everything else imports the name from there (help text may mention it)."""
+    import ast
+    import re
+
+    homes: dict[str, set[str]] = {}
+    for path in sorted((REPO / "otel_gemini").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and re.fullmatch(r"OTEL_GEMINI_[A-Z0-9_]+", node.value)
+            ):
+                homes.setdefault(node.value, set()).add(str(path.relative_to(REPO)))
+    shared = {name: sorted(paths) for name, paths in homes.items() if len(paths) > 1}
+    assert shared == {}
+    assert homes["OTEL_GEMINI_COST_RETENTION_DAYS"] == {"otel_gemini/aggregate/_settings.py"}

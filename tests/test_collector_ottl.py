@@ -795,3 +795,18 @@ def test_direct_collector_refuses_to_start_without_langfuse_settings(
     assert done.returncode != 0, done.stderr
     assert f"{named} must be set" in done.stderr
     assert "c2VjcmV0LXZhbHVl" not in done.stderr + done.stdout
+
+
+def test_ottl_split_is_generated_from_the_pricing_packages_steps() -> None:
+    """The generator restates no part of the token split: every count the split reads or
+    derives reaches the OTTL only through pricing's SPLIT_STEPS / BUCKET_SOURCES, so
+    changing a step there changes both pricers."""
+    from otel_gemini.pricing import BUCKET_SOURCES
+
+    generator = (Path(__file__).parents[1] / "otel_gemini/collector/_ottl.py").read_text()
+    split_only = {"fresh_audio", "fresh_video", "fresh_image", "audio_cache_read_input_tokens"}
+    assert [name for name in sorted(split_only) if name in generator] == []
+    statements = "\n".join(cost_statements().statements)
+    for bucket, base, _ in BUCKET_SOURCES:
+        assert f'set(cache["n.{bucket}"], ' in statements
+        assert f'"s.{base}"' in statements or f'"u.{base}"' in statements

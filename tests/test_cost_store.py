@@ -21,7 +21,7 @@ from polling import wait_until
 from otel_gemini import CostSpanProcessor, Telemetry, configure
 from otel_gemini import _attributes as attrs
 from otel_gemini.aggregate import CostStore, CostStoreError, _schema, _store
-from otel_gemini.aggregate._schema import ENV_COST_DB, ENV_COST_RETENTION_DAYS
+from otel_gemini.aggregate._settings import ENV_COST_DB, ENV_COST_RETENTION_DAYS
 from otel_gemini.aggregate._store import DROP_WRITE_ERROR
 from otel_gemini.health import HealthStatus
 

@@ -60,8 +60,12 @@ from otel_gemini.aggregate._reports import LatencyGroup as LatencyGroup
 from otel_gemini.aggregate._reports import Origin as Origin
 from otel_gemini.aggregate._reports import Percentiles as Percentiles
 from otel_gemini.aggregate._rows import GenerationRow as GenerationRow
-from otel_gemini.aggregate._schema import ENV_COST_DB as ENV_COST_DB
 from otel_gemini.aggregate._schema import open_for_reading as open_for_reading
 from otel_gemini.aggregate._schema import open_for_writing as open_for_writing
+from otel_gemini.aggregate._settings import ENV_COST_DB as ENV_COST_DB
+from otel_gemini.aggregate._settings import CostStoreConfigError as CostStoreConfigError
+from otel_gemini.aggregate._settings import CostStoreOptions as CostStoreOptions
+from otel_gemini.aggregate._settings import CostStoreSettings as CostStoreSettings
+from otel_gemini.aggregate._settings import path_from as path_from
 from otel_gemini.aggregate._store import DROP_REASONS as DROP_REASONS
 from otel_gemini.aggregate._store import CommittedRows as CommittedRows

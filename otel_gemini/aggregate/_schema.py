@@ -8,7 +8,6 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
@@ -16,9 +15,13 @@ from otel_gemini._private_dirs import UnsafeDirectoryError, private_directory
 from otel_gemini._suppress import untraced
 from otel_gemini.aggregate._rows import COLUMNS
 
-ENV_COST_DB: Final = "OTEL_GEMINI_COST_DB"
-ENV_COST_RETENTION_DAYS: Final = "OTEL_GEMINI_COST_RETENTION_DAYS"
-DEFAULT_RETENTION_DAYS: Final = 90.0
+# The store's settings and error have their own home; re-exported here for the modules that
+# open the file.
+from otel_gemini.aggregate._settings import ENV_COST_DB as ENV_COST_DB
+from otel_gemini.aggregate._settings import CostStoreError as CostStoreError
+from otel_gemini.aggregate._settings import default_cost_db as default_cost_db
+from otel_gemini.aggregate._settings import path_from as path_from
+
 SCHEMA_VERSION: Final = 2
 """1: ``generations``. 2: ``service_name`` and ``tags`` columns, ``dropped_generations``."""
 HOUR_NS: Final = 3600 * 10**9
@@ -96,37 +99,6 @@ ADD_DROPS: Final = (
     "INSERT INTO dropped_generations (hour_ns, reason, count) VALUES (?, ?, ?) "
     "ON CONFLICT (hour_ns, reason) DO UPDATE SET count = count + excluded.count"
 )
-
-
-class CostStoreError(RuntimeError):
-    """The cost store's database cannot be opened or created (the message names the path)."""
-
-
-def default_cost_db(environ: Mapping[str, str]) -> Path:
-    """``$OTEL_GEMINI_COST_DB``, else ``$XDG_STATE_HOME/otel-gemini/costs.sqlite3``, else
-    ``~/.local/state/otel-gemini/costs.sqlite3``."""
-    configured = environ.get(ENV_COST_DB)
-    if configured:
-        return Path(configured).expanduser()
-    state_home = environ.get("XDG_STATE_HOME")
-    base = Path(state_home) if state_home else Path.home() / ".local" / "state"
-    return base / "otel-gemini" / "costs.sqlite3"
-
-
-def retention_from_env(environ: Mapping[str, str]) -> float | None:
-    """Days to keep rows: ``OTEL_GEMINI_COST_RETENTION_DAYS`` (``0``: forever), default 90."""
-    text = environ.get(ENV_COST_RETENTION_DAYS)
-    if text is None or not text.strip():
-        return DEFAULT_RETENTION_DAYS
-    try:
-        days = float(text)
-    except ValueError:
-        raise CostStoreError(
-            f"{ENV_COST_RETENTION_DAYS} must be a number of days (got {text!r})"
-        ) from None
-    if days < 0 or days != days:
-        raise CostStoreError(f"{ENV_COST_RETENTION_DAYS} must be 0 or more (got {text!r})")
-    return days or None
 
 
 def _create_private(path: Path) -> None:
@@ -277,8 +249,3 @@ def open_for_reading(path: Path) -> sqlite3.Connection:
         connection.close()
         raise CostStoreError(f"{str(path)!r} is not an otel-gemini cost store (no generations)")
     return connection
-
-
-def path_from(value: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path:
-    """The store's path: ``value`` when given, else :func:`default_cost_db`."""
-    return Path(value).expanduser() if value is not None else default_cost_db(environ)

@@ -29,9 +29,13 @@ from otel_gemini.aggregate._schema import (
     HOUR_NS,
     ROWS_PER_STATEMENT,
     open_for_writing,
-    path_from,
-    retention_from_env,
     upsert_many,
+)
+from otel_gemini.aggregate._settings import (
+    DEFAULT_BATCH_DELAY,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_MAX_QUEUE_BYTES,
+    CostStoreSettings,
 )
 from otel_gemini.processing import raw_attributes
 
@@ -50,11 +54,6 @@ DROP_REASONS: Final = (DROP_QUEUE_FULL, DROP_SHUTDOWN, DROP_WRITE_ERROR, DROP_RE
 RECENT_DROP_SECONDS: Final = 600.0
 """How long a drop (``queue_full``, ``read_error``) keeps health degraded."""
 
-DEFAULT_MAX_QUEUE: Final = 20_000
-"""At most this many spans wait for the writer (besides the byte bound)."""
-DEFAULT_MAX_QUEUE_BYTES: Final = 8 * 1024 * 1024
-"""At most this many bytes (estimated: :data:`RECORD_BYTES` a span plus its captured
-content) wait for the writer; a span that would go over is dropped (``queue_full``)."""
 RECORD_BYTES: Final = 2048
 """What one queued span holds besides captured content: its attribute mapping (about 25
 attributes, their keys shared) and the record's tuple, measured with tracemalloc (see
@@ -66,7 +65,6 @@ _CONTENT_KEYS: Final = (
     attrs.GEN_AI_TOOL_DEFINITIONS,
 )
 _CONTENT_KEY_SET: Final = frozenset(_CONTENT_KEYS)
-DEFAULT_BATCH_DELAY: Final = 0.2
 _DROP_LOG_INTERVAL: Final = 60.0
 _RETENTION_INTERVAL: Final = 3600.0
 _URGENT_SPANS: Final = 1024
@@ -171,25 +169,22 @@ class CostStore(SpanProcessor):
         clock: Callable[[], float] = time.time,
         exported_to: str | None = None,
     ) -> None:
-        self.path: Path = path_from(path, os.environ)
-        if retention_days is None:
-            retention = retention_from_env(os.environ)
-        elif retention_days < 0:
-            raise ValueError(f"retention_days must be 0 or more (got {retention_days!r})")
-        else:
-            retention = float(retention_days) or None
-        if max_queue < 1:
-            raise ValueError(f"max_queue must be at least 1 (got {max_queue!r})")
-        if max_queue_bytes < 1:
-            raise ValueError(f"max_queue_bytes must be at least 1 (got {max_queue_bytes!r})")
-        self._max_queue_bytes = max_queue_bytes
+        settings = CostStoreSettings.resolve(
+            path,
+            retention_days=retention_days,
+            max_queue=max_queue,
+            max_queue_bytes=max_queue_bytes,
+            batch_delay=batch_delay,
+        )
+        self.path: Path = settings.path
+        self._max_queue_bytes = settings.max_queue_bytes
         self.exported_to: str | None = exported_to
         """Where these spans also go (``"Langfuse"``), said when the store drops some;
         ``None``: the store is their only record, a dropped span is lost."""
-        self.retention_days: float | None = retention
-        self._max_queue = max_queue
+        self.retention_days: float | None = settings.retention_days
+        self._max_queue = settings.max_queue
         self._clock = clock
-        self._batch_delay = batch_delay
+        self._batch_delay = settings.batch_delay
         self._connection: sqlite3.Connection | None = _open_writer(self.path)
         self._init_process_state(closed=False)
         self._worker.start()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 HELP = "Print each budget rule's spend, limit and utilization this period (and anomalies)."
@@ -24,10 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from otel_gemini._command_errors import CommandError
-    from otel_gemini.aggregate import default_cost_db
-    from otel_gemini.budgets import ENV_BUDGETS, BudgetRules, budget_status
+    from otel_gemini.aggregate import path_from
+    from otel_gemini.budgets import ENV_BUDGETS, budget_status, rules_from
 
-    rules = BudgetRules.load(args.rules) if args.rules else BudgetRules.from_env(os.environ)
+    rules = rules_from(args.rules or None, os.environ)
     if rules is None:
         raise CommandError(f"no budget rules: give --rules or set {ENV_BUDGETS}")
     if args.check:
@@ -36,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
             f"anomaly rule(s){', enforcement on' if rules.enforced else ''}; valid"
         )
         return 0
-    db = Path(args.db).expanduser() if args.db else default_cost_db(os.environ)
+    db = path_from(args.db or None, os.environ)
     document = budget_status(rules, db)  # CostStoreError: exit 1, one line
     if args.json:
         print(json.dumps(document, indent=2))

@@ -39,15 +39,21 @@ from otel_gemini._span_usage import (
     USAGE_SOURCES,
 )
 from otel_gemini.pricing import (
+    BUCKET_SOURCES,
     COUNT_FIELDS,
     INPUT_AUDIO,
     OUTPUT_AUDIO,
     REPORTED_COUNT_FIELDS,
     SECONDS_FIELDS,
+    SPLIT_STEPS,
     STANDARD,
     STANDARD_NAMES,
     TOKEN_BUCKETS,
+    Cap,
+    Check,
+    Default,
     PriceTable,
+    SplitStep,
 )
 
 PROCESSOR_NAME: Final = "transform/gemini_cost"
@@ -312,83 +318,50 @@ def _match(table: PriceTable, model: str, found: str) -> list[str]:
     return out
 
 
-# --- tokens → buckets (pricing/_buckets.split_tokens) -----------------------------------------
+# --- tokens → buckets (pricing/_buckets.SPLIT_STEPS, as split_tokens) -----------------------
 
 
 def _split_tokens() -> list[str]:
-    ti, to = _u("input_tokens"), _u("output_tokens")
-    cached, reasoning, tool = (
-        _u("cache_read_input_tokens"),
-        _u("reasoning_output_tokens"),
-        _u("tool_use_prompt_tokens"),
-    )
-    text_in, image_in, audio_in, video_in = (
-        _u("text_input_tokens"),
-        _u("image_input_tokens"),
-        _u("audio_input_tokens"),
-        _u("video_input_tokens"),
-    )
-    text_out, image_out, audio_out = (
-        _u("text_output_tokens"),
-        _u("image_output_tokens"),
-        _u("audio_output_tokens"),
-    )
-    c_audio, c_image, c_video = (
-        _u("audio_cache_read_input_tokens"),
-        _u("image_cache_read_input_tokens"),
-        _u("video_cache_read_input_tokens"),
-    )
-    parts, cached_tool = _c("s.parts"), _c("s.cached_tool")
-    fresh, audio, video, image = _c("s.fresh"), _c("s.audio"), _c("s.video"), _c("s.image")
-    most = _c("s.most")
+    """The pricing package's split (SPLIT_STEPS, BUCKET_SOURCES) as OTTL: the same steps in
+    the same order, each a few statements on the cache."""
     out = [f"set({_u(field)}, 0) where {_u(field)} < 0" for field in _CLAMPED_FIELDS]
-    out += [
-        f"set({parts}, {text_in} + {image_in} + {audio_in} + {video_in})",
-        f"set({cached_tool}, {cached} + {tool})",
-        f"set({ti}, {parts}) where {ti} == 0 and {parts} >= {cached_tool}",
-        f"set({ti}, {cached_tool}) where {ti} == 0 and {cached_tool} > {parts}",
-        f"set({cached}, {ti}) where {cached} > {ti}",
-        f"set({c_audio}, {cached}) where {c_audio} > {cached}",
-        f"set({c_image}, {cached} - {c_audio}) where {c_image} > {cached} - {c_audio}",
-        f"set({c_video}, {cached} - {c_audio} - {c_image})"
-        f" where {c_video} > {cached} - {c_audio} - {c_image}",
-        f"set({tool}, {ti} - {cached}) where {tool} > {ti} - {cached}",
-        f"set({fresh}, {ti} - {cached} - {tool})",
-        f"set({audio}, 0)",
-        f"set({audio}, {audio_in} - {c_audio}) where {audio_in} > {c_audio}",
-        f"set({audio}, {fresh}) where {audio} > {fresh}",
-        f"set({video}, 0)",
-        f"set({video}, {video_in} - {c_video}) where {video_in} > {c_video}",
-        f"set({video}, {fresh} - {audio}) where {video} > {fresh} - {audio}",
-        f"set({image}, 0)",
-        f"set({image}, {image_in} - {c_image}) where {image_in} > {c_image}",
-        f"set({image}, {fresh} - {audio} - {video}) where {image} > {fresh} - {audio} - {video}",
-        f"set({most}, {text_out})",
-        f"set({most}, {reasoning}) where {reasoning} > {text_out}",
-        f"set({to}, {most} + {image_out} + {audio_out}) where {to} == 0",
-        f"set({reasoning}, {to}) where {reasoning} > {to}",
-        f"set({audio_out}, {to} - {reasoning}) where {audio_out} > {to} - {reasoning}",
-        f"set({image_out}, {to} - {reasoning} - {audio_out})"
-        f" where {image_out} > {to} - {reasoning} - {audio_out}",
-    ]
-    # The buckets, named and ordered by the pricing package (TOKEN_BUCKETS): a bucket added
-    # there without its expression here fails at once (zip strict).
-    values = (
-        f"{fresh} - {audio} - {video} - {image}",
-        image,
-        video,
-        audio,
-        tool,
-        f"{cached} - {c_audio}",
-        c_audio,
-        f"{to} - {reasoning} - {audio_out} - {image_out}",
-        reasoning,
-        image_out,
-        audio_out,
-    )
-    out += [
-        f"set({_n(bucket)}, {value})" for bucket, value in zip(TOKEN_BUCKETS, values, strict=True)
-    ]
+    for step in SPLIT_STEPS:
+        out += _split_step(step)
+    out += [f"set({_n(bucket)}, {_minus(base, less)})" for bucket, base, less in BUCKET_SOURCES]
+    return out
+
+
+def _count(name: str) -> str:
+    """A usage count (``u.``) or a count the split derives (``s.``)."""
+    return _u(name) if name in COUNT_FIELDS else _c("s." + name)
+
+
+def _minus(name: str, less: tuple[str, ...]) -> str:
+    return " - ".join(_count(part) for part in (name, *less))
+
+
+def _split_step(step: SplitStep) -> list[str]:
+    if isinstance(step, Default):
+        field, most = _count(step.field), _c("s.most")
+        sums = [" + ".join(_count(part) for part in parts) for parts in step.sums]
+        out = [f"set({most}, {sums[0]})"]
+        for index, expression in enumerate(sums[1:], start=1):
+            # A sum of several counts is computed once, then compared.
+            alternative = _c(f"s.sum{index}") if len(step.sums[index]) > 1 else expression
+            if alternative != expression:
+                out.append(f"set({alternative}, {expression})")
+            out.append(f"set({most}, {alternative}) where {alternative} > {most}")
+        return [*out, f"set({field}, {most}) where {field} == 0"]
+    if isinstance(step, Cap):
+        field, bound = _count(step.field), _minus(step.within, step.less)
+        return [f"set({field}, {bound}) where {field} > {bound}"]
+    if isinstance(step, Check):
+        return []  # only reported (a log line in process); the OTTL prices the same way
+    name = _count(step.name)
+    out = [f"set({name}, {_minus(step.base, step.less)})", f"set({name}, 0) where {name} < 0"]
+    if step.within is not None:
+        bound = _minus(step.within, step.within_less)
+        out.append(f"set({name}, {bound}) where {name} > {bound}")
     return out
 
 

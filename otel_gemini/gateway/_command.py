@@ -6,13 +6,13 @@ import argparse
 import os
 
 from otel_gemini import _listen_security
+from otel_gemini._listen_security import DEFAULT_RETRY_AFTER, LOOPBACK_HOST
+from otel_gemini.gateway import _defaults as defaults
 
 HELP = (
     "Receive OTLP traces (gRPC and HTTP), price Gemini spans and export them to Langfuse "
     "through the durable spool."
 )
-
-_MiB = 1024 * 1024
 
 
 def _port(text: str) -> int | None:
@@ -36,26 +36,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--host",
-        default="127.0.0.1",
-        help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)",
+        default=LOOPBACK_HOST,
+        help=f"address to listen on (default {LOOPBACK_HOST}; 0.0.0.0 for every interface)",
     )
     parser.add_argument(
         "--grpc-port",
         type=_port,
-        default=4317,
-        help="OTLP/gRPC port (default 4317; 0: any free port; 'off')",
+        default=defaults.GRPC_PORT,
+        help=f"OTLP/gRPC port (default {defaults.GRPC_PORT}; 0: any free port; 'off')",
     )
     parser.add_argument(
         "--http-port",
         type=_port,
-        default=4318,
-        help="OTLP/HTTP port, also serving /api/observability/health (default 4318; 0; 'off')",
+        default=defaults.HTTP_PORT,
+        help="OTLP/HTTP port, also serving /api/observability/health "
+        f"(default {defaults.HTTP_PORT}; 0; 'off')",
     )
     parser.add_argument(
         "--max-request-bytes",
         type=int,
-        default=16 * _MiB,
-        help="largest request body after decompression (default 16 MiB)",
+        default=defaults.MAX_REQUEST_BYTES,
+        help="largest request body after decompression "
+        f"(default {defaults.MAX_REQUEST_BYTES // defaults.MiB} MiB)",
     )
     parser.add_argument(
         "--max-inflight-bytes",
@@ -68,22 +70,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--spool-high-water",
         type=float,
-        default=0.9,
+        default=defaults.SPOOL_HIGH_WATER,
         help="refuse requests (429 / RESOURCE_EXHAUSTED) once the spool is this full "
-        "(fraction of OTEL_GEMINI_SPOOL_MAX_BYTES, default 0.9)",
+        f"(fraction of OTEL_GEMINI_SPOOL_MAX_BYTES, default {defaults.SPOOL_HIGH_WATER})",
     )
     parser.add_argument(
         "--retry-after",
         type=float,
-        default=1.0,
-        help="seconds suggested to refused senders (default 1)",
+        default=DEFAULT_RETRY_AFTER,
+        help=f"seconds suggested to refused senders (default {DEFAULT_RETRY_AFTER:g})",
     )
     parser.add_argument(
         "--db",
-        default=os.environ.get("OTEL_GEMINI_COST_DB") or None,
         help="keep every priced span in this cost store too (what serve, costs and budgets "
         "read; default OTEL_GEMINI_COST_DB; none when neither is set, unless budgets are: "
         "then the store's default path)",
+    )
+    parser.add_argument(
+        "--retention-days",
+        help="days the cost store keeps rows, 0 for ever "
+        "(default: OTEL_GEMINI_COST_RETENTION_DAYS or 90)",
     )
     parser.add_argument(
         "--shutdown-timeout",
@@ -101,7 +107,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import logging
-    import os
     import signal
     import threading
 
@@ -109,8 +114,14 @@ def run(args: argparse.Namespace) -> int:
     from otel_gemini._extras import require_extra
 
     require_extra("gateway", "otel-gemini gateway")
-    from otel_gemini.aggregate import CostStore, CostStoreError, default_cost_db
-    from otel_gemini.budgets import BudgetRules
+    from otel_gemini.aggregate import (
+        ENV_COST_DB,
+        CostStore,
+        CostStoreError,
+        CostStoreSettings,
+        default_cost_db,
+    )
+    from otel_gemini.budgets import rules_from
     from otel_gemini.export import LangfuseExporter, resolve_settings
     from otel_gemini.gateway._gateway import Gateway, GatewaySettings
     from otel_gemini.pricing import PriceTable
@@ -136,9 +147,15 @@ def run(args: argparse.Namespace) -> int:
     # Everything that can be wrong is checked before anything starts (a bad setting exits
     # 2 from cli.main, naming it): prices, Langfuse and spool settings, then the ports.
     prices = PriceTable.from_env()
-    rules = BudgetRules.load(args.budgets) if args.budgets else BudgetRules.from_env(os.environ)
+    rules = rules_from(args.budgets or None, os.environ)
     # With budgets the store is their ledger: --db, OTEL_GEMINI_COST_DB or its default path.
-    cost_db = args.db or (str(default_cost_db(os.environ)) if rules is not None else None)
+    cost_db = (
+        args.db
+        or os.environ.get(ENV_COST_DB)
+        or (str(default_cost_db(os.environ)) if rules is not None else None)
+    )
+    # Checked whether or not a store is kept: a bad value is named either way (exit 2).
+    store_settings = CostStoreSettings.resolve(cost_db, retention_days=args.retention_days)
     # Room for every request in progress at once, so a hand-off is never refused.
     memory = 4 * settings.max_inflight_bytes
     resolve_settings(memory_max_bytes=memory)  # raises LangfuseConfigError, naming it
@@ -151,7 +168,9 @@ def run(args: argparse.Namespace) -> int:
     cost_store = None
     if cost_db:
         try:
-            cost_store = CostStore(cost_db)
+            cost_store = CostStore(
+                store_settings.path, retention_days=store_settings.retention_days or 0
+            )
         except CostStoreError as error:
             raise CommandError(f"--db / OTEL_GEMINI_COST_DB: {error}") from None
     exporter = LangfuseExporter(memory_max_bytes=memory)

@@ -16,10 +16,21 @@ from opentelemetry.sdk.trace import SpanProcessor, SynchronousMultiSpanProcessor
 
 from otel_gemini._background import LoopStatus
 from otel_gemini._http_limits import ConnectionLimits, RequestLimit
-from otel_gemini._listen_security import ListenSecurity, grpc_bearer_auth
+from otel_gemini._listen_security import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_REQUESTS,
+    DEFAULT_RETRY_AFTER,
+    LOOPBACK_HOST,
+    ListenSecurity,
+    grpc_bearer_auth,
+)
 from otel_gemini.aggregate import CostStore
 from otel_gemini.budgets import BudgetConfigError, BudgetRules
 from otel_gemini.export import ExportStats, LangfuseExporter
+from otel_gemini.gateway import _defaults as defaults
 from otel_gemini.gateway._grpc import build_grpc_server
 from otel_gemini.gateway._http import build_http_app
 from otel_gemini.gateway._http_server import HttpListener
@@ -33,7 +44,7 @@ if TYPE_CHECKING:
 
 _logger = logging.getLogger("otel_gemini.gateway")
 
-MiB = 1024 * 1024
+MiB = defaults.MiB
 # Beyond the largest request's reservation, for the others in flight (default in-flight budget).
 INFLIGHT_HEADROOM = 16 * MiB
 _OPEN = ListenSecurity()  # no token, no TLS: for loopback (the CLI refuses it elsewhere)
@@ -46,37 +57,37 @@ class GatewaySettings:
     Ports: 0 picks a free one; ``None`` turns that protocol off.
     """
 
-    host: str = "127.0.0.1"
-    grpc_port: int | None = 4317
-    http_port: int | None = 4318
-    max_request_bytes: int = 16 * MiB
+    host: str = LOOPBACK_HOST
+    grpc_port: int | None = defaults.GRPC_PORT
+    http_port: int | None = defaults.HTTP_PORT
+    max_request_bytes: int = defaults.MAX_REQUEST_BYTES
     """Largest request body, after decompression (the Collector's batches are far smaller)."""
     max_inflight_bytes: int = 0
     """Memory for requests being received, decoded and priced at once, each reserving what
     decoding makes of it (6 bytes per protobuf byte, 12 per JSON byte); more waits (429 /
     RESOURCE_EXHAUSTED). At least 12 × ``max_request_bytes``, so that the largest request
     is ever taken; 0 (the default): 12 × ``max_request_bytes`` + 16 MiB (208 MiB)."""
-    spool_high_water: float = 0.9
+    spool_high_water: float = defaults.SPOOL_HIGH_WATER
     """Refuse requests once the spool holds this fraction of its byte cap."""
     persist_timeout: float = 10.0
     """Seconds a request may wait for its spans to reach the spool before it is refused."""
-    retry_after: float = 1.0
+    retry_after: float = DEFAULT_RETRY_AFTER
     """Seconds suggested to senders that are refused for lack of room."""
-    grpc_workers: int = 8
-    max_concurrent_rpcs: int = 64
-    http_limit_concurrency: int = 256
+    grpc_workers: int = defaults.GRPC_WORKERS
+    max_concurrent_rpcs: int = defaults.MAX_CONCURRENT_RPCS
+    http_limit_concurrency: int = DEFAULT_MAX_REQUESTS
     """HTTP requests in progress at once; past it, 503 with ``Retry-After``."""
     shutdown_grace: float = 5.0
     """Seconds requests in progress get to finish when the gateway stops."""
-    header_timeout: float = 10.0
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
     """Seconds a connection has to send a whole request head (HTTP) or finish its
     handshake (gRPC) before it is closed."""
-    body_timeout: float = 10.0
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
     """Seconds a request body may stall before the connection is closed."""
-    idle_timeout: float = 5.0
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     """Seconds an HTTP keep-alive connection may sit without a request (gRPC channels are
     long-lived by design: closed after 5 idle minutes)."""
-    max_connections: int = 1024
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
     """Open HTTP connections; past it, the one idle the longest is closed."""
     security: ListenSecurity = _OPEN
     """Bearer tokens and TLS on both ports (docs/security.md)."""

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from otel_gemini import _listen_security
+
 HELP = "Show the export pipeline's health (from a running server's URL or the spool directory)."
 
 _UNKNOWN = 3
@@ -39,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--auth-token-file",
         metavar="PATH",
-        default=os.environ.get("OTEL_GEMINI_AUTH_TOKEN_FILE") or None,
+        default=os.environ.get(_listen_security.TOKEN_FILE_ENV) or None,
         help="with --url: send its first token as 'Authorization: Bearer' "
         "(default OTEL_GEMINI_AUTH_TOKEN_FILE)",
     )
@@ -74,9 +76,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _cost_store(db: str | None) -> tuple[dict[str, object], list[str]] | None:
     """The drops recorded in the cost store file (by whichever process wrote it)."""
-    from otel_gemini.aggregate import default_cost_db, store_drops
+    from otel_gemini.aggregate import path_from, store_drops
 
-    path = Path(db).expanduser() if db else default_cost_db(os.environ)
+    path = path_from(db or None, os.environ)
     return store_drops(path, time.time())
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from otel_gemini import _listen_security
@@ -51,7 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "with LANGFUSE_PUBLIC_KEY / LANGFUSE_SECRET_KEY / LANGFUSE_BASE_URL set, from "
         "Langfuse's Metrics API (source=langfuse), whose exporter health it also reports."
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    parser.add_argument(
+        "--host",
+        default=_listen_security.LOOPBACK_HOST,
+        help=f"address (default {_listen_security.LOOPBACK_HOST})",
+    )
     parser.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
     parser.add_argument("--db", help="the cost store (default: OTEL_GEMINI_COST_DB or its default)")
     parser.add_argument(
@@ -91,20 +94,16 @@ def build(args: argparse.Namespace) -> tuple[Starlette, CostAnswers, LangfuseExp
     """
     import os
 
-    from otel_gemini.aggregate import CostAnswers, default_cost_db
-    from otel_gemini.budgets import BudgetRules, budget_status
+    from otel_gemini.aggregate import CostAnswers, path_from
+    from otel_gemini.budgets import budget_status, rules_from
     from otel_gemini.export import LangfuseExporter
     from otel_gemini.health import HealthReporter
     from otel_gemini.server._app import BudgetAnswer, observability_app
 
-    rules = (
-        BudgetRules.load(args.budgets)
-        if getattr(args, "budgets", None)
-        else BudgetRules.from_env(os.environ)
-    )
+    rules = rules_from(getattr(args, "budgets", None) or None, os.environ)
     budgets: BudgetAnswer | None = None
     if rules is not None:
-        db = Path(args.db).expanduser() if args.db else default_cost_db(os.environ)
+        db = path_from(args.db or None, os.environ)
         budgets = lambda: budget_status(rules, db)  # noqa: E731
     answers = CostAnswers.from_env(args.db, default_source=args.source)
     exporter: LangfuseExporter | None = None

@@ -125,8 +125,10 @@ def fake_langfuse_env(
 ) -> FakeLangfuse:
     """``fake_langfuse`` with ``LANGFUSE_*`` and a fresh ``OTEL_GEMINI_SPOOL_DIR`` in the
     environment, for code that reads its settings there (``configure()``)."""
+    from otel_gemini.export import ENV_SPOOL_DIR
+
     monkeypatch.delenv("LANGFUSE_HOST", raising=False)
     for name, value in fake_langfuse.environment().items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setenv("OTEL_GEMINI_SPOOL_DIR", str(tmp_path_factory.mktemp("spool")))
+    monkeypatch.setenv(ENV_SPOOL_DIR, str(tmp_path_factory.mktemp("spool")))
     return fake_langfuse
