@@ -290,6 +290,12 @@ class CostStore(SpanProcessor):
         context = span.context
         if context is None or not context.trace_flags.sampled:
             return
+        self.add(span)
+
+    def add(self, span: ReadableSpan) -> None:
+        """Queues a finished span for its row whatever its sampling decision: ``configure()``
+        hands here the priced calls whose span was not recorded (a sampler kept it from
+        Langfuse, not from the local answers)."""
         # What is kept is a small record (ids, times, the attribute mapping, the shared
         # resource), not the span: events, links, status and the span objects go now.
         record = span_record(span)

@@ -1,0 +1,206 @@
+"""Sampled-out calls are still priced and counted locally: with a sampler, Langfuse gets the
+sampled share and the cost store, the cost metric and budgets get every call, each priced once.
+
+Real google-genai client → fake Gemini, real SDK with a real sampler, real OTLP to the fake
+Langfuse, real SQLite store.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from google import genai
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ParentBased,
+    Sampler,
+    TraceIdRatioBased,
+)
+
+from otel_gemini import Telemetry, configure, trace_attributes
+from otel_gemini import _attributes as attrs
+from otel_gemini.budgets import budget_status
+from otel_gemini.testing import FakeGemini, FakeLangfuse, ScriptedUsage
+
+pytestmark = pytest.mark.genai
+
+FLASH = "gemini-2.5-flash"
+EMBEDDING = "gemini-embedding-001"
+FEMTO = Decimal(10) ** 15
+# gemini-2.5-flash: input $0.30, cache read $0.03, output (thinking included) $2.50 per 1M.
+PLAIN_USAGE = ScriptedUsage(prompt=1000, cached=400, candidates=200, thoughts=100)
+PLAIN_COST = Decimal("0.000942")  # 600 * 0.30e-6 + 400 * 0.03e-6 + 300 * 2.50e-6
+STREAM_USAGE = ScriptedUsage(prompt=70, candidates=20)
+STREAM_COST = Decimal("0.000071")  # 70 * 0.30e-6 + 20 * 2.50e-6
+# gemini-embedding-001: input $0.15 per 1M.
+EMBED_USAGE = ScriptedUsage(prompt=40)
+EMBED_COST = Decimal("0.000006")  # 40 * 0.15e-6
+PLAIN, STREAMED, EMBEDDED = 60, 20, 20
+CALLS = PLAIN + STREAMED + EMBEDDED
+FLASH_TOTAL = PLAIN * PLAIN_COST + STREAMED * STREAM_COST
+EMBED_TOTAL = EMBEDDED * EMBED_COST
+TOTAL = FLASH_TOTAL + EMBED_TOTAL
+
+
+class _SeededIds(IdGenerator):
+    """Trace and span ids from a seeded generator: which traces a ratio sampler keeps is the
+    same on every run."""
+
+    def __init__(self, seed: int) -> None:
+        self._random = random.Random(seed)
+
+    def generate_span_id(self) -> int:
+        return self._random.getrandbits(64) or 1
+
+    def generate_trace_id(self) -> int:
+        return self._random.getrandbits(128) or 1
+
+
+class _Pipeline:
+    def __init__(self, telemetry: Telemetry, sampler: Sampler, reader: InMemoryMetricReader):
+        self.telemetry = telemetry
+        self.sampler = sampler
+        self.reader = reader
+
+    def cost_metric(self) -> dict[str, float]:
+        """``otel_gemini.client.cost`` by model."""
+        data = self.reader.get_metrics_data()
+        assert data is not None
+        return {
+            str(point.attributes[attrs.GEN_AI_REQUEST_MODEL]): point.value
+            for resource in data.resource_metrics
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+            if metric.name == "otel_gemini.client.cost"
+            for point in metric.data.data_points  # type: ignore[union-attr]
+            if point.attributes is not None
+        }
+
+
+@pytest.fixture
+def make_pipeline(
+    tmp_path: Path, fake_langfuse_env: FakeLangfuse
+) -> Iterator[Callable[[Sampler], _Pipeline]]:
+    made: list[tuple[Telemetry, TracerProvider, MeterProvider]] = []
+
+    def make(sampler: Sampler) -> _Pipeline:
+        provider = TracerProvider(sampler=sampler, id_generator=_SeededIds(18))
+        reader = InMemoryMetricReader()
+        meters = MeterProvider(metric_readers=[reader])
+        telemetry = configure(
+            tracer_provider=provider,
+            meter_provider=meters,
+            cost_store=tmp_path / "costs.sqlite3",
+            health_probe=False,
+            budgets={
+                "budget": [
+                    {"name": "all", "scope": "total", "period": "day", "limit_usd": str(TOTAL)}
+                ]
+            },
+        )
+        made.append((telemetry, provider, meters))
+        return _Pipeline(telemetry, sampler, reader)
+
+    yield make
+    for telemetry, provider, meters in made:
+        telemetry.shutdown()
+        provider.shutdown()
+        meters.shutdown()
+
+
+def _call_gemini(fake: FakeGemini, client: genai.Client) -> None:
+    with trace_attributes(user_id="ana", session_id="s-1", tags=["sampled"]):
+        for _ in range(PLAIN):
+            fake.add_text("a", usage=PLAIN_USAGE, model=FLASH)
+            client.models.generate_content(model=FLASH, contents="Hi")
+        for _ in range(STREAMED):
+            fake.add_stream(["a", "b", "c"], usage=STREAM_USAGE, model=FLASH)
+            for _chunk in client.models.generate_content_stream(model=FLASH, contents="Hi"):
+                pass
+        for _ in range(EMBEDDED):
+            fake.add_embeddings([[0.1, 0.2, 0.3]], usage=EMBED_USAGE, model=EMBEDDING)
+            client.models.embed_content(model=EMBEDDING, contents="hello")
+
+
+def _rows(pipeline: _Pipeline) -> list[tuple[str, str, str, str, str, int, int, str, str]]:
+    store = pipeline.telemetry.cost_store
+    assert store is not None
+    with sqlite3.connect(store.path) as db:
+        return list(
+            db.execute(
+                "SELECT trace_id, span_id, model, user_id, session_id, cost_femto, "
+                "input_tokens, cost_status, tags FROM generations"
+            )
+        )
+
+
+def _sampled(sampler: Sampler, trace_id: str) -> bool:
+    decision = sampler.should_sample(None, int(trace_id, 16), "generate_content").decision
+    return decision.is_sampled()
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    [TraceIdRatioBased(0.1), ParentBased(ALWAYS_OFF)],
+    ids=["ratio-0.1", "parent-based-always-off"],
+)
+def test_every_call_is_priced_once_and_stored_while_langfuse_gets_the_sampled_share(
+    fake_gemini: FakeGemini,
+    gemini_client: genai.Client,
+    fake_langfuse_env: FakeLangfuse,
+    make_pipeline: Callable[[Sampler], _Pipeline],
+    sampler: Sampler,
+) -> None:
+    pipeline = make_pipeline(sampler)
+    _call_gemini(fake_gemini, gemini_client)
+    telemetry = pipeline.telemetry
+    assert telemetry.force_flush(timeout=10)
+
+    rows = _rows(pipeline)
+    assert len(rows) == CALLS
+    assert len({(row[0], row[1]) for row in rows}) == CALLS
+    assert {row[3:5] for row in rows} == {("ana", "s-1")}
+    assert {row[8] for row in rows} == {'["sampled"]'}
+    assert {row[7] for row in rows} == {attrs.COST_STATUS_PRICED}
+    by_model: dict[str, Decimal] = {}
+    for row in rows:
+        by_model[row[2]] = by_model.get(row[2], Decimal(0)) + Decimal(row[5]) / FEMTO
+    assert by_model == {FLASH: FLASH_TOTAL, EMBEDDING: EMBED_TOTAL}
+    assert sum(row[6] for row in rows) == PLAIN * 1000 + STREAMED * 70 + EMBEDDED * 40
+
+    # Priced once each: the pricer counted every call once, the metric adds each cost once.
+    pricing = telemetry.health().extra["pricing"]
+    assert pricing["spans"] == {attrs.COST_STATUS_PRICED: CALLS}  # type: ignore[index]
+    assert pipeline.cost_metric() == {
+        FLASH: int(FLASH_TOTAL * FEMTO) / 10**15,
+        EMBEDDING: int(EMBED_TOTAL * FEMTO) / 10**15,
+    }
+
+    # Budgets count what the store committed: every call, so the limit (the whole spend) is hit.
+    budgets = telemetry.budgets
+    assert budgets is not None
+    [status] = budget_status(budgets.rules, budgets.store_path)["budgets"]
+    assert [Decimal(entry["spend_usd"]) for entry in status["entries"]] == [TOTAL]
+    assert budgets.stats()["alerts"] == 2
+
+    # Langfuse gets exactly the sampled calls, priced.
+    sampled = {(row[0], row[1]) for row in rows if _sampled(sampler, row[0])}
+    if isinstance(sampler, TraceIdRatioBased):
+        assert 0 < len(sampled) < CALLS // 2
+    else:
+        assert sampled == set()
+    assert {(span.trace_id, span.span_id) for span in fake_langfuse_env.spans} == sampled
+    costs = {row[:2]: Decimal(row[5]) / FEMTO for row in rows}
+    for span in fake_langfuse_env.spans:
+        assert span.attributes[attrs.COST_STATUS] == attrs.COST_STATUS_PRICED
+        cost = Decimal(str(span.attributes[attrs.GEN_AI_USAGE_COST]))
+        assert cost == costs[(span.trace_id, span.span_id)]
