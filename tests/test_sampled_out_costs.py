@@ -26,9 +26,17 @@ from opentelemetry.sdk.trace.sampling import (
     TraceIdRatioBased,
 )
 
-from otel_gemini import Telemetry, configure, trace_attributes
+from otel_gemini import (
+    CostSpanProcessor,
+    GeminiInstrumentor,
+    Telemetry,
+    configure,
+    trace_attributes,
+)
 from otel_gemini import _attributes as attrs
+from otel_gemini.aggregate import CostStore
 from otel_gemini.budgets import budget_status
+from otel_gemini.instrumentation import flush_finished_calls
 from otel_gemini.testing import FakeGemini, FakeLangfuse, ScriptedUsage
 
 pytestmark = pytest.mark.genai
@@ -204,3 +212,55 @@ def test_every_call_is_priced_once_and_stored_while_langfuse_gets_the_sampled_sh
         assert span.attributes[attrs.COST_STATUS] == attrs.COST_STATUS_PRICED
         cost = Decimal(str(span.attributes[attrs.GEN_AI_USAGE_COST]))
         assert cost == costs[(span.trace_id, span.span_id)]
+
+
+def test_a_sampled_out_failure_and_stream_keep_their_error_ttft_and_service(
+    fake_gemini: FakeGemini,
+    gemini_client: genai.Client,
+    fake_langfuse_env: FakeLangfuse,
+    make_pipeline: Callable[[Sampler], _Pipeline],
+) -> None:
+    pipeline = make_pipeline(ParentBased(ALWAYS_OFF))
+    fake_gemini.add_error(400, "bad request")
+    with pytest.raises(genai.errors.ClientError):
+        gemini_client.models.generate_content(model=FLASH, contents="Hi")
+    fake_gemini.add_stream(["a", "b", "c"], usage=STREAM_USAGE, model=FLASH)
+    for _chunk in gemini_client.models.generate_content_stream(model=FLASH, contents="Hi"):
+        pass
+    assert pipeline.telemetry.force_flush(timeout=10)
+
+    store = pipeline.telemetry.cost_store
+    assert store is not None
+    with sqlite3.connect(store.path) as db:
+        rows = list(
+            db.execute(
+                "SELECT operation, is_error, error_type, cost_femto, cost_status, service_name, "
+                "ttft_ms IS NOT NULL AND ttft_ms <= latency_ms FROM generations ORDER BY start_ns"
+            )
+        )
+    service = pipeline.telemetry.tracer_provider.resource.attributes["service.name"]
+    assert rows == [
+        ("generate_content", 1, "400", None, None, service, 0),  # unpriced: no usage, no $0
+        ("generate_content", 0, None, int(STREAM_COST * FEMTO), "priced", service, 1),
+    ]
+    assert fake_langfuse_env.spans == []
+
+
+def test_without_configure_sampled_out_calls_reach_no_store(
+    fake_gemini: FakeGemini, gemini_client: genai.Client, tmp_path: Path
+) -> None:
+    """A user's own wiring: the cost store gets what the provider's processors get, as before."""
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF))
+    store = CostStore(tmp_path / "own.sqlite3")
+    provider.add_span_processor(CostSpanProcessor(store))
+    GeminiInstrumentor().instrument(tracer_provider=provider)
+    try:
+        fake_gemini.add_text("a", usage=PLAIN_USAGE, model=FLASH)
+        gemini_client.models.generate_content(model=FLASH, contents="Hi")
+        flush_finished_calls()
+        assert store.force_flush(10_000)
+        assert store.stats()["written"] == 0
+    finally:
+        GeminiInstrumentor().uninstrument()
+        store.shutdown()
+        provider.shutdown()
