@@ -7,6 +7,7 @@ Langfuse, real SQLite store.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ from opentelemetry.sdk.trace.sampling import (
     Sampler,
     TraceIdRatioBased,
 )
+from voice_session import run_voice_session, voice_session_script
 
 from otel_gemini import (
     CostSpanProcessor,
@@ -264,3 +266,32 @@ def test_without_configure_sampled_out_calls_reach_no_store(
         GeminiInstrumentor().uninstrument()
         store.shutdown()
         provider.shutdown()
+
+
+async def test_a_sampled_out_live_session_stores_each_turn_at_the_live_price(
+    fake_gemini_live: FakeGemini,
+    gemini_live_client: genai.Client,
+    fake_langfuse_env: FakeLangfuse,
+    make_pipeline: Callable[[Sampler], _Pipeline],
+) -> None:
+    pipeline = make_pipeline(ParentBased(ALWAYS_OFF))
+    fake_gemini_live.add_live_session(voice_session_script())
+    with trace_attributes(user_id="caller-7", session_id="call-2024"):
+        await run_voice_session(gemini_live_client)
+    assert await asyncio.to_thread(pipeline.telemetry.force_flush, 10)
+
+    store = pipeline.telemetry.cost_store
+    assert store is not None
+    with sqlite3.connect(store.path) as db:
+        rows = list(
+            db.execute(
+                "SELECT user_id, session_id, cost_femto, cost_status FROM generations "
+                "ORDER BY start_ns"
+            )
+        )
+    # The same three turns, at the same prices, as when the session is recorded (test_live.py).
+    assert rows == [
+        ("caller-7", "call-2024", int(Decimal(cost) * FEMTO), "priced")
+        for cost in ("0.001094", "0.000751", "0.000603")
+    ]
+    assert fake_langfuse_env.spans == []
