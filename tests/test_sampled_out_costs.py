@@ -36,6 +36,7 @@ from otel_gemini import (
     trace_attributes,
 )
 from otel_gemini import _attributes as attrs
+from otel_gemini._unrecorded import sink_for
 from otel_gemini.aggregate import CostStore
 from otel_gemini.budgets import budget_status
 from otel_gemini.instrumentation import flush_finished_calls
@@ -295,3 +296,25 @@ async def test_a_sampled_out_live_session_stores_each_turn_at_the_live_price(
         for cost in ("0.001094", "0.000751", "0.000603")
     ]
     assert fake_langfuse_env.spans == []
+
+
+def test_shutdown_stops_handing_sampled_out_calls_to_the_pipeline(
+    fake_gemini: FakeGemini,
+    gemini_client: genai.Client,
+    tmp_path: Path,
+) -> None:
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF))
+    telemetry = configure(
+        tracer_provider=provider, cost_store=tmp_path / "c.sqlite3", langfuse=False
+    )
+    try:
+        assert sink_for(provider) is not None
+        fake_gemini.add_text("a", usage=PLAIN_USAGE, model=FLASH)
+        gemini_client.models.generate_content(model=FLASH, contents="Hi")
+    finally:
+        telemetry.shutdown()  # hands over what the metrics worker still holds, then unregisters
+    assert sink_for(provider) is None
+    store = telemetry.cost_store
+    assert store is not None
+    assert store.stats()["written"] == 1
+    provider.shutdown()
