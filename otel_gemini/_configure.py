@@ -322,6 +322,8 @@ def _build(
             store = CostStore(
                 default_cost_db(environ) if cost_store is True else cost_store,
                 exported_to="Langfuse" if exporter is not None else None,
+                # A call a sampler recorded without sampling is billed all the same.
+                unsampled=True,
             )
     except BaseException:
         if exporter is not None:

@@ -10,22 +10,27 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from google import genai
+from opentelemetry.context import Context
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
+    Decision,
     ParentBased,
     Sampler,
+    SamplingResult,
     TraceIdRatioBased,
 )
+from opentelemetry.trace import Link, SpanKind, TraceState
+from opentelemetry.util.types import Attributes
 from voice_session import run_voice_session, voice_session_script
 
 from otel_gemini import (
@@ -74,6 +79,25 @@ class _SeededIds(IdGenerator):
 
     def generate_trace_id(self) -> int:
         return self._random.getrandbits(128) or 1
+
+
+class _RecordOnly(Sampler):
+    """Records every span without sampling it: processors see it, exporters skip it."""
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        return SamplingResult(Decision.RECORD_ONLY, attributes)
+
+    def get_description(self) -> str:
+        return "RecordOnly"
 
 
 class _Pipeline:
@@ -161,8 +185,8 @@ def _sampled(sampler: Sampler, trace_id: str) -> bool:
 
 @pytest.mark.parametrize(
     "sampler",
-    [TraceIdRatioBased(0.1), ParentBased(ALWAYS_OFF)],
-    ids=["ratio-0.1", "parent-based-always-off"],
+    [TraceIdRatioBased(0.1), ParentBased(ALWAYS_OFF), _RecordOnly()],
+    ids=["ratio-0.1", "parent-based-always-off", "record-only"],
 )
 def test_every_call_is_priced_once_and_stored_while_langfuse_gets_the_sampled_share(
     fake_gemini: FakeGemini,

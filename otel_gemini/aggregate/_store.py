@@ -153,6 +153,10 @@ class CostStore(SpanProcessor):
     writer thread and SQLite connection), and whatever is queued when a process ends
     normally is written (see docs/deployment.md).
 
+    Like the SDK's exporting processors, it keeps only sampled spans; ``unsampled=True``
+    (``configure()`` sets it) keeps a span a sampler recorded without sampling it
+    (``RECORD_ONLY``) too: exported nowhere, still a billed call to count.
+
     ``path`` defaults to ``OTEL_GEMINI_COST_DB`` or
     ``~/.local/state/otel-gemini/costs.sqlite3``; ``retention_days`` (``None``) to
     ``OTEL_GEMINI_COST_RETENTION_DAYS`` or 90. A path that cannot be opened raises
@@ -169,6 +173,7 @@ class CostStore(SpanProcessor):
         batch_delay: float = DEFAULT_BATCH_DELAY,
         clock: Callable[[], float] = time.time,
         exported_to: str | None = None,
+        unsampled: bool = False,
     ) -> None:
         self.path: Path = path_from(path, os.environ)
         if retention_days is None:
@@ -183,6 +188,7 @@ class CostStore(SpanProcessor):
             raise ValueError(f"max_queue_bytes must be at least 1 (got {max_queue_bytes!r})")
         self._max_queue_bytes = max_queue_bytes
         self.exported_to: str | None = exported_to
+        self._unsampled = unsampled
         """Where these spans also go (``"Langfuse"``), said when the store drops some;
         ``None``: the store is their only record, a dropped span is lost."""
         self.retention_days: float | None = retention
@@ -288,7 +294,7 @@ class CostStore(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         context = span.context
-        if context is None or not context.trace_flags.sampled:
+        if context is None or not (context.trace_flags.sampled or self._unsampled):
             return
         self.add(span)
 
