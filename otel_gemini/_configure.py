@@ -27,6 +27,7 @@ from otel_gemini import _background
 from otel_gemini._langfuse_sdk import LangfuseSdkGuard
 from otel_gemini._langfuse_settings import langfuse_requested
 from otel_gemini._trace_attributes import TraceAttributesSpanProcessor
+from otel_gemini._unrecorded import register_sink, unregister_sink
 from otel_gemini.aggregate import (
     CostStore,
     CostStoreOptions,
@@ -39,11 +40,12 @@ from otel_gemini.health import HealthReport, HealthReporter, HealthStatus
 from otel_gemini.instrumentation import (
     GeminiInstrumentor,
     InstrumentationSettings,
+    flush_finished_calls,
     internal_error_counts,
     metrics_loops,
 )
 from otel_gemini.pricing import PriceTable
-from otel_gemini.processing import CostSpanProcessor
+from otel_gemini.processing import CostSpanProcessor, UnrecordedPricing
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -81,6 +83,7 @@ class Telemetry:
         instrumentor: GeminiInstrumentor | None,
         auto: bool = False,
         budgets: BudgetEvaluator | None = None,
+        unrecorded: UnrecordedPricing | None = None,
     ) -> None:
         self.tracer_provider: TracerProvider = tracer_provider
         self.budgets: BudgetEvaluator | None = budgets
@@ -99,6 +102,7 @@ class Telemetry:
         self._slot = slot
         self._instrumentor = instrumentor
         self._auto = auto  # set up by opentelemetry-instrument, not by the app
+        self._unrecorded = unrecorded
         self._lock = threading.Lock()
         self._shut_down = False
         # At a normal process end (multiprocessing workers too, which skip atexit), held
@@ -121,6 +125,8 @@ class Telemetry:
         """
         deadline = time.monotonic() + max(0.0, timeout)
         done = True
+        # Calls whose span was not recorded reach the cost store through the metrics worker.
+        flush_finished_calls()
         for part in (self.exporter, self.cost_store):
             if part is not None:
                 remaining = max(0.0, deadline - time.monotonic())
@@ -144,6 +150,10 @@ class Telemetry:
         deadline = time.monotonic() + max(0.0, timeout)
         if self._instrumentor is not None:
             self._instrumentor.uninstrument()
+        # Calls whose span was not recorded go to the cost store while it is open.
+        flush_finished_calls()
+        if self._unrecorded is not None:
+            unregister_sink(self.tracer_provider, self._unrecorded)
         # The Langfuse SDK's processor exports again from here on (a span ending meanwhile
         # may reach Langfuse twice, never not at all).
         self._slot.guard.detach()
@@ -334,6 +344,8 @@ def _build(
                 max_queue_bytes=store_settings.max_queue_bytes,
                 batch_delay=store_settings.batch_delay,
                 exported_to="Langfuse" if exporter is not None else None,
+                # A call a sampler recorded without sampling is billed all the same.
+                unsampled=True,
             )
     except BaseException:
         if exporter is not None:
@@ -361,6 +373,12 @@ def _build(
         fan_out.add_span_processor(processor)
     cost_processor = CostSpanProcessor(fan_out, table, meter_provider=meter_provider)
     slot.processors = (TraceAttributesSpanProcessor(), cost_processor)
+    # Calls whose span a sampler did not record: priced and stored all the same, never
+    # exported (otel_gemini/_unrecorded.py).
+    unrecorded = UnrecordedPricing(
+        cost_processor, provider.resource, store.add if store is not None else None
+    )
+    register_sink(provider, unrecorded)
     # Beside the Langfuse SDK our spool is the one path to Langfuse (otel_gemini/_langfuse_sdk.py).
     slot.guard.attach(exporter.public_key if exporter is not None else None, lambda: slot.adopted)
 
@@ -421,6 +439,7 @@ def _build(
         instrumentor=instrumentor,
         auto=auto,
         budgets=evaluator,
+        unrecorded=unrecorded,
     )
 
 

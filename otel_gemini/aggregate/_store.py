@@ -152,6 +152,10 @@ class CostStore(SpanProcessor):
     writer thread and SQLite connection), and whatever is queued when a process ends
     normally is written (see docs/deployment.md).
 
+    Like the SDK's exporting processors, it keeps only sampled spans; ``unsampled=True``
+    (``configure()`` sets it) keeps a span a sampler recorded without sampling it
+    (``RECORD_ONLY``) too: exported nowhere, still a billed call to count.
+
     ``path`` defaults to ``OTEL_GEMINI_COST_DB`` or
     ``~/.local/state/otel-gemini/costs.sqlite3``; ``retention_days`` (``None``) to
     ``OTEL_GEMINI_COST_RETENTION_DAYS`` or 90. A path that cannot be opened raises
@@ -168,6 +172,7 @@ class CostStore(SpanProcessor):
         batch_delay: float = DEFAULT_BATCH_DELAY,
         clock: Callable[[], float] = time.time,
         exported_to: str | None = None,
+        unsampled: bool = False,
     ) -> None:
         settings = CostStoreSettings.resolve(
             path,
@@ -179,6 +184,7 @@ class CostStore(SpanProcessor):
         self.path: Path = settings.path
         self._max_queue_bytes = settings.max_queue_bytes
         self.exported_to: str | None = exported_to
+        self._unsampled = unsampled
         """Where these spans also go (``"Langfuse"``), said when the store drops some;
         ``None``: the store is their only record, a dropped span is lost."""
         self.retention_days: float | None = settings.retention_days
@@ -284,8 +290,14 @@ class CostStore(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         context = span.context
-        if context is None or not context.trace_flags.sampled:
+        if context is None or not (context.trace_flags.sampled or self._unsampled):
             return
+        self.add(span)
+
+    def add(self, span: ReadableSpan) -> None:
+        """Queues a finished span for its row whatever its sampling decision: ``configure()``
+        hands here the priced calls whose span was not recorded (a sampler kept it from
+        Langfuse, not from the local answers)."""
         # What is kept is a small record (ids, times, the attribute mapping, the shared
         # resource), not the span: events, links, status and the span objects go now.
         record = span_record(span)

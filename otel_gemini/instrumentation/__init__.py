@@ -10,5 +10,8 @@ __all__ = ["GeminiInstrumentor"]
 from otel_gemini.instrumentation._internal_errors import (
     internal_error_counts as internal_error_counts,
 )
+from otel_gemini.instrumentation._metric_queue import (
+    flush_finished_calls as flush_finished_calls,
+)
 from otel_gemini.instrumentation._metric_queue import metrics_loops as metrics_loops
 from otel_gemini.instrumentation._settings import InstrumentationSettings as InstrumentationSettings

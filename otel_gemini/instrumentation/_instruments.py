@@ -55,6 +55,9 @@ class Instruments:
     token_usage: metrics.Histogram
     time_to_first_chunk: metrics.Histogram
     settings: InstrumentationSettings
+    tracer_provider: trace.TracerProvider | None = None
+    """The provider spans come from (``None``: the global one): whose sink gets the calls
+    whose span is not recorded."""
 
     @classmethod
     def create(
@@ -93,4 +96,5 @@ class Instruments:
                 explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
             ),
             settings=settings,
+            tracer_provider=tracer_provider,
         )

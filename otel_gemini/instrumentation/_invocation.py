@@ -19,6 +19,7 @@ from otel_gemini.instrumentation._instruments import Instruments
 from otel_gemini.instrumentation._internal_errors import report_internal_error
 from otel_gemini.instrumentation._metric_points import MetricPoints
 from otel_gemini.instrumentation._metric_queue import QUEUE, FinalAttributes, MetricRecord
+from otel_gemini.instrumentation._unrecorded_calls import UnrecordedCall
 
 
 class ResponseRecorder(Protocol):
@@ -76,6 +77,7 @@ class Invocation:
         "_parent_context",
         "_recorder",
         "_started_at",
+        "_unrecorded",
         "span",
     )
 
@@ -107,9 +109,12 @@ class Invocation:
         self._on_finish = on_finish
         # Read once and handed to the SDK, which would otherwise look it up several times.
         self._parent_context = otel_context.get_current()
-        self.span = instruments.tracer.start_span(
+        self.span = span = instruments.tracer.start_span(
             name, self._parent_context, kind=kind, attributes=attributes, links=links
         )
+        # Sampled out: the span keeps nothing, so what the pipeline needs to price and count
+        # the call anyway is kept here (references only; the metrics worker builds the rest).
+        self._unrecorded = None if span.is_recording() else UnrecordedCall(name, kind, attributes)
 
     def activate(self) -> _Activation:
         """Make the span current for the duration of a ``with`` block (the SDK's work)."""
@@ -161,7 +166,7 @@ class Invocation:
         result: Mapping[str, AttributeValue] = {}
         try:
             if (
-                not span.is_recording()
+                self._unrecorded is not None
                 and self._on_finish is None
                 and getattr(self._recorder, "final_once_finished", False)
             ):
@@ -239,6 +244,8 @@ class Invocation:
                 first_chunk,
                 error,
                 self.span,
+                self._unrecorded,
+                self._started_at,
             )
         )
 

@@ -17,6 +17,10 @@ Exact at collection too: every meter that records these metrics also has an obse
 instrument whose callback (the SDK runs callbacks at the start of each collection) records
 what is still queued, so a reader never misses a call that finished before it collected.
 
+Complete locally under any sampler: a call whose span is not recorded also goes, from here,
+to the sink ``configure()`` registered for its tracer provider (``_unrecorded_calls``), which
+prices it and writes it to the cost store.
+
 Bounded: past :data:`MAX_PENDING` waiting records a call's metrics are dropped, counted and
 logged once as the instrumentation error ``metrics queue full`` (health shows the counts).
 """
@@ -37,6 +41,11 @@ from otel_gemini import _attributes as attrs
 from otel_gemini._background import BatchWorker, LoopStatus, at_exit, fork_hooks
 from otel_gemini.instrumentation._internal_errors import report_internal_error
 from otel_gemini.instrumentation._metric_points import MetricPoints
+from otel_gemini.instrumentation._unrecorded_calls import (
+    HAND_OVER_FAILED,
+    UnrecordedCall,
+    hand_over,
+)
 
 if TYPE_CHECKING:
     from otel_gemini.instrumentation._instruments import Instruments
@@ -65,6 +74,10 @@ class MetricRecord(NamedTuple):
     """The failure's error type; None: whatever the final attributes report in-band."""
     span: trace.Span | None
     """The call's span: the points' context, for exemplars."""
+    unrecorded: UnrecordedCall | None = None
+    """Set when the span is not recorded: the call then goes to the pipeline's sink too."""
+    started_at: float = 0.0
+    """The call's start (``time.perf_counter()``), for an unrecorded call's start time."""
 
 
 class MetricQueue:
@@ -179,6 +192,21 @@ def record_points(record: MetricRecord) -> None:
         output_tokens = result.get(attrs.GEN_AI_USAGE_OUTPUT_TOKENS)
         if isinstance(output_tokens, int):
             instruments.token_usage.record(output_tokens, points.output_tokens, context)
+    unrecorded = record.unrecorded
+    if unrecorded is not None and record.duration is not None:
+        try:
+            hand_over(
+                unrecorded,
+                instruments.tracer_provider,
+                record.span,
+                result,
+                error,
+                record.started_at,
+                record.duration,
+                record.time_to_first_chunk,
+            )
+        except Exception as failure:  # the points above are recorded whatever happens here
+            report_internal_error(HAND_OVER_FAILED, failure)
 
 
 QUEUE: Final = MetricQueue()
@@ -188,6 +216,12 @@ def metrics_loops() -> list[LoopStatus]:
     """The metrics worker's loop, for health (none before a call started it)."""
     status = QUEUE.loop_status()
     return [status] if status is not None else []
+
+
+def flush_finished_calls() -> None:
+    """Records the metrics of every call finished so far, and hands those whose span was not
+    recorded to their pipeline, on the calling thread (``Telemetry.force_flush``)."""
+    QUEUE.flush()
 
 
 def record_queued_on_collect(options: CallbackOptions) -> Iterable[Observation]:

@@ -9,10 +9,12 @@ from otel_gemini.processing._priced_span import (
     raw_attributes,
     unread_attributes,
 )
+from otel_gemini.processing._unrecorded_generations import UnrecordedPricing
 
 __all__ = [
     "CostSpanProcessor",
     "PricedFigures",
+    "UnrecordedPricing",
     "priced_figures",
     "raw_attributes",
     "unread_attributes",

@@ -168,6 +168,22 @@ class CostSpanProcessor(SpanProcessor):
         for span, covered in released:  # all held spans: they have usage
             self._forward(span, covered)
 
+    def unrecorded_copy(self, span: ReadableSpan) -> ReadableSpan:
+        """The priced copy of a span built for a call whose span was not recorded (sampled
+        out; ``UnrecordedPricing`` builds it): priced like any span with usage, lazily and
+        once. No covered-span rules (there is no span tree to look at) and no Live session
+        total (the session's span was not recorded either)."""
+        attributes = span.attributes
+        if not _billed(attributes):
+            return span  # a failed request without usage: a row, no price
+        return PricedSpan(
+            span, CostAttributes(attributes or {}, self._pricer, span.start_time or 0)
+        )
+
+    def report_error(self, where: str, error: BaseException) -> None:
+        """Counts an internal error and logs it the first time it happens at ``where``."""
+        self._pricer.report_error(where, error)
+
     def _covered_copy(self, span: ReadableSpan) -> ReadableSpan:
         attributes = plain_attributes(span.attributes or {})
         attributes.update(_COVERED_ATTRIBUTES)

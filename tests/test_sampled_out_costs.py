@@ -1,0 +1,344 @@
+"""Sampled-out calls are still priced and counted locally: with a sampler, Langfuse gets the
+sampled share and the cost store, the cost metric and budgets get every call, each priced once.
+
+Real google-genai client → fake Gemini, real SDK with a real sampler, real OTLP to the fake
+Langfuse, real SQLite store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from google import genai
+from opentelemetry.context import Context
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
+from opentelemetry.trace import Link, SpanKind, TraceState
+from opentelemetry.util.types import Attributes
+from voice_session import run_voice_session, voice_session_script
+
+from otel_gemini import (
+    CostSpanProcessor,
+    GeminiInstrumentor,
+    Telemetry,
+    configure,
+    trace_attributes,
+)
+from otel_gemini import _attributes as attrs
+from otel_gemini._unrecorded import sink_for
+from otel_gemini.aggregate import CostStore
+from otel_gemini.budgets import budget_status
+from otel_gemini.instrumentation import flush_finished_calls
+from otel_gemini.testing import FakeGemini, FakeLangfuse, ScriptedUsage
+
+pytestmark = pytest.mark.genai
+
+FLASH = "gemini-2.5-flash"
+EMBEDDING = "gemini-embedding-001"
+FEMTO = Decimal(10) ** 15
+# gemini-2.5-flash: input $0.30, cache read $0.03, output (thinking included) $2.50 per 1M.
+PLAIN_USAGE = ScriptedUsage(prompt=1000, cached=400, candidates=200, thoughts=100)
+PLAIN_COST = Decimal("0.000942")  # 600 * 0.30e-6 + 400 * 0.03e-6 + 300 * 2.50e-6
+STREAM_USAGE = ScriptedUsage(prompt=70, candidates=20)
+STREAM_COST = Decimal("0.000071")  # 70 * 0.30e-6 + 20 * 2.50e-6
+# gemini-embedding-001: input $0.15 per 1M.
+EMBED_USAGE = ScriptedUsage(prompt=40)
+EMBED_COST = Decimal("0.000006")  # 40 * 0.15e-6
+PLAIN, STREAMED, EMBEDDED = 60, 20, 20
+CALLS = PLAIN + STREAMED + EMBEDDED
+FLASH_TOTAL = PLAIN * PLAIN_COST + STREAMED * STREAM_COST
+EMBED_TOTAL = EMBEDDED * EMBED_COST
+TOTAL = FLASH_TOTAL + EMBED_TOTAL
+
+
+class _SeededIds(IdGenerator):
+    """Trace and span ids from a seeded generator: which traces a ratio sampler keeps is the
+    same on every run."""
+
+    def __init__(self, seed: int) -> None:
+        self._random = random.Random(seed)
+
+    def generate_span_id(self) -> int:
+        return self._random.getrandbits(64) or 1
+
+    def generate_trace_id(self) -> int:
+        return self._random.getrandbits(128) or 1
+
+
+class _RecordOnly(Sampler):
+    """Records every span without sampling it: processors see it, exporters skip it."""
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        return SamplingResult(Decision.RECORD_ONLY, attributes)
+
+    def get_description(self) -> str:
+        return "RecordOnly"
+
+
+class _Pipeline:
+    def __init__(self, telemetry: Telemetry, sampler: Sampler, reader: InMemoryMetricReader):
+        self.telemetry = telemetry
+        self.sampler = sampler
+        self.reader = reader
+
+    def cost_metric(self) -> dict[str, float]:
+        """``otel_gemini.client.cost`` by model."""
+        data = self.reader.get_metrics_data()
+        assert data is not None
+        return {
+            str(point.attributes[attrs.GEN_AI_REQUEST_MODEL]): point.value
+            for resource in data.resource_metrics
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+            if metric.name == "otel_gemini.client.cost"
+            for point in metric.data.data_points  # type: ignore[union-attr]
+            if point.attributes is not None
+        }
+
+
+@pytest.fixture
+def make_pipeline(
+    tmp_path: Path, fake_langfuse_env: FakeLangfuse
+) -> Iterator[Callable[[Sampler], _Pipeline]]:
+    made: list[tuple[Telemetry, TracerProvider, MeterProvider]] = []
+
+    def make(sampler: Sampler) -> _Pipeline:
+        provider = TracerProvider(sampler=sampler, id_generator=_SeededIds(18))
+        reader = InMemoryMetricReader()
+        meters = MeterProvider(metric_readers=[reader])
+        telemetry = configure(
+            tracer_provider=provider,
+            meter_provider=meters,
+            cost_store=tmp_path / "costs.sqlite3",
+            health_probe=False,
+            budgets={
+                "budget": [
+                    {"name": "all", "scope": "total", "period": "day", "limit_usd": str(TOTAL)}
+                ]
+            },
+        )
+        made.append((telemetry, provider, meters))
+        return _Pipeline(telemetry, sampler, reader)
+
+    yield make
+    for telemetry, provider, meters in made:
+        telemetry.shutdown()
+        provider.shutdown()
+        meters.shutdown()
+
+
+def _call_gemini(fake: FakeGemini, client: genai.Client) -> None:
+    with trace_attributes(user_id="ana", session_id="s-1", tags=["sampled"]):
+        for _ in range(PLAIN):
+            fake.add_text("a", usage=PLAIN_USAGE, model=FLASH)
+            client.models.generate_content(model=FLASH, contents="Hi")
+        for _ in range(STREAMED):
+            fake.add_stream(["a", "b", "c"], usage=STREAM_USAGE, model=FLASH)
+            for _chunk in client.models.generate_content_stream(model=FLASH, contents="Hi"):
+                pass
+        for _ in range(EMBEDDED):
+            fake.add_embeddings([[0.1, 0.2, 0.3]], usage=EMBED_USAGE, model=EMBEDDING)
+            client.models.embed_content(model=EMBEDDING, contents="hello")
+
+
+def _rows(pipeline: _Pipeline) -> list[tuple[str, str, str, str, str, int, int, str, str]]:
+    store = pipeline.telemetry.cost_store
+    assert store is not None
+    with sqlite3.connect(store.path) as db:
+        return list(
+            db.execute(
+                "SELECT trace_id, span_id, model, user_id, session_id, cost_femto, "
+                "input_tokens, cost_status, tags FROM generations"
+            )
+        )
+
+
+def _sampled(sampler: Sampler, trace_id: str) -> bool:
+    decision = sampler.should_sample(None, int(trace_id, 16), "generate_content").decision
+    return decision.is_sampled()
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    [TraceIdRatioBased(0.1), ParentBased(ALWAYS_OFF), _RecordOnly()],
+    ids=["ratio-0.1", "parent-based-always-off", "record-only"],
+)
+def test_every_call_is_priced_once_and_stored_while_langfuse_gets_the_sampled_share(
+    fake_gemini: FakeGemini,
+    gemini_client: genai.Client,
+    fake_langfuse_env: FakeLangfuse,
+    make_pipeline: Callable[[Sampler], _Pipeline],
+    sampler: Sampler,
+) -> None:
+    pipeline = make_pipeline(sampler)
+    _call_gemini(fake_gemini, gemini_client)
+    telemetry = pipeline.telemetry
+    assert telemetry.force_flush(timeout=10)
+
+    rows = _rows(pipeline)
+    assert len(rows) == CALLS
+    assert len({(row[0], row[1]) for row in rows}) == CALLS
+    assert {row[3:5] for row in rows} == {("ana", "s-1")}
+    assert {row[8] for row in rows} == {'["sampled"]'}
+    assert {row[7] for row in rows} == {attrs.COST_STATUS_PRICED}
+    by_model: dict[str, Decimal] = {}
+    for row in rows:
+        by_model[row[2]] = by_model.get(row[2], Decimal(0)) + Decimal(row[5]) / FEMTO
+    assert by_model == {FLASH: FLASH_TOTAL, EMBEDDING: EMBED_TOTAL}
+    assert sum(row[6] for row in rows) == PLAIN * 1000 + STREAMED * 70 + EMBEDDED * 40
+
+    # Priced once each: the pricer counted every call once, the metric adds each cost once.
+    pricing = telemetry.health().extra["pricing"]
+    assert pricing["spans"] == {attrs.COST_STATUS_PRICED: CALLS}  # type: ignore[index]
+    assert pipeline.cost_metric() == {
+        FLASH: int(FLASH_TOTAL * FEMTO) / 10**15,
+        EMBEDDING: int(EMBED_TOTAL * FEMTO) / 10**15,
+    }
+
+    # Budgets count what the store committed: every call, so the limit (the whole spend) is hit.
+    budgets = telemetry.budgets
+    assert budgets is not None
+    [status] = budget_status(budgets.rules, budgets.store_path)["budgets"]
+    assert [Decimal(entry["spend_usd"]) for entry in status["entries"]] == [TOTAL]
+    assert budgets.stats()["alerts"] == 2
+
+    # Langfuse gets exactly the sampled calls, priced.
+    sampled = {(row[0], row[1]) for row in rows if _sampled(sampler, row[0])}
+    if isinstance(sampler, TraceIdRatioBased):
+        assert 0 < len(sampled) < CALLS // 2
+    else:
+        assert sampled == set()
+    assert {(span.trace_id, span.span_id) for span in fake_langfuse_env.spans} == sampled
+    costs = {row[:2]: Decimal(row[5]) / FEMTO for row in rows}
+    for span in fake_langfuse_env.spans:
+        assert span.attributes[attrs.COST_STATUS] == attrs.COST_STATUS_PRICED
+        cost = Decimal(str(span.attributes[attrs.GEN_AI_USAGE_COST]))
+        assert cost == costs[(span.trace_id, span.span_id)]
+
+
+def test_a_sampled_out_failure_and_stream_keep_their_error_ttft_and_service(
+    fake_gemini: FakeGemini,
+    gemini_client: genai.Client,
+    fake_langfuse_env: FakeLangfuse,
+    make_pipeline: Callable[[Sampler], _Pipeline],
+) -> None:
+    pipeline = make_pipeline(ParentBased(ALWAYS_OFF))
+    fake_gemini.add_error(400, "bad request")
+    with pytest.raises(genai.errors.ClientError):
+        gemini_client.models.generate_content(model=FLASH, contents="Hi")
+    fake_gemini.add_stream(["a", "b", "c"], usage=STREAM_USAGE, model=FLASH)
+    for _chunk in gemini_client.models.generate_content_stream(model=FLASH, contents="Hi"):
+        pass
+    assert pipeline.telemetry.force_flush(timeout=10)
+
+    store = pipeline.telemetry.cost_store
+    assert store is not None
+    with sqlite3.connect(store.path) as db:
+        rows = list(
+            db.execute(
+                "SELECT operation, is_error, error_type, cost_femto, cost_status, service_name, "
+                "ttft_ms IS NOT NULL AND ttft_ms <= latency_ms FROM generations ORDER BY start_ns"
+            )
+        )
+    service = pipeline.telemetry.tracer_provider.resource.attributes["service.name"]
+    assert rows == [
+        ("generate_content", 1, "400", None, None, service, 0),  # unpriced: no usage, no $0
+        ("generate_content", 0, None, int(STREAM_COST * FEMTO), "priced", service, 1),
+    ]
+    assert fake_langfuse_env.spans == []
+
+
+def test_without_configure_sampled_out_calls_reach_no_store(
+    fake_gemini: FakeGemini, gemini_client: genai.Client, tmp_path: Path
+) -> None:
+    """A user's own wiring: the cost store gets what the provider's processors get, as before."""
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF))
+    store = CostStore(tmp_path / "own.sqlite3")
+    provider.add_span_processor(CostSpanProcessor(store))
+    GeminiInstrumentor().instrument(tracer_provider=provider)
+    try:
+        fake_gemini.add_text("a", usage=PLAIN_USAGE, model=FLASH)
+        gemini_client.models.generate_content(model=FLASH, contents="Hi")
+        flush_finished_calls()
+        assert store.force_flush(10_000)
+        assert store.stats()["written"] == 0
+    finally:
+        GeminiInstrumentor().uninstrument()
+        store.shutdown()
+        provider.shutdown()
+
+
+async def test_a_sampled_out_live_session_stores_each_turn_at_the_live_price(
+    fake_gemini_live: FakeGemini,
+    gemini_live_client: genai.Client,
+    fake_langfuse_env: FakeLangfuse,
+    make_pipeline: Callable[[Sampler], _Pipeline],
+) -> None:
+    pipeline = make_pipeline(ParentBased(ALWAYS_OFF))
+    fake_gemini_live.add_live_session(voice_session_script())
+    with trace_attributes(user_id="caller-7", session_id="call-2024"):
+        await run_voice_session(gemini_live_client)
+    assert await asyncio.to_thread(pipeline.telemetry.force_flush, 10)
+
+    store = pipeline.telemetry.cost_store
+    assert store is not None
+    with sqlite3.connect(store.path) as db:
+        rows = list(
+            db.execute(
+                "SELECT user_id, session_id, cost_femto, cost_status FROM generations "
+                "ORDER BY start_ns"
+            )
+        )
+    # The same three turns, at the same prices, as when the session is recorded (test_live.py).
+    assert rows == [
+        ("caller-7", "call-2024", int(Decimal(cost) * FEMTO), "priced")
+        for cost in ("0.001094", "0.000751", "0.000603")
+    ]
+    assert fake_langfuse_env.spans == []
+
+
+def test_shutdown_stops_handing_sampled_out_calls_to_the_pipeline(
+    fake_gemini: FakeGemini,
+    gemini_client: genai.Client,
+    tmp_path: Path,
+) -> None:
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF))
+    telemetry = configure(
+        tracer_provider=provider, cost_store=tmp_path / "c.sqlite3", langfuse=False
+    )
+    try:
+        assert sink_for(provider) is not None
+        fake_gemini.add_text("a", usage=PLAIN_USAGE, model=FLASH)
+        gemini_client.models.generate_content(model=FLASH, contents="Hi")
+    finally:
+        telemetry.shutdown()  # hands over what the metrics worker still holds, then unregisters
+    assert sink_for(provider) is None
+    store = telemetry.cost_store
+    assert store is not None
+    assert store.stats()["written"] == 1
+    provider.shutdown()
