@@ -13,21 +13,20 @@ the span's attributes (the least any pricing of a copy costs). Best of several r
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
 import otel_gemini
 from otel_gemini import CostSpanProcessor, PriceTable
-from otel_gemini.aggregate._rows import record_row, span_record
+from otel_gemini.aggregate._rows import GenerationRow, record_row, span_record
 from otel_gemini.aggregate._schema import open_for_writing
 from otel_gemini.aggregate._store import _insert
+from otel_gemini.processing._priced_span import plain_attributes
 from otel_gemini.testing import FakeGemini
 
 
@@ -62,13 +61,54 @@ def real_spans(count: int) -> list[ReadableSpan]:
             if index % 1000 == 999:
                 fake.reset()
     telemetry.shutdown(timeout=10)
-    return [span for span in capture.spans if span.attributes and "gen_ai.usage.input_tokens" in span.attributes]
+    return [
+        span for span in capture.spans if "gen_ai.usage.input_tokens" in (span.attributes or {})
+    ]
 
 
-def _us(work: Callable[[], Any], count: int) -> float:
+def _us(work: Callable[[], object], count: int) -> float:
     started = time.thread_time()
     work()
     return (time.thread_time() - started) / count * 1e6
+
+
+def _one_round(spans: list[ReadableSpan], prices: PriceTable, database: Path) -> dict[str, float]:
+    """CPU µs per span of each stage, the spans going through a fresh cost processor."""
+    count = len(spans)
+    figures: dict[str, float] = {}
+    figures[BASELINE] = _us(
+        lambda: [plain_attributes(span.attributes or {}) for span in spans], count
+    )
+    sink = _Keep()
+    processor = CostSpanProcessor(sink, prices)
+    figures[ON_END] = _us(lambda: [processor.on_end(span) for span in spans], count)
+    forwarded = sink.spans
+    figures[PRICING] = _us(lambda: [span.attributes.get("") for span in forwarded], count)
+    records = [record for record in map(span_record, forwarded) if record is not None]
+    rows: list[GenerationRow] = []
+
+    def build() -> None:
+        rows.extend(row for row in map(record_row, records) if row is not None)
+
+    figures[ROW] = _us(build, count)
+    assert len(rows) == count, "every span makes a row"
+    connection = open_for_writing(database)
+
+    def insert() -> None:
+        for start in range(0, len(rows), 1000):
+            with connection:
+                _insert(connection, rows[start : start + 1000], {})
+
+    figures[INSERT] = _us(insert, count)
+    connection.close()
+    return figures
+
+
+BASELINE = "baseline: plain copy of the attributes"
+ON_END = "cost processor on_end (app thread)"
+PRICING = "pricing (first read of the copy)"
+ROW = "store row from the priced span"
+INSERT = "insert (batches of 1,000)"
 
 
 def main() -> None:
@@ -78,49 +118,14 @@ def main() -> None:
     prices = PriceTable.default()
     print(f"{len(spans)} real generate_content spans; CPU µs per span, best of {rounds} rounds")
     best: dict[str, float] = {}
-
-    def keep(name: str, value: float) -> None:
-        best[name] = min(best.get(name, value), value)
-
     with tempfile.TemporaryDirectory() as name:
-        directory = Path(name)
-        for round_index in range(rounds):
-            keep("baseline: dict copy of the attributes", _us(
-                lambda: [dict(span.attributes or {}) for span in spans], len(spans)
-            ))
-            sink = _Keep()
-            processor = CostSpanProcessor(sink, prices)
-            keep("cost processor on_end (app thread)", _us(
-                lambda: [processor.on_end(span) for span in spans],  # noqa: B023
-                len(spans),
-            ))
-            forwarded = sink.spans
-            keep("pricing (first read of the copy)", _us(
-                lambda: [span.attributes.get("") for span in forwarded],  # noqa: B023
-                len(spans),
-            ))
-            records = [span_record(span) for span in forwarded]
-            rows: list[Any] = []
-            keep("store row from the priced span", _us(
-                lambda: rows.extend(record_row(record) for record in records),  # type: ignore[arg-type]  # noqa: B023
-                len(spans),
-            ))
-            connection = open_for_writing(directory / f"r{round_index}.sqlite3")
-
-            def insert(connection: sqlite3.Connection = connection) -> None:
-                for start in range(0, len(rows), 1000):
-                    with connection:
-                        _insert(connection, rows[start : start + 1000], {})
-
-            keep("insert (batches of 1,000)", _us(insert, len(spans)))
-            connection.close()
+        for index in range(rounds):
+            figures = _one_round(spans, prices, Path(name) / f"round-{index}.sqlite3")
+            for title, value in figures.items():
+                best[title] = min(best.get(title, value), value)
     for title, value in best.items():
         print(f"  {title:<40}: {value:7.2f} µs")
-    background = (
-        best["pricing (first read of the copy)"]
-        + best["store row from the priced span"]
-        + best["insert (batches of 1,000)"]
-    )
+    background = best[PRICING] + best[ROW] + best[INSERT]
     print(f"  {'background total (price + row + insert)':<40}: {background:7.2f} µs")
 
 

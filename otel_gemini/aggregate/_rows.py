@@ -14,7 +14,7 @@ import json
 import math
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, cast
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
@@ -129,10 +129,11 @@ _SQL_INT_MAX: Final = 2**63 - 1
 
 
 def _storable(*values: int | None) -> bool:
-    try:  # the usual case, all known: two C-level passes (this runs three times a row)
-        return 0 <= min(values) and max(values) <= _SQL_INT_MAX  # type: ignore[type-var]
-    except TypeError:  # an unknown (None) among them
+    if None in values:  # an unknown cost
         return all(value is None or 0 <= value <= _SQL_INT_MAX for value in values)
+    # The usual case, all known: C-level passes (this runs three times a row).
+    known = cast("tuple[int, ...]", values)
+    return min(known) >= 0 and max(known) <= _SQL_INT_MAX
 
 
 def is_generation(attributes: Mapping[str, Any]) -> bool:

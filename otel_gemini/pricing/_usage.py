@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, cast
 
 from otel_gemini._limits import (
     MAX_SECONDS_PER_REQUEST,
@@ -87,7 +87,8 @@ def implausible_reason(usage: Usage) -> str | None:
     request can bill (``MAX_TOKENS_PER_REQUEST``…) comes from a broken or hostile sender:
     priced as given, 2**63 - 1 tokens would be $25 trillion in the store and in Langfuse.
     """
-    counts = usage[:_COUNTS]
+    # Typed as counts; what they really are (a bool, a string…) is what is checked here.
+    counts = cast("tuple[int, ...]", usage[:_COUNTS])
     images = usage[_IMAGES]
     if (
         # The usual case, in a few C-level passes (this runs for every priced span): whole
