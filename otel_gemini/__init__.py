@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from otel_gemini._configure import Telemetry, configure
     from otel_gemini._trace_attributes import trace_attributes
     from otel_gemini.aggregate import CostStore, CostStoreError
+    from otel_gemini.budgets import BudgetExceededError
     from otel_gemini.export import LangfuseConfigError, LangfuseExporter
     from otel_gemini.instrumentation import GeminiInstrumentor
     from otel_gemini.pricing import Cost, PriceTable, PriceTableError, Usage
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 # public name -> the module it lives in
 _EXPORTS: dict[str, str] = {
+    "BudgetExceededError": "otel_gemini.budgets",
     "Cost": "otel_gemini.pricing",
     "CostSpanProcessor": "otel_gemini.processing",
     "CostStore": "otel_gemini.aggregate",
@@ -42,6 +44,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "BudgetExceededError",
     "Cost",
     "CostSpanProcessor",
     "CostStore",

@@ -118,6 +118,7 @@ LANGFUSE_COST_DETAILS: Final = "langfuse.observation.cost_details"
 LANGFUSE_USAGE_DETAILS: Final = "langfuse.observation.usage_details"
 LANGFUSE_COMPLETION_START_TIME: Final = "langfuse.observation.completion_start_time"
 LANGFUSE_TRACE_TAGS: Final = "langfuse.trace.tags"
+SERVICE_NAME: Final = "service.name"  # a resource attribute
 LANGFUSE_TRACE_METADATA_PREFIX: Final = "langfuse.trace.metadata."
 LANGFUSE_USER_ID: Final = "langfuse.user.id"
 LANGFUSE_SESSION_ID: Final = "langfuse.session.id"

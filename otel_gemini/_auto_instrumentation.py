@@ -50,6 +50,8 @@ def _configure() -> Telemetry | None:
         return configure_under_auto_instrumentation()
     except CostStoreError as error:
         _logger.error(
-            "otel-gemini: opentelemetry-instrument runs without the cost store: %s", error
+            "otel-gemini: opentelemetry-instrument runs without the cost store (and the "
+            "budgets evaluated over it): %s",
+            error,
         )
-        return configure_under_auto_instrumentation(cost_store=False)
+        return configure_under_auto_instrumentation(cost_store=False, budgets=False)

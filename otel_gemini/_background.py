@@ -397,6 +397,23 @@ class BatchWorker(Generic[Batch]):
         self._urgent.set()
         self._has_data.set()
 
+    def flush(
+        self, progress: threading.Condition, done: Callable[[], bool], timeout: float
+    ) -> bool:
+        """Asks for what is queued to be processed now and waits on ``progress`` (which the
+        owner's ``process`` notifies) until ``done()``; False if ``timeout`` seconds pass
+        first or the worker has finished."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        self._urgent.set()
+        self._has_data.set()
+        with progress:
+            while not done():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self.loop.finished:
+                    return done()
+                progress.wait(remaining)
+        return True
+
     def _run(self) -> None:
         if not self._prepared:
             assert self._prepare is not None

@@ -45,12 +45,14 @@ class CommandError(Exception):
 
 def one_line(error: BaseException) -> tuple[str, int] | None:
     """The line and exit status for a configuration or input error raised by the library
-    (``LangfuseConfigError``, ``PriceTableError``, ``CostStoreError``, ``SpoolBusyError``);
+    (``LangfuseConfigError``, ``PriceTableError``, ``CostStoreError``, ``SpoolBusyError``,
+    ``BudgetConfigError``);
     ``None`` for anything else, which is a bug and keeps its traceback."""
     # Imported here: the error path may be taken before (or without) these modules loading.
     from otel_gemini._extras import MissingExtraError
     from otel_gemini._langfuse_settings import LangfuseConfigError
     from otel_gemini.aggregate import CostStoreError
+    from otel_gemini.budgets import BudgetConfigError
     from otel_gemini.export import SpoolBusyError
     from otel_gemini.pricing import PriceTableError
 
@@ -60,7 +62,7 @@ def one_line(error: BaseException) -> tuple[str, int] | None:
         return str(error), EXIT_USAGE
     if isinstance(error, PriceTableError):
         return "; ".join(error.problems), EXIT_USAGE
-    if isinstance(error, (LangfuseConfigError, SpoolBusyError)):
+    if isinstance(error, (LangfuseConfigError, SpoolBusyError, BudgetConfigError)):
         return " ".join(str(error).split()), EXIT_USAGE
     if isinstance(error, CostStoreError):
         return " ".join(str(error).split()), EXIT_RUNTIME

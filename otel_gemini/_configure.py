@@ -28,12 +28,14 @@ from otel_gemini._langfuse_sdk import LangfuseSdkGuard
 from otel_gemini._langfuse_settings import langfuse_requested
 from otel_gemini._trace_attributes import TraceAttributesSpanProcessor
 from otel_gemini.aggregate import CostStore, default_cost_db
+from otel_gemini.budgets import BudgetConfigError, BudgetRules, rules_from
 from otel_gemini.export import ExporterOptions, LangfuseExporter
 from otel_gemini.health import HealthReport, HealthReporter, HealthStatus
 from otel_gemini.instrumentation import (
     GeminiInstrumentor,
     InstrumentationSettings,
     internal_error_counts,
+    metrics_loops,
 )
 from otel_gemini.pricing import PriceTable
 from otel_gemini.processing import CostSpanProcessor
@@ -41,6 +43,8 @@ from otel_gemini.processing import CostSpanProcessor
 if TYPE_CHECKING:
     from starlette.applications import Starlette
     from typing_extensions import Unpack
+
+    from otel_gemini.budgets import BudgetEvaluator
 
 _logger = logging.getLogger("otel_gemini")
 
@@ -54,8 +58,9 @@ class Telemetry:
     """The pipeline :func:`configure` set up, and the handle to flush, stop and check it.
 
     Its parts are there to read (``tracer_provider``, ``cost_processor``, ``exporter``,
-    ``cost_store``, ``health_reporter``); ``exporter`` and ``health_reporter`` are ``None``
-    when Langfuse export is off, ``cost_store`` when the local store is off.
+    ``cost_store``, ``budgets``, ``health_reporter``); ``exporter`` and ``health_reporter``
+    are ``None`` when Langfuse export is off, ``cost_store`` when the local store is off,
+    ``budgets`` without budget rules.
     """
 
     def __init__(
@@ -70,8 +75,12 @@ class Telemetry:
         health_reporter: HealthReporter,
         instrumentor: GeminiInstrumentor | None,
         auto: bool = False,
+        budgets: BudgetEvaluator | None = None,
     ) -> None:
         self.tracer_provider: TracerProvider = tracer_provider
+        self.budgets: BudgetEvaluator | None = budgets
+        """The budget evaluator (``None`` without rules): ``budgets.force_flush()``,
+        ``budgets.evaluate_now()``, ``budgets.stats()``."""
         self.cost_processor: CostSpanProcessor = cost_processor
         self.exporter: LangfuseExporter | None = exporter
         self.cost_store: CostStore | None = cost_store
@@ -111,6 +120,8 @@ class Telemetry:
             if part is not None:
                 remaining = max(0.0, deadline - time.monotonic())
                 done = part.force_flush(int(remaining * 1000)) and done
+        if self.budgets is not None:  # after the store: it evaluates what the store wrote
+            done = self.budgets.force_flush(max(0.0, deadline - time.monotonic())) and done
         return done
 
     def shutdown(self, timeout: float = _DEFAULT_TIMEOUT) -> None:
@@ -139,6 +150,8 @@ class Telemetry:
             self.exporter.shutdown(max(0.0, deadline - time.monotonic()) * 1000)
         if self.cost_store is not None:
             self.cost_store.shutdown(max(0.0, deadline - time.monotonic()) * 1000)
+        if self.budgets is not None:
+            self.budgets.shutdown(max(0.0, deadline - time.monotonic()))
         self._slot.processors = ()
         if self._owns_tracer_provider:
             self.tracer_provider.shutdown()
@@ -159,7 +172,13 @@ class Telemetry:
         from otel_gemini.server import observability_app
 
         db = self.cost_store.path if self.cost_store is not None else None
-        return observability_app(CostAnswers.from_env(db), self._health)
+        budgets: Callable[[], Mapping[str, Any]] | None = None
+        if self.budgets is not None:
+            from otel_gemini.budgets import budget_status
+
+            rules, path = self.budgets.rules, self.budgets.store_path
+            budgets = lambda: budget_status(rules, path)  # noqa: E731
+        return observability_app(CostAnswers.from_env(db), self._health, budgets=budgets)
 
 
 def configure(
@@ -174,6 +193,7 @@ def configure(
     capture_content: bool | None = None,
     health_probe: bool = True,
     environ: Mapping[str, str] | None = None,
+    budgets: BudgetRules | str | os.PathLike[str] | Mapping[str, Any] | None = None,
     **exporter_options: Unpack[ExporterOptions],
 ) -> Telemetry:
     """Sets up tracing, Gemini instrumentation, pricing, Langfuse export and the local cost
@@ -193,7 +213,10 @@ def configure(
     ``spool_max_bytes``, …). ``prices``: a table or an override file (default
     ``OTEL_GEMINI_PRICES``). ``cost_store``: ``True`` (``OTEL_GEMINI_COST_DB`` or the
     default path), a path, or ``False``. ``capture_content`` overrides
-    ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
+    ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``. ``budgets``: budget rules (a
+    :class:`~otel_gemini.budgets.BudgetRules`, a TOML file, or its parsed document; default
+    ``OTEL_GEMINI_BUDGETS``), evaluated over the cost store (docs/budgets.md); a bad rule
+    fails here, naming the rule and the key.
 
     A second call while a pipeline is configured logs a warning and returns that one. Under
     ``opentelemetry-instrument``, which configures the pipeline before the app runs (see
@@ -215,6 +238,7 @@ def configure(
                     capture_content=capture_content,
                     health_probe=None if health_probe else False,
                     environ=environ,
+                    budgets=budgets,
                     **exporter_options,
                 )
                 return _active
@@ -235,6 +259,7 @@ def configure(
             health_probe=health_probe,
             environ=os.environ if environ is None else environ,
             exporter_options=exporter_options,
+            budgets=budgets,
         )
         _active = telemetry
         return telemetry
@@ -254,9 +279,16 @@ def _build(
     environ: Mapping[str, str],
     exporter_options: ExporterOptions,
     auto: bool = False,
+    budgets: BudgetRules | str | os.PathLike[str] | Mapping[str, Any] | bool | None = None,
 ) -> Telemetry:
     # Everything that can fail on bad configuration comes first, before anything starts.
     table = _price_table(prices, environ)
+    rules = None if budgets is False or budgets is True else rules_from(budgets, environ)
+    if rules is not None and cost_store is False:
+        raise BudgetConfigError(
+            "budgets (OTEL_GEMINI_BUDGETS / budgets=) are evaluated over the cost store, "
+            "which is off (cost_store=False)"
+        )
     # Resolved once, here (a bad setting fails before anything starts), and handed to the
     # instrumentor.
     instrumentation = (
@@ -323,19 +355,35 @@ def _build(
             )
             instrumentor = candidate
 
+    evaluator: BudgetEvaluator | None = None
+    if rules is not None and store is not None:
+        from otel_gemini.budgets import BudgetEvaluator
+
+        service = provider.resource.attributes.get("service.name")
+        evaluator = BudgetEvaluator(
+            rules,
+            store.path,
+            meter_provider=meter_provider,
+            service_name=service if isinstance(service, str) else None,
+        )
+        store.add_commit_listener(evaluator.on_committed)
+
     sections: dict[str, Callable[[], object]] = {
         "pricing": cost_processor.stats,
         "instrumentation_errors": internal_error_counts,
     }
     if store is not None:
         sections["cost_store"] = store.stats
+    if evaluator is not None:
+        sections["budgets"] = evaluator.stats
     reporter = HealthReporter(
         exporter,
         probe=health_probe,
         sections=sections,
-        loops=(lambda: [store.loop_status()]) if store is not None else None,
+        # The metrics worker (instrumentation), the cost store's writer, the budget evaluator.
+        loops=lambda: _loops(store, evaluator),
         conditions=(
-            (lambda _: [(HealthStatus.DEGRADED, reason) for reason in store.problems()])
+            (lambda _: [(HealthStatus.DEGRADED, reason) for reason in _problems(store, evaluator)])
             if store is not None
             else None
         ),
@@ -350,10 +398,28 @@ def _build(
         health_reporter=reporter,
         instrumentor=instrumentor,
         auto=auto,
+        budgets=evaluator,
     )
 
 
-def configure_under_auto_instrumentation(*, cost_store: bool = True) -> Telemetry | None:
+def _loops(
+    store: CostStore | None, evaluator: BudgetEvaluator | None
+) -> list[_background.LoopStatus]:
+    loops = list(metrics_loops())
+    if store is not None:
+        loops.append(store.loop_status())
+    if evaluator is not None:
+        loops.extend(evaluator.loop_statuses())
+    return loops
+
+
+def _problems(store: CostStore, evaluator: BudgetEvaluator | None) -> list[str]:
+    return store.problems() + (evaluator.problems() if evaluator is not None else [])
+
+
+def configure_under_auto_instrumentation(
+    *, cost_store: bool = True, budgets: bool = True
+) -> Telemetry | None:
     """The pipeline ``opentelemetry-instrument`` gets (its ``opentelemetry_post_instrument``
     hook, after the configurator and every instrumentor ran): ``configure()`` on the global
     provider, with the span processors the configurator put there for ``OTEL_TRACES_EXPORTER``
@@ -377,6 +443,7 @@ def configure_under_auto_instrumentation(*, cost_store: bool = True) -> Telemetr
             environ=os.environ,
             exporter_options={},
             auto=True,
+            budgets=None if budgets else False,  # None: OTEL_GEMINI_BUDGETS
         )
         _active = telemetry
         return telemetry

@@ -20,6 +20,7 @@ from otel_gemini._version import __version__
 # name -> module implementing it
 _COMMANDS: dict[str, str] = {
     "collector-config": "otel_gemini.collector._command",
+    "budgets": "otel_gemini.budgets._command",
     "costs": "otel_gemini.aggregate._command",
     "demo": "otel_gemini._demo",
     "gateway": "otel_gemini.gateway._command",

@@ -11,7 +11,16 @@ import pytest
 
 from otel_gemini.cli import _COMMANDS
 
-COMMANDS = ("collector-config", "costs", "demo", "gateway", "health", "prices", "serve")
+COMMANDS = (
+    "budgets",
+    "collector-config",
+    "costs",
+    "demo",
+    "gateway",
+    "health",
+    "prices",
+    "serve",
+)
 
 
 def _words(text: str) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.trace import Status, StatusCode
 from polling import wait_until
@@ -510,3 +511,38 @@ def test_a_store_that_cannot_be_opened_for_another_reason_fails_at_once(
     with pytest.raises(CostStoreError, match="file is not a database"):
         CostStore(tmp_path / "costs.sqlite3")
     assert len(attempts) == 1
+
+
+def test_a_store_written_by_the_previous_schema_is_migrated_in_place(tmp_path: Path) -> None:
+    # tests/data/cost_store_written_by_main_v1.sqlite3: schema 1, two rows of $0.00055 (u-1, u-2).
+    path = tmp_path / "costs.sqlite3"
+    path.write_bytes(
+        (Path(__file__).parent / "data" / "cost_store_written_by_main_v1.sqlite3").read_bytes()
+    )
+    path.chmod(0o600)
+    store = CostStore(path, retention_days=0)
+    pipeline = Pipeline(store)
+    pipeline.provider = TracerProvider(resource=Resource.create({"service.name": "voice-app"}))
+    pipeline.provider.add_span_processor(pipeline.pricer)
+    pipeline.tracer = pipeline.provider.get_tracer("test")
+    pipeline.span(
+        generation(
+            **{
+                attrs.USER_ID: "u-3",
+                attrs.GEN_AI_USAGE_INPUT_TOKENS: 1000,
+                attrs.GEN_AI_USAGE_OUTPUT_TOKENS: 100,
+                attrs.LANGFUSE_TRACE_TAGS: ("voice", "beta", "voice"),
+            }
+        ),
+        start_ns=T0 + 5 * 10**9,
+    )
+    rows = pipeline.rows()
+    store.shutdown()
+    assert [(r["user_id"], r["cost_femto"], r["service_name"], r["tags"]) for r in rows] == [
+        ("u-1", 550_000_000_000, None, None),
+        ("u-2", 550_000_000_000, None, None),
+        ("u-3", 550_000_000_000, "voice-app", '["beta", "voice"]'),
+    ]
+    connection = sqlite3.connect(path)
+    assert connection.execute("PRAGMA user_version").fetchone() == (_schema.SCHEMA_VERSION,)
+    connection.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -450,6 +451,24 @@ def test_cli_gateway_bad_configuration_names_the_setting(tmp_path: Path) -> None
     assert "LANGFUSE_PUBLIC_KEY" in result.stderr
 
 
+def test_cli_gateway_names_a_bad_budget_rule(langfuse: FakeLangfuse, tmp_path: Path) -> None:
+    rules = tmp_path / "budgets.toml"
+    rules.write_text('[[budget]]\nname = "fleet"\nscope = "team"\nlimit_usd = 5\n')
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LANGFUSE_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "otel_gemini.cli", "gateway", "--budgets", str(rules)],
+        env={**env, **langfuse.environment(), "OTEL_GEMINI_SPOOL_DIR": str(tmp_path / "s")},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (result.returncode, result.stderr) == (
+        2,
+        "otel-gemini gateway: budget rule 'fleet': key 'scope' must be one of total, user, "
+        "session, model, service.name, tag (got 'team')\n",
+    )
+
+
 def test_health_is_the_shared_report_with_the_gateways_counters(
     langfuse: FakeLangfuse, tmp_path: Path
 ) -> None:
@@ -527,3 +546,59 @@ def test_refused_keys_make_the_gateway_unhealthy_with_503(
         out = capsys.readouterr().out
         assert "status: unhealthy" in out
         assert "queue: 3 spans" in out
+
+
+def test_the_gateway_evaluates_budgets_over_the_node_apps_spans(
+    langfuse: FakeLangfuse, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from collector_harness import node_app_ready, run_node_app
+
+    from otel_gemini.aggregate import CostStore
+    from otel_gemini.budgets import BudgetRules, budget_status
+
+    if node_app_ready():
+        pytest.skip(node_app_ready())
+    caplog.set_level(logging.WARNING, logger="otel_gemini.budgets")
+    rules = BudgetRules.parse(
+        '[[budget]]\nname = "per-user"\nscope = "user"\nlimit_usd = "0.012"\nwarn_at = [0.5]\n'
+        '[[budget]]\nname = "node-service"\nscope = "service.name"\nlimit_usd = 1\n'
+    )
+    store = CostStore(tmp_path / "costs.sqlite3")
+    exporter = LangfuseExporter(
+        spool_dir=tmp_path / "spool",
+        retry=RetryPolicy(initial_backoff=0.05, max_backoff=0.5),
+        **langfuse.exporter_settings(),
+    )
+    gateway = Gateway(
+        exporter,
+        settings=GatewaySettings(grpc_port=0, http_port=0),
+        cost_store=store,
+        budgets=rules,
+    )
+    with gateway.start():
+        # 6 traces of two generations each ($0.0008 and $0.0016) for node-user: $0.0144.
+        node = run_node_app(f"{gateway.http_endpoint}/v1/traces", traces=6)
+        assert node["spans"] == 18
+        assert gateway.budgets is not None
+        wait_until(
+            lambda: (
+                store.stats()["written"] == 12
+                and bool(gateway.budgets and gateway.budgets.force_flush(1))
+                and len([r for r in caplog.records if hasattr(r, "budget_alert")]) == 2
+            ),
+            what="12 generations stored and evaluated",
+        )
+        document = budget_status(rules, store.path)
+        health = _health(gateway)
+    kinds = [
+        (record.budget_alert["rule"], record.budget_alert["kind"])  # type: ignore[attr-defined]
+        for record in caplog.records
+        if hasattr(record, "budget_alert")
+    ]
+    assert kinds == [("per-user", "warning"), ("per-user", "limit")]
+    per_user, per_service = document["budgets"]
+    assert [(e["scope_value"], e["spend_usd"], e["requests"]) for e in per_user["entries"]] == [
+        ("node-user", "0.0144", 12)
+    ]
+    assert per_service["scope_values_with_spend"] == 1
+    assert health["budgets"]["alerts"] == 2

@@ -7,7 +7,6 @@ and falls back to the local store when Langfuse cannot answer. See docs/api.md.
 """
 
 from otel_gemini.aggregate._answers import CostAnswers, SourceUnavailable
-from otel_gemini.aggregate._drops import store_drops
 from otel_gemini.aggregate._langfuse import LangfuseMetricsSource, LangfuseUnavailable
 from otel_gemini.aggregate._local import LocalCostSource
 from otel_gemini.aggregate._query import (
@@ -43,13 +42,15 @@ __all__ = [
     "default_cost_db",
     "parse_cost_query",
     "parse_latency_query",
-    "store_drops",
 ]
 
 # The internal interface other otel_gemini modules use (the HTTP API's parameters, the demo's
-# store and report). Not in __all__: not for users.
+# store and report, the budgets' ledger). Not in __all__: not for users.
 from otel_gemini.aggregate._command import print_costs as print_costs
 from otel_gemini.aggregate._command import print_latency as print_latency
+from otel_gemini.aggregate._drops import store_drops as store_drops
+from otel_gemini.aggregate._money import joined as joined
+from otel_gemini.aggregate._money import split_sum_sql as split_sum_sql
 from otel_gemini.aggregate._query import FILTER_KEYS as FILTER_KEYS
 from otel_gemini.aggregate._query import Filters as Filters
 from otel_gemini.aggregate._query import TimeWindow as TimeWindow
@@ -58,5 +59,9 @@ from otel_gemini.aggregate._reports import CostGroup as CostGroup
 from otel_gemini.aggregate._reports import LatencyGroup as LatencyGroup
 from otel_gemini.aggregate._reports import Origin as Origin
 from otel_gemini.aggregate._reports import Percentiles as Percentiles
+from otel_gemini.aggregate._rows import GenerationRow as GenerationRow
+from otel_gemini.aggregate._schema import ENV_COST_DB as ENV_COST_DB
+from otel_gemini.aggregate._schema import open_for_reading as open_for_reading
 from otel_gemini.aggregate._schema import open_for_writing as open_for_writing
 from otel_gemini.aggregate._store import DROP_REASONS as DROP_REASONS
+from otel_gemini.aggregate._store import CommittedRows as CommittedRows

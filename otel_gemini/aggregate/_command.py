@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
+
+from otel_gemini._text_table import text_table
 
 HELP = "Print cost and tokens by user / day / model (or latency percentiles) from the cost store."
 
@@ -108,23 +109,6 @@ def _count(value: int | None) -> str:
     return "-" if value is None else f"{value:,}"
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric_from: int) -> str:
-    """A plain-text table: text columns left-aligned, numbers right-aligned."""
-    widths = [
-        max([len(header), *(len(row[index]) for row in rows)])
-        for index, header in enumerate(headers)
-    ]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            cell.rjust(width) if index >= numeric_from else cell.ljust(width)
-            for index, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    rule = "  ".join("-" * width for width in widths)
-    return "\n".join([line(headers), rule, *(line(row) for row in rows)])
-
-
 def print_costs(document: dict[str, Any]) -> None:
     """The cost report as a table, with its total."""
     keys: list[str] = document["group_by"]
@@ -150,7 +134,7 @@ def print_costs(document: dict[str, Any]) -> None:
         headers.insert(0, "")
         rows = [["TOTAL", *rows[-1]]]
     print(_header(document))
-    print(table(headers, rows, max(1, len(keys))))
+    print(text_table(headers, rows, max(1, len(keys))))
     _print_dropped(document)
 
 
@@ -197,5 +181,5 @@ def print_latency(document: dict[str, Any]) -> None:
             ]
         )
     print(_header(document))
-    print(table(headers, rows, len(keys)))
+    print(text_table(headers, rows, len(keys)))
     _print_dropped(document)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
@@ -14,7 +13,7 @@ from otel_gemini._money import femto_decimal
 from otel_gemini._suppress import untraced
 from otel_gemini.aggregate._drops import dropped_between
 from otel_gemini.aggregate._money import joined, split_sum_sql
-from otel_gemini.aggregate._percentiles import PERCENTILES, interpolate
+from otel_gemini.aggregate._percentiles import EXACT_PERCENTILE_ROWS, PERCENTILES, interpolate
 from otel_gemini.aggregate._query import CostQuery, Filters, LatencyQuery, TimeWindow
 from otel_gemini.aggregate._reports import (
     CostGroup,
@@ -24,7 +23,22 @@ from otel_gemini.aggregate._reports import (
     Origin,
     Percentiles,
 )
+from otel_gemini.aggregate._rollup_answers import (
+    Statement,
+    costs_statement,
+    histogram_statement,
+    latency_summary_statement,
+    rollup_filters,
+)
+from otel_gemini.aggregate._rollups import (
+    LATENCY,
+    TIME_TO_FIRST_TOKEN,
+    UNPRICED_STATUSES,
+    Rollups,
+    watermark,
+)
 from otel_gemini.aggregate._schema import CostStoreError, open_for_reading, path_from
+from otel_gemini.aggregate._sketch import percentiles as sketch_percentiles
 
 LOCAL: Final = "local"
 _KEY_COLUMNS: Final = {
@@ -83,22 +97,58 @@ class LocalCostSource:
 
     Each query opens its own short-lived connection, so one instance serves many threads.
     A path holding no store raises :class:`CostStoreError` (never an answer of $0).
+
+    Answers read the store's rollups (:mod:`._rollups`: 15-minute and daily sums and
+    duration histograms), built by the first query and brought up to date before each
+    one, plus the raw rows at window edges and those not folded yet: money and counts
+    are exact, and latency percentiles exact up to ``exact_percentile_rows`` generations
+    in the window, within 1 % above. Answers filtered by user or session, any answer
+    while the rollups cannot be used, and every answer with ``rollups=False`` (which
+    leaves the file as it is), read the raw rows (exact).
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        exact_percentile_rows: int = EXACT_PERCENTILE_ROWS,
+        rollups: bool = True,
+    ) -> None:
         self.path: Path = path_from(path, os.environ)
-
-    @contextlib.contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
-        connection = open_for_reading(self.path)
-        try:
-            yield connection
-        finally:
-            connection.close()
+        self.exact_percentile_rows = exact_percentile_rows
+        self.rollups: Rollups | None = Rollups(self.path) if rollups else None
 
     @untraced  # our SQL is no span of the app's
     def costs(self, query: CostQuery, origin: Origin | None = None) -> CostReport:
         """Cost and tokens by ``query.group_by`` from the store."""
+        connection = self._open()
+        try:
+            connection.execute("BEGIN")  # one snapshot: the watermark and what it covers
+            folded = self._watermark(connection, query.filters)
+            if folded is not None:
+                rollup = costs_statement(query.window, query.group_by, query.filters, folded)
+                rows = self._run(connection, rollup.sql, rollup.parameters)
+            else:
+                rows = self._run(connection, *self._raw_costs(query))
+            dropped = self._dropped(connection, query.window)
+        finally:
+            connection.close()
+        return self._cost_report(query, origin, rows, dropped)
+
+    def _open(self) -> sqlite3.Connection:
+        connection = open_for_reading(self.path)  # raises for a path holding no store
+        if self.rollups is not None:
+            self.rollups.refresh()
+        return connection
+
+    def _watermark(self, connection: sqlite3.Connection, filters: Filters) -> int | None:
+        """Up to which rowid the rollups answer (``None``: read the raw rows)."""
+        if self.rollups is None or not rollup_filters(filters):
+            return None
+        return watermark(connection)
+
+    @staticmethod
+    def _raw_costs(query: CostQuery) -> tuple[str, list[Any]]:
         sql = _Sql(query.window, query.group_by, query.filters)
         statement = sql.select(
             "count(*), "
@@ -108,21 +158,20 @@ class LocalCostSource:
             )
             + ", sum(g.input_tokens), sum(g.output_tokens), sum(g.total_tokens), "
             # Spans with usage and no cost: no price, or counts no request can bill.
-            "sum(g.cost_status IN ('unknown_model', 'implausible_usage')), sum(g.is_error)"
+            f"sum(g.cost_status IN {UNPRICED_STATUSES}), sum(g.is_error)"
         )
-        width = len(sql.keys)
+        return statement, sql.parameters
+
+    @staticmethod
+    def _cost_report(
+        query: CostQuery, origin: Origin | None, rows: list[tuple[Any, ...]], dropped: int
+    ) -> CostReport:
+        width = len(query.group_by)
         groups: list[CostGroup] = []
-        with self._connection() as connection:
-            connection.execute("BEGIN")  # one snapshot for the rows and the drops (WAL)
-            try:
-                rows = self._run(connection, statement, sql.parameters)
-                dropped = self._dropped(connection, query.window)
-            finally:
-                connection.execute("COMMIT")
         for row in rows:
             key = dict(zip(query.group_by, row[:width], strict=True))
             values = row[width:]
-            requests = int(values[0])
+            requests = int(values[0] or 0)
             if not requests:
                 continue  # no group keys: SQL's one row over no generations is no group
             unpriced = int(values[13] or 0)
@@ -155,19 +204,36 @@ class LocalCostSource:
         """Latency and time-to-first-token percentiles and error rates by group."""
         sql = _Sql(query.window, query.group_by, query.filters)
         width = len(sql.keys)
-        summary = sql.select(
-            "count(*), sum(g.is_error), avg(g.latency_ms), max(g.latency_ms), "
-            "count(g.ttft_ms), avg(g.ttft_ms), max(g.ttft_ms)"
-        )
-        with self._connection() as connection:
-            connection.execute("BEGIN")  # one snapshot for the three statements (WAL)
-            try:
+        connection = self._open()
+        try:
+            connection.execute("BEGIN")  # one snapshot for the statements (WAL)
+            folded = self._watermark(connection, query.filters)
+            if folded is None:
+                summary = sql.select(
+                    "count(*), sum(g.is_error), avg(g.latency_ms), max(g.latency_ms), "
+                    "count(g.ttft_ms), avg(g.ttft_ms), max(g.ttft_ms)"
+                )
                 rows = self._run(connection, summary, sql.parameters)
-                latency = self._ranked(connection, sql, "latency_ms")
-                ttft = self._ranked(connection, sql, "ttft_ms")
-                dropped = self._dropped(connection, query.window)
-            finally:
-                connection.execute("COMMIT")
+                measured = self._exact(connection, sql)
+            else:
+                rollup = latency_summary_statement(
+                    query.window, query.group_by, query.filters, folded
+                )
+                rows = [
+                    _summary_from_sums(row, width)
+                    for row in self._run(connection, rollup.sql, rollup.parameters)
+                ]
+                if sum(int(row[width] or 0) for row in rows) <= self.exact_percentile_rows:
+                    measured = self._exact(connection, sql)
+                else:
+                    measured = self._sketched(
+                        connection,
+                        histogram_statement(query.window, query.group_by, query.filters, folded),
+                        width,
+                    )
+            dropped = self._dropped(connection, query.window)
+        finally:
+            connection.close()
         groups: list[LatencyGroup] = []
         for row in rows:
             key_values = tuple(row[:width])
@@ -179,8 +245,12 @@ class LocalCostSource:
                     key=dict(zip(query.group_by, key_values, strict=True)),
                     requests=int(values[0]),
                     errors=int(values[1] or 0),
-                    latency_ms=_percentiles(latency.get(key_values), values[2], values[3]),
-                    time_to_first_token_ms=_percentiles(ttft.get(key_values), values[5], values[6]),
+                    latency_ms=_percentiles(
+                        measured.get((LATENCY, key_values)), values[2], values[3]
+                    ),
+                    time_to_first_token_ms=_percentiles(
+                        measured.get((TIME_TO_FIRST_TOKEN, key_values)), values[5], values[6]
+                    ),
                 )
             )
         return LatencyReport(query, origin or Origin(LOCAL, LOCAL), tuple(groups), dropped)
@@ -192,6 +262,32 @@ class LocalCostSource:
             raise CostStoreError(
                 f"cannot query the cost store {str(self.path)!r}: {error}"
             ) from error
+
+    def _exact(self, connection: sqlite3.Connection, sql: _Sql) -> dict[_Measured, _Values]:
+        """Exact percentiles from the values at the ranks, by measure and group."""
+        measured: dict[_Measured, _Values] = {}
+        for measure, column in ((LATENCY, "latency_ms"), (TIME_TO_FIRST_TOKEN, "ttft_ms")):
+            for key, (count, values_at) in self._ranked(connection, sql, column).items():
+                measured[(measure, key)] = (
+                    count,
+                    tuple(interpolate(count, p, values_at) for p in PERCENTILES),
+                )
+        return measured
+
+    def _sketched(
+        self, connection: sqlite3.Connection, statement: Statement, width: int
+    ) -> dict[_Measured, _Values]:
+        """Percentiles within 1 % from the duration histograms, by measure and group."""
+        buckets: dict[_Measured, list[tuple[int, int]]] = {}
+        for row in self._run(connection, statement.sql, statement.parameters):
+            key = (int(row[width]), tuple(row[:width]))
+            buckets.setdefault(key, []).append((int(row[width + 1]), int(row[width + 2] or 0)))
+        measured: dict[_Measured, _Values] = {}
+        for key, counts in buckets.items():
+            count, values = sketch_percentiles(counts)
+            if count:
+                measured[key] = (count, values)
+        return measured
 
     def _ranked(
         self, connection: sqlite3.Connection, sql: _Sql, column: str
@@ -225,7 +321,10 @@ class LocalCostSource:
         return ranked
 
     def _run(
-        self, connection: sqlite3.Connection, statement: str, parameters: Sequence[Any]
+        self,
+        connection: sqlite3.Connection,
+        statement: str,
+        parameters: Sequence[Any] | Mapping[str, Any],
     ) -> list[tuple[Any, ...]]:
         try:
             return connection.execute(statement, parameters).fetchall()
@@ -242,13 +341,36 @@ def _amount(high: Any, low: Any, count: Any, known: bool) -> Decimal | None:
     return femto_decimal(femto)
 
 
+_Measured = tuple[int, tuple[Any, ...]]
+"""(measure, group key values)"""
+_Values = tuple[int, tuple[float | None, ...]]
+"""(number of values, p50 / p95 / p99)"""
+
+
+def _summary_from_sums(row: Sequence[Any], width: int) -> tuple[Any, ...]:
+    """A rollup summary row (requests, errors, latency sum, time-to-first-token count and
+    sum, the two maxima) in the raw summary's layout (averages instead of sums)."""
+    requests, errors, latency_sum, ttft_count, ttft_sum, latency_max, ttft_max = row[width:]
+    requests = int(requests or 0)
+    ttft_count = int(ttft_count or 0)
+    return (
+        *row[:width],
+        requests,
+        errors,
+        latency_sum / requests if requests else None,
+        latency_max,
+        ttft_count,
+        ttft_sum / ttft_count if ttft_count else None,
+        ttft_max,
+    )
+
+
 def _percentiles(
-    ranked: tuple[int, dict[int, float]] | None, mean: float | None, maximum: float | None
+    measured: _Values | None, mean: float | None, maximum: float | None
 ) -> Percentiles:
-    if ranked is None:
+    if measured is None:
         return Percentiles(0)
-    count, values_at = ranked
-    p50, p95, p99 = (interpolate(count, p, values_at) for p in PERCENTILES)
+    count, (p50, p95, p99) = measured
     return Percentiles(
         count,
         p50,

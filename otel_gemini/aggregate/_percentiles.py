@@ -13,6 +13,10 @@ from collections.abc import Mapping, Sequence
 from typing import Final
 
 PERCENTILES: Final = (50, 95, 99)
+EXACT_PERCENTILE_ROWS: Final = 20_000
+"""Up to this many generations in a local latency answer's window, percentiles are exact
+(the values at the ranks, read from the raw rows); above, they come from the rollups'
+log-bucket histograms (:mod:`._sketch`), within 1 %."""
 
 
 def rank_bounds(count: int, percentile: int) -> tuple[int, int, float]:

@@ -12,12 +12,15 @@ from decimal import Decimal
 from typing import Any, Final
 
 from otel_gemini._money import usd_text
+from otel_gemini.aggregate._percentiles import EXACT_PERCENTILE_ROWS
 from otel_gemini.aggregate._query import CostQuery, LatencyQuery
 
 PERCENTILE_METHOD: Final = (
     "local: linear interpolation between the two nearest ranks over all values "
     "(rank = (n - 1) * p / 100, as numpy's default and statistics.quantiles(method="
-    "'inclusive')); langfuse: ClickHouse quantile() (approximate for large groups)"
+    f"'inclusive')), exact up to {EXACT_PERCENTILE_ROWS:,} generations in the window or "
+    "filtered by user or session, else read from log-bucket histograms within 1 %; "
+    "langfuse: ClickHouse quantile() (approximate for large groups)"
 )
 
 

@@ -10,9 +10,9 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -22,12 +22,12 @@ from otel_gemini import _background
 from otel_gemini._background import BatchWorker, LoopStatus
 from otel_gemini._incidents import IncidentLog
 from otel_gemini._suppress import untraced
+from otel_gemini.aggregate._rollups import fold_pending
 from otel_gemini.aggregate._rows import GenerationRow, SpanRecord, record_row, span_record
 from otel_gemini.aggregate._schema import (
     ADD_DROPS,
     HOUR_NS,
     ROWS_PER_STATEMENT,
-    UPSERT,
     open_for_writing,
     path_from,
     retention_from_env,
@@ -98,6 +98,16 @@ def _open_writer(path: Path) -> sqlite3.Connection:
     connection = open_for_writing(path)
     connection.execute(f"PRAGMA busy_timeout={_WRITE_BUSY_TIMEOUT_MS}")
     return connection
+
+
+class CommittedRows(NamedTuple):
+    """One committed write, as commit listeners get it."""
+
+    rows: Sequence[GenerationRow]
+    last_rowid: int
+    """The highest ``rowid`` in ``generations`` after the commit: a reader whose snapshot's
+    ``max(rowid)`` is at least this has these rows (writes are serialised, and each row
+    written, replaced or not, gets a rowid above every earlier one)."""
 
 
 def _is_busy(error: sqlite3.OperationalError) -> bool:
@@ -221,6 +231,9 @@ class CostStore(SpanProcessor):
         self._last_drop_log = 0.0
         self._incidents = IncidentLog(_logger)
         self._next_retention = 0.0
+        self._commit_listeners: list[Callable[[CommittedRows], None]] = getattr(
+            self, "_commit_listeners", []
+        )  # kept across fork: the child's listeners are the parent's
         # Supervised: an error restarts it with the batch it had in hand (written again: an
         # upsert keeps one row per span).
         self._worker: BatchWorker[list[SpanRecord]] = BatchWorker(
@@ -314,18 +327,11 @@ class CostStore(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Writes every span handed over so far; False if ``timeout_millis`` passed first."""
-        deadline = time.monotonic() + max(0.0, timeout_millis / 1000)
         with self._lock:
             target = self._offered
-        self._urgent.set()
-        self._has_data.set()
-        with self._progress:
-            while self._processed < target:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._writer.finished:
-                    return self._processed >= target
-                self._progress.wait(remaining)
-        return True
+        return self._worker.flush(
+            self._progress, lambda: self._processed >= target, timeout_millis / 1000
+        )
 
     def shutdown(self, timeout_millis: float = 30000) -> None:
         """Stops taking spans, writes those queued (within ``timeout_millis``) and closes
@@ -343,6 +349,21 @@ class CostStore(SpanProcessor):
         self.force_flush(int(max(0.0, deadline - time.monotonic()) * 1000))
         self._worker.stop()
         self._writer.join(max(0.0, deadline - time.monotonic()))
+
+    def add_commit_listener(self, callback: Callable[[CommittedRows], None]) -> None:
+        """Calls ``callback(committed)`` on the writer thread after each committed
+        transaction, with the rows it wrote and the highest rowid it left (budgets evaluate
+        there). The callback must be quick and must not touch the store; an exception it
+        raises is logged once and ignored."""
+        self._commit_listeners.append(callback)
+
+    def _notify_committed(self, rows: Sequence[GenerationRow], last_rowid: int) -> None:
+        committed = CommittedRows(rows, last_rowid)
+        for callback in self._commit_listeners:
+            try:
+                callback(committed)
+            except Exception as error:
+                self._log_once("listener", "a cost store commit listener failed", error)
 
     # --- state --------------------------------------------------------------------------------
 
@@ -445,6 +466,8 @@ class CostStore(SpanProcessor):
         failed = self._write_rows(rows) if rows else []
         if not rows:
             self._save_drops_alone()
+        elif len(failed) < len(rows):
+            self._fold_rollups()
         with self._progress:
             self._written += len(rows) - len(failed)
             self._skipped += skipped
@@ -481,7 +504,8 @@ class CostStore(SpanProcessor):
         (the caller counts them as dropped)."""
         drops = self._take_unsaved_drops()
         try:
-            self._transaction(lambda connection: _insert(connection, rows, drops))
+            last_rowid = self._transaction(lambda connection: _insert(connection, rows, drops))
+            self._notify_committed(rows, last_rowid)
             return []
         except sqlite3.OperationalError as error:  # the database (locked, full): not a row
             self._put_back_drops(drops)
@@ -498,11 +522,12 @@ class CostStore(SpanProcessor):
         failed: list[GenerationRow] = []
         for index, row in enumerate(rows):
 
-            def one(connection: sqlite3.Connection, row: GenerationRow = row) -> None:
-                connection.execute(UPSERT, row)
+            def one(connection: sqlite3.Connection, row: GenerationRow = row) -> int:
+                return _insert(connection, [row], {})
 
             try:
-                self._transaction(one)
+                last_rowid = self._transaction(one)
+                self._notify_committed([row], last_rowid)
             except sqlite3.OperationalError as error:
                 self._log_once("write", f"cannot write to the cost store {self.path}", error)
                 failed.extend(rows[index:])
@@ -511,6 +536,15 @@ class CostStore(SpanProcessor):
                 self._log_once("row", f"cannot write a row to the cost store {self.path}", error)
                 failed.append(row)
         return failed
+
+    def _fold_rollups(self) -> None:
+        """Brings the answers' rollups (``_rollups``) up to date with the rows just
+        written, so that answers rarely have rows to fold. A failure costs no row: answers
+        fold or read those rows themselves."""
+        try:
+            self._transaction(fold_pending)
+        except sqlite3.Error as error:
+            self._log_once("rollups", f"cannot update the rollups of {self.path}", error)
 
     def _discard(self, batch: list[SpanRecord], error: BaseException) -> None:
         """The writer gave this batch up (it failed again and again): counted as dropped."""
@@ -632,10 +666,11 @@ def _insert(
     connection: sqlite3.Connection,
     rows: list[GenerationRow],
     drops: dict[tuple[int, str], int],
-) -> None:
+) -> int:
     """Inserts ``rows`` with as few statements as it takes (:data:`ROWS_PER_STATEMENT` rows
-    each, then powers of two: a handful of prepared statements cached by the connection)
-    and adds ``drops`` to ``dropped_generations``."""
+    each, then powers of two: a handful of prepared statements cached by the connection),
+    adds ``drops`` to ``dropped_generations`` and returns the highest rowid (commit
+    listeners are told it: :class:`CommittedRows`)."""
     start = 0
     remaining = len(rows)
     chunk = ROWS_PER_STATEMENT
@@ -651,6 +686,8 @@ def _insert(
         connection.executemany(
             ADD_DROPS, [(hour_ns, reason, count) for (hour_ns, reason), count in drops.items()]
         )
+    last = connection.execute("SELECT max(rowid) FROM generations").fetchone()[0]
+    return int(last or 0)
 
 
 @functools.cache

@@ -82,7 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--db",
         default=os.environ.get("OTEL_GEMINI_COST_DB") or None,
         help="keep every priced span in this cost store too (what serve, costs and budgets "
-        "read; default OTEL_GEMINI_COST_DB; none when neither is set)",
+        "read; default OTEL_GEMINI_COST_DB; none when neither is set, unless budgets are: "
+        "then the store's default path)",
     )
     parser.add_argument(
         "--shutdown-timeout",
@@ -90,11 +91,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=10.0,
         help="seconds to finish requests and send the spool on SIGTERM (default 10)",
     )
+    parser.add_argument(
+        "--budgets",
+        help="budget rules (TOML) evaluated over everything the gateway prices "
+        "(default: OTEL_GEMINI_BUDGETS); needs the cost store",
+    )
     _listen_security.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     import logging
+    import os
     import signal
     import threading
 
@@ -102,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
     from otel_gemini._extras import require_extra
 
     require_extra("gateway", "otel-gemini gateway")
+    from otel_gemini.aggregate import CostStore, CostStoreError, default_cost_db
+    from otel_gemini.budgets import BudgetRules
     from otel_gemini.export import LangfuseExporter, resolve_settings
     from otel_gemini.gateway._gateway import Gateway, GatewaySettings
     from otel_gemini.pricing import PriceTable
@@ -127,6 +136,9 @@ def run(args: argparse.Namespace) -> int:
     # Everything that can be wrong is checked before anything starts (a bad setting exits
     # 2 from cli.main, naming it): prices, Langfuse and spool settings, then the ports.
     prices = PriceTable.from_env()
+    rules = BudgetRules.load(args.budgets) if args.budgets else BudgetRules.from_env(os.environ)
+    # With budgets the store is their ledger: --db, OTEL_GEMINI_COST_DB or its default path.
+    cost_db = args.db or (str(default_cost_db(os.environ)) if rules is not None else None)
     # Room for every request in progress at once, so a hand-off is never refused.
     memory = 4 * settings.max_inflight_bytes
     resolve_settings(memory_max_bytes=memory)  # raises LangfuseConfigError, naming it
@@ -137,15 +149,13 @@ def run(args: argparse.Namespace) -> int:
     )
     _listen_security.warn_if_open(security, args.host, "gateway")
     cost_store = None
-    if args.db:
-        from otel_gemini.aggregate import CostStore, CostStoreError
-
+    if cost_db:
         try:
-            cost_store = CostStore(args.db)
+            cost_store = CostStore(cost_db)
         except CostStoreError as error:
             raise CommandError(f"--db / OTEL_GEMINI_COST_DB: {error}") from None
     exporter = LangfuseExporter(memory_max_bytes=memory)
-    gateway = Gateway(exporter, prices, settings, cost_store=cost_store)
+    gateway = Gateway(exporter, prices, settings, cost_store=cost_store, budgets=rules)
     try:
         gateway.start()
     except OSError as error:

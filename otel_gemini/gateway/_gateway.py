@@ -5,16 +5,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import grpc  # type: ignore[import-untyped]
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import SpanProcessor, SynchronousMultiSpanProcessor
 
 from otel_gemini._background import LoopStatus
 from otel_gemini._http_limits import ConnectionLimits, RequestLimit
 from otel_gemini._listen_security import ListenSecurity, grpc_bearer_auth
 from otel_gemini.aggregate import CostStore
+from otel_gemini.budgets import BudgetConfigError, BudgetRules
 from otel_gemini.export import ExportStats, LangfuseExporter
 from otel_gemini.gateway._grpc import build_grpc_server
 from otel_gemini.gateway._http import build_http_app
@@ -23,6 +27,9 @@ from otel_gemini.gateway._intake import DECODED_PER_JSON_BYTE, SpanIntake
 from otel_gemini.health import HealthReport, HealthReporter, HealthStatus, iso_time
 from otel_gemini.pricing import PriceTable
 from otel_gemini.processing import CostSpanProcessor
+
+if TYPE_CHECKING:
+    from otel_gemini.budgets import BudgetEvaluator
 
 _logger = logging.getLogger("otel_gemini.gateway")
 
@@ -135,10 +142,28 @@ class Gateway:
         *,
         probe: bool = True,
         cost_store: CostStore | None = None,
+        budgets: BudgetRules | None = None,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         self.settings = settings or GatewaySettings()
         self.exporter = exporter
         self.cost_store = cost_store
+        """The local cost store the gateway also writes (``None``: none); with ``budgets``
+        it is their ledger, covering every app that sends to this gateway."""
+        self.budgets: BudgetEvaluator | None = None
+        if budgets is not None:
+            if cost_store is None:
+                raise BudgetConfigError(
+                    "gateway budgets (--budgets / OTEL_GEMINI_BUDGETS) need its cost store "
+                    "(--db / OTEL_GEMINI_COST_DB)"
+                )
+            from otel_gemini.budgets import BudgetEvaluator
+
+            # No enforcement here: the gateway sees spans after the requests were billed.
+            self.budgets = BudgetEvaluator(
+                budgets, cost_store.path, meter_provider=meter_provider, enforce=False
+            )
+            cost_store.add_commit_listener(self.budgets.on_committed)
         downstream: SpanProcessor = exporter.span_processor()
         if cost_store is not None:
             cost_store.exported_to = "Langfuse"
@@ -160,15 +185,19 @@ class Gateway:
         self._lock = threading.Lock()
         self._shut_down = False
         self._started_at: float | None = None
+        sections: dict[str, Callable[[], object]] = {
+            "started_at": lambda: iso_time(self._started_at),
+            "gateway": self.intake.stats,
+            "pricing": self.processor.stats,
+        }
+        if cost_store is not None:
+            sections["cost_store"] = cost_store.stats
+        if self.budgets is not None:
+            sections["budgets"] = self.budgets.stats
         self.health_reporter = HealthReporter(
             exporter,
             probe=probe,
-            sections={
-                "started_at": lambda: iso_time(self._started_at),
-                "gateway": self.intake.stats,
-                "pricing": self.processor.stats,
-                **({"cost_store": cost_store.stats} if cost_store is not None else {}),
-            },
+            sections=sections,
             loops=self._loops,
             conditions=self._conditions,
         )
@@ -239,8 +268,9 @@ class Gateway:
         remaining = max(0.5, deadline - time.monotonic())
         self.exporter.shutdown(timeout_millis=remaining * 1000)
         if self.cost_store is not None:
-            remaining = max(0.5, deadline - time.monotonic())
-            self.cost_store.shutdown(remaining * 1000)
+            self.cost_store.shutdown(max(0.5, deadline - time.monotonic()) * 1000)
+        if self.budgets is not None:
+            self.budgets.shutdown(max(0.5, deadline - time.monotonic()))
         self._stopped.set()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -287,10 +317,16 @@ class Gateway:
         loops = [self._http.loop.status()] if self._http is not None else []
         if self.cost_store is not None:
             loops.append(self.cost_store.loop_status())
+        if self.budgets is not None:
+            loops.extend(self.budgets.loop_statuses())
         return loops
 
     def _conditions(self, stats: ExportStats) -> list[tuple[HealthStatus, str]]:
-        conditions = []
+        conditions: list[tuple[HealthStatus, str]] = []
+        problems = self.cost_store.problems() if self.cost_store is not None else []
+        if self.budgets is not None:
+            problems += self.budgets.problems()
+        conditions.extend((HealthStatus.DEGRADED, reason) for reason in problems)
         if self._shut_down or stats.shut_down:
             conditions.append((HealthStatus.UNHEALTHY, "shutting down"))
         if self.intake.refusing_for_spool(stats):

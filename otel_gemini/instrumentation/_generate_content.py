@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from opentelemetry.util.types import AttributeValue
 
@@ -71,6 +71,8 @@ class GenerateContentRecorder:
     """
 
     __slots__ = ("_finish", "_model", "_parts", "_response_id", "_settings", "_usage")
+    # Its state is the responses it was given: read on the metrics worker when not recorded.
+    final_once_finished: ClassVar[bool] = True
 
     def __init__(self, settings: InstrumentationSettings) -> None:
         self._settings = settings

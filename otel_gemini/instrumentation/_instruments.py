@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from opentelemetry import metrics, trace
 
 from otel_gemini._version import __version__
+from otel_gemini.instrumentation._metric_queue import record_queued_on_collect
 from otel_gemini.instrumentation._settings import InstrumentationSettings
 
 SCOPE = "otel_gemini.instrumentation"
@@ -64,6 +65,13 @@ class Instruments:
     ) -> Instruments:
         tracer = trace.get_tracer(SCOPE, __version__, tracer_provider)
         meter = metrics.get_meter(SCOPE, __version__, meter_provider)
+        # Reports nothing: its callback, which the SDK runs as each collection starts,
+        # records the points still queued for the metrics worker (see _metric_queue).
+        meter.create_observable_gauge(
+            "otel_gemini.instrumentation.queued_metrics",
+            callbacks=[record_queued_on_collect],
+            description="Records the GenAI metric points still queued when a reader collects",
+        )
         return cls(
             tracer=tracer,
             operation_duration=meter.create_histogram(

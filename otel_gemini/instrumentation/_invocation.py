@@ -18,10 +18,16 @@ from otel_gemini._trace_attributes import current_trace_attributes
 from otel_gemini.instrumentation._instruments import Instruments
 from otel_gemini.instrumentation._internal_errors import report_internal_error
 from otel_gemini.instrumentation._metric_points import MetricPoints
+from otel_gemini.instrumentation._metric_queue import QUEUE, FinalAttributes, MetricRecord
 
 
 class ResponseRecorder(Protocol):
-    """Turns what a request returned (one response, or each chunk of a stream) into attributes."""
+    """Turns what a request returned (one response, or each chunk of a stream) into attributes.
+
+    A recorder whose class sets ``final_once_finished = True`` reads only state that no longer
+    changes once its invocation finished: for a span that is not recorded, its
+    ``attributes()`` are then read on the metrics worker instead of the caller's thread.
+    """
 
     def add(self, response: Any) -> None: ...
 
@@ -150,22 +156,33 @@ class Invocation:
         if self._ended:
             return
         self._ended = True
+        ended = time.perf_counter() if ended_at is None else ended_at
+        span = self.span
         result: Mapping[str, AttributeValue] = {}
         try:
-            result = self._recorder.attributes()
-            if stream_completed is not None:
-                result = {**result, **self._stream_attributes(stream_completed)}
-            self.span.set_attributes(result)
-            # A response can report a failure in-band (an Interactions stream's error event).
-            error = result.get(attrs.ERROR_TYPE)
-            if isinstance(error, str):
-                self.span.set_status(Status(StatusCode.ERROR, f"error reported: {error}"))
-            self._record_metrics(
-                result, error=error if isinstance(error, str) else None, ended_at=ended_at
-            )
+            if (
+                not span.is_recording()
+                and self._on_finish is None
+                and getattr(self._recorder, "final_once_finished", False)
+            ):
+                # Sampled out: no attributes to set; the metrics worker works out the
+                # tokens from the recorder (whose state no longer changes), off the
+                # caller's thread.
+                self._record_metrics(self._recorder.attributes, None, ended, stream_completed)
+            else:
+                result = self._recorder.attributes()
+                if stream_completed is not None:
+                    result = {**result, **self._stream_attributes(stream_completed)}
+                span.set_attributes(result)
+                # A response can report a failure in-band (an Interactions stream's error
+                # event).
+                error = result.get(attrs.ERROR_TYPE)
+                if isinstance(error, str):
+                    span.set_status(Status(StatusCode.ERROR, f"error reported: {error}"))
+                self._record_metrics(result, None, ended, stream_completed)
         except Exception as error:
             report_internal_error("finish span", error)
-        self.span.end(end_time=_end_time_ns(ended_at))
+        span.end(end_time=_end_time_ns(ended_at))
         if self._on_finish is not None:
             try:
                 self._on_finish(self, result)
@@ -196,28 +213,33 @@ class Invocation:
             self.span.set_status(
                 Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"[:1024])
             )
-            self._record_metrics(result, error=kind, ended_at=ended_at)
+            self._record_metrics(
+                result, kind, time.perf_counter() if ended_at is None else ended_at, None
+            )
         except Exception as internal:
             report_internal_error("fail span", internal)
         self.span.end(end_time=_end_time_ns(ended_at))
 
     def _record_metrics(
         self,
-        result: Mapping[str, AttributeValue],
+        result: FinalAttributes,
         error: str | None,
-        ended_at: float | None = None,
+        ended: float,
+        stream_completed: bool | None,
     ) -> None:
-        ended = time.perf_counter() if ended_at is None else ended_at
         first_chunk = None
-        if self._first_chunk_at is not None and attrs.STREAM_COMPLETED in result:
+        if self._first_chunk_at is not None and stream_completed is not None:
             first_chunk = self._first_chunk_at - self._started_at
-        record_metrics(
-            self._instruments,
-            self._metric_points,
-            result,
-            ended - self._started_at,
-            error,
-            first_chunk,
+        QUEUE.submit(
+            MetricRecord(
+                self._instruments,
+                self._metric_points,
+                result,
+                ended - self._started_at,
+                first_chunk,
+                error,
+                self.span,
+            )
         )
 
 
@@ -228,27 +250,15 @@ def record_metrics(
     duration: float | None,
     error: str | None,
     time_to_first_chunk: float | None = None,
+    span: trace.Span | None = None,
 ) -> None:
-    """Records a request's metric points: its duration (``None``: recorded already) and time
-    to first chunk in seconds, and unless it failed, the input and output tokens of its final
-    attributes ``result``."""
-    response_model = result.get(attrs.GEN_AI_RESPONSE_MODEL)
-    points = metric_points.outcome(
-        response_model if isinstance(response_model, str) else None, error
+    """Hands a request's metric points to the metrics worker: its duration (``None``:
+    recorded already) and time to first chunk in seconds, and unless it failed (``error``, or
+    an error type in ``result``), the input and output tokens of its final attributes
+    ``result``; ``span`` (the request's) links the points' exemplars to its trace."""
+    QUEUE.submit(
+        MetricRecord(instruments, metric_points, result, duration, time_to_first_chunk, error, span)
     )
-    # One context for all points (what the SDK would look up for each).
-    context = otel_context.get_current()
-    if duration is not None:
-        instruments.operation_duration.record(duration, points.duration, context)
-    if time_to_first_chunk is not None:
-        instruments.time_to_first_chunk.record(time_to_first_chunk, points.duration, context)
-    if error is None:
-        input_tokens = result.get(attrs.GEN_AI_USAGE_INPUT_TOKENS)
-        if isinstance(input_tokens, int):
-            instruments.token_usage.record(input_tokens, points.input_tokens, context)
-        output_tokens = result.get(attrs.GEN_AI_USAGE_OUTPUT_TOKENS)
-        if isinstance(output_tokens, int):
-            instruments.token_usage.record(output_tokens, points.output_tokens, context)
 
 
 def _end_time_ns(ended_at: float | None) -> int | None:

@@ -23,6 +23,7 @@ from wrapt import wrap_function_wrapper
 
 from otel_gemini import _attributes as attrs
 from otel_gemini._model_names import bare_model_name
+from otel_gemini.budgets import Exhaustion, check_request, forget_live_session, watch_live_session
 from otel_gemini.instrumentation import _content
 from otel_gemini.instrumentation import _live_resumption as resumption
 from otel_gemini.instrumentation._fields import field
@@ -218,12 +219,33 @@ def _after_send(tracker: LiveSessionTracker, described: _Input, turn: LiveTurn |
         report_internal_error("record live input", error)
 
 
+def _budget_exhausted(span: Any, hit: Exhaustion) -> None:
+    """An open Live session's scope ran out of budget: an event on its span (the app decides
+    whether to end the session; new sessions and requests in the scope are refused)."""
+    span.add_event(
+        "otel_gemini.budget.exhausted",
+        {
+            "otel_gemini.budget.rule": hit.rule,
+            "otel_gemini.budget.scope": hit.scope,
+            "otel_gemini.budget.period_end": hit.period_end.isoformat(),
+        },
+    )
+
+
 class InstrumentedConnection:
     """What an instrumented ``client.aio.live.connect(...)`` returns: the SDK's async context
     manager, with a session span from entry to exit. ``async with`` yields the SDK's own
     ``AsyncSession``."""
 
-    __slots__ = ("_client", "_instruments", "_kwargs", "_manager", "_session", "_tracker")
+    __slots__ = (
+        "__weakref__",
+        "_client",
+        "_instruments",
+        "_kwargs",
+        "_manager",
+        "_session",
+        "_tracker",
+    )
 
     def __init__(
         self, manager: Any, instruments: Instruments, live: Any, kwargs: dict[str, Any]
@@ -236,6 +258,9 @@ class InstrumentedConnection:
         self._session: Any = None
 
     async def __aenter__(self) -> Any:
+        # A new session in an exhausted scope is refused before it connects (enforcement
+        # on); an open one is never cut: it gets a span event when its scope runs out.
+        check_request(self._kwargs.get("model"))
         tracker = self._start_tracker()
         if tracker is None:
             return await self._manager.__aenter__()
@@ -251,6 +276,10 @@ class InstrumentedConnection:
         try:
             tracker.connected(session)
             _trackers[session] = tracker
+            span = tracker.session.span
+            watch_live_session(
+                self, self._kwargs.get("model"), lambda hit: _budget_exhausted(span, hit)
+            )
         except Exception as error:
             report_internal_error("start live session", error)
         return session
@@ -270,6 +299,7 @@ class InstrumentedConnection:
 
     def _end(self, tracker: LiveSessionTracker, error: BaseException | None) -> None:
         try:
+            forget_live_session(self)
             _trackers.pop(self._session, None)
         except Exception as internal:  # an unhashable session would never have been added
             report_internal_error("end live session", internal)

@@ -23,6 +23,7 @@ from opentelemetry.util.types import AttributeValue
 
 from otel_gemini import _attributes as attrs
 from otel_gemini._model_names import bare_model_name
+from otel_gemini.budgets import check_request
 from otel_gemini.instrumentation._fields import field
 from otel_gemini.instrumentation._generate_content import (
     AgentAnswerRecorder,
@@ -255,6 +256,10 @@ _MAX_CALL_SITES = 128
 class SpanWrappers:
     """wrapt wrappers around one SDK function; sync and async differ only in the call."""
 
+    # A billed request checks the budget guard before it starts (it raises only with
+    # enforcement on and the request's scope exhausted; otherwise one truth test).
+    _guarded = False
+
     def _start(self, instance: Any, args: Any, kwargs: Any) -> Invocation | None:
         raise NotImplementedError
 
@@ -266,6 +271,8 @@ class SpanWrappers:
     # detached before it is finalised, so metrics are recorded in the caller's context. Plain
     # attach/detach rather than ``with invocation.activate()``: this runs on every call.
     def sync(self, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        if self._guarded:
+            check_request(kwargs.get("model"))
         invocation = self._start(instance, args, kwargs)
         if invocation is None:
             return wrapped(*args, **kwargs)
@@ -282,6 +289,8 @@ class SpanWrappers:
     async def async_(
         self, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any
     ) -> Any:
+        if self._guarded:
+            check_request(kwargs.get("model"))
         invocation = self._start(instance, args, kwargs)
         if invocation is None:
             return await wrapped(*args, **kwargs)
@@ -304,6 +313,12 @@ class CallWrappers(SpanWrappers):
         self._instruments = instruments
         self._call_info = CALL_INFO[operation.owner]
         self._call_config = CALL_CONFIG[operation.owner]
+        # The requests that bill (the AFC parent's are checked each, below it).
+        self._guarded = (
+            operation.owner == "models"
+            and not operation.afc_parent
+            and operation.observation_type != "span"
+        )
         # Span name, fixed attributes and metric points, built once per call site: an app
         # calls the same few models through the same client over and over.
         self._call_sites: dict[tuple[str, bool, str | None], _CallSite] = {}

@@ -133,7 +133,12 @@ def record_generation(
     span.end(end_time=ended_ns)
     # Tokens only: the create recorded the operation's duration point already.
     record_metrics(
-        instruments, pending.metric_points, result, None, error if isinstance(error, str) else None
+        instruments,
+        pending.metric_points,
+        result,
+        None,
+        error if isinstance(error, str) else None,
+        span=span,
     )
 
 

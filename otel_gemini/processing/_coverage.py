@@ -215,7 +215,8 @@ class Coverage:
             return False, []
         span_id = context.span_id
         released: list[Release] = []
-        link = _link(span) if billed else None  # read outside the lock
+        scope = scope_name(span) if billed else ""  # read outside the lock
+        link = _link(span, scope) if billed else None
         with self._lock:
             entry = self._spans.get(span_id)
             if entry is None:  # not started here (the gateway's), or forgotten
@@ -224,9 +225,9 @@ class Coverage:
             fate: bool | None = False
             if billed:
                 self._cover_ancestors(entry, released)
-                if entry.covered or self._linked(link) or self._reported_by_ours(span):
+                if entry.covered or self._linked(link) or self._reported_by_ours(span, scope):
                     fate = True
-                elif entry.open_children and scope_name(span) != OUR_SCOPE:
+                elif entry.open_children and scope != OUR_SCOPE:
                     if len(self._held) < self._max_held:
                         entry.held = True
                         deadline = time.monotonic() + self._hold_seconds
@@ -334,10 +335,10 @@ class Coverage:
         # carry the job's name): only another instrumentation's span is the same request.
         return scope is not None and scope != link[1]
 
-    def _reported_by_ours(self, span: ReadableSpan) -> bool:
-        """Whether ``span`` is a separate-trace framework's Gemini call while our
-        instrumentation is active in this process."""
-        if not self._ours_active or scope_name(span) not in SEPARATE_TRACE_FRAMEWORKS:
+    def _reported_by_ours(self, span: ReadableSpan, scope: str) -> bool:
+        """Whether ``span`` (of instrumentation scope ``scope``) is a separate-trace
+        framework's Gemini call while our instrumentation is active in this process."""
+        if not self._ours_active or scope not in SEPARATE_TRACE_FRAMEWORKS:
             return False
         attributes = span.attributes or {}
         for key in _PROVIDER_OR_MODEL_KEYS:
@@ -415,11 +416,11 @@ class Coverage:
             return len(self._spans)
 
 
-def _link(span: ReadableSpan) -> _Link | None:
+def _link(span: ReadableSpan, scope: str) -> _Link | None:
     attributes = span.attributes
     value = attributes.get(attrs.GEN_AI_RESPONSE_ID) if attributes else None
     # Remembered MAX_RESPONSE_IDS times over: an id (or scope) longer than any real one is
     # not, or 10,000 hostile 7 MiB ids would be 70 GB.
     if not isinstance(value, str) or not value or len(value) > MAX_NAME_CHARS:
         return None
-    return (value, cut(scope_name(span)))
+    return (value, cut(scope))

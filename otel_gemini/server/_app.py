@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Final
@@ -29,6 +29,11 @@ from otel_gemini.aggregate import (
 from otel_gemini.health import HEALTH_ENDPOINT, HealthReporter, health_route
 from otel_gemini.server._dashboard import dashboard_routes
 
+BudgetAnswer = Callable[[], Mapping[str, Any]]
+"""Where the budgets stand now (``otel_gemini.budgets.budget_status`` over the rules and
+store); raises ``CostStoreError`` when the store cannot be read."""
+
+BUDGETS_ENDPOINT: Final = "/api/observability/budgets"
 COSTS_ENDPOINT: Final = "/api/observability/costs"
 LATENCY_ENDPOINT: Final = "/api/observability/latency"
 _PARAMETERS: Final = frozenset(("group_by", "from", "to", "tz", "source", *FILTER_KEYS))
@@ -119,6 +124,31 @@ def keep_top(document: dict[str, Any], top: int) -> dict[str, Any]:
     return {**document, "groups": ranked[:top], "top": top, "group_count": len(groups)}
 
 
+def _budgets_route(budgets: BudgetAnswer | None) -> Route:
+    async def endpoint(request: Request) -> JSONResponse:
+        for name in request.query_params:
+            return _bad_parameter(QueryError(name, "unknown parameter; this endpoint takes none"))
+        if budgets is None:
+            return JSONResponse(
+                {
+                    "error": "not_configured",
+                    "message": "no budget rules here (set OTEL_GEMINI_BUDGETS or pass "
+                    "--budgets; see docs/budgets.md)",
+                },
+                status_code=404,
+                headers=_NO_STORE,
+            )
+        try:
+            document = await run_in_threadpool(budgets)
+        except CostStoreError as error:
+            return JSONResponse(
+                {"error": "unavailable", "message": str(error)}, status_code=503, headers=_NO_STORE
+            )
+        return JSONResponse(dict(document), headers=_NO_STORE)
+
+    return Route(BUDGETS_ENDPOINT, endpoint, methods=["GET"], name="otel_gemini_budgets")
+
+
 def _no_health_route() -> Route:
     async def health(request: Request) -> JSONResponse:
         return JSONResponse(
@@ -141,6 +171,7 @@ def observability_routes(
     health: HealthReporter | None = None,
     *,
     dashboard: bool = True,
+    budgets: BudgetAnswer | None = None,
 ) -> list[BaseRoute]:
     """The API's routes, to add to an existing Starlette or FastAPI app::
 
@@ -156,6 +187,8 @@ def observability_routes(
       health); without a reporter, 503 ``unknown``.
     - ``GET /api/observability/livez``: ``{"status": "alive"}``, for probes (open even
       when a token is required).
+    - ``GET /api/observability/budgets``: ``budgets()``'s answer, each rule's period, spend,
+      limit, utilization, thresholds crossed and status (docs/budgets.md); 404 without rules.
     - ``GET /`` and ``GET /dashboard`` (unless ``dashboard=False``): the dashboard page,
       which draws these answers; its files under ``/api/observability/assets/``
       (docs/dashboard.md). Routes are matched in order, so your own ``/`` added before
@@ -171,6 +204,7 @@ def observability_routes(
         )
         routes.append(_answer_route(LATENCY_ENDPOINT, "otel_gemini_latency", answers, _latency))
     routes.append(health_route(health) if health is not None else _no_health_route())
+    routes.append(_budgets_route(budgets))
     routes.append(liveness_endpoint())
     if dashboard:
         routes.extend(dashboard_routes())
@@ -182,6 +216,7 @@ def observability_app(
     health: HealthReporter | None = None,
     *,
     auth: TokenFile | str | os.PathLike[str] | None = None,
+    budgets: BudgetAnswer | None = None,
 ) -> Starlette:
     """The API and its dashboard page as an ASGI app: serve it with uvicorn, or mount
     it into your app (``app.mount("/obs", observability_app(...))``: the page is then
@@ -196,4 +231,6 @@ def observability_app(
     if auth is not None:
         tokens = auth if isinstance(auth, TokenFile) else TokenFile(auth)
         middleware.append(Middleware(BearerAuth, tokens))
-    return Starlette(routes=observability_routes(answers, health), middleware=middleware)
+    return Starlette(
+        routes=observability_routes(answers, health, budgets=budgets), middleware=middleware
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from otel_gemini import _listen_security
@@ -59,6 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the source when a request names none (default: local)",
     )
     parser.add_argument(
+        "--budgets",
+        help="budget rules (TOML) answered at /api/observability/budgets "
+        "(default: OTEL_GEMINI_BUDGETS)",
+    )
+    parser.add_argument(
         "--no-export",
         action="store_true",
         help="do not run a Langfuse exporter on the spool (the health endpoint then "
@@ -83,11 +89,23 @@ def build(args: argparse.Namespace) -> tuple[Starlette, CostAnswers, LangfuseExp
 
     Raises ``LangfuseConfigError`` for a bad Langfuse setting.
     """
-    from otel_gemini.aggregate import CostAnswers
+    import os
+
+    from otel_gemini.aggregate import CostAnswers, default_cost_db
+    from otel_gemini.budgets import BudgetRules, budget_status
     from otel_gemini.export import LangfuseExporter
     from otel_gemini.health import HealthReporter
-    from otel_gemini.server._app import observability_app
+    from otel_gemini.server._app import BudgetAnswer, observability_app
 
+    rules = (
+        BudgetRules.load(args.budgets)
+        if getattr(args, "budgets", None)
+        else BudgetRules.from_env(os.environ)
+    )
+    budgets: BudgetAnswer | None = None
+    if rules is not None:
+        db = Path(args.db).expanduser() if args.db else default_cost_db(os.environ)
+        budgets = lambda: budget_status(rules, db)  # noqa: E731
     answers = CostAnswers.from_env(args.db, default_source=args.source)
     exporter: LangfuseExporter | None = None
     if answers.langfuse is not None and not args.no_export:
@@ -104,7 +122,7 @@ def build(args: argparse.Namespace) -> tuple[Starlette, CostAnswers, LangfuseExp
     if exporter is not None:
         sections, conditions = _cost_store_health(answers)
         reporter = HealthReporter(exporter, sections=sections, conditions=conditions)
-    return observability_app(answers, reporter), answers, exporter
+    return observability_app(answers, reporter, budgets=budgets), answers, exporter
 
 
 def _cost_store_health(answers: CostAnswers) -> tuple[dict[str, Any], Any]:

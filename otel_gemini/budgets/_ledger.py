@@ -1,0 +1,202 @@
+"""Budget totals read from the cost store's ``generations`` table (the one ledger), and the
+record of alerts already sent (``budget_alerts``, in the same file).
+
+Every process sharing a store file reads the same rows, so they see one total; the alert
+record is keyed by rule, scope value, period and threshold, so each alert goes out once
+whichever process (or restart) notices it first.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final, NamedTuple
+
+from otel_gemini._suppress import suppress_instrumentation, untraced
+from otel_gemini.aggregate import joined, split_sum_sql
+from otel_gemini.budgets import _guard
+from otel_gemini.budgets._periods import Period
+from otel_gemini.budgets._rules import (
+    SCOPE_MODEL,
+    SCOPE_SERVICE,
+    SCOPE_SESSION,
+    SCOPE_TAG,
+    SCOPE_USER,
+    BudgetRule,
+)
+
+COLUMNS: Final = {
+    SCOPE_USER: "user_id",
+    SCOPE_SESSION: "session_id",
+    SCOPE_MODEL: "model",
+    SCOPE_SERVICE: "service_name",
+}
+"""The ``generations`` column each per-value scope groups by."""
+
+TOTAL_VALUE: Final = _guard.TOTAL_VALUE
+
+_BUSY_TIMEOUT_S: Final = 5.0
+
+_CREATE_ALERTS: Final = """
+CREATE TABLE IF NOT EXISTS budget_alerts (
+    rule TEXT NOT NULL,
+    scope_value TEXT NOT NULL,
+    period_start TEXT NOT NULL,
+    threshold TEXT NOT NULL,
+    fired_ns INTEGER NOT NULL,
+    PRIMARY KEY (rule, scope_value, period_start, threshold)
+)
+"""
+
+
+class Spend(NamedTuple):
+    """One scope value's spend in a period."""
+
+    femto: int
+    """Priced spend, exact, in 1e-15 USD."""
+    requests: int
+    unpriced: int
+    """Requests whose price is unknown: not in :attr:`femto` (never counted as $0)."""
+
+
+NO_SPEND: Final = Spend(0, 0, 0)
+
+
+@contextmanager
+def snapshot(connection: sqlite3.Connection) -> Iterator[tuple[sqlite3.Connection, int]]:
+    """One read transaction (a consistent snapshot of the store, WAL), and the highest
+    ``rowid`` in it: commits reported with a ``last_rowid`` up to it are in what is read."""
+    with suppress_instrumentation():
+        connection.execute("BEGIN")
+        try:
+            row = connection.execute("SELECT max(rowid) FROM generations").fetchone()
+            yield connection, int(row[0] or 0)
+        finally:
+            connection.rollback()
+
+
+def identity(path: Path) -> tuple[int, int] | None:
+    """The file's (device, inode), or ``None`` when it is gone."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+@untraced
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection to the store file for the evaluator (reads, and the alert record).
+
+    Never creates the file: the cost store does. A missing store raises
+    ``sqlite3.OperationalError`` (budgets then fail open)."""
+    if not path.is_file():
+        raise sqlite3.OperationalError(f"no cost store at {str(path)!r}")
+    connection = sqlite3.connect(
+        f"file:{path}?mode=rw", uri=True, timeout=_BUSY_TIMEOUT_S, check_same_thread=False
+    )
+    try:
+        connection.execute(_CREATE_ALERTS)
+        connection.commit()
+    except sqlite3.Error:
+        connection.close()
+        raise
+    return connection
+
+
+def _scope_filter(rule: BudgetRule) -> tuple[str, list[object], str]:
+    """The WHERE clause beyond the period, its parameters, and the grouping expression."""
+    column = COLUMNS.get(rule.scope)
+    if column is not None:
+        return f" AND {column} IS NOT NULL", [], column
+    if rule.scope == SCOPE_TAG:
+        clause = " AND tags IS NOT NULL AND EXISTS (SELECT 1 FROM json_each(tags) WHERE value = ?)"
+        return clause, [rule.tag], "?"
+    return "", [], "?"
+
+
+def _scope_value(rule: BudgetRule) -> str:
+    return rule.tag if rule.scope == SCOPE_TAG and rule.tag else TOTAL_VALUE
+
+
+_VALUES_PER_QUERY: Final = 500
+"""Scope values per ``IN (...)`` list: well under SQLite's bound-parameter limit."""
+
+
+@untraced
+def period_spend(
+    connection: sqlite3.Connection,
+    rule: BudgetRule,
+    period: Period,
+    values: Collection[str] | None = None,
+) -> dict[str, Spend]:
+    """Spend by scope value in ``period`` (``values``: only those; ``None``: all)."""
+    clause, parameters, group = _scope_filter(rule)
+    grouped = group != "?"
+    select_value = group if grouped else "?"
+    head: list[object] = [] if grouped else [_scope_value(rule)]
+    sql = (
+        f"SELECT {select_value}, {split_sum_sql('cost_femto')}, count(*) "
+        f"FROM generations WHERE start_ns >= ? AND start_ns < ?{clause}"
+    )
+    where: list[object] = [period.start_ns, period.end_ns, *parameters]
+    if not grouped:
+        return _spend(connection.execute(sql, [*head, *where]))
+    if values is None:
+        return _spend(connection.execute(f"{sql} GROUP BY {group}", where))
+    chosen = sorted(values)
+    result: dict[str, Spend] = {}
+    for index in range(0, len(chosen), _VALUES_PER_QUERY):
+        part = chosen[index : index + _VALUES_PER_QUERY]
+        marks = ", ".join("?" for _ in part)
+        rows = connection.execute(
+            f"{sql} AND {group} IN ({marks}) GROUP BY {group}", [*where, *part]
+        )
+        result.update(_spend(rows))
+    return result
+
+
+def _spend(rows: Iterable[tuple[Any, ...]]) -> dict[str, Spend]:
+    result: dict[str, Spend] = {}
+    for value, high, low, priced, requests in rows:
+        if requests:
+            result[str(value)] = Spend(joined(high, low, priced) or 0, requests, requests - priced)
+    return result
+
+
+@untraced
+def cost_per_request(
+    connection: sqlite3.Connection, column: str, start_ns: int, end_ns: int
+) -> dict[str, tuple[int, int]]:
+    """Priced spend (femto) and priced requests by ``column`` (``model``, ``service_name``)
+    in ``[start_ns, end_ns)``."""
+    sql = (
+        f"SELECT {column}, {split_sum_sql('cost_femto')} FROM generations "
+        f"WHERE start_ns >= ? AND start_ns < ? AND {column} IS NOT NULL "
+        f"AND cost_femto IS NOT NULL GROUP BY {column}"
+    )
+    return {
+        str(value): (joined(high, low, count) or 0, count)
+        for value, high, low, count in connection.execute(sql, (start_ns, end_ns))
+    }
+
+
+@untraced
+def first_alert(
+    connection: sqlite3.Connection,
+    rule: str,
+    scope_value: str,
+    period_key: str,
+    threshold: str,
+    now_ns: int,
+) -> bool:
+    """Records the alert; True only for the first process (or run) to record it."""
+    with connection:
+        cursor = connection.execute(
+            "INSERT OR IGNORE INTO budget_alerts VALUES (?, ?, ?, ?, ?)",
+            (rule, scope_value, period_key, threshold, now_ns),
+        )
+    return cursor.rowcount == 1

@@ -1,0 +1,431 @@
+"""Answers from the rollups equal the raw-row answers: exact money and counts, percentiles
+within 1 %, in any time zone, with window edges inside 15-minute periods, rows written by
+other connections after the rollups were built, retention deletes, replaced spans, and a
+store written before the rollups existed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cost_workload import CALLS, WINDOW, record
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from otel_gemini.aggregate import (
+    CostStore,
+    LocalCostSource,
+    parse_cost_query,
+    parse_latency_query,
+)
+from otel_gemini.aggregate._percentiles import percentile
+from otel_gemini.aggregate._periods import RAW, pieces
+from otel_gemini.aggregate._rollups import ROLLUP_VERSION
+from otel_gemini.aggregate._rows import COLUMNS
+from otel_gemini.aggregate._schema import UPSERT, open_for_writing
+
+DATA = Path(__file__).parent / "data"
+OLD_STORE = DATA / "cost_store_written_by_main.sqlite3"
+T0 = datetime(2026, 11, 20, tzinfo=timezone.utc)
+T0_NS = int(T0.timestamp()) * 10**9
+QUARTER_NS = 900 * 10**9
+ZONES = ("UTC", "+05:45", "+05:30", "-03:30", "Europe/Paris", "Asia/Kathmandu")
+COST_KEYS = ("user", "day", "model", "provider", "session")
+
+
+def row(number: int, start_ns: int, **values: Any) -> tuple[Any, ...]:
+    """A generations row as the writer stores it (defaults: a priced flash call)."""
+    document: dict[str, Any] = {
+        "trace_id": f"{number:032x}",
+        "span_id": f"{number:016x}",
+        "start_ns": start_ns,
+        "end_ns": start_ns + 10**9,
+        "user_id": "alice",
+        "session_id": "s1",
+        "model": "gemini-2.5-flash",
+        "provider": "gcp.gemini",
+        "operation": "generate_content",
+        "input_tokens": 100,
+        "output_tokens": 20,
+        "total_tokens": 120,
+        "usage_details": None,
+        "cost_femto": 80_000_000_000,
+        "input_cost_femto": 30_000_000_000,
+        "output_cost_femto": 50_000_000_000,
+        "cost_details": None,
+        "cost_status": "priced",
+        "prices_version": "test",
+        "latency_ms": 1000.0,
+        "ttft_ms": None,
+        "is_error": 0,
+        "error_type": None,
+        "service_name": None,
+        "tags": None,
+    }
+    document.update(values)
+    return tuple(document[column] for column in COLUMNS)
+
+
+def write(path: Path, rows: list[tuple[Any, ...]]) -> None:
+    """Writes through the writer's own statement, on a connection of its own."""
+    connection = open_for_writing(path)
+    try:
+        connection.executemany(UPSERT, rows)
+        connection.commit()
+    finally:
+        connection.close()
+
+
+def both(path: Path, **options: Any) -> tuple[LocalCostSource, LocalCostSource]:
+    return LocalCostSource(path, **options), LocalCostSource(path, rollups=False)
+
+
+def cost_answers(source: LocalCostSource, params: dict[str, str]) -> dict[str, Any]:
+    return source.costs(parse_cost_query(params, T0)).to_dict()
+
+
+def assert_latency_close(fast: dict[str, Any], exact: dict[str, Any]) -> None:
+    """Counts and maxima exact, means to float precision, percentiles within 1 %."""
+    assert len(fast["groups"]) == len(exact["groups"])
+    for mine, theirs in zip(fast["groups"], exact["groups"], strict=True):
+        for field in ("requests", "errors"):
+            assert mine[field] == theirs[field]
+        for measure in ("latency_ms", "time_to_first_token_ms"):
+            assert mine[measure]["count"] == theirs[measure]["count"]
+            assert mine[measure]["max"] == theirs[measure]["max"]
+            if theirs[measure]["mean"] is None:
+                assert mine[measure]["mean"] is None
+            else:
+                assert mine[measure]["mean"] == pytest.approx(theirs[measure]["mean"], abs=2e-3)
+            for name in ("p50", "p95", "p99"):
+                if theirs[measure][name] is None:
+                    assert mine[measure][name] is None
+                else:
+                    # 1 %, plus the 0.001 ms both are rounded to in JSON
+                    assert abs(mine[measure][name] - theirs[measure][name]) <= (
+                        0.01 * theirs[measure][name] + 0.002
+                    )
+
+
+# --- random stores -----------------------------------------------------------------------
+
+_texts = st.sampled_from([None, "a", "b", "c"])
+_rows = st.lists(
+    st.tuples(
+        st.integers(0, 4 * 96 * QUARTER_NS),  # start, within four days
+        _texts,  # user
+        _texts,  # session
+        st.sampled_from([None, "gemini-2.5-flash", "gemini-2.5-pro", "gemini-9-unknown"]),
+        st.sampled_from([None, "gcp.gemini", "gcp.vertex_ai"]),
+        st.one_of(st.none(), st.integers(0, 2**62)),  # cost: up to $4,611 a row
+        st.floats(0, 120_000, allow_nan=False),  # latency
+        st.one_of(st.none(), st.floats(0, 5_000, allow_nan=False)),  # time to first token
+        st.booleans(),  # error
+    ),
+    max_size=40,
+)
+
+
+def _random_row(number: int, values: tuple[Any, ...]) -> tuple[Any, ...]:
+    start, user, session, model, provider, cost, latency, ttft, error = values
+    unknown = model == "gemini-9-unknown"
+    return row(
+        number,
+        T0_NS + start,
+        user_id=user,
+        session_id=session,
+        model=model,
+        provider=provider,
+        cost_femto=None if unknown else cost,
+        input_cost_femto=None if unknown or cost is None else cost // 3,
+        output_cost_femto=None if unknown or cost is None else cost - cost // 3,
+        cost_status="unknown_model" if unknown else "priced",
+        input_tokens=number,
+        output_tokens=2 * number,
+        total_tokens=3 * number,
+        latency_ms=latency,
+        ttft_ms=ttft,
+        is_error=int(error),
+    )
+
+
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory() as directory:
+        os.chmod(directory, 0o700)
+        yield Path(directory)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    first=_rows,
+    later=_rows,
+    zone=st.sampled_from(ZONES),
+    start=st.integers(-900_000, 4 * 86_400_000),  # milliseconds from T0
+    length=st.integers(1, 4 * 86_400_000),
+    group_by=st.lists(st.sampled_from(COST_KEYS), unique=True, max_size=3),
+    model_filter=st.sampled_from([None, "gemini-2.5-flash"]),
+)
+def test_rollup_answers_equal_raw_answers_on_random_stores(
+    scratch: Path,
+    first: list[tuple[Any, ...]],
+    later: list[tuple[Any, ...]],
+    zone: str,
+    start: int,
+    length: int,
+    group_by: list[str],
+    model_filter: str | None,
+) -> None:
+    path = scratch / f"store-{os.urandom(4).hex()}.sqlite3"
+    write(path, [_random_row(i, values) for i, values in enumerate(first)])
+    fast, raw = both(path, exact_percentile_rows=0)
+    fast.rollups.refresh()  # type: ignore[union-attr]
+    # Rows another connection writes after the build; some replace folded rows.
+    write(path, [_random_row(i * 2, values) for i, values in enumerate(later)])
+    begin = T0 + timedelta(milliseconds=start)
+    params = {
+        "from": begin.isoformat(),
+        "to": (begin + timedelta(milliseconds=length)).isoformat(),
+        "tz": zone,
+        "group_by": ",".join(group_by),
+    }
+    if model_filter:
+        params["model"] = model_filter
+    assert cost_answers(fast, params) == cost_answers(raw, params)
+    latency_params = dict(params, group_by=",".join(k for k in group_by if k in ("model", "day")))
+    query = parse_latency_query(latency_params, T0)
+    assert_latency_close(fast.latency(query).to_dict(), raw.latency(query).to_dict())
+
+
+# --- what the random stores may miss, spelled out -------------------------------------------
+
+
+def test_local_days_of_a_0545_zone_with_edges_inside_15_minute_periods(scratch: Path) -> None:
+    path = scratch / "costs.sqlite3"
+    # Local midnight in +05:45 is 18:15 UTC. Rows just around it, and inside the quarters
+    # the window's edges cut.
+    midnight = T0_NS + (18 * 60 + 15) * 60 * 10**9
+    offsets_s = [-1, 0, 1, 7 * 60, 14 * 60 + 59, 15 * 60, 86_400 - 1, 86_400, 86_400 + 60]
+    write(path, [row(i, midnight + s * 10**9) for i, s in enumerate(offsets_s)])
+    fast, raw = both(path)
+    params = {
+        # from 18:14:30 local day before, to 00:07:00 local two days later: mid-quarter
+        "from": "2026-11-20T18:14:30Z",
+        "to": "2026-11-21T18:22:00Z",
+        "tz": "+05:45",
+        "group_by": "day",
+    }
+    answer = cost_answers(fast, params)
+    assert answer == cost_answers(raw, params)
+    assert [(g["day"], g["requests"], g["cost"]) for g in answer["groups"]] == [
+        ("2026-11-20", 1, "0.00008"),  # 18:14:59 UTC
+        ("2026-11-21", 6, "0.00048"),  # 18:15:00 .. 18:14:59 the next day
+        ("2026-11-22", 2, "0.00016"),  # 18:15:00 and 18:16:00 the next day
+    ]
+
+
+def test_rows_written_by_another_process_after_the_build_count(scratch: Path) -> None:
+    path = scratch / "costs.sqlite3"
+    write(path, [row(i, T0_NS + i * 60 * 10**9) for i in range(100)])
+    fast, raw = both(path)
+    params = {"from": "2026-11-19", "to": "2026-11-22", "group_by": "model,day"}
+    assert cost_answers(fast, params)["total"]["requests"] == 100
+    write(path, [row(1000 + i, T0_NS + i * 61 * 10**9, model="gemini-2.5-pro") for i in range(50)])
+    answer = cost_answers(fast, params)
+    assert answer == cost_answers(raw, params)
+    assert [g["requests"] for g in answer["groups"]] == [100, 50]
+
+
+def test_rows_not_folded_yet_count_when_the_catch_up_cannot_run(
+    scratch: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = scratch / "costs.sqlite3"
+    write(path, [row(i, T0_NS + i * 60 * 10**9) for i in range(10)])
+    fast, raw = both(path)
+    assert fast.rollups is not None
+    fast.rollups.refresh()
+    write(path, [row(100 + i, T0_NS + i * 60 * 10**9, user_id="bob") for i in range(5)])
+    # As when another process holds the lock for long, or the file is read-only.
+    monkeypatch.setattr(fast.rollups, "refresh", lambda: None)
+    params = {"from": "2026-11-19", "to": "2026-11-22", "group_by": "user,day"}
+    answer = cost_answers(fast, params)
+    assert answer == cost_answers(raw, params)
+    assert [(g["user"], g["requests"]) for g in answer["groups"]] == [("alice", 10), ("bob", 5)]
+    folded = sqlite3.connect(path).execute("SELECT folded_rowid FROM rollup_state").fetchone()
+    assert folded == (10,)
+
+
+def test_retention_deletes_leave_rollups_equal_to_the_rows_left(scratch: Path) -> None:
+    path = scratch / "costs.sqlite3"
+    # Three days of a row every 10 minutes, the slowest first; retention keeps 1.5 days.
+    rows = [row(i, T0_NS + i * 600 * 10**9, latency_ms=1000.0 - i) for i in range(3 * 144)]
+    write(path, rows)
+    fast, raw = both(path, exact_percentile_rows=0)
+    fast.rollups.refresh()  # type: ignore[union-attr]
+    now = (T0_NS + 3 * 86_400 * 10**9) / 1e9
+    # The writer applies retention itself when idle; by the same clock, the call below
+    # deletes whatever it has not yet.
+    store = CostStore(path, retention_days=1.5, clock=lambda: now)
+    try:
+        store.apply_retention()
+    finally:
+        store.shutdown(10_000)
+    assert cost_answers(raw, {"from": "2026-11-19", "to": "2026-11-24"})["total"]["requests"] == 216
+    for group_by in ("", "day", "user,day", "model"):
+        params = {"from": "2026-11-19", "to": "2026-11-24", "group_by": group_by}
+        assert cost_answers(fast, params) == cost_answers(raw, params)
+    query = parse_latency_query({"from": "2026-11-19", "to": "2026-11-24", "group_by": "day"}, T0)
+    fast_latency = fast.latency(query).to_dict()
+    assert_latency_close(fast_latency, raw.latency(query).to_dict())
+    # the maximum of the day the cutoff cuts (its slowest rows went) is that of the rows left
+    assert [g["latency_ms"]["max"] for g in fast_latency["groups"]] == [784.0, 712.0]
+    connection = sqlite3.connect(path)
+    for table in ("rollup_by_model", "rollup_by_user", "rollup_by_session"):
+        assert connection.execute(f"SELECT count(*) FROM {table} WHERE requests <= 0").fetchone()[
+            0
+        ] == (0)
+    assert connection.execute("SELECT count(*) FROM rollup_latency WHERE n <= 0").fetchone() == (0,)
+
+
+def test_a_span_written_again_after_it_was_folded_counts_once(scratch: Path) -> None:
+    path = scratch / "costs.sqlite3"
+    write(path, [row(1, T0_NS, latency_ms=900.0), row(2, T0_NS + 10**9, latency_ms=100.0)])
+    fast, raw = both(path, exact_percentile_rows=0)
+    fast.rollups.refresh()  # type: ignore[union-attr]
+    # The same span again (an exporter's retry), now with another cost and latency.
+    write(path, [row(1, T0_NS, cost_femto=10**12, latency_ms=300.0)])
+    params = {"from": "2026-11-19", "to": "2026-11-22", "group_by": "user"}
+    answer = cost_answers(fast, params)
+    assert answer == cost_answers(raw, params)
+    assert (answer["total"]["requests"], answer["total"]["cost"]) == (2, "0.00108")
+    query = parse_latency_query({"from": "2026-11-19", "to": "2026-11-22"}, T0)
+    assert fast.latency(query).to_dict()["groups"][0]["latency_ms"]["max"] == 300.0
+
+
+def test_percentiles_of_many_values_are_within_1_percent(scratch: Path) -> None:
+    path = scratch / "costs.sqlite3"
+    import random
+
+    rng = random.Random(5)
+    latencies = [rng.lognormvariate(6, 1.2) for _ in range(3000)]
+    write(
+        path,
+        [row(i, T0_NS + i * 20 * 10**9, latency_ms=v) for i, v in enumerate(latencies)],
+    )
+    fast = LocalCostSource(path, exact_percentile_rows=0)
+    query = parse_latency_query({"from": "2026-11-19T23:59:59Z", "to": "2026-11-22"}, T0)
+    group = fast.latency(query).groups[0]
+    for name, p in (("p50", 50), ("p95", 95), ("p99", 99)):
+        exact = percentile(latencies, p)
+        assert exact is not None
+        assert abs(getattr(group.latency_ms, name) - exact) <= 0.01 * exact
+
+
+def test_a_store_written_before_the_rollups_is_answered_identically(scratch: Path) -> None:
+    """The fixture was written by main's CostStore before the rollups existed (no
+    rollup tables, no triggers): the first answer builds them; answers are the same."""
+    path = scratch / "costs.sqlite3"
+    shutil.copyfile(OLD_STORE, path)
+    os.chmod(path, 0o600)
+    connection = sqlite3.connect(path)
+    assert connection.execute(
+        "SELECT count(*) FROM sqlite_master WHERE name LIKE 'rollup%'"
+    ).fetchone() == (0,)
+    connection.close()
+    fast, raw = both(path, exact_percentile_rows=0)
+    window = {"from": "2026-11-01", "to": "2026-12-01"}
+    for group_by in ("", "model", "day,model", "user", "session", "user,day,model"):
+        for zone in ("UTC", "+05:45"):
+            params = dict(window, group_by=group_by, tz=zone)
+            assert cost_answers(fast, params) == cost_answers(raw, params)
+    for group_by in ("model", "model,day", "provider"):
+        query = parse_latency_query(dict(window, group_by=group_by), T0)
+        assert_latency_close(fast.latency(query).to_dict(), raw.latency(query).to_dict())
+    version = sqlite3.connect(path).execute("SELECT version FROM rollup_state").fetchone()
+    assert version == (ROLLUP_VERSION,)
+
+
+def test_rollups_of_another_version_are_rebuilt_or_left_alone(scratch: Path) -> None:
+    path = scratch / "costs.sqlite3"
+    write(path, [row(i, T0_NS + i * 10**9) for i in range(5)])
+    fast, raw = both(path)
+    params = {"from": "2026-11-19", "to": "2026-11-22", "group_by": "model"}
+    expected = cost_answers(raw, params)
+    assert cost_answers(fast, params) == expected
+    connection = sqlite3.connect(path)
+    connection.execute("UPDATE rollup_state SET version = 0, folded_rowid = 99")
+    connection.execute("UPDATE rollup_by_model SET requests = 1000")
+    connection.commit()
+    assert cost_answers(fast, params) == expected  # older: dropped and rebuilt
+    connection.execute(f"UPDATE rollup_state SET version = {ROLLUP_VERSION + 1}")
+    connection.commit()
+    connection.close()
+    assert cost_answers(fast, params) == expected  # newer: left alone, raw rows answer
+    version = sqlite3.connect(path).execute("SELECT version FROM rollup_state").fetchone()
+    assert version == (ROLLUP_VERSION + 1,)
+
+
+def test_the_writer_folds_what_it_writes_once_the_rollups_exist(scratch: Path) -> None:
+    path = scratch / "costs.sqlite3"
+    store = CostStore(path, retention_days=0)
+    try:
+        record(CALLS[:10], store)
+        assert store.force_flush(10_000)
+        fast, raw = both(path)
+        assert cost_answers(fast, dict(WINDOW, group_by="model"))["total"]["requests"] == 10
+        record(CALLS[10:], store)  # real spans through the real pricing pipeline
+        assert store.force_flush(10_000)
+        connection = sqlite3.connect(path)
+        folded, top = connection.execute(
+            "SELECT folded_rowid, (SELECT max(rowid) FROM generations) FROM rollup_state"
+        ).fetchone()
+        connection.close()
+        assert folded == top  # folded by the writer, before any answer
+    finally:
+        store.shutdown(10_000)
+    for group_by in ("model", "user,day", "session"):
+        params = dict(WINDOW, group_by=group_by)
+        answer = cost_answers(fast, params)
+        assert answer == cost_answers(raw, params)
+        assert answer["total"]["requests"] == len(CALLS)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    start=st.integers(0, 5 * 96 * QUARTER_NS),
+    length=st.integers(1, 5 * 96 * QUARTER_NS),
+    spans=st.sampled_from([(1,), (96, 24, 1)]),
+)
+def test_signed_pieces_cover_each_moment_of_the_range_once(
+    start: int, length: int, spans: tuple[int, ...]
+) -> None:
+    chosen = pieces([("", start, start + length)], spans)
+    # Every quarter counted by the rollup pieces (sign included), and the raw ranges.
+    counted: dict[int, int] = {}
+    raw: list[tuple[int, int]] = []
+    for piece in chosen:
+        if piece.span == RAW:
+            raw.append((piece.lo, piece.hi))
+            continue
+        assert piece.lo % piece.span == 0 and piece.hi % piece.span == 0
+        for quarter in range(piece.lo, piece.hi):
+            counted[quarter] = counted.get(quarter, 0) + piece.sign
+    inside = {q for q, n in counted.items() if n}
+    assert all(n in (0, 1) for n in counted.values())
+    first, last = -(-start // QUARTER_NS), (start + length) // QUARTER_NS
+    assert inside == set(range(first, last))
+    raw_ns = sum(hi - lo for lo, hi in raw)
+    rolled_ns = len(inside) * QUARTER_NS
+    assert raw_ns + rolled_ns == length
+    assert all(start <= lo < hi <= start + length for lo, hi in raw)
+    # at most one period of each size at each end, and a few quarters: a handful of pieces
+    assert len(chosen) <= 12
