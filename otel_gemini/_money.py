@@ -95,24 +95,26 @@ def usd_text(amount: Decimal | None) -> str | None:
 _TEMPLATES: dict[tuple[str, ...], str] = {}
 
 
-def details_json(values: Mapping[str, object], total: object) -> str:
-    """A details object ``{"bucket": value, ..., "total": total}`` with the values written
-    as given (number literals: ``femto_text`` amounts or integer counts). Built from a
-    template per key set: this runs for every priced span."""
-    keys = tuple(values)
+def _template(keys: tuple[str, ...]) -> str:
     template = _TEMPLATES.get(keys)
     if template is None:
         template = "{" + ",".join(f'"{key}":%s' for key in (*keys, TOTAL)) + "}"
         if len(_TEMPLATES) < 1024:
             _TEMPLATES[keys] = template
-    return template % (*values.values(), total)
+    return template
+
+
+def details_json(values: Mapping[str, object], total: object) -> str:
+    """A details object ``{"bucket": value, ..., "total": total}`` with the values written
+    as given (number literals: ``femto_text`` amounts or integer counts). Built from a
+    template per key set: this runs for every priced span."""
+    return _template(tuple(values)) % (*values.values(), total)
 
 
 def cost_details_json(femto: Mapping[str, int], total: int) -> str:
-    """``langfuse.observation.cost_details``: USD by bucket plus ``total``, exact decimals."""
-    return details_json(
-        {key: femto_text(amount) for key, amount in femto.items()}, femto_text(total)
-    )
+    """``langfuse.observation.cost_details``: USD by bucket plus ``total``, exact decimals
+    (each amount written by :func:`femto_text`; no intermediate mapping: per priced span)."""
+    return _template(tuple(femto)) % (*map(femto_text, femto.values()), femto_text(total))
 
 
 def cost_details_femto(text: str) -> dict[str, int]:

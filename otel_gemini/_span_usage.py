@@ -215,11 +215,11 @@ def read_span_usage(attributes: Mapping[str, Any]) -> SpanUsage:
         # The conventions count thoughts in output_tokens (reasoning is a subset); these
         # spans do not, and pricing them as they are would leave the thoughts unbilled.
         usage = usage._replace(output_tokens=usage.output_tokens + usage.reasoning_output_tokens)
-    return SpanUsage(
-        usage=usage,
-        models=tuple(models),
-        provider=first_text(attributes, PROVIDER_KEYS),
-        service_tier=tier if isinstance(tier, str) else None,
-        live=True if live else None,
-        user_id=first_text(attributes, attrs.USER_ID_KEYS),
+    return SpanUsage(  # positional: a keyword call of a NamedTuple costs more (every span)
+        usage,
+        tuple(models),
+        first_text(attributes, PROVIDER_KEYS),
+        tier if isinstance(tier, str) else None,
+        True if live else None,
+        first_text(attributes, attrs.USER_ID_KEYS),
     )

@@ -14,7 +14,7 @@ import json
 import math
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, cast
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
@@ -129,7 +129,11 @@ _SQL_INT_MAX: Final = 2**63 - 1
 
 
 def _storable(*values: int | None) -> bool:
-    return all(value is None or 0 <= value <= _SQL_INT_MAX for value in values)
+    if None in values:  # an unknown cost
+        return all(value is None or 0 <= value <= _SQL_INT_MAX for value in values)
+    # The usual case, all known: C-level passes (this runs three times a row).
+    known = cast("tuple[int, ...]", values)
+    return min(known) >= 0 and max(known) <= _SQL_INT_MAX
 
 
 def is_generation(attributes: Mapping[str, Any]) -> bool:
@@ -241,12 +245,32 @@ def _bounded(text: str | None) -> str | None:
     return cut(text) if text is not None else None
 
 
+# A process uses a few tag sets over and over: each one's JSON is made once (a bounded
+# memo: cleared when full, so a flood of distinct tag sets costs memory no longer). Only
+# tuples of strings are memoised: (1,) and (1.0,) are equal keys but different tags.
+_TAGS_JSON: dict[tuple[str, ...], str] = {}
+_MAX_TAG_SETS: Final = 1024
+_STR_ONLY: Final = {str}
+
+
+def _tags_json(value: tuple[Any, ...] | list[Any]) -> str:
+    return json.dumps(sorted({cut(str(tag)) for tag in value}))
+
+
 def _tags(value: Any) -> str | None:
     if isinstance(value, str):
         value = (value,)
     elif not isinstance(value, (tuple, list)) or not value:
         return None
-    return json.dumps(sorted({cut(str(tag)) for tag in value}))
+    if type(value) is not tuple or set(map(type, value)) != _STR_ONLY:
+        return _tags_json(value)
+    text = _TAGS_JSON.get(value)
+    if text is None:
+        text = _tags_json(value)
+        if len(_TAGS_JSON) >= _MAX_TAG_SETS:
+            _TAGS_JSON.clear()
+        _TAGS_JSON[value] = text
+    return text
 
 
 def span_record(span: ReadableSpan) -> SpanRecord | None:

@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import Final
 
 from otel_gemini import _attributes as attrs
-from otel_gemini._money import FEMTO_PER_USD, details_json, femto_text
+from otel_gemini._money import FEMTO_PER_USD, cost_details_json, details_json, femto_text
 
 PRICED: Final = attrs.COST_STATUS_PRICED
 UNKNOWN_MODEL: Final = attrs.COST_STATUS_UNKNOWN_MODEL
@@ -133,16 +133,42 @@ class Cost:
         """Mutually exclusive usage buckets (tokens; images; video seconds, rounded)."""
         return MappingProxyType(self._details)
 
+    @property
+    def has_usage_details(self) -> bool:
+        """Whether :attr:`usage_details` has any bucket (cheaper than building it)."""
+        return bool(self._details)
+
     def cost_details_json(self) -> str:
         """``langfuse.observation.cost_details``: USD by bucket plus ``total`` (exact decimals)."""
-        femto = self._femto or {}
-        values = {key: femto_text(amount) for key, amount in femto.items()}
-        return details_json(values, femto_text(self._femto_total or 0))
+        return cost_details_json(self._femto or {}, self._femto_total or 0)
 
     def usage_details_json(self) -> str:
         """``langfuse.observation.usage_details``: the buckets' units plus ``total``."""
         details = self._details
         return details_json(details, sum(details.values()))
+
+    def femto_by_direction(self) -> tuple[int, int]:
+        """Femto-dollars of the buckets whose name has ``input``, and of those with
+        ``output`` (Langfuse's inputCost and outputCost); ``(0, 0)`` when unpriced."""
+        input_femto = output_femto = 0
+        for key, amount in (self._femto or {}).items():
+            if "input" in key:
+                input_femto += amount
+            if "output" in key:
+                output_femto += amount
+        return input_femto, output_femto
+
+    def units_by_direction(self) -> tuple[int, int, int]:
+        """Units of the :attr:`usage_details` buckets whose name has ``input``, of those
+        with ``output``, and of all of them."""
+        input_units = output_units = total = 0
+        for key, units in self._details.items():
+            total += units
+            if "input" in key:
+                input_units += units
+            if "output" in key:
+                output_units += units
+        return input_units, output_units, total
 
     def __repr__(self) -> str:
         return (

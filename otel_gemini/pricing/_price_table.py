@@ -302,6 +302,7 @@ class PriceTable:
         """:meth:`cost` with the time as nanoseconds since the epoch (a span's start time)."""
         found = self._resolve(model)
         implausible = implausible_reason(usage)
+        empty = usage.is_empty
         if implausible is not None:
             # Checked before anything else: such counts are never priced nor bucketed (the
             # buckets would carry them to Langfuse, which prices usage it is given).
@@ -312,7 +313,7 @@ class PriceTable:
                 price_model=found.id if found else None,
                 reason=f"implausible usage: {implausible}",
             )
-        if usage.is_empty and (found is None or not _has_audio_seconds(usage)):
+        if empty and (found is None or not _has_audio_seconds(usage)):
             return _no_usage(model, self.version, found)
         if found is None:
             if len(model) > MAX_NAME_CHARS:
@@ -339,7 +340,7 @@ class PriceTable:
         tokens, prompt_tokens, clamped = split_tokens(usage)
         rates = period.rates_for(tier, prompt_tokens)
         per_second = self.audio_tokens_per_second(live=found.live if live is None else live)
-        if usage.is_empty and not bills_audio_seconds(rates, usage):
+        if empty and not bills_audio_seconds(rates, usage):
             # Only audio seconds were measured and nothing here prices them by the minute.
             return _no_usage(model, self.version, found)
         priced = price_usage(rates, tokens, usage, per_second)

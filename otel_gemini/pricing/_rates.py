@@ -45,6 +45,9 @@ BUCKET_KIND: Final[Mapping[str, str]] = {
 """Which price each token bucket is billed at."""
 
 
+_PER_MINUTE_KINDS: Final = ("input_audio_per_minute", "output_audio_per_minute")
+
+
 def _whole(value: Decimal) -> int:
     return int(value.to_integral_value(rounding=ROUND_HALF_EVEN, context=_EXACT))
 
@@ -89,6 +92,8 @@ class Rates:
     """USD prices by kind, defaults filled in (for display)."""
     per_token: Mapping[str, int]
     """Femto-USD per token by token bucket; a bucket without a price is absent."""
+    by_minute: bool = False
+    """Whether audio has a per-minute price (else every token bucket is priced per token)."""
 
     @classmethod
     def resolve(cls, prices: Mapping[str, Decimal]) -> Rates:
@@ -97,7 +102,8 @@ class Rates:
             price = prices.get(kind)
             if price is not None:
                 per_token[bucket] = _whole(_EXACT.multiply(price, _FEMTO_PER_USD_PER_MTOK))
-        return cls(prices=dict(prices), per_token=per_token)
+        by_minute = any(kind in prices for kind in _PER_MINUTE_KINDS)
+        return cls(prices=dict(prices), per_token=per_token, by_minute=by_minute)
 
 
 def resolve_rates(
@@ -157,6 +163,16 @@ def price_usage(
     details: dict[str, int] = {}
     missing: list[str] = []
     per_token = rates.per_token
+    if not rates.by_minute and not usage.output_images and not usage.output_video_seconds:
+        # The usual case (every priced span): tokens at their per-token rates, nothing else.
+        for bucket, count in tokens:
+            rate = per_token.get(bucket)
+            if rate is None:
+                missing.append(bucket)
+            else:
+                femto[bucket] = rate * count
+                details[bucket] = count
+        return Priced(femto, details, tuple(missing))
     prices = rates.prices
     for bucket, count in tokens:
         minute_price = None

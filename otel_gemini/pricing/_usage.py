@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, cast
 
 from otel_gemini._limits import (
     MAX_SECONDS_PER_REQUEST,
@@ -75,6 +75,9 @@ SECONDS_FIELDS: Final = tuple(name for name in Usage._fields if name.endswith("_
 _COUNTS: Final = len(COUNT_FIELDS)
 _IMAGES: Final = Usage._fields.index("output_images")
 _SECONDS: Final = tuple(Usage._fields.index(name) for name in SECONDS_FIELDS)
+_INT_ONLY: Final = {int}
+# implausible_reason's usual case names the seconds fields: a new one must be added there.
+assert SECONDS_FIELDS == ("audio_input_seconds", "audio_output_seconds", "output_video_seconds")
 
 
 def implausible_reason(usage: Usage) -> str | None:
@@ -84,24 +87,45 @@ def implausible_reason(usage: Usage) -> str | None:
     request can bill (``MAX_TOKENS_PER_REQUEST``…) comes from a broken or hostile sender:
     priced as given, 2**63 - 1 tokens would be $25 trillion in the store and in Langfuse.
     """
+    # Typed as counts; what they really are (a bool, a string…) is what is checked here.
+    counts = cast("tuple[int, ...]", usage[:_COUNTS])
+    images = usage[_IMAGES]
+    if (
+        # The usual case, in a few C-level passes (this runs for every priced span): whole
+        # counts (exact type int: a bool is no count) in range, no seconds measured. Any
+        # other usage is checked field by field below.
+        set(map(type, counts)) == _INT_ONLY
+        and min(counts) >= 0
+        and max(counts) <= MAX_TOKENS_PER_REQUEST
+        and type(images) is int
+        and 0 <= images <= MAX_UNITS_PER_REQUEST
+        and usage.audio_input_seconds is None
+        and usage.audio_output_seconds is None
+        and usage.output_video_seconds == 0
+    ):
+        return None
     for index in range(_COUNTS + 1):
         position = index if index < _COUNTS else _IMAGES
         value = usage[position]
         if type(value) is int and 0 <= value <= (
             MAX_TOKENS_PER_REQUEST if index < _COUNTS else MAX_UNITS_PER_REQUEST
         ):
-            continue  # the usual case, tested first: this runs for every priced span
+            continue
         problem = _count_problem(Usage._fields[position], value, index < _COUNTS)
         if problem is not None:
             return problem
     for position in _SECONDS:
         seconds = usage[position]
-        if seconds is None or (
-            isinstance(seconds, (int, float)) and 0 <= seconds <= MAX_SECONDS_PER_REQUEST
-        ):
+        if _plausible_seconds(seconds):
             continue
         return f"{Usage._fields[position]} {seconds!r} is not 0 to {MAX_SECONDS_PER_REQUEST:.0f} s"
     return None
+
+
+def _plausible_seconds(seconds: object) -> bool:
+    return seconds is None or (
+        isinstance(seconds, (int, float)) and 0 <= seconds <= MAX_SECONDS_PER_REQUEST
+    )
 
 
 def _count_problem(name: str, value: object, tokens: bool) -> str | None:

@@ -67,45 +67,43 @@ class SpanPricer:
         if cost is None:  # usage but no model name at all
             cost = prices.cost_at_ns("", found.usage, start_ns)
         status = cost.status
-        added: dict[str, Any] = {attrs.COST_STATUS: status, attrs.PRICES_VERSION: prices.version}
-        if cost.price_model is not None:
-            added[attrs.PRICES_MODEL] = cost.price_model
+        version = prices.version
+        added: dict[str, Any] = {attrs.COST_STATUS: status, attrs.PRICES_VERSION: version}
+        price_model = cost.price_model
+        if price_model is not None:
+            added[attrs.PRICES_MODEL] = price_model
         femto = 0
+        cost_femto = input_cost = output_cost = None
         cost_details: str | None = None
         usage_details: str | None = None
-        input_cost = output_cost = None
         if status == attrs.COST_STATUS_IMPLAUSIBLE_USAGE:
             added[attrs.COST_REASON] = cost.reason
             # An empty object, so Langfuse neither shows nor prices the counts as sent (with
             # no usage details it would read gen_ai.usage.* and price them from its table).
             usage_details = added[attrs.LANGFUSE_USAGE_DETAILS] = "{}"
         elif status == attrs.COST_STATUS_PRICED:
-            femto = cost.total_femto or 0
+            femto = cost_femto = cost.total_femto or 0
             added[attrs.GEN_AI_USAGE_COST] = femto / FEMTO_PER_USD
             cost_details = added[attrs.LANGFUSE_COST_DETAILS] = cost.cost_details_json()
-            buckets = cost.femto_breakdown
-            input_cost = sum(amount for key, amount in buckets.items() if "input" in key)
-            output_cost = sum(amount for key, amount in buckets.items() if "output" in key)
-        details = cost.usage_details
-        if details:
+            input_cost, output_cost = cost.femto_by_direction()
+        input_tokens, output_tokens, total_tokens = cost.units_by_direction()
+        if cost.has_usage_details:
             # Priced or not: without it Langfuse parses gen_ai.usage.* itself, keeps each
             # per-modality count as one more bucket and sums them all into the total (160
             # tokens become 320). A cost it cannot know stays absent, never a false 0.
             usage_details = added[attrs.LANGFUSE_USAGE_DETAILS] = cost.usage_details_json()
         # All or nothing: a failure above leaves the span unpriced, never half priced.
         attributes.update(added)
-        input_tokens = sum(units for key, units in details.items() if "input" in key)
-        output_tokens = sum(units for key, units in details.items() if "output" in key)
         figures = PricedFigures(
             status,
-            prices.version,
-            femto if status == attrs.COST_STATUS_PRICED else None,
+            version,
+            cost_femto,
             input_cost,
             output_cost,
             cost_details,
             input_tokens,
             output_tokens,
-            sum(details.values()),
+            total_tokens,
             usage_details,
         )
         if femto:
