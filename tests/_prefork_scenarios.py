@@ -132,6 +132,9 @@ def _write_pool_state() -> None:
 
 def _fork_children(calls: int, children: int) -> list[int]:
     pids = []
+    # Every child reports before any ends: a child that ended frees its spool slot, which a
+    # later child may then rightly take; the reports are to show slots held at one time.
+    all_reported = multiprocessing.get_context("fork").Barrier(children)
     for child in range(children):
         mine = list(range(child, calls, children))
         pid = os.fork()
@@ -141,6 +144,7 @@ def _fork_children(calls: int, children: int) -> list[int]:
                 for number in mine:
                     call(number)
                 _report(mine)
+                all_reported.wait(timeout=60)
                 code = 0
             finally:
                 # A normal end: SystemExit unwinds to the interpreter's exit, atexit runs.
