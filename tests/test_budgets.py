@@ -24,7 +24,12 @@ from google import genai
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import (
+    ReadableSpan,
+    SpanProcessor,
+    SynchronousMultiSpanProcessor,
+    TracerProvider,
+)
 from polling import wait_until
 from starlette.testclient import TestClient
 from telemetry_maker import telemetry_maker
@@ -962,3 +967,50 @@ def test_a_failed_request_without_usage_costs_nothing_and_is_not_unpriced(
         3,
         1,
     )
+
+
+def test_a_span_written_again_counts_once_in_the_budget(
+    store: CostStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A gateway's sender retries a request it saw refused: the same spans arrive again. The
+    # store keeps one row a span (INSERT OR REPLACE); the budget must not add them twice.
+    caplog.set_level(logging.WARNING, logger="otel_gemini.budgets")
+    priced: list[ReadableSpan] = []
+
+    class Keep(SpanProcessor):
+        def on_end(self, span: ReadableSpan) -> None:
+            priced.append(span)
+
+    clock = Clock(datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc))
+    evaluator = evaluator_for(store, DAY_RULES, clock, enforce=False)
+    fan_out = SynchronousMultiSpanProcessor()
+    fan_out.add_span_processor(store)
+    fan_out.add_span_processor(Keep())
+    provider = TracerProvider()
+    provider.add_span_processor(CostSpanProcessor(fan_out))
+    span = provider.get_tracer("test").start_span(
+        f"generate_content {FLASH}", start_time=ns(datetime(2026, 11, 21, 11, 0, tzinfo=BERLIN))
+    )
+    span.set_attributes(
+        {
+            attrs.GEN_AI_OPERATION_NAME: attrs.OP_GENERATE_CONTENT,
+            attrs.GEN_AI_REQUEST_MODEL: FLASH,
+            attrs.GEN_AI_PROVIDER_NAME: attrs.PROVIDER_GEMINI,
+            attrs.GEN_AI_USAGE_INPUT_TOKENS: 10_000,
+            attrs.GEN_AI_USAGE_OUTPUT_TOKENS: 1_200,
+            attrs.USER_ID: "ana",
+        }
+    )
+    span.end()
+    flush(store, evaluator)
+    for _ in range(2):  # delivered twice more, in separate writes
+        store.on_end(priced[0])
+        flush(store, evaluator)
+    status = budget_status(
+        evaluator.rules, store.path, now=datetime.fromtimestamp(clock.now, timezone.utc)
+    )
+    assert [b["scope_values_with_spend"] for b in status["budgets"]] == [1, 1]
+    assert store.stats()["written"] == 3  # three writes of one row
+    # $0.006 of a $0.01 limit: no warning (added three times, $0.018 would alert twice a rule).
+    assert alerts(caplog) == []
+    evaluator.shutdown()

@@ -255,6 +255,9 @@ class BudgetEvaluator:
 
     def _process(self, batch: list[CommittedRows | None]) -> None:
         try:
+            if any(committed is not None and committed.replaced for committed in batch):
+                with self._lock:  # a span written again: its cost is in the store once
+                    self._refresh_requested = True  # re-read; adding would count it twice
             if self._refresh_due():
                 self._refresh()
             for committed in batch:

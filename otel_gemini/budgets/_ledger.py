@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import urllib.parse
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -94,10 +95,14 @@ def connect(path: Path) -> sqlite3.Connection:
 
     Never creates the file: the cost store does. A missing store raises
     ``sqlite3.OperationalError`` (budgets then fail open)."""
-    if not path.is_file():
+    if path.is_symlink() or not path.is_file():  # never follow a link planted in its place
         raise sqlite3.OperationalError(f"no cost store at {str(path)!r}")
+    # Quoted: a path with '#', '?' or '%' would otherwise name (and create) another file.
     connection = sqlite3.connect(
-        f"file:{path}?mode=rw", uri=True, timeout=_BUSY_TIMEOUT_S, check_same_thread=False
+        f"file:{urllib.parse.quote(str(path))}?mode=rw",
+        uri=True,
+        timeout=_BUSY_TIMEOUT_S,
+        check_same_thread=False,
     )
     try:
         connection.execute(_CREATE_ALERTS)

@@ -19,6 +19,9 @@ else:  # pragma: no cover - Python 3.10
 
 ENV_BUDGETS: Final = "OTEL_GEMINI_BUDGETS"
 
+MIN_LIMIT_USD: Final = Decimal("0.000001")
+MAX_LIMIT_USD: Final = Decimal(10**9)
+
 SCOPE_TOTAL: Final = "total"
 SCOPE_USER: Final = "user"
 SCOPE_SESSION: Final = "session"
@@ -278,8 +281,13 @@ def _budget(entry: Mapping[str, Any], index: int) -> BudgetRule:
     if "limit_usd" not in entry:
         raise BudgetConfigError(f"{where}: key 'limit_usd' is required")
     limit = _decimal(entry["limit_usd"], where, "limit_usd")
-    if limit <= 0:
-        raise BudgetConfigError(f"{where}: key 'limit_usd' must be more than 0 (got {limit})")
+    # Money is counted in femto-dollars: a limit must be at least one, and small enough to
+    # count exactly (a billion dollars is beyond any Gemini budget).
+    if not MIN_LIMIT_USD <= limit <= MAX_LIMIT_USD:
+        raise BudgetConfigError(
+            f"{where}: key 'limit_usd' must be from {MIN_LIMIT_USD} to {MAX_LIMIT_USD:,} "
+            f"(got {limit})"
+        )
     raw_warn = entry.get("warn_at", [0.8])
     if not isinstance(raw_warn, list):
         raw_warn = [raw_warn]

@@ -11,7 +11,7 @@ from typing import Any, Final
 
 from otel_gemini._money import femto_decimal, to_femto, usd_text
 from otel_gemini._suppress import untraced
-from otel_gemini.aggregate import open_for_reading
+from otel_gemini.aggregate import CostStoreError, open_for_reading
 from otel_gemini.budgets import _guard, _ledger
 from otel_gemini.budgets._periods import period_of
 from otel_gemini.budgets._rules import SCOPE_TAG, SCOPE_TOTAL, AnomalyRule, BudgetRule, BudgetRules
@@ -138,6 +138,8 @@ def budget_status(
     try:
         budgets = [_budget(connection, rule, now_ns) for rule in rules.budgets]
         anomalies = [_anomaly(connection, rule, now_ns) for rule in rules.anomalies]
+    except sqlite3.Error as error:  # busy, or a file that is no store of ours: a 503, not a 500
+        raise CostStoreError(f"cannot read the cost store {str(store_path)!r}: {error}") from None
     finally:
         connection.close()
     exhausted = _guard.exhausted_scopes()

@@ -347,8 +347,6 @@ class Gateway:
                     "spool at its high-water mark: new requests are refused for now",
                 )
             )
-        if self.cost_store is not None:
-            conditions.extend((HealthStatus.DEGRADED, text) for text in self.cost_store.problems())
         return conditions
 
 

@@ -47,8 +47,8 @@ def hand_over(
     ``time_to_first_chunk`` seconds; ``error`` the failure's error type."""
     provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
     sink = sink_for(provider)
-    if sink is None or span is None:
-        return
+    if sink is None or span is None or not span.get_span_context().is_valid:
+        return  # no sink; or no ids (OTEL_SDK_DISABLED: a no-op tracer), which would merge rows
     attributes = {**call.request_attributes, **result}
     if error is not None:
         attributes[attrs.ERROR_TYPE] = error
