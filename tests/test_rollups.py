@@ -27,6 +27,7 @@ from otel_gemini.aggregate import (
 )
 from otel_gemini.aggregate._percentiles import percentile
 from otel_gemini.aggregate._periods import RAW, pieces
+from otel_gemini.aggregate._reports import costliest_first
 from otel_gemini.aggregate._rollups import ROLLUP_VERSION
 from otel_gemini.aggregate._rows import COLUMNS
 from otel_gemini.aggregate._schema import UPSERT, open_for_writing
@@ -429,3 +430,83 @@ def test_signed_pieces_cover_each_moment_of_the_range_once(
     assert all(start <= lo < hi <= start + length for lo, hi in raw)
     # at most one period of each size at each end, and a few quarters: a handful of pieces
     assert len(chosen) <= 12
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    first=_rows,
+    later=_rows,
+    zone=st.sampled_from(ZONES),
+    group_by=st.lists(st.sampled_from(COST_KEYS), unique=True, min_size=1, max_size=3),
+    top=st.integers(1, 6),
+)
+def test_top_in_sql_equals_every_group_ranked_in_python(
+    scratch: Path,
+    first: list[tuple[Any, ...]],
+    later: list[tuple[Any, ...]],
+    zone: str,
+    group_by: list[str],
+    top: int,
+) -> None:
+    """``top=N`` stops in SQL (rollups and raw rows alike) at exactly the groups, order,
+    total and group count of the whole answer ranked by ``costliest_first``."""
+    path = scratch / f"store-{os.urandom(4).hex()}.sqlite3"
+    write(path, [_random_row(i, values) for i, values in enumerate(first)])
+    fast, raw = both(path)
+    fast.rollups.refresh()  # type: ignore[union-attr]
+    write(path, [_random_row(i * 2, values) for i, values in enumerate(later)])
+    params = {"from": "2026-11-19T23:00:00Z", "to": "2026-11-24", "tz": zone}
+    params["group_by"] = ",".join(group_by)
+    every = raw.costs(parse_cost_query(params, T0))
+    ranked = costliest_first(list(every.groups))
+    expected = every.to_dict()
+    expected.update(
+        groups=[group.to_dict() for group in ranked[:top]], top=top, group_count=len(ranked)
+    )
+    for source in (fast, raw):
+        assert cost_answers(source, {**params, "top": str(top)}) == expected
+
+
+def test_top_ranks_unknown_cost_last_and_ties_by_key(scratch: Path) -> None:
+    rows = [
+        row(1, T0_NS, user_id="carol", cost_femto=5 * 10**12),
+        row(2, T0_NS, user_id="bob", cost_femto=5 * 10**12),
+        row(
+            3,
+            T0_NS,
+            user_id="dan",
+            model="gemini-9-unknown",
+            cost_femto=None,
+            input_cost_femto=None,
+            output_cost_femto=None,
+            cost_status="unknown_model",
+        ),
+        row(
+            4,
+            T0_NS,
+            user_id="erin",
+            cost_femto=None,
+            input_cost_femto=None,
+            output_cost_femto=None,
+            is_error=1,
+            input_tokens=0,
+            output_tokens=0,
+            total_tokens=0,
+        ),
+        row(5, T0_NS, user_id="alice", cost_femto=2**62),
+        row(6, T0_NS + 1, user_id="alice", cost_femto=2**62),
+    ]
+    write(scratch / "store.sqlite3", rows)
+    params = {"from": "2026-11-19", "to": "2026-11-21", "group_by": "user", "top": "5"}
+    for source in both(scratch / "store.sqlite3"):
+        answer = cost_answers(source, params)
+        assert [(g["user"], g["cost"]) for g in answer["groups"]] == [
+            ("alice", "9223.372036854775808"),
+            ("bob", "0.005"),
+            ("carol", "0.005"),
+            ("erin", "0"),  # a failed request that reported no usage costs nothing
+            ("dan", None),
+        ]
+        assert (answer["group_count"], answer["total"]["cost"]) == (5, "9223.382036854775808")
