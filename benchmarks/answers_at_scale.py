@@ -91,7 +91,7 @@ def generated_rows(count: int, seed: int = 20) -> Iterator[tuple[Any, ...]]:
                 "is_error": int(error),
                 "error_type": "500" if error else None,
             }
-            yield tuple(row[column] for column in COLUMNS)
+            yield tuple(row.get(column) for column in COLUMNS)  # later columns: none
 
 
 def build_store(path: Path, count: int) -> None:

@@ -125,6 +125,7 @@ class LocalCostSource:
         try:
             connection.execute("BEGIN")  # one snapshot: the watermark and what it covers
             folded = self._watermark(connection, query.filters)
+            parameters: Sequence[Any] | Mapping[str, Any]
             if folded is not None:
                 rollup = costs_statement(query.window, query.group_by, query.filters, folded)
                 statement, parameters = rollup.sql, rollup.parameters
