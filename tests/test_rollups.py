@@ -18,6 +18,7 @@ import pytest
 from cost_workload import CALLS, WINDOW, record
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from polling import wait_until
 
 from otel_gemini.aggregate import (
     CostStore,
@@ -510,3 +511,56 @@ def test_top_ranks_unknown_cost_last_and_ties_by_key(scratch: Path) -> None:
             ("dan", None),
         ]
         assert (answer["group_count"], answer["total"]["cost"]) == (5, "9223.382036854775808")
+
+
+# --- first build in the background, and its errors in health ---------------------------------
+
+
+def test_answers_read_the_rows_while_a_background_build_runs(scratch: Path) -> None:
+    path = scratch / "costs.sqlite3"
+    store = CostStore(path, retention_days=0)
+    record(CALLS, store)
+    store.shutdown(10_000)
+    fast, raw = both(path)
+    rollups = fast.rollups
+    assert rollups is not None
+    params = dict(WINDOW, group_by="user,model")
+    with rollups._lock:  # a build that takes its time (as 40 s on a million rows)
+        rollups._building.set()
+        answer = cost_answers(fast, params)  # returns: does not wait for the build
+        rollups._building.clear()
+    assert answer == cost_answers(raw, params)
+    rollups.start_building()
+    wait_until(lambda: not rollups.building, what="the background build")
+    connection = sqlite3.connect(path)
+    folded, top = connection.execute(
+        "SELECT folded_rowid, (SELECT max(rowid) FROM generations) FROM rollup_state"
+    ).fetchone()
+    connection.close()
+    assert folded == top == len(CALLS)
+    assert cost_answers(fast, params) == cost_answers(raw, params)
+    assert rollups.problems() == []
+
+
+def test_rollups_that_cannot_be_built_degrade_health_with_the_reason(scratch: Path) -> None:
+    path = scratch / "costs.sqlite3"
+    store = CostStore(path, retention_days=0)
+    record(CALLS[:3], store)
+    assert store.force_flush(10_000)
+    connection = sqlite3.connect(path)
+    # Something else owns the rollups' name: the build fails (DROP TABLE on a view).
+    connection.execute("CREATE VIEW rollup_by_model AS SELECT 1 AS x")
+    connection.commit()
+    connection.close()
+    try:
+        store.rollups.start_building()
+        wait_until(lambda: not store.rollups.building, what="the background build")
+        assert store.rollups.errors == 1
+        [reason] = store.problems()
+        assert reason.startswith(f"cost store {path}: its rollups could not be updated 1 time(s)")
+        assert reason.endswith("answers read the raw rows (exact, slower)")
+        fast, raw = both(path)
+        fast.rollups = store.rollups
+        assert cost_answers(fast, WINDOW) == cost_answers(raw, WINDOW)  # exact all the same
+    finally:
+        store.shutdown(10_000)

@@ -158,7 +158,7 @@ class LocalCostSource:
 
     def _watermark(self, connection: sqlite3.Connection, filters: Filters) -> int | None:
         """Up to which rowid the rollups answer (``None``: read the raw rows)."""
-        if self.rollups is None or not rollup_filters(filters):
+        if self.rollups is None or self.rollups.building or not rollup_filters(filters):
             return None
         return watermark(connection)
 

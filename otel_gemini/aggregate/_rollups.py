@@ -52,6 +52,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
+from otel_gemini._background import BackgroundLoop
 from otel_gemini._suppress import untraced
 from otel_gemini.aggregate._money import SPLIT
 from otel_gemini.aggregate._sketch import BOUNDS
@@ -400,13 +401,52 @@ class Rollups:
         self.path = path
         self._lock = threading.Lock()  # one catch-up at a time in this process
         self._logged: set[str] = set()
+        self._building = threading.Event()
+        self._builder: BackgroundLoop | None = None
         self.errors = 0
+        self.last_error: str | None = None
 
-    @untraced  # our SQL is no span of the app's
+    @property
+    def building(self) -> bool:
+        """Whether :meth:`start_building`'s build is still running: answers then read the
+        raw rows (exact) rather than wait for it."""
+        return self._building.is_set()
+
+    def start_building(self) -> None:
+        """Builds the rollups (or catches them up) on a supervised background thread, so
+        that a server's first answer on a big store written by an older version, or by
+        writers while nobody asked, is not a wait of a minute. Answers read the raw rows
+        until it has finished."""
+        if self._builder is not None:
+            return
+        self._building.set()
+        self._builder = BackgroundLoop("cost-store-rollups", self._build, oneshot=True).start()
+
+    def _build(self) -> None:
+        try:
+            self._refresh()
+        finally:
+            self._building.clear()
+
+    def problems(self) -> list[str]:
+        """Health reasons: the rollups could not be updated (answers then read the raw
+        rows: exact, slower)."""
+        if not self.errors:
+            return []
+        return [
+            f"cost store {self.path}: its rollups could not be updated {self.errors} time(s) "
+            f"(last: {self.last_error}); answers read the raw rows (exact, slower)"
+        ]
+
     def refresh(self) -> None:
         """Builds the rollups if the store has none (or older ones) and folds the rows
-        written since. Skipped when another process holds the write lock for long:
-        answers read the rows above the watermark themselves."""
+        written since. Skipped when another process holds the write lock for long, and
+        while :meth:`start_building`'s build runs: answers read the rows instead."""
+        if not self.building:
+            self._refresh()
+
+    @untraced  # our SQL is no span of the app's
+    def _refresh(self) -> None:
         with self._lock:
             try:
                 with self._writable() as connection:
@@ -425,8 +465,14 @@ class Rollups:
         except sqlite3.Error:
             return False
 
+    def fold_failed(self, error: BaseException) -> None:
+        """A writer's fold failed (its rows stay above the watermark: answers fold or read
+        them); counted and shown in health like the catch-up's errors."""
+        self._failed("fold", f"cannot update the rollups of {self.path}", error)
+
     def _failed(self, kind: str, message: str, error: BaseException) -> None:
         self.errors += 1
+        self.last_error = f"{type(error).__name__}: {error}"
         if kind not in self._logged:
             self._logged.add(kind)
             _logger.warning("otel-gemini: %s (logged once): %r", message, error)
