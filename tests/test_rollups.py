@@ -18,11 +18,13 @@ import pytest
 from cost_workload import CALLS, WINDOW, record
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from polling import wait_until
 
 from otel_gemini.aggregate import (
     CostStore,
     LocalCostSource,
+    _store,
     parse_cost_query,
     parse_latency_query,
 )
@@ -562,5 +564,51 @@ def test_rollups_that_cannot_be_built_degrade_health_with_the_reason(scratch: Pa
         fast, raw = both(path)
         fast.rollups = store.rollups
         assert cost_answers(fast, WINDOW) == cost_answers(raw, WINDOW)  # exact all the same
+    finally:
+        store.shutdown(10_000)
+
+
+class _NoFlush(SpanProcessor):
+    """Hands spans on, but not flushes: the writer writes them when it will."""
+
+    def __init__(self, store: CostStore) -> None:
+        self.store = store
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.store.on_end(span)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def test_the_writer_folds_once_a_second_and_when_a_flush_waits(
+    scratch: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_store, "FOLD_INTERVAL_SECONDS", 3600.0)
+    path = scratch / "costs.sqlite3"
+    store = CostStore(path, retention_days=0)
+
+    def folded_and_top() -> tuple[int, int]:
+        connection = sqlite3.connect(path)
+        try:
+            return connection.execute(
+                "SELECT folded_rowid, (SELECT max(rowid) FROM generations) FROM rollup_state"
+            ).fetchone()
+        finally:
+            connection.close()
+
+    try:
+        record(CALLS[:10], store)
+        assert store.force_flush(10_000)
+        LocalCostSource(path).rollups.refresh()  # type: ignore[union-attr]
+        record(CALLS[10:20], store)
+        assert store.force_flush(10_000)  # a flush waits: folded, whatever the interval
+        assert folded_and_top() == (20, 20)
+        record(CALLS[20:], _NoFlush(store))
+        wait_until(lambda: store.stats()["written"] == len(CALLS), what="the writer")
+        assert folded_and_top() == (20, len(CALLS))  # written, not folded: within the second
+        fast, raw = both(path)
+        assert cost_answers(fast, WINDOW) == cost_answers(raw, WINDOW)  # answers fold the rest
+        assert folded_and_top() == (len(CALLS), len(CALLS))
     finally:
         store.shutdown(10_000)

@@ -70,9 +70,10 @@ DEFAULT_BATCH_DELAY: Final = 0.2
 _DROP_LOG_INTERVAL: Final = 60.0
 _RETENTION_INTERVAL: Final = 3600.0
 FOLD_INTERVAL_SECONDS: Final = 1.0
-"""While spans keep coming, the writer folds its rows into the rollups at most this often
-(and whenever it has caught up with its queue): one fold of many rows costs far less than
-one per batch, and answers count the rows not folded yet themselves, exactly."""
+"""The writer folds its rows into the rollups at most this often (and when a flush waits for
+them): a fold has a fixed cost of several statements, so one per second of many rows costs
+far less than one per batch, and answers fold or count the rows not folded yet themselves,
+exactly."""
 _URGENT_SPANS: Final = 1024
 _NS_PER_DAY: Final = 86_400 * 10**9
 BUSY_RETRY_SECONDS: Final = 30.0
@@ -239,7 +240,9 @@ class CostStore(SpanProcessor):
         self._last_drop_log = 0.0
         self._incidents = IncidentLog(_logger)
         self._next_retention = 0.0
-        self._next_fold = 0.0  # time.monotonic() after which a busy writer folds again
+        self._next_fold = 0.0  # time.monotonic() after which the writer folds again
+        self._fold_through = 0  # a flush wants the spans up to this one folded
+        self._folded_through = 0  # the spans processed at the last fold
         self._commit_listeners: list[Callable[[CommittedRows], None]] = getattr(
             self, "_commit_listeners", []
         )  # kept across fork: the child's listeners are the parent's
@@ -338,6 +341,7 @@ class CostStore(SpanProcessor):
         """Writes every span handed over so far; False if ``timeout_millis`` passed first."""
         with self._lock:
             target = self._offered
+            self._fold_through = max(self._fold_through, target)
         return self._worker.flush(
             self._progress, lambda: self._processed >= target, timeout_millis / 1000
         )
@@ -476,7 +480,7 @@ class CostStore(SpanProcessor):
         if not rows:
             self._save_drops_alone()
         elif len(failed) < len(rows):
-            self._maybe_fold_rollups()
+            self._maybe_fold_rollups(self._processed + len(batch))
         with self._progress:
             self._written += len(rows) - len(failed)
             self._skipped += skipped
@@ -546,13 +550,16 @@ class CostStore(SpanProcessor):
                 failed.append(row)
         return failed
 
-    def _maybe_fold_rollups(self) -> None:
-        """Folds the rows written so far once the writer has caught up with its queue, or
-        every :data:`FOLD_INTERVAL_SECONDS` while it has not."""
-        if self._queued() and time.monotonic() < self._next_fold:
+    def _maybe_fold_rollups(self, processed: int) -> None:
+        """Folds the rows written so far every :data:`FOLD_INTERVAL_SECONDS`, and once the
+        spans a flush waits for (``processed``: the spans done with this batch) are in."""
+        with self._lock:
+            flush_waits = self._folded_through < self._fold_through <= processed
+        if not flush_waits and time.monotonic() < self._next_fold:
             return
         self._fold_rollups()
         self._next_fold = time.monotonic() + FOLD_INTERVAL_SECONDS
+        self._folded_through = processed
 
     def _fold_rollups(self) -> None:
         """Brings the answers' rollups (``_rollups``) up to date with the rows written, so
