@@ -77,7 +77,7 @@ def build_store(path: Path, rows: int, now_ns: int) -> None:
     connection = open_for_writing(path)
     span = DAYS * 86_400 * 10**9
     batch: list[tuple[Any, ...]] = []
-    assert len(COLUMNS) == 23
+    assert COLUMNS[22:] == ("error_type", "service_name", "tags")
     for index in range(rows):
         start = now_ns - span + (span * index) // max(rows, 1)
         user = randomness.randrange(USERS)
@@ -113,6 +113,8 @@ def build_store(path: Path, rows: int, now_ns: int) -> None:
                 latency / 4 if index % 3 == 0 else None,
                 int(error),
                 "503" if error else None,
+                None,  # service_name
+                None,  # tags
             )
         )
         if len(batch) == 10_000:
