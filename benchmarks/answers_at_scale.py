@@ -91,7 +91,7 @@ def generated_rows(count: int, seed: int = 20) -> Iterator[tuple[Any, ...]]:
                 "is_error": int(error),
                 "error_type": "500" if error else None,
             }
-            yield tuple(row[column] for column in COLUMNS)
+            yield tuple(row.get(column) for column in COLUMNS)  # later columns: none
 
 
 def build_store(path: Path, count: int) -> None:
@@ -152,8 +152,10 @@ def answers(source: LocalCostSource, top_user: str) -> dict[str, Callable[[], ob
         "costs by model": costs(group_by="model"),
         "costs by day,model": costs(group_by="day,model"),
         "costs by day,model tz=+05:45": costs(group_by="day,model", tz="+05:45"),
-        "costs by user (top users)": costs(group_by="user"),
-        "costs by session (top sessions)": costs(group_by="session"),
+        "costs by user, top 10 (dashboard)": costs(group_by="user", top="10"),
+        "costs by session, top 10 (dashboard)": costs(group_by="session", top="10"),
+        "costs by user (every group)": costs(group_by="user"),
+        "costs by session (every group)": costs(group_by="session"),
         "costs by user,day tz=Europe/Paris": costs(group_by="user,day", tz="Europe/Paris"),
         "costs by provider, model=flash": costs(group_by="provider", model="gemini-2.5-flash"),
         "costs by day,model, user=one": costs(group_by="day,model", user=top_user),

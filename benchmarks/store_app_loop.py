@@ -36,7 +36,9 @@ def _rss_mb() -> float:
     return 0.0
 
 
-_VARIANTS = ("uninstrumented", "no store", "full")
+_VARIANTS = ("uninstrumented", "no store", "full", "full+rollups")
+# full+rollups: the store has the answers' rollups (as once `serve` or an answer built
+# them), so the writer also folds its rows into them.
 
 
 def _child(calls: int, variant: str, db: str) -> None:
@@ -46,7 +48,9 @@ def _child(calls: int, variant: str, db: str) -> None:
     telemetry = None
     if variant != "uninstrumented":
         telemetry = otel_gemini.configure(
-            langfuse=False, cost_store=db if variant == "full" else False, health_probe=False
+            langfuse=False,
+            cost_store=db if variant.startswith("full") else False,
+            health_probe=False,
         )
     with FakeGemini() as fake:
         client = fake.inprocess_client()
@@ -62,6 +66,12 @@ def _child(calls: int, variant: str, db: str) -> None:
             call(index)
         if telemetry is not None:
             telemetry.force_flush(60)
+        if variant == "full+rollups":
+            from otel_gemini.aggregate._rollups import Rollups
+
+            rollups = Rollups(Path(db))
+            rollups.refresh()
+            assert rollups.built()
         rss_before = _rss_mb()
         cpu_started = time.process_time()
         started = time.perf_counter()

@@ -182,7 +182,9 @@ class Telemetry:
 
     def asgi_app(self) -> Starlette:
         """The observability HTTP API over this pipeline (costs and latency from the local
-        store or Langfuse, health from :meth:`health`'s reporter), to serve or mount."""
+        store or Langfuse, health from :meth:`health`'s reporter), to serve or mount. Starts
+        building the local store's rollups in the background (see docs/answers-at-scale.md);
+        until built, answers read the raw rows (exact)."""
         from otel_gemini.aggregate import CostAnswers
         from otel_gemini.server import observability_app
 
@@ -193,7 +195,14 @@ class Telemetry:
 
             rules, path = self.budgets.rules, self.budgets.store_path
             budgets = lambda: budget_status(rules, path)  # noqa: E731
-        return observability_app(CostAnswers.from_env(db), self._health, budgets=budgets)
+        answers = CostAnswers.from_env(db)
+        if self.cost_store is not None and answers.local is not None:
+            # One view of the rollups per store in this process: the writer's fold errors
+            # and this build's are both in health. Built in the background: the first page
+            # view reads the raw rows meanwhile instead of waiting for the build.
+            answers.local.rollups = self.cost_store.rollups
+            self.cost_store.rollups.start_building()
+        return observability_app(answers, self._health, budgets=budgets)
 
 
 def configure(

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -174,3 +175,19 @@ def test_no_store_is_one_line_and_exit_1(
     assert captured.err.count("\n") == 1
     assert captured.err.startswith("otel-gemini costs: ")
     assert message in captured.err and str(path) in captured.err
+
+
+def test_costs_top_prints_the_costliest_groups_and_the_whole_total(
+    db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["costs", "--db", str(db), "--by", "user", "--top", "1", *WINDOW_ARGS]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    every = expected_costs(("user",))
+    costliest = max(every, key=lambda group: Decimal(group["cost"]))
+    assert lines[3].split()[:2] == [costliest["user"], f"${costliest['cost']}"]
+    assert lines[4].split()[:2] == ["TOTAL", f"${expected_costs(())[0]['cost']}"]
+    assert lines[5] == f"(the 1 most costly of {len(every)} groups)"
+    assert main(["costs", "--db", str(db), "--top", "0"]) == 2
+    assert "--top: must be a whole number from 1 to 1000" in capsys.readouterr().err
+    assert main(["costs", "--db", str(db), "--latency", "--top", "3"]) == 2
+    assert "--top:" in capsys.readouterr().err

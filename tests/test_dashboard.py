@@ -840,10 +840,11 @@ def test_top_keeps_the_costliest_groups_and_the_whole_total(app_client: TestClie
     assert top.json()["groups"] == ranked[:2]
     assert (top.json()["top"], top.json()["group_count"]) == (2, len(groups))
     assert top.json()["total"] == every.json()["total"]
-    for bad in ("0", "1001", "ten", "-1", "2.5"):
+    for bad in ("0", "1001", "ten", "-1", "2.5", "\u00b2", "9" * 5000):
         answer = app_client.get("/api/observability/costs", params={"top": bad})
         assert answer.status_code == 400
         assert answer.json()["parameter"] == "top"
+        assert len(answer.text) < 600  # the bad value is quoted cut short, not echoed whole
     assert app_client.get("/api/observability/latency", params={"top": "2"}).status_code == 400
 
 

@@ -18,15 +18,19 @@ import pytest
 from cost_workload import CALLS, WINDOW, record
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from polling import wait_until
 
 from otel_gemini.aggregate import (
     CostStore,
     LocalCostSource,
+    _store,
     parse_cost_query,
     parse_latency_query,
 )
 from otel_gemini.aggregate._percentiles import percentile
 from otel_gemini.aggregate._periods import RAW, pieces
+from otel_gemini.aggregate._reports import costliest_first
 from otel_gemini.aggregate._rollups import ROLLUP_VERSION
 from otel_gemini.aggregate._rows import COLUMNS
 from otel_gemini.aggregate._schema import UPSERT, open_for_writing
@@ -429,3 +433,182 @@ def test_signed_pieces_cover_each_moment_of_the_range_once(
     assert all(start <= lo < hi <= start + length for lo, hi in raw)
     # at most one period of each size at each end, and a few quarters: a handful of pieces
     assert len(chosen) <= 12
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    first=_rows,
+    later=_rows,
+    zone=st.sampled_from(ZONES),
+    group_by=st.lists(st.sampled_from(COST_KEYS), unique=True, min_size=1, max_size=3),
+    top=st.integers(1, 6),
+)
+def test_top_in_sql_equals_every_group_ranked_in_python(
+    scratch: Path,
+    first: list[tuple[Any, ...]],
+    later: list[tuple[Any, ...]],
+    zone: str,
+    group_by: list[str],
+    top: int,
+) -> None:
+    """``top=N`` stops in SQL (rollups and raw rows alike) at exactly the groups, order,
+    total and group count of the whole answer ranked by ``costliest_first``."""
+    path = scratch / f"store-{os.urandom(4).hex()}.sqlite3"
+    write(path, [_random_row(i, values) for i, values in enumerate(first)])
+    fast, raw = both(path)
+    fast.rollups.refresh()  # type: ignore[union-attr]
+    write(path, [_random_row(i * 2, values) for i, values in enumerate(later)])
+    params = {"from": "2026-11-19T23:00:00Z", "to": "2026-11-24", "tz": zone}
+    params["group_by"] = ",".join(group_by)
+    every = raw.costs(parse_cost_query(params, T0))
+    ranked = costliest_first(list(every.groups))
+    expected = every.to_dict()
+    expected.update(
+        groups=[group.to_dict() for group in ranked[:top]], top=top, group_count=len(ranked)
+    )
+    for source in (fast, raw):
+        assert cost_answers(source, {**params, "top": str(top)}) == expected
+
+
+def test_top_ranks_unknown_cost_last_and_ties_by_key(scratch: Path) -> None:
+    rows = [
+        row(1, T0_NS, user_id="carol", cost_femto=5 * 10**12),
+        row(2, T0_NS, user_id="bob", cost_femto=5 * 10**12),
+        row(
+            3,
+            T0_NS,
+            user_id="dan",
+            model="gemini-9-unknown",
+            cost_femto=None,
+            input_cost_femto=None,
+            output_cost_femto=None,
+            cost_status="unknown_model",
+        ),
+        row(
+            4,
+            T0_NS,
+            user_id="erin",
+            cost_femto=None,
+            input_cost_femto=None,
+            output_cost_femto=None,
+            is_error=1,
+            input_tokens=0,
+            output_tokens=0,
+            total_tokens=0,
+        ),
+        row(5, T0_NS, user_id="alice", cost_femto=2**62),
+        row(6, T0_NS + 1, user_id="alice", cost_femto=2**62),
+    ]
+    write(scratch / "store.sqlite3", rows)
+    params = {"from": "2026-11-19", "to": "2026-11-21", "group_by": "user", "top": "5"}
+    for source in both(scratch / "store.sqlite3"):
+        answer = cost_answers(source, params)
+        assert [(g["user"], g["cost"]) for g in answer["groups"]] == [
+            ("alice", "9223.372036854775808"),
+            ("bob", "0.005"),
+            ("carol", "0.005"),
+            ("erin", "0"),  # a failed request that reported no usage costs nothing
+            ("dan", None),
+        ]
+        assert (answer["group_count"], answer["total"]["cost"]) == (5, "9223.382036854775808")
+
+
+# --- first build in the background, and its errors in health ---------------------------------
+
+
+def test_answers_read_the_rows_while_a_background_build_runs(scratch: Path) -> None:
+    path = scratch / "costs.sqlite3"
+    store = CostStore(path, retention_days=0)
+    record(CALLS, store)
+    store.shutdown(10_000)
+    fast, raw = both(path)
+    rollups = fast.rollups
+    assert rollups is not None
+    params = dict(WINDOW, group_by="user,model")
+    with rollups._lock:  # a build that takes its time (as 40 s on a million rows)
+        rollups._building.set()
+        answer = cost_answers(fast, params)  # returns: does not wait for the build
+        rollups._building.clear()
+    assert answer == cost_answers(raw, params)
+    rollups.start_building()
+    wait_until(lambda: not rollups.building, what="the background build")
+    connection = sqlite3.connect(path)
+    folded, top = connection.execute(
+        "SELECT folded_rowid, (SELECT max(rowid) FROM generations) FROM rollup_state"
+    ).fetchone()
+    connection.close()
+    assert folded == top == len(CALLS)
+    assert cost_answers(fast, params) == cost_answers(raw, params)
+    assert rollups.problems() == []
+
+
+def test_rollups_that_cannot_be_built_degrade_health_with_the_reason(scratch: Path) -> None:
+    path = scratch / "costs.sqlite3"
+    store = CostStore(path, retention_days=0)
+    record(CALLS[:3], store)
+    assert store.force_flush(10_000)
+    connection = sqlite3.connect(path)
+    # Something else owns the rollups' name: the build fails (DROP TABLE on a view).
+    connection.execute("CREATE VIEW rollup_by_model AS SELECT 1 AS x")
+    connection.commit()
+    connection.close()
+    try:
+        store.rollups.start_building()
+        wait_until(lambda: not store.rollups.building, what="the background build")
+        assert store.rollups.errors == 1
+        [reason] = store.problems()
+        assert reason.startswith(f"cost store {path}: its rollups could not be updated 1 time(s)")
+        assert reason.endswith("answers read the raw rows (exact, slower)")
+        fast, raw = both(path)
+        fast.rollups = store.rollups
+        assert cost_answers(fast, WINDOW) == cost_answers(raw, WINDOW)  # exact all the same
+    finally:
+        store.shutdown(10_000)
+
+
+class _NoFlush(SpanProcessor):
+    """Hands spans on, but not flushes: the writer writes them when it will."""
+
+    def __init__(self, store: CostStore) -> None:
+        self.store = store
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.store.on_end(span)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def test_the_writer_folds_once_a_second_and_when_a_flush_waits(
+    scratch: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_store, "FOLD_INTERVAL_SECONDS", 3600.0)
+    path = scratch / "costs.sqlite3"
+    store = CostStore(path, retention_days=0)
+
+    def folded_and_top() -> tuple[int, int]:
+        connection = sqlite3.connect(path)
+        try:
+            return connection.execute(
+                "SELECT folded_rowid, (SELECT max(rowid) FROM generations) FROM rollup_state"
+            ).fetchone()
+        finally:
+            connection.close()
+
+    try:
+        record(CALLS[:10], store)
+        assert store.force_flush(10_000)
+        LocalCostSource(path).rollups.refresh()  # type: ignore[union-attr]
+        record(CALLS[10:20], store)
+        assert store.force_flush(10_000)  # a flush waits: folded, whatever the interval
+        assert folded_and_top() == (20, 20)
+        record(CALLS[20:], _NoFlush(store))
+        wait_until(lambda: store.stats()["written"] == len(CALLS), what="the writer")
+        assert folded_and_top() == (20, len(CALLS))  # written, not folded: within the second
+        fast, raw = both(path)
+        assert cost_answers(fast, WINDOW) == cost_answers(raw, WINDOW)  # answers fold the rest
+        assert folded_and_top() == (len(CALLS), len(CALLS))
+    finally:
+        store.shutdown(10_000)

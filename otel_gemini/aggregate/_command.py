@@ -33,6 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name in ("user", "session", "model", "provider"):
         parser.add_argument(f"--{name}", help=f"only this {name}")
     parser.add_argument(
+        "--top",
+        help="only the N most costly groups, costliest first (the total still covers all)",
+    )
+    parser.add_argument(
         "--latency",
         action="store_true",
         help="latency and time-to-first-token percentiles and error rates instead "
@@ -60,8 +64,12 @@ def run(args: argparse.Namespace) -> int:
         "session": args.session,
         "model": args.model,
         "provider": args.provider,
+        "top": args.top,
     }
     given = {key: value for key, value in parameters.items() if value is not None}
+    if args.latency and args.top is not None:
+        print("otel-gemini costs: --top: ranks costs; leave it out with --latency", file=sys.stderr)
+        return 2
     answers = CostAnswers.from_env(args.db, default_source=args.source)
     try:
         now = datetime.now(timezone.utc)
@@ -135,6 +143,8 @@ def print_costs(document: dict[str, Any]) -> None:
         rows = [["TOTAL", *rows[-1]]]
     print(_header(document))
     print(text_table(headers, rows, max(1, len(keys))))
+    if document.get("top") is not None and document["group_count"] > len(document["groups"]):
+        print(f"(the {document['top']} most costly of {document['group_count']:,} groups)")
     _print_dropped(document)
 
 

@@ -12,7 +12,7 @@ from typing import Any, Final
 from otel_gemini._money import femto_decimal
 from otel_gemini._suppress import untraced
 from otel_gemini.aggregate._drops import dropped_between
-from otel_gemini.aggregate._money import joined, split_sum_sql
+from otel_gemini.aggregate._money import SPLIT, joined, split_sum_sql
 from otel_gemini.aggregate._percentiles import EXACT_PERCENTILE_ROWS, PERCENTILES, interpolate
 from otel_gemini.aggregate._query import CostQuery, Filters, LatencyQuery, TimeWindow
 from otel_gemini.aggregate._reports import (
@@ -125,15 +125,30 @@ class LocalCostSource:
         try:
             connection.execute("BEGIN")  # one snapshot: the watermark and what it covers
             folded = self._watermark(connection, query.filters)
+            parameters: Sequence[Any] | Mapping[str, Any]
             if folded is not None:
                 rollup = costs_statement(query.window, query.group_by, query.filters, folded)
-                rows = self._run(connection, rollup.sql, rollup.parameters)
+                statement, parameters = rollup.sql, rollup.parameters
             else:
-                rows = self._run(connection, *self._raw_costs(query))
+                statement, parameters = self._raw_costs(query)
+            width = len(query.group_by)
+            top = query.top if width else None  # one group at most: nothing to rank
+            if top is not None:
+                statement = _top_sql(statement, width, top)
+            rows = self._run(connection, statement, parameters)
             dropped = self._dropped(connection, query.window)
         finally:
             connection.close()
-        return self._cost_report(query, origin, rows, dropped)
+        groups = [group for row in rows if (group := _cost_group(query, row)) is not None]
+        report_origin = origin or Origin(LOCAL, LOCAL)
+        if top is None:
+            return CostReport(query, report_origin, tuple(groups), dropped)
+        if not rows:
+            return CostReport(query, report_origin, (), dropped, group_count=0)
+        count, total = _top_total(rows[0][width + _COST_COLUMNS :])
+        return CostReport(
+            query, report_origin, tuple(groups), dropped, group_count=count, total_of_all=total
+        )
 
     def _open(self) -> sqlite3.Connection:
         connection = open_for_reading(self.path)  # raises for a path holding no store
@@ -143,7 +158,7 @@ class LocalCostSource:
 
     def _watermark(self, connection: sqlite3.Connection, filters: Filters) -> int | None:
         """Up to which rowid the rollups answer (``None``: read the raw rows)."""
-        if self.rollups is None or not rollup_filters(filters):
+        if self.rollups is None or self.rollups.building or not rollup_filters(filters):
             return None
         return watermark(connection)
 
@@ -161,43 +176,6 @@ class LocalCostSource:
             f"sum(g.cost_status IN {UNPRICED_STATUSES}), sum(g.is_error)"
         )
         return statement, sql.parameters
-
-    @staticmethod
-    def _cost_report(
-        query: CostQuery, origin: Origin | None, rows: list[tuple[Any, ...]], dropped: int
-    ) -> CostReport:
-        width = len(query.group_by)
-        groups: list[CostGroup] = []
-        for row in rows:
-            key = dict(zip(query.group_by, row[:width], strict=True))
-            values = row[width:]
-            requests = int(values[0] or 0)
-            if not requests:
-                continue  # no group keys: SQL's one row over no generations is no group
-            unpriced = int(values[13] or 0)
-            # Unknown only when every generation is of a model without a price; a failed
-            # request that reported no usage costs nothing.
-            cost, input_cost, output_cost = (
-                _amount(
-                    values[1 + 3 * i], values[2 + 3 * i], values[3 + 3 * i], unpriced < requests
-                )
-                for i in range(3)
-            )
-            groups.append(
-                CostGroup(
-                    key=key,
-                    requests=requests,
-                    cost=cost,
-                    input_cost=input_cost,
-                    output_cost=output_cost,
-                    input_tokens=int(values[10] or 0),
-                    output_tokens=int(values[11] or 0),
-                    total_tokens=int(values[12] or 0),
-                    unpriced_requests=unpriced,
-                    errors=int(values[14] or 0),
-                )
-            )
-        return CostReport(query, origin or Origin(LOCAL, LOCAL), tuple(groups), dropped)
 
     @untraced
     def latency(self, query: LatencyQuery, origin: Origin | None = None) -> LatencyReport:
@@ -332,6 +310,93 @@ class LocalCostSource:
             raise CostStoreError(
                 f"cannot query the cost store {str(self.path)!r}: {error}"
             ) from error
+
+
+_COST_COLUMNS: Final = 15
+"""After the group keys, a cost row has: requests; cost, input cost and output cost each
+as split high and low sums and count of known values; input, output and total tokens;
+unpriced requests; errors."""
+
+
+def _cost_group(query: CostQuery, row: Sequence[Any]) -> CostGroup | None:
+    width = len(query.group_by)
+    key = dict(zip(query.group_by, row[:width], strict=True))
+    values = row[width : width + _COST_COLUMNS]
+    requests = int(values[0] or 0)
+    if not requests:
+        return None  # no group keys: SQL's one row over no generations is no group
+    unpriced = int(values[13] or 0)
+    # Unknown only when every generation is of a model without a price; a failed request
+    # that reported no usage costs nothing.
+    cost, input_cost, output_cost = (
+        _amount(values[1 + 3 * i], values[2 + 3 * i], values[3 + 3 * i], unpriced < requests)
+        for i in range(3)
+    )
+    return CostGroup(
+        key=key,
+        requests=requests,
+        cost=cost,
+        input_cost=input_cost,
+        output_cost=output_cost,
+        input_tokens=int(values[10] or 0),
+        output_tokens=int(values[11] or 0),
+        total_tokens=int(values[12] or 0),
+        unpriced_requests=unpriced,
+        errors=int(values[14] or 0),
+    )
+
+
+def _top_sql(grouped: str, width: int, top: int) -> str:
+    """``grouped`` (a cost statement, one row per group) cut to its ``top`` costliest groups
+    in :func:`~._reports.costliest_first`'s order, each row followed by the number of groups
+    and the sums over all of them (window functions: one pass, no second grouping).
+
+    The cost is ranked exactly from its split sums: with ``m = lo mod 10**9`` (0 ≤ m < 10**9)
+    and ``h = hi + (lo - m) / 10**9``, the amount is ``h * 10**9 + m``, so ``(h, m)`` sorts as
+    the amount does (SQLite's ``%`` keeps the sign of ``lo``, which may be negative)."""
+    keys = [f"k{i}" for i in range(width)]
+    values = [f"c{i}" for i in range(_COST_COLUMNS)]
+    unknown = "(ifnull(c3, 0) = 0 AND ifnull(c13, 0) >= c0)"
+    low = f"((ifnull(c2, 0) % {SPLIT} + {SPLIT}) % {SPLIT})"
+    high = f"(ifnull(c1, 0) + (ifnull(c2, 0) - {low}) / {SPLIT})"
+    totals = ["count(*) OVER ()", "sum(c0) OVER ()"]
+    for i in range(3):  # cost, input cost, output cost: high, low, groups where known
+        hi, lo, n = (f"c{1 + 3 * i + j}" for j in range(3))
+        totals += [
+            f"sum(ifnull({hi}, 0)) OVER ()",
+            f"sum(ifnull({lo}, 0)) OVER ()",
+            f"sum(ifnull({n}, 0) > 0 OR ifnull(c13, 0) < c0) OVER ()",
+        ]
+    totals += [f"sum(ifnull(c{i}, 0)) OVER ()" for i in range(10, _COST_COLUMNS)]
+    order = ", ".join([unknown, f"{high} DESC", f"{low} DESC", *keys])
+    return (
+        f"WITH grouped({', '.join([*keys, *values])}) AS ({grouped}) "
+        f"SELECT {', '.join([*keys, *values, *totals])} FROM grouped WHERE c0 > 0 "
+        f"ORDER BY {order} LIMIT {int(top)}"
+    )
+
+
+def _top_total(values: Sequence[Any]) -> tuple[int, CostGroup]:
+    """The number of groups and their total, from :func:`_top_sql`'s last columns."""
+    count, requests = int(values[0]), int(values[1])
+
+    def amount(i: int) -> Decimal | None:
+        high, low, known = values[2 + 3 * i : 5 + 3 * i]
+        return femto_decimal(int(high) * SPLIT + int(low)) if known else None
+
+    tokens_in, tokens_out, tokens, unpriced, errors = (int(v) for v in values[11:16])
+    return count, CostGroup(
+        key={},
+        requests=requests,
+        cost=amount(0),
+        input_cost=amount(1),
+        output_cost=amount(2),
+        input_tokens=tokens_in,
+        output_tokens=tokens_out,
+        total_tokens=tokens,
+        unpriced_requests=unpriced,
+        errors=errors,
+    )
 
 
 def _amount(high: Any, low: Any, count: Any, known: bool) -> Decimal | None:

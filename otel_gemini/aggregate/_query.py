@@ -10,11 +10,15 @@ from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from otel_gemini._limits import quote
+
 COST_GROUP_KEYS: Final = ("user", "day", "model", "provider", "session")
 LATENCY_GROUP_KEYS: Final = ("model", "provider", "day")
 FILTER_KEYS: Final = ("user", "session", "model", "provider")
 SOURCES: Final = ("local", "langfuse")
 DEFAULT_WINDOW: Final = timedelta(days=30)
+MAX_TOP: Final = 1000
+"""The largest ``top``: a page shows tens of groups, never thousands."""
 MAX_DAYS: Final = 3660
 _UTC_NAMES: Final = frozenset(("utc", "z", "etc/utc", "gmt", "etc/gmt"))
 EARLIEST: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -96,11 +100,17 @@ class Filters:
 
 @dataclass(frozen=True)
 class CostQuery:
-    """Cost and tokens in ``window``, grouped by ``group_by`` (in that order)."""
+    """Cost and tokens in ``window``, grouped by ``group_by`` (in that order).
+
+    ``top``: only the ``top`` most costly groups, costliest first (a group of unknown cost
+    after every known one, ties in key order); the report's total and ``group_count``
+    still cover every group. A month of sessions is tens of thousands of groups, which
+    no page needs: the local source stops at ``top`` in SQL."""
 
     window: TimeWindow
     group_by: tuple[str, ...] = ()
     filters: Filters = field(default_factory=Filters)
+    top: int | None = None
 
 
 @dataclass(frozen=True)
@@ -255,11 +265,26 @@ def parse_filters(params: Mapping[str, str]) -> Filters:
     return Filters(**values)
 
 
+def parse_top(text: str | None) -> int | None:
+    """``top``: a whole number from 1 to :data:`MAX_TOP` (``None``: every group)."""
+    if text is None:
+        return None
+    value = text.strip()
+    # ASCII digits, a few of them: int() refuses digit strings of over 4,300 characters.
+    if (
+        not (value.isascii() and value.isdigit() and len(value) <= 4)
+        or not 1 <= int(value) <= MAX_TOP
+    ):
+        raise QueryError("top", f"must be a whole number from 1 to {MAX_TOP} (got {quote(text)})")
+    return int(value)
+
+
 def parse_cost_query(params: Mapping[str, str], now: datetime) -> CostQuery:
-    """A :class:`CostQuery` from ``group_by``, ``from``, ``to``, ``tz`` and filters."""
+    """A :class:`CostQuery` from ``group_by``, ``from``, ``to``, ``tz``, filters and
+    ``top``."""
     group_by = parse_group_by(params.get("group_by"), COST_GROUP_KEYS, ())
     window = parse_window(params.get("from"), params.get("to"), params.get("tz"), now)
-    return CostQuery(window, group_by, parse_filters(params))
+    return CostQuery(window, group_by, parse_filters(params), parse_top(params.get("top")))
 
 
 def parse_latency_query(params: Mapping[str, str], now: datetime) -> LatencyQuery:

@@ -110,9 +110,19 @@ def add_groups(groups: list[CostGroup], key: Mapping[str, str | None]) -> CostGr
     )
 
 
+def costliest_first(groups: list[CostGroup]) -> list[CostGroup]:
+    """``groups`` (in key order) costliest first: a group of unknown cost after every
+    known one, ties in key order. The local source's SQL ranks the same way."""
+    return sorted(groups, key=lambda group: (group.cost is None, -(group.cost or 0)))
+
+
 @dataclass(frozen=True)
 class CostReport:
-    """Cost and tokens by group, their total, and where the numbers came from."""
+    """Cost and tokens by group, their total, and where the numbers came from.
+
+    With ``query.top``, ``groups`` are the ``top`` costliest: a source that ranked them
+    itself passes ``group_count`` (how many groups there were) and ``total_of_all`` (their
+    sum); otherwise ``groups`` are every group, ranked and cut here."""
 
     query: CostQuery
     origin: Origin
@@ -120,16 +130,28 @@ class CostReport:
     dropped: int | None = None
     """Generations the local store dropped in the window (their cost is missing from these
     numbers: a lower bound then); ``None`` from a source that cannot tell (Langfuse)."""
+    group_count: int | None = None
+    total_of_all: CostGroup | None = field(default=None, repr=False)
     total: CostGroup = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "total", add_groups(list(self.groups), {}))
+        top = self.query.top
+        if top is not None and self.group_count is None:
+            every = list(self.groups)
+            object.__setattr__(self, "group_count", len(every))
+            object.__setattr__(self, "groups", tuple(costliest_first(every)[:top]))
+            object.__setattr__(self, "total_of_all", add_groups(every, {}))
+        total = self.total_of_all
+        object.__setattr__(self, "total", total or add_groups(list(self.groups), {}))
 
     def to_dict(self) -> dict[str, Any]:
         document = _report_head(self.origin, self.query)
         document["currency"] = "USD"
         document["groups"] = [group.to_dict() for group in self.groups]
         document["total"] = self.total.to_dict()
+        if self.query.top is not None:
+            document["top"] = self.query.top
+            document["group_count"] = self.group_count
         _add_dropped(document, self.dropped)
         return document
 

@@ -22,7 +22,7 @@ from otel_gemini import _background
 from otel_gemini._background import BatchWorker, LoopStatus
 from otel_gemini._incidents import IncidentLog
 from otel_gemini._suppress import untraced
-from otel_gemini.aggregate._rollups import fold_pending
+from otel_gemini.aggregate._rollups import CHUNK_ROWS, Rollups, fold_pending
 from otel_gemini.aggregate._rows import GenerationRow, SpanRecord, record_row, span_record
 from otel_gemini.aggregate._schema import (
     ADD_DROPS,
@@ -67,6 +67,11 @@ _CONTENT_KEYS: Final = (
 _CONTENT_KEY_SET: Final = frozenset(_CONTENT_KEYS)
 _DROP_LOG_INTERVAL: Final = 60.0
 _RETENTION_INTERVAL: Final = 3600.0
+FOLD_INTERVAL_SECONDS: Final = 1.0
+"""The writer folds its rows into the rollups at most this often (and when a flush waits for
+them): a fold has a fixed cost of several statements, so one per second of many rows costs
+far less than one per batch, and answers fold or count the rows not folded yet themselves,
+exactly."""
 _URGENT_SPANS: Final = 1024
 _NS_PER_DAY: Final = 86_400 * 10**9
 BUSY_RETRY_SECONDS: Final = 30.0
@@ -195,6 +200,10 @@ class CostStore(SpanProcessor):
         self._clock = clock
         self._batch_delay = settings.batch_delay
         self._connection: sqlite3.Connection | None = _open_writer(self.path)
+        self.rollups: Rollups = Rollups(self.path)
+        """The answers' rollups of this file as this process sees them: their errors (the
+        writer's folds, a server's build) are in :meth:`problems`; an answering app in
+        this process shares it (``Telemetry.asgi_app()``)."""
         self._init_process_state(closed=False)
         self._worker.start()
         self._started = True
@@ -235,6 +244,9 @@ class CostStore(SpanProcessor):
         self._last_drop_log = 0.0
         self._incidents = IncidentLog(_logger)
         self._next_retention = 0.0
+        self._next_fold = 0.0  # time.monotonic() after which the writer folds again
+        self._fold_through = 0  # a flush wants the spans up to this one folded
+        self._folded_through = 0  # the spans processed at the last fold
         self._commit_listeners: list[Callable[[CommittedRows], None]] = getattr(
             self, "_commit_listeners", []
         )  # kept across fork: the child's listeners are the parent's
@@ -339,6 +351,7 @@ class CostStore(SpanProcessor):
         """Writes every span handed over so far; False if ``timeout_millis`` passed first."""
         with self._lock:
             target = self._offered
+            self._fold_through = max(self._fold_through, target)
         return self._worker.flush(
             self._progress, lambda: self._processed >= target, timeout_millis / 1000
         )
@@ -479,7 +492,7 @@ class CostStore(SpanProcessor):
         if not rows:
             self._save_drops_alone()
         elif len(failed) < len(rows):
-            self._fold_rollups()
+            self._maybe_fold_rollups(self._processed + len(batch))
         with self._progress:
             self._written += len(rows) - len(failed)
             self._skipped += skipped
@@ -552,14 +565,27 @@ class CostStore(SpanProcessor):
                 failed.append(row)
         return failed
 
+    def _maybe_fold_rollups(self, processed: int) -> None:
+        """Folds the rows written so far every :data:`FOLD_INTERVAL_SECONDS`, and once the
+        spans a flush waits for (``processed``: the spans done with this batch) are in."""
+        with self._lock:
+            flush_waits = self._folded_through < self._fold_through <= processed
+        if not flush_waits and time.monotonic() < self._next_fold:
+            return
+        self._fold_rollups()
+        self._next_fold = time.monotonic() + FOLD_INTERVAL_SECONDS
+        self._folded_through = processed
+
     def _fold_rollups(self) -> None:
-        """Brings the answers' rollups (``_rollups``) up to date with the rows just
-        written, so that answers rarely have rows to fold. A failure costs no row: answers
-        fold or read those rows themselves."""
+        """Brings the answers' rollups (``_rollups``) up to date with the rows written, so
+        that answers rarely have rows to fold; a chunk of rows per transaction, so another
+        process's writer never waits long. A failure costs no row: answers fold or read
+        those rows themselves."""
         try:
-            self._transaction(fold_pending)
+            while self._transaction(fold_pending) >= CHUNK_ROWS:
+                pass
         except sqlite3.Error as error:
-            self._log_once("rollups", f"cannot update the rollups of {self.path}", error)
+            self.rollups.fold_failed(error)
 
     def _discard(self, batch: list[SpanRecord], error: BaseException) -> None:
         """The writer gave this batch up (it failed again and again): counted as dropped."""
@@ -613,8 +639,8 @@ class CostStore(SpanProcessor):
 
     def problems(self) -> list[str]:
         """Health reasons: generations the store could not write (counted, never silent),
-        and spans dropped for another reason (but ``shutdown``) in the last
-        :data:`RECENT_DROP_SECONDS`."""
+        spans dropped for another reason (but ``shutdown``) in the last
+        :data:`RECENT_DROP_SECONDS`, and rollups that could not be updated."""
         now = self._clock()
         with self._lock:
             dropped = dict(self._dropped)
@@ -634,7 +660,7 @@ class CostStore(SpanProcessor):
                     f"the last {max(0.0, now - at):.0f} s ago; local cost answers miss them "
                     f"(and say so: 'dropped'); {self._where_they_are()}"
                 )
-        return reasons
+        return reasons + self.rollups.problems()
 
     def _where_they_are(self) -> str:
         if self.exported_to:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from decimal import Decimal
 from typing import Any, Final
 
 from starlette.applications import Starlette
@@ -37,10 +36,9 @@ BUDGETS_ENDPOINT: Final = "/api/observability/budgets"
 COSTS_ENDPOINT: Final = "/api/observability/costs"
 LATENCY_ENDPOINT: Final = "/api/observability/latency"
 _PARAMETERS: Final = frozenset(("group_by", "from", "to", "tz", "source", *FILTER_KEYS))
+# top=N keeps the N most costly groups (the dashboard's top users and sessions); the
+# sources stop at N themselves (CostQuery.top).
 _COST_PARAMETERS: Final = _PARAMETERS | {"top"}
-# top=N keeps the N most costly groups (the dashboard's top users and sessions): a month of
-# sessions is tens of thousands of groups, which no page needs to download.
-MAX_TOP: Final = 1000
 _NO_STORE: Final = {"Cache-Control": "no-store"}
 
 
@@ -93,35 +91,13 @@ def _answer_route(
 def _costs(
     answers: CostAnswers, parameters: dict[str, str], now: datetime, source: str | None
 ) -> dict[str, Any]:
-    top = _top(parameters.get("top"))
-    document = answers.costs(parse_cost_query(parameters, now), source).to_dict()
-    return document if top is None else keep_top(document, top)
+    return answers.costs(parse_cost_query(parameters, now), source).to_dict()
 
 
 def _latency(
     answers: CostAnswers, parameters: dict[str, str], now: datetime, source: str | None
 ) -> dict[str, Any]:
     return answers.latency(parse_latency_query(parameters, now), source).to_dict()
-
-
-def _top(text: str | None) -> int | None:
-    if text is None:
-        return None
-    if not text.isdigit() or not 1 <= int(text) <= MAX_TOP:
-        raise QueryError("top", f"must be a whole number from 1 to {MAX_TOP} (got {text!r})")
-    return int(text)
-
-
-def keep_top(document: dict[str, Any], top: int) -> dict[str, Any]:
-    """A costs answer with only its ``top`` most costly groups, costliest first (a group
-    of unknown cost after every known one; ties in key order). ``total`` still covers every
-    group; ``group_count`` says how many there were."""
-    groups: list[dict[str, Any]] = document["groups"]
-    ranked = sorted(
-        groups,
-        key=lambda group: (group["cost"] is None, -Decimal(group["cost"] or 0)),
-    )
-    return {**document, "groups": ranked[:top], "top": top, "group_count": len(groups)}
 
 
 def _budgets_route(budgets: BudgetAnswer | None) -> Route:

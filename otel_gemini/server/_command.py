@@ -106,6 +106,10 @@ def build(args: argparse.Namespace) -> tuple[Starlette, CostAnswers, LangfuseExp
         db = path_from(args.db or None, os.environ)
         budgets = lambda: budget_status(rules, db)  # noqa: E731
     answers = CostAnswers.from_env(args.db, default_source=args.source)
+    if answers.local is not None and answers.local.rollups is not None:
+        # A store of a million rows written without rollups takes tens of seconds to
+        # build: in the background, answers reading the raw rows (exact) meanwhile.
+        answers.local.rollups.start_building()
     exporter: LangfuseExporter | None = None
     if answers.langfuse is not None and not args.no_export:
         # An exporter of our own on the spool: its probe reports whether Langfuse is
@@ -126,7 +130,8 @@ def build(args: argparse.Namespace) -> tuple[Starlette, CostAnswers, LangfuseExp
 
 def _cost_store_health(answers: CostAnswers) -> tuple[dict[str, Any], Any]:
     """Health's view of the drops the local store recorded (whichever process wrote them):
-    a ``cost_store`` section, and DEGRADED while the last day had any."""
+    a ``cost_store`` section, and DEGRADED while the last day had any, or while its
+    rollups cannot be updated."""
     import time
 
     from otel_gemini.aggregate import store_drops
@@ -141,9 +146,12 @@ def _cost_store_health(answers: CostAnswers) -> tuple[dict[str, Any], Any]:
         found = store_drops(path, time.time())
         return found[0] if found is not None else None
 
+    rollups = local.rollups
+
     def conditions(_stats: object) -> list[tuple[HealthStatus, str]]:
         found = store_drops(path, time.time())
-        return [(HealthStatus.DEGRADED, reason) for reason in (found[1] if found else [])]
+        reasons = [*(found[1] if found else []), *(rollups.problems() if rollups else [])]
+        return [(HealthStatus.DEGRADED, reason) for reason in reasons]
 
     return {"cost_store": section}, conditions
 
