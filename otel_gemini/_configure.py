@@ -326,6 +326,10 @@ def _build(
             environ=environ,
             **(cost_store_options or {}),
         )
+        if rules is not None:
+            rules.check_retention(
+                store_settings.retention_days, "retention_days / OTEL_GEMINI_COST_RETENTION_DAYS"
+            )
     # Resolved once, here (a bad setting fails before anything starts), and handed to the
     # instrumentor.
     instrumentation = (

@@ -203,6 +203,19 @@ def test_configure_refuses_bad_rules_before_starting(
         make_telemetry(budgets={"budget": [{"name": "x"}]})
 
 
+def test_a_store_keeping_rows_shorter_than_a_period_is_refused(
+    make_telemetry: Callable[..., Telemetry],
+) -> None:
+    monthly = {"budget": [{"name": "team", "scope": "total", "period": "month", "limit_usd": 50}]}
+    with pytest.raises(
+        BudgetConfigError,
+        match=r"retention_days / OTEL_GEMINI_COST_RETENTION_DAYS is 7 days, shorter than the "
+        r"budget rules read \(31.04 days\)",
+    ):
+        make_telemetry(budgets=monthly, cost_store_options={"retention_days": 7})
+    make_telemetry(budgets=monthly, cost_store_options={"retention_days": 0}).shutdown()
+
+
 # --- the acceptance path ------------------------------------------------------------------
 
 

@@ -469,6 +469,31 @@ def test_cli_gateway_names_a_bad_budget_rule(langfuse: FakeLangfuse, tmp_path: P
     )
 
 
+def test_cli_gateway_refuses_a_store_keeping_rows_shorter_than_a_budget_period(
+    langfuse: FakeLangfuse, tmp_path: Path
+) -> None:
+    rules = tmp_path / "budgets.toml"
+    rules.write_text('[[budget]]\nname = "fleet"\nperiod = "day"\nlimit_usd = 5\n')
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LANGFUSE_")}
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "otel_gemini.cli", "gateway", "--budgets", str(rules)),
+            *("--db", str(tmp_path / "costs.sqlite3"), "--retention-days", "0.5"),
+        ],
+        env={**env, **langfuse.environment(), "OTEL_GEMINI_SPOOL_DIR": str(tmp_path / "s")},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (result.returncode, result.stderr) == (
+        2,
+        "otel-gemini gateway: --retention-days / OTEL_GEMINI_COST_RETENTION_DAYS is 0.5 days, "
+        "shorter than the budget rules read (1.042 days): the store would delete spend they "
+        "count; raise it, or 0 keeps rows for ever\n",
+    )
+    assert not (tmp_path / "costs.sqlite3").exists()
+
+
 def test_health_is_the_shared_report_with_the_gateways_counters(
     langfuse: FakeLangfuse, tmp_path: Path
 ) -> None:

@@ -31,6 +31,10 @@ SCOPE_TAG: Final = "tag"
 SCOPES: Final = (SCOPE_TOTAL, SCOPE_USER, SCOPE_SESSION, SCOPE_MODEL, SCOPE_SERVICE, SCOPE_TAG)
 
 PERIODS: Final = ("hour", "day", "month")
+# The longest each period can be (a DST day has 25 hours), and the span an anomaly rule reads
+# (the last hour and the 7 days before it): a cost store must keep rows at least this long.
+_PERIOD_DAYS: Final = {"hour": 1 / 24, "day": 25 / 24, "month": 31 + 1 / 24}
+_ANOMALY_DAYS: Final = 7 + 1 / 24
 ANOMALY_GROUPS: Final = (SCOPE_MODEL, SCOPE_SERVICE)
 WEBHOOK_FORMATS: Final = ("json", "slack")
 
@@ -116,6 +120,21 @@ class BudgetRules:
     metric_user_ids: bool = False
     """Put user and session ids on the utilization metric (off: by rule only)."""
     source: str = "<rules>"
+
+    def check_retention(self, retention_days: float | None, setting: str) -> None:
+        """Refuses a cost store that deletes rows inside a rule's period: the re-read totals
+        would fall and an exhausted scope open again. ``None`` or 0: rows are kept for ever."""
+        needed = max(
+            [_PERIOD_DAYS[rule.period] for rule in self.budgets]
+            + [_ANOMALY_DAYS for _ in self.anomalies[:1]],
+            default=0.0,
+        )
+        if retention_days and retention_days < needed:
+            raise BudgetConfigError(
+                f"{setting} is {retention_days:g} days, shorter than the budget rules read "
+                f"({needed:.4g} days): the store would delete spend they count; raise it, or 0 "
+                "keeps rows for ever"
+            )
 
     @property
     def enforced(self) -> bool:

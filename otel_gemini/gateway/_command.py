@@ -156,6 +156,10 @@ def run(args: argparse.Namespace) -> int:
     )
     # Checked whether or not a store is kept: a bad value is named either way (exit 2).
     store_settings = CostStoreSettings.resolve(cost_db, retention_days=args.retention_days)
+    if rules is not None:
+        rules.check_retention(
+            store_settings.retention_days, "--retention-days / OTEL_GEMINI_COST_RETENTION_DAYS"
+        )
     # Room for every request in progress at once, so a hand-off is never refused.
     memory = 4 * settings.max_inflight_bytes
     resolve_settings(memory_max_bytes=memory)  # raises LangfuseConfigError, naming it
