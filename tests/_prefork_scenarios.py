@@ -90,7 +90,15 @@ def _report(calls: list[int]) -> None:
         "loops": [(loop.name, loop.state) for loop in report.loops],
         "spool": str(exporter.spool_directory) if exporter is not None else None,
     }
-    (_results / f"{os.getpid()}.json").write_text(json.dumps(document))
+    _write_report(document)
+
+
+def _write_report(document: dict[str, Any]) -> None:
+    """Written whole or not at all: the test reads the directory while workers write."""
+    assert _results is not None
+    partial = _results / f"{os.getpid()}.partial"
+    partial.write_text(json.dumps(document))
+    os.replace(partial, _results / f"{os.getpid()}.json")
 
 
 def _pool_init(scenario: str, results: str, configure: bool) -> None:
@@ -127,7 +135,7 @@ def _write_pool_state() -> None:
         "loops": [(loop.name, loop.state) for loop in report.loops],
         "spool": str(exporter.spool_directory) if exporter is not None else None,
     }
-    (_results / f"{os.getpid()}.json").write_text(json.dumps(document))
+    _write_report(document)
 
 
 def _fork_children(calls: int, children: int) -> list[int]:

@@ -10,6 +10,7 @@ generation is checked for once in Langfuse and once in the store, under its work
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -199,6 +200,7 @@ def test_a_worker_killed_with_sigkill_loses_at_most_its_last_second_and_no_one_e
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its forked workers too can be stopped if the test fails
     )
     try:
         assert process.stdout is not None
@@ -216,9 +218,11 @@ def test_a_worker_killed_with_sigkill_loses_at_most_its_last_second_and_no_one_e
         _, stderr = process.communicate(timeout=60)
         assert process.returncode == 0, stderr[-4000:]
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        # Workers left behind would go on calling this process's fake Gemini during the
+        # tests that follow.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
     ended = [line.split() for line in log.read_text().splitlines()]
     must_arrive = {session for session, at in ended if float(at) <= killed_at - 1.0}
     assert must_arrive
