@@ -55,6 +55,7 @@ from otel_gemini.aggregate._query import FILTER_KEYS as FILTER_KEYS
 from otel_gemini.aggregate._query import Filters as Filters
 from otel_gemini.aggregate._query import TimeWindow as TimeWindow
 from otel_gemini.aggregate._query import parse_source as parse_source
+from otel_gemini.aggregate._query import unix_ns as unix_ns
 from otel_gemini.aggregate._reports import CostGroup as CostGroup
 from otel_gemini.aggregate._reports import LatencyGroup as LatencyGroup
 from otel_gemini.aggregate._reports import Origin as Origin

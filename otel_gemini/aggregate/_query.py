@@ -48,11 +48,11 @@ class TimeWindow:
 
     @property
     def start_ns(self) -> int:
-        return _ns(self.start)
+        return unix_ns(self.start)
 
     @property
     def end_ns(self) -> int:
-        return _ns(self.end)
+        return unix_ns(self.end)
 
     def days(self) -> list[tuple[str, int, int]]:
         """The local days overlapping the window: (``YYYY-MM-DD``, start ns, end ns), each
@@ -66,7 +66,9 @@ class TimeWindow:
             hi = _midnight(day + timedelta(days=1), self.zone)
             if lo >= self.end:
                 break
-            result.append((day.isoformat(), _ns(max(lo, self.start)), _ns(min(hi, self.end))))
+            result.append(
+                (day.isoformat(), unix_ns(max(lo, self.start)), unix_ns(min(hi, self.end)))
+            )
             day += timedelta(days=1)
         return result
 
@@ -125,7 +127,8 @@ class LatencyQuery:
 # --- parsing ------------------------------------------------------------------------------
 
 
-def _ns(moment: datetime) -> int:
+def unix_ns(moment: datetime) -> int:
+    """Nanoseconds since 1970 of an aware ``moment``, exactly (a float timestamp would round)."""
     delta = moment - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000
 

@@ -64,8 +64,6 @@ _logger = logging.getLogger("otel_gemini.budgets")
 
 UTILIZATION_METRIC: Final = "otel_gemini.budget.utilization"
 ALERTS_METRIC: Final = "otel_gemini.budget.alerts"
-_HOUR_NS: Final = 3600 * 10**9
-_WEEK_NS: Final = 7 * 24 * _HOUR_NS
 _IDLE_CHECK: Final = 1.0
 """Seconds between checks whether a re-read is due (interval passed, a period ended)."""
 _BATCH_DELAY: Final = 0.02
@@ -496,7 +494,6 @@ class BudgetEvaluator:
         self._next_refresh = time.monotonic() + self.rules.interval
         now_ns = self._now_ns()
         totals: dict[TotalKey, _Total] = {}
-        windows = ((now_ns - _HOUR_NS, now_ns), (now_ns - _HOUR_NS - _WEEK_NS, now_ns - _HOUR_NS))
         try:
             self._reconnect_if_replaced()
             with _ledger.snapshot(self._db()) as (connection, rowid):
@@ -508,13 +505,8 @@ class BudgetEvaluator:
                             period, spend.femto, spend.requests, spend.unpriced, rowid
                         )
                 anomalies = [
-                    (
-                        anomaly,
-                        _ledger.cost_per_request(connection, _ledger.COLUMNS[anomaly.by], *recent),
-                        _ledger.cost_per_request(connection, _ledger.COLUMNS[anomaly.by], *base),
-                    )
+                    (anomaly, *_ledger.anomaly_costs(connection, anomaly, now_ns))
                     for anomaly in self.rules.anomalies
-                    for recent, base in (windows,)
                 ]
         except sqlite3.Error as error:
             self._failed_read(error)
@@ -543,10 +535,7 @@ class BudgetEvaluator:
         hour = period_of("hour", _UTC_ZONE, now_ns)
         for value, (recent_femto, recent_requests) in recent.items():
             base_femto, base_requests = baseline.get(value, (0, 0))
-            if min(recent_requests, base_requests) < rule.min_requests or base_femto <= 0:
-                continue
-            # recent / recent_requests >= ratio * base / base_requests, exactly.
-            if Decimal(recent_femto * base_requests) < rule.ratio * base_femto * recent_requests:
+            if not rule.anomalous(recent_femto, recent_requests, base_femto, base_requests):
                 continue
             first = self._first_time(
                 (rule.name, value, hour.key, _fraction_text(rule.ratio)), now_ns

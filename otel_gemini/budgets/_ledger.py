@@ -27,6 +27,7 @@ from otel_gemini.budgets._rules import (
     SCOPE_SESSION,
     SCOPE_TAG,
     SCOPE_USER,
+    AnomalyRule,
     BudgetRule,
 )
 
@@ -178,6 +179,28 @@ def _spend(rows: Iterable[tuple[Any, ...]]) -> dict[str, Spend]:
         if requests:
             result[str(value)] = Spend(joined(high, low, priced) or 0, requests, int(unpriced or 0))
     return result
+
+
+HOUR_NS: Final = 3600 * 10**9
+_WEEK_NS: Final = 7 * 24 * HOUR_NS
+
+
+def anomaly_windows(now_ns: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """What an anomaly rule compares: the last hour, and the 7 days before it."""
+    hour_ago = now_ns - HOUR_NS
+    return (hour_ago, now_ns), (hour_ago - _WEEK_NS, hour_ago)
+
+
+def anomaly_costs(
+    connection: sqlite3.Connection, rule: AnomalyRule, now_ns: int
+) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[int, int]]]:
+    """Priced spend and requests by the rule's ``by`` in each of :func:`anomaly_windows`."""
+    column = COLUMNS[rule.by]
+    recent, baseline = anomaly_windows(now_ns)
+    return (
+        cost_per_request(connection, column, *recent),
+        cost_per_request(connection, column, *baseline),
+    )
 
 
 @untraced

@@ -6,6 +6,8 @@ from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
+from otel_gemini.aggregate import unix_ns
+
 _UTC = timezone.utc
 
 
@@ -17,22 +19,16 @@ class Period(NamedTuple):
 
     @property
     def start_ns(self) -> int:
-        return _ns(self.start)
+        return unix_ns(self.start)
 
     @property
     def end_ns(self) -> int:
-        return _ns(self.end)
+        return unix_ns(self.end)
 
     @property
     def key(self) -> str:
         """The period's start as ISO text: what alerts are deduplicated by."""
         return self.start.isoformat()
-
-
-def _ns(moment: datetime) -> int:
-    # Exact: whole seconds from the epoch, then microseconds (a float would round).
-    delta = moment.astimezone(_UTC) - datetime(1970, 1, 1, tzinfo=_UTC)
-    return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000
 
 
 def _local(year: int, month: int, day: int, hour: int, zone: ZoneInfo) -> datetime:

@@ -88,6 +88,16 @@ class AnomalyRule:
     min_requests: int = 5
     """Requests the last hour needs before it is judged (one odd request is no trend)."""
 
+    def anomalous(
+        self, recent_femto: int, recent_requests: int, base_femto: int, base_requests: int
+    ) -> bool | None:
+        """Whether the last hour's cost per request is at least :attr:`ratio` times the
+        baseline's, exactly; ``None`` when too few requests (or no baseline cost) to judge."""
+        if min(recent_requests, base_requests) < self.min_requests or base_femto <= 0:
+            return None
+        # recent / recent_requests >= ratio * base / base_requests, without dividing.
+        return Decimal(recent_femto * base_requests) >= self.ratio * base_femto * recent_requests
+
 
 @dataclass(frozen=True)
 class WebhookSettings:

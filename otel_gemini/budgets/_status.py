@@ -11,7 +11,7 @@ from typing import Any, Final
 
 from otel_gemini._money import femto_decimal, to_femto, usd_text
 from otel_gemini._suppress import untraced
-from otel_gemini.aggregate import CostStoreError, open_for_reading
+from otel_gemini.aggregate import CostStoreError, open_for_reading, unix_ns
 from otel_gemini.budgets import _guard, _ledger
 from otel_gemini.budgets._periods import period_of
 from otel_gemini.budgets._rules import SCOPE_TAG, SCOPE_TOTAL, AnomalyRule, BudgetRule, BudgetRules
@@ -19,8 +19,6 @@ from otel_gemini.budgets._rules import SCOPE_TAG, SCOPE_TOTAL, AnomalyRule, Budg
 STATUS_OK: Final = "ok"
 STATUS_WARNING: Final = "warning"
 STATUS_EXCEEDED: Final = "exceeded"
-_HOUR_NS: Final = 3600 * 10**9
-_WEEK_NS: Final = 7 * 24 * _HOUR_NS
 
 
 def _text(value: Decimal) -> str:
@@ -76,11 +74,7 @@ def _budget(connection: sqlite3.Connection, rule: BudgetRule, now_ns: int) -> di
 
 
 def _anomaly(connection: sqlite3.Connection, rule: AnomalyRule, now_ns: int) -> dict[str, Any]:
-    column = _ledger.COLUMNS[rule.by]
-    recent = _ledger.cost_per_request(connection, column, now_ns - _HOUR_NS, now_ns)
-    baseline = _ledger.cost_per_request(
-        connection, column, now_ns - _HOUR_NS - _WEEK_NS, now_ns - _HOUR_NS
-    )
+    recent, baseline = _ledger.anomaly_costs(connection, rule, now_ns)
     entries = []
     for value in sorted(set(recent) | set(baseline)):
         recent_femto, recent_requests = recent.get(value, (0, 0))
@@ -100,25 +94,25 @@ def _anomaly(connection: sqlite3.Connection, rule: AnomalyRule, now_ns: int) -> 
         if base_requests:
             base_cpr = femto_decimal(base_femto) / base_requests
             entry["baseline_cost_per_request"] = _text(base_cpr.quantize(Decimal("1E-15")))
-        if min(recent_requests, base_requests) >= rule.min_requests and base_femto > 0:
+        anomalous = rule.anomalous(recent_femto, recent_requests, base_femto, base_requests)
+        if anomalous is not None:
             ratio = (Decimal(recent_femto) * base_requests) / (
                 Decimal(base_femto) * recent_requests
             )
             entry["ratio"] = _text(ratio.quantize(Decimal("0.01")))
-            entry["status"] = "anomalous" if ratio >= rule.ratio else STATUS_OK
+            entry["status"] = "anomalous" if anomalous else STATUS_OK
         entries.append(entry)
     now = datetime.fromtimestamp(now_ns / 1e9, timezone.utc)
+    (recent_start, _), (baseline_start, _) = _ledger.anomaly_windows(now_ns)
     return {
         "rule": rule.name,
         "kind": "anomaly",
         "scope": rule.by,
         "ratio": _text(rule.ratio),
         "min_requests": rule.min_requests,
-        "recent_window_start": datetime.fromtimestamp(
-            (now_ns - _HOUR_NS) / 1e9, timezone.utc
-        ).isoformat(),
+        "recent_window_start": datetime.fromtimestamp(recent_start / 1e9, timezone.utc).isoformat(),
         "baseline_window_start": datetime.fromtimestamp(
-            (now_ns - _HOUR_NS - _WEEK_NS) / 1e9, timezone.utc
+            baseline_start / 1e9, timezone.utc
         ).isoformat(),
         "now": now.isoformat(),
         "entries": entries,
@@ -133,7 +127,7 @@ def budget_status(
     tag rules: their one value), with exact decimal strings for money. Raises
     ``CostStoreError`` when there is no store to read."""
     moment = now or datetime.now(timezone.utc)
-    now_ns = int(moment.timestamp() * 10**6) * 1000
+    now_ns = unix_ns(moment)
     connection = open_for_reading(store_path)
     try:
         budgets = [_budget(connection, rule, now_ns) for rule in rules.budgets]
