@@ -48,6 +48,7 @@ __all__ = [
 # store and report, the budgets' ledger). Not in __all__: not for users.
 from otel_gemini.aggregate._command import print_costs as print_costs
 from otel_gemini.aggregate._command import print_latency as print_latency
+from otel_gemini.aggregate._drops import dropped_between as dropped_between
 from otel_gemini.aggregate._drops import store_drops as store_drops
 from otel_gemini.aggregate._money import joined as joined
 from otel_gemini.aggregate._money import split_sum_sql as split_sum_sql

@@ -11,7 +11,7 @@ from typing import Any, Final
 
 from otel_gemini._money import femto_decimal, to_femto, usd_text
 from otel_gemini._suppress import untraced
-from otel_gemini.aggregate import CostStoreError, open_for_reading, unix_ns
+from otel_gemini.aggregate import CostStoreError, dropped_between, open_for_reading, unix_ns
 from otel_gemini.budgets import _guard, _ledger
 from otel_gemini.budgets._periods import period_of
 from otel_gemini.budgets._rules import SCOPE_TAG, SCOPE_TOTAL, AnomalyRule, BudgetRule, BudgetRules
@@ -70,6 +70,8 @@ def _budget(connection: sqlite3.Connection, rule: BudgetRule, now_ns: int) -> di
         "scope_values_with_spend": len(spend),
         "highest_utilization": highest,
         "entries": shown,
+        # Generations the store could not keep in this period: the spend is then a lower bound.
+        "dropped": dropped_between(connection, period.start_ns, period.end_ns),
     }
 
 

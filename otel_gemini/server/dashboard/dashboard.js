@@ -522,18 +522,13 @@
   const windowKey = (rule) => rule.period_start + "/" + rule.period_end;
 
   /** The budgets answer and, for each rule's period, how many generations the cost store
-   * dropped in it (the local costs answer's "dropped": the spend is then a lower bound).
-   * Asked as soon as the budgets answer is in, beside the page's other questions. */
+   * dropped in it (the answer's "dropped": the spend is then a lower bound). */
   async function askBudgets() {
     const answer = await ask("budgets");
     const drops = new Map();
-    if (!answer.ok || !answer.body || !Array.isArray(answer.body.budgets)) return { answer, drops };
-    const windows = new Map(answer.body.budgets.map((rule) => [windowKey(rule), rule]));
-    await Promise.all([...windows].map(async ([key, rule]) => {
-      const costs = await ask("costs", { from: rule.period_start, to: rule.period_end, source: "local" });
-      drops.set(key, costs.ok && costs.body ? Number(costs.body.dropped || 0) : failureText(
-        "budgets: whether the cost store dropped spans from " + rule.period_start, costs));
-    }));
+    if (answer.ok && answer.body && Array.isArray(answer.body.budgets)) {
+      for (const rule of answer.body.budgets) drops.set(windowKey(rule), Number(rule.dropped || 0));
+    }
     return { answer, drops };
   }
 
@@ -543,7 +538,7 @@
     const rows = [];
     for (const rule of budgets) {
       const dropped = drops.get(windowKey(rule));
-      const lowerBound = typeof dropped === "number" && dropped > 0;
+      const lowerBound = dropped > 0;
       const common = { rule, lowerBound };
       if (rule.entries.length) {
         for (const entry of rule.entries) rows.push(Object.assign({ entry }, common));
@@ -686,9 +681,7 @@
     byId("budgets-enforcement").textContent = enforcementText(body);
     for (const rule of body.budgets) {
       const dropped = drops.get(windowKey(rule));
-      if (typeof dropped === "string") {
-        notice(dropped, "error");
-      } else if (dropped > 0) {
+      if (dropped > 0) {
         notice("⚠ budget " + rule.rule + ": the cost store dropped " + integer(dropped) +
           " generations between " + rule.period_start + " and " + rule.period_end +
           ": its spend (marked ≥) is at least what is shown.");
