@@ -27,8 +27,8 @@ the answers API's own cost, whatever the page does.
 
 ``--budgets`` serves every store (the baseline's too) with budget rules (a daily total, a
 daily per-user cap, a monthly per-model budget, an anomaly rule), so the page also draws its
-Budgets panel: the budgets answer, then one costs question per distinct rule period (the
-store's drops in it). ``http`` then asks those too.
+Budgets panel from the budgets answer (which carries the store's drops in each rule's
+period).
 
 Needs Debian's chromium and chromium-driver (``make browser``) and selenium (dev extra).
 """
@@ -50,6 +50,7 @@ from typing import Any
 
 import httpx
 
+from otel_gemini.aggregate._rollups import ROLLUP_VERSION
 from otel_gemini.aggregate._rows import COLUMNS
 from otel_gemini.aggregate._schema import UPSERT, open_for_writing
 
@@ -87,8 +88,8 @@ SERVE = (sys.executable, "-m", "otel_gemini.cli", "serve")
 PAGE_QUESTIONS = (
     ("costs", {"group_by": "model"}),
     ("costs", {"group_by": "day,model"}),
-    ("costs", {"group_by": "user"}),
-    ("costs", {"group_by": "session"}),
+    ("costs", {"group_by": "user", "top": "10"}),
+    ("costs", {"group_by": "session", "top": "10"}),
     ("latency", {"group_by": "model"}),
     ("latency", {"group_by": "day,model"}),
     ("health", {}),
@@ -175,7 +176,8 @@ def wait_for_rollups(db: Path, timeout: float = 1800) -> None:
         try:
             done = connection.execute(
                 "SELECT folded_rowid >= (SELECT ifnull(max(rowid), 0) FROM generations) "
-                "FROM rollup_state"
+                "FROM rollup_state WHERE version = ?",
+                (ROLLUP_VERSION,),
             ).fetchone()
         except sqlite3.OperationalError:
             done = None  # not created yet
@@ -223,12 +225,7 @@ def http_answers(url: str) -> float:
     with httpx.Client(base_url=url, timeout=600) as client:
         started = time.perf_counter()
         for path, params in PAGE_QUESTIONS:
-            answer = client.get(f"/api/observability/{path}", params=params)
-            if path == "budgets" and answer.status_code == 200:
-                windows = {(r["period_start"], r["period_end"]) for r in answer.json()["budgets"]}
-                for start, end in sorted(windows):
-                    window = {"from": start, "to": end, "source": "local"}
-                    client.get("/api/observability/costs", params=window)
+            client.get(f"/api/observability/{path}", params=params)
         return (time.perf_counter() - started) * 1000
 
 

@@ -31,7 +31,7 @@ from otel_gemini.aggregate import (
 from otel_gemini.aggregate._percentiles import percentile
 from otel_gemini.aggregate._periods import RAW, pieces
 from otel_gemini.aggregate._reports import costliest_first
-from otel_gemini.aggregate._rollups import ROLLUP_VERSION
+from otel_gemini.aggregate._rollups import KEYED_TABLES, ROLLUP_VERSION
 from otel_gemini.aggregate._rows import COLUMNS
 from otel_gemini.aggregate._schema import UPSERT, open_for_writing
 
@@ -284,7 +284,7 @@ def test_retention_deletes_leave_rollups_equal_to_the_rows_left(scratch: Path) -
     finally:
         store.shutdown(10_000)
     assert cost_answers(raw, {"from": "2026-11-19", "to": "2026-11-24"})["total"]["requests"] == 216
-    for group_by in ("", "day", "user,day", "model"):
+    for group_by in ("", "day", "user,day", "model", "user", "session", "session,model"):
         params = {"from": "2026-11-19", "to": "2026-11-24", "group_by": group_by}
         assert cost_answers(fast, params) == cost_answers(raw, params)
     query = parse_latency_query({"from": "2026-11-19", "to": "2026-11-24", "group_by": "day"}, T0)
@@ -293,7 +293,7 @@ def test_retention_deletes_leave_rollups_equal_to_the_rows_left(scratch: Path) -
     # the maximum of the day the cutoff cuts (its slowest rows went) is that of the rows left
     assert [g["latency_ms"]["max"] for g in fast_latency["groups"]] == [784.0, 712.0]
     connection = sqlite3.connect(path)
-    for table in ("rollup_by_model", "rollup_by_user", "rollup_by_session"):
+    for table in ("rollup_by_model", *KEYED_TABLES):
         assert connection.execute(f"SELECT count(*) FROM {table} WHERE requests <= 0").fetchone()[
             0
         ] == (0)
@@ -356,6 +356,68 @@ def test_a_store_written_before_the_rollups_is_answered_identically(scratch: Pat
         assert_latency_close(fast.latency(query).to_dict(), raw.latency(query).to_dict())
     version = sqlite3.connect(path).execute("SELECT version FROM rollup_state").fetchone()
     assert version == (ROLLUP_VERSION,)
+
+
+def test_rollups_an_earlier_main_built_are_rebuilt_in_this_layout(scratch: Path) -> None:
+    """The fixture is the store above as main at 1cd4ac1 left it (its CostStore migrated
+    it, its LocalCostSource built rollups of layout 3 and their triggers): the first
+    answer drops them, builds this layout, answers as the rows do, and the new triggers
+    take a replaced row out of every table."""
+    path = scratch / "costs.sqlite3"
+    shutil.copyfile(DATA / "cost_store_with_rollups_v3.sqlite3", path)
+    os.chmod(path, 0o600)
+    connection = sqlite3.connect(path)
+    assert connection.execute("SELECT version, folded_rowid FROM rollup_state").fetchone() == (
+        3,
+        6,
+    )
+    connection.close()
+    fast, raw = both(path, exact_percentile_rows=0)
+    window = {"from": "2026-11-01", "to": "2026-12-01"}
+    groupings = ("", "model", "day,model", "user", "session", "user,day,model")
+
+    def assert_answers_equal() -> None:
+        for group_by in groupings:
+            for top in ((), ("2",)):
+                params = dict(window, group_by=group_by)
+                if top and group_by:
+                    params["top"] = top[0]
+                assert cost_answers(fast, params) == cost_answers(raw, params)
+
+    assert_answers_equal()
+    connection = sqlite3.connect(path)
+    assert connection.execute("SELECT version, folded_rowid FROM rollup_state").fetchone() == (
+        ROLLUP_VERSION,
+        6,
+    )
+    for table in KEYED_TABLES:
+        assert connection.execute(
+            f"SELECT sum(requests) FROM {table} WHERE span = 96"
+        ).fetchone() == (6,)
+    connection.close()
+    # The first row written again for another user and session: taken out, then added.
+    first = connection_rows(path)[0]
+    replaced = dict(zip(COLUMNS, first, strict=True))
+    replaced.update(user_id="dave", session_id="s-dave")
+    write(path, [tuple(replaced[column] for column in COLUMNS)])
+    assert_answers_equal()
+    users = cost_answers(fast, dict(window, group_by="user"))["groups"]
+    assert [(g["user"], g["requests"]) for g in users] == [
+        ("alice", 2),
+        ("bob", 2),
+        ("carol", 1),
+        ("dave", 1),
+    ]
+
+
+def connection_rows(path: Path) -> list[tuple[Any, ...]]:
+    connection = sqlite3.connect(path)
+    try:
+        return connection.execute(
+            f"SELECT {', '.join(COLUMNS)} FROM generations ORDER BY rowid"
+        ).fetchall()
+    finally:
+        connection.close()
 
 
 def test_rollups_of_another_version_are_rebuilt_or_left_alone(scratch: Path) -> None:
@@ -444,6 +506,7 @@ def test_signed_pieces_cover_each_moment_of_the_range_once(
     zone=st.sampled_from(ZONES),
     group_by=st.lists(st.sampled_from(COST_KEYS), unique=True, min_size=1, max_size=3),
     top=st.integers(1, 6),
+    model_filter=st.sampled_from([None, "gemini-2.5-flash", "gemini-9-unknown"]),
 )
 def test_top_in_sql_equals_every_group_ranked_in_python(
     scratch: Path,
@@ -452,9 +515,11 @@ def test_top_in_sql_equals_every_group_ranked_in_python(
     zone: str,
     group_by: list[str],
     top: int,
+    model_filter: str | None,
 ) -> None:
     """``top=N`` stops in SQL (rollups and raw rows alike) at exactly the groups, order,
-    total and group count of the whole answer ranked by ``costliest_first``."""
+    total and group count of the whole answer ranked by ``costliest_first``, from the
+    rollups over every model and from those by model (a model filter) alike."""
     path = scratch / f"store-{os.urandom(4).hex()}.sqlite3"
     write(path, [_random_row(i, values) for i, values in enumerate(first)])
     fast, raw = both(path)
@@ -462,6 +527,8 @@ def test_top_in_sql_equals_every_group_ranked_in_python(
     write(path, [_random_row(i * 2, values) for i, values in enumerate(later)])
     params = {"from": "2026-11-19T23:00:00Z", "to": "2026-11-24", "tz": zone}
     params["group_by"] = ",".join(group_by)
+    if model_filter:
+        params["model"] = model_filter
     every = raw.costs(parse_cost_query(params, T0))
     ranked = costliest_first(list(every.groups))
     expected = every.to_dict()

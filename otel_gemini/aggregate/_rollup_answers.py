@@ -18,15 +18,14 @@ from otel_gemini.aggregate._query import Filters, TimeWindow
 from otel_gemini.aggregate._rollups import (
     DURATION_MAXIMA,
     DURATION_VALUES,
+    KEYED_TABLES,
     LATENCY,
     LATENCY_TABLE,
     MODEL_TABLE,
     QUARTER_NS,
-    SESSION_TABLE,
     SPANS,
     SUM_VALUES,
     TIME_TO_FIRST_TOKEN,
-    USER_TABLE,
     bucket_sql,
 )
 
@@ -38,6 +37,7 @@ _ROLLUP_KEYS: Final = {
 }
 _LABEL: Final = re.compile(r"^[0-9-]*$")
 _MEASURES: Final = f"(SELECT {LATENCY} AS measure UNION ALL SELECT {TIME_TO_FIRST_TOKEN})"
+SUM_NAMES: Final = tuple(name for name, _ in SUM_VALUES)
 
 
 def rollup_filters(filters: Filters) -> bool:
@@ -46,11 +46,16 @@ def rollup_filters(filters: Filters) -> bool:
     return filters.user is None and filters.session is None
 
 
-def cost_table(group_by: Sequence[str]) -> str:
-    """The smallest rollup holding the keys asked for."""
-    if "session" in group_by:
-        return SESSION_TABLE
-    return USER_TABLE if "user" in group_by else MODEL_TABLE
+def cost_table(group_by: Sequence[str], filters: Filters) -> str:
+    """The smallest rollup holding the keys asked for and filtered on."""
+    needed = {_ROLLUP_KEYS[key] for key in group_by if key != "day"}
+    needed.update(_ROLLUP_KEYS[key] for key, _ in filters.items())
+    if needed <= {"model", "provider"}:
+        return MODEL_TABLE
+    for table, keys in KEYED_TABLES.items():
+        if needed <= set(keys):
+            return table
+    raise ValueError(f"no rollup holds {sorted(needed)}")
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,16 @@ class _Plan:
         self.filters = filters.items()
         for key, value in self.filters:
             self.parameters[f"f_{key}"] = value
+        self.only: Sequence[tuple[Any, ...]] = ()
+
+    def only_keys(self, keys: Sequence[tuple[Any, ...]]) -> None:
+        """Reads only the groups of ``keys`` (group key tuples, ``None`` for a missing
+        key, which is ``X''`` where stored): each branch tests its own key columns, so the
+        other groups are never summed."""
+        self.only = keys
+        for j, key in enumerate(keys):
+            for i, value in enumerate(key):
+                self.parameters[f"t{j}_{i}"] = b"" if value is None else value
 
     def prefix(self) -> str:
         ctes = []
@@ -106,9 +121,27 @@ class _Plan:
                 columns.append(f"g.{_ROLLUP_KEYS[key]} AS k{i}")
         return columns
 
+    def stored_keys(self, rollup: bool) -> list[str]:
+        """The group keys as stored in a rollup (a missing one is ``X''``)."""
+        return [
+            "p.label"
+            if key == "day"
+            else f"r.{_ROLLUP_KEYS[key]}"
+            if rollup
+            else f"ifnull(g.{_ROLLUP_KEYS[key]}, X'')"
+            for key in self.group_by
+        ]
+
     def where(self, alias: str, extra: str = "") -> str:
         column = "r" if alias == "r" else "g"
         conditions = [f"{column}.{_ROLLUP_KEYS[key]} = :f_{key}" for key, _ in self.filters]
+        if self.only:
+            tested = self.stored_keys(alias == "r")
+            wanted = [
+                f"({', '.join(f':t{j}_{i}' for i in range(len(tested)))})"
+                for j in range(len(self.only))
+            ]
+            conditions.append(f"({', '.join(tested)}) IN (VALUES {', '.join(wanted)})")
         if extra:
             conditions.append(extra)
         return f" WHERE {' AND '.join(conditions)}" if conditions else ""
@@ -155,17 +188,27 @@ def _values(piece: Piece, raw: bool) -> str:
 
 
 def costs_statement(
-    window: TimeWindow, group_by: Sequence[str], filters: Filters, folded: int
+    window: TimeWindow,
+    group_by: Sequence[str],
+    filters: Filters,
+    folded: int,
+    *,
+    values: Sequence[str] = SUM_NAMES,
+    only: Sequence[tuple[Any, ...]] = (),
 ) -> Statement:
-    """Requests, money (split sums and counts), tokens, unpriced and errors by group, in
-    the raw cost statement's column order."""
-    table = cost_table(group_by)
+    """``values`` (of :data:`SUM_NAMES`; by default requests, money as split sums and
+    counts, tokens, unpriced and errors, in the raw cost statement's column order) by
+    group; with ``only``, of those groups alone."""
+    table = cost_table(group_by, filters)
     spans = (1,) if table == MODEL_TABLE else SPANS
     plan = _Plan(window, group_by, filters, spans, folded)
-    names = [name for name, _ in SUM_VALUES]
-    rollup = ", ".join([*plan.keys(True), "p.sign AS sign", *(f"r.{n} AS {n}" for n in names)])
-    raw = ", ".join([*plan.keys(False), "p.sign AS sign", *(f"{e} AS {n}" for n, e in SUM_VALUES)])
-    outer = ", ".join(f"sum(sign * {name})" for name in names)
+    plan.only_keys(only)
+    expressions = dict(SUM_VALUES)
+    rollup = ", ".join([*plan.keys(True), "p.sign AS sign", *(f"r.{n} AS {n}" for n in values)])
+    raw = ", ".join(
+        [*plan.keys(False), "p.sign AS sign", *(f"{expressions[n]} AS {n}" for n in values)]
+    )
+    outer = ", ".join(f"sum(sign * {name})" for name in values)
     return plan.finish(plan.branches(rollup, table, raw), outer)
 
 

@@ -9,7 +9,12 @@ Three tables, each keyed by a period (``span`` quarters of an hour starting at q
   and maxima. Small whatever the traffic: about 3,000 periods a month per model.
 - ``rollup_by_user`` (15 minutes, 6 hours and days × user × model × provider) and
   ``rollup_by_session`` (the same × session): the same sums without durations, for answers
-  grouped by user, or by session.
+  grouped by user, or by session, and by or filtered on model.
+- ``rollup_user_totals`` and ``rollup_session_totals`` (the same periods × user, or ×
+  session, over every model): the same sums again, for answers by user or session that
+  name no model — the dashboard's top users and sessions. A user of four models has one
+  row a period here and four there, and ranking tens of thousands of sessions is mostly
+  summing their rows.
 - ``rollup_latency`` (15 minutes, 6 hours and days × model × provider × measure × bucket):
   counts of durations by log bucket (:mod:`._sketch`), for percentiles within 1 %.
 
@@ -59,7 +64,7 @@ from otel_gemini.aggregate._sketch import BOUNDS
 
 _logger = logging.getLogger("otel_gemini.aggregate")
 
-ROLLUP_VERSION: Final = 3
+ROLLUP_VERSION: Final = 4
 QUARTER_NS: Final = 900 * 10**9
 DAY_QUARTERS: Final = 96
 SPANS: Final = (DAY_QUARTERS, 24, 1)
@@ -75,11 +80,20 @@ TIME_TO_FIRST_TOKEN: Final = 1
 MODEL_TABLE: Final = "rollup_by_model"
 USER_TABLE: Final = "rollup_by_user"
 SESSION_TABLE: Final = "rollup_by_session"
+USER_TOTALS_TABLE: Final = "rollup_user_totals"
+SESSION_TOTALS_TABLE: Final = "rollup_session_totals"
 LATENCY_TABLE: Final = "rollup_latency"
+KEYED_TABLES: Final = {
+    USER_TOTALS_TABLE: ("user_id",),
+    SESSION_TOTALS_TABLE: ("session_id",),
+    USER_TABLE: ("user_id", "model", "provider"),
+    SESSION_TABLE: ("user_id", "session_id", "model", "provider"),
+}
+"""The tables of sums by period of every span and their key columns (generations
+columns), smallest first."""
 _TABLES: Final = (
     MODEL_TABLE,
-    USER_TABLE,
-    SESSION_TABLE,
+    *KEYED_TABLES,
     LATENCY_TABLE,
     "rollup_bins",
     "rollup_state",
@@ -137,6 +151,12 @@ _QUARTER: Final = f"g.start_ns / {QUARTER_NS}"
 
 def _ddl() -> str:
     sums = ", ".join(f"{name} INTEGER NOT NULL" for name, _ in SUM_VALUES)
+    keyed = "\n".join(
+        f"CREATE TABLE {table} (span INTEGER NOT NULL, q INTEGER NOT NULL, "
+        f"{', '.join(f'{key} NOT NULL' for key in keys)}, {sums}, "
+        f"PRIMARY KEY (span, q, {', '.join(keys)})) WITHOUT ROWID;"
+        for table, keys in KEYED_TABLES.items()
+    )
     return f"""
 CREATE TABLE rollup_state (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -150,16 +170,7 @@ CREATE TABLE {MODEL_TABLE} (
     latency_max REAL, ttft_max REAL,
     PRIMARY KEY (span, q, model, provider)
 ) WITHOUT ROWID;
-CREATE TABLE {USER_TABLE} (
-    span INTEGER NOT NULL, q INTEGER NOT NULL, user_id NOT NULL,
-    model NOT NULL, provider NOT NULL, {sums},
-    PRIMARY KEY (span, q, user_id, model, provider)
-) WITHOUT ROWID;
-CREATE TABLE {SESSION_TABLE} (
-    span INTEGER NOT NULL, q INTEGER NOT NULL, user_id NOT NULL, session_id NOT NULL,
-    model NOT NULL, provider NOT NULL, {sums},
-    PRIMARY KEY (span, q, user_id, session_id, model, provider)
-) WITHOUT ROWID;
+{keyed}
 CREATE TABLE {LATENCY_TABLE} (
     span INTEGER NOT NULL, q INTEGER NOT NULL, model NOT NULL, provider NOT NULL,
     measure INTEGER NOT NULL, bucket INTEGER NOT NULL, n INTEGER NOT NULL,
@@ -222,12 +233,6 @@ class _Fold:
             f"{self._upsert(keys, values)}"
         )
 
-    def user(self) -> str:
-        return self.by_key(USER_TABLE, ("user_id", "model", "provider"))
-
-    def session(self) -> str:
-        return self.by_key(SESSION_TABLE, ("user_id", "session_id", "model", "provider"))
-
     def latency(self, latency_bucket: str, ttft_bucket: str) -> str:
         keys = ("span", "q", "model", "provider", "measure", "bucket")
         return (
@@ -265,8 +270,10 @@ class _Fold:
             f"DELETE FROM {MODEL_TABLE} WHERE requests <= 0 AND (span, q, model, provider) IN "
             f"{quarter}",
             f"UPDATE {MODEL_TABLE} SET {maxima} WHERE (span, q, model, provider) IN {quarter}",
-            f"DELETE FROM {USER_TABLE} WHERE requests <= 0 AND (span, q) IN {periods}",
-            f"DELETE FROM {SESSION_TABLE} WHERE requests <= 0 AND (span, q) IN {periods}",
+            *(
+                f"DELETE FROM {table} WHERE requests <= 0 AND (span, q) IN {periods}"
+                for table in KEYED_TABLES
+            ),
             f"DELETE FROM {LATENCY_TABLE} WHERE n <= 0 AND (span, q) IN {periods}",
         ]
 
@@ -304,8 +311,7 @@ def _triggers() -> list[str]:
     def body(fold: _Fold) -> str:
         statements = [
             fold.model(),
-            fold.user(),
-            fold.session(),
+            *(fold.by_key(table, keys) for table, keys in KEYED_TABLES.items()),
             fold.latency(bucket_sql("g.latency_ms"), bucket_sql("g.ttft_ms")),
             *fold.cleanup(),
         ]
@@ -339,10 +345,7 @@ def _fold_statements() -> list[str]:
     columns = ", ".join(f"rowid AS rid, {c}" if i == 0 else c for i, c in enumerate(_ROW_COLUMNS))
     rows = f"(SELECT {columns} FROM generations WHERE rowid > :lo AND rowid <= :hi) g"
     model = _Fold(rows, 1).model()
-    by_user = _fold_by_period(rows, USER_TABLE, ("user_id", "model", "provider"))
-    by_session = _fold_by_period(
-        rows, SESSION_TABLE, ("user_id", "session_id", "model", "provider")
-    )
+    keyed = [_fold_by_period(rows, table, keys) for table, keys in KEYED_TABLES.items()]
     # Buckets worked out once per row (not per period and measure), then counted by
     # 15-minute period before being spread over the period lengths.
     keys = ("span", "q", "model", "provider", "measure", "bucket")
@@ -360,7 +363,7 @@ def _fold_statements() -> list[str]:
         f"sum(f.n) FROM f CROSS JOIN {_SPANS} s WHERE true GROUP BY 1, 2, 3, 4, 5, 6 "
         f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET n = n + excluded.n"
     )
-    return [model, by_user, by_session, latency]
+    return [model, *keyed, latency]
 
 
 def _fold_by_period(rows: str, table: str, dimensions: Sequence[str]) -> str:

@@ -707,19 +707,22 @@
 
   // --- the page -------------------------------------------------------------------------
 
-  /** Every question the page asks, sent at once: name -> promise of the answer. */
+  /** Every question the page asks, sent at once: name -> promise of the answer. The
+   * costliest for the server (ranking every session, latency by day) go out first. */
   function askAll(filters) {
     const common = {};
     for (const name of API_FILTERS) if (filters[name]) common[name] = filters[name];
     const costs = (extra) => ask("costs", Object.assign(extra, common));
     const latency = (extra) => ask("latency", Object.assign(extra, common));
+    const sessions = costs({ group_by: "session", top: String(TOP) });
+    const latencyByDay = latency({ group_by: "day,model" });
     return {
       byModel: costs({ group_by: "model" }),
       byDay: costs({ group_by: "day," + filters.group }),
       users: costs({ group_by: "user", top: String(TOP) }),
-      sessions: costs({ group_by: "session", top: String(TOP) }),
+      sessions,
       latencyByModel: latency({ group_by: "model" }),
-      latencyByDay: latency({ group_by: "day,model" }),
+      latencyByDay,
       health: ask("health"),
       budgets: askBudgets(),
     };
@@ -749,7 +752,7 @@
   async function main() {
     const filters = readFilters();
     // The questions go out at once; plotly.js (a deferred script after this one) is parsed
-    // while they are answered, and the page is drawn once both are there.
+    // while they are answered, and each panel is drawn once both are there.
     const asked = askAll(filters);
     await documentParsed();
     setUpForm(filters);
@@ -758,11 +761,7 @@
         "The tables below show every figure.");
       for (const details of document.querySelectorAll("main details")) details.open = true;
     }
-    const answers = {};
-    for (const [name, promise] of Object.entries(asked)) answers[name] = await promise;
-    const apiDone = performance.now();
     const group = filters.group;
-
     const panels = [
       ["byModel", "panel-by-model", "costs by model", (r) => { renderTotals(r); renderByModel(r); }],
       ["byDay", "panel-cost-by-day", "cost per day", (r) => renderCostByDay(r, group)],
@@ -771,8 +770,9 @@
       ["latencyByModel", "panel-latency-by-model", "latency by model", renderLatencyByModel],
       ["latencyByDay", "panel-latency-over-time", "latency per day", renderLatencyOverTime],
     ];
-    for (const [name, panelId, what, render] of panels) {
-      const answer = answers[name];
+    // Each panel is drawn as soon as its answer is in: the browser draws the quick answers
+    // while the server still works out the slow ones.
+    const drawn = panels.map(([name, panelId, what, render]) => asked[name].then((answer) => {
       const started = performance.now();
       try {
         if (!answer.ok || !answer.body) throw new Error(failureText(what, answer));
@@ -784,26 +784,30 @@
         notice(text, "error");
         failedPanel(panelId, text);
         if (name === "latencyByModel") failedPanel("panel-ttft", text);
+        if (name === "byModel") {
+          for (const id of ["total-cost", "total-requests", "total-tokens", "total-errors"]) {
+            byId(id).textContent = "—";
+          }
+          byId("window-text").textContent = "The answers API could not answer: see the notes.";
+        }
       }
-    }
-    if (!answers.byModel.ok) {
-      for (const id of ["total-cost", "total-requests", "total-tokens", "total-errors"]) {
-        byId(id).textContent = "—";
+    }));
+    const drawnOrNoted = (what, render) => (answer) => {
+      try {
+        const started = performance.now();
+        render(answer);
+        timed("render " + what, started);
+      } catch (error) {
+        notice(what + ": " + String(error), "error");
       }
-      byId("window-text").textContent = "The answers API could not answer: see the notes.";
-    }
-    renderHealth(answers.health);
-    try {
-      const started = performance.now();
-      renderBudgets(answers.budgets);
-      timed("render budgets", started);
-    } catch (error) {
-      notice("budgets: " + String(error), "error");
-    }
+    };
+    drawn.push(asked.health.then(drawnOrNoted("health", renderHealth)));
+    drawn.push(asked.budgets.then(drawnOrNoted("budgets", renderBudgets)));
+    await Promise.allSettled(drawn);
     await Promise.allSettled(charts);
     const ready = performance.now();
     document.body.dataset.apiMs = String(Math.round(timing.last - timing.first));
-    document.body.dataset.renderMs = String(Math.round(ready - apiDone));
+    document.body.dataset.renderMs = String(Math.round(ready - timing.last));
     document.body.dataset.readyMs = String(Math.round(ready));
     document.body.dataset.state = "ready";
   }
