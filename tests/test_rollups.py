@@ -679,3 +679,88 @@ def test_the_writer_folds_once_a_second_and_when_a_flush_waits(
         assert folded_and_top() == (len(CALLS), len(CALLS))
     finally:
         store.shutdown(10_000)
+
+
+def test_budget_status_from_the_rollups_equals_the_raw_rows(scratch: Path) -> None:
+    """The budgets' status (whole-period spend by total, user, session and model, and the
+    anomaly rule's windows) reads the rollups when they are built: the same answer as from
+    the raw rows, with rows the rollups have not folded yet, rows without a user or a
+    model, unknown prices, and periods cut at Paris midnights."""
+    from otel_gemini.budgets import BudgetRules, budget_status
+
+    path = scratch / "costs.sqlite3"
+    users = ("alice", "bob", None)
+    models = ("gemini-2.5-flash", "gemini-2.5-pro", "gemini-9-unknown", None)
+    rows = []
+    for i in range(600):  # every 37 minutes: about 15 days from T0 - 5 days
+        model = models[i % 4]
+        unknown = model == "gemini-9-unknown"
+        rows.append(
+            row(
+                i,
+                T0_NS - 5 * 86_400 * 10**9 + i * 37 * 60 * 10**9,
+                user_id=users[i % 3],
+                session_id=f"s{i // 40}",
+                model=model,
+                service_name="voice" if i % 2 else "chat",
+                cost_femto=None if unknown else 10**12 + i * 7_919_000_000,
+                cost_status="unknown_model" if unknown else "priced",
+            )
+        )
+    raw_path = scratch / "raw.sqlite3"  # never rolled up: the raw rows answer
+    write(raw_path, rows)
+    write(path, rows[:500])
+    rules = BudgetRules.parse(
+        """
+[[budget]]
+name = "total-daily"
+limit_usd = 1
+timezone = "Europe/Paris"
+
+[[budget]]
+name = "user-hourly"
+scope = "user"
+period = "hour"
+limit_usd = "0.01"
+
+[[budget]]
+name = "session-daily"
+scope = "session"
+limit_usd = "0.001"
+
+[[budget]]
+name = "model-monthly"
+scope = "model"
+period = "month"
+limit_usd = "0.05"
+timezone = "Europe/Paris"
+
+[[budget]]
+name = "service-daily"
+scope = "service.name"
+limit_usd = "0.01"
+
+[[anomaly]]
+name = "per-request"
+by = "model"
+"""
+    )
+    now = T0 + timedelta(days=7, hours=3, minutes=21, seconds=7, microseconds=11)
+    raw = budget_status(rules, raw_path, now)
+    source = LocalCostSource(path)
+    assert source.rollups is not None
+    source.rollups.refresh()
+    write(path, rows[500:])  # not folded: read raw above the watermark
+    connection = sqlite3.connect(path)
+    assert connection.execute("SELECT folded_rowid FROM rollup_state").fetchone() == (500,)
+    connection.close()
+    assert budget_status(rules, path, now) == raw
+    source.rollups.refresh()
+    assert budget_status(rules, path, now) == raw
+    assert {b["rule"]: b["scope_values_with_spend"] for b in raw["budgets"]} == {
+        "total-daily": 1,
+        "user-hourly": 1,
+        "session-daily": 2,
+        "model-monthly": 3,
+        "service-daily": 2,
+    }

@@ -71,3 +71,5 @@ from otel_gemini.aggregate._settings import CostStoreSettings as CostStoreSettin
 from otel_gemini.aggregate._settings import path_from as path_from
 from otel_gemini.aggregate._store import DROP_REASONS as DROP_REASONS
 from otel_gemini.aggregate._store import CommittedRows as CommittedRows
+from otel_gemini.aggregate._window_spend import WindowSpend as WindowSpend
+from otel_gemini.aggregate._window_spend import window_spend as window_spend

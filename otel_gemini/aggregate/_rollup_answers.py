@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from otel_gemini.aggregate._periods import RAW, Piece, pieces
-from otel_gemini.aggregate._query import Filters, TimeWindow
+from otel_gemini.aggregate._query import Filters
 from otel_gemini.aggregate._rollups import (
     DURATION_MAXIMA,
     DURATION_VALUES,
@@ -38,6 +38,19 @@ _ROLLUP_KEYS: Final = {
 _LABEL: Final = re.compile(r"^[0-9-]*$")
 _MEASURES: Final = f"(SELECT {LATENCY} AS measure UNION ALL SELECT {TIME_TO_FIRST_TOKEN})"
 SUM_NAMES: Final = tuple(name for name, _ in SUM_VALUES)
+
+
+class Window(Protocol):
+    """What a statement reads of a window: its bounds, and its local days when grouped by
+    day (a query's :class:`~._query.TimeWindow`, or nanosecond bounds of another caller's)."""
+
+    @property
+    def start_ns(self) -> int: ...
+
+    @property
+    def end_ns(self) -> int: ...
+
+    def days(self) -> list[tuple[str, int, int]]: ...
 
 
 def rollup_filters(filters: Filters) -> bool:
@@ -69,7 +82,7 @@ class _Plan:
 
     def __init__(
         self,
-        window: TimeWindow,
+        window: Window,
         group_by: Sequence[str],
         filters: Filters,
         spans: Sequence[int],
@@ -188,7 +201,7 @@ def _values(piece: Piece, raw: bool) -> str:
 
 
 def costs_statement(
-    window: TimeWindow,
+    window: Window,
     group_by: Sequence[str],
     filters: Filters,
     folded: int,
@@ -213,7 +226,7 @@ def costs_statement(
 
 
 def latency_summary_statement(
-    window: TimeWindow, group_by: Sequence[str], filters: Filters, folded: int
+    window: Window, group_by: Sequence[str], filters: Filters, folded: int
 ) -> Statement:
     """Requests, errors, latency sum and maximum, time-to-first-token count, sum and
     maximum by group (15-minute rollups only: maxima cannot be subtracted)."""
@@ -242,7 +255,7 @@ def latency_summary_statement(
 
 
 def histogram_statement(
-    window: TimeWindow, group_by: Sequence[str], filters: Filters, folded: int
+    window: Window, group_by: Sequence[str], filters: Filters, folded: int
 ) -> Statement:
     """Duration counts by group, measure and log bucket (:mod:`._sketch`)."""
     plan = _Plan(window, group_by, filters, SPANS, folded)

@@ -1,7 +1,7 @@
 """Rollups of the ``generations`` table: exact sums and duration histograms by period, so
 answers read thousands of rollup rows instead of millions of generations.
 
-Three tables, each keyed by a period (``span`` quarters of an hour starting at quarter
+Tables each keyed by a period (``span`` quarters of an hour starting at quarter
 ``q``, counted from 1970 UTC: ``span`` 1 is 15 minutes, 24 six hours, 96 a UTC day):
 
 - ``rollup_by_model`` (15 minutes × model × provider): requests, errors, unpriced requests,
@@ -25,8 +25,8 @@ would never conflict, so each fold would add a row).
 
 **Maintenance, independent of the writer.** ``rollup_state.folded_rowid`` is the
 watermark: rows with a rowid up to it are in the rollups. :func:`catch_up` folds the rows
-above it, in chunks, each chunk one transaction of three ``INSERT … SELECT … GROUP BY …
-ON CONFLICT DO UPDATE`` statements, from any process sharing the file (the first query
+above it, in chunks, each chunk one transaction of one ``INSERT … SELECT … GROUP BY …
+ON CONFLICT DO UPDATE`` statement per table, from any process sharing the file (the first query
 on a store written by an older version builds everything). Answers read the rollups *and*
 the rows above the watermark in one snapshot, so they are exact even when the catch-up
 could not run (another process held the lock, a read-only file).

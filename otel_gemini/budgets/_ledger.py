@@ -18,7 +18,7 @@ from typing import Any, Final, NamedTuple
 
 from otel_gemini._attributes import COST_STATUS_IMPLAUSIBLE_USAGE, COST_STATUS_UNKNOWN_MODEL
 from otel_gemini._suppress import suppress_instrumentation, untraced
-from otel_gemini.aggregate import joined, split_sum_sql
+from otel_gemini.aggregate import joined, split_sum_sql, window_spend
 from otel_gemini.budgets import _guard
 from otel_gemini.budgets._periods import Period
 from otel_gemini.budgets._rules import (
@@ -26,6 +26,7 @@ from otel_gemini.budgets._rules import (
     SCOPE_SERVICE,
     SCOPE_SESSION,
     SCOPE_TAG,
+    SCOPE_TOTAL,
     SCOPE_USER,
     AnomalyRule,
     BudgetRule,
@@ -40,6 +41,14 @@ COLUMNS: Final = {
 """The ``generations`` column each per-value scope groups by."""
 
 TOTAL_VALUE: Final = _guard.TOTAL_VALUE
+_ROLLED_UP: Final = {
+    SCOPE_TOTAL: None,
+    SCOPE_USER: "user",
+    SCOPE_SESSION: "session",
+    SCOPE_MODEL: "model",
+}
+"""Scopes whose whole-period spend the store's rollups answer (:func:`window_spend` key)."""
+_ROLLED_UP_KEY: Final = {COLUMNS[scope]: key for scope, key in _ROLLED_UP.items() if key}
 
 _BUSY_TIMEOUT_S: Final = 5.0
 
@@ -147,7 +156,16 @@ def period_spend(
     period: Period,
     values: Collection[str] | None = None,
 ) -> dict[str, Spend]:
-    """Spend by scope value in ``period`` (``values``: only those; ``None``: all)."""
+    """Spend by scope value in ``period`` (``values``: only those; ``None``: all, from the
+    store's rollups where a scope has them)."""
+    if values is None and rule.scope in _ROLLED_UP:
+        key = _ROLLED_UP[rule.scope]
+        found: dict[str, Spend] = {}
+        for value, spent in window_spend(connection, period.start_ns, period.end_ns, key).items():
+            if key is None or value is not None:  # a row without the scope's key is no one's
+                name = _scope_value(rule) if value is None else value
+                found[name] = Spend(spent.cost_femto, spent.requests, spent.unpriced)
+        return found
     clause, parameters, group = _scope_filter(rule)
     grouped = group != "?"
     select_value = group if grouped else "?"
@@ -209,6 +227,13 @@ def cost_per_request(
 ) -> dict[str, tuple[int, int]]:
     """Priced spend (femto) and priced requests by ``column`` (``model``, ``service_name``)
     in ``[start_ns, end_ns)``."""
+    if column in _ROLLED_UP_KEY:
+        spent = window_spend(connection, start_ns, end_ns, _ROLLED_UP_KEY[column])
+        return {
+            value: (s.cost_femto, s.priced)
+            for value, s in spent.items()
+            if value is not None and s.priced
+        }
     sql = (
         f"SELECT {column}, {split_sum_sql('cost_femto')} FROM generations "
         f"WHERE start_ns >= ? AND start_ns < ? AND {column} IS NOT NULL "
