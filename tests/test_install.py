@@ -244,6 +244,26 @@ def test_a_fresh_core_install_prices_and_exports_and_the_server_extra_serves(
         "pip install 'otel-gemini[server]'\n",
     )
 
+    # Checking a gateway's configuration needs no [gateway] extra; running one says which.
+    gateway = [str(cli), "gateway", "--grpc-port", "0", "--http-port", "0"]
+    checked = subprocess.run(
+        [*gateway, "--check"], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert (checked.returncode, checked.stderr, checked.stdout) == (
+        0,
+        "",
+        "otel-gemini gateway: configuration valid: OTLP/gRPC 127.0.0.1:any free port, "
+        "OTLP/HTTP 127.0.0.1:any free port (token off, TLS off); "
+        f"Langfuse {fake_langfuse.base_url}; spool {tmp_path / 'spool'}; "
+        f"cost store {tmp_path / 'costs.sqlite3'}; budgets none\n",
+    )
+    refused = subprocess.run(gateway, capture_output=True, text=True, timeout=60, env=env)
+    assert (refused.returncode, refused.stderr) == (
+        2,
+        "otel-gemini gateway: otel-gemini gateway needs 'grpc', which is not installed: "
+        "pip install 'otel-gemini[gateway]'\n",
+    )
+
     # With the server extra, `otel-gemini serve` answers the cost the core install stored.
     _pip_install(python, f"{REPO}[server]")
     server = subprocess.Popen(
