@@ -16,7 +16,9 @@ counts *connections*: 255 silent sockets made every request answer 503, with no
 - :class:`GuardedServer`: a TLS handshake must finish within ``header_timeout`` too (asyncio's
   default is 60 s, and the protocol above only sees a connection once it has).
 
-See docs/security.md ("Connections").
+The limits themselves (:class:`~otel_gemini._listen_security.ConnectionLimits`, validated
+there) live with the listeners' other settings, which load no uvicorn. See docs/security.md
+("Connections").
 """
 
 from __future__ import annotations
@@ -25,50 +27,13 @@ import asyncio
 import functools
 import math
 import socket
-from dataclasses import dataclass
 from typing import Any, Final
 
 import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from otel_gemini._listen_security import (
-    DEFAULT_BODY_TIMEOUT,
-    DEFAULT_HEADER_TIMEOUT,
-    DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_REQUESTS,
-    DEFAULT_RETRY_AFTER,
-)
-
-
-@dataclass(frozen=True)
-class ConnectionLimits:
-    """Timeouts (seconds) and caps of one HTTP listener."""
-
-    header_timeout: float = DEFAULT_HEADER_TIMEOUT
-    """A request head (request line and headers) must arrive whole within this."""
-    body_timeout: float = DEFAULT_BODY_TIMEOUT
-    """A request body may stall (no bytes while the server waits for them) this long."""
-    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
-    """A keep-alive connection without a request is closed after this."""
-    max_connections: int = DEFAULT_MAX_CONNECTIONS
-    """Open connections; past it, the one idle the longest is closed."""
-    max_requests: int = DEFAULT_MAX_REQUESTS
-    """Requests in progress at once; past it, 503 with ``Retry-After``."""
-    retry_after: float = DEFAULT_RETRY_AFTER
-    """Seconds suggested in ``Retry-After`` when full."""
-
-    def __post_init__(self) -> None:
-        for name in ("header_timeout", "body_timeout", "idle_timeout"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"connection setting {name} must be positive")
-        if self.retry_after < 0:  # 0 is fine: the header says at least 1 s
-            raise ValueError("connection setting retry_after must not be negative")
-        for name in ("max_connections", "max_requests"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"connection setting {name} must be at least 1")
-
+from otel_gemini._listen_security import ConnectionLimits
 
 _HEAD: Final = "head"
 _BODY: Final = "body"

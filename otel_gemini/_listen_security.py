@@ -2,7 +2,8 @@
 
 One home for the options both commands take (``--auth-token-file``, ``--tls-cert``,
 ``--tls-key``, ``--tls-client-ca``, ``--allow-unauthenticated``), their validation (one line
-naming the option, exit 2), and the pieces that enforce them: :class:`TokenFile` (re-read
+naming the option, exit 2), the listeners' connection limits (:class:`ConnectionLimits`,
+enforced by ``_http_limits``), and the pieces that enforce the rest: :class:`TokenFile` (re-read
 when the file changes, compared in constant time), :class:`BearerAuth` (ASGI middleware,
 also for apps that mount ``observability_app()`` or ``Telemetry.asgi_app()``) and
 :class:`GrpcBearerAuth` (a gRPC server interceptor). See docs/security.md.
@@ -30,8 +31,9 @@ TLS_CERT_ENV: Final = "OTEL_GEMINI_TLS_CERT"
 TLS_KEY_ENV: Final = "OTEL_GEMINI_TLS_KEY"
 LOOPBACK_HOST: Final = "127.0.0.1"
 """Where ``serve`` and ``gateway`` listen by default: reachable from this host only."""
-# A listener's connection limits (ConnectionLimits, GatewaySettings and the options of both
-# commands take their defaults from here: _http_limits loads uvicorn, the CLI must not).
+# A listener's connection limits (ConnectionLimits below, GatewaySettings and the options of
+# both commands take their defaults from here: _http_limits, which enforces them, loads
+# uvicorn; the CLI and the settings must not).
 DEFAULT_HEADER_TIMEOUT: Final = 10.0
 DEFAULT_BODY_TIMEOUT: Final = 10.0
 DEFAULT_IDLE_TIMEOUT: Final = 5.0
@@ -40,6 +42,34 @@ DEFAULT_MAX_REQUESTS: Final = 256
 DEFAULT_RETRY_AFTER: Final = 1.0
 LIVENESS_PATH: Final = "/api/observability/livez"
 """Answers ``200 {"status": "alive"}`` without a token: for load balancers and probes."""
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """Timeouts (seconds) and caps of one HTTP listener."""
+
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    """A request head (request line and headers) must arrive whole within this."""
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
+    """A request body may stall (no bytes while the server waits for them) this long."""
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    """A keep-alive connection without a request is closed after this."""
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    """Open connections; past it, the one idle the longest is closed."""
+    max_requests: int = DEFAULT_MAX_REQUESTS
+    """Requests in progress at once; past it, 503 with ``Retry-After``."""
+    retry_after: float = DEFAULT_RETRY_AFTER
+    """Seconds suggested in ``Retry-After`` when full."""
+
+    def __post_init__(self) -> None:
+        for name in ("header_timeout", "body_timeout", "idle_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"connection setting {name} must be positive")
+        if self.retry_after < 0:  # 0 is fine: the header says at least 1 s
+            raise ValueError("connection setting retry_after must not be negative")
+        for name in ("max_connections", "max_requests"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"connection setting {name} must be at least 1")
 
 
 class TokenFileError(ValueError):

@@ -61,6 +61,95 @@ def test_the_core_imports_no_optional_dependency(code: str) -> None:
     assert _imported_top_level(sys.executable, code, env) & set(OPTIONAL) == set()
 
 
+_GATEWAY_CONFIG = textwrap.dedent(
+    """
+    import contextlib, io, json, sys
+    from otel_gemini import cli
+    from otel_gemini.gateway import GatewaySettings
+
+    try:
+        GatewaySettings(max_request_bytes=2**20, max_inflight_bytes=2**20)
+    except ValueError as error:
+        refused = str(error)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(["gateway", *sys.argv[2:]])
+    loaded = sorted({m.split(".")[0] for m in sys.modules} & set(sys.argv[1].split(",")))
+    print(json.dumps({"refused": refused, "code": code, "out": out.getvalue(),
+                      "err": err.getvalue(), "loaded": loaded}))
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "out", "err"),
+    [
+        (
+            ["--check", "--grpc-port", "0", "--http-port", "off"],
+            0,
+            "otel-gemini gateway: configuration valid: OTLP/gRPC 127.0.0.1:any free port, "
+            "OTLP/HTTP off (token off, TLS off); Langfuse http://127.0.0.1:9; spool {spool}; "
+            "cost store none; budgets none\n",
+            "",
+        ),
+        (
+            # Without --check too: a bad setting stops the command before the server loads.
+            ["--max-request-bytes", "1048576", "--max-inflight-bytes", "1048576"],
+            2,
+            "",
+            "otel-gemini gateway: gateway setting max_inflight_bytes (--max-inflight-bytes, "
+            "1048576) must be at least 12 x max_request_bytes (--max-request-bytes, 1048576) "
+            "= 12582912, what decoding the largest JSON request takes; raise it, lower "
+            "max_request_bytes, or leave it out\n",
+        ),
+        (
+            ["--check", "--grpc-port", "off", "--http-port", "off"],
+            2,
+            "",
+            "otel-gemini gateway: the gateway needs at least one of grpc_port and http_port\n",
+        ),
+    ],
+    ids=["valid", "bad-inflight", "no-port"],
+)
+def test_gateway_settings_are_checked_without_loading_the_server(
+    tmp_path: Path, argv: list[str], code: int, out: str, err: str
+) -> None:
+    """``GatewaySettings`` and ``otel-gemini gateway --check`` (and a bad option) load no
+    grpc, uvicorn or starlette: checking a gateway's configuration needs no ``[gateway]``."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("LANGFUSE_", "OTEL_"))
+    }
+    env.update(
+        PYTHONPATH=str(REPO),
+        LANGFUSE_PUBLIC_KEY="pk-lf-test",
+        LANGFUSE_SECRET_KEY="sk-lf-test",
+        LANGFUSE_BASE_URL="http://127.0.0.1:9",
+        OTEL_GEMINI_SPOOL_DIR=str(tmp_path / "spool"),
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", _GATEWAY_CONFIG, ",".join(OPTIONAL), *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=tmp_path,
+        check=True,
+    )
+    assert json.loads(done.stdout) == {
+        "refused": "gateway setting max_inflight_bytes (--max-inflight-bytes, 1048576) must "
+        "be at least 12 x max_request_bytes (--max-request-bytes, 1048576) = 12582912, what "
+        "decoding the largest JSON request takes; raise it, lower max_request_bytes, or "
+        "leave it out",
+        "code": code,
+        "out": out.format(spool=tmp_path / "spool"),
+        "err": err,
+        "loaded": [],
+    }
+    assert not (tmp_path / "spool").exists()  # checked, nothing created
+
+
 _APP = textwrap.dedent(
     """
     import json, sys
@@ -153,6 +242,26 @@ def test_a_fresh_core_install_prices_and_exports_and_the_server_extra_serves(
         2,
         "otel-gemini serve: otel-gemini serve needs 'starlette', which is not installed: "
         "pip install 'otel-gemini[server]'\n",
+    )
+
+    # Checking a gateway's configuration needs no [gateway] extra; running one says which.
+    gateway = [str(cli), "gateway", "--grpc-port", "0", "--http-port", "0"]
+    checked = subprocess.run(
+        [*gateway, "--check"], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert (checked.returncode, checked.stderr, checked.stdout) == (
+        0,
+        "",
+        "otel-gemini gateway: configuration valid: OTLP/gRPC 127.0.0.1:any free port, "
+        "OTLP/HTTP 127.0.0.1:any free port (token off, TLS off); "
+        f"Langfuse {fake_langfuse.base_url}; spool {tmp_path / 'spool'}; "
+        f"cost store {tmp_path / 'costs.sqlite3'}; budgets none\n",
+    )
+    refused = subprocess.run(gateway, capture_output=True, text=True, timeout=60, env=env)
+    assert (refused.returncode, refused.stderr) == (
+        2,
+        "otel-gemini gateway: otel-gemini gateway needs 'grpc', which is not installed: "
+        "pip install 'otel-gemini[gateway]'\n",
     )
 
     # With the server extra, `otel-gemini serve` answers the cost the core install stored.

@@ -57,7 +57,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
-from otel_gemini._background import BackgroundLoop
+from otel_gemini._background import BackgroundLoop, fork_hooks
 from otel_gemini._suppress import untraced
 from otel_gemini.aggregate._money import SPLIT
 from otel_gemini.aggregate._sketch import BOUNDS
@@ -402,12 +402,27 @@ class Rollups:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._init_process_state(resume_build=False)
+        fork_hooks(after_in_child=self._after_fork_in_child)
+
+    def _init_process_state(self, *, resume_build: bool) -> None:
         self._lock = threading.Lock()  # one catch-up at a time in this process
         self._logged: set[str] = set()
         self._building = threading.Event()
         self._builder: BackgroundLoop | None = None
+        self._resume_build = resume_build
+        if resume_build:
+            self._building.set()  # answers read the rows until the build has run here
         self.errors = 0
         self.last_error: str | None = None
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's threads are not in a forked child: a lock one of them held at fork()
+        # would stay held for ever (the child's first answer would hang), and a build it was
+        # running would never end (answers would read the raw rows for ever). So: a new lock
+        # and counters, and a build in progress started again by the first refresh (no
+        # thread at fork time).
+        self._init_process_state(resume_build=self.building)
 
     @property
     def building(self) -> bool:
@@ -445,7 +460,10 @@ class Rollups:
         """Builds the rollups if the store has none (or older ones) and folds the rows
         written since. Skipped when another process holds the write lock for long, and
         while :meth:`start_building`'s build runs: answers read the rows instead."""
-        if not self.building:
+        if self._resume_build:
+            self._resume_build = False
+            self.start_building()
+        elif not self.building:
             self._refresh()
 
     @untraced  # our SQL is no span of the app's

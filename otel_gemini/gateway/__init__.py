@@ -13,9 +13,12 @@ from typing import TYPE_CHECKING
 
 from otel_gemini._lazy import lazy_exports
 
+# Light (no grpc, no uvicorn): a configuration is checked without the ``[gateway]`` extra.
+from otel_gemini._listen_security import ListenSecurity
+from otel_gemini.gateway._settings import GatewaySettings
+
 if TYPE_CHECKING:
-    from otel_gemini._listen_security import ListenSecurity
-    from otel_gemini.gateway._gateway import Gateway, GatewaySettings
+    from otel_gemini.gateway._gateway import Gateway
 
 __all__ = ["Gateway", "GatewaySettings", "ListenSecurity"]
 
@@ -23,5 +26,5 @@ __all__ = ["Gateway", "GatewaySettings", "ListenSecurity"]
 # Loaded on first use: the CLI imports this package's command module to build its
 # parser, and should not pay for the implementation then.
 __getattr__ = lazy_exports(
-    __name__, "otel_gemini.gateway._gateway", __all__, globals(), extra="gateway"
+    __name__, "otel_gemini.gateway._gateway", ["Gateway"], globals(), extra="gateway"
 )

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING
 
 from otel_gemini import _listen_security
 from otel_gemini._listen_security import DEFAULT_RETRY_AFTER, LOOPBACK_HOST
 from otel_gemini.gateway import _defaults as defaults
+
+if TYPE_CHECKING:
+    from otel_gemini.budgets import BudgetRules
+    from otel_gemini.gateway._settings import GatewaySettings
 
 HELP = (
     "Receive OTLP traces (gRPC and HTTP), price Gemini spans and export them to Langfuse "
@@ -63,9 +68,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-inflight-bytes",
         type=int,
         default=0,
-        help="memory for requests processed at once (6 bytes per protobuf byte, 12 per JSON "
-        "byte); beyond it senders are told to retry; at least 12 x --max-request-bytes "
-        "(default 12 x --max-request-bytes + 16 MiB: 208 MiB)",
+        help=f"memory for requests processed at once ({defaults.DECODED_PER_BYTE} bytes per "
+        f"protobuf byte, {defaults.DECODED_PER_JSON_BYTE} per JSON byte); beyond it senders are "
+        f"told to retry; at least {defaults.DECODED_PER_JSON_BYTE} x --max-request-bytes "
+        f"(default {defaults.DECODED_PER_JSON_BYTE} x --max-request-bytes + "
+        f"{defaults.INFLIGHT_HEADROOM // defaults.MiB} MiB: "
+        f"{defaults.DEFAULT_INFLIGHT_BYTES // defaults.MiB} MiB)",
     )
     parser.add_argument(
         "--spool-high-water",
@@ -102,6 +110,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="budget rules (TOML) evaluated over everything the gateway prices "
         "(default: OTEL_GEMINI_BUDGETS); needs the cost store",
     )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="validate the configuration (options, LANGFUSE_* and OTEL_GEMINI_* settings, "
+        "prices, budgets, TLS and token files) and exit, starting nothing and binding no port",
+    )
     _listen_security.add_arguments(parser)
 
 
@@ -112,8 +126,6 @@ def run(args: argparse.Namespace) -> int:
 
     from otel_gemini._command_errors import CommandError, check_port_free
     from otel_gemini._extras import require_extra
-
-    require_extra("gateway", "otel-gemini gateway")
     from otel_gemini.aggregate import (
         ENV_COST_DB,
         CostStore,
@@ -123,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from otel_gemini.budgets import rules_from
     from otel_gemini.export import LangfuseExporter, resolve_settings
-    from otel_gemini.gateway._gateway import Gateway, GatewaySettings
+    from otel_gemini.gateway._settings import GatewaySettings
     from otel_gemini.pricing import PriceTable
 
     # Who may connect first: a non-loopback address without a token stops here.
@@ -162,7 +174,15 @@ def run(args: argparse.Namespace) -> int:
         )
     # Room for every request in progress at once, so a hand-off is never refused.
     memory = 4 * settings.max_inflight_bytes
-    resolve_settings(memory_max_bytes=memory)  # raises LangfuseConfigError, naming it
+    exporter_settings = resolve_settings(memory_max_bytes=memory)  # LangfuseConfigError
+    if args.check:
+        where = f"Langfuse {exporter_settings.base_url}; spool {exporter_settings.spool_dir}"
+        print(_checked(settings, where, cost_db, rules), flush=True)
+        return 0
+    # Only now the server (grpc, uvicorn): checking a configuration needs neither.
+    require_extra("gateway", "otel-gemini gateway")
+    from otel_gemini.gateway._gateway import Gateway
+
     check_port_free(args.host, args.grpc_port, "--grpc-port")
     check_port_free(args.host, args.http_port, "--http-port")
     logging.basicConfig(
@@ -212,3 +232,32 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     return 0
+
+
+def _checked(
+    settings: GatewaySettings,
+    export: str,
+    cost_db: str | None,
+    rules: BudgetRules | None,
+) -> str:
+    """The line ``--check`` prints: what the gateway would run with (no secret)."""
+
+    def listener(port: int | None) -> str:
+        if port is None:
+            return "off"
+        return f"{settings.host}:{port if port else 'any free port'}"
+
+    security = settings.security
+    budgets = (
+        "none"
+        if rules is None
+        else f"{rules.source} ({len(rules.budgets)} budget rule(s), "
+        f"{len(rules.anomalies)} anomaly rule(s))"
+    )
+    return (
+        f"otel-gemini gateway: configuration valid: OTLP/gRPC {listener(settings.grpc_port)}, "
+        f"OTLP/HTTP {listener(settings.http_port)} (token "
+        f"{'on' if security.tokens else 'off'}, TLS {'on' if security.tls else 'off'}); "
+        f"{export}; "
+        f"cost store {cost_db or 'none'}; budgets {budgets}"
+    )

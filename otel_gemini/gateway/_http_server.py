@@ -11,7 +11,8 @@ from typing import Any
 import uvicorn
 
 from otel_gemini._background import BackgroundLoop
-from otel_gemini._http_limits import ConnectionLimits, GuardedServer, uvicorn_options
+from otel_gemini._http_limits import GuardedServer, uvicorn_options
+from otel_gemini._listen_security import ConnectionLimits
 
 
 class _Server(GuardedServer):

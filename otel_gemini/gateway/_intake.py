@@ -25,14 +25,10 @@ from opentelemetry.sdk.trace import SpanProcessor
 
 from otel_gemini._limits import QUOTE_CHARS, cut
 from otel_gemini.export import ExportStats, LangfuseExporter
+from otel_gemini.gateway._defaults import DECODED_PER_BYTE, DECODED_PER_JSON_BYTE
 from otel_gemini.gateway._otlp_decode import MalformedPayload, to_readable_spans
 
 _logger = logging.getLogger("otel_gemini.gateway")
-# What decoding makes of a request's bytes at most, as measured (the protobuf message, then
-# the SDK spans; OTLP/JSON's parsed document first): the in-flight budget reserves this
-# much, so the budget bounds memory, not wire bytes (four 13.6 MB JSON requests took 880 MB).
-DECODED_PER_BYTE: Final = 6
-DECODED_PER_JSON_BYTE: Final = 12
 # A malformed request's reason is quoted this long at most (answer, health, log).
 _MAX_REASON_CHARS: Final = 3 * QUOTE_CHARS
 

@@ -163,12 +163,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from otel_gemini._command_errors import listening_socket
-    from otel_gemini._http_limits import (
-        ConnectionLimits,
-        GuardedServer,
-        RequestLimit,
-        uvicorn_options,
-    )
+    from otel_gemini._http_limits import GuardedServer, RequestLimit, uvicorn_options
     from otel_gemini._langfuse_settings import langfuse_from_env
     from otel_gemini.export import resolve_settings
 
@@ -177,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     # printed only once the address is really ours. Who may connect comes first: a
     # non-loopback address without a token stops here.
     security = _listen_security.from_arguments(args, args.host)
-    limits = ConnectionLimits(
+    limits = _listen_security.ConnectionLimits(
         header_timeout=args.header_timeout,
         body_timeout=args.body_timeout,
         idle_timeout=args.idle_timeout,
