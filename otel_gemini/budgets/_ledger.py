@@ -13,6 +13,7 @@ import sqlite3
 import urllib.parse
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
@@ -30,6 +31,7 @@ from otel_gemini.budgets._rules import (
     AnomalyRule,
     BudgetRule,
 )
+from otel_gemini.pricing import model_family_name
 
 COLUMNS: Final = {
     SCOPE_USER: "user_id",
@@ -37,7 +39,23 @@ COLUMNS: Final = {
     SCOPE_MODEL: "model",
     SCOPE_SERVICE: "service_name",
 }
-"""The ``generations`` column each per-value scope groups by."""
+"""The ``generations`` column each per-value scope groups by (``model``: see
+:func:`model_values`, which reads ``request_model`` as well)."""
+
+
+@lru_cache(maxsize=1024)
+def model_values(model: str | None, request_model: str | None) -> tuple[str, ...]:
+    """The ``model`` scope values a row counts under: the model that answered (``model``)
+    and the one the request named (``request_model``, stored only when it differs), each
+    spelled as pricing reads it (:func:`~otel_gemini.pricing.model_family_name`). A request
+    to ``gemini-flash-latest`` answered by ``gemini-2.5-flash-001`` counts once under
+    ``gemini-flash-latest`` and once under ``gemini-2.5-flash``; never twice under one."""
+    served = model_family_name(model) if model else None
+    requested = model_family_name(request_model) if request_model else None
+    if requested is None or requested == served:
+        return (served,) if served else ()
+    return (served, requested) if served else (requested,)
+
 
 TOTAL_VALUE: Final = _guard.TOTAL_VALUE
 
@@ -148,6 +166,8 @@ def period_spend(
     values: Collection[str] | None = None,
 ) -> dict[str, Spend]:
     """Spend by scope value in ``period`` (``values``: only those; ``None``: all)."""
+    if rule.scope == SCOPE_MODEL:
+        return _model_spend(connection, period, values)
     clause, parameters, group = _scope_filter(rule)
     grouped = group != "?"
     select_value = group if grouped else "?"
@@ -171,6 +191,62 @@ def period_spend(
         )
         result.update(_spend(rows))
     return result
+
+
+def _model_spend(
+    connection: sqlite3.Connection, period: Period, values: Collection[str] | None
+) -> dict[str, Spend]:
+    # A model's spend folds several spellings (and a row counts under two names when the
+    # request named an alias): summed in SQL by what the rows hold (a few groups), folded here.
+    rows = connection.execute(
+        f"SELECT model, request_model, {split_sum_sql('cost_femto')}, count(*), {_UNPRICED_SQL} "
+        "FROM generations WHERE start_ns >= ? AND start_ns < ? GROUP BY model, request_model",
+        (period.start_ns, period.end_ns),
+    )
+    wanted = None if values is None else set(values)
+    result: dict[str, Spend] = {}
+    for model, request_model, high, low, priced, requests, unpriced in rows:
+        femto = joined(high, low, priced) or 0
+        for value in model_values(model, request_model):
+            if wanted is not None and value not in wanted:
+                continue
+            found = result.get(value, NO_SPEND)
+            result[value] = Spend(
+                found.femto + femto, found.requests + requests, found.unpriced + int(unpriced or 0)
+            )
+    return result
+
+
+@untraced
+def model_aliases(connection: sqlite3.Connection, start_ns: int) -> dict[str, tuple[int, str]]:
+    """Model names requests named since ``start_ns`` that another model answered: name →
+    (the latest such request's ``start_ns``, the model that answered it), in
+    :func:`model_values`' spelling. Enforcement closes an alias with the model it points to."""
+    rows = connection.execute(
+        "SELECT model, request_model, max(start_ns) FROM generations "
+        "WHERE start_ns >= ? AND request_model IS NOT NULL GROUP BY model, request_model",
+        (start_ns,),
+    )
+    aliases: dict[str, tuple[int, str]] = {}
+    for model, request_model, latest in rows:
+        note_alias(aliases, model, request_model, int(latest))
+    return aliases
+
+
+def note_alias(
+    aliases: dict[str, tuple[int, str]], model: str | None, request_model: str | None, at_ns: int
+) -> bool:
+    """Records that a request naming ``request_model`` at ``at_ns`` was answered by
+    ``model``, unless a later one is known; True when that changed what the name points to."""
+    names = model_values(model, request_model)
+    if len(names) != 2:
+        return False
+    served, requested = names
+    known = aliases.get(requested)
+    if known is not None and known[0] >= at_ns:
+        return False
+    aliases[requested] = (at_ns, served)
+    return known is None or known[1] != served
 
 
 def _spend(rows: Iterable[tuple[Any, ...]]) -> dict[str, Spend]:
