@@ -198,9 +198,11 @@ def _model_spend(
 ) -> dict[str, Spend]:
     # A model's spend folds several spellings (and a row counts under two names when the
     # request named an alias): summed in SQL by what the rows hold (a few groups), folded here.
+    request_model = _request_model_column(connection)
     rows = connection.execute(
-        f"SELECT model, request_model, {split_sum_sql('cost_femto')}, count(*), {_UNPRICED_SQL} "
-        "FROM generations WHERE start_ns >= ? AND start_ns < ? GROUP BY model, request_model",
+        f"SELECT model, {request_model}, {split_sum_sql('cost_femto')}, count(*), "
+        f"{_UNPRICED_SQL} FROM generations WHERE start_ns >= ? AND start_ns < ? "
+        "GROUP BY 1, 2",
         (period.start_ns, period.end_ns),
     )
     wanted = None if values is None else set(values)
@@ -217,17 +219,26 @@ def _model_spend(
     return result
 
 
+def _request_model_column(connection: sqlite3.Connection) -> str:
+    """``request_model``, or ``NULL`` in a store an earlier version wrote (schema 2, read
+    before a writer of this version migrated it; its rows name one model)."""
+    columns = connection.execute("PRAGMA table_info(generations)").fetchall()
+    return "request_model" if any(column[1] == "request_model" for column in columns) else "NULL"
+
+
 @untraced
 def model_aliases(connection: sqlite3.Connection, start_ns: int) -> dict[str, tuple[int, str]]:
     """Model names requests named since ``start_ns`` that another model answered: name →
     (the latest such request's ``start_ns``, the model that answered it), in
     :func:`model_values`' spelling. Enforcement closes an alias with the model it points to."""
+    aliases: dict[str, tuple[int, str]] = {}
+    if _request_model_column(connection) == "NULL":
+        return aliases
     rows = connection.execute(
         "SELECT model, request_model, max(start_ns) FROM generations "
         "WHERE start_ns >= ? AND request_model IS NOT NULL GROUP BY model, request_model",
         (start_ns,),
     )
-    aliases: dict[str, tuple[int, str]] = {}
     for model, request_model, latest in rows:
         note_alias(aliases, model, request_model, int(latest))
     return aliases
