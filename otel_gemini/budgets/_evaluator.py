@@ -341,8 +341,11 @@ class BudgetEvaluator:
         periods: dict[TotalKey, Period] = {}
         for index, rule in enumerate(self.rules.budgets):
             for row in committed.rows:
-                for value in _values(rule, row):
-                    period = self._period(index, rule, row.start_ns)
+                values = _values(rule, row)
+                if not values:
+                    continue
+                period = self._period(index, rule, row.start_ns)
+                for value in values:
                     key = (index, value, period.key)
                     change = changes.get(key)
                     if change is None:
