@@ -72,6 +72,7 @@ def row(number: int, start_ns: int, **values: Any) -> tuple[Any, ...]:
         "error_type": None,
         "service_name": None,
         "tags": None,
+        "request_model": None,
     }
     document.update(values)
     return tuple(document[column] for column in COLUMNS)
@@ -411,7 +412,7 @@ def test_rollups_an_earlier_main_built_are_rebuilt_in_this_layout(scratch: Path)
 
 
 def connection_rows(path: Path) -> list[tuple[Any, ...]]:
-    connection = sqlite3.connect(path)
+    connection = open_for_writing(path)  # a store of an earlier schema is migrated first
     try:
         return connection.execute(
             f"SELECT {', '.join(COLUMNS)} FROM generations ORDER BY rowid"

@@ -67,6 +67,7 @@ COLUMNS: Final = (
     "error_type",
     "service_name",
     "tags",
+    "request_model",
 )
 
 SpanRecord = tuple[int, int, int, int, bool, Mapping[str, Any], Resource | None]
@@ -112,6 +113,11 @@ class GenerationRow(NamedTuple):
     """The resource's ``service.name``."""
     tags: str | None
     """JSON array of the span's trace tags (``trace_attributes(tags=...)``), sorted."""
+    request_model: str | None = None
+    """The model the request named (``gen_ai.request.model``) when it is not :attr:`model`
+    as written, e.g. an alias (``gemini-flash-latest``) answered by a model version; ``None``
+    when they are the same (and in rows written before schema 3). Budgets key a ``model``
+    scope on both."""
 
 
 def _count(value: Any) -> int:
@@ -331,6 +337,9 @@ def record_row(record: SpanRecord) -> GenerationRow | None:
     error_type = attributes.get(attrs.ERROR_TYPE)
     operation = attributes.get(attrs.GEN_AI_OPERATION_NAME)
     service_name = resource.attributes.get(_SERVICE_NAME) if resource is not None else None
+    model = _bounded(first_text(attributes, MODEL_KEYS))
+    requested = attributes.get(attrs.GEN_AI_REQUEST_MODEL)
+    request_model = _bounded(requested) if isinstance(requested, str) and requested else None
     return GenerationRow(
         format(trace_id, "032x"),
         format(span_id, "016x"),
@@ -339,7 +348,7 @@ def record_row(record: SpanRecord) -> GenerationRow | None:
         # Names are cut to MAX_NAME_CHARS: a peer's 7 MiB model name is not kept 7 MiB a row.
         _bounded(first_text(attributes, attrs.USER_ID_KEYS)),
         _bounded(first_text(attributes, attrs.SESSION_ID_KEYS)),
-        _bounded(first_text(attributes, MODEL_KEYS)),
+        model,
         _bounded(first_text(attributes, PROVIDER_KEYS)),
         _bounded(operation if isinstance(operation, str) else None),
         input_tokens,
@@ -358,6 +367,7 @@ def record_row(record: SpanRecord) -> GenerationRow | None:
         _bounded(str(error_type) if error_type is not None else ("error" if is_error else None)),
         _bounded(service_name if isinstance(service_name, str) else None),
         _tags(attributes.get(attrs.LANGFUSE_TRACE_TAGS)),
+        request_model if request_model != model else None,
     )
 
 

@@ -22,8 +22,9 @@ from otel_gemini.aggregate._settings import CostStoreError as CostStoreError
 from otel_gemini.aggregate._settings import default_cost_db as default_cost_db
 from otel_gemini.aggregate._settings import path_from as path_from
 
-SCHEMA_VERSION: Final = 2
-"""1: ``generations``. 2: ``service_name`` and ``tags`` columns, ``dropped_generations``."""
+SCHEMA_VERSION: Final = 3
+"""1: ``generations``. 2: ``service_name`` and ``tags`` columns, ``dropped_generations``.
+3: ``request_model`` (the request's model when the response named another)."""
 HOUR_NS: Final = 3600 * 10**9
 BUSY_TIMEOUT_MS: Final = 5000
 
@@ -58,7 +59,8 @@ _CREATE: Final = (
     is_error INTEGER NOT NULL,
     error_type TEXT,
     service_name TEXT,
-    tags TEXT
+    tags TEXT,
+    request_model TEXT
 )""",
     "CREATE UNIQUE INDEX IF NOT EXISTS generations_by_span ON generations (span_id, trace_id)",
     "CREATE INDEX IF NOT EXISTS generations_by_start ON generations (start_ns)",
@@ -70,11 +72,15 @@ _CREATE: Final = (
 )""",
 )
 
-# Version 1 (otel-gemini before the drops table) → 2: new columns are NULL for old rows.
-_MIGRATE_FROM_1: Final = (
-    "ALTER TABLE generations ADD COLUMN service_name TEXT",
-    "ALTER TABLE generations ADD COLUMN tags TEXT",
-)
+# Each version's new columns, NULL in older rows: version 1 (before the drops table) → 2,
+# and 2 → 3 (a row then named one model, the response's when it had one).
+_MIGRATIONS: Final = {
+    1: (
+        "ALTER TABLE generations ADD COLUMN service_name TEXT",
+        "ALTER TABLE generations ADD COLUMN tags TEXT",
+    ),
+    2: ("ALTER TABLE generations ADD COLUMN request_model TEXT",),
+}
 
 UPSERT: Final = (
     f"INSERT OR REPLACE INTO generations ({', '.join(COLUMNS)}) "
@@ -82,7 +88,7 @@ UPSERT: Final = (
 )
 
 ROWS_PER_STATEMENT: Final = 256
-"""Rows one INSERT carries (256 x 25 values, under SQLite's 32,766 host parameters): one
+"""Rows one INSERT carries (256 x 26 values, under SQLite's 32,766 host parameters): one
 statement, one step, for many rows; the writer then drops the GIL a few times a batch
 rather than once a row (``executemany`` steps, and releases it, row by row)."""
 
@@ -209,9 +215,10 @@ def _create_or_migrate(connection: sqlite3.Connection) -> None:
         exists = connection.execute(
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name='generations'"
         ).fetchone()
-        if exists and version == 1:
-            for statement in _MIGRATE_FROM_1:
-                connection.execute(statement)
+        if exists and version >= 1:
+            for step in range(version, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[step]:
+                    connection.execute(statement)
         if not exists or version < SCHEMA_VERSION:
             for statement in _CREATE:
                 connection.execute(statement)

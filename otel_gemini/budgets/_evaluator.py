@@ -73,21 +73,24 @@ TotalKey = tuple[int, str, str]
 """(rule index, scope value, period key)."""
 
 
-def _value(rule: BudgetRule, row: GenerationRow) -> str | None:
+def _values(rule: BudgetRule, row: GenerationRow) -> tuple[str, ...]:
+    """The rule's scope values ``row`` counts under (none, one, or for ``model`` two)."""
     scope = rule.scope
     if scope == SCOPE_USER:
-        return row.user_id
-    if scope == SCOPE_SESSION:
-        return row.session_id
-    if scope == SCOPE_MODEL:
-        return row.model
-    if scope == SCOPE_SERVICE:
-        return row.service_name
-    if scope == SCOPE_TAG:
+        value = row.user_id
+    elif scope == SCOPE_SESSION:
+        value = row.session_id
+    elif scope == SCOPE_MODEL:
+        return _ledger.model_values(row.model, row.request_model)
+    elif scope == SCOPE_SERVICE:
+        value = row.service_name
+    elif scope == SCOPE_TAG:
         tags = row.tags
         # Tags are stored as a sorted JSON array of strings: a quoted match is exact.
-        return rule.tag if tags is not None and f'"{rule.tag}"' in tags else None
-    return _ledger.TOTAL_VALUE
+        value = rule.tag if tags is not None and f'"{rule.tag}"' in tags else None
+    else:
+        value = _ledger.TOTAL_VALUE
+    return () if value is None else (value,)
 
 
 @dataclass
@@ -127,6 +130,9 @@ class BudgetEvaluator:
         self.store_path = store_path
         self._clock = clock
         self._enforce = enforce and rules.enforced
+        self._model_enforced = self._enforce and any(
+            rule.enforce and rule.scope == SCOPE_MODEL for rule in rules.budgets
+        )
         self._service_name = service_name
         self._alerts = 0
         self._read_errors = 0
@@ -165,6 +171,9 @@ class BudgetEvaluator:
         self._inode: tuple[int, int] | None = None
         self._totals: dict[TotalKey, _Total] = {}
         self._exhausted: dict[_guard.ScopeKey, _guard.Exhaustion] = {}  # what enforcement sees
+        # Model names requests named that another model answered (an alias → the model, as
+        # of its latest request): enforcement closes the alias with that model.
+        self._aliases: dict[str, tuple[int, str]] = {}
         self._periods: dict[int, Period] = {}  # rule index -> its latest period
         self._fired: set[tuple[str, str, str, str]] = set()
         self._unreadable: str | None = None
@@ -332,22 +341,26 @@ class BudgetEvaluator:
         periods: dict[TotalKey, Period] = {}
         for index, rule in enumerate(self.rules.budgets):
             for row in committed.rows:
-                value = _value(rule, row)
-                if value is None:
+                values = _values(rule, row)
+                if not values:
                     continue
                 period = self._period(index, rule, row.start_ns)
-                key = (index, value, period.key)
-                change = changes.get(key)
-                if change is None:
-                    change = changes[key] = [0, 0, 0]
-                    periods[key] = period
-                cost = row.cost_femto
-                if cost is not None:
-                    change[0] += cost
-                elif row.cost_status in _ledger.UNPRICED_STATUSES:
-                    change[2] += 1
-                change[1] += 1
+                for value in values:
+                    key = (index, value, period.key)
+                    change = changes.get(key)
+                    if change is None:
+                        change = changes[key] = [0, 0, 0]
+                        periods[key] = period
+                    cost = row.cost_femto
+                    if cost is not None:
+                        change[0] += cost
+                    elif row.cost_status in _ledger.UNPRICED_STATUSES:
+                        change[2] += 1
+                    change[1] += 1
+        aliases_changed = self._model_enforced and self._learn_aliases(committed)
         if not changes:
+            if aliases_changed:
+                self._publish(self._exhausted)
             return
         try:
             self._load([key for key in changes if key not in self._totals], periods)
@@ -361,7 +374,7 @@ class BudgetEvaluator:
             total.femto += femto
             total.requests += requests
             total.unpriced += unpriced
-        self._judge(changes)
+        self._judge(changes, republish=aliases_changed)
 
     def _load(self, keys: list[TotalKey], periods: Mapping[TotalKey, Period]) -> None:
         """Reads the totals not held yet from the store (one read per rule and period)."""
@@ -383,9 +396,12 @@ class BudgetEvaluator:
 
     # --- judging ------------------------------------------------------------------------------
 
-    def _judge(self, keys: Iterable[TotalKey], *, rebuild: bool = False) -> None:
+    def _judge(
+        self, keys: Iterable[TotalKey], *, rebuild: bool = False, republish: bool = False
+    ) -> None:
         """Alerts on the totals at ``keys``; with enforcement, closes the scopes among them
-        now at or over a hard limit (``rebuild``: the closed set is made anew from them)."""
+        now at or over a hard limit (``rebuild``: the closed set is made anew from them;
+        ``republish``: the aliases changed, so the closed set is handed over again)."""
         now_ns = self._now_ns()
         closed: dict[_guard.ScopeKey, _guard.Exhaustion] | None = {} if rebuild else None
         for key in keys:
@@ -404,7 +420,32 @@ class BudgetEvaluator:
             closed.setdefault(scope, _exhaustion(rule, key[1], total))
         if self._enforce and closed is not None:
             self._exhausted = closed
-            _guard.publish(closed, self._service_name, self._clock)
+            self._publish(closed)
+        elif republish:
+            self._publish(self._exhausted)
+
+    def _learn_aliases(self, committed: CommittedRows) -> bool:
+        """Notes the aliases among this process's new rows (:meth:`_publish` then closes
+        them with their model); True when one now points to another model."""
+        changed = False
+        for row in committed.rows:
+            if row.request_model is not None and _ledger.note_alias(
+                self._aliases, row.model, row.request_model, row.start_ns
+            ):
+                changed = True
+        return changed
+
+    def _publish(self, closed: dict[_guard.ScopeKey, _guard.Exhaustion]) -> None:
+        """Hands the closed scopes to the request guard, with every alias of a closed model
+        (the request names the alias; the model that answers it is the one spent)."""
+        published = closed
+        for alias, (_, model) in self._aliases.items():
+            hit = closed.get((SCOPE_MODEL, model))
+            if hit is not None and (SCOPE_MODEL, alias) not in closed:
+                if published is closed:
+                    published = dict(closed)
+                published[(SCOPE_MODEL, alias)] = hit
+        _guard.publish(published, self._service_name, self._clock)
 
     @staticmethod
     def _over(rule: BudgetRule, total: _Total, now_ns: int) -> bool:
@@ -494,6 +535,7 @@ class BudgetEvaluator:
         self._next_refresh = time.monotonic() + self.rules.interval
         now_ns = self._now_ns()
         totals: dict[TotalKey, _Total] = {}
+        aliases: dict[str, tuple[int, str]] = {}
         try:
             self._reconnect_if_replaced()
             with _ledger.snapshot(self._db()) as (connection, rowid):
@@ -508,6 +550,13 @@ class BudgetEvaluator:
                     (anomaly, *_ledger.anomaly_costs(connection, anomaly, now_ns))
                     for anomaly in self.rules.anomalies
                 ]
+                if self._model_enforced:
+                    since = min(
+                        self._periods[index].start_ns
+                        for index, rule in enumerate(self.rules.budgets)
+                        if rule.enforce and rule.scope == SCOPE_MODEL
+                    )
+                    aliases = _ledger.model_aliases(connection, since)
         except sqlite3.Error as error:
             self._failed_read(error)
             return
@@ -518,6 +567,8 @@ class BudgetEvaluator:
         if recovered:
             _logger.warning("otel-gemini: budgets read the cost store %s again", self.store_path)
         self._totals = totals
+        if self._model_enforced:
+            self._aliases = aliases
         current = {period.key for period in self._periods.values()}
         current.add(period_of("hour", _UTC_ZONE, now_ns).key)
         self._fired = {memo for memo in self._fired if memo[2] in current}
@@ -573,7 +624,10 @@ class BudgetEvaluator:
             result: dict[str, Any] = {
                 "rules": len(self.rules.budgets) + len(self.rules.anomalies),
                 "enforcing": self._enforce,
-                "exhausted_scopes": len(_guard.exhausted_scopes()) if self._enforce else 0,
+                # Scopes closed (an alias closed with its model is not one more).
+                "exhausted_scopes": (
+                    len(set(_guard.exhausted_scopes().values())) if self._enforce else 0
+                ),
                 "refused_requests": _guard.refused_requests(),
                 "alerts": self._alerts,
                 "totals_readable": self._unreadable is None,

@@ -19,7 +19,6 @@ from types import MappingProxyType
 from typing import Final, NamedTuple
 
 from otel_gemini import _attributes as attrs
-from otel_gemini._model_names import bare_model_name
 from otel_gemini._trace_attributes import current_trace_attributes
 from otel_gemini.budgets._rules import (
     SCOPE_MODEL,
@@ -29,6 +28,7 @@ from otel_gemini.budgets._rules import (
     SCOPE_TOTAL,
     SCOPE_USER,
 )
+from otel_gemini.pricing import model_family_name
 
 _logger = logging.getLogger("otel_gemini.budgets")
 
@@ -119,7 +119,8 @@ def _request_keys(model: str | None) -> list[ScopeKey]:
     if _state.service_name:
         keys.append((SCOPE_SERVICE, _state.service_name))
     if model:
-        keys.append((SCOPE_MODEL, bare_model_name(model)))
+        # As the evaluator names a model (an exhausted model's aliases are closed with it).
+        keys.append((SCOPE_MODEL, model_family_name(model)))
     values = current_trace_attributes()
     user = values.get(attrs.USER_ID)
     if isinstance(user, str):

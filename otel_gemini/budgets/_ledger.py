@@ -13,6 +13,7 @@ import sqlite3
 import urllib.parse
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
@@ -31,6 +32,7 @@ from otel_gemini.budgets._rules import (
     AnomalyRule,
     BudgetRule,
 )
+from otel_gemini.pricing import model_family_name
 
 COLUMNS: Final = {
     SCOPE_USER: "user_id",
@@ -38,17 +40,32 @@ COLUMNS: Final = {
     SCOPE_MODEL: "model",
     SCOPE_SERVICE: "service_name",
 }
-"""The ``generations`` column each per-value scope groups by."""
+"""The ``generations`` column each per-value scope groups by (``model``: see
+:func:`model_values`, which reads ``request_model`` as well)."""
+
+
+@lru_cache(maxsize=1024)
+def model_values(model: str | None, request_model: str | None) -> tuple[str, ...]:
+    """The ``model`` scope values a row counts under: the model that answered (``model``)
+    and the one the request named (``request_model``, stored only when it differs), each
+    spelled as pricing reads it (:func:`~otel_gemini.pricing.model_family_name`). A request
+    to ``gemini-flash-latest`` answered by ``gemini-2.5-flash-001`` counts once under
+    ``gemini-flash-latest`` and once under ``gemini-2.5-flash``; never twice under one."""
+    served = model_family_name(model) if model else None
+    requested = model_family_name(request_model) if request_model else None
+    if requested is None or requested == served:
+        return (served,) if served else ()
+    return (served, requested) if served else (requested,)
+
 
 TOTAL_VALUE: Final = _guard.TOTAL_VALUE
-_ROLLED_UP: Final = {
-    SCOPE_TOTAL: None,
-    SCOPE_USER: "user",
-    SCOPE_SESSION: "session",
-    SCOPE_MODEL: "model",
-}
-"""Scopes whose whole-period spend the store's rollups answer (:func:`window_spend` key)."""
-_ROLLED_UP_KEY: Final = {COLUMNS[scope]: key for scope, key in _ROLLED_UP.items() if key}
+_ROLLED_UP: Final = {SCOPE_TOTAL: None, SCOPE_USER: "user", SCOPE_SESSION: "session"}
+"""Scopes whose whole-period spend the store's rollups answer (:func:`window_spend` key).
+Not ``model``: a row counts under the model that answered and the one the request named
+(:func:`model_values`), and the rollups keep only the first."""
+_ROLLED_UP_KEY: Final = {"model": "model"}
+"""Anomaly ``by`` columns the rollups answer (:func:`window_spend` key): by the stored
+model, as the rule groups."""
 
 _BUSY_TIMEOUT_S: Final = 5.0
 
@@ -158,6 +175,8 @@ def period_spend(
 ) -> dict[str, Spend]:
     """Spend by scope value in ``period`` (``values``: only those; ``None``: all, from the
     store's rollups where a scope has them)."""
+    if rule.scope == SCOPE_MODEL:
+        return _model_spend(connection, period, values)
     if values is None and rule.scope in _ROLLED_UP:
         key = _ROLLED_UP[rule.scope]
         found: dict[str, Spend] = {}
@@ -189,6 +208,73 @@ def period_spend(
         )
         result.update(_spend(rows))
     return result
+
+
+def _model_spend(
+    connection: sqlite3.Connection, period: Period, values: Collection[str] | None
+) -> dict[str, Spend]:
+    # A model's spend folds several spellings (and a row counts under two names when the
+    # request named an alias): summed in SQL by what the rows hold (a few groups), folded here.
+    request_model = _request_model_column(connection)
+    rows = connection.execute(
+        f"SELECT model, {request_model}, {split_sum_sql('cost_femto')}, count(*), "
+        f"{_UNPRICED_SQL} FROM generations WHERE start_ns >= ? AND start_ns < ? "
+        "GROUP BY 1, 2",
+        (period.start_ns, period.end_ns),
+    )
+    wanted = None if values is None else set(values)
+    result: dict[str, Spend] = {}
+    for model, request_model, high, low, priced, requests, unpriced in rows:
+        femto = joined(high, low, priced) or 0
+        for value in model_values(model, request_model):
+            if wanted is not None and value not in wanted:
+                continue
+            found = result.get(value, NO_SPEND)
+            result[value] = Spend(
+                found.femto + femto, found.requests + requests, found.unpriced + int(unpriced or 0)
+            )
+    return result
+
+
+def _request_model_column(connection: sqlite3.Connection) -> str:
+    """``request_model``, or ``NULL`` in a store an earlier version wrote (schema 2, read
+    before a writer of this version migrated it; its rows name one model)."""
+    columns = connection.execute("PRAGMA table_info(generations)").fetchall()
+    return "request_model" if any(column[1] == "request_model" for column in columns) else "NULL"
+
+
+@untraced
+def model_aliases(connection: sqlite3.Connection, start_ns: int) -> dict[str, tuple[int, str]]:
+    """Model names requests named since ``start_ns`` that another model answered: name →
+    (the latest such request's ``start_ns``, the model that answered it), in
+    :func:`model_values`' spelling. Enforcement closes an alias with the model it points to."""
+    aliases: dict[str, tuple[int, str]] = {}
+    if _request_model_column(connection) == "NULL":
+        return aliases
+    rows = connection.execute(
+        "SELECT model, request_model, max(start_ns) FROM generations "
+        "WHERE start_ns >= ? AND request_model IS NOT NULL GROUP BY model, request_model",
+        (start_ns,),
+    )
+    for model, request_model, latest in rows:
+        note_alias(aliases, model, request_model, int(latest))
+    return aliases
+
+
+def note_alias(
+    aliases: dict[str, tuple[int, str]], model: str | None, request_model: str | None, at_ns: int
+) -> bool:
+    """Records that a request naming ``request_model`` at ``at_ns`` was answered by
+    ``model``, unless a later one is known; True when that changed what the name points to."""
+    names = model_values(model, request_model)
+    if len(names) != 2:
+        return False
+    served, requested = names
+    known = aliases.get(requested)
+    if known is not None and known[0] >= at_ns:
+        return False
+    aliases[requested] = (at_ns, served)
+    return known is None or known[1] != served
 
 
 def _spend(rows: Iterable[tuple[Any, ...]]) -> dict[str, Spend]:

@@ -146,9 +146,10 @@ def budget_status(
         "anomalies": anomalies,
         "enforcement": {
             "enabled": rules.enforced,
+            # A closed model's aliases share its closure: each closure is listed once.
             "exhausted_in_this_process": [
                 {"rule": e.rule, "scope": e.scope, "scope_value": e.scope_value}
-                for e in exhausted.values()
+                for e in dict.fromkeys(exhausted.values())
             ],
         },
     }

@@ -29,6 +29,7 @@ from otel_gemini.pricing._buckets import SplitStep as SplitStep
 from otel_gemini.pricing._buckets import split_tokens as split_tokens
 from otel_gemini.pricing._price_table import STANDARD as STANDARD
 from otel_gemini.pricing._price_table import STANDARD_NAMES as STANDARD_NAMES
+from otel_gemini.pricing._price_table import model_family_name as model_family_name
 from otel_gemini.pricing._price_table import (
     normalize_model_name as normalize_model_name,
 )

@@ -75,6 +75,15 @@ def normalize_model_name(name: str) -> str:
     return bare[slash + 1 :] if slash != -1 else bare
 
 
+@lru_cache(maxsize=1024)
+def model_family_name(name: str) -> str:
+    """:func:`normalize_model_name` without a stable-version suffix, which prices like its
+    family: ``models/gemini-2.0-flash-001`` and ``gemini-2.0-flash`` are both
+    ``gemini-2.0-flash``. One model however a request or a response spells it (budgets key
+    their ``model`` scope on it)."""
+    return _VERSION_SUFFIX.sub("", normalize_model_name(name))
+
+
 @dataclass(frozen=True)
 class PricePeriod:
     """One dated set of prices of a model, resolved for every service tier and prompt size."""
@@ -262,7 +271,7 @@ class PriceTable:
         if found is None:
             found = self._find(name)
         if found is None and _VERSION_SUFFIX.search(name):
-            found = self._find(_VERSION_SUFFIX.sub("", name))
+            found = self._find(model_family_name(model))
         if len(self._lookups) >= _LOOKUP_CACHE_SIZE:
             self._lookups.clear()
         self._lookups[model] = found
