@@ -103,7 +103,7 @@ def build_store(path: Path, rows: int, now_ns: int) -> None:
     connection = open_for_writing(path)
     span = DAYS * 86_400 * 10**9
     batch: list[tuple[Any, ...]] = []
-    assert COLUMNS[22:] == ("error_type", "service_name", "tags")
+    assert COLUMNS[22:] == ("error_type", "service_name", "tags", "request_model")
     for index in range(rows):
         start = now_ns - span + (span * index) // max(rows, 1)
         user = randomness.randrange(USERS)
@@ -141,6 +141,7 @@ def build_store(path: Path, rows: int, now_ns: int) -> None:
                 "503" if error else None,
                 "bench-service",  # service_name
                 None,  # tags
+                None,  # request_model (the model answering is the one asked for)
             )
         )
         if len(batch) == 10_000:
