@@ -254,6 +254,7 @@ class CostStore(SpanProcessor):
         self._in_hand: list[SpanRecord] | None = None
         self._abandoned = False  # shutdown gave up: the writer starts no more transactions
         self._abandon = threading.Event()  # wakes the writer's backoff when it does
+        self._writer_closed = False  # the writer has finished (its last act)
         self._closed = closed
         self._started = False
         self._dropped = dict.fromkeys(DROP_REASONS, 0)
@@ -426,7 +427,7 @@ class CostStore(SpanProcessor):
         # or not) and it starts no other, so it counts that batch itself, at once. A writer
         # stuck in one SQLite call for longer, or gone, leaves it to be counted here.
         with self._progress:
-            while self._in_hand is not None and not self._writer.finished:
+            while self._in_hand is not None and not self._writer_closed:
                 remaining = settle_by - time.monotonic()
                 if remaining <= 0:
                     break
@@ -434,6 +435,9 @@ class CostStore(SpanProcessor):
             in_hand, self._in_hand = self._in_hand, None
         if in_hand:
             self._drop_unwritten(in_hand)
+        # Then it finishes at once (nothing is queued), putting back any drops it had taken
+        # to record: all of them are recorded below.
+        self._writer.join(max(0.0, settle_by - time.monotonic()))
         given_up = self._dropped_count(DROP_SHUTDOWN_TIMEOUT) - before
         if not given_up:
             return
@@ -608,6 +612,7 @@ class CostStore(SpanProcessor):
             if self._connection is not None:
                 self._connection.close()
         with self._progress:
+            self._writer_closed = True
             self._progress.notify_all()
 
     @untraced  # our INSERTs are no spans of the app's
