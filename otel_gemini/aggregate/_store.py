@@ -177,8 +177,9 @@ class CostStore(SpanProcessor):
     :data:`BUSY_RETRY_SECONDS` while another process holds the database; a write that still
     fails is dropped, counted (``write_error``), logged and reported by :meth:`problems`. In
     a forked child the store starts afresh on the child's first span (its own queue, counters,
-    writer thread and SQLite connection), and whatever is queued when a process ends
-    normally is written (see docs/deployment.md).
+    writer thread and SQLite connection; the parent's queue stays the parent's to write), and
+    whatever is queued when a process ends normally is written, or, if its time runs out,
+    counted as dropped (``shutdown_timeout``, see :meth:`shutdown`; docs/deployment.md).
 
     Like the SDK's exporting processors, it keeps only sampled spans; ``unsampled=True``
     (``configure()`` sets it) keeps a span a sampler recorded without sampling it
