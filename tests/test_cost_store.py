@@ -242,6 +242,7 @@ def test_a_full_queue_drops_and_counts(tmp_path: Path, caplog: pytest.LogCapture
         "shutdown": 1,
         "write_error": 0,
         "read_error": 0,
+        "shutdown_timeout": 0,
     }
 
 

@@ -35,6 +35,7 @@ from otel_gemini.aggregate._settings import (
     DEFAULT_BATCH_DELAY,
     DEFAULT_MAX_QUEUE,
     DEFAULT_MAX_QUEUE_BYTES,
+    CostStoreError,
     CostStoreSettings,
 )
 from otel_gemini.processing import raw_attributes
@@ -49,7 +50,17 @@ DROP_WRITE_ERROR: Final = "write_error"
 """SQLite refused the write (disk full, file locked for too long, I/O error)."""
 DROP_READ_ERROR: Final = "read_error"
 """The span's attributes could not be turned into a row (a bug: logged with the error)."""
-DROP_REASONS: Final = (DROP_QUEUE_FULL, DROP_SHUTDOWN, DROP_WRITE_ERROR, DROP_READ_ERROR)
+DROP_SHUTDOWN_TIMEOUT: Final = "shutdown_timeout"
+"""Accepted, but still unwritten when ``shutdown()`` gave up: its timeout passed first (the
+database locked by another process, a slow disk, a long queue), or the writer stopped on
+errors while shutting down."""
+DROP_REASONS: Final = (
+    DROP_QUEUE_FULL,
+    DROP_SHUTDOWN,
+    DROP_WRITE_ERROR,
+    DROP_READ_ERROR,
+    DROP_SHUTDOWN_TIMEOUT,
+)
 
 RECENT_DROP_SECONDS: Final = 600.0
 """How long a drop (``queue_full``, ``read_error``) keeps health degraded."""
@@ -74,6 +85,10 @@ far less than one per batch, and answers fold or count the rows not folded yet t
 exactly."""
 _URGENT_SPANS: Final = 1024
 _NS_PER_DAY: Final = 86_400 * 10**9
+SHUTDOWN_SETTLE_SECONDS: Final = 1.0
+"""When ``shutdown()``'s timeout passes with generations unwritten, how much longer it
+spends, at most, to stop the writer, count them (``shutdown_timeout``) and record that count
+in the file's ``dropped_generations``."""
 BUSY_RETRY_SECONDS: Final = 30.0
 """How long a write is retried while other processes hold the database; then its rows are
 dropped and counted."""
@@ -114,6 +129,11 @@ class CommittedRows(NamedTuple):
     replaced: bool = False
     """Whether a row replaced one already stored (a span written again: a sender's retry, a
     replay): a listener keeping running totals must read them again, not add."""
+
+
+class _WriterAbandoned(sqlite3.OperationalError):
+    """``shutdown()`` gave up on the writer: no more transactions (an ``OperationalError``,
+    so every path that survives a failed write survives this one)."""
 
 
 def _is_busy(error: sqlite3.OperationalError) -> bool:
@@ -157,8 +177,9 @@ class CostStore(SpanProcessor):
     :data:`BUSY_RETRY_SECONDS` while another process holds the database; a write that still
     fails is dropped, counted (``write_error``), logged and reported by :meth:`problems`. In
     a forked child the store starts afresh on the child's first span (its own queue, counters,
-    writer thread and SQLite connection), and whatever is queued when a process ends
-    normally is written (see docs/deployment.md).
+    writer thread and SQLite connection; the parent's queue stays the parent's to write), and
+    whatever is queued when a process ends normally is written, or, if its time runs out,
+    counted as dropped (``shutdown_timeout``, see :meth:`shutdown`; docs/deployment.md).
 
     Like the SDK's exporting processors, it keeps only sampled spans; ``unsampled=True``
     (``configure()`` sets it) keeps a span a sampler recorded without sampling it
@@ -229,6 +250,12 @@ class CostStore(SpanProcessor):
         self._unsaved_drops: dict[tuple[int, str], int] = {}
         self._offered = 0  # spans queued since start (the flush sequence)
         self._processed = 0  # spans the writer has finished with (written or not)
+        # The batch the writer has taken and not yet counted: whoever sets it back to None
+        # (the writer, or a shutdown that gave up on it) counts it, so it is counted once.
+        self._in_hand: list[SpanRecord] | None = None
+        self._abandoned = False  # shutdown gave up: the writer starts no more transactions
+        self._abandon = threading.Event()  # wakes the writer's backoff when it does
+        self._writer_closed = False  # the writer has finished (its last act)
         self._closed = closed
         self._started = False
         self._dropped = dict.fromkeys(DROP_REASONS, 0)
@@ -358,7 +385,12 @@ class CostStore(SpanProcessor):
 
     def shutdown(self, timeout_millis: float = 30000) -> None:
         """Stops taking spans, writes those queued (within ``timeout_millis``) and closes
-        the database. Idempotent."""
+        the database. Idempotent.
+
+        Generations still unwritten when the timeout passes (or when the writer stopped on
+        errors) are given up: counted as dropped (``shutdown_timeout``) in :meth:`stats`,
+        recorded in the file's ``dropped_generations`` if it can still be written, and
+        logged in one line; that takes at most :data:`SHUTDOWN_SETTLE_SECONDS` more."""
         with self._lock:
             if self._closed:
                 already = True
@@ -368,10 +400,123 @@ class CostStore(SpanProcessor):
         if already:
             self._writer.join(max(0.0, timeout_millis / 1000))
             return
-        deadline = time.monotonic() + max(0.0, timeout_millis / 1000)
+        timeout = max(0.0, timeout_millis / 1000)
+        deadline = time.monotonic() + timeout
         self.force_flush(int(max(0.0, deadline - time.monotonic()) * 1000))
         self._worker.stop()
         self._writer.join(max(0.0, deadline - time.monotonic()))
+        self._give_up_unwritten(timeout)
+
+    def _give_up_unwritten(self, timeout: float) -> None:
+        """What ``shutdown()`` does once its time is up: every span accepted and not yet
+        written is counted once, as written (by the writer) or as dropped (here)."""
+        settle_by = time.monotonic() + SHUTDOWN_SETTLE_SECONDS
+        with self._lock:
+            unwritten = self._processed < self._offered
+            if unwritten:
+                self._abandoned = True  # checked by the writer before each transaction
+                queued, self._queue = self._queue, []
+                self._queue_bytes = 0
+        if not unwritten:
+            if self._writer.finished:  # drops counted after the last write (rare)
+                self._record_drops(settle_by)
+            return
+        self._abandon.set()
+        before = self._dropped_count(DROP_SHUTDOWN_TIMEOUT)
+        self._drop_unwritten(queued)
+        # The writer's batch in hand: its transaction in progress ends (committed: written;
+        # or not) and it starts no other, so it counts that batch itself, at once. A writer
+        # stuck in one SQLite call for longer, or gone, leaves it to be counted here.
+        with self._progress:
+            while self._in_hand is not None and not self._writer_closed:
+                remaining = settle_by - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._progress.wait(remaining)
+            in_hand, self._in_hand = self._in_hand, None
+        if in_hand:
+            self._drop_unwritten(in_hand)
+        # Then it finishes at once (nothing is queued), putting back any drops it had taken
+        # to record: all of them are recorded below.
+        self._writer.join(max(0.0, settle_by - time.monotonic()))
+        given_up = self._dropped_count(DROP_SHUTDOWN_TIMEOUT) - before
+        if not given_up:
+            return
+        not_recorded = self._record_drops(settle_by)
+        recorded = (
+            "recorded in its file, so local answers over their hours say so ('dropped')"
+            if not_recorded is None
+            else f"NOT recorded in its file ({not_recorded}), so local answers over their "
+            "hours do not say so"
+        )
+        _logger.warning(
+            "otel-gemini cost store %s: shutdown gave up on %d generation(s) still unwritten "
+            "after %.1f s (the database locked or slow, or a long queue); counted as dropped "
+            "(%s), %s; %s",
+            self.path,
+            given_up,
+            timeout,
+            DROP_SHUTDOWN_TIMEOUT,
+            recorded,
+            self._where_they_are(),
+        )
+
+    def _drop_unwritten(self, records: list[SpanRecord]) -> None:
+        """Counts ``records`` (taken from the writer) as done: the generations among them
+        as dropped (``shutdown_timeout``), the other spans as skipped, as the writer would."""
+        generations: list[int] = []
+        for record in records:
+            try:
+                row = record_row(record)  # prices it if nobody has: which spans are rows
+            except Exception:  # unreadable: the writer would have counted it, so count it
+                generations.append(record[2])
+                continue
+            if row is not None:
+                generations.append(row.start_ns)
+        with self._progress:
+            for start_ns in generations:
+                self._drop_locked(DROP_SHUTDOWN_TIMEOUT, 1, start_ns)
+            self._skipped += len(records) - len(generations)
+            self._processed += len(records)
+            self._progress.notify_all()
+
+    def _dropped_count(self, reason: str) -> int:
+        with self._lock:
+            return self._dropped[reason]
+
+    @untraced
+    def _record_drops(self, give_up_at: float) -> str | None:
+        """Adds the drops counted and not yet in the file to its ``dropped_generations``, on
+        a connection of its own (the writer's is closed, or busy), retrying a locked
+        database until ``give_up_at``; returns why it could not (``None``: recorded)."""
+        drops = self._take_unsaved_drops()
+        if not drops:
+            return None
+        values = [(hour_ns, reason, count) for (hour_ns, reason), count in drops.items()]
+        try:
+            connection = _open_writer(self.path)
+        except (sqlite3.Error, CostStoreError) as error:
+            self._put_back_drops(drops)
+            return _describe(error)
+
+        def add() -> None:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                connection.executemany(ADD_DROPS, values)
+                connection.commit()
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    connection.rollback()
+                raise
+
+        try:
+            _retry_while_busy(add, give_up_at, time.sleep)
+            return None
+        except sqlite3.Error as error:
+            self._put_back_drops(drops)
+            return _describe(error)
+        finally:
+            connection.close()
 
     def add_commit_listener(self, callback: Callable[[CommittedRows], None]) -> None:
         """Calls ``callback(committed)`` on the writer thread after each committed
@@ -446,6 +591,7 @@ class CostStore(SpanProcessor):
         with self._lock:
             batch, self._queue = self._queue, []
             self._queue_bytes = 0
+            self._in_hand = batch or None
             self._has_data.clear()
             self._urgent.clear()
         return batch
@@ -467,6 +613,7 @@ class CostStore(SpanProcessor):
             if self._connection is not None:
                 self._connection.close()
         with self._progress:
+            self._writer_closed = True
             self._progress.notify_all()
 
     @untraced  # our INSERTs are no spans of the app's
@@ -485,19 +632,23 @@ class CostStore(SpanProcessor):
                 skipped += 1
             else:
                 rows.append(row)
-        with self._lock:
-            for start_ns in read_errors:
-                self._drop_locked(DROP_READ_ERROR, 1, start_ns)
         failed = self._write_rows(rows) if rows else []
         if not rows:
             self._save_drops_alone()
         elif len(failed) < len(rows):
             self._maybe_fold_rollups(self._processed + len(batch))
         with self._progress:
+            if self._in_hand is not batch:
+                return  # a shutdown that gave up on this batch counted it
+            self._in_hand = None
+            for start_ns in read_errors:
+                self._drop_locked(DROP_READ_ERROR, 1, start_ns)
             self._written += len(rows) - len(failed)
             self._skipped += skipped
+            # Not written because shutdown gave up on the writer, or SQLite refused them.
+            reason = DROP_SHUTDOWN_TIMEOUT if self._abandoned else DROP_WRITE_ERROR
             for row in failed:
-                self._drop_locked(DROP_WRITE_ERROR, 1, row.start_ns)
+                self._drop_locked(reason, 1, row.start_ns)
             self._processed += len(batch)
             self._progress.notify_all()
 
@@ -518,6 +669,8 @@ class CostStore(SpanProcessor):
             return
         try:
             self._transaction(lambda connection: _insert(connection, [], drops))
+        except _WriterAbandoned:
+            self._put_back_drops(drops)  # shutdown records them
         except sqlite3.Error as error:
             self._put_back_drops(drops)
             self._log_once("drops", f"cannot record drops in the cost store {self.path}", error)
@@ -535,6 +688,9 @@ class CostStore(SpanProcessor):
             )
             self._notify_committed(rows, last_rowid, replaced)
             return []
+        except _WriterAbandoned:
+            self._put_back_drops(drops)
+            return rows
         except sqlite3.OperationalError as error:  # the database (locked, full): not a row
             self._put_back_drops(drops)
             self._log_once("write", f"cannot write to the cost store {self.path}", error)
@@ -556,6 +712,9 @@ class CostStore(SpanProcessor):
             try:
                 last_rowid, replaced = self._transaction(one)
                 self._notify_committed([row], last_rowid, replaced)
+            except _WriterAbandoned:
+                failed.extend(rows[index:])
+                break
             except sqlite3.OperationalError as error:
                 self._log_once("write", f"cannot write to the cost store {self.path}", error)
                 failed.extend(rows[index:])
@@ -584,6 +743,8 @@ class CostStore(SpanProcessor):
         try:
             while self._transaction(fold_pending) >= CHUNK_ROWS:
                 pass
+        except _WriterAbandoned:
+            pass  # answers fold those rows themselves
         except sqlite3.Error as error:
             self.rollups.fold_failed(error)
 
@@ -591,6 +752,9 @@ class CostStore(SpanProcessor):
         """The writer gave this batch up (it failed again and again): counted as dropped."""
         self._log_once("batch", f"gave up a batch for the cost store {self.path}", error)
         with self._progress:
+            if self._in_hand is not batch:
+                return  # a shutdown that gave up on this batch counted it
+            self._in_hand = None
             for record in batch:
                 self._drop_locked(DROP_WRITE_ERROR, 1, record[2])
             self._processed += len(batch)
@@ -599,34 +763,35 @@ class CostStore(SpanProcessor):
     def _transaction(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         """Runs ``work`` in one write transaction, retrying (with backoff, for up to
         :data:`BUSY_RETRY_SECONDS`) while other processes hold the database: many workers
-        on one host share one store. Other errors, and a lock held for longer, raise.
+        on one host share one store. Other errors, and a lock held for longer, raise; so
+        does every attempt once ``shutdown()`` gave up on the writer (``_WriterAbandoned``).
         Between attempts our connection lock is free (a fork waits for it)."""
-        delay = _BUSY_FIRST_BACKOFF
-        give_up_at = time.monotonic() + BUSY_RETRY_SECONDS
-        while True:
-            try:
-                with self._db_lock:
-                    connection = self._connection
-                    if connection is None:  # a forked child's store before its writer ran
-                        connection = self._connection = _open_writer(self.path)
-                    # IMMEDIATE: the write lock is taken (or waited for, busy_timeout) up
-                    # front, never upgraded mid-transaction, where SQLite gives up at once.
-                    connection.execute("BEGIN IMMEDIATE")
-                    try:
-                        result = work(connection)
-                        connection.commit()
-                    except BaseException:
-                        with contextlib.suppress(sqlite3.Error):
-                            connection.rollback()
-                        raise
-                return result
-            except sqlite3.OperationalError as error:
-                if not _is_busy(error) or time.monotonic() + delay > give_up_at:
+
+        def attempt() -> _T:
+            with self._db_lock:
+                if self._abandoned:
+                    raise _WriterAbandoned("the cost store's shutdown gave up on its writer")
+                connection = self._connection
+                if connection is None:  # a forked child's store before its writer ran
+                    connection = self._connection = _open_writer(self.path)
+                # IMMEDIATE: the write lock is taken (or waited for, busy_timeout) up
+                # front, never upgraded mid-transaction, where SQLite gives up at once.
+                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    result = work(connection)
+                    connection.commit()
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        connection.rollback()
                     raise
-                with self._lock:
-                    self._busy_retries += 1
-            time.sleep(delay)  # backing off from another process's lock, outside ours
-            delay = min(_BUSY_MAX_BACKOFF, delay * 2)
+            return result
+
+        def back_off(delay: float) -> None:
+            with self._lock:
+                self._busy_retries += 1
+            self._abandon.wait(delay)  # outside our connection lock; shutdown cuts it short
+
+        return _retry_while_busy(attempt, time.monotonic() + BUSY_RETRY_SECONDS, back_off)
 
     def _drop_locked(self, reason: str, count: int, start_ns: int) -> None:
         """Counts ``count`` generations dropped for ``reason``, and keeps them for the file's
@@ -638,9 +803,10 @@ class CostStore(SpanProcessor):
             self._unsaved_drops[key] = self._unsaved_drops.get(key, 0) + count
 
     def problems(self) -> list[str]:
-        """Health reasons: generations the store could not write (counted, never silent),
-        spans dropped for another reason (but ``shutdown``) in the last
-        :data:`RECENT_DROP_SECONDS`, and rollups that could not be updated."""
+        """Health reasons: generations the store could not write (counted, never silent) or
+        still had unwritten when its shutdown gave up, spans dropped for another reason (but
+        ``shutdown``) in the last :data:`RECENT_DROP_SECONDS`, and rollups that could not be
+        updated."""
         now = self._clock()
         with self._lock:
             dropped = dict(self._dropped)
@@ -651,6 +817,13 @@ class CostStore(SpanProcessor):
             reasons.append(
                 f"cost store {self.path}: {failed} generation(s) could not be written (see "
                 f"the log); local cost answers miss them; {self._where_they_are()}"
+            )
+        given_up = dropped[DROP_SHUTDOWN_TIMEOUT]
+        if given_up:
+            reasons.append(
+                f"cost store {self.path}: {given_up} generation(s) were still unwritten when "
+                f"its shutdown gave up ({DROP_SHUTDOWN_TIMEOUT}, see the log); local cost "
+                f"answers miss them; {self._where_they_are()}"
             )
         for reason in (DROP_QUEUE_FULL, DROP_READ_ERROR):
             at = last_drop_at.get(reason)
@@ -674,6 +847,8 @@ class CostStore(SpanProcessor):
         self._next_retention = now + _RETENTION_INTERVAL
         try:
             self.apply_retention()
+        except _WriterAbandoned:
+            pass
         except sqlite3.Error as error:
             self._log_once("retention", "cannot apply the cost store's retention", error)
 
@@ -684,6 +859,8 @@ class CostStore(SpanProcessor):
 
     def _log_drops(self) -> None:
         with self._lock:
+            if self._abandoned:
+                return  # shutdown logs its own line
             dropped = dict(self._dropped)
         total = sum(dropped.values())
         now = time.monotonic()
@@ -701,6 +878,28 @@ class CostStore(SpanProcessor):
             ", ".join(f"{reason}={count}" for reason, count in dropped.items() if count),
             self._where_they_are(),
         )
+
+
+def _retry_while_busy(
+    attempt: Callable[[], _T], give_up_at: float, back_off: Callable[[float], object]
+) -> _T:
+    """``attempt()``, again after ``back_off(delay)`` (delays doubling from 10 ms to 1 s)
+    while it raises SQLite's "busy"/"locked" and ``give_up_at`` (monotonic) is not reached."""
+    delay = _BUSY_FIRST_BACKOFF
+    while True:
+        try:
+            return attempt()
+        except _WriterAbandoned:
+            raise
+        except sqlite3.OperationalError as error:
+            if not _is_busy(error) or time.monotonic() + delay > give_up_at:
+                raise
+        back_off(delay)  # another process holds the database: not synchronisation
+        delay = min(_BUSY_MAX_BACKOFF, delay * 2)
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
 
 
 def _insert(
