@@ -411,6 +411,39 @@ def test_rollups_an_earlier_main_built_are_rebuilt_in_this_layout(scratch: Path)
     ]
 
 
+def test_layout_3_is_upgraded_in_place_not_rebuilt(scratch: Path) -> None:
+    """Layout 3's tables are kept and the two it lacked are summed from its per-model
+    ones (refolding a 10M-row store took 11 minutes of raw-row answers): a mark left in
+    its ``rollup_by_user`` shows up in the new ``rollup_user_totals``."""
+    path = scratch / "costs.sqlite3"
+    shutil.copyfile(DATA / "cost_store_with_rollups_v3.sqlite3", path)
+    os.chmod(path, 0o600)
+    connection = sqlite3.connect(path)
+    marked = connection.execute(
+        "UPDATE rollup_by_user SET errors = errors + 1000 WHERE span = 96 AND user_id = 'bob'"
+    ).rowcount
+    connection.commit()
+    assert marked == 2  # bob's two days
+    migrated = open_for_writing(path)  # the main schema first, as any writer would
+    migrated.close()
+    source = LocalCostSource(path)
+    assert source.rollups is not None
+    source.rollups.refresh()
+    totals = connection.execute(
+        "SELECT user_id, requests, errors FROM rollup_user_totals WHERE span = 96 "
+        "ORDER BY user_id, q"
+    ).fetchall()
+    assert totals == [
+        ("alice", 2, 0),
+        ("alice", 1, 0),
+        ("bob", 1, 1001),  # a failed call, and the mark
+        ("bob", 1, 1000),
+        ("carol", 1, 0),
+    ]
+    assert connection.execute("SELECT version FROM rollup_state").fetchone() == (ROLLUP_VERSION,)
+    connection.close()
+
+
 def connection_rows(path: Path) -> list[tuple[Any, ...]]:
     connection = open_for_writing(path)  # a store of an earlier schema is migrated first
     try:

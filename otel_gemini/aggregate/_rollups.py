@@ -40,8 +40,9 @@ A row is never changed in place by ``UPDATE``. A deleted row that had the larges
 lowers the watermark, since SQLite may give its rowid to the next row.
 
 Versioned on its own (``rollup_state.version``): a store whose rollups an older version
-built gets them dropped and rebuilt; one a newer version built is left alone (answers then
-read the raw rows). The main schema's ``user_version`` is not touched.
+built gets them dropped and rebuilt (layout 3's are upgraded in place: the two tables it
+lacked are sums of its own); one a newer version built is left alone (answers then read the
+raw rows). The main schema's ``user_version`` is not touched.
 """
 
 from __future__ import annotations
@@ -149,14 +150,44 @@ _MEASURES: Final = f"(SELECT {LATENCY} AS measure UNION ALL SELECT {TIME_TO_FIRS
 _QUARTER: Final = f"g.start_ns / {QUARTER_NS}"
 
 
-def _ddl() -> str:
+def _keyed_ddl(table: str) -> str:
+    keys = KEYED_TABLES[table]
     sums = ", ".join(f"{name} INTEGER NOT NULL" for name, _ in SUM_VALUES)
-    keyed = "\n".join(
+    return (
         f"CREATE TABLE {table} (span INTEGER NOT NULL, q INTEGER NOT NULL, "
         f"{', '.join(f'{key} NOT NULL' for key in keys)}, {sums}, "
-        f"PRIMARY KEY (span, q, {', '.join(keys)})) WITHOUT ROWID;"
-        for table, keys in KEYED_TABLES.items()
+        f"PRIMARY KEY (span, q, {', '.join(keys)})) WITHOUT ROWID"
     )
+
+
+_TOTALS_FROM: Final = {USER_TOTALS_TABLE: USER_TABLE, SESSION_TOTALS_TABLE: SESSION_TABLE}
+"""The tables layout 4 added, and the layout-3 table each is the sum over models of."""
+
+
+def _upgrade_from_3(connection: sqlite3.Connection) -> None:
+    """Layout 3 had every table but the two over every model: they are summed from its
+    per-model tables (exact: the same integers), in seconds where refolding a million rows
+    takes tens of them, and the triggers are replaced by ones that keep all of them."""
+    for trigger in _TRIGGERS:
+        connection.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+    names = [name for name, _ in SUM_VALUES]
+    for table, source in _TOTALS_FROM.items():
+        keys = ", ".join(KEYED_TABLES[table])
+        connection.execute(f"DROP TABLE IF EXISTS {table}")
+        connection.execute(_keyed_ddl(table))
+        connection.execute(
+            f"INSERT INTO {table} (span, q, {keys}, {', '.join(names)}) "
+            f"SELECT span, q, {keys}, {', '.join(f'sum({n})' for n in names)} "
+            f"FROM {source} GROUP BY span, q, {keys}"
+        )
+    for trigger in _triggers():
+        connection.execute(trigger)
+    connection.execute("UPDATE rollup_state SET version = ? WHERE id = 1", (ROLLUP_VERSION,))
+
+
+def _ddl() -> str:
+    sums = ", ".join(f"{name} INTEGER NOT NULL" for name, _ in SUM_VALUES)
+    keyed = "\n".join(f"{_keyed_ddl(table)};" for table in KEYED_TABLES)
     return f"""
 CREATE TABLE rollup_state (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -550,8 +581,9 @@ def watermark(connection: sqlite3.Connection) -> int | None:
 
 
 def migrate(connection: sqlite3.Connection) -> bool:
-    """Installs this version's rollups (empty, watermark 0) unless there; replaces an
-    older version's. False when a newer version's are there (left alone)."""
+    """Installs this version's rollups (empty, watermark 0) unless there; upgrades layout
+    3's in place and replaces an older version's. False when a newer version's are there
+    (left alone)."""
     connection.execute("BEGIN IMMEDIATE")
     try:
         version = installed_version(connection)
@@ -561,6 +593,10 @@ def migrate(connection: sqlite3.Connection) -> bool:
         if version is not None and version > ROLLUP_VERSION:
             connection.execute("COMMIT")
             return False
+        if version == 3 and ROLLUP_VERSION == 4:
+            _upgrade_from_3(connection)
+            connection.execute("COMMIT")
+            return True
         for trigger in _TRIGGERS:
             connection.execute(f"DROP TRIGGER IF EXISTS {trigger}")
         for table in _TABLES:
