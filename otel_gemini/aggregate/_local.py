@@ -186,12 +186,14 @@ class LocalCostSource:
         if not chosen:
             return _Ranked((), 0, None)
         wanted = [tuple(row[:width]) for row in chosen]
-        summed = costs_statement(window, group_by, filters, folded, only=wanted)
-        by_key = {
-            tuple(row[:width]): group
-            for row in self._run(connection, summed.sql, summed.parameters)
-            if (group := _cost_group(query, row)) is not None
-        }
+        by_key: dict[tuple[Any, ...], CostGroup] = {}
+        step = _KEYS_PER_STATEMENT // width  # bound parameters: 999 before SQLite 3.32
+        for start in range(0, len(wanted), step):
+            only = wanted[start : start + step]
+            summed = costs_statement(window, group_by, filters, folded, only=only)
+            for row in self._run(connection, summed.sql, summed.parameters):
+                if (group := _cost_group(query, row)) is not None:
+                    by_key[tuple(row[:width])] = group
         everything = costs_statement(window, (), filters, folded)
         (total_row,) = self._run(connection, everything.sql, everything.parameters)
         return _Ranked(
@@ -368,6 +370,9 @@ as split high and low sums and count of known values; input, output and total to
 unpriced requests; errors."""
 
 
+_KEYS_PER_STATEMENT: Final = 900
+"""Group key values bound in one statement (with a few filters, under SQLite's old limit
+of 999 parameters)."""
 _RANK_SUMS: Final = ("requests", "cost_hi", "cost_lo", "cost_n", "unpriced")
 """What ranking groups by cost needs: whether a group has generations, its exact cost as
 split sums, and whether that cost is unknown."""
