@@ -29,6 +29,7 @@ from polling import wait_until
 from otel_gemini import CostSpanProcessor
 from otel_gemini import _attributes as attrs
 from otel_gemini.aggregate import CostStore, _store
+from otel_gemini.aggregate._rows import COLUMNS
 from otel_gemini.aggregate._schema import HOUR_NS
 
 NOW_NS = time.time_ns()
@@ -252,3 +253,64 @@ def test_a_forked_child_neither_writes_nor_forgets_its_parents_queue(tmp_path: P
         ).fetchall()
     assert users == [(None, 25), ("child", 3)]
     assert _file(db)[1] == []
+
+
+def test_rows_committed_before_shutdown_gives_up_count_as_written_not_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer counts a batch as soon as its transaction commits: a commit listener (or
+    the rollups' fold) still running when shutdown's time runs out does not get the rows it
+    wrote counted as dropped too."""
+    monkeypatch.setattr(_store, "SHUTDOWN_SETTLE_SECONDS", 0.2)
+    db = tmp_path / "costs.sqlite3"
+    store = CostStore(db, retention_days=0)
+    listening = threading.Event()
+    release = threading.Event()
+
+    def slow_listener(committed: Any) -> None:
+        listening.set()
+        release.wait(60)
+
+    store.add_commit_listener(slow_listener)
+    Pipeline(store).spans(40, FLASH, HOUR + 60 * 10**9)
+    wait_until(listening.is_set, timeout=30)
+    store.shutdown(100)  # gives up while the listener holds the writer
+    stats = store.stats()
+    release.set()
+    assert stats["written"] == 40
+    assert stats["dropped"][_store.DROP_SHUTDOWN_TIMEOUT] == 0
+    assert _file(db) == (40, [])
+
+
+def test_a_writer_of_the_previous_version_keeps_writing_to_a_store_this_one_opened(
+    tmp_path: Path,
+) -> None:
+    """The ``request_model`` column does not raise the schema version: main at 1cd4ac1
+    refuses a store above version 2 and inserts by column name, so during a rolling upgrade
+    its writers keep writing to a file this version opened (their rows leave it NULL)."""
+    db = tmp_path / "costs.sqlite3"
+    CostStore(db, retention_days=0).shutdown(5000)
+    old_columns = [c for c in COLUMNS if c != "request_model"]
+    with contextlib.closing(sqlite3.connect(db)) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone() == (2,)
+        values = {c: None for c in old_columns}
+        values.update(
+            trace_id="0" * 32,
+            span_id="1" * 16,
+            start_ns=HOUR,
+            end_ns=HOUR + 1,
+            input_tokens=1,
+            output_tokens=1,
+            total_tokens=2,
+            latency_ms=1.0,
+            is_error=0,
+        )
+        with connection:  # the previous version's INSERT
+            connection.execute(
+                f"INSERT OR REPLACE INTO generations ({', '.join(old_columns)}) "
+                f"VALUES ({', '.join('?' for _ in old_columns)})",
+                [values[c] for c in old_columns],
+            )
+        assert connection.execute(
+            "SELECT count(*), max(request_model) FROM generations"
+        ).fetchone() == (1, None)

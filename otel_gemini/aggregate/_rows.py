@@ -116,8 +116,8 @@ class GenerationRow(NamedTuple):
     request_model: str | None = None
     """The model the request named (``gen_ai.request.model``) when it is not :attr:`model`
     as written, e.g. an alias (``gemini-flash-latest``) answered by a model version; ``None``
-    when they are the same (and in rows written before schema 3). Budgets key a ``model``
-    scope on both."""
+    when they are the same (and in rows written before the column was added). Budgets key
+    a ``model`` scope on both."""
 
 
 def _count(value: Any) -> int:

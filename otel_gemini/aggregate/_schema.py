@@ -22,9 +22,16 @@ from otel_gemini.aggregate._settings import CostStoreError as CostStoreError
 from otel_gemini.aggregate._settings import default_cost_db as default_cost_db
 from otel_gemini.aggregate._settings import path_from as path_from
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 2
 """1: ``generations``. 2: ``service_name`` and ``tags`` columns, ``dropped_generations``.
-3: ``request_model`` (the request's model when the response named another)."""
+Raised only by a change an older writer cannot write through: a new nullable column is not
+one (:data:`ADDED_COLUMNS`)."""
+ADDED_COLUMNS: Final = (("request_model", "TEXT"),)
+"""Nullable columns added without a new version (``request_model``: the request's model
+when the response named another). Processes of two versions share one store during a
+rolling upgrade or a worker respawn: an older writer inserts by column name, so it keeps
+writing to a store that has them (its rows leave them NULL), where a raised
+``user_version`` would make it refuse the file and drop its spans."""
 HOUR_NS: Final = 3600 * 10**9
 BUSY_TIMEOUT_MS: Final = 5000
 
@@ -72,14 +79,12 @@ _CREATE: Final = (
 )""",
 )
 
-# Each version's new columns, NULL in older rows: version 1 (before the drops table) → 2,
-# and 2 → 3 (a row then named one model, the response's when it had one).
+# Each version's new columns, NULL in older rows: version 1 (before the drops table) → 2.
 _MIGRATIONS: Final = {
     1: (
         "ALTER TABLE generations ADD COLUMN service_name TEXT",
         "ALTER TABLE generations ADD COLUMN tags TEXT",
     ),
-    2: ("ALTER TABLE generations ADD COLUMN request_model TEXT",),
 }
 
 UPSERT: Final = (
@@ -193,6 +198,7 @@ def _open_store(path: Path) -> sqlite3.Connection:
             and connection.execute(
                 "SELECT 1 FROM sqlite_master WHERE type='table' AND name='generations'"
             ).fetchone()
+            and not _missing_columns(connection)
         )
         # Only a new or older store is written to here: many workers open one store at
         # once, and an open that needs no write lock never waits for (or fails on) another's
@@ -203,6 +209,12 @@ def _open_store(path: Path) -> sqlite3.Connection:
         connection.close()
         raise CostStoreError(f"cannot use the cost store {str(path)!r}: {error}") from error
     return connection
+
+
+def _missing_columns(connection: sqlite3.Connection) -> list[tuple[str, str]]:
+    """:data:`ADDED_COLUMNS` the ``generations`` table lacks (written by an older version)."""
+    present = {row[1] for row in connection.execute("PRAGMA table_info(generations)")}
+    return [(name, kind) for name, kind in ADDED_COLUMNS if name not in present]
 
 
 def _create_or_migrate(connection: sqlite3.Connection) -> None:
@@ -223,6 +235,8 @@ def _create_or_migrate(connection: sqlite3.Connection) -> None:
             for statement in _CREATE:
                 connection.execute(statement)
             connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        for name, kind in _missing_columns(connection):
+            connection.execute(f"ALTER TABLE generations ADD COLUMN {name} {kind}")
         connection.commit()
     except BaseException:
         connection.rollback()

@@ -525,10 +525,7 @@ class CostStore(SpanProcessor):
         raises is logged once and ignored."""
         self._commit_listeners.append(callback)
 
-    def _notify_committed(
-        self, rows: Sequence[GenerationRow], last_rowid: int, replaced: bool
-    ) -> None:
-        committed = CommittedRows(rows, last_rowid, replaced)
+    def _notify_committed(self, committed: CommittedRows) -> None:
         for callback in self._commit_listeners:
             try:
                 callback(committed)
@@ -632,11 +629,12 @@ class CostStore(SpanProcessor):
                 skipped += 1
             else:
                 rows.append(row)
-        failed = self._write_rows(rows) if rows else []
+        committed: list[CommittedRows] = []
+        failed = self._write_rows(rows, committed) if rows else []
         if not rows:
             self._save_drops_alone()
-        elif len(failed) < len(rows):
-            self._maybe_fold_rollups(self._processed + len(batch))
+        # Counted as soon as the transactions are over: a shutdown giving up while the
+        # listeners or the fold below run must not count committed rows as dropped.
         with self._progress:
             if self._in_hand is not batch:
                 return  # a shutdown that gave up on this batch counted it
@@ -649,6 +647,15 @@ class CostStore(SpanProcessor):
             reason = DROP_SHUTDOWN_TIMEOUT if self._abandoned else DROP_WRITE_ERROR
             for row in failed:
                 self._drop_locked(reason, 1, row.start_ns)
+            processed = self._processed + len(batch)
+            self._progress.notify_all()
+        for rows_committed in committed:
+            self._notify_committed(rows_committed)
+        if len(failed) < len(rows):
+            self._maybe_fold_rollups(processed)
+        # Done with the batch (a flush waits for this): its listeners ran, and its rows are
+        # folded when a flush asked for them.
+        with self._progress:
             self._processed += len(batch)
             self._progress.notify_all()
 
@@ -675,18 +682,21 @@ class CostStore(SpanProcessor):
             self._put_back_drops(drops)
             self._log_once("drops", f"cannot record drops in the cost store {self.path}", error)
 
-    def _write_rows(self, rows: list[GenerationRow]) -> list[GenerationRow]:
+    def _write_rows(
+        self, rows: list[GenerationRow], committed: list[CommittedRows]
+    ) -> list[GenerationRow]:
         """Writes ``rows`` (and the drops counted so far) in one transaction; if a row is
         refused (a value SQLite cannot bind: a lone surrogate in a user id, an integer out
         of range), row by row, so only the bad rows are lost. Returns the rows not written
-        (the caller counts them as dropped)."""
+        (the caller counts them as dropped) and appends each committed write to
+        ``committed`` (its listeners are told once the batch is counted)."""
         drops = self._take_unsaved_drops()
         try:
             listened = bool(self._commit_listeners)
             last_rowid, replaced = self._transaction(
                 lambda connection: _insert(connection, rows, drops, listened)
             )
-            self._notify_committed(rows, last_rowid, replaced)
+            committed.append(CommittedRows(rows, last_rowid, replaced))
             return []
         except _WriterAbandoned:
             self._put_back_drops(drops)
@@ -711,7 +721,7 @@ class CostStore(SpanProcessor):
 
             try:
                 last_rowid, replaced = self._transaction(one)
-                self._notify_committed([row], last_rowid, replaced)
+                committed.append(CommittedRows([row], last_rowid, replaced))
             except _WriterAbandoned:
                 failed.extend(rows[index:])
                 break
