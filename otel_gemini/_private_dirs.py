@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import grp
+import itertools
 import os
 import pwd
 import stat
@@ -138,3 +139,17 @@ def private_directory(
     for part in missing[1:]:
         _check_own(part, os.lstat(part), made_private=False)  # created by us, unless raced
     return directory
+
+
+def check_private_directory(directory: Path, *, make_private: bool = True) -> None:
+    """Raises what :func:`private_directory` would, without creating or changing anything
+    (a configuration check: ``otel-gemini gateway --check``)."""
+    directory = Path(os.path.abspath(directory))
+    missing = list(
+        itertools.takewhile(lambda part: not os.path.lexists(part), (directory, *directory.parents))
+    )
+    _check_above(missing[-1] if missing else directory)  # as private_directory
+    if not missing:
+        _check_own(directory, os.lstat(directory), made_private=make_private)
+    elif not os.path.isdir(missing[-1].parent):
+        raise NotADirectoryError(errno.ENOTDIR, "is not a directory", str(missing[-1].parent))

@@ -627,3 +627,51 @@ def test_the_gateway_evaluates_budgets_over_the_node_apps_spans(
     ]
     assert per_service["scope_values_with_spend"] == 1
     assert health["budgets"]["alerts"] == 2
+
+
+def test_check_refuses_the_paths_the_gateway_would_refuse_and_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``gateway --check`` checks the cost store and spool paths as starting does (a
+    directory others can write, a symlink), without creating anything: a check that passes
+    is a gateway that starts."""
+    monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", "pk-lf-test")
+    monkeypatch.setenv("LANGFUSE_SECRET_KEY", "sk-lf-test")
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o700)
+    shared.chmod(0o777)  # as /tmp, without the sticky bit
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / "link.sqlite3").symlink_to(private / "elsewhere.sqlite3")
+    cases = [
+        (
+            {"OTEL_GEMINI_SPOOL_DIR": str(private / "spool")},
+            ["--db", str(shared / "costs.sqlite3")],
+            f"otel-gemini gateway: --db / OTEL_GEMINI_COST_DB: cannot open the cost store "
+            f"'{shared / 'costs.sqlite3'}': {shared} is writable by other users (chmod go-w); "
+            "refusing to write there\n",
+        ),
+        (
+            {"OTEL_GEMINI_SPOOL_DIR": str(shared / "spool")},
+            [],
+            f"otel-gemini gateway: cannot use the spool directory {shared / 'spool'} "
+            f"(OTEL_GEMINI_SPOOL_DIR / spool_dir=): {shared} is writable by other users "
+            "without the sticky bit (chmod o-w or +t); refusing to write there\n",
+        ),
+        (
+            {"OTEL_GEMINI_SPOOL_DIR": str(private / "spool")},
+            ["--db", str(private / "link.sqlite3")],
+            f"otel-gemini gateway: --db / OTEL_GEMINI_COST_DB: cannot open the cost store "
+            f"'{private / 'link.sqlite3'}': {private / 'link.sqlite3'} is a symlink "
+            "(not followed); refusing to write there\n",
+        ),
+    ]
+    for environ, argv, message in cases:
+        for name, value in environ.items():
+            monkeypatch.setenv(name, value)
+        assert cli_main(["gateway", "--check", *argv]) == 2
+        assert capsys.readouterr().err == message
+    assert sorted(p.name for p in private.iterdir()) == ["link.sqlite3"]
+    assert list(shared.iterdir()) == []
+    assert cli_main(["gateway", "--check", "--db", str(private / "costs.sqlite3")]) == 0
+    assert sorted(p.name for p in private.iterdir()) == ["link.sqlite3"]  # nothing created

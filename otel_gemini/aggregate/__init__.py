@@ -62,6 +62,7 @@ from otel_gemini.aggregate._reports import LatencyGroup as LatencyGroup
 from otel_gemini.aggregate._reports import Origin as Origin
 from otel_gemini.aggregate._reports import Percentiles as Percentiles
 from otel_gemini.aggregate._rows import GenerationRow as GenerationRow
+from otel_gemini.aggregate._schema import check_writable as check_writable
 from otel_gemini.aggregate._schema import open_for_reading as open_for_reading
 from otel_gemini.aggregate._schema import open_for_writing as open_for_writing
 from otel_gemini.aggregate._settings import ENV_COST_DB as ENV_COST_DB

@@ -11,7 +11,11 @@ import time
 from pathlib import Path
 from typing import Final
 
-from otel_gemini._private_dirs import UnsafeDirectoryError, private_directory
+from otel_gemini._private_dirs import (
+    UnsafeDirectoryError,
+    check_private_directory,
+    private_directory,
+)
 from otel_gemini._suppress import untraced
 from otel_gemini.aggregate._rows import COLUMNS
 
@@ -140,6 +144,24 @@ def _create_private(path: Path) -> None:
                     os.fchmod(companion, 0o600)
             finally:
                 os.close(companion)
+
+
+def check_writable(path: Path) -> None:
+    """Raises the :class:`CostStoreError` :func:`open_for_writing` would for what the path
+    is (its directory, a symlink, another user's or a non-regular file), without creating
+    or changing anything: a configuration check."""
+    try:
+        check_private_directory(path.parent, make_private=False)
+        with contextlib.suppress(FileNotFoundError):
+            info = os.lstat(path)
+            if stat.S_ISLNK(info.st_mode):
+                raise UnsafeDirectoryError(path, "is a symlink (not followed)")
+            if not stat.S_ISREG(info.st_mode):
+                raise OSError(errno.EINVAL, f"{path} is not a regular file")
+            if info.st_uid != os.geteuid():
+                raise UnsafeDirectoryError(path, f"is owned by uid {info.st_uid}, not this user")
+    except OSError as error:
+        raise CostStoreError(f"cannot open the cost store {str(path)!r}: {error}") from error
 
 
 # The sqlite3 instrumentation wraps every connection sqlite3.connect() returns, whatever the

@@ -123,18 +123,21 @@ def run(args: argparse.Namespace) -> int:
     import logging
     import signal
     import threading
+    from pathlib import Path
 
     from otel_gemini._command_errors import CommandError, check_port_free
     from otel_gemini._extras import require_extra
+    from otel_gemini._private_dirs import check_private_directory
     from otel_gemini.aggregate import (
         ENV_COST_DB,
         CostStore,
         CostStoreError,
         CostStoreSettings,
+        check_writable,
         default_cost_db,
     )
     from otel_gemini.budgets import rules_from
-    from otel_gemini.export import LangfuseExporter, resolve_settings
+    from otel_gemini.export import ENV_SPOOL_DIR, LangfuseExporter, resolve_settings
     from otel_gemini.gateway._settings import GatewaySettings
     from otel_gemini.pricing import PriceTable
 
@@ -176,6 +179,19 @@ def run(args: argparse.Namespace) -> int:
     memory = 4 * settings.max_inflight_bytes
     exporter_settings = resolve_settings(memory_max_bytes=memory)  # LangfuseConfigError
     if args.check:
+        # What starting would refuse about the paths, checked without creating anything.
+        if cost_db:
+            try:
+                check_writable(store_settings.path)
+            except CostStoreError as error:
+                raise CommandError(f"--db / OTEL_GEMINI_COST_DB: {error}") from None
+        try:
+            check_private_directory(Path(exporter_settings.spool_dir))
+        except OSError as error:
+            raise CommandError(
+                f"cannot use the spool directory {exporter_settings.spool_dir} "
+                f"({ENV_SPOOL_DIR} / spool_dir=): {error.strerror or error}"
+            ) from None
         where = f"Langfuse {exporter_settings.base_url}; spool {exporter_settings.spool_dir}"
         print(_checked(settings, where, cost_db, rules), flush=True)
         return 0
