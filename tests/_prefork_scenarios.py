@@ -178,7 +178,11 @@ def _write_generations(count: int) -> None:
     from otel_gemini import _attributes as attrs
     from otel_gemini.aggregate import CostStore
 
-    store = CostStore(os.environ["OTEL_GEMINI_COST_DB"])
+    # Room for every span: this is about two writers sharing one file, not about the
+    # queue's bound, which a loaded machine reached (queue_full) before the writer ran.
+    store = CostStore(
+        os.environ["OTEL_GEMINI_COST_DB"], max_queue=count, max_queue_bytes=count * 16_384
+    )
     provider = TracerProvider(shutdown_on_exit=False)
     provider.add_span_processor(CostSpanProcessor(store))
     tracer = provider.get_tracer("store-writer")
