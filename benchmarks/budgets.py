@@ -186,7 +186,8 @@ def _write_spans(store: CostStore, spans: int) -> float:
 def evaluator_throughput(spans: int) -> None:
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "costs.sqlite3"
-        store = CostStore(path, retention_days=0, max_queue=spans)
+        # Room for every span (count and bytes): the evaluator is measured on all of them.
+        store = CostStore(path, retention_days=0, max_queue=spans, max_queue_bytes=spans * 16_384)
         committed: list[CommittedRows] = []
         store.add_commit_listener(committed.append)
         store_rate = _write_spans(store, spans)
