@@ -5,6 +5,7 @@ store written before the rollups existed."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -719,12 +720,15 @@ def test_budget_status_from_the_rollups_equals_the_raw_rows(scratch: Path) -> No
     """The budgets' status (whole-period spend by total, user, session and model, and the
     anomaly rule's windows) reads the rollups when they are built: the same answer as from
     the raw rows, with rows the rollups have not folded yet, rows without a user or a
-    model, unknown prices, and periods cut at Paris midnights."""
+    model, unknown prices, periods cut at Paris midnights, and requests that named an alias
+    (counted under it too, read apart from the rollups)."""
     from otel_gemini.budgets import BudgetRules, budget_status
 
     path = scratch / "costs.sqlite3"
     users = ("alice", "bob", None)
-    models = ("gemini-2.5-flash", "gemini-2.5-pro", "gemini-9-unknown", None)
+    models = ("gemini-2.5-flash-001", "gemini-2.5-pro", "gemini-9-unknown", None)
+    # What the requests named: an alias, the same model spelled otherwise, or nothing else.
+    requested = ("gemini-flash-latest", "models/gemini-2.5-pro", None, "gemini-pro-latest")
     rows = []
     for i in range(600):  # every 37 minutes: about 15 days from T0 - 5 days
         model = models[i % 4]
@@ -736,6 +740,7 @@ def test_budget_status_from_the_rollups_equals_the_raw_rows(scratch: Path) -> No
                 user_id=users[i % 3],
                 session_id=f"s{i // 40}",
                 model=model,
+                request_model=requested[i % 4] if i % 5 else None,
                 service_name="voice" if i % 2 else "chat",
                 cost_femto=None if unknown else 10**12 + i * 7_919_000_000,
                 cost_status="unknown_model" if unknown else "priced",
@@ -795,9 +800,27 @@ by = "model"
         "total-daily": 1,
         "user-hourly": 1,
         "session-daily": 2,
-        "model-monthly": 3,
+        "model-monthly": 5,  # flash, pro, the unknown model, and the two aliases
         "service-daily": 2,
     }
+    # The model rule's spend from the rollups (and the alias rows apart) is what the rows'
+    # own grouping by (model, request_model) gives, the path for named values.
+    from otel_gemini.aggregate import unix_ns
+    from otel_gemini.budgets import _ledger
+    from otel_gemini.budgets._periods import period_of
+
+    (monthly,) = [rule for rule in rules.budgets if rule.name == "model-monthly"]
+    period = period_of(monthly.period, monthly.zone, unix_ns(now))
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        rolled = _ledger.period_spend(connection, monthly, period)
+        assert rolled == _ledger.period_spend(connection, monthly, period, set(rolled))
+    assert sorted(rolled) == [
+        "gemini-2.5-flash",
+        "gemini-2.5-pro",
+        "gemini-9-unknown",
+        "gemini-flash-latest",
+        "gemini-pro-latest",
+    ]
 
 
 def test_a_top_of_a_thousand_groups_of_three_keys_equals_the_raw_rows(scratch: Path) -> None:

@@ -31,6 +31,16 @@ SCHEMA_VERSION: Final = 2
 Raised only by a change an older writer cannot write through: a new nullable column is not
 one (:data:`ADDED_COLUMNS`)."""
 ADDED_COLUMNS: Final = (("request_model", "TEXT"),)
+ADDED_INDEXES: Final = (
+    (
+        "request_model",
+        # Only rows whose request named another model (an alias): budgets read those few
+        # apart from the rollups, which keep the answering model only.
+        "CREATE INDEX IF NOT EXISTS generations_by_request_model ON generations (start_ns) "
+        "WHERE request_model IS NOT NULL",
+    ),
+)
+"""The indexes of :data:`ADDED_COLUMNS`, made with them."""
 """Nullable columns added without a new version (``request_model``: the request's model
 when the response named another). Processes of two versions share one store during a
 rolling upgrade or a worker respawn: an older writer inserts by column name, so it keeps
@@ -75,6 +85,7 @@ _CREATE: Final = (
 )""",
     "CREATE UNIQUE INDEX IF NOT EXISTS generations_by_span ON generations (span_id, trace_id)",
     "CREATE INDEX IF NOT EXISTS generations_by_start ON generations (start_ns)",
+    *(index for _, index in ADDED_INDEXES),
     """CREATE TABLE IF NOT EXISTS dropped_generations (
     hour_ns INTEGER NOT NULL,
     reason TEXT NOT NULL,
@@ -253,12 +264,16 @@ def _create_or_migrate(connection: sqlite3.Connection) -> None:
             for step in range(version, SCHEMA_VERSION):
                 for statement in _MIGRATIONS[step]:
                     connection.execute(statement)
+        if exists:  # before the statements below, which index the added columns
+            for name, kind in _missing_columns(connection):
+                connection.execute(f"ALTER TABLE generations ADD COLUMN {name} {kind}")
+                for column, index in ADDED_INDEXES:
+                    if column == name:
+                        connection.execute(index)
         if not exists or version < SCHEMA_VERSION:
             for statement in _CREATE:
                 connection.execute(statement)
             connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        for name, kind in _missing_columns(connection):
-            connection.execute(f"ALTER TABLE generations ADD COLUMN {name} {kind}")
         connection.commit()
     except BaseException:
         connection.rollback()

@@ -61,8 +61,9 @@ def model_values(model: str | None, request_model: str | None) -> tuple[str, ...
 TOTAL_VALUE: Final = _guard.TOTAL_VALUE
 _ROLLED_UP: Final = {SCOPE_TOTAL: None, SCOPE_USER: "user", SCOPE_SESSION: "session"}
 """Scopes whose whole-period spend the store's rollups answer (:func:`window_spend` key).
-Not ``model``: a row counts under the model that answered and the one the request named
-(:func:`model_values`), and the rollups keep only the first."""
+``model`` too, apart (:func:`_model_spend_rolled_up`): a row counts under the model that
+answered and the one the request named (:func:`model_values`), and the rollups keep only
+the first."""
 _ROLLED_UP_KEY: Final = {"model": "model"}
 """Anomaly ``by`` columns the rollups answer (:func:`window_spend` key): by the stored
 model, as the rule groups."""
@@ -215,6 +216,8 @@ def _model_spend(
 ) -> dict[str, Spend]:
     # A model's spend folds several spellings (and a row counts under two names when the
     # request named an alias): summed in SQL by what the rows hold (a few groups), folded here.
+    if values is None:
+        return _model_spend_rolled_up(connection, period)
     request_model = _request_model_column(connection)
     rows = connection.execute(
         f"SELECT model, {request_model}, {split_sum_sql('cost_femto')}, count(*), "
@@ -233,6 +236,37 @@ def _model_spend(
             result[value] = Spend(
                 found.femto + femto, found.requests + requests, found.unpriced + int(unpriced or 0)
             )
+    return result
+
+
+def _model_spend_rolled_up(connection: sqlite3.Connection, period: Period) -> dict[str, Spend]:
+    """Every model's spend in ``period``: under the answering model from the store's
+    rollups, plus, for the few rows whose request named another model (an alias), under
+    that name too, read apart through their partial index. The same sums as the rows."""
+    result: dict[str, Spend] = {}
+
+    def add(name: str, femto: int, requests: int, unpriced: int) -> None:
+        found = result.get(name, NO_SPEND)
+        result[name] = Spend(
+            found.femto + femto, found.requests + requests, found.unpriced + unpriced
+        )
+
+    for model, spent in window_spend(connection, period.start_ns, period.end_ns, "model").items():
+        for name in model_values(model, None):
+            add(name, spent.cost_femto, spent.requests, spent.unpriced)
+    if _request_model_column(connection) == "NULL":
+        return result
+    rows = connection.execute(
+        f"SELECT model, request_model, {split_sum_sql('cost_femto')}, count(*), "
+        f"{_UNPRICED_SQL} FROM generations WHERE start_ns >= ? AND start_ns < ? "
+        "AND request_model IS NOT NULL GROUP BY 1, 2",
+        (period.start_ns, period.end_ns),
+    )
+    for model, request_model, high, low, priced, requests, unpriced in rows:
+        answering = model_values(model, None)
+        for name in model_values(model, request_model):
+            if name not in answering:
+                add(name, joined(high, low, priced) or 0, requests, int(unpriced or 0))
     return result
 
 
