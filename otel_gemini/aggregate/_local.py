@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import sqlite3
 from collections.abc import Mapping, Sequence
@@ -39,7 +40,7 @@ from otel_gemini.aggregate._rollups import (
     watermark,
 )
 from otel_gemini.aggregate._schema import CostStoreError, open_for_reading, path_from
-from otel_gemini.aggregate._sketch import percentiles as sketch_percentiles
+from otel_gemini.aggregate._sketch import ordered_percentiles
 
 LOCAL: Final = "local"
 _KEY_COLUMNS: Final = {
@@ -307,16 +308,18 @@ class LocalCostSource:
     def _sketched(
         self, connection: sqlite3.Connection, statement: Statement, width: int
     ) -> dict[_Measured, _Values]:
-        """Percentiles within 1 % from the duration histograms, by measure and group."""
-        buckets: dict[_Measured, list[tuple[int, int]]] = {}
-        for row in self._run(connection, statement.sql, statement.parameters):
-            key = (int(row[width]), tuple(row[:width]))
-            buckets.setdefault(key, []).append((int(row[width + 1]), int(row[width + 2] or 0)))
+        """Percentiles within 1 % from the duration histograms, by measure and group.
+
+        The statement groups and orders its rows by group, measure and bucket, so each
+        group's buckets come together, in order, once each: read in one pass (a month of
+        days x models is tens of thousands of buckets)."""
         measured: dict[_Measured, _Values] = {}
-        for key, counts in buckets.items():
-            count, values = sketch_percentiles(counts)
+        rows = self._run(connection, statement.sql, statement.parameters)
+        for key, bucket_rows in itertools.groupby(rows, lambda row: (row[:width], row[width])):
+            counts = ((row[width + 1], row[width + 2] or 0) for row in bucket_rows)
+            count, values = ordered_percentiles(counts)
             if count:
-                measured[key] = (count, values)
+                measured[(int(key[1]), tuple(key[0]))] = (count, values)
         return measured
 
     def _ranked(

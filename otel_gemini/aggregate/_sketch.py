@@ -56,16 +56,14 @@ def representative(index: int) -> float:
     return 2 * BOUNDS[index] / (1 + GAMMA)
 
 
-def percentiles(
+def ordered_percentiles(
     counts: Iterable[tuple[int, int]], percentiles: tuple[int, ...] = PERCENTILES
 ) -> tuple[int, tuple[float | None, ...]]:
-    """(number of values, the percentiles) from ``(bucket, count)`` pairs, by the same
-    rank arithmetic as the exact answers (:mod:`._percentiles`). Pairs of a bucket may
-    repeat; counts of zero or less (a subtraction's leftovers) are ignored."""
-    merged: dict[int, int] = {}
-    for index, count in counts:
-        merged[index] = merged.get(index, 0) + count
-    ordered = sorted((index, count) for index, count in merged.items() if count > 0)
+    """(number of values, the percentiles) from ``(bucket, count)`` pairs in bucket order,
+    each bucket once (as SQL grouped and ordered them), by the same rank arithmetic as the
+    exact answers (:mod:`._percentiles`); counts of zero or less (a subtraction's leftovers)
+    are ignored."""
+    ordered = [(index, count) for index, count in counts if count > 0]
     total = sum(count for _, count in ordered)
     if not total:
         return 0, tuple(None for _ in percentiles)
