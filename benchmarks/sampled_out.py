@@ -13,6 +13,11 @@ real ``MeterProvider``:
 - ``sampled out``: ``ALWAYS_OFF``, the sink registered (the calls reach the store);
 - ``sampled out, no sink``: ``ALWAYS_OFF`` without it (what a user's own wiring gets).
 
+Workloads: a plain call and a stream (``overhead.py``'s), and a long-running one (where the
+Interactions API exists): a background interaction created, then fetched finished — three
+spans on the caller's thread (the create, the fetch, and the generation recorded when its
+usage arrives, which a sampled-out run hands to the pipeline).
+
     python benchmarks/sampled_out.py [rounds] [calls-per-round]
 """
 
@@ -21,6 +26,7 @@ from __future__ import annotations
 import statistics
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from google import genai
@@ -28,7 +34,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler
-from overhead import UNINSTRUMENTED, Variant, measure, workloads
+from overhead import MODEL, UNINSTRUMENTED, USAGE, Variant, measure, workloads
 
 from otel_gemini import CostSpanProcessor, GeminiInstrumentor
 from otel_gemini._unrecorded import register_sink
@@ -36,8 +42,23 @@ from otel_gemini.aggregate import CostStore
 from otel_gemini.instrumentation import flush_finished_calls
 from otel_gemini.processing import UnrecordedPricing
 from otel_gemini.testing import FakeGemini
+from otel_gemini.testing.fake_gemini import InteractionReply
 
 RECORDED, SAMPLED_OUT, NO_SINK = "recorded", "sampled out", "sampled out, no sink"
+LATE = "background, fetched"
+
+
+def late_workload(fake: FakeGemini, client: genai.Client) -> tuple[object, Callable[[], object]]:
+    """A background interaction created (``in_progress``), then fetched finished: the reply
+    to queue for the create, and the call (which queues the fetch's reply itself)."""
+    created = InteractionReply(("",), status="in_progress", interaction_id="int-bg")
+
+    def call() -> object:
+        fake.add_interaction("Done.", usage=USAGE, interaction_id="int-bg", fetch=True, model=MODEL)
+        client.interactions.create(model=MODEL, input="Hi", background=True)
+        return client.interactions.get("int-bg")
+
+    return created, call
 
 
 def _pipeline(
@@ -82,7 +103,10 @@ def main() -> None:
             "transport; µs added per call on the calling thread (CPU time) over uninstrumented"
         )
         print(f"{'workload':<18} {'bare':>6} {RECORDED:>9} {SAMPLED_OUT:>12} {NO_SINK:>21}")
-        for workload, (reply, call) in workloads(client).items():
+        measured = workloads(client)
+        if hasattr(client, "interactions"):
+            measured[LATE] = late_workload(fake, client)
+        for workload, (reply, call) in measured.items():
             for _ in range(50):  # warm-up
                 fake.add(reply)  # type: ignore[arg-type]
                 call()
