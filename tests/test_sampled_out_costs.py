@@ -376,7 +376,8 @@ LONG_OPERATION_ROWS = sorted(
             [
                 (*_LATE, 0, 0, None, None),  # the background create: nothing run yet
                 (*_LATE, 1200, 450, int(LATE_COST * FEMTO), "priced"),  # its generation
-                (*_LATE, 1200, 450, int(LATE_COST * FEMTO), "priced"),  # the agent's
+                (*_LATE, 1200, 450, int(LATE_COST * FEMTO), "priced"),  # the background agent's
+                (*_LATE, 1200, 450, int(LATE_COST * FEMTO), "priced"),  # the other agent's
             ]
             if INTERACTIONS
             else []
@@ -396,8 +397,8 @@ LONG_OPERATION_ROWS = sorted(
 
 def _run_long_operations(fake: FakeGemini, client: genai.Client) -> None:
     """A video generation polled to completion; a background interaction and a background
-    agent interaction fetched until finished, and again (by a second client too); a batch job
-    got running, then finished twice."""
+    agent interaction fetched until finished, and again (by a second client too); an agent
+    interaction answered at once; a batch job got running, then finished twice."""
     with trace_attributes(user_id="ana", session_id="s-1", tags=["late"]):
         vertex = fake.client(vertexai=True)
         operation = vertex.models.generate_videos(
@@ -410,6 +411,9 @@ def _run_long_operations(fake: FakeGemini, client: genai.Client) -> None:
             client.interactions.create(model=FLASH, input="Hi", background=True)
             fake.add_interaction("", status="in_progress", agent=AGENT, interaction_id="int-ag")
             client.interactions.create(agent=AGENT, input="Research", background=True)
+            # An agent answering at once: its usage goes on a generation child too.
+            fake.add_interaction("Found.", usage=LATE_USAGE, agent=AGENT, model=FLASH)
+            client.interactions.create(agent=AGENT, input="Research")
             fake.add_interaction(
                 "", status="in_progress", interaction_id="int-bg", fetch=True, model=FLASH
             )
@@ -477,7 +481,7 @@ def test_long_running_operations_are_stored_once_whatever_the_sampler(
         assert sum(row[2] == create[2] for row in rows) == 2  # the create and its generation
     pricing = pipeline.telemetry.health().extra["pricing"]
     assert pricing["spans"] == {attrs.COST_STATUS_PRICED: len(rows) - INTERACTIONS}  # type: ignore[index]
-    late = LATE_COST * 2 * INTERACTIONS + sum(BATCH_COSTS) * BATCHES
+    late = LATE_COST * 3 * INTERACTIONS + sum(BATCH_COSTS) * BATCHES
     assert pipeline.cost_metric() == {
         VEO: float(VIDEO_COST),
         **({FLASH: int(late * FEMTO) / 10**15} if late else {}),
@@ -494,3 +498,42 @@ def test_long_running_operations_are_stored_once_whatever_the_sampler(
     assert {(span.trace_id, span.span_id) for span in generations} == {
         key for key in sampled if costs[key] is not None
     }
+
+
+LIVE_INTERACTIONS = importlib.util.find_spec("google.genai._interactions_websocket") is not None
+
+
+@pytest.mark.skipif(not LIVE_INTERACTIONS, reason="Live interactions came with google-genai 3")
+@pytest.mark.filterwarnings("ignore:Live Interactions usage")
+@pytest.mark.parametrize(
+    "sampler", [ALWAYS_ON, ParentBased(ALWAYS_OFF)], ids=["sampled-in", "parent-based-always-off"]
+)
+async def test_a_sampled_out_live_interaction_is_stored_when_its_connection_completes_it(
+    fake_gemini: FakeGemini,
+    gemini_client: genai.Client,
+    fake_langfuse_env: FakeLangfuse,
+    make_pipeline: Callable[[Sampler], _Pipeline],
+    sampler: Sampler,
+) -> None:
+    pipeline = make_pipeline(sampler)
+    with trace_attributes(user_id="ana"):
+        fake_gemini.add_interaction("", status="idle", interaction_id="int-live")
+        await gemini_client.aio.interactions.create(model=FLASH, input="Hi")
+    fake_gemini.add_live_interaction(["Hel", "lo"], usage=LATE_USAGE, model=FLASH)
+    async with gemini_client.aio.interactions.connect("int-live") as connection:
+        await connection.send({"event_type": "input", "content": [{"type": "text", "text": "Hi"}]})
+        async for event in connection.receive():
+            if event.event_type == "step.stop":
+                break
+        await connection.complete()
+        assert [event.event_type async for event in connection.receive()] == [
+            "interaction.completed"
+        ]
+    assert await asyncio.to_thread(pipeline.telemetry.force_flush, 10)
+
+    store = pipeline.telemetry.cost_store
+    assert store is not None
+    with sqlite3.connect(store.path) as db:
+        rows = list(db.execute("SELECT user_id, input_tokens, cost_femto FROM generations"))
+    # The create (nothing run yet), then the generation the connection completed, once.
+    assert sorted(rows, key=str) == [("ana", 0, None), ("ana", 1200, int(LATE_COST * FEMTO))]
