@@ -13,10 +13,10 @@ real ``MeterProvider``:
 - ``sampled out``: ``ALWAYS_OFF``, the sink registered (the calls reach the store);
 - ``sampled out, no sink``: ``ALWAYS_OFF`` without it (what a user's own wiring gets).
 
-Workloads: a plain call and a stream (``overhead.py``'s), and a long-running one (where the
-Interactions API exists): a background interaction created, then fetched finished — three
-spans on the caller's thread (the create, the fetch, and the generation recorded when its
-usage arrives, which a sampled-out run hands to the pipeline).
+Workloads: a plain call and a stream (``overhead.py``'s), and a long-running operation (on
+google-genai 2+): a batch job created, then got finished with 20 inlined responses — on the
+caller's thread, the create's span and a generation span per response, recorded when their
+usage arrives (a sampled-out run hands each to the pipeline).
 
     python benchmarks/sampled_out.py [rounds] [calls-per-round]
 """
@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from google import genai
+from google.genai import batches
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -42,21 +43,28 @@ from otel_gemini.aggregate import CostStore
 from otel_gemini.instrumentation import flush_finished_calls
 from otel_gemini.processing import UnrecordedPricing
 from otel_gemini.testing import FakeGemini
-from otel_gemini.testing.fake_gemini import InteractionReply
+from otel_gemini.testing.fake_gemini import BatchReply, JsonReply
 
 RECORDED, SAMPLED_OUT, NO_SINK = "recorded", "sampled out", "sampled out, no sink"
-LATE = "background, fetched"
+BATCH_REQUESTS = 20
+LATE = f"batch, {BATCH_REQUESTS} requests"
+_JOB = "batches/bench"
 
 
 def late_workload(fake: FakeGemini, client: genai.Client) -> tuple[object, Callable[[], object]]:
-    """A background interaction created (``in_progress``), then fetched finished: the reply
-    to queue for the create, and the call (which queues the fetch's reply itself)."""
-    created = InteractionReply(("",), status="in_progress", interaction_id="int-bg")
+    """A batch job created, then got finished with its inlined responses: the reply to queue
+    for the create (a job of a fixed name), and the call (which queues the get's reply)."""
+    created = JsonReply(
+        {"name": _JOB, "metadata": {"state": "BATCH_STATE_PENDING"}},
+        rpcs=frozenset({"batchGenerateContent"}),
+    )
+    finished = BatchReply(_JOB, MODEL, responses=(("Done.", USAGE),) * BATCH_REQUESTS)
+    source = [{"contents": [{"parts": [{"text": "Hi"}], "role": "user"}]}] * BATCH_REQUESTS
 
     def call() -> object:
-        fake.add_interaction("Done.", usage=USAGE, interaction_id="int-bg", fetch=True, model=MODEL)
-        client.interactions.create(model=MODEL, input="Hi", background=True)
-        return client.interactions.get("int-bg")
+        fake.add(finished)
+        client.batches.create(model=MODEL, src=source)  # type: ignore[arg-type]
+        return client.batches.get(name=_JOB)
 
     return created, call
 
@@ -104,7 +112,7 @@ def main() -> None:
         )
         print(f"{'workload':<18} {'bare':>6} {RECORDED:>9} {SAMPLED_OUT:>12} {NO_SINK:>21}")
         measured = workloads(client)
-        if hasattr(client, "interactions"):
+        if hasattr(batches, "_BatchJob_from_mldev"):  # Gemini API batch jobs: google-genai 2+
             measured[LATE] = late_workload(fake, client)
         for workload, (reply, call) in measured.items():
             for _ in range(50):  # warm-up
