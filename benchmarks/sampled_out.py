@@ -13,6 +13,11 @@ real ``MeterProvider``:
 - ``sampled out``: ``ALWAYS_OFF``, the sink registered (the calls reach the store);
 - ``sampled out, no sink``: ``ALWAYS_OFF`` without it (what a user's own wiring gets).
 
+Workloads: a plain call and a stream (``overhead.py``'s), and a long-running operation (on
+google-genai 2+): a batch job created, then got finished with 20 inlined responses — on the
+caller's thread, the create's span and a generation span per response, recorded when their
+usage arrives (a sampled-out run hands each to the pipeline).
+
     python benchmarks/sampled_out.py [rounds] [calls-per-round]
 """
 
@@ -21,14 +26,16 @@ from __future__ import annotations
 import statistics
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from google import genai
+from google.genai import batches
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler
-from overhead import UNINSTRUMENTED, Variant, measure, workloads
+from overhead import MODEL, UNINSTRUMENTED, USAGE, Variant, measure, workloads
 
 from otel_gemini import CostSpanProcessor, GeminiInstrumentor
 from otel_gemini._unrecorded import register_sink
@@ -36,8 +43,30 @@ from otel_gemini.aggregate import CostStore
 from otel_gemini.instrumentation import flush_finished_calls
 from otel_gemini.processing import UnrecordedPricing
 from otel_gemini.testing import FakeGemini
+from otel_gemini.testing.fake_gemini import BatchReply, JsonReply
 
 RECORDED, SAMPLED_OUT, NO_SINK = "recorded", "sampled out", "sampled out, no sink"
+BATCH_REQUESTS = 20
+LATE = f"batch, {BATCH_REQUESTS} requests"
+_JOB = "batches/bench"
+
+
+def late_workload(fake: FakeGemini, client: genai.Client) -> tuple[object, Callable[[], object]]:
+    """A batch job created, then got finished with its inlined responses: the reply to queue
+    for the create (a job of a fixed name), and the call (which queues the get's reply)."""
+    created = JsonReply(
+        {"name": _JOB, "metadata": {"state": "BATCH_STATE_PENDING"}},
+        rpcs=frozenset({"batchGenerateContent"}),
+    )
+    finished = BatchReply(_JOB, MODEL, responses=(("Done.", USAGE),) * BATCH_REQUESTS)
+    source = [{"contents": [{"parts": [{"text": "Hi"}], "role": "user"}]}] * BATCH_REQUESTS
+
+    def call() -> object:
+        fake.add(finished)
+        client.batches.create(model=MODEL, src=source)  # type: ignore[arg-type]
+        return client.batches.get(name=_JOB)
+
+    return created, call
 
 
 def _pipeline(
@@ -82,7 +111,10 @@ def main() -> None:
             "transport; µs added per call on the calling thread (CPU time) over uninstrumented"
         )
         print(f"{'workload':<18} {'bare':>6} {RECORDED:>9} {SAMPLED_OUT:>12} {NO_SINK:>21}")
-        for workload, (reply, call) in workloads(client).items():
+        measured = workloads(client)
+        if hasattr(batches, "_BatchJob_from_mldev"):  # Gemini API batch jobs: google-genai 2+
+            measured[LATE] = late_workload(fake, client)
+        for workload, (reply, call) in measured.items():
             for _ in range(50):  # warm-up
                 fake.add(reply)  # type: ignore[arg-type]
                 call()

@@ -8,6 +8,8 @@ Langfuse, real SQLite store.
 from __future__ import annotations
 
 import asyncio
+import importlib
+import importlib.util
 import random
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
@@ -23,6 +25,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
+    ALWAYS_ON,
     Decision,
     ParentBased,
     Sampler,
@@ -345,3 +348,194 @@ def test_shutdown_stops_handing_sampled_out_calls_to_the_pipeline(
     assert store is not None
     assert store.stats()["written"] == 1
     provider.shutdown()
+
+
+# --- long-running operations: usage that arrives after the request that made it ---------------
+
+# google-genai 1.55+ has the Interactions API; 2.x+ batch jobs on the Gemini API.
+INTERACTIONS = any(
+    importlib.util.find_spec(name) is not None
+    for name in ("google.genai._gaos", "google.genai._interactions")
+)
+BATCHES = hasattr(importlib.import_module("google.genai.batches"), "_BatchJob_from_mldev")
+VEO = "veo-3.0-generate-001"
+AGENT = "deep-research-pro-preview-12-2025"
+# gemini-2.5-flash: 200 fresh input x $0.30/M + 1,000 cached x $0.03/M + 450 output x $2.50/M.
+LATE_USAGE = ScriptedUsage(prompt=1200, cached=1000, candidates=300, thoughts=150)
+LATE_COST = Decimal("0.001215")
+# The same at the batch tier (input and output halved, cache reads not), and a small request.
+BATCH_SMALL = ScriptedUsage(prompt=100, candidates=20)
+BATCH_COSTS = (Decimal("0.0006225"), Decimal("0.00004"))  # 100 x 0.15 + 20 x 1.25 for the second
+VIDEO_COST = Decimal("6.40")  # 2 videos x 8 s x $0.40/s
+_VIDEO = ("generate_videos", VEO, "ana", "s-1", '["late"]')
+_LATE = ("generate_content", FLASH, "ana", "s-1", '["late"]')
+LONG_OPERATION_ROWS = sorted(
+    [
+        (*_VIDEO, 0, 16, int(VIDEO_COST * FEMTO), "priced"),  # priced at its start
+        *(
+            [
+                (*_LATE, 0, 0, None, None),  # the background create: nothing run yet
+                (*_LATE, 1200, 450, int(LATE_COST * FEMTO), "priced"),  # its generation
+                (*_LATE, 1200, 450, int(LATE_COST * FEMTO), "priced"),  # the background agent's
+                (*_LATE, 1200, 450, int(LATE_COST * FEMTO), "priced"),  # the other agent's
+            ]
+            if INTERACTIONS
+            else []
+        ),
+        *(
+            [
+                (*_LATE, 1200, 450, int(BATCH_COSTS[0] * FEMTO), "priced"),
+                (*_LATE, 100, 20, int(BATCH_COSTS[1] * FEMTO), "priced"),
+            ]
+            if BATCHES
+            else []
+        ),
+    ],
+    key=str,
+)
+
+
+def _run_long_operations(fake: FakeGemini, client: genai.Client) -> None:
+    """A video generation polled to completion; a background interaction and a background
+    agent interaction fetched until finished, and again (by a second client too); an agent
+    interaction answered at once; a batch job got running, then finished twice."""
+    with trace_attributes(user_id="ana", session_id="s-1", tags=["late"]):
+        vertex = fake.client(vertexai=True)
+        operation = vertex.models.generate_videos(
+            model=VEO, prompt="a cat", config={"duration_seconds": 8, "number_of_videos": 2}
+        )
+        while not operation.done:
+            operation = vertex.operations.get(operation)
+        if INTERACTIONS:
+            fake.add_interaction("", status="in_progress", interaction_id="int-bg")
+            client.interactions.create(model=FLASH, input="Hi", background=True)
+            fake.add_interaction("", status="in_progress", agent=AGENT, interaction_id="int-ag")
+            client.interactions.create(agent=AGENT, input="Research", background=True)
+            # An agent answering at once: its usage goes on a generation child too.
+            fake.add_interaction("Found.", usage=LATE_USAGE, agent=AGENT, model=FLASH)
+            client.interactions.create(agent=AGENT, input="Research")
+            fake.add_interaction(
+                "", status="in_progress", interaction_id="int-bg", fetch=True, model=FLASH
+            )
+            client.interactions.get("int-bg")
+            for _ in range(2):
+                for interaction_id, agent in (("int-bg", None), ("int-ag", AGENT)):
+                    fake.add_interaction(
+                        "Done.",
+                        usage=LATE_USAGE,
+                        interaction_id=interaction_id,
+                        fetch=True,
+                        model=FLASH,
+                        agent=agent,
+                    )
+            for fetcher in (client, fake.client()):  # a second client fetches them again
+                fetcher.interactions.get("int-bg")
+                fetcher.interactions.get("int-ag")
+        if BATCHES:
+            job = client.batches.create(
+                model=FLASH,
+                src=[{"contents": [{"parts": [{"text": t}], "role": "user"}]} for t in "ab"],
+            )
+            assert job.name is not None
+            fake.add_batch(job.name, model=FLASH, state="BATCH_STATE_RUNNING")
+            for _ in range(2):
+                fake.add_batch(
+                    job.name, model=FLASH, responses=[("A", LATE_USAGE), ("B", BATCH_SMALL)]
+                )
+            for _ in range(3):
+                client.batches.get(name=job.name)
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    [ALWAYS_ON, ParentBased(ALWAYS_OFF), TraceIdRatioBased(0.5)],
+    ids=["sampled-in", "parent-based-always-off", "ratio-0.5"],
+)
+@pytest.mark.filterwarnings("ignore:The generate_videos method with prompt")
+def test_long_running_operations_are_stored_once_whatever_the_sampler(
+    fake_gemini: FakeGemini,
+    gemini_client: genai.Client,
+    fake_langfuse_env: FakeLangfuse,
+    make_pipeline: Callable[[Sampler], _Pipeline],
+    sampler: Sampler,
+) -> None:
+    pipeline = make_pipeline(sampler)
+    _run_long_operations(fake_gemini, gemini_client)
+    assert pipeline.telemetry.force_flush(timeout=10)
+
+    store = pipeline.telemetry.cost_store
+    assert store is not None
+    with sqlite3.connect(store.path) as db:
+        rows = list(
+            db.execute(
+                "SELECT trace_id, span_id, start_ns, operation, model, user_id, session_id, "
+                "tags, input_tokens, output_tokens, cost_femto, cost_status FROM generations"
+            )
+        )
+    # Exactly the rows of the sampled-in run: one per billed unit, at the same prices.
+    assert sorted((row[3:] for row in rows), key=str) == LONG_OPERATION_ROWS
+    assert len({row[:2] for row in rows}) == len(rows)
+    # Priced at the create's date, as a recorded generation is: it starts with its create.
+    if INTERACTIONS:
+        [create] = [row for row in rows if row[3] == "generate_content" and row[10] is None]
+        assert sum(row[2] == create[2] for row in rows) == 2  # the create and its generation
+    pricing = pipeline.telemetry.health().extra["pricing"]
+    assert pricing["spans"] == {attrs.COST_STATUS_PRICED: len(rows) - INTERACTIONS}  # type: ignore[index]
+    late = LATE_COST * 3 * INTERACTIONS + sum(BATCH_COSTS) * BATCHES
+    assert pipeline.cost_metric() == {
+        VEO: float(VIDEO_COST),
+        **({FLASH: int(late * FEMTO) / 10**15} if late else {}),
+    }
+    # Langfuse gets the sampled generations only, priced as stored.
+    costs = {row[:2]: row[10] for row in rows}
+    generations = [
+        span for span in fake_langfuse_env.spans if span.attributes.get(attrs.COST_STATUS)
+    ]
+    for span in generations:
+        cost = Decimal(str(span.attributes[attrs.GEN_AI_USAGE_COST]))
+        assert int(cost * FEMTO) == costs[(span.trace_id, span.span_id)]
+    sampled = {row[:2] for row in rows if _sampled(sampler, row[0])}
+    if isinstance(sampler, TraceIdRatioBased) and len(rows) > 1:
+        assert 0 < len(sampled) < len(rows)  # some operations recorded, some handed over
+    assert {(span.trace_id, span.span_id) for span in generations} == {
+        key for key in sampled if costs[key] is not None
+    }
+
+
+LIVE_INTERACTIONS = importlib.util.find_spec("google.genai._interactions_websocket") is not None
+
+
+@pytest.mark.skipif(not LIVE_INTERACTIONS, reason="Live interactions came with google-genai 3")
+@pytest.mark.filterwarnings("ignore:Live Interactions usage")
+@pytest.mark.parametrize(
+    "sampler", [ALWAYS_ON, ParentBased(ALWAYS_OFF)], ids=["sampled-in", "parent-based-always-off"]
+)
+async def test_a_sampled_out_live_interaction_is_stored_when_its_connection_completes_it(
+    fake_gemini: FakeGemini,
+    gemini_client: genai.Client,
+    fake_langfuse_env: FakeLangfuse,
+    make_pipeline: Callable[[Sampler], _Pipeline],
+    sampler: Sampler,
+) -> None:
+    pipeline = make_pipeline(sampler)
+    with trace_attributes(user_id="ana"):
+        fake_gemini.add_interaction("", status="idle", interaction_id="int-live")
+        await gemini_client.aio.interactions.create(model=FLASH, input="Hi")
+    fake_gemini.add_live_interaction(["Hel", "lo"], usage=LATE_USAGE, model=FLASH)
+    async with gemini_client.aio.interactions.connect("int-live") as connection:
+        await connection.send({"event_type": "input", "content": [{"type": "text", "text": "Hi"}]})
+        async for event in connection.receive():
+            if event.event_type == "step.stop":
+                break
+        await connection.complete()
+        assert [event.event_type async for event in connection.receive()] == [
+            "interaction.completed"
+        ]
+    assert await asyncio.to_thread(pipeline.telemetry.force_flush, 10)
+
+    store = pipeline.telemetry.cost_store
+    assert store is not None
+    with sqlite3.connect(store.path) as db:
+        rows = list(db.execute("SELECT user_id, input_tokens, cost_femto FROM generations"))
+    # The create (nothing run yet), then the generation the connection completed, once.
+    assert sorted(rows, key=str) == [("ana", 0, None), ("ana", 1200, int(LATE_COST * FEMTO))]

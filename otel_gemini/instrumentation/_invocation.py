@@ -114,7 +114,18 @@ class Invocation:
         )
         # Sampled out: the span keeps nothing, so what the pipeline needs to price and count
         # the call anyway is kept here (references only; the metrics worker builds the rest).
-        self._unrecorded = None if span.is_recording() else UnrecordedCall(name, kind, attributes)
+        self._unrecorded = (
+            None if span.is_recording() else UnrecordedCall(name, kind, attributes, time.time_ns())
+        )
+
+    def start_time_ns(self) -> int:
+        """When the request started (ns since the epoch), recorded or not."""
+        started = getattr(self.span, "start_time", None)  # the SDK's recording spans have it
+        if isinstance(started, int):
+            return started
+        if self._unrecorded is not None:
+            return self._unrecorded.start_ns
+        return time.time_ns()  # a no-op tracer's span
 
     def activate(self) -> _Activation:
         """Make the span current for the duration of a ``with`` block (the SDK's work)."""
@@ -245,7 +256,6 @@ class Invocation:
                 error,
                 self.span,
                 self._unrecorded,
-                self._started_at,
             )
         )
 
@@ -258,13 +268,24 @@ def record_metrics(
     error: str | None,
     time_to_first_chunk: float | None = None,
     span: trace.Span | None = None,
+    unrecorded: UnrecordedCall | None = None,
 ) -> None:
     """Hands a request's metric points to the metrics worker: its duration (``None``:
     recorded already) and time to first chunk in seconds, and unless it failed (``error``, or
     an error type in ``result``), the input and output tokens of its final attributes
-    ``result``; ``span`` (the request's) links the points' exemplars to its trace."""
+    ``result``; ``span`` (the request's) links the points' exemplars to its trace;
+    ``unrecorded``: the span is not recorded, so the worker hands the call to the pipeline."""
     QUEUE.submit(
-        MetricRecord(instruments, metric_points, result, duration, time_to_first_chunk, error, span)
+        MetricRecord(
+            instruments,
+            metric_points,
+            result,
+            duration,
+            time_to_first_chunk,
+            error,
+            span,
+            unrecorded,
+        )
     )
 
 

@@ -75,9 +75,8 @@ class MetricRecord(NamedTuple):
     span: trace.Span | None
     """The call's span: the points' context, for exemplars."""
     unrecorded: UnrecordedCall | None = None
-    """Set when the span is not recorded: the call then goes to the pipeline's sink too."""
-    started_at: float = 0.0
-    """The call's start (``time.perf_counter()``), for an unrecorded call's start time."""
+    """Set when the span is not recorded: the call then goes to the pipeline's sink too (a
+    generation recorded when its result arrived as well, with its own times)."""
 
 
 class MetricQueue:
@@ -193,7 +192,7 @@ def record_points(record: MetricRecord) -> None:
         if isinstance(output_tokens, int):
             instruments.token_usage.record(output_tokens, points.output_tokens, context)
     unrecorded = record.unrecorded
-    if unrecorded is not None and record.duration is not None:
+    if unrecorded is not None:
         try:
             hand_over(
                 unrecorded,
@@ -201,7 +200,6 @@ def record_points(record: MetricRecord) -> None:
                 record.span,
                 result,
                 error,
-                record.started_at,
                 record.duration,
                 record.time_to_first_chunk,
             )

@@ -9,7 +9,9 @@ event. A batch job's requests likewise run later, and their usage arrives in the
 returns succeeded. So when such a result first arrives, for a request this process made, each
 generation is recorded as a span of its own: a child of the creating span (same trace, same
 user and session), from the create to the result's time, linked to the span that received
-it, with the usage. Once: polling it again bills nothing. A fetch cannot tell such a result
+it, with the usage. Once: polling it again bills nothing. When that span is not recorded (a
+sampler dropped the creator's trace), the generation is handed to the pipeline as any
+sampled-out call of ours is, priced once and stored locally. A fetch cannot tell such a result
 from one billed at its create, so results of requests made in another process (or before a
 restart) are not billed here.
 """
@@ -34,6 +36,7 @@ from otel_gemini._trace_attributes import current_trace_attributes, restored_tra
 from otel_gemini.instrumentation._instruments import Instruments
 from otel_gemini.instrumentation._invocation import Invocation, record_metrics
 from otel_gemini.instrumentation._metric_points import MetricPoints
+from otel_gemini.instrumentation._unrecorded_calls import UnrecordedCall
 
 # Requests awaiting their usage (a finished fetch, a Live connection's completion, a batch).
 # One whose result is never read here (read elsewhere, or abandoned) would stay forever: past
@@ -62,13 +65,12 @@ def pending_generation(
 ) -> PendingGeneration:
     """What the request of ``creator`` (ended) leaves for its generations: their span name
     and request attributes, its span, start and the current trace attributes."""
-    # The SDK's spans know their start; the generations start with the creating request.
-    started_ns = getattr(creator.span, "start_time", None)
+    # The generations start with the creating request (so are priced at its date).
     return PendingGeneration(
         name,
         attributes,
         creator.span.get_span_context(),
-        started_ns if isinstance(started_ns, int) else time.time_ns(),
+        creator.start_time_ns(),
         current_trace_attributes(),
         MetricPoints(attributes),
     )
@@ -116,16 +118,26 @@ def record_generation(
     if ended_ns is None or not pending.started_ns <= ended_ns <= now:
         ended_ns = now  # no usable time from the API: when its result arrived
     links = [Link(returned_by)] if returned_by is not None and returned_by.is_valid else None
+    name = _span_name(pending, result)
     # Started on the creator's behalf: span processors stamp the creator's trace attributes.
     with restored_trace_attributes(pending.trace_attributes):
         span = instruments.tracer.start_span(
-            _span_name(pending, result),
+            name,
             trace.set_span_in_context(NonRecordingSpan(pending.span_context)),
             kind=SpanKind.CLIENT,
             attributes=result,
             links=links,
             start_time=pending.started_ns,
         )
+    # Not recorded (a sampler dropped its creator's trace, so under ParentBased it too): no
+    # processor sees it, so the metrics worker hands it to the pipeline to price and store,
+    # as it does any call of ours whose span is not recorded (``_unrecorded_calls``). Its
+    # request attributes carry the creator's trace attributes already.
+    unrecorded = (
+        None
+        if span.is_recording()
+        else UnrecordedCall(name, SpanKind.CLIENT, result, pending.started_ns, ended_ns)
+    )
     # A failure the response reported in-band (an agent's stream's error event).
     error = result.get(attrs.ERROR_TYPE)
     if isinstance(error, str):
@@ -139,6 +151,7 @@ def record_generation(
         None,
         error if isinstance(error, str) else None,
         span=span,
+        unrecorded=unrecorded,
     )
 
 

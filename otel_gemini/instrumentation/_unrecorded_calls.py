@@ -1,14 +1,17 @@
 """Our calls whose span is not recorded, handed to the pipeline's sink (see ``_unrecorded``).
 
 The caller's thread keeps only what it already has (the span name and kind, the request's
-attribute dict, the perf-counter readings); the metrics worker, which gets every finished
-call anyway, builds the :class:`~otel_gemini._unrecorded.UnrecordedGeneration` and hands it
-to the sink ``configure()`` registered for the call's tracer provider.
+attribute dict, the perf-counter readings) and its start time; the metrics worker, which gets
+every finished call anyway, builds the :class:`~otel_gemini._unrecorded.UnrecordedGeneration`
+and hands it to the sink ``configure()`` registered for the call's tracer provider.
+
+A generation recorded after the request that made it (a background interaction's, a batch
+job's requests: ``_pending_generations``) is handed over the same way when its span is not
+recorded (its creating span was sampled out), with the wall-clock times it would have had.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -29,6 +32,11 @@ class UnrecordedCall(NamedTuple):
     kind: SpanKind
     request_attributes: Mapping[str, AttributeValue]
     """The dict the span was started with (never changed after)."""
+    start_ns: int
+    """When it started (ns since the epoch), read as a recorded span's start is."""
+    end_ns: int | None = None
+    """When it ended, if known at hand-off (a generation recorded when its result arrived);
+    None: its start plus the call's duration."""
 
 
 def hand_over(
@@ -37,14 +45,13 @@ def hand_over(
     span: trace.Span | None,
     result: Mapping[str, AttributeValue],
     error: str | None,
-    started_at: float,
-    duration: float,
+    duration: float | None,
     time_to_first_chunk: float | None,
 ) -> None:
     """Hands the finished call to its provider's sink, if one is registered (on the worker).
 
-    ``started_at`` is a ``time.perf_counter()`` reading, ``duration`` and
-    ``time_to_first_chunk`` seconds; ``error`` the failure's error type."""
+    ``duration`` and ``time_to_first_chunk`` are seconds; ``error`` the failure's error
+    type."""
     provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
     sink = sink_for(provider)
     if sink is None or span is None or not span.get_span_context().is_valid:
@@ -54,9 +61,11 @@ def hand_over(
         attributes[attrs.ERROR_TYPE] = error
     if time_to_first_chunk is not None:
         attributes.setdefault(attrs.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, time_to_first_chunk)
-    # The perf counter's reading as wall-clock time: the same conversion a recorded span's
-    # end time gets (Invocation._end_time_ns), done here rather than on the caller's thread.
-    start_ns = time.time_ns() - int((time.perf_counter() - started_at) * 1e9)
+    end_ns = call.end_ns
+    if end_ns is None:
+        if duration is None:
+            return  # no end: nothing hands such a call over
+        end_ns = call.start_ns + int(duration * 1e9)
     context: SpanContext = span.get_span_context()
     sink.on_unrecorded(
         UnrecordedGeneration(
@@ -64,8 +73,8 @@ def hand_over(
             call.kind,
             context,
             attributes,
-            start_ns,
-            start_ns + int(duration * 1e9),
+            call.start_ns,
+            end_ns,
             error is not None,
         )
     )
