@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cli_process import COMMAND, iso, run_cli
 from collector_harness import run_node_app
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
@@ -80,24 +81,6 @@ def _rows_of(path: Path) -> list[dict[str, Any]]:
         connection.close()
 
 
-_COMMAND = (sys.executable, "-m", "otel_gemini.cli")
-
-
-def _cli(*arguments: str) -> subprocess.CompletedProcess[str]:
-    """``otel-gemini`` in another process (the one that wrote the store is this one)."""
-    return subprocess.run(
-        [*_COMMAND, *arguments],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
-    )
-
-
-def _iso(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, timezone.utc).isoformat()
-
-
 def test_a_forced_overflow_is_in_every_answer_also_from_another_process(tmp_path: Path) -> None:
     db = tmp_path / "costs.sqlite3"
     # Room for three spans; a long batch delay keeps the writer from draining meanwhile.
@@ -117,34 +100,34 @@ def test_a_forced_overflow_is_in_every_answer_also_from_another_process(tmp_path
         store.shutdown(5000)
     assert len(_rows_of(db)) == 4
 
-    window = ("--from", _iso(HOUR), "--to", _iso(HOUR + HOUR_NS), "--db", str(db))
-    costs = _cli("costs", *window, "--json")
+    window = ("--from", iso(HOUR), "--to", iso(HOUR + HOUR_NS), "--db", str(db))
+    costs = run_cli("costs", *window, "--json")
     assert costs.returncode == 0, costs.stderr
     document = json.loads(costs.stdout)
     assert (document["dropped"], document["total"]["requests"]) == (2, 3)
     assert document["total"]["cost"] == "0.0024"
-    latency = json.loads(_cli("costs", "--latency", *window, "--json").stdout)
+    latency = json.loads(run_cli("costs", "--latency", *window, "--json").stdout)
     assert (latency["dropped"], latency["groups"][0]["requests"]) == (2, 3)
-    table = _cli("costs", *window)
+    table = run_cli("costs", *window)
     assert table.stdout.splitlines()[-1] == (
         "WARNING: the cost store dropped 2 generation(s) in this window (see `otel-gemini "
         "health` and the log); the figures above miss them"
     )
-    earlier = ("--from", _iso(HOUR - HOUR_NS), "--to", _iso(HOUR), "--db", str(db))
-    quiet = json.loads(_cli("costs", *earlier, "--json").stdout)
+    earlier = ("--from", iso(HOUR - HOUR_NS), "--to", iso(HOUR), "--db", str(db))
+    quiet = json.loads(run_cli("costs", *earlier, "--json").stdout)
     assert (quiet["dropped"], quiet["total"]["requests"]) == (0, 1)
-    assert "WARNING" not in _cli("costs", *earlier).stdout
+    assert "WARNING" not in run_cli("costs", *earlier).stdout
 
     spool = tmp_path / "spool"
     spool.mkdir(mode=0o700)
-    health = _cli("health", "--db", str(db), "--spool-dir", str(spool), "--json")
+    health = run_cli("health", "--db", str(db), "--spool-dir", str(spool), "--json")
     assert health.returncode == 1, health.stderr  # degraded
     report = json.loads(health.stdout)
     assert report["status"] == "degraded"
     assert report["cost_store"]["dropped_last_24h"] == {"queue_full": 2}
     (reason,) = report["cost_store"]["reasons"]
     assert reason.startswith(f"cost store {db}: 2 generation(s) dropped in the last 24 h")
-    text = _cli("health", "--db", str(db), "--spool-dir", str(spool))
+    text = run_cli("health", "--db", str(db), "--spool-dir", str(spool))
     assert "2 generation(s) dropped in the last 24 h (queue_full=2)" in text.stdout
 
 
@@ -325,7 +308,7 @@ def test_the_gateway_command_writes_the_store_for_the_node_app_at_full_rate(
             "OTEL_GEMINI_COST_DB": str(db),
         }
         process = subprocess.Popen(
-            [*_COMMAND, "gateway", "--grpc-port", "off", "--http-port", "0"],
+            [*COMMAND, "gateway", "--grpc-port", "off", "--http-port", "0"],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

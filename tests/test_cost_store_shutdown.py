@@ -12,16 +12,14 @@ import json
 import logging
 import os
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_process import iso, run_cli
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from polling import wait_until
@@ -73,21 +71,6 @@ def write_lock(db: Path) -> Iterator[sqlite3.Connection]:
         if connection.in_transaction:
             connection.rollback()
         connection.close()
-
-
-def _cli(*arguments: str) -> subprocess.CompletedProcess[str]:
-    """``otel-gemini`` in another process."""
-    return subprocess.run(
-        [sys.executable, "-m", "otel_gemini.cli", *arguments],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
-    )
-
-
-def _iso(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, timezone.utc).isoformat()
 
 
 def _file(db: Path) -> tuple[int, list[tuple[int, str, int]]]:
@@ -150,15 +133,15 @@ def test_generations_a_locked_database_kept_unwritten_at_shutdown_are_counted_an
     assert _file(db) == (0, [(EARLIER, "shutdown_timeout", 20), (HOUR, "shutdown_timeout", 30)])
 
     # Another process reading the file sees them: health, and the answers over each hour.
-    health = _cli("health", "--db", str(db), "--json")
+    health = run_cli("health", "--db", str(db), "--json")
     assert health.returncode == 1, health.stderr  # degraded
     report = json.loads(health.stdout)
     assert report["cost_store"]["dropped_last_24h"] == {"shutdown_timeout": 50}
     (reason,) = report["cost_store"]["reasons"]
     assert reason.startswith(f"cost store {db}: 50 generation(s) dropped in the last 24 h")
     for start, dropped in ((HOUR, 30), (EARLIER, 20)):
-        window = ("--from", _iso(start), "--to", _iso(start + HOUR_NS), "--db", str(db))
-        costs = _cli("costs", *window, "--json")
+        window = ("--from", iso(start), "--to", iso(start + HOUR_NS), "--db", str(db))
+        costs = run_cli("costs", *window, "--json")
         assert costs.returncode == 0, costs.stderr
         document = json.loads(costs.stdout)
         assert (document["dropped"], document["total"]["requests"]) == (dropped, 0)
