@@ -297,3 +297,19 @@ def test_a_writer_of_the_previous_version_keeps_writing_to_a_store_this_one_open
         assert connection.execute(
             "SELECT count(*), max(request_model) FROM generations"
         ).fetchone() == (1, None)
+
+
+def test_a_store_with_the_added_column_and_without_its_index_gets_the_index(
+    tmp_path: Path,
+) -> None:
+    """A store whose ``request_model`` an earlier build added without its partial index
+    (version 2, no column missing) gets the index on the next writer's open."""
+    db = tmp_path / "costs.sqlite3"
+    CostStore(db, retention_days=0).shutdown(5000)
+    with contextlib.closing(sqlite3.connect(db)) as connection:
+        connection.execute("DROP INDEX generations_by_request_model")
+    CostStore(db, retention_days=0).shutdown(5000)
+    with contextlib.closing(sqlite3.connect(db)) as connection:
+        names = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+        assert "generations_by_request_model" in names
+        assert connection.execute("PRAGMA user_version").fetchone() == (2,)

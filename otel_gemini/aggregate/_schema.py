@@ -33,14 +33,15 @@ one (:data:`ADDED_COLUMNS`)."""
 ADDED_COLUMNS: Final = (("request_model", "TEXT"),)
 ADDED_INDEXES: Final = (
     (
-        "request_model",
+        "generations_by_request_model",
         # Only rows whose request named another model (an alias): budgets read those few
         # apart from the rollups, which keep the answering model only.
         "CREATE INDEX IF NOT EXISTS generations_by_request_model ON generations (start_ns) "
         "WHERE request_model IS NOT NULL",
     ),
 )
-"""The indexes of :data:`ADDED_COLUMNS`, made with them."""
+"""The indexes of :data:`ADDED_COLUMNS` (name, statement), made with them, and by any open
+that finds one missing (a store whose column an earlier build added without it)."""
 """Nullable columns added without a new version (``request_model``: the request's model
 when the response named another). Processes of two versions share one store during a
 rolling upgrade or a worker respawn: an older writer inserts by column name, so it keeps
@@ -85,7 +86,7 @@ _CREATE: Final = (
 )""",
     "CREATE UNIQUE INDEX IF NOT EXISTS generations_by_span ON generations (span_id, trace_id)",
     "CREATE INDEX IF NOT EXISTS generations_by_start ON generations (start_ns)",
-    *(index for _, index in ADDED_INDEXES),
+    *(statement for _, statement in ADDED_INDEXES),
     """CREATE TABLE IF NOT EXISTS dropped_generations (
     hour_ns INTEGER NOT NULL,
     reason TEXT NOT NULL,
@@ -232,6 +233,7 @@ def _open_store(path: Path) -> sqlite3.Connection:
                 "SELECT 1 FROM sqlite_master WHERE type='table' AND name='generations'"
             ).fetchone()
             and not _missing_columns(connection)
+            and not _missing_indexes(connection)
         )
         # Only a new or older store is written to here: many workers open one store at
         # once, and an open that needs no write lock never waits for (or fails on) another's
@@ -248,6 +250,14 @@ def _missing_columns(connection: sqlite3.Connection) -> list[tuple[str, str]]:
     """:data:`ADDED_COLUMNS` the ``generations`` table lacks (written by an older version)."""
     present = {row[1] for row in connection.execute("PRAGMA table_info(generations)")}
     return [(name, kind) for name, kind in ADDED_COLUMNS if name not in present]
+
+
+def _missing_indexes(connection: sqlite3.Connection) -> list[str]:
+    """:data:`ADDED_INDEXES` statements whose index the store lacks."""
+    present = {
+        row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='index'")
+    }
+    return [statement for name, statement in ADDED_INDEXES if name not in present]
 
 
 def _create_or_migrate(connection: sqlite3.Connection) -> None:
@@ -267,9 +277,8 @@ def _create_or_migrate(connection: sqlite3.Connection) -> None:
         if exists:  # before the statements below, which index the added columns
             for name, kind in _missing_columns(connection):
                 connection.execute(f"ALTER TABLE generations ADD COLUMN {name} {kind}")
-                for column, index in ADDED_INDEXES:
-                    if column == name:
-                        connection.execute(index)
+            for statement in _missing_indexes(connection):
+                connection.execute(statement)
         if not exists or version < SCHEMA_VERSION:
             for statement in _CREATE:
                 connection.execute(statement)
