@@ -153,3 +153,7 @@ def check_private_directory(directory: Path, *, make_private: bool = True) -> No
         _check_own(directory, os.lstat(directory), made_private=make_private)
     elif not os.path.isdir(missing[-1].parent):
         raise NotADirectoryError(errno.ENOTDIR, "is not a directory", str(missing[-1].parent))
+    # Written into (or created under): this user needs to write there.
+    writable = missing[-1].parent if missing else directory
+    if not os.access(writable, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "not writable by this user", str(writable))

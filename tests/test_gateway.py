@@ -3,11 +3,13 @@ the fake Langfuse."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import logging
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -666,11 +668,43 @@ def test_check_refuses_the_paths_the_gateway_would_refuse_and_creates_nothing(
             "(not followed); refusing to write there\n",
         ),
     ]
+    (private / "notes.txt").write_text("not a store")
+    newer = private / "newer.sqlite3"
+    with contextlib.closing(sqlite3.connect(newer)) as connection:
+        connection.execute("PRAGMA user_version=99")
+        connection.execute("CREATE TABLE t (x)")
+    planted = tmp_path / "planted-spool"
+    planted.mkdir(mode=0o700)
+    (planted / "slot-0").symlink_to(private)
+    cases += [
+        (
+            {"OTEL_GEMINI_SPOOL_DIR": str(private / "spool")},
+            ["--db", str(private / "notes.txt")],
+            f"otel-gemini gateway: --db / OTEL_GEMINI_COST_DB: cannot use the cost store "
+            f"'{private / 'notes.txt'}': file is not a database\n",
+        ),
+        (
+            {"OTEL_GEMINI_SPOOL_DIR": str(private / "spool")},
+            ["--db", str(newer)],
+            f"otel-gemini gateway: --db / OTEL_GEMINI_COST_DB: the cost store '{newer}' was "
+            "written by a newer otel-gemini (schema 99, this one knows 2)\n",
+        ),
+        (
+            {"OTEL_GEMINI_SPOOL_DIR": str(planted)},
+            [],
+            f"otel-gemini gateway: cannot use the spool directory {planted} "
+            f"(OTEL_GEMINI_SPOOL_DIR / spool_dir=): {planted / 'slot-0'} is a symlink (not "
+            "followed); refusing to write there\n",
+        ),
+    ]
     for environ, argv, message in cases:
         for name, value in environ.items():
             monkeypatch.setenv(name, value)
         assert cli_main(["gateway", "--check", *argv]) == 2
         assert capsys.readouterr().err == message
+    monkeypatch.setenv("OTEL_GEMINI_SPOOL_DIR", str(private / "spool"))
+    for made in ("notes.txt", "newer.sqlite3"):
+        (private / made).unlink()
     assert sorted(p.name for p in private.iterdir()) == ["link.sqlite3"]
     assert list(shared.iterdir()) == []
     assert cli_main(["gateway", "--check", "--db", str(private / "costs.sqlite3")]) == 0

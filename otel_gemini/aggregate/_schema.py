@@ -162,6 +162,7 @@ def check_writable(path: Path) -> None:
     """Raises the :class:`CostStoreError` :func:`open_for_writing` would for what the path
     is (its directory, a symlink, another user's or a non-regular file), without creating
     or changing anything: a configuration check."""
+    header = b""
     try:
         check_private_directory(path.parent, make_private=False)
         with contextlib.suppress(FileNotFoundError):
@@ -172,8 +173,21 @@ def check_writable(path: Path) -> None:
                 raise OSError(errno.EINVAL, f"{path} is not a regular file")
             if info.st_uid != os.geteuid():
                 raise UnsafeDirectoryError(path, f"is owned by uid {info.st_uid}, not this user")
+            if not os.access(path, os.R_OK | os.W_OK):
+                raise PermissionError(errno.EACCES, "not writable by this user", str(path))
+            with open(path, "rb") as file:  # the SQLite header: no connection, no -wal made
+                header = file.read(100)
     except OSError as error:
         raise CostStoreError(f"cannot open the cost store {str(path)!r}: {error}") from error
+    if header and not header.startswith(b"SQLite format 3\x00"):
+        raise CostStoreError(f"cannot use the cost store {str(path)!r}: file is not a database")
+    if len(header) == 100:
+        version = int.from_bytes(header[60:64], "big")  # PRAGMA user_version
+        if version > SCHEMA_VERSION:
+            raise CostStoreError(
+                f"the cost store {str(path)!r} was written by a newer otel-gemini "
+                f"(schema {version}, this one knows {SCHEMA_VERSION})"
+            )
 
 
 # The sqlite3 instrumentation wraps every connection sqlite3.connect() returns, whatever the

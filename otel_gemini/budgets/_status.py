@@ -132,6 +132,9 @@ def budget_status(
     now_ns = unix_ns(moment)
     connection = open_for_reading(store_path)
     try:
+        # One snapshot for every rule (a model rule reads the rollups and its alias rows
+        # apart: a row written between two reads would count under one name only).
+        connection.execute("BEGIN")
         budgets = [_budget(connection, rule, now_ns) for rule in rules.budgets]
         anomalies = [_anomaly(connection, rule, now_ns) for rule in rules.anomalies]
     except sqlite3.Error as error:  # busy, or a file that is no store of ours: a 503, not a 500

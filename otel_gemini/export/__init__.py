@@ -29,6 +29,7 @@ from otel_gemini.export._settings import ENV_SPOOL_DIR as ENV_SPOOL_DIR
 from otel_gemini.export._settings import ExporterOptions as ExporterOptions
 from otel_gemini.export._settings import default_spool_dir as default_spool_dir
 from otel_gemini.export._settings import resolve_settings as resolve_settings
+from otel_gemini.export._slots import SLOT_PREFIX as SLOT_PREFIX
 from otel_gemini.export._slots import slot_directories as slot_directories
 from otel_gemini.export._slots import slot_owner as slot_owner
 from otel_gemini.export._spool import read_backlog as read_backlog

@@ -137,7 +137,12 @@ def run(args: argparse.Namespace) -> int:
         default_cost_db,
     )
     from otel_gemini.budgets import rules_from
-    from otel_gemini.export import ENV_SPOOL_DIR, LangfuseExporter, resolve_settings
+    from otel_gemini.export import (
+        ENV_SPOOL_DIR,
+        SLOT_PREFIX,
+        LangfuseExporter,
+        resolve_settings,
+    )
     from otel_gemini.gateway._settings import GatewaySettings
     from otel_gemini.pricing import PriceTable
 
@@ -186,7 +191,12 @@ def run(args: argparse.Namespace) -> int:
             except CostStoreError as error:
                 raise CommandError(f"--db / OTEL_GEMINI_COST_DB: {error}") from None
         try:
-            check_private_directory(Path(exporter_settings.spool_dir))
+            spool = Path(exporter_settings.spool_dir)
+            check_private_directory(spool)
+            for number in range(exporter_settings.spool_slots):  # each slot as a start takes it
+                slot = spool / f"{SLOT_PREFIX}{number}"
+                if os.path.lexists(slot):
+                    check_private_directory(slot)
         except OSError as error:
             raise CommandError(
                 f"cannot use the spool directory {exporter_settings.spool_dir} "
