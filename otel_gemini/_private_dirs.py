@@ -110,6 +110,13 @@ def _check_own(directory: Path, info: os.stat_result, *, made_private: bool = Tr
         )
 
 
+def _missing_parts(directory: Path) -> list[Path]:
+    """``directory`` and its parents that do not exist yet, deepest first."""
+    return list(
+        itertools.takewhile(lambda part: not os.path.lexists(part), (directory, *directory.parents))
+    )
+
+
 def private_directory(
     directory: Path, *, check_above: bool = True, make_private: bool = True
 ) -> Path:
@@ -120,11 +127,7 @@ def private_directory(
     Raises :class:`UnsafeDirectoryError` (an ``OSError``) naming the directory another user
     could change, or the ``OSError`` of creating it."""
     directory = Path(os.path.abspath(directory))
-    missing: list[Path] = []
-    for part in (directory, *directory.parents):
-        if os.path.lexists(part):
-            break
-        missing.append(part)
+    missing = _missing_parts(directory)
     if check_above:
         # The existing part first: never create anything under a directory others control.
         top = missing[-1] if missing else directory
@@ -145,9 +148,7 @@ def check_private_directory(directory: Path, *, make_private: bool = True) -> No
     """Raises what :func:`private_directory` would, without creating or changing anything
     (a configuration check: ``otel-gemini gateway --check``)."""
     directory = Path(os.path.abspath(directory))
-    missing = list(
-        itertools.takewhile(lambda part: not os.path.lexists(part), (directory, *directory.parents))
-    )
+    missing = _missing_parts(directory)
     _check_above(missing[-1] if missing else directory)  # as private_directory
     if not missing:
         _check_own(directory, os.lstat(directory), made_private=make_private)

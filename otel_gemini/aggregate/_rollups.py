@@ -222,7 +222,7 @@ class _Fold:
         self.sign = sign
 
     @staticmethod
-    def _upsert(keys: Sequence[str], values: Sequence[tuple[str, str]]) -> str:
+    def upsert(keys: Sequence[str], values: Sequence[tuple[str, str]]) -> str:
         updates = ", ".join(f"{name} = {name} + excluded.{name}" for name, _ in values)
         return f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
 
@@ -246,7 +246,7 @@ class _Fold:
             f"SELECT 1, {_QUARTER}, {key_sql('model')}, {key_sql('provider')}, "
             f"{', '.join(e for _, e in values)}{maxima} "
             f"FROM {self.source} WHERE true GROUP BY 2, 3, 4 "
-            f"{self._upsert(keys, values)}{update_maxima}"
+            f"{self.upsert(keys, values)}{update_maxima}"
         )
 
     def by_key(self, table: str, dimensions: Sequence[str]) -> str:
@@ -261,7 +261,7 @@ class _Fold:
             f"{', '.join(key_sql(d) for d in dimensions)}, "
             f"{', '.join(e for _, e in values)} "
             f"FROM {self.source} CROSS JOIN {_SPANS} s WHERE true GROUP BY {positions} "
-            f"{self._upsert(keys, values)}"
+            f"{self.upsert(keys, values)}"
         )
 
     def latency(self, latency_bucket: str, ttft_bucket: str) -> str:
@@ -408,15 +408,14 @@ def _fold_by_period(rows: str, table: str, dimensions: Sequence[str]) -> str:
         f"FROM {rows} GROUP BY {positions})"
     )
     keys = ("span", "q", *dimensions)
-    names = [n for n, _ in SUM_VALUES]
-    updates = ", ".join(f"{n} = {n} + excluded.{n}" for n in names)
+    values = [(n, f"ifnull(sum(f.{n}), 0)") for n, _ in SUM_VALUES]
     group = ", ".join(str(i + 1) for i in range(len(keys)))
     return (
-        f"WITH {fine} INSERT INTO {table} ({', '.join([*keys, *names])}) "
+        f"WITH {fine} INSERT INTO {table} ({', '.join([*keys, *(n for n, _ in values)])}) "
         f"SELECT s.span, f.q / s.span * s.span, {', '.join(f'f.{d}' for d in dimensions)}, "
-        f"{', '.join(f'ifnull(sum(f.{n}), 0)' for n in names)} "
+        f"{', '.join(e for _, e in values)} "
         f"FROM f CROSS JOIN {_SPANS} s WHERE true GROUP BY {group} "
-        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+        f"{_Fold.upsert(keys, values)}"
     )
 
 

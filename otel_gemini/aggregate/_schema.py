@@ -128,6 +128,17 @@ ADD_DROPS: Final = (
 )
 
 
+def _check_store_file(path: Path, info: os.stat_result) -> None:
+    """What a store file must be (``info``: its ``lstat``): no symlink, a regular file,
+    this user's."""
+    if stat.S_ISLNK(info.st_mode):
+        raise UnsafeDirectoryError(path, "is a symlink (not followed)")
+    if not stat.S_ISREG(info.st_mode):
+        raise OSError(errno.EINVAL, f"{path} is not a regular file")
+    if info.st_uid != os.geteuid():
+        raise UnsafeDirectoryError(path, f"is owned by uid {info.st_uid}, not this user")
+
+
 def _create_private(path: Path) -> None:
     """Creates the database file 0600 before SQLite does (it would use 0644 & ~umask), or
     makes an existing one of ours 0600; SQLite gives ``-wal`` and ``-shm`` the database
@@ -139,10 +150,7 @@ def _create_private(path: Path) -> None:
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise OSError(errno.EINVAL, f"{path} is not a regular file")
-        if info.st_uid != os.geteuid():
-            raise UnsafeDirectoryError(path, f"is owned by uid {info.st_uid}, not this user")
+        _check_store_file(path, info)
         if stat.S_IMODE(info.st_mode) != 0o600:
             os.fchmod(fd, 0o600)
     finally:
@@ -166,13 +174,7 @@ def check_writable(path: Path) -> None:
     try:
         check_private_directory(path.parent, make_private=False)
         with contextlib.suppress(FileNotFoundError):
-            info = os.lstat(path)
-            if stat.S_ISLNK(info.st_mode):
-                raise UnsafeDirectoryError(path, "is a symlink (not followed)")
-            if not stat.S_ISREG(info.st_mode):
-                raise OSError(errno.EINVAL, f"{path} is not a regular file")
-            if info.st_uid != os.geteuid():
-                raise UnsafeDirectoryError(path, f"is owned by uid {info.st_uid}, not this user")
+            _check_store_file(path, os.lstat(path))
             if not os.access(path, os.R_OK | os.W_OK):
                 raise PermissionError(errno.EACCES, "not writable by this user", str(path))
             with open(path, "rb") as file:  # the SQLite header: no connection, no -wal made

@@ -64,9 +64,6 @@ _ROLLED_UP: Final = {SCOPE_TOTAL: None, SCOPE_USER: "user", SCOPE_SESSION: "sess
 ``model`` too, apart (:func:`_model_spend_rolled_up`): a row counts under the model that
 answered and the one the request named (:func:`model_values`), and the rollups keep only
 the first."""
-_ROLLED_UP_KEY: Final = {"model": "model"}
-"""Anomaly ``by`` columns the rollups answer (:func:`window_spend` key): by the stored
-model, as the rule groups."""
 
 _BUSY_TIMEOUT_S: Final = 5.0
 
@@ -347,8 +344,8 @@ def cost_per_request(
 ) -> dict[str, tuple[int, int]]:
     """Priced spend (femto) and priced requests by ``column`` (``model``, ``service_name``)
     in ``[start_ns, end_ns)``."""
-    if column in _ROLLED_UP_KEY:
-        spent = window_spend(connection, start_ns, end_ns, _ROLLED_UP_KEY[column])
+    if column == COLUMNS[SCOPE_MODEL]:  # by the stored model, as the rule groups: rolled up
+        spent = window_spend(connection, start_ns, end_ns, SCOPE_MODEL)
         return {
             value: (s.cost_femto, s.priced)
             for value, s in spent.items()

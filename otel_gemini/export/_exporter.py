@@ -26,7 +26,7 @@ from otel_gemini.export._settings import (
     LangfuseConfigError,
     resolve_settings,
 )
-from otel_gemini.export._slots import SpoolBusyError
+from otel_gemini.export._slots import SpoolBusyError, check_slots
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -90,10 +90,7 @@ class LangfuseExporter(SpanExporter):
         except SpoolBusyError:
             raise
         except OSError as error:
-            raise LangfuseConfigError(
-                f"cannot use the spool directory {self._settings.spool_dir} "
-                f"({ENV_SPOOL_DIR} / spool_dir=): {error.strerror or error}"
-            ) from error
+            raise spool_error(self._settings, error) from error
         self._status_extras: Callable[[], dict[str, object]] | None = None
         self._processor = SpoolingSpanProcessor(self)
         reference = weakref.ref(self)
@@ -215,3 +212,21 @@ class LangfuseExporter(SpanExporter):
         settings = self._settings
         spool_dir = str(settings.spool_dir)
         return f"LangfuseExporter(base_url={settings.base_url!r}, spool_dir={spool_dir!r})"
+
+
+def spool_error(settings: ExporterSettings, error: OSError) -> LangfuseConfigError:
+    """The one line naming the spool setting a directory problem comes from."""
+    return LangfuseConfigError(
+        f"cannot use the spool directory {settings.spool_dir} "
+        f"({ENV_SPOOL_DIR} / spool_dir=): {error.strerror or error}"
+    )
+
+
+def check_spool(settings: ExporterSettings) -> None:
+    """Raises the :class:`LangfuseConfigError` starting an exporter with ``settings`` would
+    for its spool directory and slots, without creating or locking anything (a
+    configuration check: ``otel-gemini gateway --check``)."""
+    try:
+        check_slots(Path(settings.spool_dir), settings.spool_slots)
+    except OSError as error:
+        raise spool_error(settings, error) from error

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from otel_gemini._private_dirs import private_directory
+from otel_gemini._private_dirs import check_private_directory, private_directory
 
 _logger = logging.getLogger(__name__)
 
@@ -93,6 +93,16 @@ def slot_directories(root: Path) -> list[Path]:
             if entry.name.startswith(SLOT_PREFIX) and suffix.isdigit() and entry.is_dir():
                 slots.append((int(suffix), entry))
     return [path for _, path in sorted(slots)]
+
+
+def check_slots(root: Path, max_slots: int) -> None:
+    """Raises what :func:`acquire_slot` would refuse about ``root`` and its existing slot
+    directories, creating and locking nothing (a configuration check)."""
+    check_private_directory(root)
+    for number in range(max_slots):
+        slot = root / f"{SLOT_PREFIX}{number}"
+        if os.path.lexists(slot):
+            check_private_directory(slot)
 
 
 def acquire_slot(root: Path, max_slots: int) -> SlotLock:

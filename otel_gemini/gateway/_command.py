@@ -123,11 +123,9 @@ def run(args: argparse.Namespace) -> int:
     import logging
     import signal
     import threading
-    from pathlib import Path
 
     from otel_gemini._command_errors import CommandError, check_port_free
     from otel_gemini._extras import require_extra
-    from otel_gemini._private_dirs import check_private_directory
     from otel_gemini.aggregate import (
         ENV_COST_DB,
         CostStore,
@@ -137,12 +135,7 @@ def run(args: argparse.Namespace) -> int:
         default_cost_db,
     )
     from otel_gemini.budgets import rules_from
-    from otel_gemini.export import (
-        ENV_SPOOL_DIR,
-        SLOT_PREFIX,
-        LangfuseExporter,
-        resolve_settings,
-    )
+    from otel_gemini.export import LangfuseExporter, check_spool, resolve_settings
     from otel_gemini.gateway._settings import GatewaySettings
     from otel_gemini.pricing import PriceTable
 
@@ -190,18 +183,7 @@ def run(args: argparse.Namespace) -> int:
                 check_writable(store_settings.path)
             except CostStoreError as error:
                 raise CommandError(f"--db / OTEL_GEMINI_COST_DB: {error}") from None
-        try:
-            spool = Path(exporter_settings.spool_dir)
-            check_private_directory(spool)
-            for number in range(exporter_settings.spool_slots):  # each slot as a start takes it
-                slot = spool / f"{SLOT_PREFIX}{number}"
-                if os.path.lexists(slot):
-                    check_private_directory(slot)
-        except OSError as error:
-            raise CommandError(
-                f"cannot use the spool directory {exporter_settings.spool_dir} "
-                f"({ENV_SPOOL_DIR} / spool_dir=): {error.strerror or error}"
-            ) from None
+        check_spool(exporter_settings)  # LangfuseConfigError names the setting
         where = f"Langfuse {exporter_settings.base_url}; spool {exporter_settings.spool_dir}"
         print(_checked(settings, where, cost_db, rules), flush=True)
         return 0
